@@ -1,0 +1,242 @@
+// Emits a traced graph as an ONNX ModelProto. Frozen weights that live in safetensors files become
+// initializers with external data pointing into those files by offset: the graph carries no copy,
+// and models past protobuf's 2 GB limit work. Each file is referred to by a link name; session.ts
+// places a hard link with that name beside the written graph (ONNX Runtime only reads external
+// data from the model's own folder).
+
+import onnxProto from 'onnx-proto';
+import { type Dim, SymDim } from './dims.ts';
+import type { Parameter } from './parameter.ts';
+import type { SafetensorsFile } from './safetensors.ts';
+import { type Attrs, type DType, Tensor, type TypedData } from './tensor.ts';
+
+const { onnx } = onnxProto;
+
+export const OPSET = 21;
+const IR_VERSION = 10;
+
+const ONNX_DTYPE: Record<DType, number> = {
+  float32: 1,
+  int32: 6,
+  int64: 7,
+  bool: 9,
+  float16: 10,
+  bfloat16: 16,
+};
+const FILE_DTYPE: Record<string, number> = { F32: 1, F16: 10, BF16: 16 };
+
+export interface GraphSpec {
+  inputs: readonly Tensor[];
+  outputs: Record<string, Tensor>;
+}
+
+export interface EmittedGraph {
+  bytes: Uint8Array;
+  /** External-data link names → the safetensors files they stand for. */
+  externalFiles: Map<string, string>;
+  /** Names of graph inputs in order: the declared inputs, then trainable parameters. */
+  inputNames: string[];
+  trainable: Parameter[];
+  outputNames: string[];
+}
+
+type OnnxAttr = Record<string, unknown>;
+
+export class Emitter {
+  private readonly nodes: Record<string, unknown>[] = [];
+  private readonly initializers: Record<string, unknown>[] = [];
+  private readonly names = new Map<Tensor, string>();
+  private readonly symbolSources = new Map<string, { name: string; axis: number }>();
+  private readonly dimValues = new Map<string, string>();
+  private readonly fileLinks = new Map<SafetensorsFile, string>();
+  private readonly trainable = new Map<Parameter, string>();
+  private usesContribOps = false;
+  private counter = 0;
+
+  constructor(private readonly declaredInputs: readonly Tensor[]) {
+    for (const t of declaredInputs) {
+      if (t.origin.kind !== 'input') throw new Error(`graph inputs must be Tensor.input(...), got ${t}`);
+      this.names.set(t, t.origin.name);
+      t.shape.forEach((d, axis) => {
+        if (d instanceof SymDim && d.symbols.length === 1 && d.num === 1 && d.den === 1 && !d.offset) {
+          if (!this.symbolSources.has(d.symbols[0])) this.symbolSources.set(d.symbols[0], { name: t.origin.kind === 'input' ? t.origin.name : '', axis });
+        }
+      });
+    }
+  }
+
+  fresh(hint: string): string {
+    return `${hint}_${this.counter++}`;
+  }
+
+  /** The ONNX value name of a tensor, emitting its producers first (iteratively: graphs are deep). */
+  value(root: Tensor): string {
+    const known = this.names.get(root);
+    if (known) return known;
+    const stack: Tensor[] = [root];
+    while (stack.length) {
+      const t = stack[stack.length - 1];
+      if (this.names.has(t)) {
+        stack.pop();
+        continue;
+      }
+      if (t.origin.kind === 'op') {
+        const pending = t.origin.node.inputs.filter((i) => !this.names.has(i));
+        if (pending.length) {
+          stack.push(...pending);
+          continue;
+        }
+      }
+      stack.pop();
+      this.names.set(t, this.emitOne(t));
+    }
+    return this.names.get(root)!;
+  }
+
+  private emitOne(t: Tensor): string {
+    const o = t.origin;
+    switch (o.kind) {
+      case 'input':
+        throw new Error(`graph input "${o.name}" is used but not declared among the compiled inputs`);
+      case 'const':
+        return this.initializer(o.data, t.shape as number[], t.dtype);
+      case 'param':
+        return this.parameter(o.param);
+      case 'op':
+        return o.node.spec.emit(this, o.node);
+    }
+  }
+
+  private parameter(p: Parameter): string {
+    if (p.trainable) {
+      this.trainable.set(p, p.name);
+      return p.name;
+    }
+    const src = p.source;
+    if (!src) throw new Error(`parameter ${p.name} has no value: it was neither loaded nor initialised`);
+    if (src.kind === 'data') return this.initializer(src.data, p.shape, 'float32', p.name);
+    let link = this.fileLinks.get(src.file);
+    if (!link) {
+      link = `weights${this.fileLinks.size}.safetensors`;
+      this.fileLinks.set(src.file, link);
+    }
+    const stored = this.fresh(`${p.name}_stored`);
+    this.initializers.push({
+      name: stored,
+      dims: p.shape,
+      dataType: FILE_DTYPE[src.entry.dtype],
+      dataLocation: 1, // EXTERNAL
+      externalData: [
+        { key: 'location', value: link },
+        { key: 'offset', value: String(src.entry.dataOffset) },
+        { key: 'length', value: String(src.entry.byteLength) },
+      ],
+    });
+    if (src.entry.dtype === 'F32') return stored;
+    return this.node('Cast', [stored], { to: ONNX_DTYPE.float32 });
+  }
+
+  initializer(data: TypedData, shape: readonly number[], dtype: DType, hint = 'const'): string {
+    const name = this.fresh(hint);
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    this.initializers.push({ name, dims: shape, dataType: ONNX_DTYPE[dtype], rawData: bytes });
+    return name;
+  }
+
+  /** Appends one ONNX node and returns the name of its (first) output. */
+  node(opType: string, inputs: string[], attrs: Attrs = {}, options: { domain?: string; outputs?: number } = {}): string {
+    const outputs = Array.from({ length: options.outputs ?? 1 }, () => this.fresh(opType));
+    if (options.domain === 'com.microsoft') this.usesContribOps = true;
+    this.nodes.push({
+      opType,
+      domain: options.domain ?? '',
+      input: inputs,
+      output: outputs,
+      attribute: Object.entries(attrs)
+        .filter(([, v]) => v !== undefined)
+        .map(([name, v]) => attribute(name, v!)),
+    });
+    return outputs[0];
+  }
+
+  /** A 1-D int64 tensor holding these dims, computing symbolic ones from the inputs' shapes. */
+  shape(dims: readonly Dim[]): string {
+    if (dims.every((d) => typeof d === 'number')) return this.initializer(BigInt64Array.from(dims as number[], BigInt), [dims.length], 'int64', 'shape');
+    return this.node('Concat', dims.map((d) => this.dim(d)), { axis: 0 });
+  }
+
+  /** A 1-element int64 tensor holding one dim. */
+  dim(d: Dim): string {
+    if (typeof d === 'number') return this.initializer(BigInt64Array.of(BigInt(d)), [1], 'int64', 'dim');
+    const cached = this.dimValues.get(d.key);
+    if (cached) return cached;
+    let value: string | undefined;
+    for (const s of d.symbols) {
+      const src = this.symbolSources.get(s);
+      if (!src) throw new Error(`symbolic size "${s}" is not the size of any axis of the graph's inputs`);
+      const axis = this.node('Shape', [src.name], { start: src.axis, end: src.axis + 1 });
+      value = value === undefined ? axis : this.node('Mul', [value, axis]);
+    }
+    if (d.num !== 1) value = this.node('Mul', [value!, this.dim(d.num)]);
+    if (d.den !== 1) value = this.node('Div', [value!, this.dim(d.den)]);
+    if (d.offset) value = this.node('Add', [value!, this.dim(d.offset)]);
+    this.dimValues.set(d.key, value!);
+    return value!;
+  }
+
+  /** Runtime shape of a value (for gradients that must match an input's shape exactly). */
+  shapeOf(t: Tensor): string {
+    return this.node('Shape', [this.value(t)]);
+  }
+
+  build(outputs: Record<string, Tensor>): EmittedGraph {
+    const outputNames: string[] = [];
+    const graphOutputs: Record<string, unknown>[] = [];
+    for (const [name, t] of Object.entries(outputs)) {
+      const inner = this.value(t);
+      // Graph outputs get the caller's names through an Identity node.
+      this.nodes.push({ opType: 'Identity', input: [inner], output: [name] });
+      outputNames.push(name);
+      graphOutputs.push(valueInfo(name, t));
+    }
+    const trainable = [...this.trainable.keys()];
+    const inputs = [...this.declaredInputs.map((t) => valueInfo(this.names.get(t)!, t)), ...trainable.map((p) => valueInfo(p.name, p.tensor))];
+    const opsetImport = [{ domain: '', version: OPSET }];
+    if (this.usesContribOps) opsetImport.push({ domain: 'com.microsoft', version: 1 });
+    const model = onnx.ModelProto.create({
+      irVersion: IR_VERSION,
+      producerName: 'nuri',
+      opsetImport,
+      graph: { name: 'nuri', node: this.nodes, initializer: this.initializers, input: inputs, output: graphOutputs },
+    });
+    const externalFiles = new Map<string, string>();
+    for (const [file, link] of this.fileLinks) externalFiles.set(link, file.path);
+    return {
+      bytes: onnx.ModelProto.encode(model).finish(),
+      externalFiles,
+      inputNames: [...this.declaredInputs.map((t) => this.names.get(t)!), ...trainable.map((p) => p.name)],
+      trainable,
+      outputNames,
+    };
+  }
+}
+
+export function emitGraph(spec: GraphSpec): EmittedGraph {
+  return new Emitter(spec.inputs).build(spec.outputs);
+}
+
+function valueInfo(name: string, t: Tensor): Record<string, unknown> {
+  const dim = t.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d.key.replace(/[^A-Za-z0-9_]/g, '_') }));
+  return { name, type: { tensorType: { elemType: ONNX_DTYPE[t.dtype], shape: { dim } } } };
+}
+
+function attribute(name: string, v: Exclude<Attrs[string], undefined>): OnnxAttr {
+  const AttrType = onnx.AttributeProto.AttributeType;
+  if (typeof v === 'string') return { name, type: AttrType.STRING, s: new TextEncoder().encode(v) };
+  if (typeof v === 'boolean') return { name, type: AttrType.INT, i: v ? 1 : 0 };
+  if (typeof v === 'number') return Number.isInteger(v) ? { name, type: AttrType.INT, i: v } : { name, type: AttrType.FLOAT, f: v };
+  if (Array.isArray(v)) return { name, type: AttrType.INTS, ints: v };
+  return { name, type: AttrType.FLOAT, f: v.float };
+}
+
+export { ONNX_DTYPE };

@@ -1,0 +1,168 @@
+// Neural-network primitives: softmax, layer and group normalisation, multi-head attention. Each is
+// one op (so it can emit ONNX Runtime's fused kernel) with a VJP written in simpler engine ops.
+
+import { type Dim, dimDiv, shapeToString } from '../dims.ts';
+import type { Emitter } from '../emit.ts';
+import { type OpNode, type OpSpec, type Tensor, makeOp } from '../tensor.ts';
+import { add, exp, mul, reciprocal, sqrt, sub } from './elementwise.ts';
+import { matmul } from './linalg.ts';
+import { mean, normalizeAxes, sum, sumTo } from './reduce.ts';
+import { reshape, transpose, transposeLast } from './shape.ts';
+
+/**
+ * Which ONNX forms to emit. Fused kernels (LayerNormalization, GroupNormalization,
+ * com.microsoft MultiHeadAttention) versus the same maths in plain ops: `npm run bench` measures both.
+ */
+export const fusedKernels = { layerNorm: true, groupNorm: true, attention: true };
+
+const SOFTMAX: OpSpec = {
+  type: 'Softmax',
+  emit: (e, n) => e.node('Softmax', [e.value(n.inputs[0])], { axis: n.attrs.axis }),
+  vjp: (g, n, out) => [mul(out, sub(g, sum(mul(g, out), n.attrs.axis as number, true)))],
+};
+const LOG_SOFTMAX: OpSpec = {
+  type: 'LogSoftmax',
+  emit: (e, n) => e.node('LogSoftmax', [e.value(n.inputs[0])], { axis: n.attrs.axis }),
+  vjp: (g, n, out) => [sub(g, mul(exp(out), sum(g, n.attrs.axis as number, true)))],
+};
+
+export function softmax(x: Tensor, axis = -1): Tensor {
+  return makeOp(SOFTMAX, [x], x.shape, x.dtype, { axis: normalizeAxes(axis, x.rank, 'softmax')[0] });
+}
+
+export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  return makeOp(LOG_SOFTMAX, [x], x.shape, x.dtype, { axis: normalizeAxes(axis, x.rank, 'logSoftmax')[0] });
+}
+
+/** (x − mean) / √(var + ε) over the last axis, in plain ops; returns the normalised value and 1/σ. */
+function normalizeLast(x: Tensor, eps: number): { xhat: Tensor; rstd: Tensor } {
+  const centered = sub(x, mean(x, -1, true));
+  const rstd = reciprocal(sqrt(add(mean(mul(centered, centered), -1, true), eps)));
+  return { xhat: mul(centered, rstd), rstd };
+}
+
+/** Gradient of x̂ = normalizeLast(x) given dL/dx̂. */
+function normalizeLastGrad(gxhat: Tensor, xhat: Tensor, rstd: Tensor): Tensor {
+  const meanG = mean(gxhat, -1, true);
+  const meanGX = mean(mul(gxhat, xhat), -1, true);
+  return mul(rstd, sub(sub(gxhat, meanG), mul(xhat, meanGX)));
+}
+
+const LAYER_NORM: OpSpec = {
+  type: 'LayerNorm',
+  emit: (e: Emitter, n: OpNode) => {
+    const [x, w, b] = n.inputs;
+    if (fusedKernels.layerNorm) return e.node('LayerNormalization', [e.value(x), e.value(w), e.value(b)], { axis: -1, epsilon: n.attrs.eps });
+    return e.value(add(mul(normalizeLast(x, n.attrs.eps as number).xhat, w), b));
+  },
+  vjp: (g, n) => {
+    const [x, w, b] = n.inputs;
+    const { xhat, rstd } = normalizeLast(x, n.attrs.eps as number);
+    return [normalizeLastGrad(mul(g, w), xhat, rstd), sumTo(mul(g, xhat), w.shape), sumTo(g, b.shape)];
+  },
+};
+
+/** Layer normalisation over the last axis with weight and bias of that axis' size. */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  const c = x.shape[x.rank - 1];
+  if (weight.rank !== 1 || weight.shape[0] !== c || bias.rank !== 1 || bias.shape[0] !== c) {
+    throw new Error(`layerNorm: weight ${weight} and bias ${bias} must be [${c}] for ${x}`);
+  }
+  return makeOp(LAYER_NORM, [x, weight, bias], x.shape, x.dtype, { eps: { float: eps } as never });
+}
+
+function groupNormComposite(x: Tensor, groups: number, eps: number): { xhat: Tensor; rstd: Tensor; grouped: Tensor } {
+  const grouped = reshape(x, [x.shape[0], groups, -1]);
+  return { ...normalizeLast(grouped, eps), grouped };
+}
+
+function channelShape(t: Tensor, x: Tensor): Tensor {
+  return reshape(t, [t.shape[0], ...new Array<Dim>(x.rank - 2).fill(1)]);
+}
+
+const GROUP_NORM: OpSpec = {
+  type: 'GroupNorm',
+  emit: (e, n) => {
+    const [x, w, b] = n.inputs;
+    const { groups, eps } = n.attrs as { groups: number; eps: { float: number } };
+    if (fusedKernels.groupNorm) return e.node('GroupNormalization', [e.value(x), e.value(w), e.value(b)], { num_groups: groups, epsilon: eps });
+    const xhat = reshape(groupNormComposite(x, groups, eps.float).xhat, x.shape);
+    return e.value(add(mul(xhat, channelShape(w, x)), channelShape(b, x)));
+  },
+  vjp: (g, n) => {
+    const [x, w, b] = n.inputs;
+    const { groups, eps } = n.attrs as { groups: number; eps: { float: number } };
+    const { xhat, rstd } = groupNormComposite(x, groups, eps.float);
+    const xhatFull = reshape(xhat, x.shape);
+    const gxhat = reshape(mul(g, channelShape(w, x)), xhat.shape);
+    const reduceAxes = [0, ...x.shape.slice(2).map((_, i) => i + 2)];
+    return [
+      reshape(normalizeLastGrad(gxhat, xhat, rstd), x.shape),
+      reshape(sum(mul(g, xhatFull), reduceAxes), w.shape),
+      reshape(sum(g, reduceAxes), b.shape),
+    ];
+  },
+};
+
+/** Group normalisation of [N, C, …] with per-channel weight and bias [C]. */
+export function groupNorm(x: Tensor, groups: number, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  const c = x.shape[1];
+  if (typeof c !== 'number' || c % groups) throw new Error(`groupNorm: ${c} channels do not split into ${groups} groups (${x})`);
+  if (weight.shape[0] !== c || bias.shape[0] !== c) throw new Error(`groupNorm: weight/bias must be [${c}], got ${shapeToString(weight.shape)}`);
+  return makeOp(GROUP_NORM, [x, weight, bias], x.shape, x.dtype, { groups, eps: { float: eps } as never });
+}
+
+/** [B, L, heads·D] → [B, heads, L, D] */
+export function splitHeads(x: Tensor, heads: number): Tensor {
+  const [b, l, c] = x.shape;
+  return transpose(reshape(x, [b, l, heads, dimDiv(c, heads)]), [0, 2, 1, 3]);
+}
+
+/** [B, heads, L, D] → [B, L, heads·D] */
+export function mergeHeads(x: Tensor): Tensor {
+  const [b, h, l, d] = x.shape;
+  return reshape(transpose(x, [0, 2, 1, 3]), [b, l, typeof d === 'number' && typeof h === 'number' ? h * d : -1]);
+}
+
+/** softmax(q·kᵀ·scale) per head, [B, heads, Lq, Lk]: the attention probabilities, in plain ops. */
+export function attentionProbs(q: Tensor, k: Tensor, heads: number, scale: number): Tensor {
+  return softmax(mul(matmul(splitHeads(q, heads), transposeLast(splitHeads(k, heads))), scale), -1);
+}
+
+const ATTENTION: OpSpec = {
+  type: 'Attention',
+  emit: (e, n) => {
+    const [q, k, v] = n.inputs;
+    const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
+    if (fusedKernels.attention) {
+      return e.node('MultiHeadAttention', [e.value(q), e.value(k), e.value(v)], { num_heads: heads, scale }, { domain: 'com.microsoft' });
+    }
+    return e.value(mergeHeads(matmul(attentionProbs(q, k, heads, scale.float), splitHeads(v, heads))));
+  },
+  vjp: (g, n) => {
+    const [q, k, v] = n.inputs;
+    const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
+    const s = scale.float;
+    const [qh, kh, vh, gh] = [q, k, v, g].map((t) => splitHeads(t, heads));
+    const p = attentionProbs(q, k, heads, s);
+    const gv = matmul(transposeLast(p), gh);
+    const gp = matmul(gh, transposeLast(vh));
+    const gs = mul(p, sub(gp, sum(mul(gp, p), -1, true)));
+    const gq = mul(matmul(gs, kh), s);
+    const gk = mul(matmul(transposeLast(gs), qh), s);
+    return [mergeHeads(gq), mergeHeads(gk), mergeHeads(gv)];
+  },
+};
+
+/**
+ * Multi-head scaled-dot-product attention on [B, L, heads·D] projections (no mask):
+ * softmax(q·kᵀ·scale)·v per head, heads merged back. `scale` defaults to D^−½.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, scale?: number): Tensor {
+  const c = q.shape[2];
+  if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3 || typeof c !== 'number' || c % heads) {
+    throw new Error(`attention needs [B, L, heads·D] projections with ${heads} heads, got ${q}, ${k}, ${v}`);
+  }
+  const s = scale ?? 1 / Math.sqrt(c / heads);
+  return makeOp(ATTENTION, [q, k, v], [q.shape[0], q.shape[1], v.shape[2]], q.dtype, { heads, scale: { float: s } as never });
+}

@@ -1,0 +1,154 @@
+// The one place that talks to ONNX Runtime: compiles traced graphs into sessions (cached by the hash
+// of the emitted graph, so tracing the same model twice reuses its session) and runs them.
+
+import { createHash } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { dimKey, shapeToString } from './dims.ts';
+import { emitGraph, type EmittedGraph, type GraphSpec } from './emit.ts';
+import type { DType, Tensor, TypedData } from './tensor.ts';
+
+export interface RunOptions {
+  /** 'cpu' (default); 'cuda', 'coreml', 'dml', … pass through to ONNX Runtime. */
+  executionProvider?: string;
+  /** Intra-op threads; ONNX Runtime picks the physical core count when unset. */
+  threads?: number;
+  /** Where graphs with external weights are written; default $NURI_CACHE or ~/.cache/nuri. */
+  cacheDir?: string;
+}
+
+/** A concrete tensor value going into or coming out of a session. */
+export interface TensorValue {
+  data: TypedData;
+  shape: readonly number[];
+  dtype?: DType;
+}
+
+export type Feeds = Record<string, TensorValue | Float32Array>;
+
+const ORT_TYPE: Record<DType, ort.Tensor.Type> = {
+  float32: 'float32',
+  float16: 'float16',
+  bfloat16: 'float16',
+  int64: 'int64',
+  int32: 'int32',
+  bool: 'bool',
+};
+
+export class CompiledGraph {
+  constructor(
+    readonly session: ort.InferenceSession,
+    readonly graph: EmittedGraph,
+    private readonly inputs: readonly Tensor[],
+  ) {}
+
+  /** Runs the graph. Trainable parameters are fed their current values unless given in `feeds`. */
+  async run(feeds: Feeds): Promise<Record<string, TensorValue>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    const bound = new Map<string, number>();
+    for (const t of this.inputs) {
+      const name = t.origin.kind === 'input' ? t.origin.name : '';
+      const given = feeds[name];
+      if (given === undefined) throw new Error(`missing input "${name}" ${shapeToString(t.shape)}`);
+      const value: TensorValue = ArrayBuffer.isView(given) ? { data: given, shape: t.shape as number[] } : given;
+      checkShape(name, t, value, bound);
+      ortFeeds[name] = new ort.Tensor(ORT_TYPE[t.dtype], value.data as never, value.shape as number[]);
+    }
+    for (const p of this.graph.trainable) {
+      const given = feeds[p.name];
+      const data = given === undefined ? p.value() : ArrayBuffer.isView(given) ? given : given.data;
+      ortFeeds[p.name] = new ort.Tensor('float32', data as Float32Array, p.shape as number[]);
+    }
+    const results = await this.session.run(ortFeeds);
+    const out: Record<string, TensorValue> = {};
+    for (const name of this.graph.outputNames) {
+      const r = results[name];
+      out[name] = { data: r.data as TypedData, shape: r.dims, dtype: r.type as DType };
+    }
+    return out;
+  }
+}
+
+function checkShape(name: string, t: Tensor, value: TensorValue, bound: Map<string, number>): void {
+  const size = value.shape.reduce((a, b) => a * b, 1);
+  const ok = value.shape.length === t.rank && value.data.length === size;
+  const mismatch = () => new Error(`input "${name}": expected shape ${shapeToString(t.shape)}, got [${value.shape.join(', ')}] with ${value.data.length} values`);
+  if (!ok) throw mismatch();
+  t.shape.forEach((d, i) => {
+    if (typeof d === 'number') {
+      if (d !== value.shape[i]) throw mismatch();
+    } else {
+      const key = dimKey(d);
+      const seen = bound.get(key);
+      if (seen !== undefined && seen !== value.shape[i]) throw new Error(`input "${name}": size ${key} is ${seen} elsewhere but ${value.shape[i]} here`);
+      bound.set(key, value.shape[i]);
+    }
+  });
+}
+
+const sessions = new Map<string, Promise<ort.InferenceSession>>();
+
+export function defaultCacheDir(): string {
+  return process.env.NURI_CACHE ?? join(homedir(), '.cache', 'nuri');
+}
+
+/** Traces nothing: emits the given graph, then creates (or reuses) its ONNX Runtime session. */
+export async function compile(spec: GraphSpec, options: RunOptions = {}): Promise<CompiledGraph> {
+  const graph = emitGraph(spec);
+  const hash = createHash('sha256')
+    .update(graph.bytes)
+    .update(JSON.stringify([...graph.externalFiles, options.executionProvider, options.threads]))
+    .digest('hex')
+    .slice(0, 24);
+  let session = sessions.get(hash);
+  if (!session) {
+    session = createSession(graph, hash, options);
+    sessions.set(hash, session);
+    session.catch(() => sessions.delete(hash));
+  }
+  return new CompiledGraph(await session, graph, spec.inputs);
+}
+
+async function createSession(graph: EmittedGraph, hash: string, options: RunOptions): Promise<ort.InferenceSession> {
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: [options.executionProvider ?? 'cpu'],
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+    ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+  };
+  if (!graph.externalFiles.size) return ort.InferenceSession.create(graph.bytes, sessionOptions);
+
+  const dir = join(options.cacheDir ?? defaultCacheDir(), 'graphs', hash);
+  mkdirSync(dir, { recursive: true });
+  const external: { path: string; data: Buffer }[] = [];
+  for (const [link, source] of graph.externalFiles) {
+    if (!placeLink(source, join(dir, link))) external.push({ path: link, data: readFileSync(source) });
+  }
+  const modelPath = join(dir, 'model.onnx');
+  if (!existsSync(modelPath)) {
+    writeFileSync(`${modelPath}.tmp`, graph.bytes);
+    renameSync(`${modelPath}.tmp`, modelPath);
+  }
+  if (external.length) return ort.InferenceSession.create(graph.bytes, { ...sessionOptions, externalData: external });
+  return ort.InferenceSession.create(modelPath, sessionOptions);
+}
+
+/** Hard-links the checkpoint beside the graph; false when the filesystem will not (then bytes are copied). */
+function placeLink(source: string, link: string): boolean {
+  try {
+    if (existsSync(link)) {
+      if (statSync(link).ino === statSync(source).ino) return true;
+      throw new Error(`stale link ${link}`);
+    }
+    linkSync(source, link);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function clearSessionCache(): void {
+  sessions.clear();
+}
