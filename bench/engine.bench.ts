@@ -1,0 +1,169 @@
+// `npm run bench`: the engine's overhead over ONNX Runtime itself, and the cost of conv backward.
+// For each case: median time through the engine (traced, emitted, cached session) and through a
+// one-node ORT session built by hand, and their ratio. Then the 3×3 conv's input and weight
+// gradients in each emitted form, as multiples of the forward time.
+
+import os from 'node:os';
+import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
+import * as E from '../src/engine/index.ts';
+
+const { onnx } = onnxProto;
+const REPEATS = Number(process.env.BENCH_REPEATS ?? 7);
+
+async function median(fn: () => Promise<unknown>, repeats = REPEATS): Promise<number> {
+  await fn(); // warm-up: first run allocates
+  const times: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+function randomData(n: number, seed: number): Float32Array {
+  return new E.Generator(seed).randn(n);
+}
+
+type Info = { name: string; shape: number[] };
+/** A single-node ONNX model built without the engine: the baseline. */
+async function directSession(op: string, inputs: Info[], initializers: (Info & { data: Float32Array })[], outputs: Info[], attrs: Record<string, unknown>[] = [], domain = '') {
+  const vi = (i: Info) => ({ name: i.name, type: { tensorType: { elemType: 1, shape: { dim: i.shape.map((d) => ({ dimValue: d })) } } } });
+  const model = onnx.ModelProto.create({
+    irVersion: 10,
+    opsetImport: [{ domain: '', version: 21 }, ...(domain ? [{ domain, version: 1 }] : [])],
+    graph: {
+      name: 'direct',
+      node: [{ opType: op, domain, input: [...inputs, ...initializers].map((i) => i.name), output: outputs.map((o) => o.name), attribute: attrs }],
+      initializer: initializers.map((i) => ({ name: i.name, dims: i.shape, dataType: 1, rawData: new Uint8Array(i.data.buffer) })),
+      input: inputs.map(vi),
+      output: outputs.map(vi),
+    },
+  });
+  return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), { graphOptimizationLevel: 'all', logSeverityLevel: 3 });
+}
+
+const ints = (name: string, v: number[]) => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: v });
+const int = (name: string, v: number) => ({ name, type: onnx.AttributeProto.AttributeType.INT, i: v });
+
+function frozen(name: string, shape: number[], seed: number): E.Parameter {
+  const p = new E.Parameter(name, shape);
+  p.setValue(randomData(p.size, seed));
+  return p;
+}
+
+interface Row {
+  case: string;
+  engineMs: number;
+  ortMs: number;
+}
+
+async function convCase(): Promise<Row> {
+  const shape = [1, 320, 64, 64];
+  const xData = randomData(320 * 64 * 64, 1);
+  const w = frozen('w', [320, 320, 3, 3], 2);
+  const b = frozen('b', [320], 3);
+  const x = E.Tensor.input('x', shape);
+  const g = await E.compile({ inputs: [x], outputs: { y: E.conv2d(x, w.tensor, b.tensor, { padding: 1 }) } });
+  const direct = await directSession('Conv', [{ name: 'x', shape }], [{ name: 'w', shape: [320, 320, 3, 3], data: w.value() }, { name: 'b', shape: [320], data: b.value() }], [{ name: 'y', shape }], [ints('pads', [1, 1, 1, 1])]);
+  const feedX = new ort.Tensor('float32', xData, shape);
+  return {
+    case: 'conv 3×3, 1×320×64×64 → 320',
+    engineMs: await median(() => g.run({ x: { data: xData, shape } })),
+    ortMs: await median(() => direct.run({ x: feedX })),
+  };
+}
+
+async function matmulCase(): Promise<Row> {
+  const n = 1024;
+  const aData = randomData(n * n, 4);
+  const w = frozen('w', [n, n], 5);
+  const a = E.Tensor.input('a', [n, n]);
+  const g = await E.compile({ inputs: [a], outputs: { y: E.matmul(a, w.tensor) } });
+  const direct = await directSession('MatMul', [{ name: 'a', shape: [n, n] }], [{ name: 'w', shape: [n, n], data: w.value() }], [{ name: 'y', shape: [n, n] }]);
+  const feed = new ort.Tensor('float32', aData, [n, n]);
+  return {
+    case: 'matmul 1024×1024 · 1024×1024',
+    engineMs: await median(() => g.run({ a: { data: aData, shape: [n, n] } })),
+    ortMs: await median(() => direct.run({ a: feed })),
+  };
+}
+
+async function attentionCase(fused: boolean): Promise<Row> {
+  const [batch, lq, lk, dim, heads] = [2, 4096, 77, 320, 8];
+  const qData = randomData(batch * lq * dim, 6);
+  const kData = randomData(batch * lk * dim, 7);
+  const vData = randomData(batch * lk * dim, 8);
+  E.fusedKernels.attention = fused;
+  const q = E.Tensor.input('q', [batch, lq, dim]);
+  const k = E.Tensor.input('k', [batch, lk, dim]);
+  const v = E.Tensor.input('v', [batch, lk, dim]);
+  const g = await E.compile({ inputs: [q, k, v], outputs: { y: E.attention(q, k, v, heads) } });
+  E.fusedKernels.attention = true;
+  const direct = await directSession(
+    'MultiHeadAttention',
+    [{ name: 'q', shape: [batch, lq, dim] }, { name: 'k', shape: [batch, lk, dim] }, { name: 'v', shape: [batch, lk, dim] }],
+    [],
+    [{ name: 'y', shape: [batch, lq, dim] }],
+    [int('num_heads', heads)],
+    'com.microsoft',
+  );
+  const feeds = { q: new ort.Tensor('float32', qData, [batch, lq, dim]), k: new ort.Tensor('float32', kData, [batch, lk, dim]), v: new ort.Tensor('float32', vData, [batch, lk, dim]) };
+  return {
+    case: `attention 2×4096 q, 77 k, 8 heads, 320 (${fused ? 'fused MHA' : 'plain ops'})`,
+    engineMs: await median(() => g.run({ q: { data: qData, shape: [batch, lq, dim] }, k: { data: kData, shape: [batch, lk, dim] }, v: { data: vData, shape: [batch, lk, dim] } })),
+    ortMs: await median(() => direct.run(feeds)),
+  };
+}
+
+/** The conv's backward pass: input and weight gradients, timed separately, against its forward. */
+async function convBackward(): Promise<void> {
+  const shape = [1, 320, 64, 64];
+  const xData = randomData(320 * 64 * 64, 9);
+  const gData = randomData(320 * 64 * 64, 10);
+  const w = frozen('w', [320, 320, 3, 3], 11);
+  const x = E.Tensor.input('x', shape);
+  const gy = E.Tensor.input('gy', shape);
+  const y = E.conv2d(x, w.tensor, undefined, { padding: 1 });
+  const forward = await E.compile({ inputs: [x], outputs: { y } });
+  const forwardMs = await median(() => forward.run({ x: { data: xData, shape } }));
+  w.trainable = true;
+  const [gx, gw] = E.grad(E.conv2d(x, w.tensor, undefined, { padding: 1 }), [x, w.tensor], gy);
+  const feeds = { x: { data: xData, shape }, gy: { data: gData, shape } };
+  const input = await E.compile({ inputs: [gy], outputs: { gx } });
+  const weight = await E.compile({ inputs: [x, gy], outputs: { gw } });
+  const inputMs = await median(() => input.run({ gy: feeds.gy }));
+  const weightMs = await median(() => weight.run(feeds));
+  w.trainable = false;
+  console.log(`\nconv 3×3 backward (forward ${forwardMs.toFixed(1)} ms)`);
+  console.log(`  input gradient:  ${inputMs.toFixed(1)} ms = ${(inputMs / forwardMs).toFixed(2)}× forward  (${describe(gx)})`);
+  console.log(`  weight gradient: ${weightMs.toFixed(1)} ms = ${(weightMs / forwardMs).toFixed(2)}× forward  (${describe(gw)})`);
+  console.log(`  backward total:  ${((inputMs + weightMs) / forwardMs).toFixed(2)}× forward (ideal ≈ 2×)`);
+}
+
+function describe(t: E.Tensor): string {
+  const ops: string[] = [];
+  const walk = (u: E.Tensor, depth: number) => {
+    if (u.origin.kind !== 'op' || depth > 6) return;
+    ops.push(u.origin.node.spec.type);
+    u.origin.node.inputs.forEach((i) => walk(i, depth + 1));
+  };
+  walk(t, 0);
+  return [...new Set(ops)].join(' ← ');
+}
+
+async function main(): Promise<void> {
+  console.log(`Nuri engine benchmark — ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, onnxruntime-node ${ort.env.versions.common}`);
+  console.log(`median of ${REPEATS} runs after one warm-up\n`);
+  const rows = [await convCase(), await matmulCase(), await attentionCase(true), await attentionCase(false)];
+  const width = Math.max(...rows.map((r) => r.case.length));
+  console.log(`${'case'.padEnd(width)}  engine ms  ORT ms  engine/ORT`);
+  for (const r of rows) {
+    console.log(`${r.case.padEnd(width)}  ${r.engineMs.toFixed(1).padStart(9)}  ${r.ortMs.toFixed(1).padStart(6)}  ${(r.engineMs / r.ortMs).toFixed(3).padStart(10)}`);
+  }
+  await convBackward();
+}
+
+await main();
