@@ -12,3 +12,4 @@ export * from './module.ts';
 export * from './session.ts';
 export * from './optim.ts';
 export * from './random.ts';
+export * from './safetensors.ts';

@@ -1,0 +1,18 @@
+// The `nuri` command line: one subcommand per job, each in its own file.
+
+import { Command } from 'commander';
+import { registerGenerate } from './generate.ts';
+
+const program = new Command('nuri')
+  .description('Text-to-image latent diffusion: generate, edit, train and personalise.')
+  .configureOutput({ outputError: (text, write) => write(text.trimEnd().split('\n')[0] + '\n') });
+
+registerGenerate(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  console.error(`nuri: ${(error as Error).message}`);
+  if (process.env.NURI_DEBUG) console.error(error);
+  process.exit(1);
+}

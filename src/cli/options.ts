@@ -1,0 +1,52 @@
+// Argument parsers shared by the `nuri` subcommands: each turns a bad value into commander's
+// one-line "invalid argument" error, before any work starts or any file is written.
+
+import { InvalidArgumentError } from 'commander';
+
+export function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`expected an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ' up'}`);
+    }
+    return n;
+  };
+}
+
+export function number(min: number, max = Infinity) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`expected a number from ${min}${max < Infinity ? ` to ${max}` : ' up'}`);
+    }
+    return n;
+  };
+}
+
+/** Image sizes: multiples of 8 (the VAE's downscale), at least 64. */
+export function imageSize(value: string): number {
+  const n = integer(64, 4096)(value);
+  if (n % 8) throw new InvalidArgumentError('expected a multiple of 8');
+  return n;
+}
+
+export function oneOf<T extends string>(choices: readonly T[]) {
+  return (value: string): T => {
+    if (!(choices as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${choices.join(', ')}`);
+    return value as T;
+  };
+}
+
+/** `NAME=VALUE` pairs, repeatable: `--reweight smiling=2 --reweight cat=0.5`. */
+export function keyValue(valueParser: (v: string) => number) {
+  return (value: string, previous: [string, number][] = []): [string, number][] => {
+    const at = value.lastIndexOf('=');
+    if (at <= 0) throw new InvalidArgumentError('expected WORD=VALUE');
+    return [...previous, [value.slice(0, at), valueParser(value.slice(at + 1))]];
+  };
+}
+
+/** Repeatable plain values. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
