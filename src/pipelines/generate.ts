@@ -1,0 +1,183 @@
+// txt2img and img2img: classifier-free guided denoising from seeded noise (or from a noised
+// encoding of an init image), then VAE decoding. The denoising loop is shared with editing.
+
+import { Generator, type RandomSource } from '../engine/random.ts';
+import type { RgbImage } from '../io/image.ts';
+import { imageFromTensor, imageToTensor } from '../io/image.ts';
+import type { Shape4 } from '../models/vae-runner.ts';
+import { type SchedulerName, type Scheduler, createScheduler, img2imgTimesteps } from '../schedulers/index.ts';
+import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
+import type { CompiledGraph } from '../engine/session.ts';
+
+export interface StepProgress {
+  /** 1-based step number and the number of steps. */
+  step: number;
+  total: number;
+  timestep: number;
+  latents: Float32Array;
+  /** The current estimate of the clean latents, for cheap previews. */
+  predictedClean: Float32Array;
+  shape: Shape4;
+}
+
+export interface GenerateOptions {
+  /** One prompt per image. */
+  prompts: string[];
+  /** One negative prompt for all images; none means the empty prompt. */
+  negativePrompt?: string;
+  steps?: number;
+  scheduler?: SchedulerName;
+  guidance?: number;
+  /** DDIM's η (0: deterministic). */
+  eta?: number;
+  /** Image i draws its noise from seed + i. */
+  seed?: number;
+  width?: number;
+  height?: number;
+  /** Initial latents [B, C, H/8, W/8] from N(0, 1); scaled by the scheduler's initial sigma here. */
+  latents?: Float32Array;
+  /** img2img: the picture to start from (resized to width × height) and how much to change it. */
+  initImage?: RgbImage;
+  strength?: number;
+  clipSkip?: number;
+  onStep?: (progress: StepProgress) => void;
+}
+
+export interface GenerateResult {
+  images: RgbImage[];
+  /** Final latents, [B, C, H/8, W/8], what diffusers returns with output_type="latent". */
+  latents: Float32Array;
+  shape: Shape4;
+  seeds: number[];
+}
+
+/** A random source drawing each batch item's share from its own seeded generator. */
+export class BatchGenerator implements RandomSource {
+  readonly generators: Generator[];
+
+  constructor(readonly seeds: readonly number[]) {
+    this.generators = seeds.map((s) => new Generator(s));
+  }
+
+  private split(n: number, draw: (g: Generator, k: number) => Float32Array): Float32Array {
+    const b = this.generators.length;
+    if (n % b) throw new Error(`cannot split ${n} random values over a batch of ${b}`);
+    const out = new Float32Array(n);
+    this.generators.forEach((g, i) => out.set(draw(g, n / b), (i * n) / b));
+    return out;
+  }
+
+  randn(n: number): Float32Array {
+    return this.split(n, (g, k) => g.randn(k));
+  }
+
+  rand(n: number): Float32Array {
+    return this.split(n, (g, k) => g.rand(k));
+  }
+
+  randint(high: number): number {
+    return this.generators[0].randint(high);
+  }
+}
+
+export const DEFAULTS = { steps: 30, scheduler: 'ddim' as SchedulerName, guidance: 7.5, seed: 0, width: 512, height: 512, strength: 0.75 };
+
+export async function generate(sd: StableDiffusion, options: GenerateOptions): Promise<GenerateResult> {
+  const o = { ...DEFAULTS, ...options };
+  const batch = o.prompts.length;
+  if (!batch) throw new Error('generate: no prompt');
+  if (o.width % 8 || o.height % 8) throw new Error(`width and height must be multiples of 8, got ${o.width}×${o.height}`);
+  const shape: Shape4 = [batch, sd.latentChannels, o.height / 8, o.width / 8];
+  const size = shape.reduce((a, b) => a * b, 1);
+  const seeds = o.prompts.map((_, i) => o.seed + i);
+  const rng = new BatchGenerator(seeds);
+
+  const scheduler = createScheduler(o.scheduler, { ...sd.components.schedulerConfig, ...(o.eta !== undefined ? { eta: o.eta } : {}) });
+  scheduler.setTimesteps(o.steps);
+  let timesteps = scheduler.timesteps;
+
+  let latents: Float32Array;
+  if (o.latents && o.latents.length !== size) {
+    throw new Error(`initial latents have ${o.latents.length} values; [${shape.join(', ')}] needs ${size}`);
+  }
+  const noise = o.latents ?? rng.randn(size);
+  if (o.initImage) {
+    if (!(o.strength > 0 && o.strength <= 1)) throw new Error(`strength must be in (0, 1], got ${o.strength}`);
+    const pixels = imageToTensor(new Array(batch).fill(o.initImage), '-1..1');
+    const clean = (await sd.vaeRunner.imageToLatents(pixels, [batch, 3, o.height, o.width])).data;
+    timesteps = img2imgTimesteps(scheduler, o.strength).timesteps;
+    if (!timesteps.length) throw new Error(`strength ${o.strength} leaves no denoising steps out of ${o.steps}`);
+    latents = scheduler.addNoise(clean, noise, timesteps[0]);
+  } else {
+    latents = noise.map((v) => v * scheduler.initNoiseSigma);
+  }
+
+  const [cond, uncond] = await Promise.all([
+    sd.encodePrompts(o.prompts, o.clipSkip),
+    o.guidance > 1 ? sd.encodePrompts(new Array(batch).fill(o.negativePrompt ?? ''), o.clipSkip) : undefined,
+  ]);
+  latents = await denoise(sd, await sd.unet(), { scheduler, timesteps, latents, shape, cond, uncond, guidance: o.guidance, rng, eta: o.eta, onStep: o.onStep });
+
+  const decoded = await sd.vaeRunner.decodeLatents(latents, shape);
+  const images = Array.from({ length: batch }, (_, i) => imageFromTensor(decoded.data, i, decoded.shape, '0..1'));
+  return { images, latents, shape, seeds };
+}
+
+export interface DenoiseOptions {
+  scheduler: Scheduler;
+  timesteps: readonly number[];
+  latents: Float32Array;
+  shape: Shape4;
+  /** [B, 77, C] conditional and (for guidance > 1) unconditional token states. */
+  cond: Float32Array;
+  uncond?: Float32Array;
+  guidance: number;
+  rng: RandomSource;
+  eta?: number;
+  /** Per-step graph feeds (attention control). */
+  feeds?: (stepIndex: number) => Feeds;
+  /** Per-step hook on the raw UNet outputs (e.g. captured attention maps). */
+  onOutputs?: (stepIndex: number, outputs: Record<string, { data: unknown; shape: readonly number[] }>) => void;
+  /** Replaces the latents after each step (e.g. Prompt-to-Prompt's local blend). */
+  afterStep?: (stepIndex: number, latents: Float32Array) => Float32Array;
+  onStep?: (progress: StepProgress) => void;
+}
+
+/** The sampling loop: one UNet run per step (uncond and cond batched together), scheduler math in TS. */
+export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: DenoiseOptions): Promise<Float32Array> {
+  const [b, c, h, w] = o.shape;
+  const guided = o.guidance > 1 && o.uncond !== undefined;
+  const context = guided ? concat(o.uncond!, o.cond) : o.cond;
+  const unetShape: Shape4 = [guided ? 2 * b : b, c, h, w];
+  let latents = o.latents;
+  for (let i = 0; i < o.timesteps.length; i++) {
+    const t = o.timesteps[i];
+    const input = o.scheduler.scaleModelInput(latents, t);
+    const outputs = await sd.predictNoise(unet, guided ? concat(input, input) : input, unetShape, t, context, o.feeds?.(i));
+    o.onOutputs?.(i, outputs);
+    const prediction = outputs.noise_pred.data as Float32Array;
+    const eps = guided ? applyGuidance(prediction, o.guidance) : prediction;
+    const result = o.scheduler.step(eps, t, latents, { generator: o.rng, ...(o.eta !== undefined ? { eta: o.eta } : {}) });
+    latents = o.afterStep ? o.afterStep(i, result.prevSample) : result.prevSample;
+    o.onStep?.({ step: i + 1, total: o.timesteps.length, timestep: t, latents, predictedClean: result.predOriginalSample, shape: o.shape });
+  }
+  return latents;
+}
+
+/** uncond + g·(cond − uncond) over a prediction batched as [uncond; cond]. */
+export function applyGuidance(prediction: Float32Array, guidance: number): Float32Array {
+  const half = prediction.length / 2;
+  const out = new Float32Array(half);
+  for (let i = 0; i < half; i++) {
+    const u = prediction[i];
+    out[i] = u + guidance * (prediction[half + i] - u);
+  }
+  return out;
+}
+
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}

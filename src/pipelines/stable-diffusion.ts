@@ -1,0 +1,86 @@
+// A loaded Stable Diffusion model: tokenizer, text encoder, UNet, VAE and scheduler config, from a
+// diffusers folder or a single-file checkpoint, with the three model calls a pipeline makes:
+// encode prompts, predict noise (with classifier-free guidance), and decode latents.
+
+import { type CompiledGraph, type RunOptions, Tensor, compile, sym } from '../engine/index.ts';
+import { encodePrompts } from '../models/clip-text.ts';
+import { type LoadModelOptions, type StableDiffusionComponents, loadStableDiffusion } from '../models/load.ts';
+import type { AttentionHook, UNet2DConditionModel } from '../models/unet.ts';
+import { type Shape4, VaeRunner } from '../models/vae-runner.ts';
+
+export interface LoadOptions extends LoadModelOptions {
+  run?: RunOptions;
+}
+
+/** An attention hook traced into the UNet, with the graph inputs it adds and the outputs it collects. */
+export interface UNetGraphExtras {
+  hook: AttentionHook;
+  inputs?: Tensor[];
+  /** Called after tracing: the tensors the hook gathered, as named graph outputs. */
+  outputs?: () => Record<string, Tensor>;
+}
+
+export type Feeds = Record<string, { data: Float32Array; shape: number[] }>;
+
+export class StableDiffusion {
+  readonly vaeRunner: VaeRunner;
+  private unetGraph: Promise<CompiledGraph> | undefined;
+
+  constructor(
+    readonly components: StableDiffusionComponents,
+    readonly run: RunOptions = {},
+  ) {
+    this.vaeRunner = new VaeRunner(components.vae, run);
+  }
+
+  static load(path: string, options: LoadOptions = {}): StableDiffusion {
+    return new StableDiffusion(loadStableDiffusion(path, options), options.run);
+  }
+
+  get name(): string {
+    return this.components.name;
+  }
+
+  /** Latent channels and the VAE's downscale factor: latents are [B, channels, H/f, W/f]. */
+  get latentChannels(): number {
+    return this.components.unet.config.in_channels;
+  }
+
+  get contextShape(): [number, number] {
+    return [this.components.tokenizer.modelMaxLength, this.components.textEncoder.config.hiddenSize];
+  }
+
+  /** [B, 77, C] token states for each prompt. */
+  async encodePrompts(prompts: string[], clipSkip?: number): Promise<Float32Array> {
+    const { tokenizer, textEncoder } = this.components;
+    return (await encodePrompts(textEncoder, tokenizer, prompts, { clipSkip, run: this.run })).data;
+  }
+
+  /** The plain UNet as one session with symbolic batch and size (compiled on first use). */
+  unet(): Promise<CompiledGraph> {
+    this.unetGraph ??= compileUNet(this.components.unet, this.contextShape, this.run);
+    return this.unetGraph;
+  }
+
+  /** ε (or v) for a batch of latents at one timestep, with context states [B, 77, C]. */
+  async predictNoise(graph: CompiledGraph, latents: Float32Array, shape: Shape4, timestep: number, context: Float32Array, feeds: Feeds = {}) {
+    const [b] = shape;
+    const out = await graph.run({
+      sample: { data: latents, shape },
+      timestep: { data: new Float32Array(b).fill(timestep), shape: [b] },
+      encoder_hidden_states: { data: context, shape: [b, ...this.contextShape] },
+      ...feeds,
+    });
+    return out;
+  }
+}
+
+/** Traces and compiles the UNet: inputs sample, timestep, encoder_hidden_states; output noise_pred. */
+export async function compileUNet(unet: UNet2DConditionModel, context: [number, number], run: RunOptions, extras?: UNetGraphExtras): Promise<CompiledGraph> {
+  const batch = sym('B');
+  const sample = Tensor.input('sample', [batch, unet.config.in_channels, sym('H'), sym('W')]);
+  const timestep = Tensor.input('timestep', [batch]);
+  const states = Tensor.input('encoder_hidden_states', [batch, ...context]);
+  const noise = unet.forward(sample, timestep, states, { attentionHook: extras?.hook });
+  return compile({ inputs: [sample, timestep, states, ...(extras?.inputs ?? [])], outputs: { noise_pred: noise, ...extras?.outputs?.() } }, run);
+}
