@@ -4,6 +4,7 @@
 import { Generator, type RandomSource } from '../engine/random.ts';
 import type { RgbImage } from '../io/image.ts';
 import { imageFromTensor, imageToTensor } from '../io/image.ts';
+import { type PreviewImage, latentPreview } from '../models/latent-preview.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import { type SchedulerName, type Scheduler, createScheduler, img2imgTimesteps } from '../schedulers/index.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
@@ -15,9 +16,11 @@ export interface StepProgress {
   total: number;
   timestep: number;
   latents: Float32Array;
-  /** The current estimate of the clean latents, for cheap previews. */
+  /** The current estimate of the clean latents. */
   predictedClean: Float32Array;
   shape: Shape4;
+  /** A cheap preview of the predicted clean image (linear latent→RGB, latent resolution). */
+  preview: () => PreviewImage[];
 }
 
 export interface GenerateOptions {
@@ -159,7 +162,8 @@ export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: Denoi
     const eps = guided ? applyGuidance(prediction, o.guidance) : prediction;
     const result = o.scheduler.step(eps, t, latents, { generator: o.rng, ...(o.eta !== undefined ? { eta: o.eta } : {}) });
     latents = o.afterStep ? o.afterStep(i, result.prevSample) : result.prevSample;
-    o.onStep?.({ step: i + 1, total: o.timesteps.length, timestep: t, latents, predictedClean: result.predOriginalSample, shape: o.shape });
+    const clean = result.predOriginalSample;
+    o.onStep?.({ step: i + 1, total: o.timesteps.length, timestep: t, latents, predictedClean: clean, shape: o.shape, preview: () => latentPreview(clean, o.shape) });
   }
   return latents;
 }
