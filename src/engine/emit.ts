@@ -56,6 +56,7 @@ export class Emitter {
   constructor(private readonly declaredInputs: readonly Tensor[]) {
     for (const t of declaredInputs) {
       if (t.origin.kind !== 'input') throw new Error(`graph inputs must be Tensor.input(...), got ${t}`);
+      if ([...this.names.values()].includes(t.origin.name)) throw new Error(`graph input "${t.origin.name}" is declared twice`);
       this.names.set(t, t.origin.name);
       t.shape.forEach((d, axis) => {
         if (d instanceof SymDim && d.symbols.length === 1 && d.num === 1 && d.den === 1 && !d.offset) {
@@ -109,6 +110,8 @@ export class Emitter {
 
   private parameter(p: Parameter): string {
     if (p.trainable) {
+      const taken = [...this.trainable.keys()].some((q) => q.name === p.name) || this.declaredInputs.some((t) => this.names.get(t) === p.name);
+      if (taken) throw new Error(`trainable parameter "${p.name}" has the same name as another graph input`);
       this.trainable.set(p, p.name);
       return p.name;
     }
@@ -200,6 +203,9 @@ export class Emitter {
       graphOutputs.push(valueInfo(name, t));
     }
     const trainable = [...this.trainable.keys()];
+    const inputNames = new Set([...this.declaredInputs.map((t) => this.names.get(t)!), ...trainable.map((p) => p.name)]);
+    const clash = outputNames.find((name) => inputNames.has(name));
+    if (clash) throw new Error(`graph output "${clash}" has the same name as a graph input`);
     const inputs = [...this.declaredInputs.map((t) => valueInfo(this.names.get(t)!, t)), ...trainable.map((p) => valueInfo(p.name, p.tensor))];
     const opsetImport = [{ domain: '', version: OPSET }];
     if (this.usesContribOps) opsetImport.push({ domain: 'com.microsoft', version: 1 });

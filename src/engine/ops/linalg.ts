@@ -97,8 +97,10 @@ function remainder(size: Dim, k: number, stride: number): number {
 export function conv2d(x: Tensor, w: Tensor, bias?: Tensor, options: ConvOptions = {}): Tensor {
   const a = convAttrs(options);
   if (x.rank !== 4 || w.rank !== 4) throw new Error(`conv2d needs NCHW input and a 4-D weight, got ${x} and ${w}`);
-  if (!dimEquals(x.shape[1], (w.shape[1] as number) * a.group)) {
-    throw new Error(`conv2d: input has ${x.shape[1]} channels, weight ${shapeToString(w.shape)} with ${a.group} groups expects ${(w.shape[1] as number) * a.group}`);
+  // dimMul, not `*`: the weight-gradient convolution has the (possibly symbolic) batch as its channels.
+  const expected = dimMul(w.shape[1], a.group);
+  if (!dimEquals(x.shape[1], expected)) {
+    throw new Error(`conv2d: input has ${x.shape[1]} channels, weight ${shapeToString(w.shape)} with ${a.group} groups expects ${expected}`);
   }
   const [kh, kw] = [w.shape[2] as number, w.shape[3] as number];
   const shape = [

@@ -52,12 +52,13 @@ const LAYER_NORM: OpSpec = {
   type: 'LayerNorm',
   emit: (e: Emitter, n: OpNode) => {
     const [x, w, b] = n.inputs;
-    if (fusedKernels.layerNorm) return e.node('LayerNormalization', [e.value(x), e.value(w), e.value(b)], { axis: -1, epsilon: n.attrs.eps });
-    return e.value(add(mul(normalizeLast(x, n.attrs.eps as number).xhat, w), b));
+    const eps = n.attrs.eps as { float: number };
+    if (fusedKernels.layerNorm) return e.node('LayerNormalization', [e.value(x), e.value(w), e.value(b)], { axis: -1, epsilon: eps });
+    return e.value(add(mul(normalizeLast(x, eps.float).xhat, w), b));
   },
   vjp: (g, n) => {
     const [x, w, b] = n.inputs;
-    const { xhat, rstd } = normalizeLast(x, n.attrs.eps as number);
+    const { xhat, rstd } = normalizeLast(x, (n.attrs.eps as { float: number }).float);
     return [normalizeLastGrad(mul(g, w), xhat, rstd), sumTo(mul(g, xhat), w.shape), sumTo(g, b.shape)];
   },
 };

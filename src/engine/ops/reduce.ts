@@ -82,6 +82,7 @@ const COUNT: OpSpec = {
     const sizes = e.node('Gather', [e.shapeOf(n.inputs[0]), e.shape(n.attrs.axes as number[])], { axis: 0 });
     return e.node('Cast', [e.node('ReduceProd', [sizes], { keepdims: 0 })], { to: 1 });
   },
+  vjp: () => [undefined], // a size, constant in the input's values
 };
 
 /** The number of elements along `axes` as a float scalar (computed at run time for symbolic sizes). */

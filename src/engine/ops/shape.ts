@@ -72,7 +72,8 @@ const SLICE: OpSpec = {
 export function slice(x: Tensor, axis: number, start: number, end?: number): Tensor {
   const ax = normalizeAxes(axis, x.rank, 'slice')[0];
   const size = x.shape[ax];
-  const fix = (i: number) => (i < 0 && typeof size === 'number' ? size + i : i);
+  // Known sizes clamp the bounds as NumPy does, so the gradient's padding is never negative.
+  const fix = (i: number) => (typeof size === 'number' ? Math.min(Math.max(i < 0 ? size + i : i, 0), size) : i);
   const s = fix(start);
   const e = end === undefined ? Number.MAX_SAFE_INTEGER : fix(end);
   if (s < 0) throw new Error(`slice: negative start on a symbolic axis of ${x}`);
@@ -276,6 +277,8 @@ export function sumPool2x(x: Tensor): Tensor {
 const ZEROS: OpSpec = {
   type: 'Zeros',
   emit: (e, n) => e.node('ConstantOfShape', [e.shapeOf(n.inputs[0])], {}),
+  // Reads only the shape of its input: no gradient flows, but one may pass through on the way.
+  vjp: () => [undefined],
 };
 
 /** Zeros with the (run-time) shape of `like`. */
