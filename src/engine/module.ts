@@ -4,7 +4,7 @@
 import { conv2d, type ConvOptions, linear } from './ops/linalg.ts';
 import { groupNorm, layerNorm } from './ops/nn.ts';
 import { gather } from './ops/shape.ts';
-import { Parameter } from './parameter.ts';
+import { Parameter, type RowRange } from './parameter.ts';
 import type { RandomSource } from './random.ts';
 import type { SafetensorsFile } from './safetensors.ts';
 import type { Tensor } from './tensor.ts';
@@ -161,8 +161,10 @@ export class Embedding extends Module {
   }
 }
 
-/** Where a parameter's tensor is found: its file and its name there. */
-export type TensorLocator = (parameterName: string) => { file: SafetensorsFile; tensorName: string; sameBytes?: boolean } | undefined;
+/** Where a parameter's tensor is found: its file, its name there, and optionally a row range of it. */
+export type TensorLocator = (
+  parameterName: string,
+) => { file: SafetensorsFile; tensorName: string; sameBytes?: boolean; rows?: RowRange } | undefined;
 
 /**
  * Binds every parameter to its tensor in the checkpoint files. Collects all problems — missing
@@ -177,7 +179,7 @@ export function bindParameters(params: readonly Parameter[], locate: TensorLocat
       continue;
     }
     try {
-      p.bindFile(found.file, found.file.entry(found.tensorName), found.sameBytes);
+      p.bindFile(found.file, found.file.entry(found.tensorName), found.sameBytes, found.rows);
     } catch (e) {
       problems.push((e as Error).message);
     }

@@ -10,6 +10,22 @@ export type ParameterSource =
   | { kind: 'file'; file: SafetensorsFile; entry: SafetensorsEntry }
   | { kind: 'data'; data: Float32Array };
 
+/** Rows [start, start + count) along a stored tensor's first dimension. */
+export interface RowRange {
+  start: number;
+  count: number;
+}
+
+/** The entry narrowed to a row range: same name, offset and length of just those rows' bytes. */
+function rowRange(file: SafetensorsFile, entry: SafetensorsEntry, { start, count }: RowRange): SafetensorsEntry {
+  const total = entry.shape[0] ?? 0;
+  if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count <= 0 || start + count > total) {
+    throw new Error(`tensor "${entry.name}" in ${file.path}: rows [${start}, ${start + count}) are outside its ${total} rows`);
+  }
+  const rowBytes = entry.byteLength / total;
+  return { ...entry, shape: [count, ...entry.shape.slice(1)], dataOffset: entry.dataOffset + start * rowBytes, byteLength: count * rowBytes };
+}
+
 export class Parameter {
   source: ParameterSource | undefined;
   trainable = false;
@@ -30,8 +46,13 @@ export class Parameter {
     return this.cachedLeaf;
   }
 
-  /** `sameBytes` accepts a stored shape with the same elements in the same order (conv [C,C,1,1] for linear [C,C]). */
-  bindFile(file: SafetensorsFile, entry: SafetensorsEntry, sameBytes = false): void {
+  /**
+   * `sameBytes` accepts a stored shape with the same elements in the same order (conv [C,C,1,1] for
+   * linear [C,C]). `rows` binds a range along the stored tensor's first dimension, which is a
+   * contiguous byte range (the q, k or v third of a fused attention in_proj).
+   */
+  bindFile(file: SafetensorsFile, entry: SafetensorsEntry, sameBytes = false, rows?: RowRange): void {
+    if (rows) entry = rowRange(file, entry, rows);
     const count = entry.shape.reduce((a, b) => a * b, 1);
     if (!sameBytes || count !== this.size) this.checkShape(entry.shape, `tensor "${entry.name}" in ${file.path}`);
     if (!['F32', 'F16', 'BF16'].includes(entry.dtype)) {
@@ -53,7 +74,9 @@ export class Parameter {
     const source = this.source;
     if (!source) throw new Error(`parameter ${this.name} has no value: it was neither loaded nor initialised`);
     if (source.kind === 'data') return source.data;
-    const raw = source.file.read(source.entry.name).data;
+    let raw = source.file.read(source.entry.name).data as Float32Array | Uint16Array;
+    const start = (source.entry.dataOffset - source.file.entry(source.entry.name).dataOffset) / raw.BYTES_PER_ELEMENT;
+    if (start > 0 || raw.length !== this.size) raw = raw.slice(start, start + this.size); // a row range
     if (source.entry.dtype === 'F32') return raw as Float32Array;
     return source.entry.dtype === 'F16' ? float16ToFloat32(raw as Uint16Array) : bfloat16ToFloat32(raw as Uint16Array);
   }
