@@ -11,7 +11,7 @@ import { DEFAULTS, generate } from '../pipelines/generate.ts';
 import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
 import { imageSize, integer, number, oneOf } from './options.ts';
-import { defaultModelPath, progressBar } from './shared.ts';
+import { bundledTokenizer, defaultModelPath, progressBar } from './shared.ts';
 
 /** The names AUTOMATIC1111 writes in its `parameters` text, so other tools read ours. */
 export const SAMPLER_LABELS: Record<SchedulerName, string> = {
@@ -29,6 +29,7 @@ interface GenerateFlags {
   model?: string;
   config?: string;
   tokenizer?: string;
+  predictionType?: 'epsilon' | 'v_prediction';
   prompt?: string;
   negativePrompt?: string;
   steps: number;
@@ -54,7 +55,8 @@ export function registerGenerate(program: Command): void {
     .argument('[prompt]', 'what to draw (or use --prompt)')
     .option('--model <path>', 'diffusers folder or single-file .safetensors (default: the bundled model)')
     .option('--config <file>', 'original-style YAML config for a single-file checkpoint of non-standard shape')
-    .option('--tokenizer <dir>', 'tokenizer folder for a single-file checkpoint')
+    .option('--tokenizer <dir>', 'tokenizer folder for a single-file checkpoint (default: tokenizer/ beside it, else the bundled one)')
+    .option('--prediction-type <type>', 'override a single-file checkpoint\'s prediction type (SD 2.x 768-v: v_prediction)', oneOf(['epsilon', 'v_prediction'] as const))
     .option('--prompt <text>', 'what to draw')
     .option('--negative-prompt <text>', 'what to steer away from')
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
@@ -106,7 +108,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags)
   height ??= DEFAULTS.height;
   if (flags.latents && flags.initImage) throw new Error('--latents and --init-image cannot be combined');
 
-  const sd = StableDiffusion.load(modelPath, { config: flags.config, tokenizer: flags.tokenizer });
+  const sd = StableDiffusion.load(modelPath, { config: flags.config, tokenizer: flags.tokenizer, defaultTokenizer: bundledTokenizer, predictionType: flags.predictionType });
   for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
   const initImage = flags.initImage ? await readImage(flags.initImage, { width, height }) : undefined;
   const bar = progressBar('generating', flags.initImage ? Math.max(1, Math.floor(flags.steps * strength)) : flags.steps);

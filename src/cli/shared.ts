@@ -7,9 +7,14 @@ import cliProgress from 'cli-progress';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+const bundledModel = join(repoRoot, 'models', 'default');
+
+/** The bundled model's tokenizer: the CLIP vocabulary single-file checkpoints lack. */
+export const bundledTokenizer = join(bundledModel, 'tokenizer');
+
 /** The small model that ships in the repository, used when no --model is given. */
 export function defaultModelPath(): string {
-  const path = join(repoRoot, 'models', 'default');
+  const path = bundledModel;
   if (!existsSync(join(path, 'model_index.json'))) {
     throw new Error(`no --model given and the bundled default model is missing (${path}); pass --model PATH`);
   }

@@ -3,13 +3,12 @@
 
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { bindParameters } from '../engine/module.ts';
 import type { DiffusersSchedulerConfig } from '../schedulers/index.ts';
 import { ClipTokenizer } from '../tokenizers/clip.ts';
-import { ClipTextModel, clipTextConfig, loadClipTextModel } from './clip-text.ts';
-import { openSingleFileCheckpoint, singleFileLocator } from './single-file.ts';
-import { UNet2DConditionModel, loadUNet, parseUNetConfig } from './unet.ts';
-import { AutoencoderKL, loadVae, parseVaeConfig } from './vae.ts';
+import { type ClipTextModel, loadClipTextModel } from './clip-text.ts';
+import { loadSingleFile } from './single-file.ts';
+import { type UNet2DConditionModel, loadUNet } from './unet.ts';
+import { type AutoencoderKL, loadVae } from './vae.ts';
 
 export interface StableDiffusionComponents {
   tokenizer: ClipTokenizer;
@@ -28,11 +27,15 @@ export interface LoadModelOptions {
   config?: string;
   /** Tokenizer folder (vocab.json, merges.txt) for single-file checkpoints, which carry none. */
   tokenizer?: string;
+  /** Where to look for a tokenizer when neither --tokenizer nor a tokenizer/ beside the file exists. */
+  defaultTokenizer?: string;
+  /** Overrides the scheduler's prediction type of a single-file checkpoint (SD 2.x 768-v). */
+  predictionType?: 'epsilon' | 'v_prediction';
 }
 
 export function loadStableDiffusion(path: string, options: LoadModelOptions = {}): StableDiffusionComponents {
   if (!existsSync(path)) throw new Error(`model not found: ${path}`);
-  return statSync(path).isFile() ? loadSingleFile(path, options) : loadFolder(path);
+  return statSync(path).isFile() ? loadFromSingleFile(path, options) : loadFolder(path);
 }
 
 function loadFolder(path: string): StableDiffusionComponents {
@@ -49,20 +52,9 @@ function loadFolder(path: string): StableDiffusionComponents {
   };
 }
 
-function loadSingleFile(path: string, options: LoadModelOptions): StableDiffusionComponents {
-  const yaml = options.config === undefined ? undefined : readFileSync(options.config, 'utf8');
-  const checkpoint = openSingleFileCheckpoint(path, { originalConfigYaml: yaml });
-  const { file, config, mapping } = checkpoint;
-  const unet = new UNet2DConditionModel(parseUNetConfig(config.unet));
-  const vae = new AutoencoderKL(parseVaeConfig(config.vae));
-  const textEncoder = new ClipTextModel(clipTextConfig(config.text_encoder));
-  bindParameters(unet.parameters(), singleFileLocator(file, mapping.unet), `UNet from ${path}`);
-  bindParameters(vae.parameters(), singleFileLocator(file, mapping.vae), `VAE from ${path}`);
-  bindParameters(textEncoder.parameters(), singleFileLocator(file, mapping.textEncoder), `text encoder from ${path}`);
-  const tokenizerDir = options.tokenizer ?? join(dirname(path), 'tokenizer');
-  if (!existsSync(join(tokenizerDir, 'vocab.json'))) {
-    throw new Error(`single-file checkpoints carry no tokenizer and none was found at ${tokenizerDir}: pass --tokenizer DIR (a folder with vocab.json and merges.txt)`);
-  }
-  const tokenizer = ClipTokenizer.fromFolder(tokenizerDir);
-  return { tokenizer, textEncoder, unet, vae, schedulerConfig: config.scheduler as DiffusersSchedulerConfig, name: basename(path), warnings: checkpoint.warnings };
+function loadFromSingleFile(path: string, options: LoadModelOptions): StableDiffusionComponents {
+  const tokenizer = options.tokenizer ?? [join(dirname(path), 'tokenizer'), options.defaultTokenizer].find((dir) => dir && existsSync(join(dir, 'vocab.json')));
+  const warnings: string[] = [];
+  const components = loadSingleFile(path, { ...options, tokenizer, onWarning: (w) => warnings.push(w) });
+  return { ...components, warnings };
 }
