@@ -3,6 +3,7 @@
 
 import { dimEquals, shapeToString } from './dims.ts';
 import { add } from './ops/elementwise.ts';
+import { zerosLike } from './ops/shape.ts';
 import type { Parameter } from './parameter.ts';
 import { Tensor, isFloat } from './tensor.ts';
 
@@ -64,7 +65,7 @@ export function grad(loss: Tensor, wrt: readonly Tensor[], seed?: Tensor): Tenso
 }
 
 function zerosFor(t: Tensor): Tensor {
-  if (!t.shape.every((d) => typeof d === 'number')) throw new Error(`loss does not depend on ${t}, whose shape is symbolic`);
+  if (!t.shape.every((d) => typeof d === 'number')) return zerosLike(t);
   const size = (t.shape as number[]).reduce((a, b) => a * b, 1);
   return Tensor.constant(new Float32Array(size), t.shape as number[]);
 }

@@ -133,6 +133,7 @@ describe('shape ops', () => {
   it('gather: embedding gradient accumulates repeated indices', async () => {
     const ids = E.Tensor.constant([1, 3, 1, 1, 0, 3], [2, 3], 'int64');
     await gradCheck((table) => E.gather(table, ids), [arg([5, 4])]);
+    await gradCheck((table) => E.gather(table, E.Tensor.constant([4, 4, 2], [3], 'int32')), [arg([5, 3])]);
     // Directly: row 1 is used three times, row 3 twice, rows 2 and 4 never.
     const table = E.Tensor.input('table', [5, 2]);
     const [g] = E.grad(E.sum(E.gather(table, ids)), [table]);
@@ -298,5 +299,48 @@ describe('gradients with a symbolic batch', () => {
       const r = await symbolic.run({ x });
       for (const name of Object.keys(fixed)) expectClose(r[name].data as Float32Array, fixed[name].data as Float32Array, 1e-6, 1e-5);
     }
+  });
+});
+
+describe('gradients with symbolic spatial sizes', () => {
+  /** conv/2 → GroupNorm → attention over tokens → convTranspose×2: the input gradient at any size. */
+  function inputGradient(x: E.Tensor): E.Tensor {
+    const w = E.Tensor.constant(rand(4 * 2 * 9, 1, -0.5, 0.5), [4, 2, 3, 3]);
+    const wt = E.Tensor.constant(rand(4 * 2 * 16, 2, -0.5, 0.5), [4, 2, 4, 4]);
+    const h = E.groupNorm(E.conv2d(x, w, undefined, { stride: 2, padding: 1 }), 2, E.Tensor.constant([1, 2, 3, 4], [4]), E.Tensor.constant([0, 0, 0, 0], [4]));
+    const tokens = E.transpose(E.reshape(h, [x.shape[0], 4, -1]), [0, 2, 1]);
+    const attended = E.reshape(E.transpose(E.attention(tokens, tokens, tokens, 2), [0, 2, 1]), h.shape);
+    const y = E.convTranspose2d(E.silu(attended), wt, undefined, { stride: 2, padding: 1 }); // [B, 2, H, W]
+    return E.grad(E.mean(E.mul(y, x)), [x])[0];
+  }
+
+  it('the input gradient through convolutions matches the fixed-size trace', async () => {
+    const symbolic = E.Tensor.input('x', [E.sym('B'), 2, E.sym('H'), E.sym('W')]);
+    const graph = await E.compile({ inputs: [symbolic], outputs: { g: inputGradient(symbolic) } });
+    for (const [b, h, w] of [[1, 4, 6], [2, 6, 2]]) {
+      const x = { data: rand(b * 2 * h * w, h), shape: [b, 2, h, w] };
+      const fixed = E.Tensor.input('x', x.shape);
+      const expected = await (await E.compile({ inputs: [fixed], outputs: { g: inputGradient(fixed) } })).run({ x });
+      const r = await graph.run({ x });
+      expect(r.g.shape).toEqual(x.shape);
+      expectClose(r.g.data as Float32Array, expected.g.data as Float32Array, 1e-6, 1e-5);
+    }
+  });
+
+  it('asking for a conv weight gradient at a symbolic resolution fails when compiled, saying why', async () => {
+    const x = E.Tensor.input('x', [1, 2, E.sym('H'), E.sym('W')]);
+    const w = E.Tensor.input('w', [3, 2, 3, 3]);
+    const [gw] = E.grad(E.sum(E.conv2d(x, w, undefined, { padding: 1 })), [w]);
+    expect(gw.shape).toEqual([3, 2, 3, 3]);
+    await expect(E.compile({ inputs: [x, w], outputs: { gw } })).rejects.toThrow(/known spatial sizes.*fixed resolution/);
+  });
+
+  it('an input the loss does not use gets zeros of its run-time shape', async () => {
+    const x = E.Tensor.input('x', [E.sym('B'), 2]);
+    const unused = E.Tensor.input('unused', [E.sym('B'), 3]);
+    const [g] = E.grad(E.sum(x), [unused]);
+    const r = await (await E.compile({ inputs: [x, unused], outputs: { g } })).run({ x: { data: new Float32Array(4), shape: [2, 2] }, unused: { data: rand(6, 1), shape: [2, 3] } });
+    expect(r.g.shape).toEqual([2, 3]);
+    expectClose(r.g.data as Float32Array, new Array(6).fill(0));
   });
 });

@@ -149,6 +149,9 @@ describe('shape ops', () => {
     const expected: number[] = [];
     for (let k = 0; k < 4; k++) for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) expected.push(12 * i + 4 * j + k);
     await check(E.transpose(x(), [2, 0, 1]), [4, 2, 3], expected);
+    const rank11 = E.Tensor.input('r', [2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3]);
+    expect(E.transpose(rank11, [10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).shape).toEqual([3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+    expect(() => E.transpose(x(), [0, 0, 1])).toThrow(/bad permutation/);
   });
 
   it('slice: ranges, negative indices, open end, past the end', async () => {
@@ -340,6 +343,10 @@ describe('normalisation, softmax, attention', () => {
       await check(y, [b, lq, c], attentionRef(q, k, v, b, lq, lk, c, c, heads), 1e-5, 1e-4);
       const scaled = E.attention(input('q', [b, lq, c], q), input('k', [b, lk, c], k), input('v', [b, lk, c], v), 4, 0.3);
       await check(scaled, [b, lq, c], attentionRef(q, k, v, b, lq, lk, c, c, 4, 0.3), 1e-5, 1e-4);
+      // Values narrower than queries and keys (v_hidden_size ≠ hidden_size).
+      const narrow = v.slice(0, b * lk * 4);
+      const y2 = E.attention(input('q', [b, lq, c], q), input('k', [b, lk, c], k), input('v', [b, lk, 4], narrow), heads);
+      await check(y2, [b, lq, 4], attentionRef(q, k, narrow, b, lq, lk, c, 4, heads), 1e-5, 1e-4);
     });
   }
 
@@ -359,58 +366,50 @@ function transposed(m: ArrayLike<number>, rows: number, cols: number): Float32Ar
 }
 
 describe('symbolic sizes', () => {
-  /** A small conv/attention block traced once over [B, 4, H, W]. */
-  function block() {
-    const [B, H, W] = [E.sym('B'), E.sym('H'), E.sym('W')];
-    const x = E.Tensor.input('x', [B, 4, H, W]);
+  /** A small conv → GroupNorm → attention over H·W/4 tokens → upsample block on [B, 4, H, W]. */
+  function net(x: E.Tensor): { down: E.Tensor; y: E.Tensor } {
     const w = E.Tensor.constant(rand(4 * 4 * 9, 21, -0.3, 0.3), [4, 4, 3, 3]);
     const down = E.conv2d(x, w, undefined, { stride: 2, padding: 1 }); // [B, 4, H/2, W/2]
     const normed = E.groupNorm(down, 2, E.Tensor.constant(new Float32Array(4).fill(1), [4]), E.Tensor.constant(new Float32Array(4), [4]));
-    const tokens = E.transpose(E.reshape(normed, [B, 4, -1]), [0, 2, 1]); // [B, H·W/4, 4]
+    const tokens = E.transpose(E.reshape(normed, [x.shape[0], 4, -1]), [0, 2, 1]); // [B, H·W/4, 4]
     const attended = E.attention(tokens, tokens, tokens, 2);
     const back = E.reshape(E.transpose(attended, [0, 2, 1]), down.shape);
     const up = E.upsampleNearest2x(E.add(back, down)); // [B, 4, H, W]
-    const y = E.add(E.silu(up), E.mean(x, [2, 3], true));
-    return { x, y, down, shapes: { down: down.shape, y: y.shape } };
+    return { down, y: E.add(E.silu(up), E.mean(x, [2, 3], true)) };
+  }
+
+  function block() {
+    const x = E.Tensor.input('x', [E.sym('B'), 4, E.sym('H'), E.sym('W')]);
+    return { x, ...net(x) };
   }
 
   it('derives output shapes symbolically', () => {
-    const { shapes } = block();
-    expect(E.shapeToString(shapes.down)).toBe('[B, 4, 1/2*H, 1/2*W]');
-    expect(E.shapeToString(shapes.y)).toBe('[B, 4, H, W]');
+    const { down, y } = block();
+    expect(E.shapeToString(down.shape)).toBe('[B, 4, 1/2*H, 1/2*W]');
+    expect(E.shapeToString(y.shape)).toBe('[B, 4, H, W]');
   });
 
-  it('one compile serves two sizes and the same graph reuses its session', async () => {
-    const first = block();
-    const graph = await E.compile({ inputs: [first.x], outputs: { y: first.y, down: first.down } });
-    const again = block(); // traced afresh: new Tensors, same graph
-    const graph2 = await E.compile({ inputs: [again.x], outputs: { y: again.y, down: again.down } });
-    expect(graph2.session).toBe(graph.session);
+  for (const fused of [true, false]) {
+    it(`one compile serves two sizes and the same graph reuses its session (${fused ? 'fused' : 'plain'} norms and attention)`, async () => {
+      Object.assign(E.fusedKernels, { layerNorm: fused, groupNorm: fused, attention: fused });
+      const first = block();
+      const graph = await E.compile({ inputs: [first.x], outputs: { y: first.y, down: first.down } });
+      const again = block(); // traced afresh: new Tensors, same graph
+      const graph2 = await E.compile({ inputs: [again.x], outputs: { y: again.y, down: again.down } });
+      expect(graph2.session).toBe(graph.session);
 
-    for (const [b, h, w] of [[1, 4, 6], [3, 8, 4]]) {
-      const xv = rand(b * 4 * h * w, b + h + w);
-      const r = await graph.run({ x: { data: xv, shape: [b, 4, h, w] } });
-      expect(r.y.shape).toEqual([b, 4, h, w]);
-      expect(r.down.shape).toEqual([b, 4, h / 2, w / 2]);
-      // The same block traced at this fixed size agrees.
-      const fixed = E.Tensor.input('x', [b, 4, h, w]);
-      const fixedGraph = await E.compile({ inputs: [fixed], outputs: { y: rebuild(fixed) } });
-      const expected = await fixedGraph.run({ x: { data: xv, shape: [b, 4, h, w] } });
-      expectClose(r.y.data as Float32Array, expected.y.data as Float32Array, 1e-5, 1e-4);
-    }
-  });
-
-  /** The block of `block()` on a given input (sizes from the input). */
-  function rebuild(x: E.Tensor): E.Tensor {
-    const [B] = x.shape;
-    const w = E.Tensor.constant(rand(4 * 4 * 9, 21, -0.3, 0.3), [4, 4, 3, 3]);
-    const down = E.conv2d(x, w, undefined, { stride: 2, padding: 1 });
-    const normed = E.groupNorm(down, 2, E.Tensor.constant(new Float32Array(4).fill(1), [4]), E.Tensor.constant(new Float32Array(4), [4]));
-    const tokens = E.transpose(E.reshape(normed, [B, 4, -1]), [0, 2, 1]);
-    const attended = E.attention(tokens, tokens, tokens, 2);
-    const back = E.reshape(E.transpose(attended, [0, 2, 1]), down.shape);
-    const up = E.upsampleNearest2x(E.add(back, down));
-    return E.add(E.silu(up), E.mean(x, [2, 3], true));
+      for (const [b, h, w] of [[1, 4, 6], [3, 8, 4]]) {
+        const xv = rand(b * 4 * h * w, b + h + w);
+        const r = await graph.run({ x: { data: xv, shape: [b, 4, h, w] } });
+        expect(r.y.shape).toEqual([b, 4, h, w]);
+        expect(r.down.shape).toEqual([b, 4, h / 2, w / 2]);
+        // The same block traced at this fixed size agrees.
+        const fixed = E.Tensor.input('x', [b, 4, h, w]);
+        const fixedGraph = await E.compile({ inputs: [fixed], outputs: { y: net(fixed).y } });
+        const expected = await fixedGraph.run({ x: { data: xv, shape: [b, 4, h, w] } });
+        expectClose(r.y.data as Float32Array, expected.y.data as Float32Array, 1e-5, 1e-4);
+      }
+    });
   }
 
   it('symbolic slice, pad, concat and expand', async () => {

@@ -142,6 +142,14 @@ export function convTranspose2d(x: Tensor, w: Tensor, bias?: Tensor, options: Co
   return convTranspose2dRaw(x, w, bias, { ...convAttrs(options), output_padding: options.outputPadding ?? [0, 0] });
 }
 
+/** A value that cannot be computed: tracing goes on, and compiling a graph that needs it throws. */
+const UNAVAILABLE: OpSpec = {
+  type: 'Unavailable',
+  emit: (_e, n) => {
+    throw new Error(n.attrs.message as string);
+  },
+};
+
 /**
  * dL/dW of conv2d(x, W) given the output gradient g, as one convolution of x with g as the kernel
  * (batch and channel axes swapped): W'[ci, co] = Σ_n x[n, ci] ⋆ g[n, co], with the roles of stride
@@ -157,7 +165,9 @@ export function convWeightGrad(x: Tensor, g: Tensor, a: ConvAttrs, kernel: numbe
     return concat(parts, 0);
   }
   if ([x.shape[2], x.shape[3], g.shape[2], g.shape[3]].some((d) => typeof d !== 'number')) {
-    throw new Error(`conv weight gradients need known spatial sizes; got ${x} and ${g}: trace training graphs at a fixed resolution`);
+    // Not thrown here: the VJP builds every input's gradient, and one through x alone is fine.
+    const message = `conv weight gradients need known spatial sizes; got ${x} and ${g}: trace training graphs at a fixed resolution`;
+    return makeOp(UNAVAILABLE, [x, g], [g.shape[1], x.shape[1], kernel[0], kernel[1]], x.dtype, { message });
   }
   const xT = transpose(x, [1, 0, 2, 3]);
   const gT = transpose(g, [1, 0, 2, 3]);

@@ -40,7 +40,7 @@ const TRANSPOSE: OpSpec = {
 };
 
 export function transpose(x: Tensor, perm: readonly number[]): Tensor {
-  if (perm.length !== x.rank || [...perm].sort().some((p, i) => p !== i)) throw new Error(`transpose: bad permutation [${perm}] for ${x}`);
+  if (perm.length !== x.rank || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) throw new Error(`transpose: bad permutation [${perm}] for ${x}`);
   if (perm.every((p, i) => p === i)) return x;
   return makeOp(TRANSPOSE, [x], perm.map((p) => x.shape[p]), x.dtype, { perm: [...perm] });
 }
