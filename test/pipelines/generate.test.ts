@@ -77,6 +77,21 @@ describe('txt2img matches diffusers on tiny-sd', () => {
     expect(maxAbsDiff(a.latents.subarray(a.latents.length / 2), second.latents)).toBeLessThan(1e-5);
   });
 
+  it('img2img runs the last ⌊steps·strength⌋ steps from the noised picture, which shapes the result', async () => {
+    const picture = (value: number) => ({ width: 64, height: 64, channels: 3 as const, data: new Float32Array(3 * 64 * 64).fill(value) });
+    const run = async (value: number, strength: number) => {
+      let steps = 0;
+      const r = await generate(sd, { prompts: ['a cat'], steps: 10, width: 64, height: 64, seed: 1, initImage: picture(value), strength, onStep: () => steps++ });
+      return { steps, latents: r.latents };
+    };
+    const dark = await run(0.1, 0.3);
+    const light = await run(0.9, 0.3);
+    expect(dark.steps).toBe(3);
+    expect(maxAbsDiff(dark.latents, light.latents)).toBeGreaterThan(1e-3);
+    expect(maxAbsDiff(dark.latents, (await run(0.1, 0.3)).latents)).toBe(0);
+    expect((await run(0.1, 1)).steps).toBe(10);
+  });
+
   it('BatchGenerator splits draws per item', () => {
     const g = new BatchGenerator([1, 2]);
     const both = g.randn(6);
