@@ -93,7 +93,6 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
   const accum = options.gradAccum ?? 1;
   if (!Number.isInteger(steps) || steps < 0) throw new Error(`steps must be a non-negative integer, got ${steps}`);
   if (!Number.isInteger(accum) || accum < 1) throw new Error(`gradient accumulation must be a positive integer, got ${accum}`);
-  const params = task.step.params;
 
   let step = 0;
   let lastCheckpoint: string | undefined;
