@@ -110,6 +110,13 @@ describe('shape ops', () => {
     await gradCheck((x) => E.slice(x, -1, -2), [arg([2, 4, 3])]);
     await gradCheck((x) => E.slice(x, 0, 1, -1), [arg([5, 2])]);
     await gradCheck((x) => E.slice(x, 0, 2, 10), [arg([5, 2])]);
+    // An empty slice (end before start) passes a zero gradient of the right shape.
+    const x = E.Tensor.input('x', [6]);
+    const empty = E.slice(x, 0, 4, 2);
+    expect(empty.shape).toEqual([0]);
+    const [g] = E.grad(E.add(E.sum(E.mul(empty, empty)), E.sum(x)), [x]);
+    const r = await (await E.compile({ inputs: [x], outputs: { g } })).run({ x: rand(6, 1) });
+    expectClose(r.g.data as Float32Array, new Array(6).fill(1));
   });
 
   it('concat (each input), split and chunk', async () => {

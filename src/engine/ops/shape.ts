@@ -75,11 +75,11 @@ export function slice(x: Tensor, axis: number, start: number, end?: number): Ten
   // Known sizes clamp the bounds as NumPy does, so the gradient's padding is never negative.
   const fix = (i: number) => (typeof size === 'number' ? Math.min(Math.max(i < 0 ? size + i : i, 0), size) : i);
   const s = fix(start);
-  const e = end === undefined ? Number.MAX_SAFE_INTEGER : fix(end);
+  const e = end === undefined ? Number.MAX_SAFE_INTEGER : typeof size === 'number' ? Math.max(fix(end), s) : end;
   if (s < 0) throw new Error(`slice: negative start on a symbolic axis of ${x}`);
   let length: Dim;
   if (e === Number.MAX_SAFE_INTEGER) length = dimAdd(size, -s);
-  else if (typeof size === 'number') length = Math.max(0, Math.min(e, size) - s);
+  else if (typeof size === 'number') length = e - s;
   else length = e < 0 ? dimAdd(size, e - s) : e - s; // a negative end counts from the symbolic end
   if (s === 0 && dimEquals(length, size)) return x;
   const shape = [...x.shape];
