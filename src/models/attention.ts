@@ -27,6 +27,7 @@ import {
   splitHeads,
   transpose,
 } from '../engine/index.ts';
+import { LoraLinear } from './lora-linear.ts';
 
 export type AttentionPlace = 'down' | 'mid' | 'up';
 
@@ -68,22 +69,22 @@ interface HookContext {
   width: Dim;
 }
 
-/** Multi-head attention: to_q / to_k / to_v without bias, `to_out.0` with; scale D^−½. */
+/** Multi-head attention: to_q / to_k / to_v without bias, `to_out.0` with; scale D^−½. The four projections accept LoRA adapters. */
 export class Attention extends Module {
-  readonly to_q: Linear;
-  readonly to_k: Linear;
-  readonly to_v: Linear;
-  readonly to_out: Linear;
+  readonly to_q: LoraLinear;
+  readonly to_k: LoraLinear;
+  readonly to_v: LoraLinear;
+  readonly to_out: LoraLinear;
   readonly scale: number;
 
   /** `crossDim` is the width of the context for cross-attention; undefined for self-attention. */
   constructor(name: string, queryDim: number, readonly heads: number, readonly headDim: number, readonly crossDim?: number) {
     super(name);
     const inner = heads * headDim;
-    this.to_q = new Linear(joinName(name, 'to_q'), queryDim, inner, false);
-    this.to_k = new Linear(joinName(name, 'to_k'), crossDim ?? queryDim, inner, false);
-    this.to_v = new Linear(joinName(name, 'to_v'), crossDim ?? queryDim, inner, false);
-    this.to_out = new Linear(joinName(name, 'to_out.0'), inner, queryDim);
+    this.to_q = new LoraLinear(joinName(name, 'to_q'), queryDim, inner, false);
+    this.to_k = new LoraLinear(joinName(name, 'to_k'), crossDim ?? queryDim, inner, false);
+    this.to_v = new LoraLinear(joinName(name, 'to_v'), crossDim ?? queryDim, inner, false);
+    this.to_out = new LoraLinear(joinName(name, 'to_out.0'), inner, queryDim);
     this.scale = 1 / Math.sqrt(headDim);
   }
 

@@ -22,6 +22,7 @@ import {
   transposeLast,
   attention,
 } from '../engine/index.ts';
+import { LoraLinear } from './lora-linear.ts';
 
 /** transformers' `hidden_act` names that CLIP checkpoints use. */
 export type ClipActivation = 'quick_gelu' | 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh';
@@ -102,11 +103,12 @@ export function causalMask(length: number): Tensor {
   return Tensor.constant(mask, [length, length]);
 }
 
+/** Self-attention with transformers' q/k/v/out_proj names; the projections accept LoRA adapters. */
 export class ClipAttention extends Module {
-  readonly qProj: Linear;
-  readonly kProj: Linear;
-  readonly vProj: Linear;
-  readonly outProj: Linear;
+  readonly qProj: LoraLinear;
+  readonly kProj: LoraLinear;
+  readonly vProj: LoraLinear;
+  readonly outProj: LoraLinear;
   readonly heads: number;
   readonly scale: number;
 
@@ -115,10 +117,10 @@ export class ClipAttention extends Module {
     const c = config.hiddenSize;
     this.heads = config.numAttentionHeads;
     this.scale = 1 / Math.sqrt(c / this.heads);
-    this.qProj = new Linear(joinName(name, 'q_proj'), c, c);
-    this.kProj = new Linear(joinName(name, 'k_proj'), c, c);
-    this.vProj = new Linear(joinName(name, 'v_proj'), c, c);
-    this.outProj = new Linear(joinName(name, 'out_proj'), c, c);
+    this.qProj = new LoraLinear(joinName(name, 'q_proj'), c, c);
+    this.kProj = new LoraLinear(joinName(name, 'k_proj'), c, c);
+    this.vProj = new LoraLinear(joinName(name, 'v_proj'), c, c);
+    this.outProj = new LoraLinear(joinName(name, 'out_proj'), c, c);
   }
 
   /**

@@ -1,0 +1,193 @@
+// LoRA on Stable Diffusion: adapters on the attention projections of the UNet (to_q, to_k, to_v,
+// to_out.0) and optionally of the text encoder (q_proj, k_proj, v_proj, out_proj).
+//
+// Two ways to use a LoRA:
+//  - as branches (LoraNetwork): each projection computes W·x + m·B(A(x)). This is how LoRA trains,
+//    since only A and B are graph inputs and the base weights stay frozen in their file.
+//  - merged (mergeLora): W' = W + m·B·A, computed once in memory. This is how `nuri generate`
+//    applies a LoRA: the sampling graph is then exactly the base model's, with no extra matmuls
+//    per projection per step, whatever the number of LoRAs stacked.
+
+import { Module, type Parameter, type RandomSource, SafetensorsFile } from '../engine/index.ts';
+import type { ClipTextModel } from './clip-text.ts';
+import { type LoraComponent, type LoraKeyStyle, type LoraLayerWeights, type LoraModuleNames, readLoraFile, writeLoraFile } from './lora-format.ts';
+import { LoraAdapter, LoraLinear } from './lora-linear.ts';
+import type { UNet2DConditionModel } from './unet.ts';
+
+export { LoraAdapter, LoraLinear } from './lora-linear.ts';
+export { type LoraComponent, type LoraKeyStyle, type LoraLayerWeights, kohyaName, readLoraFile, writeLoraFile } from './lora-format.ts';
+
+/** The models a LoRA may touch; a text-encoder LoRA needs `textEncoder`. */
+export interface LoraModels {
+  unet: UNet2DConditionModel;
+  textEncoder?: ClipTextModel;
+}
+
+export interface LoraConfig {
+  rank: number;
+  /** Defaults to the rank (multiplier 1), as diffusers' training scripts set it. */
+  alpha?: number;
+  /** Also adapt the text encoder's attention projections. */
+  textEncoder?: boolean;
+}
+
+/** Every adaptable projection of a model (LoraLinear layers), found through its fields like parameters(). */
+export function adaptableLayers(model: Module): LoraLinear[] {
+  const out: LoraLinear[] = [];
+  const visit = (v: unknown): void => {
+    if (v instanceof LoraLinear) out.push(v);
+    else if (Array.isArray(v)) v.forEach(visit);
+    else if (v instanceof Module) for (const child of Object.values(v)) visit(child);
+  };
+  for (const child of Object.values(model)) visit(child);
+  return out;
+}
+
+/** A layer's module path: its weight's name without ".weight". */
+function modulePath(layer: LoraLinear): string {
+  return layer.weight.name.replace(/\.weight$/, '');
+}
+
+interface Attached {
+  component: LoraComponent;
+  layer: LoraLinear;
+  adapter: LoraAdapter;
+}
+
+/** Adapters attached to a model's projections as branches: trainable, savable, removable. */
+export class LoraNetwork {
+  private constructor(private readonly attached: Attached[]) {}
+
+  /** Fresh adapters (A random, B zero) on every adaptable projection. */
+  static create(models: LoraModels, config: LoraConfig, rng: RandomSource): LoraNetwork {
+    const alpha = config.alpha ?? config.rank;
+    const targets: [LoraComponent, Module | undefined][] = [['unet', models.unet]];
+    if (config.textEncoder) {
+      if (!models.textEncoder) throw new Error('LoRA on the text encoder needs the text encoder');
+      targets.push(['text_encoder', models.textEncoder]);
+    }
+    const attached: Attached[] = [];
+    for (const [component, model] of targets) {
+      for (const layer of adaptableLayers(model!)) {
+        const adapter = new LoraAdapter(modulePath(layer), layer.inFeatures, layer.outFeatures, config.rank, alpha);
+        adapter.init(rng);
+        layer.adapters.push(adapter);
+        attached.push({ component, layer, adapter });
+      }
+    }
+    return new LoraNetwork(attached);
+  }
+
+  /** Attaches saved weights as branches (scaled by `scale`); every layer must be an adaptable projection. */
+  static attach(models: LoraModels, layers: readonly LoraLayerWeights[], scale = 1, tag = 'default'): LoraNetwork {
+    const byPath = projectionsByPath(models);
+    const attached: Attached[] = [];
+    for (const w of layers) {
+      const layer = byPath.get(`${w.component}:${w.module}`);
+      if (!layer) throw new Error(`LoRA layer ${w.component} ${w.module} is not an attention projection of this model; merge it instead`);
+      if (layer.inFeatures !== w.inFeatures || layer.outFeatures !== w.outFeatures) {
+        throw new Error(`LoRA layer ${w.component} ${w.module} is ${w.outFeatures}×${w.inFeatures}, the model's is ${layer.outFeatures}×${layer.inFeatures}`);
+      }
+      const adapter = new LoraAdapter(w.module, w.inFeatures, w.outFeatures, w.rank, w.alpha, scale, tag);
+      adapter.down.setValue(w.down);
+      adapter.up.setValue(w.up);
+      layer.adapters.push(adapter);
+      attached.push({ component: w.component, layer, adapter });
+    }
+    return new LoraNetwork(attached);
+  }
+
+  /** A and B of every adapter, in a fixed order (what an optimiser updates). */
+  parameters(): Parameter[] {
+    return this.attached.flatMap(({ adapter }) => [adapter.down, adapter.up]);
+  }
+
+  /** The current weights, ready to save. */
+  weights(): LoraLayerWeights[] {
+    return this.attached.map(({ component, layer, adapter }) => ({
+      component,
+      module: modulePath(layer),
+      rank: adapter.rank,
+      inFeatures: adapter.inFeatures,
+      outFeatures: adapter.outFeatures,
+      alpha: adapter.alpha,
+      down: new Float32Array(adapter.down.value()),
+      up: new Float32Array(adapter.up.value()),
+    }));
+  }
+
+  save(path: string, style: LoraKeyStyle = 'diffusers'): void {
+    writeLoraFile(path, this.weights(), style);
+  }
+
+  /** Takes the adapters off their layers: the model computes its base function again. */
+  detach(): void {
+    for (const { layer, adapter } of this.attached) {
+      const i = layer.adapters.indexOf(adapter);
+      if (i >= 0) layer.adapters.splice(i, 1);
+    }
+  }
+}
+
+function projectionsByPath(models: LoraModels): Map<string, LoraLinear> {
+  const out = new Map<string, LoraLinear>();
+  for (const layer of adaptableLayers(models.unet)) out.set(`unet:${modulePath(layer)}`, layer);
+  if (models.textEncoder) for (const layer of adaptableLayers(models.textEncoder)) out.set(`text_encoder:${modulePath(layer)}`, layer);
+  return out;
+}
+
+/** Every weight-bearing module path of the models: what a LoRA file may name (kohya files adapt more than attention). */
+export function loraModuleNames(models: LoraModels): LoraModuleNames {
+  const paths = (m: Module) => m.parameters().filter((p) => p.name.endsWith('.weight')).map((p) => p.name.slice(0, -'.weight'.length));
+  return { unet: paths(models.unet), ...(models.textEncoder ? { text_encoder: paths(models.textEncoder) } : {}) };
+}
+
+/** Reads a LoRA file (diffusers/PEFT, older diffusers or kohya keys) for these models. */
+export function loadLoraFile(path: string, models: LoraModels): { layers: LoraLayerWeights[]; style: string; unmatched: string[] } {
+  const file = SafetensorsFile.open(path);
+  try {
+    return readLoraFile(file, loraModuleNames(models));
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * W ← W + scale·(alpha/rank)·B·A for each layer, in memory. Works on any linear or 1×1-conv weight
+ * the layer names (kohya LoRAs also adapt proj_in/proj_out and the feed-forward), not only the
+ * attention projections. The changed weights become in-memory values; the rest stay in their file.
+ */
+export function mergeLora(models: LoraModels, layers: readonly LoraLayerWeights[], scale = 1): void {
+  const weights = new Map<string, Parameter>();
+  for (const p of models.unet.parameters()) weights.set(`unet:${p.name}`, p);
+  if (models.textEncoder) for (const p of models.textEncoder.parameters()) weights.set(`text_encoder:${p.name}`, p);
+  const problems: string[] = [];
+  const plan: [Parameter, LoraLayerWeights][] = [];
+  for (const w of layers) {
+    const p = weights.get(`${w.component}:${w.module}.weight`);
+    if (!p) problems.push(`${w.component} has no layer ${w.module}`);
+    else if (p.shape[0] !== w.outFeatures || p.size !== w.outFeatures * w.inFeatures) {
+      problems.push(`${w.component} ${w.module} is [${p.shape.join(', ')}], the LoRA is ${w.outFeatures}×${w.inFeatures}`);
+    } else plan.push([p, w]);
+  }
+  if (problems.length) throw new Error(`cannot apply LoRA: ${problems.length} layer(s) do not fit the model\n  ${problems.slice(0, 8).join('\n  ')}`);
+  if (scale === 0) return;
+  for (const [p, w] of plan) addLowRankProduct(p.materialize(), w, (scale * w.alpha) / w.rank);
+}
+
+/** w [out, in] += m·B·A, accumulating each element's rank-sum in double precision. */
+function addLowRankProduct(w: Float32Array, l: LoraLayerWeights, m: number): void {
+  const { down: a, up: b, rank, inFeatures: n, outFeatures: rows } = l;
+  const acc = new Float64Array(n);
+  for (let o = 0; o < rows; o++) {
+    acc.fill(0);
+    for (let r = 0; r < rank; r++) {
+      const bor = b[o * rank + r];
+      if (bor === 0) continue;
+      const row = r * n;
+      for (let i = 0; i < n; i++) acc[i] += bor * a[row + i];
+    }
+    const base = o * n;
+    for (let i = 0; i < n; i++) w[base + i] += m * acc[i];
+  }
+}

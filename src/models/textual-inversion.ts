@@ -1,0 +1,80 @@
+// Textual Inversion embeddings (Gal et al. 2022): a new word for the text encoder, stored as one
+// or more learned token-embedding rows. Files read here:
+//   diffusers  learned_embeds.safetensors: one tensor named after the token, [C] or [n, C]
+//   A1111      NAME.safetensors: "emb_params" (or "string_to_param.*") [n, C]; the token is NAME
+// A multi-vector embedding adds tokens TOKEN, TOKEN_1, …, TOKEN_{n−1} and a prompt's TOKEN is
+// expanded to all of them, as diffusers does.
+
+import { basename, extname } from 'node:path';
+import { SafetensorsFile, writeSafetensors } from '../engine/safetensors.ts';
+import type { ClipTokenizer } from '../tokenizers/clip.ts';
+import type { ClipTextModel } from './clip-text.ts';
+
+export interface TextualInversionEmbedding {
+  token: string;
+  /** One row [C] per vector. */
+  vectors: Float32Array[];
+}
+
+const A1111_KEYS = ['emb_params', 'string_to_param.*'];
+
+/** Reads an embedding file; `token` overrides the name stored in (or implied by) the file. */
+export function readEmbeddingFile(path: string, token?: string): TextualInversionEmbedding {
+  const file = SafetensorsFile.open(path);
+  try {
+    const names = file.names();
+    const a1111 = names.find((n) => A1111_KEYS.includes(n));
+    const name = a1111 ?? (names.length === 1 ? names[0] : undefined);
+    if (!name) {
+      throw new Error(`embedding file ${path} holds ${names.length} tensors (${names.slice(0, 6).join(', ')}); expected one tensor named after its token, or A1111's "emb_params"`);
+    }
+    const { shape } = file.entry(name);
+    if (shape.length < 1 || shape.length > 2) throw new Error(`embedding file ${path}: tensor "${name}" has shape [${shape.join(', ')}]; expected [C] or [n, C]`);
+    const dim = shape[shape.length - 1];
+    const count = shape.length === 2 ? shape[0] : 1;
+    const data = file.readFloat32(name);
+    const vectors = Array.from({ length: count }, (_, i) => data.slice(i * dim, (i + 1) * dim));
+    return { token: token ?? (a1111 ? basename(path, extname(path)) : name), vectors };
+  } finally {
+    file.close();
+  }
+}
+
+/** Writes diffusers' learned_embeds.safetensors: one tensor [n, C] named after the token. */
+export function writeEmbeddingFile(path: string, embedding: TextualInversionEmbedding): void {
+  const dim = embedding.vectors[0]?.length ?? 0;
+  const data = new Float32Array(embedding.vectors.length * dim);
+  embedding.vectors.forEach((v, i) => data.set(v, i * dim));
+  writeSafetensors(path, { [embedding.token]: { dtype: 'F32', shape: [embedding.vectors.length, dim], data } });
+}
+
+/** The token names an embedding of n vectors adds: TOKEN, TOKEN_1, …. */
+export function embeddingTokens(embedding: TextualInversionEmbedding): string[] {
+  return embedding.vectors.map((_, i) => (i === 0 ? embedding.token : `${embedding.token}_${i}`));
+}
+
+/**
+ * Adds the embedding's tokens to the tokenizer and its rows to the text encoder, so prompts can use
+ * the token. Returns the new ids.
+ */
+export function addEmbedding(tokenizer: ClipTokenizer, textEncoder: ClipTextModel, embedding: TextualInversionEmbedding): number[] {
+  const dim = textEncoder.config.hiddenSize;
+  const bad = embedding.vectors.find((v) => v.length !== dim);
+  if (bad) throw new Error(`embedding "${embedding.token}" has ${bad.length}-wide vectors; this text encoder's are ${dim} wide (an embedding for another model?)`);
+  return embeddingTokens(embedding).map((token, i) => {
+    const expected = textEncoder.embeddings.tokenCount;
+    const id = tokenizer.addToken(token);
+    if (id !== expected) {
+      throw new Error(`cannot add token ${JSON.stringify(token)}: the tokenizer gave id ${id} but the text encoder's next row is ${expected}${id < expected ? ' (already added?)' : ''}`);
+    }
+    textEncoder.addTokenEmbeddings([embedding.vectors[i]]);
+    return id;
+  });
+}
+
+/** Rewrites a prompt so a multi-vector embedding's token stands for all its tokens. */
+export function expandEmbeddingTokens(prompt: string, embeddings: readonly TextualInversionEmbedding[]): string {
+  let out = prompt;
+  for (const e of embeddings) if (e.vectors.length > 1) out = out.split(e.token).join(embeddingTokens(e).join(' '));
+  return out;
+}
