@@ -4,3 +4,4 @@ export * from './train-step.ts';
 export * from './checkpoint.ts';
 export * from './lr-schedule.ts';
 export * from './ema.ts';
+export * from './diffusion-loss.ts';
