@@ -28,10 +28,10 @@ export interface TensorValue {
 
 export type Feeds = Record<string, TensorValue | Float32Array>;
 
-const ORT_TYPE: Record<DType, ort.Tensor.Type> = {
+// onnxruntime-node has no bfloat16 tensors: such values stay inside graphs (cast from weights).
+const ORT_TYPE: Partial<Record<DType, ort.Tensor.Type>> = {
   float32: 'float32',
   float16: 'float16',
-  bfloat16: 'float16',
   int64: 'int64',
   int32: 'int32',
   bool: 'bool',
@@ -52,9 +52,14 @@ export class CompiledGraph {
       const name = t.origin.kind === 'input' ? t.origin.name : '';
       const given = feeds[name];
       if (given === undefined) throw new Error(`missing input "${name}" ${shapeToString(t.shape)}`);
+      if (ArrayBuffer.isView(given) && !t.shape.every((d) => typeof d === 'number')) {
+        throw new Error(`input "${name}" ${shapeToString(t.shape)} has symbolic sizes: feed { data, shape }, not a bare array`);
+      }
       const value: TensorValue = ArrayBuffer.isView(given) ? { data: given, shape: t.shape as number[] } : given;
       checkShape(name, t, value, bound);
-      ortFeeds[name] = new ort.Tensor(ORT_TYPE[t.dtype], value.data as never, value.shape as number[]);
+      const type = ORT_TYPE[t.dtype];
+      if (!type) throw new Error(`input "${name}": ${t.dtype} inputs are not supported by onnxruntime-node; feed float32 and cast in the graph`);
+      ortFeeds[name] = new ort.Tensor(type, value.data as never, value.shape as number[]);
     }
     for (const p of this.graph.trainable) {
       const given = feeds[p.name];

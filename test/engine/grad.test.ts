@@ -334,13 +334,34 @@ describe('gradients with symbolic spatial sizes', () => {
     }
   });
 
-  it('asking for a conv weight gradient at a symbolic resolution fails when compiled, saying why', async () => {
-    const x = E.Tensor.input('x', [1, 2, E.sym('H'), E.sym('W')]);
-    const w = E.Tensor.input('w', [3, 2, 3, 3]);
-    const [gw] = E.grad(E.sum(E.conv2d(x, w, undefined, { padding: 1 })), [w]);
-    expect(gw.shape).toEqual([3, 2, 3, 3]);
-    await expect(E.compile({ inputs: [x, w], outputs: { gw } })).rejects.toThrow(/known spatial sizes.*fixed resolution/);
-  });
+  for (const form of ['im2col', 'conv'] as const) {
+    it(`conv weight gradients (${form} form) at a symbolic resolution equal those traced at fixed sizes`, async () => {
+      E.convGradForm.weight = form;
+      try {
+        const options = { padding: [1, 0, 2, 1] as [number, number, number, number], stride: 2, dilation: [1, 2] as [number, number] };
+        const grads = async (shape: E.Dim[], h: number, w: number) => {
+          const x = E.Tensor.input('x', shape);
+          const wt = E.Tensor.input('w', [3, 2, 3, 3]);
+          const y = E.conv2d(x, wt, undefined, options);
+          const r = E.Tensor.input('r', y.shape);
+          const loss = E.sum(E.mul(y, r));
+          const [gw] = E.grad(loss, [wt]);
+          const graph = await E.compile({ inputs: [x, wt, r], outputs: { gw } });
+          const oh = E.convOutDim(h, 3, 2, 3, 1) as number;
+          const ow = E.convOutDim(w, 3, 2, 1, 2) as number;
+          const feeds = { x: { data: rand(2 * h * w, 3), shape: [1, 2, h, w] }, w: { data: rand(54, 4), shape: [3, 2, 3, 3] }, r: { data: rand(3 * oh * ow, 5), shape: [1, 3, oh, ow] } };
+          return (await graph.run(feeds)).gw.data as Float32Array;
+        };
+        for (const [h, w] of [[8, 10], [12, 6]]) {
+          const symbolic = await grads([1, 2, E.sym('H'), E.sym('W')], h, w);
+          const fixed = await grads([1, 2, h, w], h, w);
+          expectClose(symbolic, fixed, 1e-5, 1e-5);
+        }
+      } finally {
+        E.convGradForm.weight = 'im2col';
+      }
+    });
+  }
 
   it('an input the loss does not use gets zeros of its run-time shape', async () => {
     const x = E.Tensor.input('x', [E.sym('B'), 2]);

@@ -1,6 +1,7 @@
 // Matrix products and 2-D convolutions, with their VJPs.
 
 import { type Dim, broadcastShapes, convOutDim, dimAdd, dimEquals, dimMul, shapeToString } from '../dims.ts';
+import type { Emitter } from '../emit.ts';
 import { type OpSpec, type Tensor, makeOp } from '../tensor.ts';
 import { add } from './elementwise.ts';
 import { sum, sumTo } from './reduce.ts';
@@ -142,19 +143,72 @@ export function convTranspose2d(x: Tensor, w: Tensor, bias?: Tensor, options: Co
   return convTranspose2dRaw(x, w, bias, { ...convAttrs(options), output_padding: options.outputPadding ?? [0, 0] });
 }
 
-/** A value that cannot be computed: tracing goes on, and compiling a graph that needs it throws. */
-const UNAVAILABLE: OpSpec = {
-  type: 'Unavailable',
-  emit: (_e, n) => {
-    throw new Error(n.attrs.message as string);
+/** How conv weight gradients are emitted: `npm run bench` measures both. */
+export const convGradForm: { weight: 'im2col' | 'conv' } = { weight: 'im2col' };
+
+const CONV_WEIGHT_GRAD: OpSpec = {
+  type: 'ConvWeightGrad',
+  emit: (e, n) => {
+    const [x, g] = n.inputs;
+    const { a, kernel } = n.attrs as unknown as { a: ConvAttrs; kernel: [number, number] };
+    return convGradForm.weight === 'im2col' || !isStaticSpatial(x, g) ? emitIm2colWeightGrad(e, x, g, a, kernel) : e.value(weightGradByConv(x, g, a, kernel));
   },
 };
 
+function isStaticSpatial(x: Tensor, g: Tensor): boolean {
+  return [x.shape[2], x.shape[3], g.shape[2], g.shape[3]].every((d) => typeof d === 'number');
+}
+
 /**
- * dL/dW of conv2d(x, W) given the output gradient g, as one convolution of x with g as the kernel
- * (batch and channel axes swapped): W'[ci, co] = Σ_n x[n, ci] ⋆ g[n, co], with the roles of stride
- * and dilation exchanged. Grouped convolutions do this per group.
+ * dL/dW of conv2d(x, W) given the output gradient g (groups of 1). Per kernel tap (i, j), a strided
+ * slice of the padded input lines up with the output grid; the taps stacked are the im2col matrix
+ * P [N, Cin·kh·kw, oh·ow], and dWᵀ = Σ_n P·gᵀ is one batched MatMul. Slice ends come from g's
+ * run-time shape, so this works at symbolic sizes too.
  */
+function emitIm2colWeightGrad(e: Emitter, x: Tensor, g: Tensor, a: ConvAttrs, kernel: [number, number]): string {
+  const [kh, kw] = kernel;
+  const [sh, sw] = a.strides;
+  const [dh, dw] = a.dilations;
+  const [pt, pl, pb, pr] = a.pads;
+  const int64 = (values: number[]) => e.initializer(BigInt64Array.from(values, BigInt), [values.length], 'int64');
+  let padded = e.value(x);
+  if (pt || pl || pb || pr) padded = e.node('Pad', [padded, int64([0, 0, pt, pl, 0, 0, pb, pr])], { mode: 'constant' });
+  const gName = e.value(g);
+  const outSize = e.node('Shape', [gName], { start: 2, end: 4 });
+  const span = e.node('Mul', [outSize, int64([sh, sw])]);
+  const axes = int64([2, 3]);
+  const steps = int64([sh, sw]);
+  const taps: string[] = [];
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const starts = [i * dh, j * dw];
+      const ends = e.node('Add', [span, int64([starts[0] - sh + 1, starts[1] - sw + 1])]);
+      const tap = e.node('Slice', [padded, int64(starts), ends, axes, steps]);
+      taps.push(e.node('Unsqueeze', [tap, int64([2])]));
+    }
+  }
+  const cin = x.shape[1] as number;
+  const cout = g.shape[1] as number;
+  const stacked = taps.length === 1 ? taps[0] : e.node('Concat', taps, { axis: 2 }); // [N, Cin, K, oh, ow]
+  const patches = e.node('Reshape', [stacked, int64([0, cin * kh * kw, -1])]); // [N, Cin·K, P]
+  const gT = e.node('Transpose', [e.node('Reshape', [gName, int64([0, cout, -1])])], { perm: [0, 2, 1] }); // [N, P, Cout]
+  const perItem = e.node('MatMul', [patches, gT]); // [N, Cin·K, Cout]
+  const summed = e.node('ReduceSum', [perItem, int64([0])], { keepdims: 0 });
+  return e.node('Reshape', [e.node('Transpose', [summed], { perm: [1, 0] }), int64([cout, cin, kh, kw])]);
+}
+
+/** The same gradient as one convolution of x with g as the kernel (batch and channel axes swapped). */
+function weightGradByConv(x: Tensor, g: Tensor, a: ConvAttrs, kernel: [number, number]): Tensor {
+  const xT = transpose(x, [1, 0, 2, 3]);
+  const gT = transpose(g, [1, 0, 2, 3]);
+  let wT = conv2d(xT, gT, undefined, { stride: a.dilations, dilation: a.strides, padding: a.pads });
+  // The correlation can reach past the kernel when strides leave a remainder: keep the kernel's extent.
+  if (wT.shape[2] !== kernel[0]) wT = slice(wT, 2, 0, kernel[0]);
+  if (wT.shape[3] !== kernel[1]) wT = slice(wT, 3, 0, kernel[1]);
+  return transpose(wT, [1, 0, 2, 3]);
+}
+
+/** dL/dW of conv2d(x, W) given the output gradient g; grouped convolutions work per group. */
 export function convWeightGrad(x: Tensor, g: Tensor, a: ConvAttrs, kernel: number[]): Tensor {
   if (a.group > 1) {
     const cin = (x.shape[1] as number) / a.group;
@@ -164,18 +218,7 @@ export function convWeightGrad(x: Tensor, g: Tensor, a: ConvAttrs, kernel: numbe
     );
     return concat(parts, 0);
   }
-  if ([x.shape[2], x.shape[3], g.shape[2], g.shape[3]].some((d) => typeof d !== 'number')) {
-    // Not thrown here: the VJP builds every input's gradient, and one through x alone is fine.
-    const message = `conv weight gradients need known spatial sizes; got ${x} and ${g}: trace training graphs at a fixed resolution`;
-    return makeOp(UNAVAILABLE, [x, g], [g.shape[1], x.shape[1], kernel[0], kernel[1]], x.dtype, { message });
-  }
-  const xT = transpose(x, [1, 0, 2, 3]);
-  const gT = transpose(g, [1, 0, 2, 3]);
-  let wT = conv2d(xT, gT, undefined, { stride: a.dilations, dilation: a.strides, padding: a.pads });
-  // The correlation can reach past the kernel when strides leave a remainder: keep the kernel's extent.
-  if (wT.shape[2] !== kernel[0]) wT = slice(wT, 2, 0, kernel[0]);
-  if (wT.shape[3] !== kernel[1]) wT = slice(wT, 3, 0, kernel[1]);
-  return transpose(wT, [1, 0, 2, 3]);
+  return makeOp(CONV_WEIGHT_GRAD, [x, g], [g.shape[1], x.shape[1], kernel[0], kernel[1]], x.dtype, { a: a as never, kernel: kernel as never });
 }
 
 /** y = x·Wᵀ + b over the last axis, with PyTorch's Linear weight layout [out, in]. */
