@@ -5,3 +5,5 @@ export * from './checkpoint.ts';
 export * from './lr-schedule.ts';
 export * from './ema.ts';
 export * from './diffusion-loss.ts';
+export * from './vae-loss.ts';
+export * from './clip-loss.ts';
