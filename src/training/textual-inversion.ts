@@ -1,0 +1,157 @@
+// Textual Inversion (Gal et al. 2022): learn one new token-embedding row so that a placeholder word
+// ("<cat-toy>") means the subject of a few images. The row starts as a related word's embedding
+// ("toy"); prompts from templates ("a photo of a <cat-toy>") condition the UNet; the ε-loss's
+// gradient reaches only that row. Unlike diffusers' script, which makes the whole embedding table
+// trainable and copies the old rows back after each step, here the new row is its own parameter:
+// nothing else is a graph input, so every other weight is untouched by construction.
+
+import { join } from 'node:path';
+import { AdamW, Generator, type Parameter, type RunOptions } from '../engine/index.ts';
+import type { ClipTextModel } from '../models/clip-text.ts';
+import { writeEmbeddingFile } from '../models/textual-inversion.ts';
+import { vaeDownscale } from '../models/vae.ts';
+import type { UNet2DConditionModel } from '../models/unet.ts';
+import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
+import type { ClipTokenizer } from '../tokenizers/clip.ts';
+import { ShuffledBatches } from '../data/batches.ts';
+import { type NoiseSchedule, conditionedFeeds, conditionedInputs, conditionedLoss, inputList, noiseSchedule, tokenIdsFeed } from './fine-tune.ts';
+import { LatentCache, listImageFiles, readTrainingImages } from './latent-cache.ts';
+import { lrSchedule } from './lr-schedule.ts';
+import { type TrainStep, compileTrainStep } from './train-step.ts';
+import { type StepInfo, type TrainResult, train } from './trainer.ts';
+
+/** Prompts for an object ("what it is") and for a style ("how it looks"); {} is the placeholder. */
+export const OBJECT_TEMPLATES = [
+  'a photo of a {}',
+  'a rendering of a {}',
+  'a close-up photo of the {}',
+  'a bright photo of a {}',
+  'a dark photo of the {}',
+  'a cropped photo of a {}',
+  'a photo of my {}',
+  'a good photo of the {}',
+  'a photo of one {}',
+  'a small {}',
+  'a large {}',
+  'a blurry photo of the {}',
+];
+export const STYLE_TEMPLATES = [
+  'a painting in the style of {}',
+  'a rendering in the style of {}',
+  'a picture in the style of {}',
+  'a small painting in the style of {}',
+  'a large painting in the style of {}',
+  'an illustration in the style of {}',
+  'a drawing in the style of {}',
+  'a sketch in the style of {}',
+];
+
+export interface PlaceholderToken {
+  token: string;
+  id: number;
+  initializerId: number;
+  /** The new row [1, C]: the one parameter Textual Inversion trains. */
+  row: Parameter;
+}
+
+/** Adds `token` to the tokenizer and a row to the text encoder, initialised from `initializer` (one token). */
+export function addPlaceholderToken(tokenizer: ClipTokenizer, textEncoder: ClipTextModel, token: string, initializer: string): PlaceholderToken {
+  const initIds = tokenizer.encode(initializer);
+  if (initIds.length !== 1) {
+    throw new Error(`the initializer "${initializer}" is ${initIds.length} tokens (${tokenizer.tokenize(initializer).join(' ')}); it must be a single token`);
+  }
+  const expected = textEncoder.embeddings.tokenCount;
+  const id = tokenizer.addToken(token);
+  if (id !== expected) throw new Error(`token ${JSON.stringify(token)} got id ${id}, but the text encoder's next row is ${expected}: was it added already?`);
+  const [row] = textEncoder.addTokenEmbeddings([textEncoder.tokenEmbeddingRow(initIds[0])]);
+  return { token, id, initializerId: initIds[0], row };
+}
+
+/** Loss and d loss / d row for a batch of `batch` prompts over latents [batch, C, h, w]. */
+export function compileTextualInversionStep(
+  models: { unet: UNet2DConditionModel; textEncoder: ClipTextModel },
+  row: Parameter,
+  batch: number,
+  latentShape: readonly [number, number, number],
+  schedule: NoiseSchedule,
+  tokenLength = 77,
+  run?: RunOptions,
+): Promise<TrainStep> {
+  const inputs = conditionedInputs(batch, latentShape, tokenLength);
+  const { loss } = conditionedLoss(models, inputs, schedule.predictionType);
+  return compileTrainStep({ inputs: inputList(inputs), loss, params: [row], run });
+}
+
+export interface TextualInversionOptions {
+  /** Folder of training images. */
+  images: string;
+  token: string;
+  initToken: string;
+  /** Output folder: learned_embeds.safetensors and checkpoints/. */
+  out: string;
+  steps?: number;
+  lr?: number;
+  resolution?: number;
+  batch?: number;
+  /** 'object' (default) or 'style' prompt templates. */
+  learnable?: 'object' | 'style';
+  /** Random horizontal flips (default true). */
+  flip?: boolean;
+  seed?: number;
+  checkpointEvery?: number;
+  resume?: boolean;
+  signal?: AbortSignal;
+  onStep?(info: StepInfo): void;
+  /** Called as the training images are encoded, before the first step. */
+  onPrepare?(message: string): void;
+}
+
+export const TEXTUAL_INVERSION_DEFAULTS = { steps: 3000, lr: 5e-4, batch: 1, seed: 0, checkpointEvery: 500 };
+
+/** Trains the placeholder row and writes `out/learned_embeds.safetensors` (diffusers layout). */
+export async function trainTextualInversion(sd: StableDiffusion, options: TextualInversionOptions): Promise<TrainResult & { embeddings: string }> {
+  const o = { ...TEXTUAL_INVERSION_DEFAULTS, ...options };
+  const { tokenizer, textEncoder } = sd.components;
+  const resolution = o.resolution ?? defaultResolution(sd);
+  const placeholder = addPlaceholderToken(tokenizer, textEncoder, o.token, o.initToken);
+
+  const files = listImageFiles(o.images);
+  if (!files.length) throw new Error(`no images (png, jpg, webp) in ${o.images}`);
+  o.onPrepare?.(`encoding ${files.length} image(s) at ${resolution}×${resolution}`);
+  const cache = await LatentCache.encode(sd.vaeRunner, await readTrainingImages(files, resolution), o.flip ?? true);
+
+  const schedule = noiseSchedule(sd.components);
+  const step = await compileTextualInversionStep(sd.components, placeholder.row, o.batch, cache.latentShape, schedule, tokenizer.modelMaxLength, sd.run);
+  const templates = o.learnable === 'style' ? STYLE_TEMPLATES : OBJECT_TEMPLATES;
+  const order = new ShuffledBatches(cache.count, o.batch);
+  const result = await train({
+    task: {
+      step,
+      nextBatch(rng) {
+        const indices = order.next(rng);
+        const flips = indices.map(() => rng.rand(1)[0] < 0.5);
+        const latents = cache.sample(indices, flips, rng);
+        const prompts = indices.map(() => templates[rng.randint(templates.length)].replace('{}', placeholder.token));
+        return conditionedFeeds(schedule, latents, [o.batch, ...cache.latentShape], tokenIdsFeed(tokenizer, prompts), rng);
+      },
+      dataState: () => order.state(),
+      loadDataState: (s) => order.loadState(s as never),
+    },
+    optimizer: new AdamW([placeholder.row], { lr: o.lr }),
+    lr: lrSchedule({ kind: 'constant', lr: o.lr }),
+    steps: o.steps,
+    rng: new Generator(o.seed),
+    checkpoint: { dir: join(o.out, 'checkpoints'), every: o.checkpointEvery, keep: 2, config: { method: 'textual-inversion', token: o.token, initToken: o.initToken, resolution } },
+    resume: o.resume,
+    signal: o.signal,
+    onStep: o.onStep,
+  });
+  const embeddings = join(o.out, 'learned_embeds.safetensors');
+  writeEmbeddingFile(embeddings, { token: placeholder.token, vectors: [new Float32Array(placeholder.row.value())] });
+  return { ...result, embeddings };
+}
+
+/** The resolution the model was trained at: the UNet's sample_size times the VAE's downscale. */
+export function defaultResolution(sd: StableDiffusion): number {
+  return sd.components.unet.config.sample_size * vaeDownscale(sd.components.vae.config);
+}
