@@ -1,0 +1,141 @@
+// Prompt-to-Prompt editing: the source prompt and its edit denoised together from the same noise
+// (seeded, given, or a real picture's inversion), the edit's attention tied to the source's by the
+// controller, optionally confined to the chosen words' region by local blending. Returns both
+// images and the final latents [2, C, h, w] (source, edit).
+
+import type { RgbImage } from '../io/image.ts';
+import { imageFromTensor } from '../io/image.ts';
+import type { Shape4 } from '../models/vae-runner.ts';
+import { type SchedulerName, createScheduler } from '../schedulers/index.ts';
+import { PromptToPromptControl, compileControlledUNet } from './attention-control.ts';
+import { AttentionStore } from './attention-store.ts';
+import { BatchGenerator, DEFAULTS, type StepProgress, denoise } from './generate.ts';
+import { type InvertedImage, type NullTextOptions, invertImage } from './inversion.ts';
+import { LocalBlend, type LocalBlendOptions, blendLatents } from './local-blend.ts';
+import { type PromptToPromptOptions, type PromptToPromptPlan, planPromptToPrompt, promptToPromptFeeds } from './prompt-to-prompt.ts';
+import type { Feeds, StableDiffusion } from './stable-diffusion.ts';
+
+export interface EditOptions extends PromptToPromptOptions {
+  /** Confine the edit to where these words are. */
+  localBlend?: LocalBlendOptions;
+  /** A real picture to edit, described by `source`: inverted first (DDIM, then null-text). */
+  image?: RgbImage;
+  /** A finished inversion to start from instead (reuse one for several edits). */
+  inversion?: InvertedImage;
+  /** Null-text inversion settings for `image`; false keeps plain DDIM inversion. */
+  nullText?: NullTextOptions | false;
+  /** Initial noise from N(0, 1): [1, C, h, w] shared by both prompts, or [2, C, h, w]. */
+  latents?: Float32Array;
+  negativePrompt?: string;
+  steps?: number;
+  scheduler?: SchedulerName;
+  guidance?: number;
+  eta?: number;
+  seed?: number;
+  width?: number;
+  height?: number;
+  clipSkip?: number;
+  onStep?: (progress: StepProgress) => void;
+  onInversionStep?: (progress: { phase: 'ddim' | 'null-text'; step: number; total: number; loss?: number }) => void;
+}
+
+export interface EditResult {
+  /** Source, edit. */
+  images: [RgbImage, RgbImage];
+  /** [2, C, h, w]: source, edit. */
+  latents: Float32Array;
+  shape: Shape4;
+  seed: number;
+  plan: PromptToPromptPlan;
+  inversion?: InvertedImage;
+}
+
+/** Checks an edit against the tokenizer alone (words, token counts, fractions): throws before any work. */
+export function checkEdit(sd: StableDiffusion, options: EditOptions): PromptToPromptPlan {
+  const plan = planPromptToPrompt(sd.components.tokenizer, options, options.steps ?? DEFAULTS.steps);
+  if (options.localBlend) new LocalBlend(sd.components.tokenizer, [plan.source, plan.target], options.localBlend);
+  return plan;
+}
+
+export async function edit(sd: StableDiffusion, options: EditOptions): Promise<EditResult> {
+  const o = { ...DEFAULTS, ...options };
+  const fromPicture = o.image ?? o.inversion;
+  if (fromPicture && o.scheduler !== 'ddim') throw new Error(`editing a real picture needs the DDIM scheduler (its inversion is DDIM's), not ${o.scheduler}`);
+  if (o.image) [o.width, o.height] = [o.image.width, o.image.height];
+  if (o.inversion) [o.height, o.width] = [o.inversion.shape[2] * 8, o.inversion.shape[3] * 8];
+  if (o.width % 8 || o.height % 8) throw new Error(`width and height must be multiples of 8, got ${o.width}×${o.height}`);
+  const plan = checkEdit(sd, o);
+  const tokenizer = sd.components.tokenizer;
+  const blend = o.localBlend && new LocalBlend(tokenizer, [plan.source, plan.target], o.localBlend);
+
+  const [h, w] = [o.height / 8, o.width / 8];
+  const shape: Shape4 = [2, sd.latentChannels, h, w];
+  const item = shape[1] * h * w;
+  const rng = new BatchGenerator([o.seed, o.seed]); // both rows draw the same noise, at every step
+  let inversion = o.inversion;
+  if (o.image && !inversion) {
+    inversion = await invertImage(sd, { prompt: plan.source, image: o.image, steps: o.steps, guidance: o.guidance, negativePrompt: o.negativePrompt, clipSkip: o.clipSkip, nullText: o.nullText, onStep: o.onInversionStep });
+  }
+  if (inversion && (inversion.steps !== o.steps || inversion.guidance !== o.guidance)) {
+    throw new Error(`the inversion was made for ${inversion.steps} steps at guidance ${inversion.guidance}; edit with the same`);
+  }
+  let noise: Float32Array;
+  if (inversion) noise = twice(inversion.trajectory[inversion.steps]);
+  else if (o.latents) {
+    if (o.latents.length !== item && o.latents.length !== 2 * item) throw new Error(`initial latents have ${o.latents.length} values; [1 or 2, ${shape.slice(1).join(', ')}] needs ${item} or ${2 * item}`);
+    noise = o.latents.length === item ? twice(o.latents) : o.latents;
+  } else noise = rng.randn(2 * item);
+
+  const scheduler = createScheduler(o.scheduler, { ...sd.components.schedulerConfig, ...(o.eta !== undefined ? { eta: o.eta } : {}) });
+  scheduler.setTimesteps(o.steps);
+  const latents = noise.map((v) => v * scheduler.initNoiseSigma);
+  const guided = o.guidance > 1;
+  const [cond, uncond] = await Promise.all([
+    sd.encodePrompts([plan.source, plan.target], o.clipSkip),
+    guided ? sd.encodePrompts([o.negativePrompt ?? '', o.negativePrompt ?? ''], o.clipSkip) : undefined,
+  ]);
+
+  const batch = guided ? 4 : 2;
+  const [mapH, mapW] = [h / 4, w / 4]; // the reference blends with the 16×16 maps of a 64×64 latent
+  const store = blend && new AttentionStore({ height: mapH, width: mapW, rows: [batch - 2, batch], name: 'local_blend_maps' });
+  const control = new PromptToPromptControl({ batch, tokens: tokenizer.modelMaxLength, observers: store ? [store] : [] });
+  const unet = await compileControlledUNet(sd, [batch, shape[1], h, w], control);
+  const nullText = guided && inversion ? inversion.uncondEmbeddings : undefined;
+  const feeds = (i: number): Feeds => ({ ...promptToPromptFeeds(plan, i), ...(nullText ? { encoder_hidden_states: nullTextContext(nullText[i], cond, sd.contextShape) } : {}) });
+
+  const final = await denoise(sd, unet, {
+    scheduler,
+    timesteps: scheduler.timesteps,
+    latents,
+    shape,
+    cond,
+    uncond,
+    guidance: o.guidance,
+    rng,
+    eta: o.eta,
+    feeds,
+    onOutputs: store && ((_, outputs) => store.accumulate(outputs)),
+    afterStep: blend && store && ((_, x) => blendLatents(x, shape, blend.mask(store.sum, mapH, mapW, h, w))),
+    onStep: o.onStep,
+  });
+
+  const decoded = await sd.vaeRunner.decodeLatents(final, shape);
+  const images: [RgbImage, RgbImage] = [imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), imageFromTensor(decoded.data, 1, decoded.shape, '0..1')];
+  return { images, latents: final, shape, seed: o.seed, plan, inversion };
+}
+
+/** [∅_t, ∅_t, source, edit]: the tuned null text stands in for both unconditional rows. */
+function nullTextContext(embedding: Float32Array, cond: Float32Array, [tokens, dim]: [number, number]): { data: Float32Array; shape: number[] } {
+  const data = new Float32Array(4 * tokens * dim);
+  data.set(embedding, 0);
+  data.set(embedding, tokens * dim);
+  data.set(cond, 2 * tokens * dim);
+  return { data, shape: [4, tokens, dim] };
+}
+
+function twice(item: Float32Array): Float32Array {
+  const out = new Float32Array(2 * item.length);
+  out.set(item);
+  out.set(item, item.length);
+  return out;
+}
