@@ -40,8 +40,8 @@ export function kohyaName(component: LoraComponent, module: string): string {
   return KOHYA_PREFIX[component] + module.replace(/\./g, '_');
 }
 
-/** Writes layers as a LoRA safetensors file in the given key style (fp32). */
-export function writeLoraFile(path: string, layers: readonly LoraLayerWeights[], style: LoraKeyStyle = 'diffusers'): void {
+/** Writes layers as a LoRA safetensors file in the given key style (fp32), with extra metadata strings. */
+export function writeLoraFile(path: string, layers: readonly LoraLayerWeights[], style: LoraKeyStyle = 'diffusers', extraMetadata: Record<string, string> = {}): void {
   const tensors = new Map<string, WritableTensor>();
   const put = (key: string, shape: number[], data: Float32Array) => tensors.set(key, { dtype: 'F32', shape, data });
   for (const l of layers) {
@@ -56,7 +56,7 @@ export function writeLoraFile(path: string, layers: readonly LoraLayerWeights[],
       put(`${base}.lora_B.weight`, [l.outFeatures, l.rank], l.up);
     }
   }
-  const metadata: Record<string, string> = { format: 'pt' };
+  const metadata: Record<string, string> = { ...extraMetadata, format: 'pt' };
   if (style === 'diffusers') metadata[METADATA_KEY] = JSON.stringify(peftMetadata(layers));
   else Object.assign(metadata, kohyaMetadata(layers));
   writeSafetensors(path, tensors, metadata);

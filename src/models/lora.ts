@@ -116,8 +116,8 @@ export class LoraNetwork {
     }));
   }
 
-  save(path: string, style: LoraKeyStyle = 'diffusers'): void {
-    writeLoraFile(path, this.weights(), style);
+  save(path: string, style: LoraKeyStyle = 'diffusers', metadata: Record<string, string> = {}): void {
+    writeLoraFile(path, this.weights(), style, metadata);
   }
 
   /** Takes the adapters off their layers: the model computes its base function again. */

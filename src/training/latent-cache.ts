@@ -3,43 +3,10 @@
 // step then only samples z = mean + std·ε from the training Generator and scales it, exactly what
 // encoding the image every step would give, at none of the cost.
 
-import { readdirSync, statSync } from 'node:fs';
-import { extname, join } from 'node:path';
 import type { RandomSource } from '../engine/index.ts';
-import { type RgbImage, imageToTensor, readImage } from '../io/image.ts';
+import { flipHorizontal } from '../data/folder.ts';
+import { type RgbImage, imageToTensor } from '../io/image.ts';
 import { type Shape4, type VaeRunner, scaleLatents } from '../models/vae-runner.ts';
-
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
-
-/** Image files directly in `dir`, sorted by name (a stable order for seeded runs). */
-export function listImageFiles(dir: string): string[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    throw new Error(`image folder ${dir} cannot be read`);
-  }
-  return names
-    .filter((n) => IMAGE_EXTENSIONS.has(extname(n).toLowerCase()) && statSync(join(dir, n)).isFile())
-    .sort()
-    .map((n) => join(dir, n));
-}
-
-/** Reads images scaled to cover `resolution`² and centre-cropped, as diffusers' scripts prepare them. */
-export async function readTrainingImages(paths: readonly string[], resolution: number): Promise<RgbImage[]> {
-  return Promise.all(paths.map((p) => readImage(p, { width: resolution, height: resolution, fit: 'cover' })));
-}
-
-function mirror(image: RgbImage): RgbImage {
-  const { width, height } = image;
-  const data = new Float32Array(image.data.length);
-  for (let c = 0; c < 3; c++)
-    for (let y = 0; y < height; y++) {
-      const row = (c * height + y) * width;
-      for (let x = 0; x < width; x++) data[row + x] = image.data[row + width - 1 - x];
-    }
-  return { ...image, data };
-}
 
 interface Distribution {
   mean: Float32Array;
@@ -62,7 +29,7 @@ export class LatentCache {
     const entries: Distribution[][] = [];
     let latentShape: [number, number, number] = [0, 0, 0];
     for (const image of images) {
-      const views = flips ? [image, mirror(image)] : [image];
+      const views = flips ? [image, flipHorizontal(image)] : [image];
       const encoded: Distribution[] = [];
       for (const view of views) {
         const out = await vae.encodeImage(imageToTensor([view], '-1..1'), [1, 3, height, width]);
@@ -78,14 +45,14 @@ export class LatentCache {
     return this.entries.length;
   }
 
-  /** Scaled latents [B, C, h, w] for the items, each mirrored or not, sampled with `rng`. */
-  sample(indices: readonly number[], mirrored: readonly boolean[], rng: RandomSource): Float32Array {
+  /** Scaled latents [B, C, h, w] for the items (each mirrored where `mirrored` says), sampled with `rng`. */
+  sample(indices: readonly number[], rng: RandomSource, mirrored: readonly boolean[] = []): Float32Array {
     const size = this.latentShape.reduce((a, b) => a * b, 1);
     const eps = rng.randn(indices.length * size);
     const z = new Float32Array(indices.length * size);
     indices.forEach((index, b) => {
       const views = this.entries[index];
-      const { mean, std } = views[mirrored[b] && views.length > 1 ? 1 : 0];
+      const { mean, std } = views[mirrored[b] === true && views.length > 1 ? 1 : 0];
       for (let i = 0; i < size; i++) z[b * size + i] = mean[i] + std[i] * eps[b * size + i];
     });
     const shape: Shape4 = [indices.length, ...this.latentShape];

@@ -14,8 +14,9 @@ import type { UNet2DConditionModel } from '../models/unet.ts';
 import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { ShuffledBatches } from '../data/batches.ts';
+import { ImageFolderDataset } from '../data/folder.ts';
 import { type NoiseSchedule, conditionedFeeds, conditionedInputs, conditionedLoss, inputList, noiseSchedule, tokenIdsFeed } from './fine-tune.ts';
-import { LatentCache, listImageFiles, readTrainingImages } from './latent-cache.ts';
+import { LatentCache } from './latent-cache.ts';
 import { lrSchedule } from './lr-schedule.ts';
 import { type TrainStep, compileTrainStep } from './train-step.ts';
 import { type StepInfo, type TrainResult, train } from './trainer.ts';
@@ -104,6 +105,7 @@ export interface TextualInversionOptions {
   onStep?(info: StepInfo): void;
   /** Called as the training images are encoded, before the first step. */
   onPrepare?(message: string): void;
+  onWarning?(message: string): void;
 }
 
 export const TEXTUAL_INVERSION_DEFAULTS = { steps: 3000, lr: 5e-4, batch: 1, seed: 0, checkpointEvery: 500 };
@@ -115,10 +117,9 @@ export async function trainTextualInversion(sd: StableDiffusion, options: Textua
   const resolution = o.resolution ?? defaultResolution(sd);
   const placeholder = addPlaceholderToken(tokenizer, textEncoder, o.token, o.initToken);
 
-  const files = listImageFiles(o.images);
-  if (!files.length) throw new Error(`no images (png, jpg, webp) in ${o.images}`);
-  o.onPrepare?.(`encoding ${files.length} image(s) at ${resolution}×${resolution}`);
-  const cache = await LatentCache.encode(sd.vaeRunner, await readTrainingImages(files, resolution), o.flip ?? true);
+  const data = await ImageFolderDataset.load(o.images, { resolution, onWarning: o.onWarning });
+  o.onPrepare?.(`encoding ${data.length} image(s) at ${resolution}×${resolution}`);
+  const cache = await LatentCache.encode(sd.vaeRunner, data.items.map((item) => item.image), o.flip ?? true);
 
   const schedule = noiseSchedule(sd.components);
   const step = await compileTextualInversionStep(sd.components, placeholder.row, o.batch, cache.latentShape, schedule, tokenizer.modelMaxLength, sd.run);
@@ -130,7 +131,7 @@ export async function trainTextualInversion(sd: StableDiffusion, options: Textua
       nextBatch(rng) {
         const indices = order.next(rng);
         const flips = indices.map(() => rng.rand(1)[0] < 0.5);
-        const latents = cache.sample(indices, flips, rng);
+        const latents = cache.sample(indices, rng, flips);
         const prompts = indices.map(() => templates[rng.randint(templates.length)].replace('{}', placeholder.token));
         return conditionedFeeds(schedule, latents, [o.batch, ...cache.latentShape], tokenIdsFeed(tokenizer, prompts), rng);
       },
