@@ -8,9 +8,10 @@ import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
 import { DEFAULTS, generate } from '../pipelines/generate.ts';
+import { type LoraSpec, parseLoraSpec, personalise } from '../pipelines/personalise.ts';
 import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
-import { imageSize, integer, number, oneOf } from './options.ts';
+import { collect, imageSize, integer, number, oneOf } from './options.ts';
 import { bundledTokenizer, defaultModelPath, progressBar } from './shared.ts';
 
 /** The names AUTOMATIC1111 writes in its `parameters` text, so other tools read ours. */
@@ -45,6 +46,8 @@ interface GenerateFlags {
   latents?: string;
   saveLatents?: string;
   clipSkip?: number;
+  lora?: LoraSpec[];
+  embedding?: string[];
   out?: string;
 }
 
@@ -72,6 +75,8 @@ export function registerGenerate(program: Command): void {
     .option('--latents <file>', 'initial noise: safetensors with one fp32 tensor "latents" [B,4,H/8,W/8]')
     .option('--save-latents <file>', 'write the final latents as safetensors tensor "latents"')
     .option('--clip-skip <n>', 'use the text encoder layer n from the end (1 = last)', integer(1, 12))
+    .option('--lora <file[:weight]>', 'apply a LoRA file (diffusers or kohya keys), merged at this weight (default 1); repeatable', (v: string, prev: LoraSpec[] = []) => [...prev, parseLoraSpec(v)])
+    .option('--embedding <file>', 'a Textual Inversion embedding: its token can be used in the prompt; repeatable', collect)
     .option('--out <file.png>', 'output PNG (a batch writes name-1.png, name-2.png, …)')
     .action(async (positional: string | undefined, flags: GenerateFlags) => {
       await runGenerate(positional, flags);
@@ -91,6 +96,8 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags)
   if (flags.saveLatents) mustBeFolder(dirname(resolve(flags.saveLatents)), '--save-latents');
   if (flags.initImage && !existsSync(flags.initImage)) throw new Error(`--init-image: no such file ${flags.initImage}`);
   if (flags.strength !== undefined && !flags.initImage) throw new Error('--strength needs --init-image');
+  for (const { path } of flags.lora ?? []) if (!existsSync(path)) throw new Error(`--lora: no such file ${path}`);
+  for (const path of flags.embedding ?? []) if (!existsSync(path)) throw new Error(`--embedding: no such file ${path}`);
   const strength = flags.strength ?? DEFAULTS.strength;
 
   let { width, height, batch } = flags;
@@ -110,11 +117,13 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags)
 
   const sd = StableDiffusion.load(modelPath, { config: flags.config, tokenizer: flags.tokenizer, defaultTokenizer: bundledTokenizer, predictionType: flags.predictionType });
   for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
+  const personal = personalise(sd.components, { loras: flags.lora, embeddings: flags.embedding });
+  for (const warning of personal.warnings) console.error(`warning: ${warning}`);
   const initImage = flags.initImage ? await readImage(flags.initImage, { width, height }) : undefined;
   const bar = progressBar('generating', flags.initImage ? Math.max(1, Math.floor(flags.steps * strength)) : flags.steps);
   const result = await generate(sd, {
-    prompts: new Array(batch).fill(prompt),
-    negativePrompt: flags.negativePrompt,
+    prompts: new Array(batch).fill(personal.expandPrompt(prompt)),
+    negativePrompt: flags.negativePrompt === undefined ? undefined : personal.expandPrompt(flags.negativePrompt),
     steps: flags.steps,
     scheduler: flags.scheduler,
     guidance: flags.guidance,
@@ -142,7 +151,11 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags)
       height,
       model: sd.name,
       denoisingStrength: flags.initImage ? strength : undefined,
-      extra: flags.clipSkip ? { 'Clip skip': flags.clipSkip } : undefined,
+      extra: {
+        ...(flags.clipSkip ? { 'Clip skip': flags.clipSkip } : {}),
+        ...(personal.loraLabels.length ? { Lora: personal.loraLabels.join(', ') } : {}),
+        ...(personal.embeddings.length ? { TI: personal.embeddings.map((e) => e.token).join(', ') } : {}),
+      },
     });
     await writePng(paths[i], image, { parameters });
   }

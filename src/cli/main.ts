@@ -3,13 +3,14 @@
 import { Command } from 'commander';
 import { registerGenerate } from './generate.ts';
 import { registerTrain } from './train.ts';
+import { registerPersonalisation } from './train-personalise.ts';
 
 const program = new Command('nuri')
   .description('Text-to-image latent diffusion: generate, edit, train and personalise.')
   .configureOutput({ outputError: (text, write) => write(text.trimEnd().split('\n')[0] + '\n') });
 
 registerGenerate(program);
-registerTrain(program);
+registerPersonalisation(registerTrain(program));
 
 try {
   await program.parseAsync(process.argv);

@@ -6,6 +6,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AdamW, Generator } from '../engine/index.ts';
+import { loadEmojiDataset } from '../data/emoji-dataset.ts';
+import { isEmojiSource, parseEmojiSource } from '../data/emoji-source.ts';
 import { ImageFolderDataset } from '../data/folder.ts';
 import { type EmaWeights, LR_SCHEDULES, type LrScheduleName, type TrainingTask, type TrainResult, interruptOnSigint, latestCheckpoint, lrSchedule, train } from '../training/index.ts';
 import { integer, number, oneOf } from './options.ts';
@@ -32,11 +34,11 @@ export interface TrainFlags {
 }
 
 /** Adds the flags every training subcommand takes. */
-export function trainingOptions(command: Command, defaults: { lr: number; batch: number }): Command {
+export function trainingOptions(command: Command, defaults: { lr: number; batch: number; steps?: number }): Command {
   return command
-    .requiredOption('--images <dir>', 'training images: name.png + name.txt captions, or a metadata.jsonl (file_name, text)')
+    .requiredOption('--images <dir>', 'training images: name.png + name.txt captions, or a metadata.jsonl (file_name, text); or emoji[:settings], the emoji set')
     .requiredOption('--out <dir>', 'output folder (checkpoints go to OUT/checkpoints)')
-    .option('--steps <n>', 'optimiser steps in total', integer(1), 1000)
+    .option('--steps <n>', 'optimiser steps in total', integer(1), defaults.steps ?? 1000)
     .option('--lr <lr>', `peak learning rate (default ${defaults.lr})`, number(0))
     .option('--lr-schedule <kind>', `learning-rate schedule: ${LR_SCHEDULES.join(', ')}`, oneOf(LR_SCHEDULES), 'constant')
     .option('--warmup <n>', 'linear warm-up steps', integer(0), 0)
@@ -53,8 +55,12 @@ export function trainingOptions(command: Command, defaults: { lr: number; batch:
     .option('--resume', 'continue from the newest checkpoint in OUT/checkpoints');
 }
 
-/** Reads the training images at `resolution`, listing skipped files on stderr. */
+/**
+ * Reads the training images at `resolution`, listing skipped files on stderr. `--images emoji[:…]`
+ * is the npm-installed emoji set (src/data/emoji-source.ts), each image with its caption variants.
+ */
 export function loadImages(flags: TrainFlags, resolution: number, requireCaptions: boolean): Promise<ImageFolderDataset> {
+  if (isEmojiSource(flags.images)) return loadEmojiDataset({ ...parseEmojiSource(flags.images), size: resolution });
   return ImageFolderDataset.load(flags.images, { resolution, requireCaptions, onWarning: (m) => console.error(`warning: ${m}`) });
 }
 

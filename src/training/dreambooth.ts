@@ -8,24 +8,22 @@
 // Either the whole UNet (and optionally the text encoder) trains and the result is a diffusers
 // folder, or only LoRA adapters train and the result is a LoRA file for the base model.
 
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AdamW, Generator, type Parameter, type RunOptions, type Tensor, add, mean, mul, slice, sub } from '../engine/index.ts';
-import { ShuffledBatches } from '../data/batches.ts';
-import { ImageFolderDataset, listImageFolder } from '../data/folder.ts';
+import { Generator, type Parameter, type RunOptions, type Tensor, add, mean, mul, slice, sub } from '../engine/index.ts';
+import { type BatchOrderState, ShuffledBatches } from '../data/batches.ts';
+import { type ImageFolderDataset, listImageFolder } from '../data/folder.ts';
 import { writePng } from '../io/png.ts';
 import type { ClipTextModel } from '../models/clip-text.ts';
 import { LoraNetwork } from '../models/lora.ts';
-import { writeDiffusersFolder } from '../models/save-diffusers.ts';
 import type { UNet2DConditionModel } from '../models/unet.ts';
 import { generate } from '../pipelines/generate.ts';
 import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { type NoiseSchedule, conditionedFeeds, conditionedInputs, conditionedLoss, inputList, noiseSchedule, tokenIdsFeed } from './fine-tune.ts';
+import { type ComponentExport, WEIGHTS_FILE, exportPipeline } from './export.ts';
 import { LatentCache } from './latent-cache.ts';
-import { lrSchedule } from './lr-schedule.ts';
-import { defaultResolution } from './textual-inversion.ts';
 import { type TrainStep, compileTrainStep } from './train-step.ts';
-import { type StepInfo, type TrainResult, train } from './trainer.ts';
+import type { TrainingTask } from './trainer.ts';
 
 function mse(a: Tensor, b: Tensor): Tensor {
   const d = sub(a, b);
@@ -91,120 +89,94 @@ export async function ensureClassImages(sd: StableDiffusion, dir: string, o: Cla
   return missing;
 }
 
-export interface DreamBoothOptions {
-  /** The base model's folder (a diffusers folder, for a full fine-tune's output). */
-  modelPath: string;
-  images: string;
+export interface DreamBoothTaskOptions {
+  /** "a photo of sks dog": the rare token and the class. */
   instancePrompt: string;
-  /** Prior preservation: the class prompt, the class image count and λ. */
+  /** "a photo of dog"; needed with class images. */
   classPrompt?: string;
-  classImages?: number;
-  /** Where class images are kept (default out/class-images). */
-  classDir?: string;
+  /** λ, the prior loss weight (default 1). */
   priorLossWeight?: number;
+  /** Instance images per micro-batch (as many class images join them). */
+  batch: number;
   trainTextEncoder?: boolean;
-  /** Train LoRA adapters of this rank instead of the whole model. */
-  loraRank?: number;
-  loraAlpha?: number;
-  out: string;
-  steps?: number;
-  lr?: number;
-  resolution?: number;
-  batch?: number;
-  seed?: number;
-  checkpointEvery?: number;
-  resume?: boolean;
-  signal?: AbortSignal;
-  classSteps?: number;
-  onStep?(info: StepInfo): void;
-  onPrepare?(message: string): void;
-  onWarning?(message: string): void;
+  /** Train LoRA adapters of this rank (alpha defaults to the rank) instead of the whole model. */
+  lora?: { rank: number; alpha?: number; seed?: number };
+  run?: RunOptions;
 }
 
-export const DREAMBOOTH_DEFAULTS = { steps: 400, fullLr: 5e-6, loraLr: 1e-4, batch: 1, classImages: 100, priorLossWeight: 1, seed: 0, checkpointEvery: 200 };
-export const LORA_WEIGHTS_FILE = 'pytorch_lora_weights.safetensors';
-
-/** Trains DreamBooth; writes a diffusers folder to `out`, or `out/pytorch_lora_weights.safetensors` with `loraRank`. */
-export async function trainDreamBooth(sd: StableDiffusion, options: DreamBoothOptions): Promise<TrainResult & { output: string }> {
-  const o = { ...DREAMBOOTH_DEFAULTS, ...options };
-  const lora = o.loraRank !== undefined;
-  if (!lora && !existsSync(join(o.modelPath, 'model_index.json'))) {
-    throw new Error('a full DreamBooth fine-tune writes a diffusers folder and needs a diffusers-folder base model; use --lora-rank for single-file models');
-  }
-  const resolution = o.resolution ?? defaultResolution(sd);
-  const prior = o.classPrompt !== undefined;
+/**
+ * The DreamBooth training task for the shared loop. With `classes` the batch is [instances; class
+ * images] and the loss preserves the prior; the trained parameters are the whole UNet (and text
+ * encoder) or, with `lora`, only the adapters of the returned network.
+ */
+export async function dreamBoothTask(
+  sd: StableDiffusion,
+  instances: ImageFolderDataset,
+  classes: ImageFolderDataset | undefined,
+  o: DreamBoothTaskOptions,
+): Promise<{ task: TrainingTask; network?: LoraNetwork }> {
   const { tokenizer, textEncoder, unet } = sd.components;
+  if (classes && o.classPrompt === undefined) throw new Error('class images need a class prompt');
+  const instanceLatents = await LatentCache.encode(sd.vaeRunner, instances.items.map((item) => item.image), false);
+  const classLatents = classes ? await LatentCache.encode(sd.vaeRunner, classes.items.map((item) => item.image), false) : undefined;
 
-  if (prior) {
-    const classDir = o.classDir ?? join(o.out, 'class-images');
-    const made = await ensureClassImages(sd, classDir, {
-      prompt: o.classPrompt!,
-      count: o.classImages,
-      resolution,
-      steps: o.classSteps,
-      seed: o.seed,
-      onImage: (done, total) => o.onPrepare?.(`class image ${done}/${total}`),
-    });
-    if (made) o.onPrepare?.(`generated ${made} class image(s) in ${classDir}`);
-  }
-  const encode = async (dir: string) => {
-    const data = await ImageFolderDataset.load(dir, { resolution, onWarning: o.onWarning });
-    o.onPrepare?.(`encoding ${data.length} image(s) from ${dir}`);
-    return LatentCache.encode(sd.vaeRunner, data.items.map((item) => item.image), false);
-  };
-  const instances = await encode(o.images);
-  const classes = prior ? await encode(o.classDir ?? join(o.out, 'class-images')) : undefined;
-
-  const network = lora ? LoraNetwork.create(sd.components, { rank: o.loraRank!, alpha: o.loraAlpha, textEncoder: o.trainTextEncoder }, new Generator(o.seed + 1)) : undefined;
+  const network = o.lora ? LoraNetwork.create(sd.components, { rank: o.lora.rank, alpha: o.lora.alpha, textEncoder: o.trainTextEncoder }, new Generator(o.lora.seed ?? 0)) : undefined;
   const params = network ? network.parameters() : [...unet.parameters(), ...(o.trainTextEncoder ? textEncoder.parameters() : [])];
   const schedule = noiseSchedule(sd.components);
   const step = await compileDreamBoothStep(sd.components, params, {
     instanceBatch: o.batch,
-    priorLossWeight: prior ? o.priorLossWeight : undefined,
-    latentShape: instances.latentShape,
+    priorLossWeight: classes ? (o.priorLossWeight ?? 1) : undefined,
+    latentShape: instanceLatents.latentShape,
     schedule,
     tokenLength: tokenizer.modelMaxLength,
-    run: sd.run,
+    run: o.run ?? sd.run,
   });
-  const prompts = [...new Array<string>(o.batch).fill(o.instancePrompt), ...(prior ? new Array<string>(o.batch).fill(o.classPrompt!) : [])];
+  const prompts = [...new Array<string>(o.batch).fill(o.instancePrompt), ...(classes ? new Array<string>(o.batch).fill(o.classPrompt!) : [])];
   const ids = tokenIdsFeed(tokenizer, prompts);
-  const instanceOrder = new ShuffledBatches(instances.count, o.batch);
-  const classOrder = classes ? new ShuffledBatches(classes.count, o.batch) : undefined;
-  const lr = o.lr ?? (lora ? o.loraLr : o.fullLr);
-
-  const result = await train({
-    task: {
-      step,
-      nextBatch(rng) {
-        const instanceLatents = instances.sample(instanceOrder.next(rng), rng);
-        const latents = classes ? concat(instanceLatents, classes.sample(classOrder!.next(rng), rng)) : instanceLatents;
-        return conditionedFeeds(schedule, latents, [prompts.length, ...instances.latentShape], ids, rng);
-      },
-      dataState: () => ({ instances: instanceOrder.state(), classes: classOrder?.state() }),
-      loadDataState: (s) => {
-        const state = s as { instances: never; classes?: never };
-        instanceOrder.loadState(state.instances);
-        if (state.classes) classOrder?.loadState(state.classes);
-      },
+  const instanceOrder = new ShuffledBatches(instanceLatents.count, o.batch);
+  const classOrder = classLatents ? new ShuffledBatches(classLatents.count, o.batch) : undefined;
+  const task: TrainingTask = {
+    step,
+    nextBatch(rng) {
+      const own = instanceLatents.sample(instanceOrder.next(rng), rng);
+      const latents = classLatents ? concat(own, classLatents.sample(classOrder!.next(rng), rng)) : own;
+      return conditionedFeeds(schedule, latents, [prompts.length, ...instanceLatents.latentShape], ids, rng);
     },
-    optimizer: new AdamW(params, { lr }),
-    lr: lrSchedule({ kind: 'constant', lr }),
-    steps: o.steps,
-    rng: new Generator(o.seed),
-    maxGradNorm: 1,
-    checkpoint: { dir: join(o.out, 'checkpoints'), every: o.checkpointEvery, keep: 1, config: { method: 'dreambooth', instancePrompt: o.instancePrompt, classPrompt: o.classPrompt, loraRank: o.loraRank, resolution } },
-    resume: o.resume,
-    signal: o.signal,
-    onStep: o.onStep,
-  });
+    dataState: () => ({ instances: instanceOrder.state(), classes: classOrder?.state() }),
+    loadDataState: (s) => {
+      const state = s as { instances: BatchOrderState; classes?: BatchOrderState };
+      instanceOrder.loadState(state.instances);
+      if (state.classes) classOrder?.loadState(state.classes);
+    },
+  };
+  return { task, ...(network ? { network } : {}) };
+}
 
-  if (network) {
-    const output = join(o.out, LORA_WEIGHTS_FILE);
-    network.save(output, 'diffusers', { base_model: o.modelPath });
-    return { ...result, output };
+/** diffusers' file name for LoRA weights. */
+export const LORA_WEIGHTS_FILE = 'pytorch_lora_weights.safetensors';
+
+/**
+ * Writes the result: `out/pytorch_lora_weights.safetensors` (recording the base model) for a LoRA
+ * run, else `out` as a diffusers folder: the base with the trained UNet (and text encoder).
+ */
+export function exportDreamBooth(sd: StableDiffusion, modelPath: string, out: string, o: { network?: LoraNetwork; trainTextEncoder?: boolean }): string {
+  if (o.network) {
+    mkdirSync(out, { recursive: true });
+    const path = join(out, LORA_WEIGHTS_FILE);
+    o.network.save(path, 'diffusers', { base_model: modelPath });
+    return path;
   }
-  writeDiffusersFolder(o.modelPath, o.out, { unet, ...(o.trainTextEncoder ? { text_encoder: textEncoder } : {}) });
-  return { ...result, output: o.out };
+  const { unet, textEncoder } = sd.components;
+  const component = (name: string, params: Parameter[], weightsFile: string): ComponentExport => ({
+    config: JSON.parse(readFileSync(join(modelPath, name, 'config.json'), 'utf8')) as unknown,
+    params,
+    weightsFile,
+  });
+  exportPipeline(modelPath, out, {
+    unet: component('unet', unet.parameters(), WEIGHTS_FILE.diffusers),
+    ...(o.trainTextEncoder ? { text_encoder: component('text_encoder', textEncoder.parameters(), WEIGHTS_FILE.transformers) } : {}),
+  });
+  return out;
 }
 
 function concat(a: Float32Array, b: Float32Array): Float32Array {

@@ -5,21 +5,22 @@
 // trainable and copies the old rows back after each step, here the new row is its own parameter:
 // nothing else is a graph input, so every other weight is untouched by construction.
 
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { AdamW, Generator, type Parameter, type RunOptions } from '../engine/index.ts';
+import type { Parameter, RunOptions } from '../engine/index.ts';
 import type { ClipTextModel } from '../models/clip-text.ts';
 import { writeEmbeddingFile } from '../models/textual-inversion.ts';
 import { vaeDownscale } from '../models/vae.ts';
 import type { UNet2DConditionModel } from '../models/unet.ts';
 import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
-import { ShuffledBatches } from '../data/batches.ts';
-import { ImageFolderDataset } from '../data/folder.ts';
+import { type BatchOrderState, ShuffledBatches } from '../data/batches.ts';
+import type { ImageFolderDataset } from '../data/folder.ts';
+import type { StableDiffusionComponents } from '../models/load.ts';
 import { type NoiseSchedule, conditionedFeeds, conditionedInputs, conditionedLoss, inputList, noiseSchedule, tokenIdsFeed } from './fine-tune.ts';
 import { LatentCache } from './latent-cache.ts';
-import { lrSchedule } from './lr-schedule.ts';
 import { type TrainStep, compileTrainStep } from './train-step.ts';
-import { type StepInfo, type TrainResult, train } from './trainer.ts';
+import type { TrainingTask } from './trainer.ts';
 
 /** Prompts for an object ("what it is") and for a style ("how it looks"); {} is the placeholder. */
 export const OBJECT_TEMPLATES = [
@@ -83,76 +84,57 @@ export function compileTextualInversionStep(
   return compileTrainStep({ inputs: inputList(inputs), loss, params: [row], run });
 }
 
-export interface TextualInversionOptions {
-  /** Folder of training images. */
-  images: string;
+export interface TextualInversionTaskOptions {
   token: string;
   initToken: string;
-  /** Output folder: learned_embeds.safetensors and checkpoints/. */
-  out: string;
-  steps?: number;
-  lr?: number;
-  resolution?: number;
-  batch?: number;
+  batch: number;
   /** 'object' (default) or 'style' prompt templates. */
   learnable?: 'object' | 'style';
-  /** Random horizontal flips (default true). */
+  /** Random horizontal flips. */
   flip?: boolean;
-  seed?: number;
-  checkpointEvery?: number;
-  resume?: boolean;
-  signal?: AbortSignal;
-  onStep?(info: StepInfo): void;
-  /** Called as the training images are encoded, before the first step. */
-  onPrepare?(message: string): void;
-  onWarning?(message: string): void;
+  run?: RunOptions;
 }
 
-export const TEXTUAL_INVERSION_DEFAULTS = { steps: 3000, lr: 5e-4, batch: 1, seed: 0, checkpointEvery: 500 };
-
-/** Trains the placeholder row and writes `out/learned_embeds.safetensors` (diffusers layout). */
-export async function trainTextualInversion(sd: StableDiffusion, options: TextualInversionOptions): Promise<TrainResult & { embeddings: string }> {
-  const o = { ...TEXTUAL_INVERSION_DEFAULTS, ...options };
+/**
+ * Adds the placeholder token to the model, encodes the images once, and returns the training task
+ * for the shared loop: each micro-batch is images in a seeded order (maybe mirrored), template
+ * prompts naming the token, fresh noise and timesteps. Only `placeholder.row` trains.
+ */
+export async function textualInversionTask(sd: StableDiffusion, data: ImageFolderDataset, o: TextualInversionTaskOptions): Promise<{ task: TrainingTask; placeholder: PlaceholderToken }> {
   const { tokenizer, textEncoder } = sd.components;
-  const resolution = o.resolution ?? defaultResolution(sd);
   const placeholder = addPlaceholderToken(tokenizer, textEncoder, o.token, o.initToken);
-
-  const data = await ImageFolderDataset.load(o.images, { resolution, onWarning: o.onWarning });
-  o.onPrepare?.(`encoding ${data.length} image(s) at ${resolution}×${resolution}`);
-  const cache = await LatentCache.encode(sd.vaeRunner, data.items.map((item) => item.image), o.flip ?? true);
-
+  const cache = await LatentCache.encode(sd.vaeRunner, data.items.map((item) => item.image), o.flip ?? false);
   const schedule = noiseSchedule(sd.components);
-  const step = await compileTextualInversionStep(sd.components, placeholder.row, o.batch, cache.latentShape, schedule, tokenizer.modelMaxLength, sd.run);
+  const step = await compileTextualInversionStep(sd.components, placeholder.row, o.batch, cache.latentShape, schedule, tokenizer.modelMaxLength, o.run ?? sd.run);
   const templates = o.learnable === 'style' ? STYLE_TEMPLATES : OBJECT_TEMPLATES;
   const order = new ShuffledBatches(cache.count, o.batch);
-  const result = await train({
-    task: {
-      step,
-      nextBatch(rng) {
-        const indices = order.next(rng);
-        const flips = indices.map(() => rng.rand(1)[0] < 0.5);
-        const latents = cache.sample(indices, rng, flips);
-        const prompts = indices.map(() => templates[rng.randint(templates.length)].replace('{}', placeholder.token));
-        return conditionedFeeds(schedule, latents, [o.batch, ...cache.latentShape], tokenIdsFeed(tokenizer, prompts), rng);
-      },
-      dataState: () => order.state(),
-      loadDataState: (s) => order.loadState(s as never),
+  const task: TrainingTask = {
+    step,
+    nextBatch(rng) {
+      const indices = order.next(rng);
+      const flips = indices.map(() => (o.flip ? rng.rand(1)[0] < 0.5 : false));
+      const latents = cache.sample(indices, rng, flips);
+      const prompts = indices.map(() => templates[rng.randint(templates.length)].replace('{}', placeholder.token));
+      return conditionedFeeds(schedule, latents, [o.batch, ...cache.latentShape], tokenIdsFeed(tokenizer, prompts), rng);
     },
-    optimizer: new AdamW([placeholder.row], { lr: o.lr }),
-    lr: lrSchedule({ kind: 'constant', lr: o.lr }),
-    steps: o.steps,
-    rng: new Generator(o.seed),
-    checkpoint: { dir: join(o.out, 'checkpoints'), every: o.checkpointEvery, keep: 2, config: { method: 'textual-inversion', token: o.token, initToken: o.initToken, resolution } },
-    resume: o.resume,
-    signal: o.signal,
-    onStep: o.onStep,
-  });
-  const embeddings = join(o.out, 'learned_embeds.safetensors');
-  writeEmbeddingFile(embeddings, { token: placeholder.token, vectors: [new Float32Array(placeholder.row.value())] });
-  return { ...result, embeddings };
+    dataState: () => order.state(),
+    loadDataState: (s) => order.loadState(s as BatchOrderState),
+  };
+  return { task, placeholder };
+}
+
+/** diffusers' output file name for a learned embedding. */
+export const LEARNED_EMBEDS_FILE = 'learned_embeds.safetensors';
+
+/** Writes `dir/learned_embeds.safetensors`: the token's learned row, [1, C]. */
+export function saveLearnedEmbeds(dir: string, placeholder: PlaceholderToken): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, LEARNED_EMBEDS_FILE);
+  writeEmbeddingFile(path, { token: placeholder.token, vectors: [new Float32Array(placeholder.row.value())] });
+  return path;
 }
 
 /** The resolution the model was trained at: the UNet's sample_size times the VAE's downscale. */
-export function defaultResolution(sd: StableDiffusion): number {
-  return sd.components.unet.config.sample_size * vaeDownscale(sd.components.vae.config);
+export function defaultResolution(components: Pick<StableDiffusionComponents, 'unet' | 'vae'>): number {
+  return components.unet.config.sample_size * vaeDownscale(components.vae.config);
 }

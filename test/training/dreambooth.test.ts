@@ -1,20 +1,22 @@
 // DreamBooth: the prior-preservation loss and its gradients against diffusers' train_dreambooth.py
 // (reference case train_dreambooth_prior); a few full fine-tuning steps lower the loss on a fixed
-// batch; the whole command path (class images generated, LoRA trained with the text encoder,
-// checkpoint, resume, full diffusers-folder output) on the tiny pipeline.
+// batch; `nuri train dreambooth` end to end on the tiny pipeline (class images generated, full
+// diffusers-folder output; LoRA with the text encoder, checkpoint and resume).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Command } from 'commander';
 import { AdamW, Generator, readSafetensors } from '../../src/engine/index.ts';
+import { registerTrain } from '../../src/cli/train.ts';
+import { registerPersonalisation } from '../../src/cli/train-personalise.ts';
 import { createImage } from '../../src/io/image.ts';
 import { writePng } from '../../src/io/png.ts';
 import { loadStableDiffusion } from '../../src/models/load.ts';
 import { loadLoraFile } from '../../src/models/lora.ts';
-import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { diffusionFeeds } from '../../src/training/diffusion-loss.ts';
-import { LORA_WEIGHTS_FILE, compileDreamBoothStep, trainDreamBooth } from '../../src/training/dreambooth.ts';
+import { LORA_WEIGHTS_FILE, compileDreamBoothStep } from '../../src/training/dreambooth.ts';
 import { noiseSchedule, tokenIdsFeed } from '../../src/training/fine-tune.ts';
 import { TINY_SD, referenceCase } from '../fixtures.ts';
 
@@ -96,63 +98,47 @@ async function writeImages(folder: string, count: number): Promise<void> {
   }
 }
 
+/** `nuri train …` in this process (sessions compiled by earlier tests are reused). */
+async function nuri(args: string[]): Promise<void> {
+  const program = new Command('nuri').exitOverride();
+  registerPersonalisation(registerTrain(program));
+  await program.parseAsync(args, { from: 'user' });
+}
+
 // 128-pixel images make 16×16 latents and 2 instance + 2 class items: the full run's step graph is
 // the one compiled above, so only the LoRA graph is new here.
-describe('trainDreamBooth', () => {
+describe('nuri train dreambooth', () => {
   const classDir = () => join(dir, 'class-images');
+  const common = () => ['train', 'dreambooth', '--model', TINY_SD, '--images', join(dir, 'instances'), '--instance-prompt', 'a photo of sks dog', '--resolution', '128'];
+  const prior = () => ['--class-prompt', 'a photo of dog', '--class-images', '2', '--class-dir', classDir()];
 
   it('generates missing class images and, without --lora-rank, writes a full diffusers folder that loads', async () => {
-    const images = join(dir, 'instances');
-    await writeImages(images, 2);
+    await writeImages(join(dir, 'instances'), 2);
     const out = join(dir, 'full-run');
-    const sd = StableDiffusion.load(TINY_SD);
-    const result = await trainDreamBooth(sd, {
-      modelPath: TINY_SD,
-      images,
-      instancePrompt: 'a photo of sks dog',
-      classPrompt: 'a photo of dog',
-      classImages: 2,
-      classSteps: 2,
-      classDir: classDir(),
-      batch: 2,
-      out,
-      resolution: 128,
-      steps: 1,
-      lr: 1e-3,
-    });
+    await nuri([...common(), ...prior(), '--class-steps', '2', '--batch', '2', '--steps', '1', '--lr', '1e-3', '--out', out]);
     expect(readdirSync(classDir()).filter((n) => n.endsWith('.png'))).toHaveLength(2);
-    expect(result.output).toBe(out);
-    expect(existsSync(join(out, 'model_index.json'))).toBe(true);
     const trained = loadStableDiffusion(out);
     const base = loadStableDiffusion(TINY_SD);
-    const w = (m: { unet: typeof base.unet }, name: string) => m.unet.parameters().find((p) => p.name === name)!.value();
-    expect(w(trained, 'conv_in.weight')).toEqual(w(sd.components, 'conv_in.weight'));
+    const w = (m: typeof base, name: string) => m.unet.parameters().find((p) => p.name === name)!.value();
     expect(w(trained, 'conv_in.weight')).not.toEqual(w(base, 'conv_in.weight'));
+    expect(w(trained, 'down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight')).not.toEqual(w(base, 'down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight'));
+    expect(trained.textEncoder.parameters()[0].value()).toEqual(base.textEncoder.parameters()[0].value());
   });
 
-  it('trains LoRA on UNet + text encoder, resumes from its checkpoint, and writes a LoRA file', async () => {
+  it('with --lora-rank and --train-text-encoder trains adapters only, resumes, and writes a LoRA file', async () => {
     const out = join(dir, 'lora-run');
-    const options = {
-      modelPath: TINY_SD,
-      images: join(dir, 'instances'),
-      instancePrompt: 'a photo of sks dog',
-      classPrompt: 'a photo of dog',
-      classImages: 2,
-      classDir: classDir(),
-      trainTextEncoder: true,
-      loraRank: 2,
-      out,
-      resolution: 128,
-      lr: 1e-2,
-    };
-    const first = await trainDreamBooth(StableDiffusion.load(TINY_SD), { ...options, steps: 2 });
-    expect(first.losses).toHaveLength(2);
-    expect(first.output).toBe(join(out, LORA_WEIGHTS_FILE));
-    const resumed = await trainDreamBooth(StableDiffusion.load(TINY_SD), { ...options, steps: 3, resume: true });
-    expect([resumed.startStep, resumed.step, resumed.losses.length]).toEqual([2, 3, 1]);
-    const read = loadLoraFile(resumed.output, loadStableDiffusion(TINY_SD));
+    const args = [...common(), ...prior(), '--train-text-encoder', '--lora-rank', '2', '--lr', '1e-2', '--out', out];
+    await nuri([...args, '--steps', '2']);
+    await nuri([...args, '--steps', '3', '--resume']);
+    const read = loadLoraFile(join(out, LORA_WEIGHTS_FILE), loadStableDiffusion(TINY_SD));
     expect(read.unmatched).toEqual([]);
     expect(new Set(read.layers.map((l) => l.component))).toEqual(new Set(['unet', 'text_encoder']));
     expect(read.layers.some((l) => l.up.some((v) => v !== 0))).toBe(true);
+    expect(existsSync(join(out, 'model_index.json'))).toBe(false);
+  });
+
+  it('refuses a full fine-tune of a single-file model before doing any work', async () => {
+    await expect(nuri([...common(), '--model', join(TINY_SD, '..', 'tiny-sd-single.safetensors'), '--out', join(dir, 'nothing')])).rejects.toThrow(/--lora-rank/);
+    expect(existsSync(join(dir, 'nothing'))).toBe(false);
   });
 });

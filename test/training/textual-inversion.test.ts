@@ -1,12 +1,16 @@
 // Textual Inversion: loss and learned-row gradient against diffusers' textual_inversion.py procedure
 // (reference case train_textual_inversion); a few steps change exactly one embedding row; the saved
-// learned_embeds.safetensors makes the token usable through `--embedding`.
+// learned_embeds.safetensors makes the token usable through `--embedding`; the command resumes.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Generator, readSafetensors } from '../../src/engine/index.ts';
+import { Command } from 'commander';
+import { AdamW, Generator, readSafetensors } from '../../src/engine/index.ts';
+import { registerTrain } from '../../src/cli/train.ts';
+import { registerPersonalisation } from '../../src/cli/train-personalise.ts';
+import { ImageFolderDataset } from '../../src/data/folder.ts';
 import { createImage } from '../../src/io/image.ts';
 import { writePng } from '../../src/io/png.ts';
 import { encodePrompts } from '../../src/models/clip-text.ts';
@@ -16,7 +20,8 @@ import { personalise } from '../../src/pipelines/personalise.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { diffusionFeeds } from '../../src/training/diffusion-loss.ts';
 import { noiseSchedule, tokenIdsFeed } from '../../src/training/fine-tune.ts';
-import { addPlaceholderToken, compileTextualInversionStep, trainTextualInversion } from '../../src/training/textual-inversion.ts';
+import { listCheckpoints, lrSchedule, train } from '../../src/training/index.ts';
+import { addPlaceholderToken, compileTextualInversionStep, saveLearnedEmbeds, textualInversionTask } from '../../src/training/textual-inversion.ts';
 import { TINY_SD, referenceCase } from '../fixtures.ts';
 
 const CASE = referenceCase('train_textual_inversion');
@@ -67,25 +72,37 @@ describe('Textual Inversion vs diffusers', () => {
   });
 });
 
+async function writeImages(folder: string): Promise<void> {
+  mkdirSync(folder, { recursive: true });
+  const rng = new Generator(1);
+  for (let i = 0; i < 3; i++) {
+    const image = createImage(64, 64, [0.9, 0.3 * i, 0.1]);
+    const noise = rng.rand(image.data.length);
+    image.data.forEach((v, k) => (image.data[k] = Math.min(1, v * 0.8 + 0.2 * noise[k])));
+    await writePng(join(folder, `${i}.png`), image);
+  }
+}
+
+/** `nuri train …` in this process (sessions compiled by earlier tests are reused). */
+async function nuri(args: string[]): Promise<void> {
+  const program = new Command('nuri').exitOverride();
+  registerPersonalisation(registerTrain(program));
+  await program.parseAsync(args, { from: 'user' });
+}
+
 describe('training Textual Inversion', () => {
   it('changes exactly the placeholder row; the saved embedding makes the token usable', async () => {
     const images = join(dir, 'images');
-    mkdirSync(images);
-    const rng = new Generator(1);
-    for (let i = 0; i < 3; i++) {
-      const image = createImage(64, 64, [0.9, 0.3 * i, 0.1]);
-      const noise = rng.rand(image.data.length);
-      image.data.forEach((v, k) => (image.data[k] = Math.min(1, v * 0.8 + 0.2 * noise[k])));
-      await writePng(join(images, `${i}.png`), image);
-    }
+    await writeImages(images);
     const sd = StableDiffusion.load(TINY_SD);
     const fresh = loadStableDiffusion(TINY_SD);
-    const out = join(dir, 'out');
-    const result = await trainTextualInversion(sd, { images, token: '<cat-toy>', initToken: 'toy', out, steps: 3, lr: 5e-2, resolution: 64, batch: 2 });
+    const data = await ImageFolderDataset.load(images, { resolution: 64 });
+    const { task, placeholder } = await textualInversionTask(sd, data, { token: '<cat-toy>', initToken: 'toy', batch: 2, flip: true });
+    const result = await train({ task, optimizer: new AdamW([placeholder.row], { lr: 5e-2 }), lr: lrSchedule({ kind: 'constant', lr: 5e-2 }), steps: 3, rng: new Generator(0) });
     expect(result.losses).toHaveLength(3);
 
     // Every parameter of every model is bitwise the checkpoint's; only the added row moved.
-    const [row] = sd.components.textEncoder.embeddings.addedTokens;
+    const row = placeholder.row;
     const bytes = (x: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
     for (const name of ['unet', 'textEncoder', 'vae'] as const) {
       const trained = sd.components[name].parameters().filter((p) => p !== row);
@@ -93,12 +110,10 @@ describe('training Textual Inversion', () => {
       expect(trained.map((p) => p.name)).toEqual(base.map((p) => p.name));
       trained.forEach((p, i) => expect(bytes(p.value()).equals(bytes(base[i].value())), p.name).toBe(true));
     }
-    const init = fresh.textEncoder.tokenEmbeddingRow(5988);
-    expect(row.value()).not.toEqual(init);
+    expect(row.value()).not.toEqual(fresh.textEncoder.tokenEmbeddingRow(5988));
 
     // learned_embeds.safetensors: one tensor named after the token, [1, C], the learned row.
-    const path = join(out, 'learned_embeds.safetensors');
-    expect(existsSync(path)).toBe(true);
+    const path = saveLearnedEmbeds(join(dir, 'saved'), placeholder);
     const saved = readEmbeddingFile(path);
     expect(saved.token).toBe('<cat-toy>');
     expect(saved.vectors[0]).toEqual(row.value());
@@ -112,5 +127,17 @@ describe('training Textual Inversion', () => {
     const withInit = await encodePrompts(user.textEncoder, user.tokenizer, ['a photo of a toy']);
     expect(withToken.data).toEqual(expected.data);
     expect(relativeError(withToken.data, withInit.data)).toBeGreaterThan(1e-3);
+  });
+
+  it('nuri train textual-inversion writes learned_embeds.safetensors and resumes to more steps', async () => {
+    const images = join(dir, 'images');
+    const out = join(dir, 'cli');
+    const args = ['train', 'textual-inversion', '--model', TINY_SD, '--images', images, '--token', '<cat-toy>', '--init-token', 'toy', '--resolution', '64', '--batch', '2', '--flip', '--out', out];
+    await nuri([...args, '--steps', '2']);
+    const first = readEmbeddingFile(join(out, 'learned_embeds.safetensors')).vectors[0];
+    await nuri([...args, '--steps', '3', '--resume']);
+    expect(listCheckpoints(join(out, 'checkpoints')).map((c) => c.step)).toEqual([2, 3]);
+    expect(readEmbeddingFile(join(out, 'learned_embeds.safetensors')).vectors[0]).not.toEqual(first);
+    await expect(nuri([...args, '--steps', '3'])).rejects.toThrow(/--resume/);
   });
 });
