@@ -1,6 +1,8 @@
 // The `nuri` command line: one subcommand per job, each in its own file.
 
 import { Command } from 'commander';
+import { registerAttention } from './attention.ts';
+import { registerEdit } from './edit.ts';
 import { registerGenerate } from './generate.ts';
 import { registerTrain } from './train.ts';
 import { registerPersonalisation } from './train-personalise.ts';
@@ -10,6 +12,8 @@ const program = new Command('nuri')
   .configureOutput({ outputError: (text, write) => write(text.trimEnd().split('\n')[0] + '\n') });
 
 registerGenerate(program);
+registerEdit(program);
+registerAttention(program);
 registerPersonalisation(registerTrain(program));
 
 try {

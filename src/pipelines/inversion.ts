@@ -152,7 +152,7 @@ export async function nullTextInversion(
  * loss = mean((a·z_t + b·ε̃ − z*)²), ε̃ = ε(z_t, ∅) + w·(ε_cond − ε(z_t, ∅)), and its gradient with
  * respect to the null-text embedding ∅ (the trainable input `null_text_embedding`).
  */
-async function compileNullTextStep(sd: StableDiffusion, shape: Shape4, embedding: Parameter): Promise<CompiledGraph> {
+export async function compileNullTextStep(sd: StableDiffusion, shape: Shape4, embedding: Parameter): Promise<CompiledGraph> {
   const sample = Tensor.input('sample', shape);
   const timestep = Tensor.input('timestep', [1]);
   const epsCond = Tensor.input('noise_pred_cond', shape);
@@ -188,4 +188,40 @@ export async function reconstruct(sd: StableDiffusion, inversion: InvertedImage,
     latents = scheduler.step(eps, t, latents, { eta: 0 }).prevSample;
   }
   return latents;
+}
+
+export interface ReconstructionErrors {
+  /** Mean squared error of the reconstructed latents against z_0. */
+  latentMse: number;
+  /** PSNR (dB, pixels in [0, 1]) of the decoded reconstruction against the picture. */
+  psnr: number;
+  /** The same against the VAE's own round trip decode(z_0): the inversion's share of the error. */
+  psnrAutoencoded: number;
+}
+
+/** How well guided sampling from `inversion` gives `image` back. */
+export async function reconstructionErrors(sd: StableDiffusion, inversion: InvertedImage, image: RgbImage): Promise<ReconstructionErrors> {
+  const latents = await reconstruct(sd, inversion);
+  const clean = inversion.trajectory[0];
+  const both = new Float32Array(2 * latents.length);
+  both.set(latents);
+  both.set(clean, latents.length);
+  const decoded = (await sd.vaeRunner.decodeLatents(both, [2, ...(inversion.shape.slice(1) as [number, number, number])])).data;
+  const half = decoded.length / 2;
+  return {
+    latentMse: meanSquaredError(latents, clean),
+    psnr: psnr(decoded.subarray(0, half), image.data),
+    psnrAutoencoded: psnr(decoded.subarray(0, half), decoded.subarray(half)),
+  };
+}
+
+function meanSquaredError(a: Float32Array, b: Float32Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += (a[i] - b[i]) ** 2;
+  return sum / a.length;
+}
+
+/** Peak signal-to-noise ratio in dB of values in [0, 1]. */
+export function psnr(a: Float32Array, b: Float32Array): number {
+  return 10 * Math.log10(1 / meanSquaredError(a, b));
 }

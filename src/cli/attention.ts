@@ -1,0 +1,94 @@
+// `nuri attention`: generate an image and show where it attended for each word — the image and
+// one labelled cross-attention heat map per prompt token, as one grid.
+
+import { existsSync, statSync } from 'node:fs';
+import { dirname, extname, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { imageGrid } from '../io/grid.ts';
+import { heatMap } from '../io/heatmap.ts';
+import { formatParameters } from '../io/parameters.ts';
+import { writePng } from '../io/png.ts';
+import { crossAttentionMaps } from '../pipelines/attention-maps.ts';
+import { DEFAULTS } from '../pipelines/generate.ts';
+import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
+import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
+import { SAMPLER_LABELS } from './generate.ts';
+import { imageSize, integer, number, oneOf } from './options.ts';
+import { bundledTokenizer, defaultModelPath, progressBar } from './shared.ts';
+
+interface AttentionFlags {
+  model?: string;
+  prompt?: string;
+  negativePrompt?: string;
+  steps: number;
+  scheduler: SchedulerName;
+  guidance: number;
+  seed?: number;
+  width: number;
+  height: number;
+  out?: string;
+}
+
+export function registerAttention(program: Command): void {
+  program
+    .command('attention')
+    .description("generate an image with one cross-attention heat map per prompt token (where the model drew each word)")
+    .option('--model <path>', 'diffusers folder or single-file .safetensors (default: the bundled model)')
+    .option('--prompt <text>', 'what to draw')
+    .option('--negative-prompt <text>', 'what to steer away from')
+    .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
+    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')}`, oneOf(SCHEDULER_NAMES), DEFAULTS.scheduler)
+    .option('--guidance <g>', 'classifier-free guidance scale', number(0, 100), DEFAULTS.guidance)
+    .option('--seed <s>', 'random seed; random when omitted', integer(0, 2 ** 32 - 1))
+    .option('--width <w>', 'image width, a multiple of 32', imageSize, DEFAULTS.width)
+    .option('--height <h>', 'image height, a multiple of 32', imageSize, DEFAULTS.height)
+    .option('--out <file.png>', 'output PNG: the image, then one heat map per token')
+    .action(async (flags: AttentionFlags) => {
+      await runAttention(flags);
+    });
+}
+
+async function runAttention(flags: AttentionFlags): Promise<void> {
+  const prompt = flags.prompt;
+  if (prompt === undefined) throw new Error('no prompt: nuri attention --prompt "a cat riding a bike" --out maps.png');
+  if (!prompt.trim()) throw new Error('--prompt is empty: there are no tokens to map');
+  if (flags.out === undefined) throw new Error('--out FILE.png is required');
+  const out = resolve(flags.out);
+  if (extname(out).toLowerCase() !== '.png') throw new Error(`--out must name a .png file, got ${flags.out}`);
+  if (!existsSync(dirname(out)) || !statSync(dirname(out)).isDirectory()) throw new Error(`--out: folder ${dirname(out)} does not exist`);
+  // The maps come from the layers at 1/4 of the latent size (1/32 of the image).
+  if (flags.width % 32 || flags.height % 32) throw new Error(`attention maps need --width and --height that are multiples of 32, got ${flags.width}×${flags.height}`);
+  const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
+
+  const sd = StableDiffusion.load(flags.model ?? defaultModelPath(), { defaultTokenizer: bundledTokenizer });
+  for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
+  const bar = progressBar('generating', flags.steps);
+  const result = await crossAttentionMaps(sd, {
+    prompt,
+    negativePrompt: flags.negativePrompt,
+    steps: flags.steps,
+    scheduler: flags.scheduler,
+    guidance: flags.guidance,
+    seed,
+    width: flags.width,
+    height: flags.height,
+    onStep: (p) => bar.update(p.step),
+  }).finally(() => bar.stop());
+
+  const size = { width: flags.width, height: flags.height };
+  const maps = result.tokens.map((t) => heatMap(t.map, result.mapHeight, result.mapWidth, { size }));
+  const grid = await imageGrid([result.image, ...maps], { columns: Math.min(maps.length + 1, 8), padding: 4, labels: ['image', ...result.tokens.map((t) => t.token)] });
+  const parameters = formatParameters({
+    prompt,
+    negativePrompt: flags.negativePrompt,
+    steps: flags.steps,
+    sampler: SAMPLER_LABELS[flags.scheduler],
+    guidance: flags.guidance,
+    seed,
+    width: flags.width,
+    height: flags.height,
+    model: sd.name,
+  });
+  await writePng(out, grid, { parameters });
+  console.log(out);
+}

@@ -1,0 +1,203 @@
+// `nuri edit`: Prompt-to-Prompt editing of a generated or a real picture from the command line.
+// Writes the source and the edit side by side, labelled with their prompts.
+
+import { existsSync, statSync } from 'node:fs';
+import { dirname, extname, resolve } from 'node:path';
+import { type Command, InvalidArgumentError } from 'commander';
+import { readSafetensors, writeSafetensors } from '../engine/safetensors.ts';
+import { imageGrid } from '../io/grid.ts';
+import { readImage } from '../io/image.ts';
+import { formatParameters } from '../io/parameters.ts';
+import { writePng } from '../io/png.ts';
+import { type EditOptions, checkEdit, edit } from '../pipelines/edit.ts';
+import { DEFAULTS } from '../pipelines/generate.ts';
+import type { CrossReplace } from '../pipelines/prompt-to-prompt.ts';
+import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
+import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
+import { SAMPLER_LABELS } from './generate.ts';
+import { collect, imageSize, integer, keyValue, number, oneOf } from './options.ts';
+import { type Progress, bundledTokenizer, defaultModelPath, progressBar } from './shared.ts';
+
+interface EditFlags {
+  model?: string;
+  prompt?: string;
+  target?: string;
+  refine?: boolean;
+  crossReplace?: CrossReplace;
+  selfReplace?: number;
+  reweight?: [string, number][];
+  localBlend?: string[];
+  blendThreshold?: number;
+  image?: string;
+  nullTextSteps: number;
+  latents?: string;
+  saveLatents?: string;
+  negativePrompt?: string;
+  steps: number;
+  scheduler?: SchedulerName;
+  guidance: number;
+  eta?: number;
+  seed?: number;
+  width?: number;
+  height?: number;
+  clipSkip?: number;
+  out?: string;
+}
+
+const fraction = number(0, 1);
+
+/** `--cross-replace F` for every word, `--cross-replace WORD=F` for one word; repeatable. */
+function crossReplaceEntry(value: string, previous: CrossReplace = {}): CrossReplace {
+  const at = value.lastIndexOf('=');
+  if (at < 0) return { ...previous, default: fraction(value) };
+  if (at === 0) throw new InvalidArgumentError('expected F or WORD=F');
+  return { ...previous, words: { ...previous.words, [value.slice(0, at)]: fraction(value.slice(at + 1)) } };
+}
+
+export function registerEdit(program: Command): void {
+  program
+    .command('edit')
+    .description('edit a picture by editing its prompt (Prompt-to-Prompt): swap, add or re-weight words')
+    .option('--model <path>', 'diffusers folder or single-file .safetensors (default: the bundled model)')
+    .option('--prompt <text>', 'the source prompt (describes --image when one is given)')
+    .option('--target <text>', 'the edited prompt (default: the source, for pure re-weighting)')
+    .option('--refine', 'the target adds or removes words: align tokens instead of swapping words one for one')
+    .option('--cross-replace <F|WORD=F>', 'fraction of the steps the edit follows the source\'s cross-attention, for all words or one (default 0.8)', crossReplaceEntry)
+    .option('--self-replace <F>', 'fraction of the steps the edit takes the source\'s self-attention (default 0.4)', fraction)
+    .option('--reweight <WORD=FACTOR>', 'scale the attention to a word of the target (1 = unchanged); repeatable', keyValue(number(-100, 100)))
+    .option('--local-blend <word>', 'change only where this word is (a word of either prompt); repeatable', collect)
+    .option('--blend-threshold <t>', 'local blend: fraction of the mask peak that counts as inside (default 0.3)', fraction)
+    .option('--image <file>', 'edit this picture: inverted with the source prompt first (DDIM, then null-text)')
+    .option('--null-text-steps <n>', 'null-text optimisation iterations per step (0: plain DDIM inversion)', integer(0, 100), 10)
+    .option('--latents <file>', 'initial noise: safetensors tensor "latents" [1 or 2,4,H/8,W/8]')
+    .option('--save-latents <file>', 'write the final latents as tensor "latents" [2,4,H/8,W/8] (source, edit)')
+    .option('--negative-prompt <text>', 'what to steer away from')
+    .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
+    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (ddim with --image)`, oneOf(SCHEDULER_NAMES))
+    .option('--guidance <g>', 'classifier-free guidance scale', number(0, 100), DEFAULTS.guidance)
+    .option('--eta <e>', "DDIM's η: 0 is deterministic", number(0, 1))
+    .option('--seed <s>', 'random seed; random when omitted', integer(0, 2 ** 32 - 1))
+    .option('--width <w>', 'image width, a multiple of 8', imageSize)
+    .option('--height <h>', 'image height, a multiple of 8', imageSize)
+    .option('--clip-skip <n>', 'use the text encoder layer n from the end (1 = last)', integer(1, 12))
+    .option('--out <file.png>', 'output PNG: source and edit side by side')
+    .action(async (flags: EditFlags) => {
+      await runEdit(flags);
+    });
+}
+
+async function runEdit(flags: EditFlags): Promise<void> {
+  // Everything the user got wrong is reported before any model runs or anything is written.
+  const source = flags.prompt;
+  if (source === undefined) throw new Error('no prompt: nuri edit --prompt "a cat riding a bike" --target "a dog riding a bike" --out edit.png');
+  if (flags.out === undefined) throw new Error('--out FILE.png is required');
+  const out = resolve(flags.out);
+  if (extname(out).toLowerCase() !== '.png') throw new Error(`--out must name a .png file, got ${flags.out}`);
+  mustBeFolder(dirname(out), '--out');
+  if (flags.saveLatents) mustBeFolder(dirname(resolve(flags.saveLatents)), '--save-latents');
+  if (flags.image && !existsSync(flags.image)) throw new Error(`--image: no such file ${flags.image}`);
+  if (flags.image && flags.latents) throw new Error('--image and --latents cannot be combined');
+  if (flags.image && flags.scheduler && flags.scheduler !== 'ddim') throw new Error(`--image needs --scheduler ddim (its inversion is DDIM's), not ${flags.scheduler}`);
+  if (flags.blendThreshold !== undefined && !flags.localBlend) throw new Error('--blend-threshold needs --local-blend');
+  const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
+  let { width, height } = flags;
+  let latents: Float32Array | undefined;
+  if (flags.latents) {
+    const given = readLatents(flags.latents);
+    const [, , h, w] = given.shape;
+    if ((width ?? w * 8) !== w * 8 || (height ?? h * 8) !== h * 8) {
+      throw new Error(`--latents ${flags.latents} has shape [${given.shape.join(', ')}], which does not fit --width ${width} --height ${height}`);
+    }
+    [width, height, latents] = [w * 8, h * 8, given.data];
+  }
+  width ??= DEFAULTS.width;
+  height ??= DEFAULTS.height;
+
+  const sd = StableDiffusion.load(flags.model ?? defaultModelPath(), { defaultTokenizer: bundledTokenizer });
+  for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
+  const options: EditOptions = {
+    source,
+    target: flags.target,
+    refine: flags.refine,
+    crossReplace: flags.crossReplace,
+    selfReplace: flags.selfReplace,
+    reweight: flags.reweight && Object.fromEntries(flags.reweight),
+    localBlend: flags.localBlend && { words: flags.localBlend, threshold: flags.blendThreshold },
+    nullText: flags.nullTextSteps > 0 && { innerSteps: flags.nullTextSteps },
+    latents,
+    negativePrompt: flags.negativePrompt,
+    steps: flags.steps,
+    scheduler: flags.scheduler ?? 'ddim',
+    guidance: flags.guidance,
+    eta: flags.eta,
+    seed,
+    width,
+    height,
+    clipSkip: flags.clipSkip,
+  };
+  const plan = checkEdit(sd, options);
+  const image = flags.image ? await readImage(flags.image, { width, height }) : undefined;
+
+  const inversionBar = image && progressBar('inverting', 2 * flags.steps);
+  let bar: Progress | undefined;
+  const result = await edit(sd, {
+    ...options,
+    image,
+    onInversionStep: (p) => inversionBar?.update(p.phase === 'ddim' ? p.step : flags.steps + p.step),
+    onStep: (p) => {
+      if (!bar) {
+        inversionBar?.stop();
+        bar = progressBar('editing', flags.steps);
+      }
+      bar.update(p.step);
+    },
+  }).finally(() => {
+    inversionBar?.stop();
+    bar?.stop();
+  });
+
+  const labels = [plan.source, plan.target];
+  // Prompts are long next to small pictures: shrink the captions to fit (≈ 0.55 em per character).
+  const fontSize = Math.max(8, Math.min(14, Math.floor(width / (0.55 * Math.max(...labels.map((l) => l.length))))));
+  const grid = await imageGrid(result.images, { columns: 2, padding: 4, labels, fontSize });
+  const parameters = formatParameters({
+    prompt: plan.source,
+    negativePrompt: flags.negativePrompt,
+    steps: flags.steps,
+    sampler: SAMPLER_LABELS[options.scheduler!],
+    guidance: flags.guidance,
+    seed,
+    width,
+    height,
+    model: sd.name,
+    extra: editExtra(flags, plan.target, plan.kind),
+  });
+  await writePng(out, grid, { parameters });
+  if (flags.saveLatents) writeSafetensors(flags.saveLatents, { latents: { dtype: 'F32', shape: [...result.shape], data: result.latents } });
+  console.log(out);
+}
+
+/** The edit's own settings, as extra A1111 fields. */
+function editExtra(flags: EditFlags, target: string, kind: string): Record<string, string | number> {
+  const extra: Record<string, string | number> = { 'P2P edit': kind, 'P2P target': target };
+  const cross = flags.crossReplace;
+  if (cross) extra['P2P cross replace'] = [...(cross.default !== undefined ? [String(cross.default)] : []), ...Object.entries(cross.words ?? {}).map(([w, f]) => `${w}=${f}`)].join(' ');
+  if (flags.selfReplace !== undefined) extra['P2P self replace'] = flags.selfReplace;
+  if (flags.reweight) extra['P2P reweight'] = flags.reweight.map(([w, f]) => `${w}=${f}`).join(' ');
+  if (flags.localBlend) extra['P2P local blend'] = flags.localBlend.join(' ');
+  if (flags.image) extra['Null-text steps'] = flags.nullTextSteps;
+  return extra;
+}
+
+function mustBeFolder(dir: string, flag: string): void {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${flag}: folder ${dir} does not exist`);
+}
+
+function readLatents(path: string): { data: Float32Array; shape: number[] } {
+  if (!existsSync(path)) throw new Error(`--latents: no such file ${path}`);
+  const latents = readSafetensors(path).get('latents');
+  if (!latents || latents.dtype !== 'F32' || latents.shape.length !== 4 || latents.shape[0] > 2) {
+    throw new Error(`--latents ${path}: needs an fp32 tensor "latents" [1 or 2,4,H/8,W/8]`);
+  }
+  return { data: latents.data as Float32Array, shape: latents.shape };
+}

@@ -1,0 +1,92 @@
+// Cross-attention maps of one generated image: where the UNet attended for each token of the prompt,
+// averaged over heads, layers (down and up, at one query resolution) and all steps — the
+// AttentionStore of Prompt-to-Prompt's notebooks, run alongside ordinary txt2img.
+
+import type { RgbImage } from '../io/image.ts';
+import { imageFromTensor } from '../io/image.ts';
+import type { Shape4 } from '../models/vae-runner.ts';
+import { type SchedulerName, createScheduler } from '../schedulers/index.ts';
+import { compileControlledUNet } from './attention-control.ts';
+import { AttentionStore, tokenMap } from './attention-store.ts';
+import { BatchGenerator, DEFAULTS, type StepProgress, denoise } from './generate.ts';
+import type { StableDiffusion } from './stable-diffusion.ts';
+
+export interface AttentionMapsOptions {
+  prompt: string;
+  negativePrompt?: string;
+  steps?: number;
+  scheduler?: SchedulerName;
+  guidance?: number;
+  seed?: number;
+  width?: number;
+  height?: number;
+  clipSkip?: number;
+  /** Initial noise [1, C, h, w] from N(0, 1). */
+  latents?: Float32Array;
+  /** How many times smaller than the latents the maps' query grid is; default 4 (16×16 at 512 px). */
+  mapDownscale?: number;
+  onStep?: (progress: StepProgress) => void;
+}
+
+export interface TokenAttention {
+  /** The token as text. */
+  token: string;
+  /** Its position in the padded sequence (BOS at 0). */
+  position: number;
+  /** [mapHeight · mapWidth], row-major. */
+  map: Float32Array;
+}
+
+export interface AttentionMapsResult {
+  image: RgbImage;
+  latents: Float32Array;
+  shape: Shape4;
+  seed: number;
+  mapHeight: number;
+  mapWidth: number;
+  /** One per prompt token (BOS and EOS left out). */
+  tokens: TokenAttention[];
+}
+
+export async function crossAttentionMaps(sd: StableDiffusion, options: AttentionMapsOptions): Promise<AttentionMapsResult> {
+  const o = { ...DEFAULTS, mapDownscale: 4, ...options };
+  if (o.width % 8 || o.height % 8) throw new Error(`width and height must be multiples of 8, got ${o.width}×${o.height}`);
+  const [h, w] = [o.height / 8, o.width / 8];
+  if (h % o.mapDownscale || w % o.mapDownscale) throw new Error(`a ${h}×${w} latent has no attention layers at 1/${o.mapDownscale} of its size`);
+  const [mapHeight, mapWidth] = [h / o.mapDownscale, w / o.mapDownscale];
+  const shape: Shape4 = [1, sd.latentChannels, h, w];
+  const size = shape[1] * h * w;
+  if (o.latents && o.latents.length !== size) throw new Error(`initial latents have ${o.latents.length} values; [${shape.join(', ')}] needs ${size}`);
+  const rng = new BatchGenerator([o.seed]);
+  const noise = o.latents ?? rng.randn(size);
+
+  const scheduler = createScheduler(o.scheduler, sd.components.schedulerConfig);
+  scheduler.setTimesteps(o.steps);
+  const guided = o.guidance > 1;
+  const [cond, uncond] = await Promise.all([sd.encodePrompts([o.prompt], o.clipSkip), guided ? sd.encodePrompts([o.negativePrompt ?? ''], o.clipSkip) : undefined]);
+  const batch = guided ? 2 : 1;
+  const store = new AttentionStore({ height: mapHeight, width: mapWidth, rows: [batch - 1, batch] });
+  const unet = await compileControlledUNet(sd, [batch, shape[1], h, w], store);
+  const latents = await denoise(sd, unet, {
+    scheduler,
+    timesteps: scheduler.timesteps,
+    latents: noise.map((v) => v * scheduler.initNoiseSigma),
+    shape,
+    cond,
+    uncond,
+    guidance: o.guidance,
+    rng,
+    onOutputs: (_, outputs) => store.accumulate(outputs),
+    onStep: o.onStep,
+  });
+
+  const decoded = await sd.vaeRunner.decodeLatents(latents, shape);
+  const tokenizer = sd.components.tokenizer;
+  const maxTokens = tokenizer.modelMaxLength;
+  const average = store.average();
+  const tokens = tokenizer
+    .encode(o.prompt)
+    .slice(0, maxTokens - 2)
+    .map((id, i) => ({ token: tokenizer.decode([id]), position: i + 1, map: tokenMap(average, 0, i + 1, mapHeight * mapWidth, maxTokens) }));
+  return { image: imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), latents, shape, seed: o.seed, mapHeight, mapWidth, tokens };
+}
