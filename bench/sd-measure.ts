@@ -1,0 +1,160 @@
+// One resolution of `npm run bench:sd`, run in a child process of its own so that its peak RSS is
+// that resolution's alone. Loads the model, creates each session, then times the three model
+// calls of a guided txt2img run: the text encoder on 2 prompts, UNet steps at batch 2, and the VAE
+// decoding one image. Prints one `@@result {json}` line for the parent.
+//
+//   npx tsx bench/sd-measure.ts --model DIR --size 512 [--steps 3] [--decodes 1]
+
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Generator } from '../src/engine/index.ts';
+import { compileClipText } from '../src/models/clip-text.ts';
+import type { Shape4 } from '../src/models/vae-runner.ts';
+import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
+
+export interface StageResult {
+  size: number;
+  /** Seconds. */
+  loadS: number;
+  textSessionS: number;
+  unetSessionS: number;
+  vaeSessionS: number;
+  /** encodePrompts on 2 prompts (trace + cached session + run), median of 3; and the session run alone. */
+  textEncodeS: number;
+  textRunS: number;
+  /** Every timed UNet step (after one warm-up), and their median. */
+  unetStepsS: number[];
+  unetStepS: number;
+  unetStepCpuS: number;
+  unetFirstStepS: number;
+  /** First (cold) decode, and the median of the later ones. */
+  vaeFirstDecodeS: number;
+  vaeDecodeS: number;
+  vaeDecodeCpuS: number;
+  /** Resident memory in bytes after each phase, and the process's peak. */
+  rss: Record<string, number>;
+  peakRssBytes: number;
+}
+
+const PROMPTS = ['a photograph of an astronaut riding a horse on the moon, highly detailed', ''];
+
+function rssNow(): number {
+  return process.memoryUsage.rss();
+}
+
+function peakRss(): number {
+  return process.resourceUsage().maxRSS * 1024; // reported in KiB
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** The value, wall seconds, and CPU seconds of all threads (steadier than wall time when the cores are shared). */
+async function seconds<T>(f: () => Promise<T> | T): Promise<[T, number, number]> {
+  const t0 = performance.now();
+  const cpu = process.cpuUsage();
+  const value = await f();
+  const used = process.cpuUsage(cpu);
+  return [value, (performance.now() - t0) / 1000, (used.user + used.system) / 1e6];
+}
+
+function progress(line: string): void {
+  process.stderr.write(`  [${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+}
+
+export async function measureResolution(model: string, size: number, steps: number, decodes: number, cacheDir: string): Promise<StageResult> {
+  const rss: Record<string, number> = { start: rssNow() };
+  const [sd, loadS] = await seconds(() => StableDiffusion.load(model, { run: { cacheDir } }));
+  rss.loaded = rssNow();
+
+  const { textEncoder } = sd.components;
+  const [textGraph, textSessionS] = await seconds(() => compileClipText(textEncoder, { run: sd.run }));
+  rss.textSession = rssNow();
+  const textTimes: number[] = [];
+  let context: Float32Array = new Float32Array(0);
+  for (let i = 0; i < 3; i++) {
+    const [c, s] = await seconds(() => sd.encodePrompts(PROMPTS));
+    context = c;
+    textTimes.push(s);
+  }
+  const ids = new BigInt64Array(PROMPTS.length * 77).fill(49407n);
+  const textRunTimes: number[] = [];
+  for (let i = 0; i < 3; i++) textRunTimes.push((await seconds(() => textGraph.run({ input_ids: { data: ids, shape: [PROMPTS.length, 77] } })))[1]);
+  progress(`${size}²: text encoder ${median(textTimes).toFixed(2)} s`);
+
+  const [unet, unetSessionS] = await seconds(() => sd.unet());
+  rss.unetSession = rssNow();
+  progress(`${size}²: UNet session in ${unetSessionS.toFixed(1)} s`);
+  const f = size / 8;
+  const shape: Shape4 = [2, sd.latentChannels, f, f];
+  const latents = new Generator(0).randn(shape.reduce((a, b) => a * b, 1));
+  const stepTimes: number[] = [];
+  const stepCpu: number[] = [];
+  const timesteps = [981, 961, 941, 921, 901, 881, 861, 841, 821, 801];
+  for (let i = 0; i <= steps; i++) {
+    const [, s, cpu] = await seconds(() => sd.predictNoise(unet, latents, shape, timesteps[i % timesteps.length], context));
+    stepTimes.push(s);
+    stepCpu.push(cpu);
+    progress(`${size}²: UNet step ${i}${i ? '' : ' (warm-up)'} ${s.toFixed(2)} s (${cpu.toFixed(1)} CPU s)`);
+    if (i === 0) rss.unetFirstStep = rssNow();
+  }
+  rss.unetSteps = rssNow();
+
+  const [, vaeSessionS] = await seconds(() => sd.vaeRunner.compiledDecoder());
+  rss.vaeSession = rssNow();
+  const one: Shape4 = [1, sd.latentChannels, f, f];
+  const decodeTimes: number[] = [];
+  const decodeCpu: number[] = [];
+  for (let i = 0; i <= decodes; i++) {
+    const [, s, cpu] = await seconds(() => sd.vaeRunner.decodeLatents(latents.subarray(0, one.reduce((a, b) => a * b, 1)), one));
+    decodeTimes.push(s);
+    decodeCpu.push(cpu);
+    progress(`${size}²: VAE decode ${i}${i ? '' : ' (cold)'} ${s.toFixed(2)} s (${cpu.toFixed(1)} CPU s)`);
+  }
+  rss.vaeDecode = rssNow();
+
+  const timed = stepTimes.slice(1);
+  return {
+    size,
+    loadS,
+    textSessionS,
+    unetSessionS,
+    vaeSessionS,
+    textEncodeS: median(textTimes),
+    textRunS: median(textRunTimes),
+    unetStepsS: timed,
+    unetStepS: median(timed),
+    unetStepCpuS: median(stepCpu.slice(1)),
+    unetFirstStepS: stepTimes[0],
+    vaeFirstDecodeS: decodeTimes[0],
+    vaeDecodeS: decodes ? median(decodeTimes.slice(1)) : decodeTimes[0],
+    vaeDecodeCpuS: decodes ? median(decodeCpu.slice(1)) : decodeCpu[0],
+    rss,
+    peakRssBytes: peakRss(),
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      size: { type: 'string', default: '512' },
+      steps: { type: 'string', default: '3' },
+      decodes: { type: 'string', default: '1' },
+      cache: { type: 'string' },
+    },
+  });
+  if (!values.model) throw new Error('--model DIR is required');
+  const cacheDir = values.cache ?? join(values.model, '..', 'graphs');
+  const result = await measureResolution(values.model, Number(values.size), Number(values.steps), Number(values.decodes), cacheDir);
+  // The kernel's own view of the peak, to cross-check maxRSS.
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  if (hwm) result.rss.vmHWM = Number(hwm[1]) * 1024;
+  process.stdout.write(`@@result ${JSON.stringify(result)}\n`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

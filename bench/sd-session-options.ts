@@ -1,0 +1,152 @@
+// Experiment: how ONNX Runtime session options and the engine's fused-kernel choices change the
+// speed and memory of full-size SD-1.5 components (random weights, bench/random-checkpoint.ts).
+// Each variant runs in a child process of its own, so each peak RSS is that variant's alone. The
+// session is created here, not through src/engine/session.ts, so options it does not expose can be
+// tried; the graph and its hard-linked external weights are laid out exactly as session.ts does.
+//
+//   npx tsx bench/sd-session-options.ts --component unet|vae --size 256 [--runs 2] [--variants a,b]
+
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { emitGraph } from '../src/engine/emit.ts';
+import { Tensor, fusedKernels, sym } from '../src/engine/index.ts';
+import { loadUNet } from '../src/models/unet.ts';
+import { loadVae } from '../src/models/vae.ts';
+import { ensureRandomCheckpoint } from './random-checkpoint.ts';
+
+type SessionOptions = ort.InferenceSession.SessionOptions;
+
+interface Variant {
+  /** Session options on top of session.ts's own (CPU, graph optimisation 'all'). */
+  options?: SessionOptions;
+  /** Emit the plain-ops form of these kernels instead of the fused one. */
+  plain?: (keyof typeof fusedKernels)[];
+}
+
+const VARIANTS: Record<string, Variant> = {
+  default: {},
+  arenaOff: { options: { enableCpuMemArena: false } },
+  memPatternOff: { options: { enableMemPattern: false } },
+  arenaAndPatternOff: { options: { enableCpuMemArena: false, enableMemPattern: false } },
+  noPrepacking: { options: { extra: { session: { disable_prepacking: '1' } } } },
+  optExtended: { options: { graphOptimizationLevel: 'extended' } },
+  plainAttention: { plain: ['attention'] },
+  plainGroupNorm: { plain: ['groupNorm'] },
+};
+
+interface VariantResult {
+  variant: string;
+  sessionS: number;
+  runsS: number[];
+  /** CPU seconds (user + system, all threads) per run: steadier than wall time on a shared machine. */
+  runsCpuS: number[];
+  rssAfterSession: number;
+  rssAfterRuns: number;
+  peakRss: number;
+}
+
+
+/** Traces the component with symbolic sizes and emits it; returns the graph and feeds for one size. */
+function traceComponent(component: string, model: string, size: number) {
+  const f = size / 8;
+  if (component === 'unet') {
+    const unet = loadUNet(join(model, 'unet'));
+    const b = sym('B');
+    const sample = Tensor.input('sample', [b, 4, sym('H'), sym('W')]);
+    const timestep = Tensor.input('timestep', [b]);
+    const context = Tensor.input('encoder_hidden_states', [b, 77, 768]);
+    const graph = emitGraph({ inputs: [sample, timestep, context], outputs: { noise_pred: unet.forward(sample, timestep, context) } });
+    const feeds = {
+      sample: new ort.Tensor('float32', new Float32Array(2 * 4 * f * f).fill(0.5), [2, 4, f, f]),
+      timestep: new ort.Tensor('float32', Float32Array.of(500, 500), [2]),
+      encoder_hidden_states: new ort.Tensor('float32', new Float32Array(2 * 77 * 768).fill(0.1), [2, 77, 768]),
+    };
+    return { graph, feeds };
+  }
+  const vae = loadVae(join(model, 'vae'));
+  const latents = Tensor.input('latents', [sym('B'), 4, sym('H'), sym('W')]);
+  const graph = emitGraph({ inputs: [latents], outputs: { image: vae.decode(latents) } });
+  return { graph, feeds: { latents: new ort.Tensor('float32', new Float32Array(4 * f * f).fill(0.5), [1, 4, f, f]) } };
+}
+
+async function runVariant(name: string, component: string, size: number, runs: number): Promise<VariantResult> {
+  const variant = VARIANTS[name];
+  if (!variant) throw new Error(`unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`);
+  for (const k of variant.plain ?? []) fusedKernels[k] = false;
+  const model = ensureRandomCheckpoint();
+  const { graph, feeds } = traceComponent(component, model, size);
+  const hash = createHash('sha256').update(graph.bytes).digest('hex').slice(0, 24);
+  const dir = join(model, '..', 'graphs-experiments', hash);
+  mkdirSync(dir, { recursive: true });
+  for (const [link, source] of graph.externalFiles) if (!existsSync(join(dir, link))) linkSync(source, join(dir, link));
+  const modelPath = join(dir, 'model.onnx');
+  writeFileSync(modelPath, graph.bytes);
+
+  const t0 = performance.now();
+  const session = await ort.InferenceSession.create(modelPath, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', logSeverityLevel: 3, ...variant.options });
+  const sessionS = (performance.now() - t0) / 1000;
+  const rssAfterSession = process.memoryUsage.rss();
+  const runsS: number[] = [];
+  const runsCpuS: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    const cpu = process.cpuUsage();
+    await session.run(feeds);
+    runsS.push((performance.now() - t) / 1000);
+    const used = process.cpuUsage(cpu);
+    runsCpuS.push((used.user + used.system) / 1e6);
+    process.stderr.write(`    ${name}: run ${i} ${runsS[i].toFixed(2)} s (${runsCpuS[i].toFixed(1)} CPU s)\n`);
+  }
+  return { variant: name, sessionS, runsS, runsCpuS, rssAfterSession, rssAfterRuns: process.memoryUsage.rss(), peakRss: process.resourceUsage().maxRSS * 1024 };
+}
+
+function child(args: string[]): Promise<VariantResult> {
+  return new Promise((done, reject) => {
+    const p = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    p.on('close', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('@@result '));
+      if (code !== 0 || !line) reject(new Error(`variant ${args.join(' ')} exited with ${code}\n${out}`));
+      else done(JSON.parse(line.slice(9)) as VariantResult);
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      component: { type: 'string', default: 'unet' },
+      size: { type: 'string', default: '256' },
+      runs: { type: 'string', default: '2' },
+      variants: { type: 'string', default: Object.keys(VARIANTS).join(',') },
+      child: { type: 'string' },
+    },
+  });
+  const size = Number(values.size);
+  const runs = Number(values.runs);
+  if (values.child) {
+    const result = await runVariant(values.child, values.component, size, runs);
+    process.stdout.write(`@@result ${JSON.stringify(result)}\n`);
+    return;
+  }
+  ensureRandomCheckpoint();
+  const gb = (b: number) => (b / 1e9).toFixed(2);
+  console.log(`${values.component} at ${size}² (${values.component === 'unet' ? 'batch 2' : 'batch 1'}), ${runs} runs; ${os.cpus()[0]?.model}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`);
+  console.log('variant              session s  runs s (first, …)       CPU s per run          RSS after session  after runs  peak RSS (GB)');
+  for (const name of values.variants.split(',')) {
+    process.stderr.write(`  ${name}…\n`);
+    const r = await child(['--child', name, '--component', values.component, '--size', values.size, '--runs', values.runs]);
+    const line = [name.padEnd(20), r.sessionS.toFixed(1).padStart(9), r.runsS.map((x) => x.toFixed(2)).join(', ').padStart(22), r.runsCpuS.map((x) => x.toFixed(1)).join(', ').padStart(20), gb(r.rssAfterSession).padStart(18), gb(r.rssAfterRuns).padStart(11), gb(r.peakRss).padStart(14)];
+    console.log(line.join('  '));
+  }
+  console.log(`load average after: ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();
