@@ -4,7 +4,7 @@
 
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { AdamW, Generator, Tensor, compile } from '../src/engine/index.ts';
+import { AdamW, type Feeds, Generator, Tensor, compile } from '../src/engine/index.ts';
 import { loadUNet } from '../src/models/unet.ts';
 import { createScheduler } from '../src/schedulers/index.ts';
 import { compileTrainStep, diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising } from '../src/training/index.ts';
@@ -38,7 +38,7 @@ const rng = new Generator(0);
 const latentSize = LATENT[0] * LATENT[1] * LATENT[2];
 const shape = [BATCH, ...LATENT] as [number, number, number, number];
 const { timesteps, noise } = drawNoising(rng, BATCH, latentSize, 1000);
-const feeds = {
+const feeds: Feeds = {
   ...diffusionFeeds(alphasCumprod, rng.randn(BATCH * latentSize), shape, noise, timesteps),
   encoder_hidden_states: { data: rng.randn(BATCH * 77 * 32), shape: [BATCH, 77, 32] },
 };
