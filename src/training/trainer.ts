@@ -9,6 +9,11 @@
 // All randomness (batch order, noise, timesteps, caption dropout, flips) comes from one seeded
 // Generator whose state is checkpointed with the weights, the optimiser moments and the data
 // position, so a resumed run continues with exactly the losses the uninterrupted run would have.
+//
+//   const step = await compileTrainStep({ inputs, loss, params });        // traced and compiled once
+//   const task = { step, nextBatch: (rng) => feedsFor(order.next(rng), rng), dataState, loadDataState };
+//   await train({ task, optimizer: new AdamW(step.params), lr: lrSchedule({ kind: 'cosine', lr, warmup, totalSteps }),
+//                 steps, rng: new Generator(seed), gradAccum, maxGradNorm, checkpoint: { dir, every }, resume });
 
 import type { Feeds, Generator, Optimizer } from '../engine/index.ts';
 import { clipGradNorm } from '../engine/index.ts';
