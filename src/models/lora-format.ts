@@ -32,7 +32,6 @@ export interface LoraLayerWeights {
   up: Float32Array;
 }
 
-const PEFT_PREFIX: Record<LoraComponent, string> = { unet: 'unet', text_encoder: 'text_encoder' };
 const KOHYA_PREFIX: Record<LoraComponent, string> = { unet: 'lora_unet_', text_encoder: 'lora_te_' };
 const METADATA_KEY = 'lora_adapter_metadata';
 
@@ -51,7 +50,7 @@ export function writeLoraFile(path: string, layers: readonly LoraLayerWeights[],
       put(`${base}.lora_up.weight`, [l.outFeatures, l.rank], l.up);
       put(`${base}.alpha`, [], Float32Array.of(l.alpha));
     } else {
-      const base = `${PEFT_PREFIX[l.component]}.${l.module}`;
+      const base = `${l.component}.${l.module}`; // the component's folder name is the key prefix
       put(`${base}.lora_A.weight`, [l.rank, l.inFeatures], l.down);
       put(`${base}.lora_B.weight`, [l.outFeatures, l.rank], l.up);
     }
