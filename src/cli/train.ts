@@ -137,7 +137,7 @@ async function trainClip(flags: ClipFlags): Promise<void> {
   const task = await clipTrainingTask(model, tokenizer, data, { batch, flip: flags.flip });
   const validate = async (step: number) => {
     const accuracy = await clipRetrievalAccuracy(model, tokenizer, data);
-    console.error(`\nstep ${step}: image→text retrieval accuracy ${(100 * accuracy).toFixed(1)}% over ${data.length} images`);
+    console.error(`\nstep ${step}: image→text retrieval accuracy ${(100 * accuracy).toFixed(1)}% over ${Math.min(64, data.length)} images`);
   };
   const result = await runTraining({ ...flags, batch }, { label: 'train clip', task, defaultLr: 5e-4, validate, config: { command: 'train clip', ...flags, batch } });
   if (result.interrupted) return;

@@ -51,12 +51,12 @@ export async function clipTrainingTask(model: ClipModel, tokenizer: ClipTokenize
 }
 
 /**
- * Image→text retrieval accuracy over the whole data set: the fraction of images whose most similar
- * caption (among all the set's captions) is their own. Chance is 1 / (number of distinct captions).
+ * Image→text retrieval accuracy over the first `limit` items: the fraction of images whose most
+ * similar caption (among those items' captions) is their own. Chance is 1 / (distinct captions).
  */
-export async function clipRetrievalAccuracy(model: ClipModel, tokenizer: ClipTokenizer, data: ImageFolderDataset, run?: RunOptions): Promise<number> {
+export async function clipRetrievalAccuracy(model: ClipModel, tokenizer: ClipTokenizer, data: ImageFolderDataset, limit = 64, run?: RunOptions): Promise<number> {
   checkResolution(model, data);
-  const n = data.length;
+  const n = Math.min(limit, data.length);
   const length = model.config.text.maxPositionEmbeddings;
   const inputs = clipInputs(model, n, length);
   const { logitsPerImage } = model.forward(inputs.inputIds, inputs.pixelValues);
