@@ -3,7 +3,8 @@
 
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type RgbImage, createImage } from '../../src/io/image.ts';
-import { invertImage, reconstructionErrors } from '../../src/pipelines/inversion.ts';
+import { edit } from '../../src/pipelines/edit.ts';
+import { invertImage, reconstruct, reconstructionErrors } from '../../src/pipelines/inversion.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { TINY_SD } from '../fixtures.ts';
 
@@ -43,5 +44,12 @@ describe('inversion', () => {
     console.log(`null-text inversion: latent MSE ${tuned.latentMse.toFixed(4)}, PSNR ${tuned.psnr.toFixed(2)} dB (${tuned.psnrAutoencoded.toFixed(2)} dB vs the VAE round trip)`);
     // The optimised quantity is the latent trajectory; the random tiny VAE makes PSNR a weak signal here.
     expect(tuned.latentMse).toBeLessThan(0.8 * plain.latentMse);
+
+    // An edit of the inverted picture samples its source row with the tuned null text, step by step.
+    const edited = await edit(sd, { inversion: nullText, source: 'a blue disc', target: 'a red disc', steps: 3, guidance: 7.5 });
+    const reconstruction = await reconstruct(sd, nullText);
+    let worst = 0;
+    reconstruction.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - edited.latents[i]))));
+    expect(worst).toBeLessThan(1e-4);
   });
 });

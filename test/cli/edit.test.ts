@@ -1,0 +1,78 @@
+// `nuri edit` and `nuri attention` end to end on the tiny fixture model: the side-by-side PNG,
+// latents out, the heat-map grid; bad arguments give one line on stderr, a non-zero exit and no
+// output file, before any model runs.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readSafetensors } from '../../src/engine/safetensors.ts';
+import { readImage } from '../../src/io/image.ts';
+import { parseParameters } from '../../src/io/parameters.ts';
+import { readPngText } from '../../src/io/png.ts';
+import { TINY_SD } from '../fixtures.ts';
+
+const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'nuri.js');
+
+function nuri(args: string[], cwd: string) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const SMALL = ['--model', TINY_SD, '--steps', '2', '--width', '64', '--height', '64', '--seed', '3'];
+
+describe('nuri edit', () => {
+  it('writes source and edit side by side with the edit in the parameters, and latents [2,4,h,w]', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-edit-'));
+    const r = nuri(['edit', ...SMALL, '--prompt', 'a cat riding a bike', '--target', 'a dog riding a bike', '--cross-replace', '0.5', '--cross-replace', 'dog=0.2', '--local-blend', 'cat', '--out', 'e.png', '--save-latents', 'z.safetensors'], dir);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const grid = await readImage(join(dir, 'e.png'));
+    expect(grid.width).toBeGreaterThanOrEqual(2 * 64);
+    const params = parseParameters(readPngText(join(dir, 'e.png')).parameters);
+    expect(params).toMatchObject({ prompt: 'a cat riding a bike', steps: 2, sampler: 'DDIM', seed: 3 });
+    expect(params.extra).toMatchObject({ 'P2P edit': 'replace', 'P2P target': 'a dog riding a bike', 'P2P cross replace': '0.5 dog=0.2', 'P2P local blend': 'cat' });
+    const latents = readSafetensors(join(dir, 'z.safetensors')).get('latents')!;
+    expect(latents.shape).toEqual([2, 4, 8, 8]);
+  });
+
+  // Each spawn costs seconds; the other word checks are covered in-process (seq-aligner.test.ts).
+  const bad: [string, string[], RegExp][] = [
+    ['a re-weighted word that is not in the prompt', ['--reweight', 'horse=2'], /reweight: "horse" is not a word/],
+    ['a local-blend word in neither prompt', ['--target', 'a dog riding a bike', '--local-blend', 'horse'], /local-blend: "horse"/],
+    ['a swap whose token counts differ', ['--target', 'a hippopotamus riding a bike'], /same number of tokens.*refine/],
+    ['a fraction outside [0, 1]', ['--self-replace', '1.5'], /--self-replace/],
+    ['a missing image', ['--image', 'none.png'], /--image: no such file/],
+  ];
+  for (const [what, args, message] of bad) {
+    it(`refuses ${what} in one line, writing nothing`, () => {
+      const dir = mkdtempSync(join(tmpdir(), 'nuri-edit-'));
+      const r = nuri(['edit', ...SMALL, '--prompt', 'a cat riding a bike', '--out', 'x.png', ...args], dir);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(message);
+      expect(readdirSync(dir)).toEqual([]);
+      expect(existsSync(join(dir, 'x.png'))).toBe(false);
+    });
+  }
+});
+
+describe('nuri attention', () => {
+  it('writes the image and one labelled heat map per token as one grid', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-attention-'));
+    const r = nuri(['attention', '--model', TINY_SD, '--steps', '2', '--width', '64', '--height', '64', '--prompt', 'a cat riding a bike', '--out', 'maps.png'], dir);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const grid = await readImage(join(dir, 'maps.png'));
+    expect(grid.width).toBeGreaterThanOrEqual(6 * 64); // the image and 5 tokens in one row
+  });
+
+  it('refuses a size whose attention maps do not exist', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-attention-'));
+    const r = nuri(['attention', '--model', TINY_SD, '--width', '72', '--height', '64', '--prompt', 'a cat', '--out', 'maps.png'], dir);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/multiples of 32/);
+  });
+});
