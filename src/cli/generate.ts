@@ -67,8 +67,8 @@ export function registerGenerate(program: Command): void {
     .option('--guidance <g>', 'classifier-free guidance scale (≤ 1 disables it)', number(0, 100), DEFAULTS.guidance)
     .option('--eta <e>', "DDIM's η: 0 is deterministic, 1 is DDPM-like", number(0, 1))
     .option('--seed <s>', 'random seed (image i of a batch uses seed + i); random when omitted', integer(0, 2 ** 32 - 1))
-    .option('--width <w>', 'image width, a multiple of 8', imageSize)
-    .option('--height <h>', 'image height, a multiple of 8', imageSize)
+    .option('--width <w>', "image width, a multiple of 8 (default: the model's own size, 512 for SD 1.5)", imageSize)
+    .option('--height <h>', "image height, a multiple of 8 (default: the model's own size)", imageSize)
     .option('--batch <n>', 'images to make', integer(1, 64))
     .option('--init-image <png>', 'img2img: start from this picture')
     .option('--strength <s>', `img2img: how much to change the picture (0–1], default ${DEFAULTS.strength}`, number(0.01, 1))
@@ -100,22 +100,25 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags)
   for (const path of flags.embedding ?? []) if (!existsSync(path)) throw new Error(`--embedding: no such file ${path}`);
   const strength = flags.strength ?? DEFAULTS.strength;
 
+  if (flags.latents && flags.initImage) throw new Error('--latents and --init-image cannot be combined');
+  const given = flags.latents ? readLatents(flags.latents) : undefined;
+
+  // Loading reads configs only (weights stay in their files); the size defaults and the latent
+  // grid (H/f × W/f, f the VAE's downscale) depend on the model.
+  const sd = StableDiffusion.load(modelPath, { config: flags.config, tokenizer: flags.tokenizer, defaultTokenizer: bundledTokenizer, predictionType: flags.predictionType });
+  const f = sd.vaeScaleFactor;
   let { width, height, batch } = flags;
   let latents: Float32Array | undefined;
-  if (flags.latents) {
-    const given = readLatents(flags.latents);
+  if (given) {
     const [b, , h, w] = given.shape;
-    if ((batch ?? b) !== b || (width ?? w * 8) !== w * 8 || (height ?? h * 8) !== h * 8) {
-      throw new Error(`--latents ${flags.latents} has shape [${given.shape.join(', ')}], which does not fit --batch ${batch ?? b} --width ${width ?? w * 8} --height ${height ?? h * 8}`);
+    if ((batch ?? b) !== b || (width ?? w * f) !== w * f || (height ?? h * f) !== h * f) {
+      throw new Error(`--latents ${flags.latents} has shape [${given.shape.join(', ')}], which does not fit --batch ${batch ?? b} --width ${width ?? w * f} --height ${height ?? h * f}`);
     }
-    [batch, width, height, latents] = [b, w * 8, h * 8, given.data];
+    [batch, width, height, latents] = [b, w * f, h * f, given.data];
   }
   batch ??= 1;
-  width ??= DEFAULTS.width;
-  height ??= DEFAULTS.height;
-  if (flags.latents && flags.initImage) throw new Error('--latents and --init-image cannot be combined');
-
-  const sd = StableDiffusion.load(modelPath, { config: flags.config, tokenizer: flags.tokenizer, defaultTokenizer: bundledTokenizer, predictionType: flags.predictionType });
+  width ??= sd.defaultSize;
+  height ??= sd.defaultSize;
   for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
   const personal = personalise(sd.components, { loras: flags.lora, embeddings: flags.embedding });
   for (const warning of personal.warnings) console.error(`warning: ${warning}`);

@@ -37,7 +37,7 @@ export interface GenerateOptions {
   seed?: number;
   width?: number;
   height?: number;
-  /** Initial latents [B, C, H/8, W/8] from N(0, 1); scaled by the scheduler's initial sigma here. */
+  /** Initial latents [B, C, H/f, W/f] from N(0, 1) (f: the VAE's downscale, 8 for SD); scaled by the scheduler's initial sigma here. */
   latents?: Float32Array;
   /** img2img: the picture to start from (resized to width × height) and how much to change it. */
   initImage?: RgbImage;
@@ -48,7 +48,7 @@ export interface GenerateOptions {
 
 export interface GenerateResult {
   images: RgbImage[];
-  /** Final latents, [B, C, H/8, W/8], what diffusers returns with output_type="latent". */
+  /** Final latents, [B, C, H/f, W/f], what diffusers returns with output_type="latent". */
   latents: Float32Array;
   shape: Shape4;
   seeds: number[];
@@ -86,11 +86,13 @@ export class BatchGenerator implements RandomSource {
 export const DEFAULTS = { steps: 30, scheduler: 'ddim' as SchedulerName, guidance: 7.5, seed: 0, width: 512, height: 512, strength: 0.75 };
 
 export async function generate(sd: StableDiffusion, options: GenerateOptions): Promise<GenerateResult> {
-  const o = { ...DEFAULTS, ...options };
+  // Without a size, the one the model was trained for (the default model is small).
+  const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
   const batch = o.prompts.length;
   if (!batch) throw new Error('generate: no prompt');
-  if (o.width % 8 || o.height % 8) throw new Error(`width and height must be multiples of 8, got ${o.width}×${o.height}`);
-  const shape: Shape4 = [batch, sd.latentChannels, o.height / 8, o.width / 8];
+  const f = sd.vaeScaleFactor;
+  if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
+  const shape: Shape4 = [batch, sd.latentChannels, o.height / f, o.width / f];
   const size = shape.reduce((a, b) => a * b, 1);
   const seeds = o.prompts.map((_, i) => o.seed + i);
   const rng = new BatchGenerator(seeds);

@@ -7,6 +7,7 @@ import { encodePrompts } from '../models/clip-text.ts';
 import { type LoadModelOptions, type StableDiffusionComponents, loadStableDiffusion } from '../models/load.ts';
 import type { AttentionHook, UNet2DConditionModel } from '../models/unet.ts';
 import { type Shape4, VaeRunner } from '../models/vae-runner.ts';
+import { vaeDownscale } from '../models/vae.ts';
 
 export interface LoadOptions extends LoadModelOptions {
   run?: RunOptions;
@@ -44,6 +45,16 @@ export class StableDiffusion {
   /** Latent channels and the VAE's downscale factor: latents are [B, channels, H/f, W/f]. */
   get latentChannels(): number {
     return this.components.unet.config.in_channels;
+  }
+
+  /** The VAE's downscale factor f (8 for Stable Diffusion): images of H×W have latents of H/f × W/f. */
+  get vaeScaleFactor(): number {
+    return vaeDownscale(this.components.vae.config);
+  }
+
+  /** The image side the UNet was trained for, as diffusers chooses it: sample_size · f (SD 1.5: 512). */
+  get defaultSize(): number {
+    return this.components.unet.config.sample_size * this.vaeScaleFactor;
   }
 
   get contextShape(): [number, number] {
