@@ -8,6 +8,7 @@
 
 import { type RunOptions, Tensor } from '../engine/index.ts';
 import { ShuffledBatches, type BatchOrderState } from '../data/batches.ts';
+import { pickCaption } from '../data/caption-variants.ts';
 import { type ImageFolderDataset, flipHorizontal } from '../data/folder.ts';
 import { imageToTensor } from '../io/image.ts';
 import { encodePrompts } from '../models/clip-text.ts';
@@ -96,7 +97,8 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
       // Every draw happens before the first await, in a fixed order: the run replays exactly.
       const indices = order.next(rng);
       const mirrored = indices.map(() => (options.flip ? rng.rand(1)[0] < 0.5 : false));
-      const captions = indices.map((i) => (p > 0 && rng.rand(1)[0] < p ? '' : data.items[i].caption));
+      // Items with caption variants (the emoji set) train with one drawn at random.
+      const captions = indices.map((i) => (p > 0 && rng.rand(1)[0] < p ? '' : pickCaption(data.items[i], rng)));
       const eps = rng.randn(batch * latentSize);
       const { timesteps, noise } = drawNoising(rng, batch, latentSize, alphasCumprod.length);
 

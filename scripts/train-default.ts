@@ -1,0 +1,202 @@
+// `npm run train:default`: the recipe that trains Nuri's default model (models/default) from the
+// emoji set, in Stable Diffusion's stages, each with the same code as `nuri train`:
+//
+//   vae        nuri train vae   — AutoencoderKL from recipes/default/vae.json (reconstruction + KL)
+//   latents    the VAE's latent scale (1 / std of the training latents) and held-out PSNR
+//   clip       nuri train clip  — text and image towers, contrastive, the real CLIP BPE vocabulary
+//   base       a pipeline folder: that VAE and text encoder, a fresh UNet (recipes/default/unet.json)
+//   unet       nuri train unet  — DDPM ε-loss, cross-attention on the frozen text encoder's token
+//              states, caption dropout for classifier-free guidance, EMA weights
+//   assemble   models/default: the pipeline plus the CLIP image tower (image_encoder/), fp16
+//
+// Hyperparameters are in recipes/default/training.json. Work goes to $NURI_TRAIN_DIR (default
+// ~/.cache/nuri/train-default), outside the repository so a fresh checkout keeps the progress.
+// Re-running continues: finished stages are skipped (WORK/stages/<name>.json), an interrupted one
+// resumes from its last checkpoint. `kill -TERM` (or Ctrl-C) stops at a checkpoint.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { assembleDefaultModel, measureLatents, writeBasePipeline } from '../src/training/default-model.ts';
+
+const REPO = resolve(import.meta.dirname, '..');
+const RECIPE = join(REPO, 'recipes', 'default');
+
+const { values: args } = parseArgs({
+  options: {
+    work: { type: 'string', default: process.env.NURI_TRAIN_DIR ?? join(homedir(), '.cache', 'nuri', 'train-default') },
+    tokenizer: { type: 'string', default: resolve(REPO, '..', 'shared', 'fixtures', 'tiny-sd', 'tokenizer') },
+    out: { type: 'string', default: join(REPO, 'models', 'default') },
+    plan: { type: 'string', default: join(RECIPE, 'training.json') },
+  },
+});
+const WORK = resolve(args.work!);
+const OUT = resolve(args.out!);
+const TOKENIZER = resolve(args.tokenizer!);
+
+type Flags = Record<string, string | number | boolean | string[]>;
+interface Plan {
+  images: string;
+  resolution: number;
+  vae: Flags;
+  clip: Flags;
+  unet: Flags;
+}
+const plan = JSON.parse(readFileSync(resolve(args.plan!), 'utf8')) as Plan;
+
+// ─── bookkeeping: stage markers and the wall time spent in each stage, over every attempt ─────────
+
+const STAGES = join(WORK, 'stages');
+const COSTS = join(WORK, 'costs.json');
+const marker = (stage: string) => join(STAGES, `${stage}.json`);
+
+function readCosts(): Record<string, number> {
+  return existsSync(COSTS) ? (JSON.parse(readFileSync(COSTS, 'utf8')) as Record<string, number>) : {};
+}
+
+function addCost(stage: string, seconds: number): void {
+  const costs = readCosts();
+  costs[stage] = (costs[stage] ?? 0) + seconds;
+  writeJsonAtomic(COSTS, costs);
+}
+
+function writeJsonAtomic(path: string, value: unknown): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(`${path}.tmp`, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(`${path}.tmp`, path);
+}
+
+function duration(seconds: number): string {
+  const s = Math.round(seconds);
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m${String(s % 60).padStart(2, '0')}s`;
+}
+
+// ─── running `nuri train …` as a child, stopping it cleanly on SIGTERM ──────────────────────────
+
+let stopping = false;
+let child: ReturnType<typeof spawn> | undefined;
+// Ctrl-C reaches the child through the process group; SIGTERM (kill) is passed on as the SIGINT
+// the training loop checkpoints on. Either way this script waits for the child, then stops.
+process.on('SIGINT', () => (stopping = true));
+process.on('SIGTERM', () => {
+  stopping = true;
+  child?.kill('SIGINT');
+});
+
+function cliFlags(flags: Flags): string[] {
+  return Object.entries(flags).flatMap(([key, value]) => {
+    if (value === false) return [];
+    if (value === true) return [`--${key}`];
+    if (Array.isArray(value)) return value.flatMap((v) => [`--${key}`, v]);
+    return [`--${key}`, String(value)];
+  });
+}
+
+function nuriTrain(kind: string, flags: Flags): Promise<void> {
+  const argv = [join(REPO, 'bin', 'nuri.js'), 'train', kind, ...cliFlags(flags)];
+  console.error(`\n$ nuri ${argv.slice(1).join(' ')}`);
+  return new Promise((done, fail) => {
+    child = spawn(process.execPath, argv, { stdio: 'inherit', cwd: REPO });
+    child.on('error', fail);
+    child.on('exit', (code, signal) => {
+      child = undefined;
+      if (code === 0) done();
+      else fail(new Error(`nuri train ${kind} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`));
+    });
+  });
+}
+
+// ─── the stages ──────────────────────────────────────────────────────────────────────────────
+
+interface Stage {
+  name: string;
+  /** The file a finished stage leaves; without it the stage did not finish (e.g. it was interrupted). */
+  product: string;
+  run(): Promise<unknown>;
+}
+
+const dirs = { vae: join(WORK, 'vae'), clip: join(WORK, 'clip'), base: join(WORK, 'base'), unet: join(WORK, 'unet'), final: join(WORK, 'final') };
+const latentsFile = join(WORK, 'latents.json');
+const common = { images: plan.images, resolution: plan.resolution, resume: true };
+
+const stages: Stage[] = [
+  {
+    name: 'vae',
+    product: join(dirs.vae, 'diffusion_pytorch_model.safetensors'),
+    run: () => nuriTrain('vae', { config: join(RECIPE, 'vae.json'), ...common, ...plan.vae, out: dirs.vae }),
+  },
+  {
+    name: 'latents',
+    product: latentsFile,
+    run: async () => {
+      const stats = await measureLatents(dirs.vae, plan.images, plan.resolution);
+      writeJsonAtomic(latentsFile, stats);
+      return stats;
+    },
+  },
+  {
+    name: 'clip',
+    product: join(dirs.clip, 'text_encoder', 'model.safetensors'),
+    run: () => nuriTrain('clip', { config: join(RECIPE, 'clip.json'), tokenizer: TOKENIZER, ...common, ...plan.clip, out: dirs.clip }),
+  },
+  {
+    name: 'base',
+    product: join(dirs.base, 'model_index.json'),
+    run: async () => {
+      const { scalingFactor } = JSON.parse(readFileSync(latentsFile, 'utf8')) as { scalingFactor: number };
+      writeBasePipeline({ vae: dirs.vae, scalingFactor, clip: dirs.clip, unetConfig: join(RECIPE, 'unet.json'), scheduler: join(RECIPE, 'scheduler_config.json'), out: dirs.base, seed: 0 });
+    },
+  },
+  {
+    name: 'unet',
+    product: join(dirs.unet, 'unet', 'diffusion_pytorch_model.safetensors'),
+    run: () => nuriTrain('unet', { model: dirs.base, ...common, ...plan.unet, out: dirs.unet }),
+  },
+  {
+    name: 'assemble',
+    product: join(OUT, 'model_index.json'),
+    run: async () => assembleDefaultModel({ unetPipeline: dirs.unet, clip: dirs.clip, staging: dirs.final, out: OUT, costs: readCosts() }),
+  },
+];
+
+async function runStage(stage: Stage): Promise<void> {
+  if (existsSync(marker(stage.name)) && existsSync(stage.product)) {
+    console.error(`stage ${stage.name}: done (${marker(stage.name)})`);
+    return;
+  }
+  console.error(`\n══ stage ${stage.name} ══ (${new Date().toISOString()})`);
+  const began = performance.now();
+  let result: unknown;
+  try {
+    result = await stage.run();
+  } finally {
+    addCost(stage.name, (performance.now() - began) / 1000);
+  }
+  if (!existsSync(stage.product)) {
+    console.error(`stage ${stage.name} stopped before finishing; run \`npm run train:default\` again to continue from its checkpoint`);
+    process.exit(130);
+  }
+  writeJsonAtomic(marker(stage.name), { finishedAt: new Date().toISOString(), seconds: readCosts()[stage.name], result });
+  if (stopping) {
+    console.error(`stopped after stage ${stage.name}; run \`npm run train:default\` again to continue`);
+    process.exit(130);
+  }
+}
+
+mkdirSync(WORK, { recursive: true });
+if (!existsSync(join(TOKENIZER, 'vocab.json'))) throw new Error(`no CLIP tokenizer (vocab.json, merges.txt) in ${TOKENIZER}; pass --tokenizer DIR`);
+console.error(`train:default: work folder ${WORK}, model → ${OUT}`);
+const started = performance.now();
+for (const stage of stages) {
+  if (stopping) break;
+  await runStage(stage);
+}
+
+const costs = readCosts();
+const total = Object.values(costs).reduce((a, b) => a + b, 0);
+console.error('\nwall time per stage (all attempts):');
+for (const stage of stages) console.error(`  ${stage.name.padEnd(9)} ${duration(costs[stage.name] ?? 0)}`);
+console.error(`  ${'total'.padEnd(9)} ${duration(total)}   (this run: ${duration((performance.now() - started) / 1000)})`);
+const size = (dir: string): number => readdirSync(dir).reduce((a, n) => a + (statSync(join(dir, n)).isDirectory() ? size(join(dir, n)) : statSync(join(dir, n)).size), 0);
+console.error(`model: ${OUT} (${(size(OUT) / 1e6).toFixed(1)} MB)`);
