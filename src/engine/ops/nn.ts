@@ -130,25 +130,47 @@ export function attentionProbs(q: Tensor, k: Tensor, heads: number, scale: numbe
   return softmax(mul(matmul(splitHeads(q, heads), transposeLast(splitHeads(k, heads))), scale), -1);
 }
 
+/**
+ * The plain-op form of one attention node: probabilities P [B, heads, Lq, Lk] and per-head outputs
+ * P·V. Made once per node, so that when a backward pass is traced the forward emits the same P
+ * and the gradient reuses it instead of computing softmax(q·kᵀ) a second time.
+ */
+const plainForms = new WeakMap<OpNode, { probs: Tensor; headOutputs: Tensor }>();
+
+function plainAttention(n: OpNode): { probs: Tensor; headOutputs: Tensor } {
+  let forms = plainForms.get(n);
+  if (!forms) {
+    const [q, k, v] = n.inputs;
+    const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
+    const probs = attentionProbs(q, k, heads, scale.float);
+    forms = { probs, headOutputs: matmul(probs, splitHeads(v, heads)) };
+    plainForms.set(n, forms);
+  }
+  return forms;
+}
+
 const ATTENTION: OpSpec = {
   type: 'Attention',
   emit: (e, n) => {
     const [q, k, v] = n.inputs;
     const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
-    if (fusedKernels.attention) {
+    // With a backward pass traced, share its probabilities; otherwise the fused kernel when enabled.
+    if (fusedKernels.attention && !plainForms.has(n)) {
       return e.node('MultiHeadAttention', [e.value(q), e.value(k), e.value(v)], { num_heads: heads, scale }, { domain: 'com.microsoft' });
     }
-    return e.value(mergeHeads(matmul(attentionProbs(q, k, heads, scale.float), splitHeads(v, heads))));
+    return e.value(mergeHeads(plainAttention(n).headOutputs));
   },
   vjp: (g, n) => {
     const [q, k, v] = n.inputs;
     const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
     const s = scale.float;
+    const { probs: p, headOutputs } = plainAttention(n);
     const [qh, kh, vh, gh] = [q, k, v, g].map((t) => splitHeads(t, heads));
-    const p = attentionProbs(q, k, heads, s);
     const gv = matmul(transposeLast(p), gh);
     const gp = matmul(gh, transposeLast(vh));
-    const gs = mul(p, sub(gp, sum(mul(gp, p), -1, true)));
+    // Softmax backward needs rowsum(gp ∘ P), which equals rowsum(g ∘ P·V): [Lq, D]-sized work, not [Lq, Lk].
+    const rowDot = sum(mul(gh, headOutputs), -1, true);
+    const gs = mul(p, sub(gp, rowDot));
     const gq = mul(matmul(gs, kh), s);
     const gk = mul(matmul(transposeLast(gs), qh), s);
     return [mergeHeads(gq), mergeHeads(gk), mergeHeads(gv)];
