@@ -120,7 +120,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags)
   width ??= sd.defaultSize;
   height ??= sd.defaultSize;
   for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
-  const personal = personalise(sd.components, { loras: flags.lora, embeddings: flags.embedding });
+  const personal = await personalise(sd.components, { loras: flags.lora, embeddings: flags.embedding });
   for (const warning of personal.warnings) console.error(`warning: ${warning}`);
   const initImage = flags.initImage ? await readImage(flags.initImage, { width, height }) : undefined;
   const bar = progressBar('generating', flags.initImage ? Math.max(1, Math.floor(flags.steps * strength)) : flags.steps);

@@ -30,16 +30,17 @@ export interface Personalisation {
 /**
  * Merges each LoRA (W += weight·alpha/rank·B·A) and adds each embedding's token. Merging rather than
  * adding branches keeps the sampling graph identical to the base model's, so every step costs what
- * a plain step costs; the merge itself is one O(out·in·rank) pass per adapted layer.
+ * a plain step costs, however many LoRAs are stacked and whatever their rank; the merge itself is
+ * one small matrix product per adapted layer, once.
  */
-export function personalise(components: StableDiffusionComponents, options: PersonaliseOptions): Personalisation {
+export async function personalise(components: StableDiffusionComponents, options: PersonaliseOptions): Promise<Personalisation> {
   const warnings: string[] = [];
   const loraLabels: string[] = [];
   for (const { path, weight } of options.loras ?? []) {
     const read = loadLoraFile(path, components);
     if (!read.layers.length) throw new Error(`--lora ${path}: no LoRA layer of this model found in the file (${read.unmatched.length} unrecognised keys, e.g. ${read.unmatched[0] ?? 'none'})`);
     if (read.unmatched.length) warnings.push(`--lora ${path}: ${read.unmatched.length} key(s) name no layer of this model and were skipped, e.g. ${read.unmatched[0]}`);
-    mergeLora(components, read.layers, weight);
+    await mergeLora(components, read.layers, weight);
     loraLabels.push(`${basename(path).replace(/\.safetensors$/i, '')}:${weight}`);
   }
   const embeddings = (options.embeddings ?? []).map((path) => {

@@ -136,7 +136,7 @@ describe('applying a LoRA', () => {
   it('merged at weight 0 gives exactly the base output', async () => {
     const base = await runModels(models());
     const m = models();
-    mergeLora(m, randomNetwork(models(), 5).weights(), 0);
+    await mergeLora(m, randomNetwork(models(), 5).weights(), 0);
     expect(await runModels(m)).toEqual(base);
   });
 
@@ -146,7 +146,7 @@ describe('applying a LoRA', () => {
     const branched = models();
     LoraNetwork.attach(branched, weights, 0.7);
     const merged = models();
-    mergeLora(merged, weights, 0.7);
+    await mergeLora(merged, weights, 0.7);
     const a = await runModels(branched);
     const b = await runModels(merged);
     const scale = Math.max(...a.map(Math.abs));

@@ -121,7 +121,7 @@ describe('training Textual Inversion', () => {
     // --embedding: a fresh model given the file encodes "<cat-toy>" with the learned row, which
     // differs from what the initializer "toy" encodes to.
     const user = loadStableDiffusion(TINY_SD);
-    personalise(user, { embeddings: [path] });
+    await personalise(user, { embeddings: [path] });
     const withToken = await encodePrompts(user.textEncoder, user.tokenizer, ['a photo of a <cat-toy>']);
     const expected = await encodePrompts(sd.components.textEncoder, sd.components.tokenizer, ['a photo of a <cat-toy>']);
     const withInit = await encodePrompts(user.textEncoder, user.tokenizer, ['a photo of a toy']);
