@@ -130,47 +130,28 @@ export function attentionProbs(q: Tensor, k: Tensor, heads: number, scale: numbe
   return softmax(mul(matmul(splitHeads(q, heads), transposeLast(splitHeads(k, heads))), scale), -1);
 }
 
-/**
- * The plain-op form of one attention node: probabilities P [B, heads, Lq, Lk] and per-head outputs
- * P·V. Made once per node, so that when a backward pass is traced the forward emits the same P
- * and the gradient reuses it instead of computing softmax(q·kᵀ) a second time.
- */
-const plainForms = new WeakMap<OpNode, { probs: Tensor; headOutputs: Tensor }>();
-
-function plainAttention(n: OpNode): { probs: Tensor; headOutputs: Tensor } {
-  let forms = plainForms.get(n);
-  if (!forms) {
-    const [q, k, v] = n.inputs;
-    const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
-    const probs = attentionProbs(q, k, heads, scale.float);
-    forms = { probs, headOutputs: matmul(probs, splitHeads(v, heads)) };
-    plainForms.set(n, forms);
-  }
-  return forms;
-}
-
 const ATTENTION: OpSpec = {
   type: 'Attention',
   emit: (e, n) => {
     const [q, k, v] = n.inputs;
     const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
-    // With a backward pass traced, share its probabilities; otherwise the fused kernel when enabled.
-    if (fusedKernels.attention && !plainForms.has(n)) {
+    if (fusedKernels.attention) {
       return e.node('MultiHeadAttention', [e.value(q), e.value(k), e.value(v)], { num_heads: heads, scale }, { domain: 'com.microsoft' });
     }
-    return e.value(mergeHeads(plainAttention(n).headOutputs));
+    return e.value(mergeHeads(matmul(attentionProbs(q, k, heads, scale.float), splitHeads(v, heads))));
   },
-  vjp: (g, n) => {
+  vjp: (g, n, out) => {
     const [q, k, v] = n.inputs;
     const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
     const s = scale.float;
-    const { probs: p, headOutputs } = plainAttention(n);
-    const [qh, kh, vh, gh] = [q, k, v, g].map((t) => splitHeads(t, heads));
+    // P is recomputed rather than kept from the forward: one [B, heads, Lq, Lk] tensor per layer
+    // alive at a time instead of all of them at once (gigabytes at 4096 queries).
+    const p = attentionProbs(q, k, heads, s);
+    const [qh, kh, vh, gh, oh] = [q, k, v, g, out].map((t) => splitHeads(t, heads));
     const gv = matmul(transposeLast(p), gh);
     const gp = matmul(gh, transposeLast(vh));
-    // Softmax backward needs rowsum(gp ∘ P), which equals rowsum(g ∘ P·V): [Lq, D]-sized work, not [Lq, Lk].
-    const rowDot = sum(mul(gh, headOutputs), -1, true);
-    const gs = mul(p, sub(gp, rowDot));
+    // Softmax backward needs rowsum(gp ∘ P), which equals rowsum(g ∘ P·V) per head: [Lq, D]-sized work.
+    const gs = mul(p, sub(gp, sum(mul(gh, oh), -1, true)));
     const gq = mul(matmul(gs, kh), s);
     const gk = mul(matmul(transposeLast(gs), qh), s);
     return [mergeHeads(gq), mergeHeads(gk), mergeHeads(gv)];
