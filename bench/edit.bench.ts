@@ -4,8 +4,12 @@
 // Runs the full-size random SD-1.5 checkpoint of bench/random-checkpoint.ts when it is on disk
 // (making one takes long, so it is not made here), else the tiny fixture model, and says which.
 //
+// Each part runs in a child process of its own: every distinct UNet graph is an ONNX Runtime
+// session with its own copy of the weights, and four full-size copies do not fit beside the rest.
+//
 //   npm run bench:edit [-- --size 512] [--steps 3] [--rounds 1] [--inner 2]
 
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -25,124 +29,150 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '3' },
     rounds: { type: 'string', default: '1' },
     inner: { type: 'string', default: '2' },
+    part: { type: 'string' },
   },
 });
-const steps = Number(values.steps);
-const rounds = Number(values.rounds);
-const inner = Number(values.inner);
 
 const fullSize = randomCheckpointDir();
 const haveFullSize = existsSync(join(fullSize, '.complete'));
 const fixtures = process.env.NURI_FIXTURES ?? join(import.meta.dirname, '..', '..', 'shared', 'fixtures');
 const modelPath = haveFullSize ? fullSize : join(fixtures, 'tiny-sd');
 const size = haveFullSize ? Number(values.size) : Math.min(Number(values.size), 128);
-const sd = StableDiffusion.load(modelPath);
-
-const settings = { steps, width: size, height: size, seed: 1, guidance: 7.5, scheduler: 'ddim' as const };
+const steps = Number(values.steps);
 const prompts = { source: 'a cat riding a bike', target: 'a dog riding a bike' };
 
-interface Timing {
-  total: number;
-  /** Seconds per UNet step after the first (the first also encodes the prompts). */
+type Part = 'generate' | 'edit' | 'attention' | 'null-text';
+const PARTS: Part[] = ['generate', 'edit', 'attention', 'null-text'];
+
+interface PartResult {
+  /** Seconds: the first call (sessions compiled), then each steady call and its UNet steps after the first. */
+  cold: number;
+  totals: number[];
   steps: number[];
+  /** Null-text only: gradient graph compile, one Adam iteration, one plain forward, DDIM inversion per step. */
+  gradCompile?: number;
+  iteration?: number;
+  forward?: number;
+  ddimStep?: number;
+  peakRss: number;
 }
 
-async function timed(run: (onStep: () => void) => Promise<unknown>): Promise<Timing> {
+const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const since = (t0: number) => (performance.now() - t0) / 1000;
+
+/** Times one pipeline call: its total and the gaps between its steps (the first gap also encodes prompts). */
+async function timed(run: (onStep: () => void) => Promise<unknown>): Promise<{ total: number; steps: number[] }> {
   const marks = [performance.now()];
   await run(() => marks.push(performance.now()));
-  const end = performance.now();
-  return { total: (end - marks[0]) / 1000, steps: marks.slice(2).map((m, i) => (m - marks[i + 1]) / 1000) };
+  const total = since(marks[0]);
+  return { total, steps: marks.slice(2).map((m, i) => (m - marks[i + 1]) / 1000) };
 }
 
-const jobs = {
-  generate: (onStep: () => void, n = steps) => generate(sd, { ...settings, steps: n, prompts: [prompts.source], onStep }),
-  edit: (onStep: () => void, n = steps) => edit(sd, { ...settings, steps: n, ...prompts, onStep }),
-  attention: (onStep: () => void, n = steps) => crossAttentionMaps(sd, { ...settings, steps: n, prompt: prompts.source, onStep }),
-};
-type Job = keyof typeof jobs;
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-const s = (x: number) => (x < 10 ? `${x.toFixed(2)} s` : `${x.toFixed(1)} s`);
-const load = () => os.loadavg().map((l) => l.toFixed(2)).join(', ');
-const log = (line: string) => process.stderr.write(`${line}\n`);
-
-const loadBefore = load();
-log(`model: ${haveFullSize ? `full-size random SD-1.5 (${fullSize})` : `tiny fixture (no complete ${fullSize}; run bench/random-checkpoint.ts)`}, ${size}×${size}, ${steps} DDIM steps`);
-
-// Cold calls compile (or load cached) sessions: timed apart from the steady state.
-const cold: Record<string, number> = {};
-for (const name of Object.keys(jobs) as Job[]) {
-  log(`cold ${name} (1 step)…`);
-  cold[name] = (await timed((onStep) => jobs[name](onStep, 1))).total;
+async function measure(part: Part): Promise<PartResult> {
+  const sd = StableDiffusion.load(modelPath);
+  const settings = { steps, width: size, height: size, seed: 1, guidance: 7.5, scheduler: 'ddim' as const };
+  const peakRss = () => process.resourceUsage().maxRSS * 1024;
+  if (part === 'null-text') return { ...(await measureNullText(sd)), cold: NaN, totals: [], steps: [], peakRss: peakRss() };
+  const call = {
+    generate: (onStep: () => void, n: number) => generate(sd, { ...settings, steps: n, prompts: [prompts.source], onStep }),
+    edit: (onStep: () => void, n: number) => edit(sd, { ...settings, steps: n, ...prompts, onStep }),
+    attention: (onStep: () => void, n: number) => crossAttentionMaps(sd, { ...settings, steps: n, prompt: prompts.source, onStep }),
+  }[part];
+  const cold = (await timed((onStep) => call(onStep, 1))).total;
+  const runs = [];
+  for (let r = 0; r < Number(values.rounds); r++) runs.push(await timed((onStep) => call(onStep, steps)));
+  return { cold, totals: runs.map((r) => r.total), steps: runs.flatMap((r) => r.steps), peakRss: peakRss() };
 }
-const warm: Record<Job, Timing[]> = { generate: [], edit: [], attention: [] };
-for (let r = 0; r < rounds; r++) {
-  for (const name of Object.keys(jobs) as Job[]) {
-    log(`round ${r + 1}: ${name}…`);
-    warm[name].push(await timed((onStep) => jobs[name](onStep)));
+
+/** The gradient graph (UNet forward + backward to the null-text embedding), timed per Adam iteration. */
+async function measureNullText(sd: StableDiffusion) {
+  const picture = createImage(size, size, [0.8, 0.5, 0.2]);
+  const encoded = await sd.vaeRunner.imageToLatents(Float32Array.from(picture.data, (v) => 2 * v - 1), [1, 3, size, size]);
+  const [cond, uncond] = [await sd.encodePrompts([prompts.source]), await sd.encodePrompts([''])];
+  const scheduler = ddim(sd, steps);
+  await sd.unet();
+  let t0 = performance.now();
+  const trajectory = await ddimInversion(sd, scheduler, encoded.data, encoded.shape, cond);
+  const ddimStep = since(t0) / steps;
+  const forwards: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    t0 = performance.now();
+    await sd.predictNoise(await sd.unet(), trajectory[steps], encoded.shape, scheduler.timesteps[0], cond);
+    forwards.push(since(t0));
   }
-}
-const total = (name: Job) => median(warm[name].map((t) => t.total));
-const step = (name: Job) => median(warm[name].flatMap((t) => t.steps));
-
-// Null-text inversion: the gradient graph (UNet forward + backward to the null-text embedding),
-// timed per Adam iteration; one step is ε_cond, up to 10 iterations, and the guided DDIM step.
-log('null-text: DDIM-inverting a picture and compiling the gradient graph…');
-const picture = createImage(size, size, [0.8, 0.5, 0.2]);
-const pixels = Float32Array.from(picture.data, (v) => 2 * v - 1);
-const encoded = await sd.vaeRunner.imageToLatents(pixels, [1, 3, size, size]);
-const [cond, uncond] = [await sd.encodePrompts([prompts.source]), await sd.encodePrompts([''])];
-const scheduler = ddim(sd, steps);
-let t0 = performance.now();
-const trajectory = await ddimInversion(sd, scheduler, encoded.data, encoded.shape, cond);
-const ddimPerStep = (performance.now() - t0) / 1000 / steps;
-const embedding = new Parameter('null_text_embedding', [1, ...sd.contextShape]);
-embedding.trainable = true;
-embedding.setValue(uncond);
-t0 = performance.now();
-const gradStep = await compileNullTextStep(sd, encoded.shape, embedding);
-const gradCompile = (performance.now() - t0) / 1000;
-const shape = [...encoded.shape];
-const feeds = {
-  sample: { data: trajectory[steps], shape },
-  timestep: { data: Float32Array.of(scheduler.timesteps[0]), shape: [1] },
-  noise_pred_cond: { data: trajectory[steps], shape },
-  target: { data: trajectory[steps - 1], shape },
-  ddim_coefficients: { data: Float32Array.of(1, -0.5), shape: [2] },
-  guidance: { data: Float32Array.of(7.5), shape: [1] },
-};
-const iterations: number[] = [];
-for (let i = 0; i <= inner; i++) {
+  const embedding = new Parameter('null_text_embedding', [1, ...sd.contextShape]);
+  embedding.trainable = true;
+  embedding.setValue(uncond);
   t0 = performance.now();
-  await gradStep.run(feeds);
-  if (i > 0) iterations.push((performance.now() - t0) / 1000); // the first run allocates
+  const gradStep = await compileNullTextStep(sd, encoded.shape, embedding);
+  const gradCompile = since(t0);
+  const shape = [...encoded.shape];
+  const feeds = {
+    sample: { data: trajectory[steps], shape },
+    timestep: { data: Float32Array.of(scheduler.timesteps[0]), shape: [1] },
+    noise_pred_cond: { data: trajectory[steps], shape },
+    target: { data: trajectory[steps - 1], shape },
+    ddim_coefficients: { data: Float32Array.of(1, -0.5), shape: [2] },
+    guidance: { data: Float32Array.of(7.5), shape: [1] },
+  };
+  const iterations: number[] = [];
+  for (let i = 0; i <= Number(values.inner); i++) {
+    t0 = performance.now();
+    await gradStep.run(feeds);
+    if (i > 0) iterations.push(since(t0)); // the first run allocates
+  }
+  return { gradCompile, iteration: median(iterations), forward: Math.min(...forwards), ddimStep };
 }
-const iteration = median(iterations);
-const unet = await sd.unet();
-const forwards: number[] = [];
-for (let i = 0; i < 2; i++) {
-  t0 = performance.now();
-  await sd.predictNoise(unet, trajectory[steps], encoded.shape, scheduler.timesteps[0], cond);
-  forwards.push((performance.now() - t0) / 1000);
-}
-const forward = Math.min(...forwards);
 
-const editRatio = total('edit') / total('generate');
-const lines = [
-  `machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores; load average before ${loadBefore}, after ${load()}`,
-  `model: ${haveFullSize ? 'full-size random SD-1.5 (fp32)' : 'tiny fixture (the full-size random checkpoint is not on disk)'}; ${size}×${size}, ${steps} DDIM steps, guidance 7.5, median of ${rounds} round(s)`,
-  '',
-  `cold first call (sessions)  generate ${s(cold.generate)}, edit ${s(cold.edit)}, attention maps ${s(cold.attention)}`,
-  `generate, 1 picture          ${s(total('generate'))}   UNet step (batch 2) ${s(step('generate'))}`,
-  `edit, source + edit          ${s(total('edit'))}   UNet step (batch 4, P2P) ${s(step('edit'))}`,
-  `attention maps, 1 picture    ${s(total('attention'))}   UNet step (batch 2, store) ${s(step('attention'))}`,
-  '',
-  `edit ÷ generate: ${editRatio.toFixed(2)}× whole call, ${(step('edit') / step('generate')).toFixed(2)}× per UNet step (target ≤ 2.2×: ${editRatio <= 2.2 ? 'met' : 'MISSED'})`,
-  `attention-map capture overhead: ${(100 * (total('attention') / total('generate') - 1)).toFixed(1)}% whole call, ${(100 * (step('attention') / step('generate') - 1)).toFixed(1)}% per UNet step`,
-  '',
-  `DDIM inversion: ${s(ddimPerStep)} per step (one UNet call, batch 1)`,
-  `null-text: gradient graph compile ${s(gradCompile)}; one Adam iteration (UNet forward + backward, batch 1) ${s(iteration)} = ${(iteration / forward).toFixed(2)}× a forward (${s(forward)})`,
-  `null-text per step: ${s(2 * forward + 10 * iteration)} at the full 10 iterations, ${s(2 * forward + iteration)} when it stops after one`,
-  `peak RSS ${(process.resourceUsage().maxRSS / 1e6).toFixed(2)} GB`,
-];
-console.log(lines.join('\n'));
+/** Runs one part in a fresh Node process (with tsx's loader, as this one has). */
+function runChild(part: Part): Promise<PartResult> {
+  const args = [...process.execArgv, import.meta.filename, ...process.argv.slice(2), '--part', part];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const line = out.split('\n').find((l) => l.startsWith('@@result '));
+      if (code !== 0 || !line) reject(new Error(`bench part ${part} exited with ${code ?? signal}\n${out}`));
+      else resolve(JSON.parse(line.slice('@@result '.length)) as PartResult);
+    });
+  });
+}
+
+function report(results: Record<Part, PartResult>, loadBefore: string): string {
+  const s = (x: number) => (x < 10 ? `${x.toFixed(2)} s` : `${x.toFixed(1)} s`);
+  const total = (p: Part) => median(results[p].totals);
+  const step = (p: Part) => median(results[p].steps);
+  const nt = results['null-text'];
+  const ratio = total('edit') / total('generate');
+  const gb = (b: number) => `${(b / 1e9).toFixed(1)} GB`;
+  return [
+    `machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${gb(os.totalmem())} RAM; load average before ${loadBefore}, after ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`,
+    `model: ${haveFullSize ? 'full-size random SD-1.5, fp32' : 'tiny fixture (the full-size random checkpoint is not on disk)'}; ${size}×${size}, ${steps} DDIM steps, guidance 7.5; ${values.rounds} timed call(s) after a cold one`,
+    '',
+    `generate, 1 picture        ${s(total('generate'))}  UNet step (batch 2)        ${s(step('generate'))}  cold call ${s(results.generate.cold)}  peak RSS ${gb(results.generate.peakRss)}`,
+    `edit, source + edit        ${s(total('edit'))}  UNet step (batch 4, P2P)   ${s(step('edit'))}  cold call ${s(results.edit.cold)}  peak RSS ${gb(results.edit.peakRss)}`,
+    `attention maps, 1 picture  ${s(total('attention'))}  UNet step (batch 2, store) ${s(step('attention'))}  cold call ${s(results.attention.cold)}  peak RSS ${gb(results.attention.peakRss)}`,
+    '',
+    `edit ÷ generate: ${ratio.toFixed(2)}× the whole call, ${(step('edit') / step('generate')).toFixed(2)}× per UNet step (target ≤ 2.2×: ${ratio <= 2.2 ? 'met' : 'MISSED'})`,
+    `attention-map capture overhead: ${(100 * (total('attention') / total('generate') - 1)).toFixed(1)}% of the call, ${(100 * (step('attention') / step('generate') - 1)).toFixed(1)}% per UNet step`,
+    '',
+    `DDIM inversion: ${s(nt.ddimStep!)} per step (one UNet forward, batch 1: ${s(nt.forward!)})`,
+    `null-text: gradient graph compile ${s(nt.gradCompile!)}; one Adam iteration (forward + backward, batch 1) ${s(nt.iteration!)} = ${(nt.iteration! / nt.forward!).toFixed(2)}× a forward`,
+    `null-text per step: ${s(2 * nt.forward! + 10 * nt.iteration!)} at the full 10 iterations, ${s(2 * nt.forward! + nt.iteration!)} when it stops after one; peak RSS ${gb(nt.peakRss)}`,
+  ].join('\n');
+}
+
+if (values.part) {
+  console.log(`@@result ${JSON.stringify(await measure(values.part as Part))}`);
+} else {
+  const loadBefore = os.loadavg().map((l) => l.toFixed(2)).join(', ');
+  process.stderr.write(`model: ${haveFullSize ? fullSize : 'tiny fixture (no full-size random checkpoint on disk)'}, ${size}×${size}\n`);
+  const results = {} as Record<Part, PartResult>;
+  for (const part of PARTS) {
+    process.stderr.write(`measuring ${part} in a child process…\n`);
+    results[part] = await runChild(part);
+  }
+  console.log(report(results, loadBefore));
+}
