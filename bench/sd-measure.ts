@@ -4,12 +4,19 @@
 // decoding one image. Prints one `@@result {json}` line for the parent.
 //
 //   npx tsx bench/sd-measure.ts --model DIR --size 512 [--steps 3] [--decodes 1]
+//
+// Experiment switches (to try proposed engine changes without editing the engine):
+//   --session-options JSON   merged into every ONNX Runtime session's options
+//   --plain groupNorm,…      emit these kernels as plain ops (engine `fusedKernels`)
+//   --release                free the text encoder's session before the UNet runs and the UNet's
+//                            before the VAE's is created, as a low-memory pipeline would
 
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Generator } from '../src/engine/index.ts';
+import * as ort from 'onnxruntime-node';
+import { Generator, clearSessionCache, fusedKernels } from '../src/engine/index.ts';
 import { compileClipText } from '../src/models/clip-text.ts';
 import type { Shape4 } from '../src/models/vae-runner.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
@@ -66,7 +73,20 @@ function progress(line: string): void {
   process.stderr.write(`  [${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 }
 
-export async function measureResolution(model: string, size: number, steps: number, decodes: number, cacheDir: string): Promise<StageResult> {
+export interface MeasureOptions {
+  steps: number;
+  decodes: number;
+  cacheDir: string;
+  release: boolean;
+}
+
+/** Makes every session this process creates use these extra options (an experiment, not the engine's way). */
+function withSessionOptions(extra: ort.InferenceSession.SessionOptions): void {
+  const create = ort.InferenceSession.create.bind(ort.InferenceSession) as (path: string | Uint8Array, options?: ort.InferenceSession.SessionOptions) => Promise<ort.InferenceSession>;
+  (ort.InferenceSession as { create: unknown }).create = (path: string | Uint8Array, options: ort.InferenceSession.SessionOptions = {}) => create(path, { ...options, ...extra });
+}
+
+export async function measureResolution(model: string, size: number, { steps, decodes, cacheDir, release }: MeasureOptions): Promise<StageResult> {
   const rss: Record<string, number> = { start: rssNow() };
   const [sd, loadS] = await seconds(() => StableDiffusion.load(model, { run: { cacheDir } }));
   rss.loaded = rssNow();
@@ -85,6 +105,10 @@ export async function measureResolution(model: string, size: number, steps: numb
   const textRunTimes: number[] = [];
   for (let i = 0; i < 3; i++) textRunTimes.push((await seconds(() => textGraph.run({ input_ids: { data: ids, shape: [PROMPTS.length, 77] } })))[1]);
   progress(`${size}²: text encoder ${median(textTimes).toFixed(2)} s`);
+  if (release) {
+    await textGraph.session.release();
+    clearSessionCache();
+  }
 
   const [unet, unetSessionS] = await seconds(() => sd.unet());
   rss.unetSession = rssNow();
@@ -103,6 +127,11 @@ export async function measureResolution(model: string, size: number, steps: numb
     if (i === 0) rss.unetFirstStep = rssNow();
   }
   rss.unetSteps = rssNow();
+  if (release) {
+    await unet.session.release();
+    clearSessionCache();
+    rss.unetReleased = rssNow();
+  }
 
   const [, vaeSessionS] = await seconds(() => sd.vaeRunner.compiledDecoder());
   rss.vaeSession = rssNow();
@@ -146,11 +175,20 @@ async function main(): Promise<void> {
       steps: { type: 'string', default: '3' },
       decodes: { type: 'string', default: '1' },
       cache: { type: 'string' },
+      'session-options': { type: 'string' },
+      plain: { type: 'string' },
+      release: { type: 'boolean', default: false },
     },
   });
   if (!values.model) throw new Error('--model DIR is required');
+  if (values['session-options']) withSessionOptions(JSON.parse(values['session-options']) as ort.InferenceSession.SessionOptions);
+  for (const kernel of values.plain?.split(',').filter(Boolean) ?? []) {
+    if (!(kernel in fusedKernels)) throw new Error(`--plain: unknown kernel ${kernel}; known: ${Object.keys(fusedKernels).join(', ')}`);
+    fusedKernels[kernel as keyof typeof fusedKernels] = false;
+  }
   const cacheDir = values.cache ?? join(values.model, '..', 'graphs');
-  const result = await measureResolution(values.model, Number(values.size), Number(values.steps), Number(values.decodes), cacheDir);
+  const options = { steps: Number(values.steps), decodes: Number(values.decodes), cacheDir, release: values.release };
+  const result = await measureResolution(values.model, Number(values.size), options);
   // The kernel's own view of the peak, to cross-check maxRSS.
   const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   if (hwm) result.rss.vmHWM = Number(hwm[1]) * 1024;

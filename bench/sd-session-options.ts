@@ -8,7 +8,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +27,11 @@ interface Variant {
   options?: SessionOptions;
   /** Emit the plain-ops form of these kernels instead of the fused one. */
   plain?: (keyof typeof fusedKernels)[];
+  /**
+   * 'save': optimise as usual and also write the optimised graph (weights in a file beside it);
+   * 'load': run that saved graph with optimisation off — what a cache of optimised graphs would do.
+   */
+  optimizedGraph?: 'save' | 'load';
 }
 
 const VARIANTS: Record<string, Variant> = {
@@ -38,7 +43,20 @@ const VARIANTS: Record<string, Variant> = {
   optExtended: { options: { graphOptimizationLevel: 'extended' } },
   plainAttention: { plain: ['attention'] },
   plainGroupNorm: { plain: ['groupNorm'] },
+  memPatternOffPlainGroupNorm: { options: { enableMemPattern: false }, plain: ['groupNorm'] },
+  arenaOffPlainGroupNorm: { options: { enableCpuMemArena: false }, plain: ['groupNorm'] },
+  saveOptimized: { optimizedGraph: 'save' },
+  loadOptimized: { optimizedGraph: 'load', options: { graphOptimizationLevel: 'disabled' } },
 };
+
+const OPTIMIZED = 'optimized.onnx';
+const OPTIMIZED_WEIGHTS = 'optimized.weights';
+
+/** RssFile from /proc: resident pages that are mapped files (shared, reclaimable) rather than heap. */
+function rssFile(): number {
+  const m = /RssFile:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
 
 interface VariantResult {
   variant: string;
@@ -48,6 +66,9 @@ interface VariantResult {
   runsCpuS: number[];
   rssAfterSession: number;
   rssAfterRuns: number;
+  /** Bytes of RSS backed by files (memory-mapped weights) rather than anonymous memory, after the runs. */
+  rssFileAfterRuns: number;
+  rssFileAfterSession: number;
   peakRss: number;
 }
 
@@ -88,10 +109,17 @@ async function runVariant(name: string, component: string, size: number, runs: n
   const modelPath = join(dir, 'model.onnx');
   writeFileSync(modelPath, graph.bytes);
 
+  const options: SessionOptions = { executionProviders: ['cpu'], graphOptimizationLevel: 'all', logSeverityLevel: 3, ...variant.options };
+  if (variant.optimizedGraph === 'save') {
+    options.optimizedModelFilePath = join(dir, OPTIMIZED);
+    options.extra = { session: { optimized_model_external_initializers_file_name: OPTIMIZED_WEIGHTS } };
+  }
+  const path = variant.optimizedGraph === 'load' ? join(dir, OPTIMIZED) : modelPath;
   const t0 = performance.now();
-  const session = await ort.InferenceSession.create(modelPath, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', logSeverityLevel: 3, ...variant.options });
+  const session = await ort.InferenceSession.create(path, options);
   const sessionS = (performance.now() - t0) / 1000;
   const rssAfterSession = process.memoryUsage.rss();
+  const rssFileAfterSession = rssFile();
   const runsS: number[] = [];
   const runsCpuS: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -103,7 +131,7 @@ async function runVariant(name: string, component: string, size: number, runs: n
     runsCpuS.push((used.user + used.system) / 1e6);
     process.stderr.write(`    ${name}: run ${i} ${runsS[i].toFixed(2)} s (${runsCpuS[i].toFixed(1)} CPU s)\n`);
   }
-  return { variant: name, sessionS, runsS, runsCpuS, rssAfterSession, rssAfterRuns: process.memoryUsage.rss(), peakRss: process.resourceUsage().maxRSS * 1024 };
+  return { variant: name, sessionS, runsS, runsCpuS, rssAfterSession, rssFileAfterSession, rssAfterRuns: process.memoryUsage.rss(), rssFileAfterRuns: rssFile(), peakRss: process.resourceUsage().maxRSS * 1024 };
 }
 
 function child(args: string[]): Promise<VariantResult> {
@@ -139,11 +167,11 @@ async function main(): Promise<void> {
   ensureRandomCheckpoint();
   const gb = (b: number) => (b / 1e9).toFixed(2);
   console.log(`${values.component} at ${size}² (${values.component === 'unet' ? 'batch 2' : 'batch 1'}), ${runs} runs; ${os.cpus()[0]?.model}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`);
-  console.log('variant              session s  runs s (first, …)       CPU s per run          RSS after session  after runs  peak RSS (GB)');
+  console.log('variant              session s  runs s (first, …)       CPU s per run          RSS after session (file)  after runs (file)  peak RSS (GB)');
   for (const name of values.variants.split(',')) {
     process.stderr.write(`  ${name}…\n`);
     const r = await child(['--child', name, '--component', values.component, '--size', values.size, '--runs', values.runs]);
-    const line = [name.padEnd(20), r.sessionS.toFixed(1).padStart(9), r.runsS.map((x) => x.toFixed(2)).join(', ').padStart(22), r.runsCpuS.map((x) => x.toFixed(1)).join(', ').padStart(20), gb(r.rssAfterSession).padStart(18), gb(r.rssAfterRuns).padStart(11), gb(r.peakRss).padStart(14)];
+    const line = [name.padEnd(20), r.sessionS.toFixed(1).padStart(9), r.runsS.map((x) => x.toFixed(2)).join(', ').padStart(22), r.runsCpuS.map((x) => x.toFixed(1)).join(', ').padStart(20), `${gb(r.rssAfterSession)} (${gb(r.rssFileAfterSession)})`.padStart(25), `${gb(r.rssAfterRuns)} (${gb(r.rssFileAfterRuns)})`.padStart(18), gb(r.peakRss).padStart(14)];
     console.log(line.join('  '));
   }
   console.log(`load average after: ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`);

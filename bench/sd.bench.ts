@@ -4,6 +4,7 @@
 // same 2-core machine: diffusers on PyTorch CPU and stable-diffusion.cpp.
 //
 //   npm run bench:sd [-- --fp16] [--sizes 512,256] [--steps 3] [--decodes 1]
+//                       [--session-options JSON] [--plain groupNorm] [--release]   (experiments; see sd-measure.ts)
 
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -80,10 +81,10 @@ function report(results: StageResult[], weights: string, load: { before: string;
   byStage('  of which session run', (r) => r.textRunS);
   byStage('UNet first step (cold)', (r) => r.unetFirstStepS);
   byStage('UNet step, batch 2 (median)', (r) => r.unetStepS, { d: PEERS.diffusers.unetStep, c: PEERS.sdcpp.unetStep });
-  byStage('  CPU seconds (2 threads)', (r) => r.unetStepCpuS);
+  byStage('  CPU time ÷ 2 threads', (r) => r.unetStepCpuS / 2, { d: PEERS.diffusers.unetStep, c: PEERS.sdcpp.unetStep });
   byStage('VAE decode, 1 image (cold)', (r) => r.vaeFirstDecodeS);
   byStage('VAE decode, 1 image', (r) => r.vaeDecodeS, { d: PEERS.diffusers.vaeDecode });
-  byStage('  CPU seconds (2 threads)', (r) => r.vaeDecodeCpuS);
+  byStage('  CPU time ÷ 2 threads', (r) => r.vaeDecodeCpuS / 2, { d: PEERS.diffusers.vaeDecode });
   rows.push([
     'peak RSS (maxRSS)',
     ...results.map((r) => gb(r.peakRssBytes)),
@@ -94,7 +95,8 @@ function report(results: StageResult[], weights: string, load: { before: string;
   lines.push('ratios: peer time ÷ ours (> 1× means Nuri is faster / smaller); peers measured on this same 2-core machine:');
   lines.push('  diffusers on PyTorch CPU: UNet step 27.1 s at 512² (6.8 s at 256²), VAE decode 25.3 s at 512²;');
   lines.push('  stable-diffusion.cpp: UNet step 32.9 s at 512², peak RSS 3.7 GB.');
-  lines.push('CPU seconds count all threads (ORT spins while waiting, so they overstate work); with 2 idle cores wall ≈ CPU / 2.');
+  lines.push('CPU time ÷ 2 threads: what the stage takes on 2 idle cores. When other processes share the cores, wall time');
+  lines.push('  grows but CPU time barely does (ORT threads spin while waiting, so it errs high): read it beside a high load average.');
   for (const r of results) {
     const phases = Object.entries(r.rss).map(([k, v]) => `${k} ${gb(v)}`).join(', ');
     lines.push(`RSS by phase at ${r.size}²: ${phases}`);
@@ -119,16 +121,24 @@ async function main(): Promise<void> {
       sizes: { type: 'string', default: '512,256' },
       steps: { type: 'string', default: '3' },
       decodes: { type: 'string', default: '1' },
+      'session-options': { type: 'string' },
+      plain: { type: 'string' },
+      release: { type: 'boolean', default: false },
     },
   });
+  const experiment: string[] = [];
+  if (values['session-options']) experiment.push('--session-options', values['session-options']);
+  if (values.plain) experiment.push('--plain', values.plain);
+  if (values.release) experiment.push('--release');
   const model = ensureRandomCheckpoint({ fp16: values.fp16 });
   const before = loadAverage();
   const results: StageResult[] = [];
   for (const size of values.sizes.split(',').map(Number)) {
     process.stderr.write(`measuring ${size}×${size} in a child process…\n`);
-    results.push(await runChild(['--model', model, '--size', String(size), '--steps', values.steps, '--decodes', values.decodes]));
+    results.push(await runChild(['--model', model, '--size', String(size), '--steps', values.steps, '--decodes', values.decodes, ...experiment]));
   }
-  console.log(report(results, `${values.fp16 ? 'fp16' : 'fp32'} random SD-1.5 (${model})`, { before, after: loadAverage() }));
+  const config = experiment.length ? `; experiment: ${experiment.join(' ')}` : '; engine defaults';
+  console.log(report(results, `${values.fp16 ? 'fp16' : 'fp32'} random SD-1.5 (${model})${config}`, { before, after: loadAverage() }));
 }
 
 await main();
