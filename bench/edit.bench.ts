@@ -6,8 +6,9 @@
 //
 // Each part runs in a child process of its own: every distinct UNet graph is an ONNX Runtime
 // session with its own copy of the weights, and four full-size copies do not fit beside the rest.
+// Within a part, plain generation and the pipeline it is compared with run interleaved.
 //
-//   npm run bench:edit [-- --size 512] [--steps 3] [--rounds 1] [--inner 2]
+//   npm run bench:edit [-- --size 512] [--steps 3] [--rounds 1] [--runs 3] [--inner 2]
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -15,11 +16,14 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Parameter } from '../src/engine/index.ts';
+import { PromptToPromptControl, compileControlledUNet } from '../src/pipelines/attention-control.ts';
+import { AttentionStore } from '../src/pipelines/attention-store.ts';
 import { createImage } from '../src/io/image.ts';
 import { crossAttentionMaps } from '../src/pipelines/attention-maps.ts';
 import { edit } from '../src/pipelines/edit.ts';
 import { generate } from '../src/pipelines/generate.ts';
 import { compileNullTextStep, ddim, ddimInversion } from '../src/pipelines/inversion.ts';
+import { planPromptToPrompt, promptToPromptFeeds } from '../src/pipelines/prompt-to-prompt.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 import { randomCheckpointDir } from './random-checkpoint.ts';
 
@@ -29,6 +33,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '3' },
     rounds: { type: 'string', default: '1' },
     inner: { type: 'string', default: '2' },
+    runs: { type: 'string', default: '3' },
     part: { type: 'string' },
   },
 });
@@ -41,14 +46,20 @@ const size = haveFullSize ? Number(values.size) : Math.min(Number(values.size), 
 const steps = Number(values.steps);
 const prompts = { source: 'a cat riding a bike', target: 'a dog riding a bike' };
 
-type Part = 'generate' | 'edit' | 'attention' | 'null-text';
-const PARTS: Part[] = ['generate', 'edit', 'attention', 'null-text'];
+type Part = 'edit' | 'attention' | 'null-text';
+const PARTS: Part[] = ['edit', 'attention', 'null-text'];
 
-interface PartResult {
-  /** Seconds: the first call (sessions compiled), then each steady call and its UNet steps after the first. */
+/** Seconds, per kind of call: the cold first call, the steady calls, and their UNet steps after the first. */
+interface CallTimes {
   cold: number;
   totals: number[];
   steps: number[];
+}
+
+interface PartResult {
+  calls: Record<string, CallTimes>;
+  /** Bare UNet runs (session.run only), interleaved: seconds per run, by graph and batch. */
+  runs: Record<string, number[]>;
   /** Null-text only: gradient graph compile, one Adam iteration, one plain forward, DDIM inversion per step. */
   gradCompile?: number;
   iteration?: number;
@@ -68,20 +79,58 @@ async function timed(run: (onStep: () => void) => Promise<unknown>): Promise<{ t
   return { total, steps: marks.slice(2).map((m, i) => (m - marks[i + 1]) / 1000) };
 }
 
+/**
+ * Plain generation against one other pipeline in the same process, calls interleaved so that a
+ * change in the machine's load (the cores are shared) slows both alike; then bare UNet runs, also
+ * interleaved, to split the cost into the larger batch and the attention control itself.
+ */
 async function measure(part: Part): Promise<PartResult> {
   const sd = StableDiffusion.load(modelPath);
   const settings = { steps, width: size, height: size, seed: 1, guidance: 7.5, scheduler: 'ddim' as const };
   const peakRss = () => process.resourceUsage().maxRSS * 1024;
-  if (part === 'null-text') return { ...(await measureNullText(sd)), cold: NaN, totals: [], steps: [], peakRss: peakRss() };
-  const call = {
-    generate: (onStep: () => void, n: number) => generate(sd, { ...settings, steps: n, prompts: [prompts.source], onStep }),
-    edit: (onStep: () => void, n: number) => edit(sd, { ...settings, steps: n, ...prompts, onStep }),
-    attention: (onStep: () => void, n: number) => crossAttentionMaps(sd, { ...settings, steps: n, prompt: prompts.source, onStep }),
-  }[part];
-  const cold = (await timed((onStep) => call(onStep, 1))).total;
-  const runs = [];
-  for (let r = 0; r < Number(values.rounds); r++) runs.push(await timed((onStep) => call(onStep, steps)));
-  return { cold, totals: runs.map((r) => r.total), steps: runs.flatMap((r) => r.steps), peakRss: peakRss() };
+  if (part === 'null-text') return { ...(await measureNullText(sd)), calls: {}, runs: {}, peakRss: peakRss() };
+  const calls: Record<string, (onStep: () => void, n: number) => Promise<unknown>> = {
+    generate: (onStep, n) => generate(sd, { ...settings, steps: n, prompts: [prompts.source], onStep }),
+    [part]: part === 'edit'
+      ? (onStep, n) => edit(sd, { ...settings, steps: n, ...prompts, onStep })
+      : (onStep, n) => crossAttentionMaps(sd, { ...settings, steps: n, prompt: prompts.source, onStep }),
+  };
+  const times: Record<string, CallTimes> = {};
+  for (const [name, call] of Object.entries(calls)) times[name] = { cold: (await timed((onStep) => call(onStep, 1))).total, totals: [], steps: [] };
+  for (let r = 0; r < Number(values.rounds); r++) {
+    for (const [name, call] of Object.entries(calls)) {
+      const t = await timed((onStep) => call(onStep, steps));
+      times[name].totals.push(t.total);
+      times[name].steps.push(...t.steps);
+    }
+  }
+  return { calls: times, runs: await bareRuns(sd, part), peakRss: peakRss() };
+}
+
+/** session.run alone: the plain UNet at batch 2 and 4, and the controlled UNet of `part`. */
+async function bareRuns(sd: StableDiffusion, part: 'edit' | 'attention'): Promise<Record<string, number[]>> {
+  const h = size / 8;
+  const plain = await sd.unet();
+  const batch = part === 'edit' ? 4 : 2;
+  const hook = part === 'edit' ? new PromptToPromptControl({ batch, tokens: 77 }) : new AttentionStore({ height: h / 4, width: h / 4, rows: [1, 2] });
+  const controlled = await compileControlledUNet(sd, [batch, 4, h, h], hook);
+  const plan = planPromptToPrompt(sd.components.tokenizer, prompts, steps);
+  const context = (b: number) => new Float32Array(b * 77 * sd.contextShape[1]).fill(0.1);
+  const latents = (b: number) => new Float32Array(b * 4 * h * h).fill(0.5);
+  const runs: Record<string, () => Promise<unknown>> = {
+    'plain, batch 2': () => sd.predictNoise(plain, latents(2), [2, 4, h, h], 500, context(2)),
+    ...(part === 'edit' ? { 'plain, batch 4': () => sd.predictNoise(plain, latents(4), [4, 4, h, h], 500, context(4)) } : {}),
+    [part === 'edit' ? 'P2P, batch 4' : 'store, batch 2']: () => sd.predictNoise(controlled, latents(batch), [batch, 4, h, h], 500, context(batch), part === 'edit' ? promptToPromptFeeds(plan, 0) : {}),
+  };
+  const times: Record<string, number[]> = {};
+  for (let r = 0; r < Number(values.runs); r++) {
+    for (const [name, run] of Object.entries(runs)) {
+      const t0 = performance.now();
+      await run();
+      (times[name] ??= []).push(since(t0));
+    }
+  }
+  return times;
 }
 
 /** The gradient graph (UNet forward + backward to the null-text embedding), timed per Adam iteration. */
@@ -142,26 +191,34 @@ function runChild(part: Part): Promise<PartResult> {
 
 function report(results: Record<Part, PartResult>, loadBefore: string): string {
   const s = (x: number) => (x < 10 ? `${x.toFixed(2)} s` : `${x.toFixed(1)} s`);
-  const total = (p: Part) => median(results[p].totals);
-  const step = (p: Part) => median(results[p].steps);
-  const nt = results['null-text'];
-  const ratio = total('edit') / total('generate');
   const gb = (b: number) => `${(b / 1e9).toFixed(1)} GB`;
-  return [
+  const lines = [
     `machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${gb(os.totalmem())} RAM; load average before ${loadBefore}, after ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`,
-    `model: ${haveFullSize ? 'full-size random SD-1.5, fp32' : 'tiny fixture (the full-size random checkpoint is not on disk)'}; ${size}×${size}, ${steps} DDIM steps, guidance 7.5; ${values.rounds} timed call(s) after a cold one`,
-    '',
-    `generate, 1 picture        ${s(total('generate'))}  UNet step (batch 2)        ${s(step('generate'))}  cold call ${s(results.generate.cold)}  peak RSS ${gb(results.generate.peakRss)}`,
-    `edit, source + edit        ${s(total('edit'))}  UNet step (batch 4, P2P)   ${s(step('edit'))}  cold call ${s(results.edit.cold)}  peak RSS ${gb(results.edit.peakRss)}`,
-    `attention maps, 1 picture  ${s(total('attention'))}  UNet step (batch 2, store) ${s(step('attention'))}  cold call ${s(results.attention.cold)}  peak RSS ${gb(results.attention.peakRss)}`,
-    '',
-    `edit ÷ generate: ${ratio.toFixed(2)}× the whole call, ${(step('edit') / step('generate')).toFixed(2)}× per UNet step (target ≤ 2.2×: ${ratio <= 2.2 ? 'met' : 'MISSED'})`,
-    `attention-map capture overhead: ${(100 * (total('attention') / total('generate') - 1)).toFixed(1)}% of the call, ${(100 * (step('attention') / step('generate') - 1)).toFixed(1)}% per UNet step`,
+    `model: ${haveFullSize ? 'full-size random SD-1.5, fp32' : 'tiny fixture (the full-size random checkpoint is not on disk)'}; ${size}×${size}, ${steps} DDIM steps, guidance 7.5; medians of ${values.rounds} interleaved call(s) after a cold one, ${values.runs} bare UNet runs`,
+  ];
+  for (const part of ['edit', 'attention'] as const) {
+    const { calls, runs, peakRss } = results[part];
+    const [plain, other] = [calls.generate, calls[part]];
+    const callRatio = median(other.totals) / median(plain.totals);
+    lines.push('', `${part === 'edit' ? 'edit (source + edit)' : 'attention maps'} next to generate (1 picture), in one process (peak RSS ${gb(peakRss)}):`);
+    lines.push(`  whole call   generate ${s(median(plain.totals))}, ${part} ${s(median(other.totals))}: ${callRatio.toFixed(2)}×  (cold calls ${s(plain.cold)}, ${s(other.cold)})`);
+    lines.push(`  UNet step    generate ${s(median(plain.steps))}, ${part} ${s(median(other.steps))}: ${(median(other.steps) / median(plain.steps)).toFixed(2)}×`);
+    lines.push(`  bare runs    ${Object.entries(runs).map(([name, ts]) => `${name} ${s(median(ts))}`).join(', ')}`);
+    if (part === 'edit') {
+      const control = median(runs['P2P, batch 4']) / median(runs['plain, batch 4']);
+      lines.push(`  edit ÷ generate ${callRatio.toFixed(2)}× (target ≤ 2.2×: ${callRatio <= 2.2 ? 'met' : 'MISSED'}); of a UNet step, the batch of 4 costs ${(median(runs['plain, batch 4']) / median(runs['plain, batch 2'])).toFixed(2)}× and the attention control ${control.toFixed(2)}× on top`);
+    } else {
+      lines.push(`  capture overhead ${(100 * (callRatio - 1)).toFixed(1)}% of the call, ${(100 * (median(runs['store, batch 2']) / median(runs['plain, batch 2']) - 1)).toFixed(1)}% of a bare UNet run`);
+    }
+  }
+  const nt = results['null-text'];
+  lines.push(
     '',
     `DDIM inversion: ${s(nt.ddimStep!)} per step (one UNet forward, batch 1: ${s(nt.forward!)})`,
     `null-text: gradient graph compile ${s(nt.gradCompile!)}; one Adam iteration (forward + backward, batch 1) ${s(nt.iteration!)} = ${(nt.iteration! / nt.forward!).toFixed(2)}× a forward`,
     `null-text per step: ${s(2 * nt.forward! + 10 * nt.iteration!)} at the full 10 iterations, ${s(2 * nt.forward! + nt.iteration!)} when it stops after one; peak RSS ${gb(nt.peakRss)}`,
-  ].join('\n');
+  );
+  return lines.join('\n');
 }
 
 if (values.part) {

@@ -7,7 +7,7 @@ import { imageFromTensor } from '../io/image.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import { type SchedulerName, createScheduler } from '../schedulers/index.ts';
 import { compileControlledUNet } from './attention-control.ts';
-import { AttentionStore, tokenMap } from './attention-store.ts';
+import { AttentionStore, tokenAttention } from './attention-store.ts';
 import { BatchGenerator, DEFAULTS, type StepProgress, denoise } from './generate.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
 
@@ -87,6 +87,6 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   const tokens = tokenizer
     .encode(o.prompt)
     .slice(0, maxTokens - 2)
-    .map((id, i) => ({ token: tokenizer.decode([id]), position: i + 1, map: tokenMap(average, 0, i + 1, mapHeight * mapWidth, maxTokens) }));
+    .map((id, i) => ({ token: tokenizer.decode([id]), position: i + 1, map: tokenAttention(average, 0, i + 1, mapHeight * mapWidth, maxTokens) }));
   return { image: imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), latents, shape, seed: o.seed, mapHeight, mapWidth, tokens };
 }

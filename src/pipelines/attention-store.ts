@@ -78,7 +78,7 @@ export class AttentionStore implements ControlledHook, AttentionObserver {
 }
 
 /** One token's map out of [rows, Lq, tokens] maps: row `row`, token `token`, [Lq]. */
-export function tokenMap(maps: Float32Array, row: number, token: number, queries: number, tokens: number): Float32Array {
+export function tokenAttention(maps: Float32Array, row: number, token: number, queries: number, tokens: number): Float32Array {
   const out = new Float32Array(queries);
   const base = row * queries * tokens;
   for (let q = 0; q < queries; q++) out[q] = maps[base + q * tokens + token];
