@@ -41,6 +41,8 @@ const VARIANTS: Record<string, Variant> = {
   arenaAndPatternOff: { options: { enableCpuMemArena: false, enableMemPattern: false } },
   noPrepacking: { options: { extra: { session: { disable_prepacking: '1' } } } },
   optExtended: { options: { graphOptimizationLevel: 'extended' } },
+  // Idle pool threads spin by default; on shared cores the spinning takes time from the working thread.
+  noSpinning: { options: { extra: { session: { intra_op: { allow_spinning: '0' } } } } },
   plainAttention: { plain: ['attention'] },
   plainGroupNorm: { plain: ['groupNorm'] },
   memPatternOffPlainGroupNorm: { options: { enableMemPattern: false }, plain: ['groupNorm'] },

@@ -102,12 +102,15 @@ function report(results: StageResult[], weights: string, load: { before: string;
     lines.push(`RSS by phase at ${r.size}²: ${phases}`);
     lines.push(`UNet steps at ${r.size}²: ${r.unetStepsS.map((x) => x.toFixed(2)).join(', ')} s`);
   }
+  // Wall time is what a user waits; CPU time ÷ 2 is the same work on 2 idle cores. Say both.
   const verdicts: string[] = [];
+  const versus = (what: string, wall: number, cpu: number, peer: number) =>
+    `${what}: wall ${s(wall)} ${wall < peer ? 'faster' : 'SLOWER'}, CPU ÷ 2 ${s(cpu / 2)} ${cpu / 2 < peer ? 'faster' : 'SLOWER'} than ${s(peer)}`;
   for (const r of results) {
     const peerStep = Math.min(PEERS.diffusers.unetStep[r.size] ?? Infinity, PEERS.sdcpp.unetStep[r.size] ?? Infinity);
-    if (Number.isFinite(peerStep)) verdicts.push(`UNet step at ${r.size}²: ${r.unetStepS < peerStep ? 'faster' : 'SLOWER'} than the best peer`);
+    if (Number.isFinite(peerStep)) verdicts.push(versus(`UNet step at ${r.size}² vs the best peer`, r.unetStepS, r.unetStepCpuS, peerStep));
     const peerVae = PEERS.diffusers.vaeDecode[r.size];
-    if (peerVae !== undefined) verdicts.push(`VAE decode at ${r.size}²: ${r.vaeDecodeS < peerVae ? 'faster' : 'SLOWER'} than diffusers`);
+    if (peerVae !== undefined) verdicts.push(versus(`VAE decode at ${r.size}² vs diffusers`, r.vaeDecodeS, r.vaeDecodeCpuS, peerVae));
     verdicts.push(`peak RSS at ${r.size}²: ${gb(r.peakRssBytes)} ${r.peakRssBytes <= RSS_TARGET ? 'within' : 'OVER'} the ${gb(RSS_TARGET)} target`);
   }
   lines.push('', ...verdicts);
