@@ -8,7 +8,7 @@
 // session with its own copy of the weights, and four full-size copies do not fit beside the rest.
 // Within a part, plain generation and the pipeline it is compared with run interleaved.
 //
-//   npm run bench:edit [-- --size 512] [--steps 3] [--rounds 1] [--runs 3] [--inner 2]
+//   npm run bench:edit [-- --size 512] [--steps 3] [--rounds 1] [--runs 3] [--inner 2] [--parts edit,attention,null-text]
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -35,6 +35,7 @@ const { values } = parseArgs({
     inner: { type: 'string', default: '2' },
     runs: { type: 'string', default: '3' },
     part: { type: 'string' },
+    parts: { type: 'string', default: 'edit,attention,null-text' },
   },
 });
 
@@ -189,7 +190,7 @@ function runChild(part: Part): Promise<PartResult> {
   });
 }
 
-function report(results: Record<Part, PartResult>, loadBefore: string): string {
+function report(results: Partial<Record<Part, PartResult>>, loadBefore: string): string {
   const s = (x: number) => (x < 10 ? `${x.toFixed(2)} s` : `${x.toFixed(1)} s`);
   const gb = (b: number) => `${(b / 1e9).toFixed(1)} GB`;
   const lines = [
@@ -197,7 +198,9 @@ function report(results: Record<Part, PartResult>, loadBefore: string): string {
     `model: ${haveFullSize ? 'full-size random SD-1.5, fp32' : 'tiny fixture (the full-size random checkpoint is not on disk)'}; ${size}×${size}, ${steps} DDIM steps, guidance 7.5; medians of ${values.rounds} interleaved call(s) after a cold one, ${values.runs} bare UNet runs`,
   ];
   for (const part of ['edit', 'attention'] as const) {
-    const { calls, runs, peakRss } = results[part];
+    const result = results[part];
+    if (!result) continue;
+    const { calls, runs, peakRss } = result;
     const [plain, other] = [calls.generate, calls[part]];
     const callRatio = median(other.totals) / median(plain.totals);
     lines.push('', `${part === 'edit' ? 'edit (source + edit)' : 'attention maps'} next to generate (1 picture), in one process (peak RSS ${gb(peakRss)}):`);
@@ -212,7 +215,7 @@ function report(results: Record<Part, PartResult>, loadBefore: string): string {
     }
   }
   const nt = results['null-text'];
-  lines.push(
+  if (nt) lines.push(
     '',
     `DDIM inversion: ${s(nt.ddimStep!)} per step (one UNet forward, batch 1: ${s(nt.forward!)})`,
     `null-text: gradient graph compile ${s(nt.gradCompile!)}; one Adam iteration (forward + backward, batch 1) ${s(nt.iteration!)} = ${(nt.iteration! / nt.forward!).toFixed(2)}× a forward`,
@@ -226,8 +229,9 @@ if (values.part) {
 } else {
   const loadBefore = os.loadavg().map((l) => l.toFixed(2)).join(', ');
   process.stderr.write(`model: ${haveFullSize ? fullSize : 'tiny fixture (no full-size random checkpoint on disk)'}, ${size}×${size}\n`);
-  const results = {} as Record<Part, PartResult>;
-  for (const part of PARTS) {
+  const results: Partial<Record<Part, PartResult>> = {};
+  for (const part of values.parts.split(',') as Part[]) {
+    if (!PARTS.includes(part)) throw new Error(`--parts: unknown part ${part}; expected ${PARTS.join(', ')}`);
     process.stderr.write(`measuring ${part} in a child process…\n`);
     results[part] = await runChild(part);
   }
