@@ -11,16 +11,30 @@ import * as E from '../src/engine/index.ts';
 const { onnx } = onnxProto;
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 7);
 
-async function median(fn: () => Promise<unknown>, repeats = REPEATS): Promise<number> {
-  await fn(); // warm-up: first run allocates
-  const times: number[] = [];
-  for (let i = 0; i < repeats; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
+interface Timing {
+  wallMs: number;
+  cpuMs: number;
+}
+
+/**
+ * Medians of wall and CPU time for each function, run in turn (a, b, a, b, …) so that both see the
+ * same machine load. CPU time (user + system of this process) is steadier on a shared machine.
+ */
+async function timeInterleaved(fns: (() => Promise<unknown>)[], repeats = REPEATS): Promise<Timing[]> {
+  for (const fn of fns) await fn(); // warm-up: the first run allocates
+  const samples = fns.map(() => ({ wall: [] as number[], cpu: [] as number[] }));
+  for (let r = 0; r < repeats; r++) {
+    for (const [i, fn] of fns.entries()) {
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      await fn();
+      samples[i].wall.push(performance.now() - t0);
+      const cpu = process.cpuUsage(cpu0);
+      samples[i].cpu.push((cpu.user + cpu.system) / 1000);
+    }
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  return samples.map((s) => ({ wallMs: median(s.wall), cpuMs: median(s.cpu) }));
 }
 
 function randomData(n: number, seed: number): Float32Array {
@@ -56,8 +70,13 @@ function frozen(name: string, shape: number[], seed: number): E.Parameter {
 
 interface Row {
   case: string;
-  engineMs: number;
-  ortMs: number;
+  engine: Timing;
+  ort: Timing;
+}
+
+async function row(name: string, engine: () => Promise<unknown>, ort: () => Promise<unknown>): Promise<Row> {
+  const [e, o] = await timeInterleaved([engine, ort]);
+  return { case: name, engine: e, ort: o };
 }
 
 async function convCase(): Promise<Row> {
@@ -69,11 +88,7 @@ async function convCase(): Promise<Row> {
   const g = await E.compile({ inputs: [x], outputs: { y: E.conv2d(x, w.tensor, b.tensor, { padding: 1 }) } });
   const direct = await directSession('Conv', [{ name: 'x', shape }], [{ name: 'w', shape: [320, 320, 3, 3], data: w.value() }, { name: 'b', shape: [320], data: b.value() }], [{ name: 'y', shape }], [ints('pads', [1, 1, 1, 1])]);
   const feedX = new ort.Tensor('float32', xData, shape);
-  return {
-    case: 'conv 3×3, 1×320×64×64 → 320',
-    engineMs: await median(() => g.run({ x: { data: xData, shape } })),
-    ortMs: await median(() => direct.run({ x: feedX })),
-  };
+  return row('conv 3×3, 1×320×64×64 → 320', () => g.run({ x: { data: xData, shape } }), () => direct.run({ x: feedX }));
 }
 
 async function matmulCase(): Promise<Row> {
@@ -84,11 +99,7 @@ async function matmulCase(): Promise<Row> {
   const g = await E.compile({ inputs: [a], outputs: { y: E.matmul(a, w.tensor) } });
   const direct = await directSession('MatMul', [{ name: 'a', shape: [n, n] }], [{ name: 'w', shape: [n, n], data: w.value() }], [{ name: 'y', shape: [n, n] }]);
   const feed = new ort.Tensor('float32', aData, [n, n]);
-  return {
-    case: 'matmul 1024×1024 · 1024×1024',
-    engineMs: await median(() => g.run({ a: { data: aData, shape: [n, n] } })),
-    ortMs: await median(() => direct.run({ a: feed })),
-  };
+  return row('matmul 1024×1024 · 1024×1024', () => g.run({ a: { data: aData, shape: [n, n] } }), () => direct.run({ a: feed }));
 }
 
 async function attentionCase(fused: boolean): Promise<Row> {
@@ -111,14 +122,14 @@ async function attentionCase(fused: boolean): Promise<Row> {
     'com.microsoft',
   );
   const feeds = { q: new ort.Tensor('float32', qData, [batch, lq, dim]), k: new ort.Tensor('float32', kData, [batch, lk, dim]), v: new ort.Tensor('float32', vData, [batch, lk, dim]) };
-  return {
-    case: `attention 2×4096 q, 77 k, 8 heads, 320 (${fused ? 'fused MHA' : 'plain ops'})`,
-    engineMs: await median(() => g.run({ q: { data: qData, shape: [batch, lq, dim] }, k: { data: kData, shape: [batch, lk, dim] }, v: { data: vData, shape: [batch, lk, dim] } })),
-    ortMs: await median(() => direct.run(feeds)),
-  };
+  return row(
+    `attention 2×4096 q, 77 k, 8 heads, 320 (${fused ? 'fused MHA' : 'plain ops'})`,
+    () => g.run({ q: { data: qData, shape: [batch, lq, dim] }, k: { data: kData, shape: [batch, lk, dim] }, v: { data: vData, shape: [batch, lk, dim] } }),
+    () => direct.run(feeds),
+  );
 }
 
-/** The conv's backward pass: input and weight gradients, timed separately, against its forward. */
+/** The conv's backward pass: input and weight gradients in each emitted form, against its forward. */
 async function convBackward(): Promise<void> {
   const shape = [1, 320, 64, 64];
   const xData = randomData(320 * 64 * 64, 9);
@@ -126,42 +137,44 @@ async function convBackward(): Promise<void> {
   const w = frozen('w', [320, 320, 3, 3], 11);
   const x = E.Tensor.input('x', shape);
   const gy = E.Tensor.input('gy', shape);
-  const y = E.conv2d(x, w.tensor, undefined, { padding: 1 });
-  const forward = await E.compile({ inputs: [x], outputs: { y } });
-  const forwardMs = await median(() => forward.run({ x: { data: xData, shape } }));
-  w.trainable = true;
-  const [gx, gw] = E.grad(E.conv2d(x, w.tensor, undefined, { padding: 1 }), [x, w.tensor], gy);
+  const forward = await E.compile({ inputs: [x], outputs: { y: E.conv2d(x, w.tensor, undefined, { padding: 1 }) } });
   const feeds = { x: { data: xData, shape }, gy: { data: gData, shape } };
-  const input = await E.compile({ inputs: [gy], outputs: { gx } });
-  const weight = await E.compile({ inputs: [x, gy], outputs: { gw } });
-  const inputMs = await median(() => input.run({ gy: feeds.gy }));
-  const weightMs = await median(() => weight.run(feeds));
+  const graphs: { label: string; run: () => Promise<unknown> }[] = [{ label: 'forward', run: () => forward.run({ x: feeds.x }) }];
+  for (const input of ['convTranspose', 'conv'] as const) {
+    E.convGradForm.input = input;
+    const [gx] = E.grad(E.conv2d(x, w.tensor, undefined, { padding: 1 }), [x], gy);
+    const graph = await E.compile({ inputs: [gy], outputs: { gx } });
+    graphs.push({ label: `input gradient, ${input === 'conv' ? 'Conv with the flipped kernel' : 'ConvTranspose'}`, run: () => graph.run({ gy: feeds.gy }) });
+  }
+  w.trainable = true;
+  for (const weight of ['conv', 'im2col'] as const) {
+    E.convGradForm.weight = weight;
+    const [gw] = E.grad(E.conv2d(x, w.tensor, undefined, { padding: 1 }), [w.tensor], gy);
+    const graph = await E.compile({ inputs: [x, gy], outputs: { gw } });
+    graphs.push({ label: `weight gradient, ${weight === 'conv' ? 'big-kernel Conv' : 'im2col + one MatMul'}`, run: () => graph.run(feeds) });
+  }
   w.trainable = false;
-  console.log(`\nconv 3×3 backward (forward ${forwardMs.toFixed(1)} ms)`);
-  console.log(`  input gradient:  ${inputMs.toFixed(1)} ms = ${(inputMs / forwardMs).toFixed(2)}× forward  (${describe(gx)})`);
-  console.log(`  weight gradient: ${weightMs.toFixed(1)} ms = ${(weightMs / forwardMs).toFixed(2)}× forward  (${describe(gw)})`);
-  console.log(`  backward total:  ${((inputMs + weightMs) / forwardMs).toFixed(2)}× forward (ideal ≈ 2×)`);
-}
-
-function describe(t: E.Tensor): string {
-  const ops: string[] = [];
-  const walk = (u: E.Tensor, depth: number) => {
-    if (u.origin.kind !== 'op' || depth > 6) return;
-    ops.push(u.origin.node.spec.type);
-    u.origin.node.inputs.forEach((i) => walk(i, depth + 1));
-  };
-  walk(t, 0);
-  return [...new Set(ops)].join(' ← ');
+  E.convGradForm.input = 'conv';
+  E.convGradForm.weight = 'im2col';
+  const timings = await timeInterleaved(graphs.map((g) => g.run));
+  const [fwd] = timings;
+  console.log(`\nconv 3×3 backward, 1×320×64×64 → 320 (interleaved; multiples of the forward, wall / CPU)`);
+  graphs.forEach((g, i) => {
+    const t = timings[i];
+    console.log(`  ${g.label.padEnd(44)} ${t.wallMs.toFixed(1).padStart(7)} ms  ${(t.wallMs / fwd.wallMs).toFixed(2)}× / ${(t.cpuMs / fwd.cpuMs).toFixed(2)}×`);
+  });
 }
 
 async function main(): Promise<void> {
   console.log(`Nuri engine benchmark — ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, onnxruntime-node ${ort.env.versions.common}`);
-  console.log(`median of ${REPEATS} runs after one warm-up\n`);
+  console.log(`median of ${REPEATS} interleaved runs after one warm-up; load average ${os.loadavg()[0].toFixed(1)}\n`);
   const rows = [await convCase(), await matmulCase(), await attentionCase(true), await attentionCase(false)];
   const width = Math.max(...rows.map((r) => r.case.length));
-  console.log(`${'case'.padEnd(width)}  engine ms  ORT ms  engine/ORT`);
+  console.log(`${'case'.padEnd(width)}  engine ms  ORT ms  engine/ORT (wall)  engine/ORT (CPU)`);
   for (const r of rows) {
-    console.log(`${r.case.padEnd(width)}  ${r.engineMs.toFixed(1).padStart(9)}  ${r.ortMs.toFixed(1).padStart(6)}  ${(r.engineMs / r.ortMs).toFixed(3).padStart(10)}`);
+    const wall = r.engine.wallMs / r.ort.wallMs;
+    const cpu = r.engine.cpuMs / r.ort.cpuMs;
+    console.log(`${r.case.padEnd(width)}  ${r.engine.wallMs.toFixed(1).padStart(9)}  ${r.ort.wallMs.toFixed(1).padStart(6)}  ${wall.toFixed(3).padStart(17)}  ${cpu.toFixed(3).padStart(16)}`);
   }
   await convBackward();
 }

@@ -195,12 +195,22 @@ export class Emitter {
   build(outputs: Record<string, Tensor>): EmittedGraph {
     const outputNames: string[] = [];
     const graphOutputs: Record<string, unknown>[] = [];
+    const renames = new Map<string, string>();
     for (const [name, t] of Object.entries(outputs)) {
       const inner = this.value(t);
-      // Graph outputs get the caller's names through an Identity node.
-      this.nodes.push({ opType: 'Identity', input: [inner], output: [name] });
+      // A node's output takes the caller's name directly (an Identity would copy it on every run);
+      // inputs, initializers and values requested twice go through an Identity.
+      if (t.origin.kind === 'op' && !renames.has(inner)) renames.set(inner, name);
+      else this.nodes.push({ opType: 'Identity', input: [renames.get(inner) ?? inner], output: [name] });
       outputNames.push(name);
       graphOutputs.push(valueInfo(name, t));
+    }
+    if (renames.size) {
+      const rename = (v: string) => renames.get(v) ?? v;
+      for (const node of this.nodes) {
+        node.input = (node.input as string[]).map(rename);
+        node.output = (node.output as string[]).map(rename);
+      }
     }
     const trainable = [...this.trainable.keys()];
     const inputNames = new Set([...this.declaredInputs.map((t) => this.names.get(t)!), ...trainable.map((p) => p.name)]);

@@ -191,6 +191,19 @@ describe('linear algebra', () => {
     });
   }
 
+  // The default input gradient is a plain convolution with the flipped kernel where it applies
+  // (stride 1); check the transposed-convolution form too, which every other case uses.
+  for (const c of [convCases[0], convCases[3], { name: 'dilation 2, asymmetric padding', x: [1, 2, 6, 5], w: [3, 2, 3, 2], opts: { padding: [2, 1, 1, 0], dilation: 2 } as E.ConvOptions }]) {
+    it(`conv2d ${c.name}: input gradient as a ConvTranspose`, async () => {
+      E.convGradForm.input = 'convTranspose';
+      try {
+        await gradCheck((x, w) => E.conv2d(x, w, undefined, c.opts), [arg(c.x), arg(c.w)]);
+      } finally {
+        E.convGradForm.input = 'conv';
+      }
+    });
+  }
+
   const convTransposeCases: { name: string; x: number[]; w: number[]; opts: E.ConvOptions & { outputPadding?: [number, number] } }[] = [
     { name: 'stride 2, kernel 4, padding 1', x: [2, 2, 3, 3], w: [2, 3, 4, 4], opts: { stride: 2, padding: 1 } },
     { name: 'stride 2 with output padding', x: [1, 2, 3, 2], w: [2, 1, 3, 3], opts: { stride: 2, padding: 1, outputPadding: [1, 1] } },

@@ -81,7 +81,7 @@ const CONV: OpSpec = {
     const kernel = [w.shape[2] as number, w.shape[3] as number];
     const outputPadding = [0, 1].map((i) => remainder(x.shape[2 + i], a.pads[i] + a.pads[i + 2] - a.dilations[i] * (kernel[i] - 1) - 1, a.strides[i]));
     return [
-      convTranspose2dRaw(g, w, undefined, { ...a, output_padding: outputPadding }),
+      convInputGrad(g, w, a, kernel, outputPadding),
       convWeightGrad(x, g, a, kernel),
       bias ? sum(g, [0, 2, 3]) : undefined,
     ];
@@ -143,8 +143,37 @@ export function convTranspose2d(x: Tensor, w: Tensor, bias?: Tensor, options: Co
   return convTranspose2dRaw(x, w, bias, { ...convAttrs(options), output_padding: options.outputPadding ?? [0, 0] });
 }
 
-/** How conv weight gradients are emitted: `npm run bench` measures both. */
-export const convGradForm: { weight: 'im2col' | 'conv' } = { weight: 'im2col' };
+/** How conv gradients are emitted (read when the backward is traced): `npm run bench` measures each. */
+export const convGradForm: { input: 'convTranspose' | 'conv'; weight: 'im2col' | 'conv' } = { input: 'conv', weight: 'im2col' };
+
+/**
+ * dL/dx of conv2d(x, W): a transposed convolution, or — for stride 1 without groups, when the
+ * `conv` form is chosen — a plain convolution of g with W flipped in space and its channel axes
+ * swapped, padded by d·(k − 1) − p on each side.
+ */
+function convInputGrad(g: Tensor, w: Tensor, a: ConvAttrs, kernel: number[], outputPadding: number[]): Tensor {
+  const reach = [0, 1].map((i) => a.dilations[i] * (kernel[i] - 1));
+  const pads = [reach[0] - a.pads[0], reach[1] - a.pads[1], reach[0] - a.pads[2], reach[1] - a.pads[3]] as [number, number, number, number];
+  if (convGradForm.input === 'conv' && a.group === 1 && a.strides.every((st) => st === 1) && pads.every((p) => p >= 0)) {
+    return conv2d(g, flipKernel(transpose(w, [1, 0, 2, 3])), undefined, { padding: pads, dilation: a.dilations });
+  }
+  return convTranspose2dRaw(g, w, undefined, { ...a, output_padding: outputPadding });
+}
+
+const FLIP_KERNEL: OpSpec = {
+  type: 'FlipKernel',
+  emit: (e, n) => {
+    const int64 = (values: number[]) => e.initializer(BigInt64Array.from(values, BigInt), [values.length], 'int64');
+    const end = -(2 ** 62);
+    return e.node('Slice', [e.value(n.inputs[0]), int64([-1, -1]), int64([end, end]), int64([2, 3]), int64([-1, -1])]);
+  },
+  vjp: (g) => [flipKernel(g)],
+};
+
+/** Reverses a kernel's two spatial axes. */
+function flipKernel(w: Tensor): Tensor {
+  return makeOp(FLIP_KERNEL, [w], w.shape, w.dtype);
+}
 
 const CONV_WEIGHT_GRAD: OpSpec = {
   type: 'ConvWeightGrad',
