@@ -105,7 +105,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags)
 
   // Loading reads configs only (weights stay in their files); the size defaults and the latent
   // grid (H/f × W/f, f the VAE's downscale) depend on the model.
-  const sd = StableDiffusion.load(modelPath, { config: flags.config, tokenizer: flags.tokenizer, defaultTokenizer: bundledTokenizer, predictionType: flags.predictionType });
+  const sd = StableDiffusion.load(modelPath, { config: flags.config, tokenizer: flags.tokenizer, defaultTokenizer: bundledTokenizer, predictionType: flags.predictionType, releaseSessions: true });
   const f = sd.vaeScaleFactor;
   let { width, height, batch } = flags;
   let latents: Float32Array | undefined;

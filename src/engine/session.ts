@@ -3,7 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { arch, cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { dimKey, shapeToString } from './dims.ts';
@@ -17,6 +17,12 @@ export interface RunOptions {
   threads?: number;
   /** Where graphs with external weights are written; default $NURI_CACHE or ~/.cache/nuri. */
   cacheDir?: string;
+  /**
+   * Keep ONNX Runtime's optimised form of graphs with external weights (re-laid-out conv weights in a
+   * file beside it) and start later sessions from it with optimisation off: the SD-1.5 UNet's session
+   * then takes ~4 s instead of ~14–30 s. Costs one more copy of those weights on disk. Default true.
+   */
+  cacheOptimizedGraphs?: boolean;
 }
 
 /** A concrete tensor value going into or coming out of a session. */
@@ -42,7 +48,18 @@ export class CompiledGraph {
     readonly session: ort.InferenceSession,
     readonly graph: EmittedGraph,
     private readonly inputs: readonly Tensor[],
+    private readonly key?: string,
   ) {}
+
+  /**
+   * Frees the session's weights and buffers now, rather than at exit (a pipeline that is done with
+   * its text encoder, say). Every CompiledGraph of the same graph shares the session and stops working;
+   * the next `compile` of the graph creates a new one.
+   */
+  async release(): Promise<void> {
+    if (this.key !== undefined) sessions.delete(this.key);
+    await this.session.release();
+  }
 
   /** Runs the graph. Trainable parameters are fed their current values unless given in `feeds`. */
   async run(feeds: Feeds): Promise<Record<string, TensorValue>> {
@@ -113,13 +130,16 @@ export async function compile(spec: GraphSpec, options: RunOptions = {}): Promis
     sessions.set(hash, session);
     session.catch(() => sessions.delete(hash));
   }
-  return new CompiledGraph(await session, graph, spec.inputs);
+  return new CompiledGraph(await session, graph, spec.inputs, hash);
 }
 
 async function createSession(graph: EmittedGraph, hash: string, options: RunOptions): Promise<ort.InferenceSession> {
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: [options.executionProvider ?? 'cpu'],
     graphOptimizationLevel: 'all',
+    // Memory patterns pre-plan buffers per input shape: on the SD-1.5 VAE decoder at 512² they raised
+    // the peak from 1.74 to 3.01 GB for no gain in speed (bench/sd-session-options.ts).
+    enableMemPattern: false,
     logSeverityLevel: 3,
     ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
   };
@@ -137,7 +157,28 @@ async function createSession(graph: EmittedGraph, hash: string, options: RunOpti
     renameSync(`${modelPath}.tmp`, modelPath);
   }
   if (external.length) return ort.InferenceSession.create(graph.bytes, { ...sessionOptions, externalData: external });
-  return ort.InferenceSession.create(modelPath, sessionOptions);
+  if (options.cacheOptimizedGraphs === false) return ort.InferenceSession.create(modelPath, sessionOptions);
+  return createFromOptimized(dir, modelPath, sessionOptions);
+}
+
+// ONNX Runtime's optimised graphs hold CPU-specific layouts (NCHWc blocks sized to the vector width)
+// and kernels of its own version: the file name says which CPU and version made it.
+const OPTIMIZED_NAME = `optimized-${ort.env.versions.common}-${arch()}-${createHash('sha256').update(cpus()[0]?.model ?? '').digest('hex').slice(0, 8)}`;
+
+/** A session from the cached optimised graph, creating that graph first when there is none. */
+async function createFromOptimized(dir: string, modelPath: string, sessionOptions: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+  const optimized = join(dir, `${OPTIMIZED_NAME}.onnx`);
+  if (existsSync(optimized)) return ort.InferenceSession.create(optimized, { ...sessionOptions, graphOptimizationLevel: 'disabled' });
+  // Names unique to this process, so concurrent first runs do not write the same files; the graph is
+  // renamed into place only once it and its weights are complete.
+  const pending = `${optimized}.${process.pid}.tmp`;
+  const session = await ort.InferenceSession.create(modelPath, {
+    ...sessionOptions,
+    optimizedModelFilePath: pending,
+    extra: { session: { optimized_model_external_initializers_file_name: `${OPTIMIZED_NAME}.${process.pid}.weights` } },
+  });
+  renameSync(pending, optimized);
+  return session;
 }
 
 /** Hard-links the checkpoint beside the graph; false when the filesystem will not (then bytes are copied). */

@@ -121,7 +121,9 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
     sd.encodePrompts(o.prompts, o.clipSkip),
     o.guidance > 1 ? sd.encodePrompts(new Array(batch).fill(o.negativePrompt ?? ''), o.clipSkip) : undefined,
   ]);
+  if (sd.releaseSessions) await sd.releaseTextEncoder(o.clipSkip);
   latents = await denoise(sd, await sd.unet(), { scheduler, timesteps, latents, shape, cond, uncond, guidance: o.guidance, rng, eta: o.eta, onStep: o.onStep });
+  if (sd.releaseSessions) await sd.releaseUNet();
 
   const decoded = await sd.vaeRunner.decodeLatents(latents, shape);
   const images = Array.from({ length: batch }, (_, i) => imageFromTensor(decoded.data, i, decoded.shape, '0..1'));

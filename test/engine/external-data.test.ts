@@ -80,12 +80,21 @@ describe('weights as external data', () => {
     expect(external.graph.graph.externalFiles.size).toBe(1);
     const [graphDir] = readdirSync(join(cacheDir, 'graphs'));
     const folder = join(cacheDir, 'graphs', graphDir);
-    expect(readdirSync(folder).sort()).toEqual(['model.onnx', 'weights0.safetensors']);
+    const files = readdirSync(folder).sort();
+    expect(files.filter((f) => !f.startsWith('optimized-'))).toEqual(['model.onnx', 'weights0.safetensors']);
+    // ONNX Runtime's optimised form is kept beside it (graph + re-laid-out weights) for faster starts.
+    expect(files.filter((f) => f.startsWith('optimized-')).map((f) => f.split('.').pop()).sort()).toEqual(['onnx', 'weights']);
     expect(statSync(join(folder, 'weights0.safetensors')).ino).toBe(statSync(path).ino);
     const onnxBytes = readFileSync(join(folder, 'model.onnx'));
     const weightBytes = Buffer.from(values['conv.weight'].buffer);
     expect(onnxBytes.indexOf(weightBytes)).toBe(-1);
     expect(Buffer.from(reference.graph.graph.bytes).indexOf(weightBytes)).toBeGreaterThan(-1); // inline: it does
+
+    // A new session (another process, say) starts from the optimised graph and computes the same.
+    E.clearSessionCache();
+    const again = await runModel(fromFile, xv, { cacheDir });
+    expect(again.graph.session).not.toBe(external.graph.session);
+    expectClose(again.y, external.y, 0, 0);
   });
 
   it('follows $NURI_CACHE, and a trainable file-backed weight is fed its decoded value', async () => {
