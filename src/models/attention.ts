@@ -53,7 +53,16 @@ export interface AttentionCall {
  */
 export interface AttentionHook {
   attention(call: AttentionCall): Tensor | undefined;
+  /**
+   * Whether `attention` needs this layer at all, told before its probabilities exist. Layers a hook
+   * declines keep the fused attention kernel, which never materialises [B, heads, Lq, Lk] (gigabytes
+   * for 64×64 self-attention). Without this method every layer is offered.
+   */
+  wants?(layer: AttentionLayer): boolean;
 }
+
+/** An attention layer as a hook first sees it: everything but the probabilities. */
+export type AttentionLayer = Omit<AttentionCall, 'probs'>;
 
 /** Where in the UNet a transformer is traced, for the hook: the place and a shared call counter. */
 export interface HookSite {
@@ -94,16 +103,17 @@ export class Attention extends Module {
     const q = this.to_q.forward(x);
     const k = this.to_k.forward(source);
     const v = this.to_v.forward(source);
-    let out: Tensor;
-    if (!hookContext) {
-      out = attention(q, k, v, this.heads, this.scale);
-    } else {
+    let out: Tensor | undefined;
+    if (hookContext) {
       const { site, height, width } = hookContext;
-      const probs = attentionProbs(q, k, this.heads, this.scale); // [B, heads, Lq, Lk]
-      const call = { place: site.place, layer: site.nextLayer(), isCross: context !== undefined, heads: this.heads, height, width, probs };
-      const used = site.hook.attention(call) ?? probs;
-      out = mergeHeads(matmul(used, splitHeads(v, this.heads)));
+      const layer = { place: site.place, layer: site.nextLayer(), isCross: context !== undefined, heads: this.heads, height, width };
+      if (site.hook.wants?.(layer) ?? true) {
+        const probs = attentionProbs(q, k, this.heads, this.scale); // [B, heads, Lq, Lk]
+        const used = site.hook.attention({ ...layer, probs }) ?? probs;
+        out = mergeHeads(matmul(used, splitHeads(v, this.heads)));
+      }
     }
+    out ??= attention(q, k, v, this.heads, this.scale);
     return this.to_out.forward(out);
   }
 }

@@ -32,7 +32,7 @@ import { Downsample2D, ResnetBlock2D, Upsample2D } from './blocks.ts';
 import { type UNetConfig, parseUNetConfig } from './unet-config.ts';
 
 export { type UNetConfig, parseUNetConfig } from './unet-config.ts';
-export type { AttentionCall, AttentionHook, AttentionPlace } from './attention.ts';
+export type { AttentionCall, AttentionHook, AttentionLayer, AttentionPlace } from './attention.ts';
 
 export interface UNetForwardOptions {
   /** Called for every attention layer; see AttentionHook. Without one the fused attention op is used. */

@@ -14,12 +14,14 @@
 // token map, the equalizer) is a graph input, so one compiled session serves every step.
 
 import { type CompiledGraph, Tensor, add, compile, concat, matmul, mul, slice, sub } from '../engine/index.ts';
-import type { AttentionCall, AttentionHook } from '../models/unet.ts';
+import type { AttentionCall, AttentionHook, AttentionLayer } from '../models/unet.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
 
 /** Sees every attention layer's final probabilities (after any edit) while the UNet is traced. */
 export interface AttentionObserver {
+  /** The layers it records (default: all); the controller materialises only the layers someone needs. */
+  wants?(layer: AttentionLayer): boolean;
   record(call: AttentionCall, probs: Tensor): void;
   /** What it gathered, as named graph outputs. */
   outputs(): Record<string, Tensor>;
@@ -78,17 +80,26 @@ export class PromptToPromptControl implements ControlledHook {
     return [this.crossAlpha, this.selfReplace, this.tokenMap, this.tokenAlphas, this.equalizer];
   }
 
+  /** Cross-attention and small self-attention layers are edited; others only when an observer records them. */
+  wants(layer: AttentionLayer): boolean {
+    return this.edits(layer) || this.observers.some((o) => o.wants?.(layer) ?? true);
+  }
+
+  private edits(layer: AttentionLayer): boolean {
+    return layer.isCross || queries(layer) <= this.selfReplaceMaxQueries;
+  }
+
   attention(call: AttentionCall): Tensor | undefined {
     const { probs, isCross } = call;
     let out = probs;
-    if (isCross || queries(call) <= this.selfReplaceMaxQueries) {
+    if (this.edits(call)) {
       const b = this.batch;
       const source = slice(probs, 0, b - 2, b - 1); // [1, heads, Lq, Lk]
       const edited = slice(probs, 0, b - 1, b);
       const replaced = isCross ? this.replaceCross(source, edited) : mix(source, edited, this.selfReplace);
       out = concat(b > 2 ? [slice(probs, 0, 0, b - 2), source, replaced] : [source, replaced], 0);
     }
-    for (const observer of this.observers) observer.record(call, out);
+    for (const observer of this.observers) if (observer.wants?.(call) ?? true) observer.record(call, out);
     return out === probs ? undefined : out;
   }
 
@@ -108,8 +119,8 @@ function mix(a: Tensor, b: Tensor, w: Tensor): Tensor {
   return add(mul(a, w), mul(b, sub(1, w)));
 }
 
-function queries(call: AttentionCall): number {
-  const { height, width } = call;
+function queries(layer: AttentionLayer): number {
+  const { height, width } = layer;
   if (typeof height !== 'number' || typeof width !== 'number') throw new Error('attention control needs a UNet traced at a fixed size');
   return height * width;
 }

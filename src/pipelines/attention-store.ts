@@ -4,7 +4,7 @@
 // are summed over steps, so the average over the whole run is one division away.
 
 import { type Tensor, add, mean, mul, slice } from '../engine/index.ts';
-import type { AttentionCall, AttentionPlace } from '../models/unet.ts';
+import type { AttentionCall, AttentionLayer, AttentionPlace } from '../models/unet.ts';
 import type { AttentionObserver, ControlledHook } from './attention-control.ts';
 
 export interface AttentionStoreOptions {
@@ -38,9 +38,15 @@ export class AttentionStore implements ControlledHook, AttentionObserver {
     return undefined;
   }
 
+  /** Only the cross-attention layers at the store's resolution and places: the rest stay fused. */
+  wants(layer: AttentionLayer): boolean {
+    const { height, width } = this.options;
+    return layer.isCross && this.places.includes(layer.place) && layer.height === height && layer.width === width;
+  }
+
   record(call: AttentionCall, probs: Tensor): void {
-    const { height, width, rows } = this.options;
-    if (!call.isCross || !this.places.includes(call.place) || call.height !== height || call.width !== width) return;
+    if (!this.wants(call)) return;
+    const { rows } = this.options;
     this.maps.push(mean(slice(probs, 0, rows[0], rows[1]), 1)); // [rows, Lq, tokens], the heads' mean
   }
 

@@ -3,9 +3,10 @@
 // nothing; a local-blend mask of zeros keeps the source.
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Tensor, slice } from '../../src/engine/index.ts';
-import type { AttentionCall } from '../../src/models/unet.ts';
-import { type AttentionObserver, PromptToPromptControl, compileControlledUNet } from '../../src/pipelines/attention-control.ts';
+import { Tensor, slice } from '../../src/engine/index.ts';
+import type { AttentionCall, AttentionLayer } from '../../src/models/unet.ts';
+import { type AttentionObserver, type ControlledHook, PromptToPromptControl, compileControlledUNet } from '../../src/pipelines/attention-control.ts';
+import { AttentionStore } from '../../src/pipelines/attention-store.ts';
 import { edit } from '../../src/pipelines/edit.ts';
 import { BatchGenerator, denoise, generate } from '../../src/pipelines/generate.ts';
 import { LocalBlend, blendLatents } from '../../src/pipelines/local-blend.ts';
@@ -107,6 +108,24 @@ describe('Prompt-to-Prompt controller', () => {
     const result = await edit(sd, { ...SIZE, source: 'a cat riding a bike', target: 'a dog riding a bike', localBlend: { words: ['cat', 'dog'], threshold: 1 } });
     const half = result.latents.length / 2;
     expect(maxAbsDiff(result.latents.subarray(0, half), result.latents.subarray(half))).toBe(0);
+  });
+
+  it('materialises attention only where it edits or records: other layers keep the fused kernel', () => {
+    // Traces the UNet at 256 px (32×32 latents): the first level's self-attention has 1024 queries.
+    const offered = (hook: ControlledHook) => {
+      const seen: [boolean, number][] = [];
+      const spy = { wants: (l: AttentionLayer) => hook.wants!(l), attention: (c: AttentionCall) => (seen.push([c.isCross, Number(c.height) * Number(c.width)]), hook.attention(c)) };
+      sd.components.unet.forward(Tensor.input('sample', [4, 4, 32, 32]), Tensor.input('timestep', [4]), Tensor.input('encoder_hidden_states', [4, 77, 32]), { attentionHook: spy });
+      return seen;
+    };
+    const edit = offered(new PromptToPromptControl({ batch: 4, tokens: 77 }));
+    // 16 transformer blocks; the 5 of the first level (2 down, 3 up) have 32×32 = 1024 queries.
+    expect(edit.filter(([cross]) => cross)).toHaveLength(16);
+    expect(edit.filter(([cross]) => !cross)).toHaveLength(11);
+    expect(edit.some(([cross, q]) => !cross && q > 256)).toBe(false);
+    const store = offered(new AttentionStore({ height: 8, width: 8, rows: [2, 4] }));
+    expect(store.length).toBeGreaterThan(0);
+    expect(store.every(([cross, q]) => cross && q === 64)).toBe(true);
   });
 
   it('local-blend masks cover the dilated, scaled-up region of the words and unite both prompts', () => {
