@@ -9,6 +9,13 @@
 // Within a part, plain generation and the pipeline it is compared with run interleaved.
 //
 //   npm run bench:edit [-- --size 512] [--steps 3] [--rounds 1] [--runs 3] [--inner 2] [--parts edit,attention,null-text]
+//
+// Measured on the shared 2-core dev machine (load average 3–9, so single calls carry ±20% noise),
+// full-size random SD-1.5 fp32, DDIM, guidance 7.5:
+//   512², 2 steps: edit ÷ generate 1.96× (127 s vs 65 s); attention-map capture ±2% (noise);
+//                  null-text 24.8 s per Adam iteration (2.6× a 9.5 s forward), ≤ 267 s per step;
+//                  peak RSS 14.8 GB (plain + P2P sessions), 16.5 GB (plain + gradient sessions)
+//   256², 3 steps: edit ÷ generate 1.99×; null-text 8.5 s per iteration (2.5× a forward)
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
