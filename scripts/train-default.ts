@@ -7,12 +7,14 @@
 //   base       a pipeline folder: that VAE and text encoder, a fresh UNet (recipes/default/unet.json)
 //   unet       nuri train unet  — DDPM ε-loss, cross-attention on the frozen text encoder's token
 //              states, caption dropout for classifier-free guidance, EMA weights
+//   decoder    nuri train vae --decoder-only — the VAE decoder fine-tuned longer with the encoder
+//              frozen (so the UNet's latents stay valid), as Stable Diffusion's decoders were
 //   assemble   models/default: the pipeline plus the CLIP image tower (image_encoder/), fp16
 //
 // Hyperparameters are in recipes/default/training.json. Work goes to $NURI_TRAIN_DIR (default
 // ~/.cache/nuri/train-default), outside the repository so a fresh checkout keeps the progress.
-// Re-running continues: finished stages are skipped (WORK/stages/<name>.json), an interrupted one
-// resumes from its last checkpoint. `kill -TERM` (or Ctrl-C) stops at a checkpoint.
+// Re-running continues: finished stages are skipped (WORK/stages/<name>.json, unless a stage before
+// finished later), an interrupted one resumes from its last checkpoint. `kill -TERM` (or Ctrl-C) stops at a checkpoint.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -42,6 +44,7 @@ interface Plan {
   vae: Flags;
   clip: Flags;
   unet: Flags;
+  decoder: Flags;
 }
 const plan = JSON.parse(readFileSync(resolve(args.plan!), 'utf8')) as Plan;
 
@@ -116,7 +119,7 @@ interface Stage {
   run(): Promise<unknown>;
 }
 
-const dirs = { vae: join(WORK, 'vae'), clip: join(WORK, 'clip'), base: join(WORK, 'base'), unet: join(WORK, 'unet'), final: join(WORK, 'final') };
+const dirs = { vae: join(WORK, 'vae'), clip: join(WORK, 'clip'), base: join(WORK, 'base'), unet: join(WORK, 'unet'), decoder: join(WORK, 'decoder'), final: join(WORK, 'final') };
 const latentsFile = join(WORK, 'latents.json');
 const common = { images: plan.images, resolution: plan.resolution, resume: true };
 
@@ -154,14 +157,29 @@ const stages: Stage[] = [
     run: () => nuriTrain('unet', { model: dirs.base, ...common, ...plan.unet, out: dirs.unet }),
   },
   {
+    name: 'decoder',
+    product: join(dirs.decoder, 'diffusion_pytorch_model.safetensors'),
+    run: async () => {
+      await nuriTrain('vae', { model: join(dirs.base, 'vae'), 'decoder-only': true, ...common, ...plan.decoder, out: dirs.decoder });
+      return existsSync(join(dirs.decoder, 'config.json')) ? measureLatents(dirs.decoder, plan.images, plan.resolution) : undefined;
+    },
+  },
+  {
     name: 'assemble',
     product: join(OUT, 'model_index.json'),
-    run: async () => assembleDefaultModel({ unetPipeline: dirs.unet, clip: dirs.clip, staging: dirs.final, out: OUT, costs: readCosts() }),
+    run: async () => assembleDefaultModel({ unetPipeline: dirs.unet, vae: dirs.decoder, clip: dirs.clip, staging: dirs.final, out: OUT, costs: readCosts() }),
   },
 ];
 
-async function runStage(stage: Stage): Promise<void> {
-  if (existsSync(marker(stage.name)) && existsSync(stage.product)) {
+/** When the stage last finished (its marker's time), or undefined. */
+function finishedAt(stage: Stage): number | undefined {
+  return existsSync(marker(stage.name)) && existsSync(stage.product) ? statSync(marker(stage.name)).mtimeMs : undefined;
+}
+
+/** Skips a stage that finished after every stage before it finished (its inputs are unchanged). */
+async function runStage(stage: Stage, inputsFinished: number): Promise<void> {
+  const finished = finishedAt(stage);
+  if (finished !== undefined && finished >= inputsFinished) {
     console.error(`stage ${stage.name}: done (${marker(stage.name)})`);
     return;
   }
@@ -188,9 +206,11 @@ mkdirSync(WORK, { recursive: true });
 if (!existsSync(join(TOKENIZER, 'vocab.json'))) throw new Error(`no CLIP tokenizer (vocab.json, merges.txt) in ${TOKENIZER}; pass --tokenizer DIR`);
 console.error(`train:default: work folder ${WORK}, model → ${OUT}`);
 const started = performance.now();
+let inputsFinished = 0;
 for (const stage of stages) {
   if (stopping) break;
-  await runStage(stage);
+  await runStage(stage, inputsFinished);
+  inputsFinished = Math.max(inputsFinished, finishedAt(stage) ?? 0);
 }
 
 const costs = readCosts();

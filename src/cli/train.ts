@@ -48,6 +48,7 @@ interface VaeFlags extends TrainFlags {
   config?: string;
   klWeight: number;
   reconstruction: ReconstructionLoss;
+  decoderOnly?: boolean;
 }
 
 function registerVae(parent: Command): void {
@@ -57,12 +58,14 @@ function registerVae(parent: Command): void {
     .option('--model <dir>', 'diffusers pipeline folder (its vae/ is trained) or a vae folder')
     .option('--config <file.json>', 'diffusers AutoencoderKL config.json for a model trained from scratch')
     .option('--kl-weight <w>', 'weight of the KL term', number(0), 1e-6)
-    .option('--reconstruction <loss>', 'reconstruction error: l1 or l2', oneOf(['l1', 'l2'] as const), 'l1');
+    .option('--reconstruction <loss>', 'reconstruction error: l1 or l2', oneOf(['l1', 'l2'] as const), 'l1')
+    .option('--decoder-only', 'train only the decoder (encoder frozen, so latents and any UNet trained on them stay valid); needs --model');
   trainingOptions(command, { lr: 1e-4, batch: 4 }).action((flags: VaeFlags) => trainVae(flags));
 }
 
 async function trainVae(flags: VaeFlags): Promise<void> {
   if (!flags.model === !flags.config) throw new Error('give exactly one of --model (fine-tune) or --config (from scratch)');
+  if (flags.decoderOnly && !flags.model) throw new Error('--decoder-only fine-tunes a trained VAE: give --model');
   const vaeDir = flags.model && (isPipeline(flags.model) ? join(flags.model, 'vae') : flags.model);
   const rawConfig = readJson(vaeDir ? join(vaeDir, 'config.json') : flags.config!);
   let vae: AutoencoderKL;
@@ -75,7 +78,7 @@ async function trainVae(flags: VaeFlags): Promise<void> {
   if (resolution % vaeDownscale(vae.config)) throw new Error(`--resolution must be a multiple of ${vaeDownscale(vae.config)}`);
   const data = await loadImages(flags, resolution, false);
   const batch = flags.batch ?? 4;
-  const task = await vaeTrainingTask(vae, data, { batch, flip: flags.flip, reconstruction: flags.reconstruction, klWeight: flags.klWeight });
+  const task = await vaeTrainingTask(vae, data, { batch, flip: flags.flip, reconstruction: flags.reconstruction, klWeight: flags.klWeight, decoderOnly: flags.decoderOnly });
   const shown = data.batch(Array.from({ length: Math.min(4, data.length) }, (_, i) => i));
   const validate = async (step: number) => {
     // Reconstructions of the first images through the posterior mean.

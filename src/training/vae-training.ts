@@ -12,10 +12,20 @@ import { type VaeLossOptions, vaeInputs, vaeLoss } from './vae-loss.ts';
 export interface VaeTrainingOptions extends VaeLossOptions {
   batch: number;
   flip?: boolean;
+  /**
+   * Train only the decoder (and post_quant_conv), the encoder frozen: latents stay what they were,
+   * so a UNet trained on them keeps working — how Stable Diffusion's VAE decoders were fine-tuned.
+   */
+  decoderOnly?: boolean;
   run?: RunOptions;
 }
 
-/** All VAE parameters trained; the step reports `reconstruction` and `kl` as metrics. */
+/** The parameters that turn latents into pixels. */
+export function isDecoderParameter(name: string): boolean {
+  return name.startsWith('decoder.') || name.startsWith('post_quant_conv.');
+}
+
+/** The VAE's parameters (or only its decoder's) trained; the step reports `reconstruction` and `kl` as metrics. */
 export async function vaeTrainingTask(vae: AutoencoderKL, data: ImageFolderDataset, options: VaeTrainingOptions): Promise<TrainingTask> {
   const { batch } = options;
   const size = data.resolution;
@@ -24,7 +34,7 @@ export async function vaeTrainingTask(vae: AutoencoderKL, data: ImageFolderDatas
   const step = await compileTrainStep({
     inputs: [inputs.image, inputs.eps],
     loss: out.loss,
-    params: vae.parameters(),
+    params: options.decoderOnly ? vae.parameters().filter((p) => isDecoderParameter(p.name)) : vae.parameters(),
     metrics: { reconstruction: out.reconstruction, kl: out.kl },
     run: options.run,
   });
