@@ -7,16 +7,15 @@
 //   base       a pipeline folder: that VAE and text encoder, a fresh UNet (recipes/default/unet.json)
 //   unet       nuri train unet  — DDPM ε-loss, cross-attention on the frozen text encoder's token
 //              states, caption dropout for classifier-free guidance, EMA weights
-//   decoder    nuri train vae --decoder-only — the VAE decoder fine-tuned longer with the encoder
-//              frozen (so the UNet's latents stay valid), as Stable Diffusion's decoders were
 //   assemble   models/default: the pipeline plus the CLIP image tower (image_encoder/), fp16
 //
 // Hyperparameters are in recipes/default/training.json. Work goes to $NURI_TRAIN_DIR (default
 // ~/.cache/nuri/train-default), outside the repository so a fresh checkout keeps the progress.
-// Re-running continues: finished stages are skipped (WORK/stages/<name>.json, unless a stage before
-// finished later), an interrupted one resumes from its last checkpoint. `kill -TERM` (or Ctrl-C) stops at a checkpoint.
+// Re-running continues: finished stages are skipped (WORK/stages/<name>.json), an interrupted one
+// resumes from its last checkpoint, and a stage whose inputs were made again after it started
+// starts afresh (its old work is discarded, its time kept as "discarded" in the cost table). `kill -TERM` (or Ctrl-C) stops at a checkpoint.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -44,7 +43,6 @@ interface Plan {
   vae: Flags;
   clip: Flags;
   unet: Flags;
-  decoder: Flags;
 }
 const plan = JSON.parse(readFileSync(resolve(args.plan!), 'utf8')) as Plan;
 
@@ -114,23 +112,30 @@ function nuriTrain(kind: string, flags: Flags): Promise<void> {
 
 interface Stage {
   name: string;
+  /** The stages whose products this one reads. */
+  inputs: string[];
+  /** Its working folder (checkpoints), discarded when its inputs change. */
+  dir?: string;
   /** The file a finished stage leaves; without it the stage did not finish (e.g. it was interrupted). */
   product: string;
   run(): Promise<unknown>;
 }
 
-const dirs = { vae: join(WORK, 'vae'), clip: join(WORK, 'clip'), base: join(WORK, 'base'), unet: join(WORK, 'unet'), decoder: join(WORK, 'decoder'), final: join(WORK, 'final') };
+const dirs = { vae: join(WORK, 'vae'), clip: join(WORK, 'clip'), base: join(WORK, 'base'), unet: join(WORK, 'unet'), final: join(WORK, 'final') };
 const latentsFile = join(WORK, 'latents.json');
 const common = { images: plan.images, resolution: plan.resolution, resume: true };
 
 const stages: Stage[] = [
   {
     name: 'vae',
+    inputs: [],
+    dir: dirs.vae,
     product: join(dirs.vae, 'diffusion_pytorch_model.safetensors'),
     run: () => nuriTrain('vae', { config: join(RECIPE, 'vae.json'), ...common, ...plan.vae, out: dirs.vae }),
   },
   {
     name: 'latents',
+    inputs: ['vae'],
     product: latentsFile,
     run: async () => {
       const stats = await measureLatents(dirs.vae, plan.images, plan.resolution);
@@ -140,11 +145,14 @@ const stages: Stage[] = [
   },
   {
     name: 'clip',
+    inputs: [],
+    dir: dirs.clip,
     product: join(dirs.clip, 'text_encoder', 'model.safetensors'),
     run: () => nuriTrain('clip', { config: join(RECIPE, 'clip.json'), tokenizer: TOKENIZER, ...common, ...plan.clip, out: dirs.clip }),
   },
   {
     name: 'base',
+    inputs: ['latents', 'clip'],
     product: join(dirs.base, 'model_index.json'),
     run: async () => {
       const { scalingFactor } = JSON.parse(readFileSync(latentsFile, 'utf8')) as { scalingFactor: number };
@@ -153,43 +161,56 @@ const stages: Stage[] = [
   },
   {
     name: 'unet',
+    inputs: ['base'],
+    dir: dirs.unet,
     product: join(dirs.unet, 'unet', 'diffusion_pytorch_model.safetensors'),
     run: () => nuriTrain('unet', { model: dirs.base, ...common, ...plan.unet, out: dirs.unet }),
   },
   {
-    name: 'decoder',
-    product: join(dirs.decoder, 'diffusion_pytorch_model.safetensors'),
-    run: async () => {
-      await nuriTrain('vae', { model: join(dirs.base, 'vae'), 'decoder-only': true, ...common, ...plan.decoder, out: dirs.decoder });
-      return existsSync(join(dirs.decoder, 'config.json')) ? measureLatents(dirs.decoder, plan.images, plan.resolution) : undefined;
-    },
-  },
-  {
     name: 'assemble',
+    inputs: ['unet', 'clip'],
     product: join(OUT, 'model_index.json'),
-    run: async () => assembleDefaultModel({ unetPipeline: dirs.unet, vae: dirs.decoder, clip: dirs.clip, staging: dirs.final, out: OUT, costs: readCosts() }),
+    run: async () => assembleDefaultModel({ unetPipeline: dirs.unet, clip: dirs.clip, staging: dirs.final, out: OUT, costs: readCosts() }),
   },
 ];
 
 /** When the stage last finished (its marker's time), or undefined. */
-function finishedAt(stage: Stage): number | undefined {
-  return existsSync(marker(stage.name)) && existsSync(stage.product) ? statSync(marker(stage.name)).mtimeMs : undefined;
+function finishedAt(name: string): number | undefined {
+  const stage = stages.find((s) => s.name === name)!;
+  return existsSync(marker(name)) && existsSync(stage.product) ? statSync(marker(name)).mtimeMs : undefined;
 }
 
-/** Skips a stage that finished after every stage before it finished (its inputs are unchanged). */
-async function runStage(stage: Stage, inputsFinished: number): Promise<void> {
-  const finished = finishedAt(stage);
+const startStamp = (name: string) => join(STAGES, `${name}.started`);
+
+/** Its time so far moves to "<name> (discarded)"; its folder and marker go. */
+function discard(stage: Stage): void {
+  console.error(`stage ${stage.name}: its inputs were made again since it started; starting it afresh`);
+  const costs = readCosts();
+  costs[`${stage.name} (discarded)`] = (costs[`${stage.name} (discarded)`] ?? 0) + (costs[stage.name] ?? 0);
+  delete costs[stage.name];
+  writeJsonAtomic(COSTS, costs);
+  if (stage.dir) rmSync(stage.dir, { recursive: true, force: true });
+  rmSync(marker(stage.name), { force: true });
+  rmSync(startStamp(stage.name), { force: true });
+}
+
+async function runStage(stage: Stage): Promise<void> {
+  const inputsFinished = Math.max(0, ...stage.inputs.map((name) => finishedAt(name) ?? 0));
+  const finished = finishedAt(stage.name);
   if (finished !== undefined && finished >= inputsFinished) {
     console.error(`stage ${stage.name}: done (${marker(stage.name)})`);
     return;
   }
+  const began = existsSync(startStamp(stage.name)) ? statSync(startStamp(stage.name)).mtimeMs : undefined;
+  if (finished !== undefined || (began !== undefined && began < inputsFinished)) discard(stage);
+  if (!existsSync(startStamp(stage.name))) writeJsonAtomic(startStamp(stage.name), { startedAt: new Date().toISOString() });
   console.error(`\n══ stage ${stage.name} ══ (${new Date().toISOString()})`);
-  const began = performance.now();
+  const t0 = performance.now();
   let result: unknown;
   try {
     result = await stage.run();
   } finally {
-    addCost(stage.name, (performance.now() - began) / 1000);
+    addCost(stage.name, (performance.now() - t0) / 1000);
   }
   if (!existsSync(stage.product)) {
     console.error(`stage ${stage.name} stopped before finishing; run \`npm run train:default\` again to continue from its checkpoint`);
@@ -206,17 +227,15 @@ mkdirSync(WORK, { recursive: true });
 if (!existsSync(join(TOKENIZER, 'vocab.json'))) throw new Error(`no CLIP tokenizer (vocab.json, merges.txt) in ${TOKENIZER}; pass --tokenizer DIR`);
 console.error(`train:default: work folder ${WORK}, model → ${OUT}`);
 const started = performance.now();
-let inputsFinished = 0;
 for (const stage of stages) {
   if (stopping) break;
-  await runStage(stage, inputsFinished);
-  inputsFinished = Math.max(inputsFinished, finishedAt(stage) ?? 0);
+  await runStage(stage);
 }
 
 const costs = readCosts();
 const total = Object.values(costs).reduce((a, b) => a + b, 0);
 console.error('\nwall time per stage (all attempts):');
-for (const stage of stages) console.error(`  ${stage.name.padEnd(9)} ${duration(costs[stage.name] ?? 0)}`);
+for (const [name, seconds] of Object.entries(costs)) console.error(`  ${name.padEnd(9)} ${duration(seconds)}`);
 console.error(`  ${'total'.padEnd(9)} ${duration(total)}   (this run: ${duration((performance.now() - started) / 1000)})`);
 const size = (dir: string): number => readdirSync(dir).reduce((a, n) => a + (statSync(join(dir, n)).isDirectory() ? size(join(dir, n)) : statSync(join(dir, n)).size), 0);
 console.error(`model: ${OUT} (${(size(OUT) / 1e6).toFixed(1)} MB)`);

@@ -123,8 +123,6 @@ export function writeBasePipeline(o: BasePipelineOptions): void {
 export interface AssembleOptions {
   /** `nuri train unet`'s output pipeline. */
   unetPipeline: string;
-  /** The VAE folder to ship (the fine-tuned decoder's), replacing the pipeline's. */
-  vae: string;
   /** `nuri train clip`'s output (its CLIPModel gives image_encoder/). */
   clip: string;
   /** Scratch folder for the float32 assembly. */
@@ -138,8 +136,6 @@ export interface AssembleOptions {
 export function assembleDefaultModel(o: AssembleOptions): void {
   rmSync(o.staging, { recursive: true, force: true });
   copyFolder(o.unetPipeline, o.staging, new Set(['checkpoints', 'validation']));
-  rmSync(join(o.staging, 'vae'), { recursive: true });
-  copyFolder(o.vae, join(o.staging, 'vae'), new Set(['checkpoints', 'validation']));
   writeImageEncoder(o.clip, o.staging);
   writeJson(join(o.staging, 'model_index.json'), modelIndex(true));
   writeFileSync(join(o.staging, 'README.md'), modelCard(o.costs));
@@ -170,8 +166,8 @@ CLIP image tower trained with the text tower, with both projections (src/models/
 loads the pair as one CLIPModel). Weights are float16 safetensors.
 
 Training wall time on a 2-core CPU machine shared with other work: VAE ${minutes(costs.vae)},
-CLIP ${minutes(costs.clip)}, UNet ${minutes(costs.unet)}, VAE decoder fine-tune ${minutes(costs.decoder)};
-${minutes(total)} in total.
+CLIP ${minutes(costs.clip)}, UNet ${minutes(costs.unet)}; ${minutes(total)} in total, counting work
+discarded on the way (stages re-run after a change to an earlier one).
 
 ## Data and licences
 
