@@ -1,19 +1,36 @@
-// How well a model follows colour words (the default model's acceptance check, also used to watch
-// the UNet stage while it trains):
+// Evaluates the default model (issue 6), `npm run eval:default`:
 //
-//   npx tsx scripts/eval-default.ts [--model models/default] [--checkpoint DIR [--ema]] [--out grid.png]
+//   npx tsx scripts/eval-default.ts [--model models/default] [--checkpoint DIR [--ema]] [--colours]
+//                                   [--count 200] [--eval-steps 20] [--json FILE] [--out grid.png]
+//
+// 1. Colour words: the dominant hue of each colour prompt's image and the count of matches (the
+//    acceptance check; alone with --colours, which is quick enough to watch the UNet stage train).
+// 2. For up to --count held-out and --count training images of the emoji set (skin tones off, as
+//    the recipe trains), with the model's own CLIP (text_encoder/ + image_encoder/):
+//    image→caption retrieval top-1 / top-5 among the set's captions, and the Fréchet distance in
+//    CLIP's image-embedding space (unit-length embeddings) between generated and real images, for
+//    real images, images the model generates from the captions, and images the same pipeline
+//    generates with a freshly initialised UNet (seed 0, the weights the recipe's UNet stage starts
+//    from). Images are generated with DDIM and fixed seeds (image i of a set from seed i), so two
+//    runs give the same numbers.
 //
 // With --checkpoint, the UNet's weights come from a `nuri train unet` checkpoint folder (its EMA
-// weights with --ema) on top of --model, the pipeline it trains in. Prints the dominant hue of
-// each colour prompt's image and the count of matches; --out writes the images side by side.
+// weights with --ema) on top of --model, the pipeline it trains in. --out writes the colour
+// prompts' images side by side.
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dominantHue, hueName } from '../src/data/colour.ts';
-import { readSafetensors } from '../src/engine/index.ts';
-import type { RgbImage } from '../src/io/image.ts';
+import { EmojiDataset } from '../src/data/emoji-dataset.ts';
+import { Generator, Tensor, compile, readSafetensors, sym } from '../src/engine/index.ts';
+import { type RgbImage, imageToTensor } from '../src/io/image.ts';
 import { writePng } from '../src/io/png.ts';
+import { compileClipText } from '../src/models/clip-text.ts';
+import { loadPipelineClip } from '../src/models/pipeline-clip.ts';
 import { generate } from '../src/pipelines/generate.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
+import { tokenIds } from '../src/training/clip-training.ts';
+import { type Embeddings, frechetDistance, retrievalTopK } from '../src/training/frechet.ts';
 
 const PROMPTS: [string, string][] = [
   ['large red circle', 'red'],
@@ -27,18 +44,31 @@ const PROMPTS: [string, string][] = [
   ['red apple', 'red'],
   ['red car', 'red'],
 ];
+/** Images generated per pipeline call: a CFG batch of 2 × 25 keeps the UNet session's memory small. */
+const GENERATE_BATCH = 25;
+/** Seed of the untrained UNet's weights: scripts/train-default.ts starts the UNet stage from it. */
+const UNTRAINED_SEED = 0;
+const EVAL_SEED = 0;
 
 const { values } = parseArgs({
   options: {
     model: { type: 'string', default: join(import.meta.dirname, '..', 'models', 'default') },
     checkpoint: { type: 'string' },
     ema: { type: 'boolean', default: false },
+    colours: { type: 'boolean', default: false },
     steps: { type: 'string', default: '15' },
+    'eval-steps': { type: 'string', default: '20' },
     guidance: { type: 'string', default: '7.5' },
     seed: { type: 'string', default: '3' },
+    count: { type: 'string', default: '200' },
+    json: { type: 'string' },
     out: { type: 'string' },
   },
 });
+const guidance = Number(values.guidance);
+const evalSteps = Number(values['eval-steps']);
+const began = performance.now();
+const seconds = (since = began) => (performance.now() - since) / 1000;
 
 const sd = StableDiffusion.load(values.model!);
 if (values.checkpoint) {
@@ -49,18 +79,28 @@ if (values.checkpoint) {
     p.setValue(t.data as Float32Array);
   }
 }
-const began = performance.now();
-const { images } = await generate(sd, { prompts: PROMPTS.map(([p]) => p), steps: Number(values.steps), guidance: Number(values.guidance), seed: Number(values.seed), scheduler: 'ddim' });
-let matches = 0;
-for (const [i, [prompt, want]] of PROMPTS.entries()) {
-  const hue = dominantHue(images[i]);
-  const seen = hue ? hueName(hue.hue) : 'none';
-  if (seen === want) matches++;
-  console.log(`${seen === want ? '✓' : '✗'} ${prompt.padEnd(18)} ${seen}${seen === want ? '' : ` (want ${want})`}`);
-}
-console.log(`${matches}/${PROMPTS.length} colours followed (${((performance.now() - began) / 1000).toFixed(1)} s)`);
 
-if (values.out) {
+// ─── 1. colour words ────────────────────────────────────────────────────────────────────────────
+
+async function colourCheck(): Promise<{ followed: number; total: number }> {
+  const start = performance.now();
+  const { images } = await generate(sd, { prompts: PROMPTS.map(([p]) => p), steps: Number(values.steps), guidance, seed: Number(values.seed), scheduler: 'ddim' });
+  let followed = 0;
+  for (const [i, [prompt, want]] of PROMPTS.entries()) {
+    const hue = dominantHue(images[i]);
+    const seen = hue ? hueName(hue.hue) : 'none';
+    if (seen === want) followed++;
+    console.log(`${seen === want ? '✓' : '✗'} ${prompt.padEnd(18)} ${seen}${seen === want ? '' : ` (want ${want})`}`);
+  }
+  console.log(`${followed}/${PROMPTS.length} colours followed (${seconds(start).toFixed(1)} s)`);
+  if (values.out) {
+    await writePng(values.out, sideBySide(images));
+    console.log(`wrote ${values.out}`);
+  }
+  return { followed, total: PROMPTS.length };
+}
+
+function sideBySide(images: RgbImage[]): RgbImage {
   const size = images[0].width;
   const grid: RgbImage = { width: size * images.length, height: size, channels: 3, data: new Float32Array(3 * size * size * images.length) };
   const plane = grid.width * size;
@@ -71,6 +111,152 @@ if (values.out) {
       }
     }
   });
-  await writePng(values.out, grid);
-  console.log(`wrote ${values.out}`);
+  return grid;
+}
+
+// ─── 2. retrieval and Fréchet distance in the model's CLIP space ────────────────────────────────
+
+/** Unit-length rows, so that dot products are cosines (as CLIP compares). */
+function unitRows(data: Float32Array, n: number): Embeddings {
+  const dim = data.length / n;
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < n; i++) {
+    let norm = 0;
+    for (let d = 0; d < dim; d++) norm += data[i * dim + d] ** 2;
+    const scale = 1 / Math.sqrt(norm);
+    for (let d = 0; d < dim; d++) out[i * dim + d] = data[i * dim + d] * scale;
+  }
+  return { data: out, n, dim };
+}
+
+/** The model's CLIP as two sessions: captions → text embeddings, images (0..1) → image embeddings. */
+async function clipEmbedder(modelDir: string) {
+  const clip = loadPipelineClip(modelDir);
+  const tokenizer = sd.components.tokenizer;
+  const length = clip.config.text.maxPositionEmbeddings;
+  const text = await compileClipText(clip.text, { length });
+  const { numChannels, imageSize } = clip.config.vision;
+  const pixels = Tensor.input('pixel_values', [sym('B'), numChannels, imageSize, imageSize]);
+  const vision = await compile({ inputs: [pixels], outputs: { image_embeds: clip.vision.forward(pixels).imageEmbeds! } });
+  return {
+    async captions(captions: readonly string[]): Promise<Embeddings> {
+      const out = await text.run({ input_ids: tokenIds(tokenizer, captions, length) });
+      return unitRows(out.text_embeds.data as Float32Array, captions.length);
+    },
+    async images(images: readonly RgbImage[]): Promise<Embeddings> {
+      for (const image of images) {
+        if (image.width !== imageSize || image.height !== imageSize) throw new Error(`CLIP's image tower takes ${imageSize}×${imageSize} images, got ${image.width}×${image.height}`);
+      }
+      // The recipe trains CLIP on pixels in [-1, 1] (EmojiDataset.batch), not CLIP's mean/std.
+      const out = await vision.run({ pixel_values: { data: imageToTensor(images, '-1..1'), shape: [images.length, numChannels, imageSize, imageSize] } });
+      return unitRows(out.image_embeds.data as Float32Array, images.length);
+    },
+  };
+}
+
+/** m indices spread evenly over 0..n−1 (all of them when n ≤ m): a fixed pick across the set's order. */
+function evenlySpaced(n: number, m: number): number[] {
+  const k = Math.min(n, m);
+  return Array.from({ length: k }, (_, i) => Math.floor((i * n) / k));
+}
+
+/** One image per caption, image i from seed EVAL_SEED + i whatever the batching. */
+async function sample(pipeline: StableDiffusion, captions: readonly string[], label: string): Promise<RgbImage[]> {
+  const start = performance.now();
+  const images: RgbImage[] = [];
+  for (let i = 0; i < captions.length; i += GENERATE_BATCH) {
+    const prompts = captions.slice(i, i + GENERATE_BATCH);
+    images.push(...(await generate(pipeline, { prompts, steps: evalSteps, guidance, seed: EVAL_SEED + i, scheduler: 'ddim' })).images);
+    console.error(`  ${label}: ${images.length}/${captions.length} images (${seconds(start).toFixed(0)} s)`);
+  }
+  return images;
+}
+
+interface Scores {
+  top1: number;
+  top5: number;
+  /** Fréchet distance to the real images of the same set (for real images: see `realVsReal`). */
+  fd?: number;
+}
+interface SplitResult {
+  images: number;
+  distinctCaptions: number;
+  chance: Scores;
+  real: Scores;
+  generated: Scores;
+  untrained: Scores;
+}
+interface Evaluation {
+  splits: Record<'heldout' | 'train', SplitResult>;
+  /** FD between the real held-out and real training images: two real sets of different emoji. */
+  realVsReal: number;
+}
+
+async function evaluate(): Promise<Evaluation> {
+  const embed = await clipEmbedder(values.model!);
+  const untrained = StableDiffusion.load(values.model!);
+  untrained.components.unet.init(new Generator(UNTRAINED_SEED));
+  const count = Number(values.count);
+  const splits = {} as Evaluation['splits'];
+  const realEmbeds: Embeddings[] = [];
+  for (const split of ['heldout', 'train'] as const) {
+    const data = await EmojiDataset.load({ size: sd.defaultSize, includeSkinTones: false, split });
+    const items = evenlySpaced(data.length, count).map((i) => data.items[i]);
+    const captions = items.map((item) => item.caption);
+    const captionEmbeds = await embed.captions(captions);
+    const scores = (images: Embeddings, real?: Embeddings): Scores => {
+      const [top1, top5] = retrievalTopK(images, captionEmbeds, captions, [1, 5]);
+      return { top1, top5, ...(real ? { fd: frechetDistance(images, real) } : {}) };
+    };
+    const name = split === 'heldout' ? 'held-out' : 'train';
+    const real = await embed.images(items.map((item) => item.image));
+    realEmbeds.push(real);
+    const generated = await embed.images(await sample(sd, captions, `generated, ${name}`));
+    const fresh = await embed.images(await sample(untrained, captions, `untrained, ${name}`));
+    const distinct = new Set(captions).size;
+    splits[split] = {
+      images: items.length,
+      distinctCaptions: distinct,
+      chance: { top1: 1 / distinct, top5: Math.min(5, distinct) / distinct },
+      real: scores(real),
+      generated: scores(generated, real),
+      untrained: scores(fresh, real),
+    };
+  }
+  return { splits, realVsReal: frechetDistance(realEmbeds[0], realEmbeds[1]) };
+}
+
+function table({ splits, realVsReal }: Evaluation): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const fd = (x: number | undefined) => (x === undefined ? '' : x.toFixed(3));
+  const h = splits.heldout;
+  const t = splits.train;
+  const row = (label: string, a: Scores, b: Scores, fdA: string, fdB: string) =>
+    `| ${label} | ${pct(a.top1)} | ${pct(a.top5)} | ${fdA} | ${pct(b.top1)} | ${pct(b.top5)} | ${fdB} |`;
+  return [
+    `| images | held-out top-1 | held-out top-5 | held-out FD | train top-1 | train top-5 | train FD |`,
+    `|---|---:|---:|---:|---:|---:|---:|`,
+    row('real', h.real, t.real, `${fd(realVsReal)} †`, `${fd(realVsReal)} †`),
+    row('generated', h.generated, t.generated, fd(h.generated.fd), fd(t.generated.fd)),
+    row('untrained UNet', h.untrained, t.untrained, fd(h.untrained.fd), fd(t.untrained.fd)),
+    row('chance', h.chance, t.chance, '', ''),
+    '',
+    `Held-out: ${h.images} images, ${h.distinctCaptions} distinct captions; train: ${t.images} images (evenly spaced over the split), ` +
+      `${t.distinctCaptions} distinct captions. Retrieval ranks each image's own caption among the set's distinct captions ` +
+      `with the model's CLIP. FD: Fréchet distance to the real images of the same set in CLIP's unit-length image-embedding space.`,
+    `† real-vs-real reference: FD between the real held-out and the real training images (different emoji, same styles).`,
+    `Generated: DDIM ${evalSteps} steps, guidance ${guidance}, image i from seed ${EVAL_SEED} + i; untrained: the same pipeline with the UNet freshly initialised (seed ${UNTRAINED_SEED}).`,
+  ].join('\n');
+}
+
+const colours = await colourCheck();
+if (!values.colours) {
+  const evaluation = await evaluate();
+  const wall = seconds();
+  console.log(`\n${table(evaluation)}\n\nwall time ${(wall / 60).toFixed(1)} min (${wall.toFixed(0)} s)`);
+  if (values.json) {
+    const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED };
+    writeFileSync(values.json, `${JSON.stringify({ settings, colours, ...evaluation, wallSeconds: Math.round(wall) }, null, 2)}\n`);
+    console.log(`wrote ${values.json}`);
+  }
 }
