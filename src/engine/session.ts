@@ -141,6 +141,8 @@ async function createSession(graph: EmittedGraph, hash: string, options: RunOpti
     // the peak from 1.74 to 3.01 GB for no gain in speed (bench/sd-session-options.ts).
     enableMemPattern: false,
     logSeverityLevel: 3,
+    // NURI_ORT_PROFILE=prefix writes ONNX Runtime's per-node timings (Chrome trace JSON) for benchmarks.
+    ...(process.env.NURI_ORT_PROFILE ? { enableProfiling: true, profileFilePrefix: process.env.NURI_ORT_PROFILE } : {}),
     ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
   };
   if (!graph.externalFiles.size) return ort.InferenceSession.create(graph.bytes, sessionOptions);

@@ -239,11 +239,19 @@ describe('nn ops', () => {
       await gradCheck((x, w, b) => E.groupNorm(x, 3, w, b, 1e-3), [arg([2, 6, 5], [-2, 2]), arg([6], [0.5, 1.5]), arg([6])]);
     });
 
-    it(`attention (${mode}): q, k, v with different lengths`, async () => {
-      E.fusedKernels.attention = fused;
-      await gradCheck((q, k, v) => E.attention(q, k, v, 2), [arg([2, 3, 4], [-1.5, 1.5]), arg([2, 5, 4], [-1.5, 1.5]), arg([2, 5, 4])]);
-      await gradCheck((x) => E.attention(x, x, x, 1, 0.7), [arg([1, 4, 3], [-1.5, 1.5])]);
-    });
+    // Both forms of the score gradient (dense and low-rank, see attentionGradForm) at each forward form.
+    for (const form of ['dense', 'low-rank'] as const) {
+      it(`attention (${mode}, ${form} gradient): q, k, v with different lengths`, async () => {
+        E.fusedKernels.attention = fused;
+        E.attentionGradForm.form = form;
+        try {
+          await gradCheck((q, k, v) => E.attention(q, k, v, 2), [arg([2, 3, 4], [-1.5, 1.5]), arg([2, 5, 4], [-1.5, 1.5]), arg([2, 5, 4])]);
+          await gradCheck((x) => E.attention(x, x, x, 1, 0.7), [arg([1, 4, 3], [-1.5, 1.5])]);
+        } finally {
+          E.attentionGradForm.form = 'auto';
+        }
+      });
+    }
   }
 });
 
