@@ -20,7 +20,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { dominantHue, hueName } from '../src/data/colour.ts';
+import { COLOUR_PROMPTS, colourAgreement } from '../src/data/colour.ts';
 import { EmojiDataset } from '../src/data/emoji-dataset.ts';
 import { Generator, Tensor, compile, readSafetensors, sym } from '../src/engine/index.ts';
 import { type RgbImage, imageToTensor } from '../src/io/image.ts';
@@ -32,18 +32,6 @@ import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 import { tokenIds } from '../src/training/clip-training.ts';
 import { type Embeddings, frechetDistance, retrievalTopK } from '../src/training/frechet.ts';
 
-const PROMPTS: [string, string][] = [
-  ['large red circle', 'red'],
-  ['orange heart', 'orange'],
-  ['yellow heart', 'yellow'],
-  ['green apple', 'green'],
-  ['green heart', 'green'],
-  ['blue heart', 'blue'],
-  ['large blue circle', 'blue'],
-  ['purple heart', 'purple'],
-  ['red apple', 'red'],
-  ['red car', 'red'],
-];
 /** Images generated per pipeline call: a CFG batch of 2 × 25 keeps the UNet session's memory small. */
 const GENERATE_BATCH = 25;
 /** Seed of the untrained UNet's weights: scripts/train-default.ts starts the UNet stage from it. */
@@ -84,20 +72,18 @@ if (values.checkpoint) {
 
 async function colourCheck(): Promise<{ followed: number; total: number }> {
   const start = performance.now();
-  const { images } = await generate(sd, { prompts: PROMPTS.map(([p]) => p), steps: Number(values.steps), guidance, seed: Number(values.seed), scheduler: 'ddim' });
+  const { images } = await generate(sd, { prompts: COLOUR_PROMPTS.map(([p]) => p), steps: Number(values.steps), guidance, seed: Number(values.seed), scheduler: 'ddim' });
   let followed = 0;
-  for (const [i, [prompt, want]] of PROMPTS.entries()) {
-    const hue = dominantHue(images[i]);
-    const seen = hue ? hueName(hue.hue) : 'none';
+  for (const { prompt, want, seen } of colourAgreement(images)) {
     if (seen === want) followed++;
     console.log(`${seen === want ? '✓' : '✗'} ${prompt.padEnd(18)} ${seen}${seen === want ? '' : ` (want ${want})`}`);
   }
-  console.log(`${followed}/${PROMPTS.length} colours followed (${seconds(start).toFixed(1)} s)`);
+  console.log(`${followed}/${COLOUR_PROMPTS.length} colours followed (${seconds(start).toFixed(1)} s)`);
   if (values.out) {
     await writePng(values.out, sideBySide(images));
     console.log(`wrote ${values.out}`);
   }
-  return { followed, total: PROMPTS.length };
+  return { followed, total: COLOUR_PROMPTS.length };
 }
 
 function sideBySide(images: RgbImage[]): RgbImage {

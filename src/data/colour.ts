@@ -158,3 +158,27 @@ export function dominantColour(image: RgbImage, thresholds: Partial<ColourThresh
   if (mean < 0.47 || dark >= 0.5 * foreground) return 'black';
   return mean > 0.8 || foreground < 0.15 * image.width * image.height ? 'white' : 'grey';
 }
+
+/**
+ * The default model's colour check (issue: "the dominant hue matches in at least seven of eight"):
+ * training captions that name a colour, with the hue their images show.
+ */
+export const COLOUR_PROMPTS: readonly (readonly [prompt: string, hue: HueName])[] = [
+  ['large red circle', 'red'],
+  ['orange heart', 'orange'],
+  ['yellow heart', 'yellow'],
+  ['green apple', 'green'],
+  ['green heart', 'green'],
+  ['blue heart', 'blue'],
+  ['large blue circle', 'blue'],
+  ['purple heart', 'purple'],
+];
+
+/** The hue each image shows ('none' without a dominant one), beside the wanted hue of its prompt. */
+export function colourAgreement(images: readonly RgbImage[], prompts: readonly (readonly [string, HueName])[] = COLOUR_PROMPTS): { prompt: string; want: HueName; seen: HueName | 'none' }[] {
+  if (images.length !== prompts.length) throw new Error(`colour check: ${images.length} images for ${prompts.length} prompts`);
+  return prompts.map(([prompt, want], i) => {
+    const hue = dominantHue(images[i]);
+    return { prompt, want, seen: hue ? hueName(hue.hue) : 'none' };
+  });
+}
