@@ -24,8 +24,8 @@ interface AttentionFlags {
   scheduler: SchedulerName;
   guidance: number;
   seed?: number;
-  width: number;
-  height: number;
+  width?: number;
+  height?: number;
   out?: string;
 }
 
@@ -40,8 +40,8 @@ export function registerAttention(program: Command): void {
     .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')}`, oneOf(SCHEDULER_NAMES), DEFAULTS.scheduler)
     .option('--guidance <g>', 'classifier-free guidance scale', number(0, 100), DEFAULTS.guidance)
     .option('--seed <s>', 'random seed; random when omitted', integer(0, 2 ** 32 - 1))
-    .option('--width <w>', 'image width, a multiple of 32', imageSize, DEFAULTS.width)
-    .option('--height <h>', 'image height, a multiple of 32', imageSize, DEFAULTS.height)
+    .option('--width <w>', "image width, a multiple of 8 (default: the model's own size)", imageSize)
+    .option('--height <h>', "image height, a multiple of 8 (default: the model's own size)", imageSize)
     .option('--out <file.png>', 'output PNG: the image, then one heat map per token')
     .action(async (flags: AttentionFlags) => {
       await runAttention(flags);
@@ -56,12 +56,14 @@ async function runAttention(flags: AttentionFlags): Promise<void> {
   const out = resolve(flags.out);
   if (extname(out).toLowerCase() !== '.png') throw new Error(`--out must name a .png file, got ${flags.out}`);
   if (!existsSync(dirname(out)) || !statSync(dirname(out)).isDirectory()) throw new Error(`--out: folder ${dirname(out)} does not exist`);
-  // The maps come from the layers at 1/4 of the latent size (1/32 of the image).
-  if (flags.width % 32 || flags.height % 32) throw new Error(`attention maps need --width and --height that are multiples of 32, got ${flags.width}×${flags.height}`);
   const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
 
   const sd = StableDiffusion.load(flags.model ?? defaultModelPath(), { defaultTokenizer: bundledTokenizer });
   for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
+  const width = flags.width ?? sd.defaultSize;
+  const height = flags.height ?? sd.defaultSize;
+  const f = sd.vaeScaleFactor;
+  if (width % f || height % f) throw new Error(`--width and --height must be multiples of ${f} for this model, got ${width}×${height}`);
   const bar = progressBar('generating', flags.steps);
   const result = await crossAttentionMaps(sd, {
     prompt,
@@ -70,12 +72,12 @@ async function runAttention(flags: AttentionFlags): Promise<void> {
     scheduler: flags.scheduler,
     guidance: flags.guidance,
     seed,
-    width: flags.width,
-    height: flags.height,
+    width,
+    height,
     onStep: (p) => bar.update(p.step),
   }).finally(() => bar.stop());
 
-  const size = { width: flags.width, height: flags.height };
+  const size = { width, height };
   const maps = result.tokens.map((t) => heatMap(t.map, result.mapHeight, result.mapWidth, { size }));
   const grid = await imageGrid([result.image, ...maps], { columns: Math.min(maps.length + 1, 8), padding: 4, labels: ['image', ...result.tokens.map((t) => t.token)] });
   const parameters = formatParameters({
@@ -85,8 +87,8 @@ async function runAttention(flags: AttentionFlags): Promise<void> {
     sampler: SAMPLER_LABELS[flags.scheduler],
     guidance: flags.guidance,
     seed,
-    width: flags.width,
-    height: flags.height,
+    width,
+    height,
     model: sd.name,
   });
   await writePng(out, grid, { parameters });

@@ -100,20 +100,22 @@ async function runEdit(flags: EditFlags): Promise<void> {
   if (flags.image && flags.scheduler && flags.scheduler !== 'ddim') throw new Error(`--image needs --scheduler ddim (its inversion is DDIM's), not ${flags.scheduler}`);
   if (flags.blendThreshold !== undefined && !flags.localBlend) throw new Error('--blend-threshold needs --local-blend');
   const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
+  const given = flags.latents ? readLatents(flags.latents) : undefined;
+
+  // Loading reads configs only; the default size and the latent grid (H/f × W/f) are the model's.
+  const sd = StableDiffusion.load(flags.model ?? defaultModelPath(), { defaultTokenizer: bundledTokenizer });
+  const f = sd.vaeScaleFactor;
   let { width, height } = flags;
   let latents: Float32Array | undefined;
-  if (flags.latents) {
-    const given = readLatents(flags.latents);
+  if (given) {
     const [, , h, w] = given.shape;
-    if ((width ?? w * 8) !== w * 8 || (height ?? h * 8) !== h * 8) {
+    if ((width ?? w * f) !== w * f || (height ?? h * f) !== h * f) {
       throw new Error(`--latents ${flags.latents} has shape [${given.shape.join(', ')}], which does not fit --width ${width} --height ${height}`);
     }
-    [width, height, latents] = [w * 8, h * 8, given.data];
+    [width, height, latents] = [w * f, h * f, given.data];
   }
-  width ??= DEFAULTS.width;
-  height ??= DEFAULTS.height;
-
-  const sd = StableDiffusion.load(flags.model ?? defaultModelPath(), { defaultTokenizer: bundledTokenizer });
+  width ??= sd.defaultSize;
+  height ??= sd.defaultSize;
   for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
   const options: EditOptions = {
     source,

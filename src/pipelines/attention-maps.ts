@@ -23,7 +23,11 @@ export interface AttentionMapsOptions {
   clipSkip?: number;
   /** Initial noise [1, C, h, w] from N(0, 1). */
   latents?: Float32Array;
-  /** How many times smaller than the latents the maps' query grid is; default 4 (16×16 at 512 px). */
+  /**
+   * How many times smaller than the latents the maps' query grid is. Default: the largest of 1, 2, 4
+   * that keeps the maps at least 16 wide (4 for SD at 512 px: 16×16, as Prompt-to-Prompt shows
+   * them; 1 for the default model's 8×8 latents).
+   */
   mapDownscale?: number;
   onStep?: (progress: StepProgress) => void;
 }
@@ -49,9 +53,12 @@ export interface AttentionMapsResult {
 }
 
 export async function crossAttentionMaps(sd: StableDiffusion, options: AttentionMapsOptions): Promise<AttentionMapsResult> {
-  const o = { ...DEFAULTS, mapDownscale: 4, ...options };
-  if (o.width % 8 || o.height % 8) throw new Error(`width and height must be multiples of 8, got ${o.width}×${o.height}`);
-  const [h, w] = [o.height / 8, o.width / 8];
+  // Without a size, the one the model was trained for; latents are the image over the VAE's factor f.
+  const o = { ...DEFAULTS, mapDownscale: 1, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
+  const f = sd.vaeScaleFactor;
+  if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
+  const [h, w] = [o.height / f, o.width / f];
+  o.mapDownscale = options.mapDownscale ?? defaultMapDownscale(h, w);
   if (h % o.mapDownscale || w % o.mapDownscale) throw new Error(`a ${h}×${w} latent has no attention layers at 1/${o.mapDownscale} of its size`);
   const [mapHeight, mapWidth] = [h / o.mapDownscale, w / o.mapDownscale];
   const shape: Shape4 = [1, sd.latentChannels, h, w];
@@ -89,4 +96,10 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
     .slice(0, maxTokens - 2)
     .map((id, i) => ({ token: tokenizer.decode([id]), position: i + 1, map: tokenAttention(average, 0, i + 1, mapHeight * mapWidth, maxTokens) }));
   return { image: imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), latents, shape, seed: o.seed, mapHeight, mapWidth, tokens };
+}
+
+function defaultMapDownscale(latentHeight: number, latentWidth: number): number {
+  let d = 4;
+  while (d > 1 && (Math.min(latentHeight, latentWidth) / d < 16 || latentHeight % d || latentWidth % d)) d /= 2;
+  return d;
 }

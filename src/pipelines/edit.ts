@@ -58,17 +58,19 @@ export function checkEdit(sd: StableDiffusion, options: EditOptions): PromptToPr
 }
 
 export async function edit(sd: StableDiffusion, options: EditOptions): Promise<EditResult> {
-  const o = { ...DEFAULTS, ...options };
+  // Without a size, the one the model was trained for; latents are the image over the VAE's factor f.
+  const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
+  const f = sd.vaeScaleFactor;
   const fromPicture = o.image ?? o.inversion;
   if (fromPicture && o.scheduler !== 'ddim') throw new Error(`editing a real picture needs the DDIM scheduler (its inversion is DDIM's), not ${o.scheduler}`);
   if (o.image) [o.width, o.height] = [o.image.width, o.image.height];
-  if (o.inversion) [o.height, o.width] = [o.inversion.shape[2] * 8, o.inversion.shape[3] * 8];
-  if (o.width % 8 || o.height % 8) throw new Error(`width and height must be multiples of 8, got ${o.width}×${o.height}`);
+  if (o.inversion) [o.height, o.width] = [o.inversion.shape[2] * f, o.inversion.shape[3] * f];
+  if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
   const plan = checkEdit(sd, o);
   const tokenizer = sd.components.tokenizer;
   const blend = o.localBlend && new LocalBlend(tokenizer, [plan.source, plan.target], o.localBlend);
 
-  const [h, w] = [o.height / 8, o.width / 8];
+  const [h, w] = [o.height / f, o.width / f];
   const shape: Shape4 = [2, sd.latentChannels, h, w];
   const item = shape[1] * h * w;
   const rng = new BatchGenerator([o.seed, o.seed]); // both rows draw the same noise, at every step

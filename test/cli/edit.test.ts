@@ -37,6 +37,15 @@ describe('nuri edit', () => {
     expect(latents.shape).toEqual([2, 4, 8, 8]);
   });
 
+  it("uses the model's own size and VAE factor: the default model (4×) edits 32-px pictures on 8×8 latents", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-edit-'));
+    const r = nuri(['edit', '--steps', '2', '--seed', '1', '--prompt', 'cat face', '--target', 'dog face', '--out', 'e.png', '--save-latents', 'z.safetensors'], dir);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(readSafetensors(join(dir, 'z.safetensors')).get('latents')!.shape).toEqual([2, 4, 8, 8]);
+    expect(parseParameters(readPngText(join(dir, 'e.png')).parameters)).toMatchObject({ width: 32, height: 32 });
+  });
+
   // Each spawn costs seconds; the other word checks are covered in-process (seq-aligner.test.ts).
   const bad: [string, string[], RegExp][] = [
     ['a re-weighted word that is not in the prompt', ['--reweight', 'horse=2'], /reweight: "horse" is not a word/],
@@ -68,11 +77,12 @@ describe('nuri attention', () => {
     expect(grid.width).toBeGreaterThanOrEqual(6 * 64); // the image and 5 tokens in one row
   });
 
-  it('refuses a size whose attention maps do not exist', () => {
+  it('refuses a size that is not a multiple of 8 in one line', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-attention-'));
-    const r = nuri(['attention', '--model', TINY_SD, '--width', '72', '--height', '64', '--prompt', 'a cat', '--out', 'maps.png'], dir);
+    const r = nuri(['attention', '--model', TINY_SD, '--width', '70', '--height', '64', '--prompt', 'a cat', '--out', 'maps.png'], dir);
     expect(r.code).not.toBe(0);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/multiples of 32/);
+    expect(r.stderr).toMatch(/multiple of 8/);
+    expect(existsSync(join(dir, 'maps.png'))).toBe(false);
   });
 });
