@@ -69,8 +69,8 @@ export function registerEdit(program: Command): void {
     .option('--blend-threshold <t>', 'local blend: fraction of the mask peak that counts as inside (default 0.3)', fraction)
     .option('--image <file>', 'edit this picture: inverted with the source prompt first (DDIM, then null-text)')
     .option('--null-text-steps <n>', 'null-text optimisation iterations per step (0: plain DDIM inversion)', integer(0, 100), 10)
-    .option('--latents <file>', 'initial noise: safetensors tensor "latents" [1 or 2,4,H/8,W/8]')
-    .option('--save-latents <file>', 'write the final latents as tensor "latents" [2,4,H/8,W/8] (source, edit)')
+    .option('--latents <file>', 'initial noise: safetensors tensor "latents" [1 or 2,4,H/f,W/f]')
+    .option('--save-latents <file>', 'write the final latents as tensor "latents" [2,4,H/f,W/f] (source, edit)')
     .option('--negative-prompt <text>', 'what to steer away from')
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
     .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (ddim with --image)`, oneOf(SCHEDULER_NAMES))
@@ -199,7 +199,7 @@ function readLatents(path: string): { data: Float32Array; shape: number[] } {
   if (!existsSync(path)) throw new Error(`--latents: no such file ${path}`);
   const latents = readSafetensors(path).get('latents');
   if (!latents || latents.dtype !== 'F32' || latents.shape.length !== 4 || latents.shape[0] > 2) {
-    throw new Error(`--latents ${path}: needs an fp32 tensor "latents" [1 or 2,4,H/8,W/8]`);
+    throw new Error(`--latents ${path}: needs an fp32 tensor "latents" [1 or 2,4,H/f,W/f]`);
   }
   return { data: latents.data as Float32Array, shape: latents.shape };
 }

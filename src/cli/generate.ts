@@ -72,7 +72,7 @@ export function registerGenerate(program: Command): void {
     .option('--batch <n>', 'images to make', integer(1, 64))
     .option('--init-image <png>', 'img2img: start from this picture')
     .option('--strength <s>', `img2img: how much to change the picture (0–1], default ${DEFAULTS.strength}`, number(0.01, 1))
-    .option('--latents <file>', 'initial noise: safetensors with one fp32 tensor "latents" [B,4,H/8,W/8]')
+    .option('--latents <file>', 'initial noise: safetensors with one fp32 tensor "latents" [B,4,H/f,W/f] (f: the VAE downscale, 8 for SD, 4 for the default model)')
     .option('--save-latents <file>', 'write the final latents as safetensors tensor "latents"')
     .option('--clip-skip <n>', 'use the text encoder layer n from the end (1 = last)', integer(1, 12))
     .option('--lora <file[:weight]>', 'apply a LoRA file (diffusers or kohya keys), merged at this weight (default 1); repeatable', (v: string, prev: LoraSpec[] = []) => [...prev, parseLoraSpec(v)])
@@ -176,7 +176,7 @@ function readLatents(path: string): { data: Float32Array; shape: number[] } {
   const latents = tensors.get('latents');
   if (!latents) throw new Error(`--latents ${path} has no tensor named "latents" (found: ${[...tensors.keys()].join(', ') || 'none'})`);
   if (latents.dtype !== 'F32' || latents.shape.length !== 4) {
-    throw new Error(`--latents ${path}: tensor "latents" must be fp32 [B,4,H/8,W/8], found ${latents.dtype} [${latents.shape.join(', ')}]`);
+    throw new Error(`--latents ${path}: tensor "latents" must be fp32 [B,4,H/f,W/f], found ${latents.dtype} [${latents.shape.join(', ')}]`);
   }
   return { data: latents.data as Float32Array, shape: latents.shape };
 }

@@ -61,7 +61,7 @@ async function trainTextualInversion(flags: TextualInversionFlags): Promise<void
   const config = { command: 'train textual-inversion', ...flags, batch, resolution };
   const result = await runTraining({ ...flags, batch }, { label: 'train textual-inversion', task, defaultLr: 5e-4, config });
   if (result.interrupted) return;
-  console.error(`wrote ${saveLearnedEmbeds(flags.out, placeholder)} (use it with: nuri generate --embedding FILE "a photo of ${flags.token}")`);
+  console.error(`wrote ${saveLearnedEmbeds(flags.out, placeholder)} (use it with: nuri generate --embedding FILE "… ${flags.token} …")`);
 }
 
 // ─── DreamBooth ────────────────────────────────────────────────────────────────────────────────

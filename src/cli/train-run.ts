@@ -96,7 +96,7 @@ export async function runTraining(flags: TrainFlags, o: TrainingRun): Promise<Tr
   const optimizer = new AdamW(params, { lr, weightDecay: flags.weightDecay });
   const schedule = lrSchedule({ kind: flags.lrSchedule, lr, warmup: flags.warmup, totalSteps: flags.steps });
   const count = params.reduce((a, p) => a + p.size, 0);
-  console.error(`${o.label}: ${(count / 1e6).toFixed(2)}M trainable parameters, ${flags.steps} steps of ${flags.batch ?? '?'}×${flags.gradAccum}`);
+  console.error(`${o.label}: ${count >= 1e5 ? `${(count / 1e6).toFixed(2)}M` : count.toLocaleString('en')} trainable parameters, ${flags.steps} steps of ${flags.batch ?? '?'}×${flags.gradAccum}`);
 
   const bar = progressBar(o.label, flags.steps, ' loss {loss} lr {lr} {rate} it/s');
   const logEvery = Math.max(1, Math.round(flags.steps / 50));
