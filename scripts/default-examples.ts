@@ -308,9 +308,10 @@ ${section(1, 'p2p-cat-to-dog.png', `Word swap with \`nuri edit\`, one row per se
 together with the source from the same noise, with the paper's settings (its cross-attention tied
 to the source's for 80% of the steps, its self-attention for 40%) and tied harder
 (\`--cross-replace ${SWAP.strong.cross} --self-replace ${SWAP.strong.self}\`); and "${SWAP.target}" from the same seed without
-Prompt-to-Prompt. The edits should keep the source's layout where the plain picture need not. How
-much survives depends on the model: on one this small the paper's settings can leave the edit
-close to the plain picture, and tying the attention for longer keeps more of the source's outline.`)}
+Prompt-to-Prompt. The edits should keep the source's layout where the plain picture need not. On a
+model this small little of it survives: the paper's settings leave the edit close to the plain
+picture, and tying the attention for longer keeps only the source's outline and some of its
+colour.`)}
 ${section(2, 'p2p-reweight.png', `Re-weighting one word of the same prompt (\`--reweight ${REWEIGHT.word}=F\`, applied over all the steps with
 \`--cross-replace 1\`), one row per seed with the unedited picture in the middle (× 1): a negative
 factor takes the word's colour out, a large one puts more in. This small model answers one word's
@@ -325,8 +326,9 @@ ${section(4, 'dreambooth.png', `DreamBooth with class-prior preservation on a su
 (top row, both styles; the held-out split is never trained on). Rank-${DB.rank} LoRA adapters are trained
 on "${DB.instancePrompt}" for the instance images and on "${DB.classPrompt}" for ${DB.classImages} pictures the model made of the
 class first; then, with the same seeds: "${DB.instancePrompt}" with the adapters, "${DB.classPrompt}" with the adapters,
-and "${DB.classPrompt}" from the model without them. The class should change little; the instance prompt
-should draw the subject.`)}`;
+and "${DB.classPrompt}" from the model without them. The instance prompt draws the subject; prior
+preservation is meant to keep the class as it was, and here only partly does: "${DB.classPrompt}" keeps its
+layout but drifts in colour (a stronger --prior-loss-weight or more class images hold it closer).`)}`;
   const path = join(out, 'README.md');
   writeFileSync(`${path}.tmp`, readme);
   renameSync(`${path}.tmp`, path);
