@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { emojiRecords, readEmojiImage, type Split } from '../src/data/emoji.ts';
 import { readSafetensors } from '../src/engine/safetensors.ts';
 import { imageGrid } from '../src/io/grid.ts';
-import { type RgbImage, createImage, imageFromTensor, readImage } from '../src/io/image.ts';
+import { type RgbImage, createImage, enlarge, imageFromTensor, readImage } from '../src/io/image.ts';
 import { writePng } from '../src/io/png.ts';
 import type { Shape4 } from '../src/models/vae-runner.ts';
 import { generate } from '../src/pipelines/generate.ts';
@@ -108,19 +108,6 @@ function nuri(...argv: string[]): void {
   current!.commands.push([line, (performance.now() - start) / 1000]);
 }
 
-function zoom(image: RgbImage, k = ZOOM): RgbImage {
-  const big = createImage(image.width * k, image.height * k);
-  const [plane, bigPlane] = [image.width * image.height, big.width * big.height];
-  for (let c = 0; c < 3; c++) {
-    for (let y = 0; y < big.height; y++) {
-      for (let x = 0; x < big.width; x++) {
-        big.data[c * bigPlane + y * big.width + x] = image.data[c * plane + Math.floor(y / k) * image.width + Math.floor(x / k)];
-      }
-    }
-  }
-  return big;
-}
-
 interface Tile {
   image?: RgbImage;
   label: string;
@@ -129,7 +116,7 @@ interface Tile {
 /** Enlarged tiles with their captions, `columns` a row; a tile without an image is left blank. */
 async function writeTiles(name: string, tiles: Tile[], columns: number): Promise<void> {
   const side = tiles.find((t) => t.image)!.image!.width;
-  const images = tiles.map((t) => zoom(t.image ?? createImage(side, side, [1, 1, 1])));
+  const images = tiles.map((t) => enlarge(t.image ?? createImage(side, side, [1, 1, 1]), ZOOM));
   // Captions shrink to fit under their tile (≈ 0.55 em per character).
   const longest = Math.max(...tiles.map((t) => t.label.length));
   const fontSize = Math.max(8, Math.min(14, Math.floor(images[0].width / (0.55 * longest))));

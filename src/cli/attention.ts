@@ -6,6 +6,7 @@ import { dirname, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { imageGrid } from '../io/grid.ts';
 import { heatMap } from '../io/heatmap.ts';
+import { enlarge } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
 import { crossAttentionMaps } from '../pipelines/attention-maps.ts';
@@ -28,6 +29,9 @@ interface AttentionFlags {
   height?: number;
   out?: string;
 }
+
+/** Narrowest tile of the output grid, in pixels. */
+const MIN_TILE = 128;
 
 export function registerAttention(program: Command): void {
   program
@@ -77,9 +81,11 @@ async function runAttention(flags: AttentionFlags): Promise<void> {
     onStep: (p) => bar.update(p.step),
   }).finally(() => bar.stop());
 
-  const size = { width, height };
+  // Small pictures (the default model's 32 px) are shown enlarged, so that maps and labels can be read.
+  const factor = Math.max(1, Math.ceil(MIN_TILE / Math.min(width, height)));
+  const size = { width: width * factor, height: height * factor };
   const maps = result.tokens.map((t) => heatMap(t.map, result.mapHeight, result.mapWidth, { size }));
-  const grid = await imageGrid([result.image, ...maps], { columns: Math.min(maps.length + 1, 8), padding: 4, labels: ['image', ...result.tokens.map((t) => t.token)] });
+  const grid = await imageGrid([enlarge(result.image, factor), ...maps], { columns: Math.min(maps.length + 1, 8), padding: 4, labels: ['image', ...result.tokens.map((t) => t.token)] });
   const parameters = formatParameters({
     prompt,
     negativePrompt: flags.negativePrompt,

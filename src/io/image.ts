@@ -149,3 +149,18 @@ export function imageToTensor(images: readonly RgbImage[], range: TensorRange): 
   });
   return out;
 }
+
+/** The image `factor` times larger, each pixel a factor × factor block (nearest neighbour: small model outputs stay crisp). */
+export function enlarge(image: RgbImage, factor: number): RgbImage {
+  if (!Number.isInteger(factor) || factor < 1) throw new Error(`enlarge: the factor must be a whole number ≥ 1, got ${factor}`);
+  if (factor === 1) return image;
+  const big = createImage(image.width * factor, image.height * factor);
+  const [plane, bigPlane] = [image.width * image.height, big.width * big.height];
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < big.height; y++) {
+      const row = c * plane + Math.floor(y / factor) * image.width;
+      for (let x = 0; x < big.width; x++) big.data[c * bigPlane + y * big.width + x] = image.data[row + Math.floor(x / factor)];
+    }
+  }
+  return big;
+}

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createImage, fromRgb8, imageFromTensor, imageToTensor, readImage, toRgb8 } from '../../src/io/image.ts';
+import { createImage, enlarge, fromRgb8, imageFromTensor, imageToTensor, readImage, toRgb8 } from '../../src/io/image.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'nuri-io-image-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -136,5 +136,18 @@ describe('tensors', () => {
     expect(() => imageFromTensor(new Float32Array(11), 0, [1, 3, 2, 2], '0..1')).toThrow('do not fill');
     expect(() => imageFromTensor(new Float32Array(12), 1, [1, 3, 2, 2], '0..1')).toThrow('out of range');
     expect(() => imageToTensor([createImage(2, 2), createImage(3, 2)], '0..1')).toThrow('image 1 is 3x2');
+  });
+});
+
+describe('enlarge', () => {
+  it('repeats each pixel in a factor × factor block, per channel', () => {
+    const image = { width: 2, height: 1, channels: 3 as const, data: Float32Array.of(0.1, 0.2, 0.3, 0.4, 0.5, 0.6) };
+    const big = enlarge(image, 2);
+    expect([big.width, big.height]).toEqual([4, 2]);
+    // channel planes: R = [0.1, 0.2], G = [0.3, 0.4], B = [0.5, 0.6]
+    expect(Array.from(big.data.subarray(0, 8))).toEqual([0.1, 0.1, 0.2, 0.2, 0.1, 0.1, 0.2, 0.2].map(Math.fround));
+    expect(Array.from(big.data.subarray(16, 24))).toEqual([0.5, 0.5, 0.6, 0.6, 0.5, 0.5, 0.6, 0.6].map(Math.fround));
+    expect(enlarge(image, 1)).toBe(image);
+    expect(() => enlarge(image, 1.5)).toThrow(/whole number/);
   });
 });
