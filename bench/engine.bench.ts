@@ -56,7 +56,8 @@ async function directSession(op: string, inputs: Info[], initializers: (Info & {
       output: outputs.map(vi),
     },
   });
-  return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), { graphOptimizationLevel: 'all', logSeverityLevel: 3 });
+  // The same thread count as the engine's sessions, so the two differ only in what the engine adds.
+  return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), { graphOptimizationLevel: 'all', logSeverityLevel: 3, intraOpNumThreads: E.defaultThreads() });
 }
 
 const ints = (name: string, v: number[]) => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: v });
