@@ -10,6 +10,8 @@ import * as E from '../src/engine/index.ts';
 
 const { onnx } = onnxProto;
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 7);
+/** Engine and hand-built sessions run in turn: with spinning threads each would slow the other. */
+const RUN: E.RunOptions = { spinning: false };
 
 interface Timing {
   wallMs: number;
@@ -56,8 +58,13 @@ async function directSession(op: string, inputs: Info[], initializers: (Info & {
       output: outputs.map(vi),
     },
   });
-  // The same thread count as the engine's sessions, so the two differ only in what the engine adds.
-  return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), { graphOptimizationLevel: 'all', logSeverityLevel: 3, intraOpNumThreads: E.defaultThreads() });
+  // The same threads as the engine's sessions, so the two differ only in what the engine adds.
+  return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+    intraOpNumThreads: E.defaultThreads(),
+    extra: { session: { 'intra_op.allow_spinning': '0' } },
+  });
 }
 
 const ints = (name: string, v: number[]) => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: v });
@@ -86,7 +93,7 @@ async function convCase(): Promise<Row> {
   const w = frozen('w', [320, 320, 3, 3], 2);
   const b = frozen('b', [320], 3);
   const x = E.Tensor.input('x', shape);
-  const g = await E.compile({ inputs: [x], outputs: { y: E.conv2d(x, w.tensor, b.tensor, { padding: 1 }) } });
+  const g = await E.compile({ inputs: [x], outputs: { y: E.conv2d(x, w.tensor, b.tensor, { padding: 1 }) } }, RUN);
   const direct = await directSession('Conv', [{ name: 'x', shape }], [{ name: 'w', shape: [320, 320, 3, 3], data: w.value() }, { name: 'b', shape: [320], data: b.value() }], [{ name: 'y', shape }], [ints('pads', [1, 1, 1, 1])]);
   const feedX = new ort.Tensor('float32', xData, shape);
   return row('conv 3×3, 1×320×64×64 → 320', () => g.run({ x: { data: xData, shape } }), () => direct.run({ x: feedX }));
@@ -97,7 +104,7 @@ async function matmulCase(): Promise<Row> {
   const aData = randomData(n * n, 4);
   const w = frozen('w', [n, n], 5);
   const a = E.Tensor.input('a', [n, n]);
-  const g = await E.compile({ inputs: [a], outputs: { y: E.matmul(a, w.tensor) } });
+  const g = await E.compile({ inputs: [a], outputs: { y: E.matmul(a, w.tensor) } }, RUN);
   const direct = await directSession('MatMul', [{ name: 'a', shape: [n, n] }], [{ name: 'w', shape: [n, n], data: w.value() }], [{ name: 'y', shape: [n, n] }]);
   const feed = new ort.Tensor('float32', aData, [n, n]);
   return row('matmul 1024×1024 · 1024×1024', () => g.run({ a: { data: aData, shape: [n, n] } }), () => direct.run({ a: feed }));
@@ -112,7 +119,7 @@ async function attentionCase(fused: boolean): Promise<Row> {
   const q = E.Tensor.input('q', [batch, lq, dim]);
   const k = E.Tensor.input('k', [batch, lk, dim]);
   const v = E.Tensor.input('v', [batch, lk, dim]);
-  const g = await E.compile({ inputs: [q, k, v], outputs: { y: E.attention(q, k, v, heads) } });
+  const g = await E.compile({ inputs: [q, k, v], outputs: { y: E.attention(q, k, v, heads) } }, RUN);
   E.fusedKernels.attention = true;
   const direct = await directSession(
     'MultiHeadAttention',
@@ -138,20 +145,20 @@ async function convBackward(): Promise<void> {
   const w = frozen('w', [320, 320, 3, 3], 11);
   const x = E.Tensor.input('x', shape);
   const gy = E.Tensor.input('gy', shape);
-  const forward = await E.compile({ inputs: [x], outputs: { y: E.conv2d(x, w.tensor, undefined, { padding: 1 }) } });
+  const forward = await E.compile({ inputs: [x], outputs: { y: E.conv2d(x, w.tensor, undefined, { padding: 1 }) } }, RUN);
   const feeds = { x: { data: xData, shape }, gy: { data: gData, shape } };
   const graphs: { label: string; run: () => Promise<unknown> }[] = [{ label: 'forward', run: () => forward.run({ x: feeds.x }) }];
   for (const input of ['convTranspose', 'conv'] as const) {
     E.convGradForm.input = input;
     const [gx] = E.grad(E.conv2d(x, w.tensor, undefined, { padding: 1 }), [x], gy);
-    const graph = await E.compile({ inputs: [gy], outputs: { gx } });
+    const graph = await E.compile({ inputs: [gy], outputs: { gx } }, RUN);
     graphs.push({ label: `input gradient, ${input === 'conv' ? 'Conv with the flipped kernel' : 'ConvTranspose'}`, run: () => graph.run({ gy: feeds.gy }) });
   }
   w.trainable = true;
   for (const weight of ['conv', 'im2col'] as const) {
     E.convGradForm.weight = weight;
     const [gw] = E.grad(E.conv2d(x, w.tensor, undefined, { padding: 1 }), [w.tensor], gy);
-    const graph = await E.compile({ inputs: [x, gy], outputs: { gw } });
+    const graph = await E.compile({ inputs: [x, gy], outputs: { gw } }, RUN);
     graphs.push({ label: `weight gradient, ${weight === 'conv' ? 'big-kernel Conv' : 'im2col + one MatMul'}`, run: () => graph.run(feeds) });
   }
   w.trainable = false;

@@ -15,6 +15,11 @@ export interface RunOptions {
   executionProvider?: string;
   /** Intra-op threads; default $NURI_THREADS, else every core Node sees (see defaultThreads). */
   threads?: number;
+  /**
+   * Whether idle intra-op threads spin before sleeping (ONNX Runtime's default, true). Two sessions
+   * run in quick alternation steal each other's cores while spinning: benchmarks that interleave turn it off.
+   */
+  spinning?: boolean;
   /** Where graphs with external weights are written; default $NURI_CACHE or ~/.cache/nuri. */
   cacheDir?: string;
   /**
@@ -131,7 +136,7 @@ export async function compile(spec: GraphSpec, options: RunOptions = {}): Promis
   const graph = emitGraph(spec);
   const hash = createHash('sha256')
     .update(graph.bytes)
-    .update(JSON.stringify([...graph.externalFiles, options.executionProvider, options.threads ?? defaultThreads()]))
+    .update(JSON.stringify([...graph.externalFiles, options.executionProvider, options.threads ?? defaultThreads(), options.spinning ?? true]))
     .digest('hex')
     .slice(0, 24);
   let session = sessions.get(hash);
@@ -154,6 +159,7 @@ async function createSession(graph: EmittedGraph, hash: string, options: RunOpti
     // NURI_ORT_PROFILE=prefix writes ONNX Runtime's per-node timings (Chrome trace JSON) for benchmarks.
     ...(process.env.NURI_ORT_PROFILE ? { enableProfiling: true, profileFilePrefix: process.env.NURI_ORT_PROFILE } : {}),
     intraOpNumThreads: options.threads ?? defaultThreads(),
+    ...(options.spinning === false ? { extra: { session: { 'intra_op.allow_spinning': '0' } } } : {}),
   };
   if (!graph.externalFiles.size) return ort.InferenceSession.create(graph.bytes, sessionOptions);
 
