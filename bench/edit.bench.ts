@@ -10,8 +10,11 @@
 //
 //   npm run bench:edit [-- --size 512] [--steps 3] [--rounds 1] [--runs 3] [--inner 2] [--parts edit,attention,null-text]
 //
-// Measured on the shared 2-core dev machine (load average 3–9, so single calls carry ±20% noise),
-// full-size random SD-1.5 fp32, DDIM, guidance 7.5:
+// Measured on the quiet 2-core dev machine with two intra-op threads (2026-12-01), full-size random
+// SD-1.5 fp32, DDIM, guidance 7.5, `--steps 2 --parts edit,attention`:
+//   512²: edit ÷ generate 1.93× (36.8 s vs 19.1 s; UNet step 10.7 s vs 5.23 s); attention-map
+//         capture −1% (noise); peak RSS 14.9 GB (plain + P2P sessions), 11.0 GB (plain + store)
+// Earlier, with one thread and a load average of 3–9 (single calls ±20%):
 //   512², 2 steps: edit ÷ generate 1.96× (127 s vs 65 s); attention-map capture ±2% (noise);
 //                  null-text 24.8 s per Adam iteration (2.6× a 9.5 s forward), ≤ 267 s per step;
 //                  peak RSS 14.8 GB (plain + P2P sessions), 16.5 GB (plain + gradient sessions)
