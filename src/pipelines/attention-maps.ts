@@ -54,13 +54,13 @@ export interface AttentionMapsResult {
 
 export async function crossAttentionMaps(sd: StableDiffusion, options: AttentionMapsOptions): Promise<AttentionMapsResult> {
   // Without a size, the one the model was trained for; latents are the image over the VAE's factor f.
-  const o = { ...DEFAULTS, mapDownscale: 1, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
+  const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
   const f = sd.vaeScaleFactor;
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
   const [h, w] = [o.height / f, o.width / f];
-  o.mapDownscale = options.mapDownscale ?? defaultMapDownscale(h, w);
-  if (h % o.mapDownscale || w % o.mapDownscale) throw new Error(`a ${h}×${w} latent has no attention layers at 1/${o.mapDownscale} of its size`);
-  const [mapHeight, mapWidth] = [h / o.mapDownscale, w / o.mapDownscale];
+  const mapDownscale = options.mapDownscale ?? defaultMapDownscale(h, w);
+  if (h % mapDownscale || w % mapDownscale) throw new Error(`a ${h}×${w} latent has no attention layers at 1/${mapDownscale} of its size`);
+  const [mapHeight, mapWidth] = [h / mapDownscale, w / mapDownscale];
   const shape: Shape4 = [1, sd.latentChannels, h, w];
   const size = shape[1] * h * w;
   if (o.latents && o.latents.length !== size) throw new Error(`initial latents have ${o.latents.length} values; [${shape.join(', ')}] needs ${size}`);
