@@ -64,10 +64,9 @@ async function runAttention(flags: AttentionFlags): Promise<void> {
 
   const sd = StableDiffusion.load(flags.model ?? defaultModelPath(), { defaultTokenizer: bundledTokenizer });
   for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
+  // crossAttentionMaps checks the size against the model's VAE factor.
   const width = flags.width ?? sd.defaultSize;
   const height = flags.height ?? sd.defaultSize;
-  const f = sd.vaeScaleFactor;
-  if (width % f || height % f) throw new Error(`--width and --height must be multiples of ${f} for this model, got ${width}×${height}`);
   const bar = progressBar('generating', flags.steps);
   const result = await crossAttentionMaps(sd, {
     prompt,
