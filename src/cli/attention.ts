@@ -13,7 +13,7 @@ import { crossAttentionMaps } from '../pipelines/attention-maps.ts';
 import { DEFAULTS } from '../pipelines/generate.ts';
 import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
-import { SAMPLER_LABELS } from './generate.ts';
+import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import { imageSize, integer, number, oneOf } from './options.ts';
 import { bundledTokenizer, defaultModelPath, progressBar } from './shared.ts';
 

@@ -14,7 +14,7 @@ import { DEFAULTS } from '../pipelines/generate.ts';
 import type { CrossReplace } from '../pipelines/prompt-to-prompt.ts';
 import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
-import { SAMPLER_LABELS } from './generate.ts';
+import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import { collect, imageSize, integer, keyValue, number, oneOf } from './options.ts';
 import { type Progress, bundledTokenizer, defaultModelPath, progressBar } from './shared.ts';
 

@@ -11,20 +11,9 @@ import { DEFAULTS, generate } from '../pipelines/generate.ts';
 import { type LoraSpec, parseLoraSpec, personalise } from '../pipelines/personalise.ts';
 import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
+import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import { collect, imageSize, integer, number, oneOf } from './options.ts';
 import { bundledTokenizer, defaultModelPath, progressBar } from './shared.ts';
-
-/** The names AUTOMATIC1111 writes in its `parameters` text, so other tools read ours. */
-export const SAMPLER_LABELS: Record<SchedulerName, string> = {
-  ddpm: 'DDPM',
-  ddim: 'DDIM',
-  pndm: 'PLMS',
-  lms: 'LMS',
-  euler: 'Euler',
-  'euler-a': 'Euler a',
-  'dpmpp-2m': 'DPM++ 2M',
-  'dpmpp-2m-karras': 'DPM++ 2M Karras',
-};
 
 interface GenerateFlags {
   model?: string;
