@@ -9,6 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import { crc32, inflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { toRgb8, type RgbImage } from './image.ts';
+import { decodePngText, pngTextChunks } from './png-text.ts';
 
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
@@ -80,37 +81,9 @@ function chunk(type: string, data: Buffer): Buffer {
 
 /** The text chunks (tEXt, zTXt, iTXt) of PNG bytes, keyword → text. */
 export function parsePngText(png: Uint8Array): Record<string, string> {
-  const bytes = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
-  if (!bytes.subarray(0, 8).equals(SIGNATURE)) throw new Error('not a PNG file');
   const text: Record<string, string> = {};
-  for (let offset = 8; ; ) {
-    if (offset + 12 > bytes.length) throw new Error('truncated PNG: no IEND chunk');
-    const length = bytes.readUInt32BE(offset);
-    const type = bytes.toString('latin1', offset + 4, offset + 8);
-    const end = offset + 8 + length;
-    if (end + 4 > bytes.length) throw new Error(`truncated PNG: ${type} chunk runs past the end`);
-    if (type === 'IEND') return text;
-    if (type === 'tEXt' || type === 'zTXt' || type === 'iTXt') {
-      const [keyword, value] = decodeText(type, bytes.subarray(offset + 8, end));
-      text[keyword] = value;
-    }
-    offset = end + 4;
-  }
-}
-
-function decodeText(type: string, data: Buffer): [string, string] {
-  const keywordEnd = data.indexOf(0);
-  if (keywordEnd < 0) throw new Error(`malformed PNG ${type} chunk`);
-  const keyword = data.toString('latin1', 0, keywordEnd);
-  if (type === 'tEXt') return [keyword, data.toString('latin1', keywordEnd + 1)];
-  if (type === 'zTXt') return [keyword, inflateSync(data.subarray(keywordEnd + 2)).toString('latin1')];
-  // iTXt: flag, method, language tag NUL, translated keyword NUL, text.
-  const compressed = data[keywordEnd + 1] === 1;
-  const languageEnd = data.indexOf(0, keywordEnd + 3);
-  const translatedEnd = languageEnd < 0 ? -1 : data.indexOf(0, languageEnd + 1);
-  if (translatedEnd < 0) throw new Error('malformed PNG iTXt chunk');
-  const body = data.subarray(translatedEnd + 1);
-  return [keyword, (compressed ? inflateSync(body) : body).toString('utf8')];
+  for (const chunk of pngTextChunks(png)) text[chunk.keyword] = decodePngText(chunk, chunk.compressed ? inflateSync(chunk.body) : chunk.body);
+  return text;
 }
 
 /** Reads the text chunks of a PNG file, keyword → text. */
