@@ -88,17 +88,23 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   });
 
   const decoded = await sd.vaeRunner.decodeLatents(latents, shape);
-  const tokenizer = sd.components.tokenizer;
-  const maxTokens = tokenizer.modelMaxLength;
-  const average = store.average();
-  const tokens = tokenizer
-    .encode(o.prompt)
-    .slice(0, maxTokens - 2)
-    .map((id, i) => ({ token: tokenizer.decode([id]), position: i + 1, map: tokenAttention(average, 0, i + 1, mapHeight * mapWidth, maxTokens) }));
+  const tokens = promptTokenMaps(sd, o.prompt, store, 0);
   return { image: imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), latents, shape, seed: o.seed, mapHeight, mapWidth, tokens };
 }
 
-function defaultMapDownscale(latentHeight: number, latentWidth: number): number {
+/** One map per token of `prompt` (BOS and EOS left out) from row `row` of a store's average. */
+export function promptTokenMaps(sd: StableDiffusion, prompt: string, store: AttentionStore, row: number): TokenAttention[] {
+  const tokenizer = sd.components.tokenizer;
+  const maxTokens = tokenizer.modelMaxLength;
+  const average = store.average();
+  const queries = store.options.height * store.options.width;
+  return tokenizer
+    .encode(prompt)
+    .slice(0, maxTokens - 2)
+    .map((id, i) => ({ token: tokenizer.decode([id]), position: i + 1, map: tokenAttention(average, row, i + 1, queries, maxTokens) }));
+}
+
+export function defaultMapDownscale(latentHeight: number, latentWidth: number): number {
   let d = 4;
   while (d > 1 && (Math.min(latentHeight, latentWidth) / d < 16 || latentHeight % d || latentWidth % d)) d /= 2;
   return d;

@@ -8,6 +8,7 @@ import { imageFromTensor } from '../io/image.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import { type SchedulerName, createScheduler } from '../schedulers/index.ts';
 import { PromptToPromptControl, compileControlledUNet } from './attention-control.ts';
+import { type TokenAttention, defaultMapDownscale, promptTokenMaps } from './attention-maps.ts';
 import { AttentionStore } from './attention-store.ts';
 import { BatchGenerator, DEFAULTS, type StepProgress, denoise } from './generate.ts';
 import { type InvertedImage, type NullTextOptions, invertImage } from './inversion.ts';
@@ -35,6 +36,8 @@ export interface EditOptions extends PromptToPromptOptions {
   width?: number;
   height?: number;
   clipSkip?: number;
+  /** Also record where the edit attended for each token of the target (its heat maps). */
+  attentionMaps?: boolean;
   onStep?: (progress: StepProgress) => void;
   onInversionStep?: (progress: { phase: 'ddim' | 'null-text'; step: number; total: number; loss?: number }) => void;
 }
@@ -48,6 +51,8 @@ export interface EditResult {
   seed: number;
   plan: PromptToPromptPlan;
   inversion?: InvertedImage;
+  /** With `attentionMaps`: the edit's cross-attention per target token, at mapHeight × mapWidth. */
+  attention?: { mapHeight: number; mapWidth: number; tokens: TokenAttention[] };
 }
 
 /** Checks an edit against the tokenizer alone (words, token counts, fractions): throws before any work. */
@@ -100,7 +105,11 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   const batch = guided ? 4 : 2;
   const [mapH, mapW] = [h / 4, w / 4]; // the reference blends with the 16×16 maps of a 64×64 latent
   const store = blend && new AttentionStore({ height: mapH, width: mapW, rows: [batch - 2, batch], name: 'local_blend_maps' });
-  const control = new PromptToPromptControl({ batch, tokens: tokenizer.modelMaxLength, observers: store ? [store] : [] });
+  const mapDownscale = defaultMapDownscale(h, w);
+  // The edit's own conditional row (the last), after every replacement and re-weighting.
+  const mapStore = o.attentionMaps ? new AttentionStore({ height: h / mapDownscale, width: w / mapDownscale, rows: [batch - 1, batch], name: 'edit_attention_maps' }) : undefined;
+  const observers = [store, mapStore].filter((s) => s !== undefined);
+  const control = new PromptToPromptControl({ batch, tokens: tokenizer.modelMaxLength, observers });
   const unet = await compileControlledUNet(sd, [batch, shape[1], h, w], control);
   const nullText = guided && inversion ? inversion.uncondEmbeddings : undefined;
   const feeds = (i: number): Feeds => ({ ...promptToPromptFeeds(plan, i), ...(nullText ? { encoder_hidden_states: nullTextContext(nullText[i], cond, sd.contextShape) } : {}) });
@@ -116,14 +125,15 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
     rng,
     eta: o.eta,
     feeds,
-    onOutputs: store && ((_, outputs) => store.accumulate(outputs)),
+    onOutputs: observers.length ? (_, outputs) => observers.forEach((o) => o.accumulate(outputs)) : undefined,
     afterStep: blend && store && ((_, x) => blendLatents(x, shape, blend.mask(store.sum, mapH, mapW, h, w))),
     onStep: o.onStep,
   });
 
   const decoded = await sd.vaeRunner.decodeLatents(final, shape);
   const images: [RgbImage, RgbImage] = [imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), imageFromTensor(decoded.data, 1, decoded.shape, '0..1')];
-  return { images, latents: final, shape, seed: o.seed, plan, inversion };
+  const attention = mapStore && { mapHeight: mapStore.options.height, mapWidth: mapStore.options.width, tokens: promptTokenMaps(sd, plan.target, mapStore, 0) };
+  return { images, latents: final, shape, seed: o.seed, plan, inversion, attention };
 }
 
 /** [∅_t, ∅_t, source, edit]: the tuned null text stands in for both unconditional rows. */

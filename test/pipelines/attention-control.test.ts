@@ -99,6 +99,20 @@ describe('Prompt-to-Prompt controller', () => {
     expect(maxAbsDiff(boosted.latents.subarray(0, half), boosted.latents.subarray(half))).toBeGreaterThan(1e-3);
   });
 
+  it("records the edit's heat maps: one per target token, following the re-weighting", async () => {
+    const source = 'a smiling cat riding a bike';
+    const sum = (m: Float32Array) => m.reduce((a, b) => a + b, 0);
+    const plain = await edit(sd, { ...SIZE, source, reweight: { smiling: 1 }, attentionMaps: true });
+    const boosted = await edit(sd, { ...SIZE, source, reweight: { smiling: 5 }, attentionMaps: true });
+    const maps = plain.attention!;
+    expect(maps.tokens.map((t) => t.token)).toEqual(['a', 'smiling', 'cat', 'riding', 'a', 'bike']);
+    for (const t of maps.tokens) expect(t.map).toHaveLength(maps.mapHeight * maps.mapWidth);
+    const smiling = (r: typeof plain) => sum(r.attention!.tokens[1].map);
+    expect(smiling(boosted)).toBeGreaterThan(2 * smiling(plain));
+    expect(sum(boosted.attention!.tokens[2].map)).toBeLessThan(2 * sum(maps.tokens[2].map));
+    expect(await edit(sd, { ...SIZE, source }).then((r) => r.attention)).toBeUndefined();
+  });
+
   it('a local-blend mask of zeros returns the source latents', async () => {
     const latents = Float32Array.from({ length: 2 * ITEM }, (_, i) => Math.sin(i));
     const blended = blendLatents(latents, LATENT, new Uint8Array(16 * 16));
