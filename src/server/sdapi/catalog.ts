@@ -1,0 +1,79 @@
+// What the A1111 layer knows of the models folder: checkpoints (sd-models), LoRAs and Textual
+// Inversion embeddings by A1111's names, read through the server's ModelRegistry.
+
+import { basename, extname } from 'node:path';
+import { readEmbeddingFile } from '../../models/textual-inversion.ts';
+
+export interface RegistryEntry {
+  name: string;
+  path: string;
+}
+
+type Awaitable<T> = T | Promise<T>;
+
+/** The part of the server's ModelRegistry this layer reads. */
+export interface SdapiModelRegistry {
+  models(): Awaitable<readonly RegistryEntry[]>;
+  loras(): Awaitable<readonly RegistryEntry[]>;
+  embeddings(): Awaitable<readonly RegistryEntry[]>;
+}
+
+/** The registry's name of the bundled model, which is always there. */
+export const DEFAULT_MODEL = 'default';
+
+/** A1111's GET /sdapi/v1/sd-models item. Hashes are not computed (A1111 also answers null until it has). */
+export function sdModelItem(model: RegistryEntry) {
+  return { title: model.name, model_name: model.name, hash: null, sha256: null, filename: model.path, config: null };
+}
+
+/**
+ * Finds a checkpoint by what clients send as `sd_model_checkpoint`: the title, the model name, a
+ * file name ("x.safetensors"), or A1111's "name [hash]" form.
+ */
+export function findModel(models: readonly RegistryEntry[], wanted: string): RegistryEntry | undefined {
+  const plain = wanted.replace(/\s*\[[0-9a-f]+\]\s*$/i, '').trim();
+  const stem = basename(plain, extname(plain));
+  return models.find((m) => m.name === plain) ?? models.find((m) => m.name === stem || basename(m.path) === plain || basename(m.path, extname(m.path)) === stem);
+}
+
+export interface EmbeddingInfo {
+  name: string;
+  /** What a prompt writes to use it. */
+  token: string;
+  vectors: number;
+  shape: number;
+}
+
+/** Reads embedding files once each (by path and size of the registry's list); unreadable ones are skipped. */
+export class EmbeddingIndex {
+  private readonly cache = new Map<string, EmbeddingInfo | { name: string; error: string }>();
+
+  read(entries: readonly RegistryEntry[]): { loaded: EmbeddingInfo[]; skipped: { name: string; error: string }[] } {
+    const loaded: EmbeddingInfo[] = [];
+    const skipped: { name: string; error: string }[] = [];
+    for (const entry of entries) {
+      let info = this.cache.get(entry.path);
+      if (!info) {
+        try {
+          const embedding = readEmbeddingFile(entry.path);
+          info = { name: entry.name, token: embedding.token, vectors: embedding.vectors.length, shape: embedding.vectors[0]?.length ?? 0 };
+        } catch (error) {
+          info = { name: entry.name, error: (error as Error).message };
+        }
+        this.cache.set(entry.path, info);
+      }
+      if ('error' in info) skipped.push(info);
+      else loaded.push(info);
+    }
+    return { loaded, skipped };
+  }
+}
+
+/** The embeddings whose token (or name) a prompt uses: A1111 applies an embedding wherever its name appears. */
+export function embeddingsInPrompt(prompts: readonly string[], embeddings: readonly EmbeddingInfo[]): string[] {
+  const used = (word: string) => {
+    const pattern = new RegExp(`(^|[^\\w<>-])${word.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[^\\w<>-])`);
+    return prompts.some((p) => pattern.test(p));
+  };
+  return embeddings.filter((e) => used(e.token) || used(e.name)).map((e) => e.name);
+}

@@ -1,0 +1,142 @@
+// POST /sdapi/v1/txt2img and /img2img. Synchronous as in A1111: the request is turned into one
+// native `generate` job per n_iter batch, queued, waited for, and answered with base64 PNGs, the
+// echoed request and A1111's `info` JSON string. A client that hangs up cancels its jobs.
+
+import type { FastifyReply } from 'fastify';
+import { parsePngText } from '../../io/png.ts';
+import { type JobQueue, type JobRecord, QueueFullError } from '../jobs.ts';
+import { A1111Activity, type A1111Request, jobTimestamp } from './activity.ts';
+import { EmbeddingIndex, type SdapiModelRegistry } from './catalog.ts';
+import { SdapiError, parseBody } from './errors.ts';
+import { decodeBase64Image, pngSize, prepareInitImage } from './images.ts';
+import type { SdapiOptions } from './options.ts';
+import { type Img2ImgRequest, type Txt2ImgRequest, img2imgRequest, txt2imgRequest, unsupportedFieldNotes } from './request.ts';
+import { type GenerationPlan, planGeneration } from './translate.ts';
+
+export interface GenerationDeps {
+  queue: JobQueue;
+  models: SdapiModelRegistry;
+  readImage(name: string): Promise<Buffer>;
+  saveUpload(bytes: Buffer): Promise<string>;
+  options: SdapiOptions;
+  activity: A1111Activity;
+  embeddings: EmbeddingIndex;
+}
+
+type Kind = 'txt2img' | 'img2img';
+
+export async function generateA1111(kind: Kind, body: unknown, reply: FastifyReply, deps: GenerationDeps): Promise<unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw SdapiError.invalid([], 'must be a JSON object', 'type_error.dict');
+  const schema = kind === 'txt2img' ? txt2imgRequest : img2imgRequest;
+  const request: Txt2ImgRequest | Img2ImgRequest = parseBody(schema, body);
+  const notes = unsupportedFieldNotes(body as Record<string, unknown>, schema);
+
+  const [models, loras, embeddingFiles] = await Promise.all([deps.models.models(), deps.models.loras(), deps.models.embeddings()]);
+  const embeddings = deps.embeddings.read(embeddingFiles).loaded;
+  const plan = planGeneration(request, { models, loras, embeddings, options: deps.options });
+  notes.push(...plan.notes);
+  if ('init_images' in request) {
+    await addInitImage(request, plan, notes, deps);
+  }
+
+  const tracked = deps.activity.begin(kind);
+  const hangUp = new AbortController();
+  const onClose = () => {
+    if (!reply.raw.writableFinished) hangUp.abort();
+  };
+  reply.raw.on('close', onClose);
+  try {
+    await submitAll(plan, tracked, deps.queue);
+    hangUp.signal.addEventListener('abort', () => void Promise.all(tracked.jobIds.map((id) => deps.queue.cancel(id))), { once: true });
+    if (hangUp.signal.aborted) await Promise.all(tracked.jobIds.map((id) => deps.queue.cancel(id)));
+    const records: JobRecord[] = [];
+    for (const id of tracked.jobIds) records.push(await deps.queue.wait(id, hangUp.signal));
+    return await answer(kind, request, plan, records, tracked, notes, deps);
+  } finally {
+    reply.raw.off('close', onClose);
+    deps.activity.end(tracked);
+  }
+}
+
+async function addInitImage(request: Img2ImgRequest, plan: GenerationPlan, notes: string[], deps: GenerationDeps): Promise<void> {
+  const bytes = decodeBase64Image(request.init_images[0], ['init_images', 0]);
+  const png = await prepareInitImage(bytes, ['init_images', 0], request, request.resize_mode);
+  plan.params.initImage = await deps.saveUpload(png);
+  plan.params.strength = request.denoising_strength;
+  if (request.init_images.length > 1) notes.push(`only init_images[0] is used; ${request.init_images.length - 1} more were ignored`);
+  if (request.resize_mode === 3) notes.push('resize_mode 3 (latent upscale) is not supported; the image was resized in pixels');
+}
+
+/** Queues every batch up front, so a full queue refuses the whole request rather than half of it. */
+async function submitAll(plan: GenerationPlan, tracked: A1111Request, queue: JobQueue): Promise<void> {
+  try {
+    for (let k = 0; k < plan.iterations; k++) {
+      const job = await queue.submit('generate', { ...plan.params, seed: plan.seed + k * plan.batchSize });
+      tracked.jobIds.push(job.id);
+    }
+  } catch (error) {
+    await Promise.all(tracked.jobIds.map((id) => queue.cancel(id)));
+    if (error instanceof QueueFullError) throw new SdapiError(429, error.message, { 'Retry-After': String(error.retryAfterSeconds) });
+    throw error;
+  }
+}
+
+async function answer(kind: Kind, request: Txt2ImgRequest | Img2ImgRequest, plan: GenerationPlan, records: JobRecord[], tracked: A1111Request, notes: string[], deps: GenerationDeps) {
+  const failed = records.find((r) => r.status === 'failed');
+  if (failed) throw new SdapiError(500, `generation failed: ${failed.error ?? 'unknown error'}`);
+  const cancelled = records.filter((r) => r.status === 'cancelled').length;
+  if (cancelled) notes.push(`interrupted: ${cancelled} of ${records.length} batch(es) were cancelled before they finished`);
+
+  const pngs: Buffer[] = [];
+  for (const record of records) {
+    if (record.status !== 'completed') continue;
+    for (const name of record.images) pngs.push(await deps.readImage(name));
+  }
+  const size = pngs.length ? pngSize(pngs[0]) : { width: request.width, height: request.height };
+  const infotexts = pngs.map((png) => parsePngText(png).parameters ?? '');
+  const count = plan.batchSize * plan.iterations;
+  const seeds = Array.from({ length: count }, (_, i) => plan.seed + i);
+  const info = {
+    prompt: request.prompt,
+    all_prompts: new Array(count).fill(request.prompt),
+    negative_prompt: request.negative_prompt,
+    all_negative_prompts: new Array(count).fill(request.negative_prompt),
+    seed: plan.seed,
+    all_seeds: seeds,
+    subseed: plan.subseed,
+    all_subseeds: seeds.map((_, i) => plan.subseed + i),
+    subseed_strength: request.subseed_strength,
+    width: size.width,
+    height: size.height,
+    sampler_name: plan.samplerLabel,
+    cfg_scale: request.cfg_scale,
+    steps: request.steps,
+    batch_size: plan.batchSize,
+    restore_faces: false,
+    face_restoration_model: null,
+    sd_model_name: plan.model.name,
+    sd_model_hash: null,
+    sd_vae_name: null,
+    sd_vae_hash: null,
+    seed_resize_from_w: request.seed_resize_from_w,
+    seed_resize_from_h: request.seed_resize_from_h,
+    denoising_strength: kind === 'img2img' ? request.denoising_strength : null,
+    extra_generation_params: plan.params.loras ? { Lora: (plan.params.loras as { name: string; weight: number }[]).map((l) => `${l.name}:${l.weight}`).join(', ') } : {},
+    index_of_first_image: 0,
+    infotexts,
+    styles: request.styles,
+    job_timestamp: jobTimestamp(new Date(tracked.startedAt)),
+    clip_skip: plan.clipSkip,
+    is_using_inpainting_conditioning: false,
+    version: 'nuri',
+    notes,
+  };
+  // A1111 echoes the request with its defaults filled in, without the init images unless asked.
+  const parameters: Record<string, unknown> = { ...request, width: size.width, height: size.height, sampler_name: request.sampler_name ?? plan.samplerLabel };
+  if ('init_images' in request && !request.include_init_images) parameters.init_images = null;
+  return {
+    images: request.send_images ? pngs.map((png) => png.toString('base64')) : [],
+    parameters,
+    info: JSON.stringify(info),
+  };
+}
