@@ -2,8 +2,8 @@
 // `sampler_name` ("DPM++ 2M") and `scheduler` ("Karras"); older clients send the joined name
 // ("DPM++ 2M Karras") or the legacy `sampler_index`. All three forms land on one Nuri scheduler.
 
-import { SAMPLER_LABELS } from '../../cli/generate.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../../schedulers/index.ts';
+import { SAMPLER_LABELS } from '../../schedulers/labels.ts';
 
 export interface A1111Sampler {
   /** The name A1111 lists and writes into infotexts (Nuri's PNGs carry the same label). */

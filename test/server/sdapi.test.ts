@@ -1,0 +1,310 @@
+// The A1111 layer end to end over HTTP, driven with request bodies as A1111's own API
+// documentation writes them, on the bundled default model (32×32) and tiny-sd (64×64), 2–5 steps.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Generator } from '../../src/engine/random.ts';
+import { parseParameters } from '../../src/io/parameters.ts';
+import { parsePngText } from '../../src/io/png.ts';
+import { loadClipTextModel } from '../../src/models/clip-text.ts';
+import { LoraNetwork } from '../../src/models/lora.ts';
+import { loadUNet } from '../../src/models/unet.ts';
+import { registerSdapi } from '../../src/server/sdapi/index.ts';
+import { TINY_SD } from '../fixtures.ts';
+import { FakeQueue } from './sdapi-fake-queue.ts';
+
+const DEFAULT_MODEL = resolve(import.meta.dirname, '..', '..', 'models', 'default');
+
+let dir: string;
+let app: FastifyInstance;
+let base: string;
+let queue: FakeQueue;
+
+/** A LoRA for the default model whose B is non-zero, so it visibly changes the picture. */
+function writeTestLora(path: string): void {
+  const models = { unet: loadUNet(join(DEFAULT_MODEL, 'unet')), textEncoder: loadClipTextModel(join(DEFAULT_MODEL, 'text_encoder')) };
+  const rng = new Generator(3);
+  const net = LoraNetwork.create(models, { rank: 2, alpha: 2, textEncoder: true }, rng);
+  for (const p of net.parameters()) p.setValue(rng.randn(p.size).map((v) => v * 0.5));
+  net.save(path);
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'nuri-sdapi-'));
+  writeTestLora(join(dir, 'sparkle.safetensors'));
+  const registry = {
+    models: () => [
+      { name: 'default', path: DEFAULT_MODEL },
+      { name: 'tiny-sd', path: TINY_SD },
+    ],
+    loras: () => [{ name: 'sparkle', path: join(dir, 'sparkle.safetensors') }],
+    embeddings: () => [],
+  };
+  queue = new FakeQueue(registry);
+  app = Fastify();
+  registerSdapi(app, { queue, models: registry, readImage: (n) => queue.readImage(n), saveUpload: (b) => queue.saveUpload(b) });
+  base = await app.listen({ port: 0, host: '127.0.0.1' });
+}, 120_000);
+
+afterAll(async () => {
+  await app?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function call(method: 'GET' | 'POST', path: string, body?: unknown, signal?: AbortSignal) {
+  const res = await fetch(`${base}${path}`, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body), signal });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : undefined };
+}
+
+interface Generation {
+  images: string[];
+  parameters: Record<string, unknown>;
+  info: string;
+}
+
+const png = (b64: string) => Buffer.from(b64, 'base64');
+const infotext = (b64: string) => parseParameters(parsePngText(png(b64)).parameters);
+
+describe('/sdapi/v1/txt2img', () => {
+  it("answers the A1111 wiki's example body with a PNG whose parameters parse back to the request", async () => {
+    const r = await call('POST', '/sdapi/v1/txt2img', { prompt: 'puppy dog', steps: 5 });
+    expect(r.status).toBe(200);
+    const body = r.json as Generation;
+    expect(body.images).toHaveLength(1);
+    expect(typeof body.info).toBe('string');
+    const info = JSON.parse(body.info);
+    expect(info.all_seeds).toEqual([info.seed]);
+    expect(info.seed).toBeGreaterThanOrEqual(0);
+    expect(info.infotexts).toHaveLength(1);
+    expect(info.sd_model_name).toBe('default');
+    expect(infotext(body.images[0])).toMatchObject({ prompt: 'puppy dog', steps: 5, sampler: 'Euler', guidance: 7, seed: info.seed, width: 32, height: 32 });
+    expect(parseParameters(info.infotexts[0]).seed).toBe(info.seed);
+    // The request is echoed with A1111's defaults filled in.
+    expect(body.parameters).toMatchObject({ prompt: 'puppy dog', steps: 5, seed: -1, cfg_scale: 7, batch_size: 1, n_iter: 1, sampler_name: 'Euler', width: 32, height: 32 });
+    expect(info.notes).toEqual([]);
+  });
+
+  it('makes n_iter × batch_size images with consecutive seeds, each reproducible alone', async () => {
+    const request = { prompt: 'red apple', negative_prompt: 'blue', seed: 11, steps: 2, cfg_scale: 5, sampler_name: 'DPM++ 2M', scheduler: 'Karras', batch_size: 2, n_iter: 2, width: 32, height: 32 };
+    const before = queue.submitted.length;
+    const r = await call('POST', '/sdapi/v1/txt2img', request);
+    expect(r.status).toBe(200);
+    const body = r.json as Generation;
+    const info = JSON.parse(body.info);
+    expect(info.all_seeds).toEqual([11, 12, 13, 14]);
+    expect(body.images).toHaveLength(4);
+    body.images.forEach((image, i) => expect(infotext(image)).toMatchObject({ prompt: 'red apple', negativePrompt: 'blue', seed: 11 + i, steps: 2, guidance: 5, sampler: 'DPM++ 2M Karras', width: 32, height: 32 }));
+    expect(queue.submitted.slice(before)).toMatchObject([
+      { scheduler: 'dpmpp-2m-karras', batch: 2, seed: 11, guidance: 5, negativePrompt: 'blue' },
+      { scheduler: 'dpmpp-2m-karras', batch: 2, seed: 13 },
+    ]);
+    const alone = await call('POST', '/sdapi/v1/txt2img', { ...request, seed: 13, batch_size: 1, n_iter: 1 });
+    expect((alone.json as Generation).images[0]).toBe(body.images[2]);
+  });
+
+  it('accepts the joined sampler names and the legacy sampler_index', async () => {
+    const before = queue.submitted.length;
+    for (const body of [{ sampler_name: 'Euler a' }, { sampler_index: 'DDIM' }, { sampler_name: 'PLMS' }]) {
+      const r = await call('POST', '/sdapi/v1/txt2img', { prompt: 'star', steps: 2, seed: 1, ...body });
+      expect(r.status).toBe(200);
+    }
+    expect(queue.submitted.slice(before).map((p) => p.scheduler)).toEqual(['euler-a', 'ddim', 'pndm']);
+  });
+
+  it('ignores unsupported fields with a note in info, never a 500', async () => {
+    const r = await call('POST', '/sdapi/v1/txt2img', {
+      prompt: 'cat face',
+      steps: 2,
+      enable_hr: true,
+      hr_scale: 2,
+      restore_faces: true,
+      tiling: false,
+      alwayson_scripts: { controlnet: { args: [] } },
+      override_settings: { sd_vae: 'vae-ft-mse' },
+      some_extension_field: 1,
+    });
+    expect(r.status).toBe(200);
+    const notes: string[] = JSON.parse((r.json as Generation).info).notes;
+    expect(notes).toEqual(
+      expect.arrayContaining([
+        'enable_hr is not supported and was ignored',
+        'restore_faces is not supported and was ignored',
+        'alwayson_scripts is not supported and was ignored',
+        'override_settings.sd_vae is not supported and was ignored',
+        'some_extension_field is not an A1111 API field and was ignored',
+      ]),
+    );
+    expect(notes.join()).not.toMatch(/tiling|hr_scale/);
+  });
+
+  it('answers bad fields with a 422 naming them, as FastAPI does', async () => {
+    const cases: [Record<string, unknown>, (string | number)[]][] = [
+      [{ prompt: 'x', steps: 'many' }, ['body', 'steps']],
+      [{ prompt: 'x', width: 33 }, ['body', 'width']],
+      [{ prompt: 'x', sampler_name: 'Heun' }, ['body', 'sampler_name']],
+      [{ prompt: 'x', seed: -5 }, ['body', 'seed']],
+    ];
+    for (const [body, loc] of cases) {
+      const r = await call('POST', '/sdapi/v1/txt2img', body);
+      expect(r.status).toBe(422);
+      expect(r.json.detail[0].loc).toEqual(loc);
+      expect(typeof r.json.detail[0].msg).toBe('string');
+    }
+    const img = await call('POST', '/sdapi/v1/img2img', { prompt: 'x' });
+    expect(img.status).toBe(422);
+    expect(img.json.detail[0].loc).toEqual(['body', 'init_images']);
+  });
+
+  it('applies <lora:name:weight> from the prompt and refuses an unknown LoRA by name', async () => {
+    const before = queue.submitted.length;
+    const plain = await call('POST', '/sdapi/v1/txt2img', { prompt: 'green heart', seed: 4, steps: 2 });
+    const tagged = await call('POST', '/sdapi/v1/txt2img', { prompt: 'green heart <lora:sparkle:0.8>', seed: 4, steps: 2 });
+    expect(tagged.status).toBe(200);
+    expect(queue.submitted[before + 1]).toMatchObject({ prompt: 'green heart', loras: [{ name: 'sparkle', weight: 0.8 }] });
+    const image = (tagged.json as Generation).images[0];
+    expect(image).not.toBe((plain.json as Generation).images[0]);
+    expect(parseParameters(parsePngText(png(image)).parameters).extra?.Lora).toBe('sparkle:0.8');
+    expect(JSON.parse((tagged.json as Generation).info).extra_generation_params).toEqual({ Lora: 'sparkle:0.8' });
+
+    const unknown = await call('POST', '/sdapi/v1/txt2img', { prompt: 'x <lora:nope:1>', steps: 2 });
+    expect(unknown.status).toBe(400);
+    expect(unknown.json.detail).toMatch(/nope/);
+  });
+
+  it('answers 429 with Retry-After when the queue is full', async () => {
+    const full = new FakeQueue({ models: () => [{ name: 'default', path: DEFAULT_MODEL }], loras: () => [], embeddings: () => [] }, 0);
+    const small = Fastify();
+    registerSdapi(small, { queue: full, models: { models: () => [{ name: 'default', path: DEFAULT_MODEL }], loras: () => [], embeddings: () => [] }, readImage: (n) => full.readImage(n), saveUpload: (b) => full.saveUpload(b) });
+    const r = await small.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { prompt: 'x', steps: 2 } });
+    expect(r.statusCode).toBe(429);
+    expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
+    await small.close();
+  });
+});
+
+describe('/sdapi/v1/img2img', () => {
+  it('takes base64 with and without a data: prefix, and keeps the request settings in the PNG', async () => {
+    const source = await sharp({ create: { width: 48, height: 40, channels: 3, background: { r: 220, g: 30, b: 30 } } }).png().toBuffer();
+    const request = { prompt: 'red circle', seed: 9, steps: 4, denoising_strength: 0.5, width: 32, height: 32, sampler_name: 'DDIM' };
+    const before = queue.submitted.length;
+    const bare = await call('POST', '/sdapi/v1/img2img', { ...request, init_images: [source.toString('base64')] });
+    const prefixed = await call('POST', '/sdapi/v1/img2img', { ...request, init_images: [`data:image/png;base64,${source.toString('base64')}`] });
+    expect(bare.status).toBe(200);
+    expect(prefixed.status).toBe(200);
+    const a = (bare.json as Generation).images[0];
+    expect((prefixed.json as Generation).images[0]).toBe(a);
+    expect(infotext(a)).toMatchObject({ prompt: 'red circle', seed: 9, steps: 4, sampler: 'DDIM', denoisingStrength: 0.5, width: 32, height: 32 });
+    expect(queue.submitted[before]).toMatchObject({ strength: 0.5, scheduler: 'ddim' });
+    // The init image reached the job resized to the asked size.
+    const upload = queue.uploads.get(queue.submitted[before].initImage as string)!;
+    expect(await sharp(upload).metadata()).toMatchObject({ width: 32, height: 32 });
+    expect((bare.json as Generation).parameters.init_images).toBeNull();
+    const info = JSON.parse((bare.json as Generation).info);
+    expect(info.denoising_strength).toBe(0.5);
+
+    const junk = await call('POST', '/sdapi/v1/img2img', { ...request, init_images: ['not an image!'] });
+    expect(junk.status).toBe(422);
+    expect(junk.json.detail[0].loc).toEqual(['body', 'init_images', 0]);
+  });
+});
+
+describe('/sdapi/v1/progress and /interrupt', () => {
+  it('reports steps and a current image while a job runs; interrupt ends it with a note', async () => {
+    const idle = await call('GET', '/sdapi/v1/progress');
+    expect(idle.json).toMatchObject({ progress: 0, state: { job_count: 0 } });
+
+    const pending = call('POST', '/sdapi/v1/txt2img', { prompt: 'blue heart', steps: 400, seed: 2 });
+    let seen: any;
+    for (let i = 0; i < 600 && !seen; i++) {
+      const p = (await call('GET', '/sdapi/v1/progress')).json;
+      if (p.state.sampling_step > 0 && p.current_image) seen = p;
+      else await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(seen).toBeDefined();
+    expect(seen.state).toMatchObject({ job_count: 1, job_no: 0, sampling_steps: 400, interrupted: false });
+    expect(seen.progress).toBeGreaterThan(0);
+    expect(seen.progress).toBeLessThan(1);
+    expect(png(seen.current_image).subarray(1, 4).toString()).toBe('PNG');
+    const skipped = (await call('GET', '/sdapi/v1/progress?skip_current_image=true')).json;
+    expect(skipped.current_image).toBeNull();
+
+    expect((await call('POST', '/sdapi/v1/interrupt')).status).toBe(200);
+    const r = await pending;
+    expect(r.status).toBe(200);
+    const body = r.json as Generation;
+    expect(body.images).toEqual([]);
+    expect(JSON.parse(body.info).notes.join()).toMatch(/interrupted/);
+    const after = (await call('GET', '/sdapi/v1/progress')).json;
+    expect(after.state).toMatchObject({ job_count: 0, interrupted: true });
+  });
+
+  it('cancels the job of a client that hangs up', async () => {
+    const hangUp = new AbortController();
+    const before = queue.submitted.length;
+    const pending = call('POST', '/sdapi/v1/txt2img', { prompt: 'yellow star', steps: 400, seed: 3 }, hangUp.signal).catch((e) => e);
+    let record;
+    for (let i = 0; i < 600; i++) {
+      record = [...queue.records.values()].find((r) => r.params === queue.submitted[before]);
+      if (record?.status === 'running' && record.progress.step > 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    hangUp.abort();
+    expect(await pending).toBeInstanceOf(Error);
+    for (let i = 0; i < 600 && record!.status === 'running'; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(record!.status).toBe('cancelled');
+  });
+});
+
+describe('/sdapi/v1/options', () => {
+  it('switches the model of later requests with sd_model_checkpoint, and echoes other options', async () => {
+    const get = await call('GET', '/sdapi/v1/options');
+    expect(get.json).toMatchObject({ sd_model_checkpoint: 'default', CLIP_stop_at_last_layers: 1 });
+
+    expect((await call('POST', '/sdapi/v1/options', { sd_model_checkpoint: 'tiny-sd [0123abcd]', jpeg_quality: 90 })).status).toBe(200);
+    expect((await call('GET', '/sdapi/v1/options')).json).toMatchObject({ sd_model_checkpoint: 'tiny-sd', jpeg_quality: 90 });
+    const r = await call('POST', '/sdapi/v1/txt2img', { prompt: 'a cat', steps: 2, seed: 1, width: 64, height: 64 });
+    expect(r.status).toBe(200);
+    expect(JSON.parse((r.json as Generation).info).sd_model_name).toBe('tiny-sd');
+    expect(infotext((r.json as Generation).images[0])).toMatchObject({ model: 'tiny-sd', width: 64, height: 64 });
+
+    // A per-request override wins, and does not stick.
+    const once = await call('POST', '/sdapi/v1/txt2img', { prompt: 'a cat', steps: 2, seed: 1, override_settings: { sd_model_checkpoint: 'default', CLIP_stop_at_last_layers: 2 } });
+    expect(JSON.parse((once.json as Generation).info)).toMatchObject({ sd_model_name: 'default', clip_skip: 2 });
+    expect(queue.submitted.at(-1)).toMatchObject({ model: 'default', clipSkip: 2 });
+    expect((await call('GET', '/sdapi/v1/options')).json.sd_model_checkpoint).toBe('tiny-sd');
+
+    const unknown = await call('POST', '/sdapi/v1/options', { sd_model_checkpoint: 'sd_xl_base_1.0.safetensors' });
+    expect(unknown.status).toBe(404);
+    expect(unknown.json.detail).toMatch(/sd_xl_base/);
+    const bad = await call('POST', '/sdapi/v1/options', { CLIP_stop_at_last_layers: 0 });
+    expect(bad.status).toBe(422);
+    await call('POST', '/sdapi/v1/options', { sd_model_checkpoint: 'default' });
+  });
+});
+
+describe('/sdapi/v1/png-info and the listings', () => {
+  it('reads back the parameters of an image it made', async () => {
+    const made = (await call('POST', '/sdapi/v1/txt2img', { prompt: 'orange', negative_prompt: 'grey', steps: 3, seed: 21, cfg_scale: 6 })).json as Generation;
+    const r = await call('POST', '/sdapi/v1/png-info', { image: `data:image/png;base64,${made.images[0]}` });
+    expect(r.status).toBe(200);
+    expect(r.json.info).toBe(JSON.parse(made.info).infotexts[0]);
+    expect(r.json.parameters).toMatchObject({ Prompt: 'orange', 'Negative prompt': 'grey', Steps: '3', Seed: '21', 'CFG scale': '6', Sampler: 'Euler', 'Size-1': '32', 'Size-2': '32' });
+    expect(r.json.items).toEqual({});
+  });
+
+  it('lists samplers, models, LoRAs, embeddings and scripts in A1111 shapes', async () => {
+    const samplers = (await call('GET', '/sdapi/v1/samplers')).json;
+    expect(samplers.map((s: { name: string }) => s.name)).toEqual(expect.arrayContaining(['Euler a', 'Euler', 'LMS', 'DDIM', 'PLMS', 'DPM++ 2M', 'DPM++ 2M Karras', 'DDPM']));
+    expect(samplers[0]).toEqual({ name: expect.any(String), aliases: expect.any(Array), options: expect.any(Object) });
+    const models = (await call('GET', '/sdapi/v1/sd-models')).json;
+    expect(models).toContainEqual({ title: 'tiny-sd', model_name: 'tiny-sd', hash: null, sha256: null, filename: TINY_SD, config: null });
+    expect((await call('GET', '/sdapi/v1/loras')).json).toEqual([{ name: 'sparkle', alias: 'sparkle', path: join(dir, 'sparkle.safetensors'), metadata: {} }]);
+    expect((await call('GET', '/sdapi/v1/embeddings')).json).toEqual({ loaded: {}, skipped: {} });
+    expect((await call('GET', '/sdapi/v1/scripts')).json).toEqual({ txt2img: [], img2img: [] });
+  });
+});
