@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerAttention } from './attention.ts';
 import { registerEdit } from './edit.ts';
 import { registerGenerate } from './generate.ts';
+import { INTERRUPTED_EXIT_CODE, interruptedMessage } from './interrupt.ts';
 import { registerTrain } from './train.ts';
 import { registerPersonalisation } from './train-personalise.ts';
 
@@ -19,7 +20,8 @@ registerPersonalisation(registerTrain(program));
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  console.error(`nuri: ${(error as Error).message}`);
+  const interrupted = interruptedMessage(error);
+  console.error(interrupted ?? `nuri: ${(error as Error).message}`);
   if (process.env.NURI_DEBUG) console.error(error);
-  process.exit(1);
+  process.exit(interrupted ? INTERRUPTED_EXIT_CODE : 1);
 }

@@ -90,8 +90,7 @@ async function trainVae(flags: VaeFlags): Promise<void> {
     for (let i = 0; i < shown.shape[0]; i++) await writePng(join(dir, `step-${step}-${i + 1}.png`), imageFromTensor(dec.data, i, dec.shape, '-1..1'));
   };
   const config = { command: 'train vae', ...flags, batch };
-  const result = await runTraining({ ...flags, batch }, { label: 'train vae', task, defaultLr: 1e-4, validate, config });
-  if (result.interrupted) return;
+  await runTraining({ ...flags, batch }, { label: 'train vae', task, defaultLr: 1e-4, validate, config });
   const component = { config: rawConfig, params: vae.parameters(), weightsFile: WEIGHTS_FILE.diffusers };
   if (flags.model && isPipeline(flags.model)) exportPipeline(flags.model, flags.out, { vae: component });
   else writeComponent(flags.out, component);
@@ -142,8 +141,7 @@ async function trainClip(flags: ClipFlags): Promise<void> {
     const accuracy = await clipRetrievalAccuracy(model, tokenizer, data);
     console.error(`\nstep ${step}: image→text retrieval accuracy ${(100 * accuracy).toFixed(1)}% over ${Math.min(64, data.length)} images`);
   };
-  const result = await runTraining({ ...flags, batch }, { label: 'train clip', task, defaultLr: 5e-4, validate, config: { command: 'train clip', ...flags, batch } });
-  if (result.interrupted) return;
+  await runTraining({ ...flags, batch }, { label: 'train clip', task, defaultLr: 5e-4, validate, config: { command: 'train clip', ...flags, batch } });
 
   // The CLIPModel, plus its text tower alone in the text_encoder/ + tokenizer/ layout a pipeline uses.
   const params = model.parameters();
@@ -202,8 +200,7 @@ async function trainUNet(flags: UNetFlags): Promise<void> {
     for (const [i, image] of images.entries()) await writePng(join(dir, `step-${step}-${i + 1}.png`), image, { text: { prompt: prompts[i] } });
   };
   const config = { command: 'train unet', ...flags, batch, resolution };
-  const result = await runTraining({ ...flags, batch }, { label: 'train unet', task, defaultLr: 1e-4, ema, validate, config });
-  if (result.interrupted) return;
+  await runTraining({ ...flags, batch }, { label: 'train unet', task, defaultLr: 1e-4, ema, validate, config });
   const unetConfig = readJson(join(flags.model, 'unet', 'config.json'));
   exportPipeline(flags.model, flags.out, { unet: { config: unetConfig, params: unet.parameters(), weightsFile: WEIGHTS_FILE.diffusers, values: ema?.values() } });
   console.error(`wrote ${flags.out}`);

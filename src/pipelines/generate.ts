@@ -1,6 +1,7 @@
 // txt2img and img2img: classifier-free guided denoising from seeded noise (or from a noised
 // encoding of an init image), then VAE decoding. The denoising loop is shared with editing.
 
+import { throwIfAborted } from '../engine/abort.ts';
 import { Generator, type RandomSource } from '../engine/random.ts';
 import type { RgbImage } from '../io/image.ts';
 import { imageFromTensor, imageToTensor } from '../io/image.ts';
@@ -43,6 +44,10 @@ export interface GenerateOptions {
   initImage?: RgbImage;
   strength?: number;
   clipSkip?: number;
+  /** Checked before every UNet step: an aborted signal stops the run with an AbortError. */
+  signal?: AbortSignal;
+  /** Called after every step (`onStep` is the older name of the same callback). */
+  onProgress?: (progress: StepProgress) => void;
   onStep?: (progress: StepProgress) => void;
 }
 
@@ -122,7 +127,7 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
     o.guidance > 1 ? sd.encodePrompts(new Array(batch).fill(o.negativePrompt ?? ''), o.clipSkip) : undefined,
   ]);
   if (sd.releaseSessions) await sd.releaseTextEncoder(o.clipSkip);
-  latents = await denoise(sd, await sd.unet(), { scheduler, timesteps, latents, shape, cond, uncond, guidance: o.guidance, rng, eta: o.eta, onStep: o.onStep });
+  latents = await denoise(sd, await sd.unet(), { scheduler, timesteps, latents, shape, cond, uncond, guidance: o.guidance, rng, eta: o.eta, signal: o.signal, onStep: stepCallback(o) });
   if (sd.releaseSessions) await sd.releaseUNet();
 
   const decoded = await sd.vaeRunner.decodeLatents(latents, shape);
@@ -147,7 +152,19 @@ export interface DenoiseOptions {
   onOutputs?: (stepIndex: number, outputs: Record<string, { data: unknown; shape: readonly number[] }>) => void;
   /** Replaces the latents after each step (e.g. Prompt-to-Prompt's local blend). */
   afterStep?: (stepIndex: number, latents: Float32Array) => Float32Array;
+  /** Checked before every UNet step. */
+  signal?: AbortSignal;
   onStep?: (progress: StepProgress) => void;
+}
+
+/** One callback from a caller's `onProgress` and `onStep` (either, both or neither given). */
+export function stepCallback(o: { onProgress?: (p: StepProgress) => void; onStep?: (p: StepProgress) => void }): ((p: StepProgress) => void) | undefined {
+  const { onProgress, onStep } = o;
+  if (!onProgress || !onStep) return onProgress ?? onStep;
+  return (p) => {
+    onStep(p);
+    onProgress(p);
+  };
 }
 
 /** The sampling loop: one UNet run per step (uncond and cond batched together), scheduler math in TS. */
@@ -158,6 +175,7 @@ export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: Denoi
   const unetShape: Shape4 = [guided ? 2 * b : b, c, h, w];
   let latents = o.latents;
   for (let i = 0; i < o.timesteps.length; i++) {
+    throwIfAborted(o.signal, 'sampling');
     const t = o.timesteps[i];
     const input = o.scheduler.scaleModelInput(latents, t);
     const outputs = await sd.predictNoise(unet, guided ? concat(input, input) : input, unetShape, t, context, o.feeds?.(i));

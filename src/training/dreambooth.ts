@@ -10,9 +10,10 @@
 
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { throwIfAborted } from '../engine/abort.ts';
 import { Generator, type Parameter, type RunOptions, type Tensor, add, mean, mul, slice, sub } from '../engine/index.ts';
 import { type BatchOrderState, ShuffledBatches } from '../data/batches.ts';
-import { type ImageFolderDataset, listImageFolder } from '../data/folder.ts';
+import { listImageFolder } from '../data/folder.ts';
 import { writePng } from '../io/png.ts';
 import type { ClipTextModel } from '../models/clip-text.ts';
 import { LoraNetwork } from '../models/lora.ts';
@@ -23,6 +24,7 @@ import { type NoiseSchedule, conditionedFeeds, conditionedInputs, conditionedLos
 import { type ComponentExport, WEIGHTS_FILE, exportPipeline } from './export.ts';
 import { LatentCache } from './latent-cache.ts';
 import { type TrainStep, compileTrainStep } from './train-step.ts';
+import type { TrainingData } from './training-images.ts';
 import type { TrainingTask } from './trainer.ts';
 
 function mse(a: Tensor, b: Tensor): Tensor {
@@ -70,6 +72,8 @@ export interface ClassImageOptions {
   /** Sampler steps per image (default 30). */
   steps?: number;
   seed?: number;
+  /** Checked between images (and passed to the sampler). */
+  signal?: AbortSignal;
   onImage?(done: number, total: number): void;
 }
 
@@ -79,8 +83,9 @@ export async function ensureClassImages(sd: StableDiffusion, dir: string, o: Cla
   const have = listImageFolder(dir).entries.length;
   const missing = Math.max(0, o.count - have);
   for (let i = 0; i < missing; i++) {
+    throwIfAborted(o.signal, 'generating class images');
     const seed = (o.seed ?? 0) + have + i;
-    const { images } = await generate(sd, { prompts: [o.prompt], steps: o.steps ?? 30, seed, width: o.resolution, height: o.resolution });
+    const { images } = await generate(sd, { prompts: [o.prompt], steps: o.steps ?? 30, seed, width: o.resolution, height: o.resolution, signal: o.signal });
     let name = join(dir, `class-${String(have + i).padStart(4, '0')}.png`);
     for (let k = 1; existsSync(name); k++) name = join(dir, `class-${String(have + i).padStart(4, '0')}-${k}.png`);
     await writePng(name, images[0]);
@@ -111,8 +116,8 @@ export interface DreamBoothTaskOptions {
  */
 export async function dreamBoothTask(
   sd: StableDiffusion,
-  instances: ImageFolderDataset,
-  classes: ImageFolderDataset | undefined,
+  instances: TrainingData,
+  classes: TrainingData | undefined,
   o: DreamBoothTaskOptions,
 ): Promise<{ task: TrainingTask; network?: LoraNetwork }> {
   const { tokenizer, textEncoder, unet } = sd.components;

@@ -5,7 +5,7 @@
 
 import { Generator, type RunOptions } from '../engine/index.ts';
 import { type BatchOrderState, ShuffledBatches } from '../data/batches.ts';
-import type { ImageFolderDataset } from '../data/folder.ts';
+import type { TrainingData } from './training-images.ts';
 import { LoraNetwork } from '../models/lora.ts';
 import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { conditionedFeeds, conditionedInputs, conditionedLoss, inputList, noiseSchedule, tokenIdsFeed } from './fine-tune.ts';
@@ -29,7 +29,7 @@ export interface LoraTrainingOptions {
 }
 
 /** The adapters attached to the model and the task that trains them on `data`'s images and captions. */
-export async function loraTrainingTask(sd: StableDiffusion, data: ImageFolderDataset, o: LoraTrainingOptions): Promise<{ task: TrainingTask; network: LoraNetwork }> {
+export async function loraTrainingTask(sd: StableDiffusion, data: TrainingData, o: LoraTrainingOptions): Promise<{ task: TrainingTask; network: LoraNetwork }> {
   const p = o.captionDropout ?? 0;
   if (!(p >= 0 && p <= 1)) throw new Error(`caption dropout must be a probability in [0, 1], got ${p}`);
   const { tokenizer } = sd.components;

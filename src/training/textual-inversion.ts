@@ -15,7 +15,7 @@ import type { UNet2DConditionModel } from '../models/unet.ts';
 import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { type BatchOrderState, ShuffledBatches } from '../data/batches.ts';
-import type { ImageFolderDataset } from '../data/folder.ts';
+import type { TrainingData } from './training-images.ts';
 import type { StableDiffusionComponents } from '../models/load.ts';
 import { type NoiseSchedule, conditionedFeeds, conditionedInputs, conditionedLoss, inputList, noiseSchedule, tokenIdsFeed } from './fine-tune.ts';
 import { LatentCache } from './latent-cache.ts';
@@ -100,7 +100,7 @@ export interface TextualInversionTaskOptions {
  * for the shared loop: each micro-batch is images in a seeded order (maybe mirrored), template
  * prompts naming the token, fresh noise and timesteps. Only `placeholder.row` trains.
  */
-export async function textualInversionTask(sd: StableDiffusion, data: ImageFolderDataset, o: TextualInversionTaskOptions): Promise<{ task: TrainingTask; placeholder: PlaceholderToken }> {
+export async function textualInversionTask(sd: StableDiffusion, data: TrainingData, o: TextualInversionTaskOptions): Promise<{ task: TrainingTask; placeholder: PlaceholderToken }> {
   const { tokenizer, textEncoder } = sd.components;
   const placeholder = addPlaceholderToken(tokenizer, textEncoder, o.token, o.initToken);
   const cache = await LatentCache.encode(sd.vaeRunner, data.items.map((item) => item.image), o.flip ?? false);

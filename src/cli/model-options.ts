@@ -1,0 +1,77 @@
+// Options that several subcommands share, defined once: how a model is loaded (single-file
+// config, tokenizer, prediction type, execution provider) and what is applied to it before it
+// generates (LoRAs, Textual Inversion embeddings, CLIP skip).
+
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { checkExecutionProvider } from '../engine/providers.ts';
+import { type LoraSpec, parseLoraSpec } from '../pipelines/personalise.ts';
+import type { LoadOptions } from '../pipelines/stable-diffusion.ts';
+import { collect, integer, oneOf } from './options.ts';
+import { bundledTokenizer } from './shared.ts';
+
+export const DEVICES = ['cpu', 'cuda'] as const;
+export type Device = (typeof DEVICES)[number];
+
+export interface LoadFlags {
+  config?: string;
+  tokenizer?: string;
+  predictionType?: 'epsilon' | 'v_prediction';
+}
+
+export interface DeviceFlags {
+  device?: Device;
+}
+
+export interface PersonalisationFlags {
+  lora?: LoraSpec[];
+  embedding?: string[];
+  clipSkip?: number;
+}
+
+/** --config, --tokenizer, --prediction-type: what a single-file checkpoint needs besides its weights. */
+export function loadOptions(command: Command): Command {
+  return command
+    .option('--config <file>', 'original-style YAML config for a single-file checkpoint of non-standard shape')
+    .option('--tokenizer <dir>', 'tokenizer folder for a single-file checkpoint (default: tokenizer/ beside it, else the bundled one)')
+    .option('--prediction-type <type>', "override a single-file checkpoint's prediction type (SD 2.x 768-v: v_prediction)", oneOf(['epsilon', 'v_prediction'] as const));
+}
+
+/** --device: the execution provider the sessions run on. */
+export function deviceOption(command: Command): Command {
+  return command.option('--device <name>', `where to run: ${DEVICES.join(' or ')} (default cpu)`, oneOf(DEVICES));
+}
+
+/** --lora, --embedding, --clip-skip. */
+export function personalisationOptions(command: Command): Command {
+  return command
+    .option('--clip-skip <n>', 'use the text encoder layer n from the end (1 = last)', integer(1, 12))
+    .option('--lora <file[:weight]>', 'apply a LoRA file (diffusers or kohya keys), merged at this weight (default 1); repeatable', (v: string, prev: LoraSpec[] = []) => [...prev, parseLoraSpec(v)])
+    .option('--embedding <file>', 'a Textual Inversion embedding: its token can be used in the prompt; repeatable', collect);
+}
+
+/** Load options from the flags; checks the tokenizer folder and the device before anything loads. */
+export function loadOptionsFrom(flags: LoadFlags & DeviceFlags): LoadOptions {
+  if (flags.tokenizer !== undefined && !existsSync(flags.tokenizer)) throw new Error(`--tokenizer: no such folder ${flags.tokenizer}`);
+  if (flags.config !== undefined && !existsSync(flags.config)) throw new Error(`--config: no such file ${flags.config}`);
+  if (flags.device && flags.device !== 'cpu') {
+    try {
+      checkExecutionProvider(flags.device);
+    } catch (error) {
+      throw new Error(`--device ${flags.device}: ${(error as Error).message}`);
+    }
+  }
+  return {
+    config: flags.config,
+    tokenizer: flags.tokenizer,
+    defaultTokenizer: bundledTokenizer,
+    predictionType: flags.predictionType,
+    ...(flags.device ? { run: { executionProvider: flags.device } } : {}),
+  };
+}
+
+/** Refuses missing LoRA and embedding files before the model loads. */
+export function checkPersonalisationFiles(flags: PersonalisationFlags): void {
+  for (const { path } of flags.lora ?? []) if (!existsSync(path)) throw new Error(`--lora: no such file ${path}`);
+  for (const path of flags.embedding ?? []) if (!existsSync(path)) throw new Error(`--embedding: no such file ${path}`);
+}
