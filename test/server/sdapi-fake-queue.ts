@@ -61,7 +61,7 @@ export class FakeQueue implements JobQueue {
     return name;
   }
 
-  async readImage(name: string): Promise<Buffer> {
+  async readInput(name: string): Promise<Buffer> {
     const bytes = this.images.get(name);
     if (!bytes) throw new Error(`no image ${name}`);
     return bytes;

@@ -46,7 +46,7 @@ beforeAll(async () => {
   };
   queue = new FakeQueue(registry);
   app = Fastify();
-  registerSdapi(app, { queue, models: registry, readImage: (n) => queue.readImage(n), saveUpload: (b) => queue.saveUpload(b) });
+  registerSdapi(app, { queue, models: registry, store: queue });
   base = await app.listen({ port: 0, host: '127.0.0.1' });
 }, 120_000);
 
@@ -179,7 +179,7 @@ describe('/sdapi/v1/txt2img', () => {
   it('answers 429 with Retry-After when the queue is full', async () => {
     const full = new FakeQueue({ models: () => [{ name: 'default', path: DEFAULT_MODEL }], loras: () => [], embeddings: () => [] }, 0);
     const small = Fastify();
-    registerSdapi(small, { queue: full, models: { models: () => [{ name: 'default', path: DEFAULT_MODEL }], loras: () => [], embeddings: () => [] }, readImage: (n) => full.readImage(n), saveUpload: (b) => full.saveUpload(b) });
+    registerSdapi(small, { queue: full, models: { models: () => [{ name: 'default', path: DEFAULT_MODEL }], loras: () => [], embeddings: () => [] }, store: full });
     const r = await small.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { prompt: 'x', steps: 2 } });
     expect(r.statusCode).toBe(429);
     expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);

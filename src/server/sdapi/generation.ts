@@ -9,6 +9,7 @@ import { A1111Activity, type A1111Request, jobTimestamp } from './activity.ts';
 import { EmbeddingIndex, type SdapiModelRegistry } from './catalog.ts';
 import { SdapiError, parseBody } from './errors.ts';
 import { decodeBase64Image, pngSize, prepareInitImage } from './images.ts';
+import type { SdapiStore } from './index.ts';
 import type { SdapiOptions } from './options.ts';
 import { type Img2ImgRequest, type Txt2ImgRequest, img2imgRequest, txt2imgRequest, unsupportedFieldNotes } from './request.ts';
 import { type GenerationPlan, planGeneration } from './translate.ts';
@@ -16,8 +17,7 @@ import { type GenerationPlan, planGeneration } from './translate.ts';
 export interface GenerationDeps {
   queue: JobQueue;
   models: SdapiModelRegistry;
-  readImage(name: string): Promise<Buffer>;
-  saveUpload(bytes: Buffer): Promise<string>;
+  store: SdapiStore;
   options: SdapiOptions;
   activity: A1111Activity;
   embeddings: EmbeddingIndex;
@@ -61,7 +61,7 @@ export async function generateA1111(kind: Kind, body: unknown, reply: FastifyRep
 async function addInitImage(request: Img2ImgRequest, plan: GenerationPlan, notes: string[], deps: GenerationDeps): Promise<void> {
   const bytes = decodeBase64Image(request.init_images[0], ['init_images', 0]);
   const png = await prepareInitImage(bytes, ['init_images', 0], request, request.resize_mode);
-  plan.params.initImage = await deps.saveUpload(png);
+  plan.params.initImage = await deps.store.saveUpload(png);
   plan.params.strength = request.denoising_strength;
   if (request.init_images.length > 1) notes.push(`only init_images[0] is used; ${request.init_images.length - 1} more were ignored`);
   if (request.resize_mode === 3) notes.push('resize_mode 3 (latent upscale) is not supported; the image was resized in pixels');
@@ -90,7 +90,7 @@ async function answer(kind: Kind, request: Txt2ImgRequest | Img2ImgRequest, plan
   const pngs: Buffer[] = [];
   for (const record of records) {
     if (record.status !== 'completed') continue;
-    for (const name of record.images) pngs.push(await deps.readImage(name));
+    for (const name of record.images) pngs.push(await deps.store.readInput(name));
   }
   const size = pngs.length ? pngSize(pngs[0]) : { width: request.width, height: request.height };
   const infotexts = pngs.map((png) => parsePngText(png).parameters ?? '');

@@ -17,13 +17,18 @@ import { z } from 'zod';
 
 export type { SdapiModelRegistry } from './catalog.ts';
 
+/** Where result images and uploads live: the server's JobStore fits as it is. */
+export interface SdapiStore {
+  /** The bytes of a result image, by a name from JobRecord.images. */
+  readInput(name: string): Promise<Buffer>;
+  /** Keeps an img2img init image (PNG bytes); returns the name the `initImage` param takes. */
+  saveUpload(bytes: Buffer): Promise<string>;
+}
+
 export interface SdapiDeps {
   queue: JobQueue;
   models: SdapiModelRegistry;
-  /** The bytes of a result image, by a name from JobRecord.images. */
-  readImage(name: string): Promise<Buffer>;
-  /** Stores an img2img init image (PNG bytes); returns the name the `initImage` param takes. */
-  saveUpload(bytes: Buffer): Promise<string>;
+  store: SdapiStore;
 }
 
 /** Base64 images make large bodies; A1111 sets no limit, this is a generous one. */
