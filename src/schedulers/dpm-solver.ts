@@ -6,22 +6,21 @@
 //                 D₁ = (x̂₀(t) − x̂₀(t_prev)) · h / (λ_t − λ_{t_prev}).
 // The first step, and the last one when the schedule is short or ends at σ = 0, are first order.
 
-import { alphasCumprodFromBetas, makeBetas } from './betas.ts';
-import { ConfigReader, rejectUnsupported, type CommonConfig, type DiffusersSchedulerConfig } from './config.ts';
-import { checkSameSize, timestepPerItem, type Scheduler, type StepOptions, type StepResult } from './scheduler.ts';
-import { interpolate, karrasSigmas, sigmasFromAlphasCumprod, sigmaToTimestep } from './sigmas.ts';
+import { ConfigReader, rejectUnsupported, type DiffusersSchedulerConfig } from './config.ts';
+import { checkSameSize, type StepOptions, type StepResult } from './scheduler.ts';
+import { SigmaScheduler, type SigmaSchedule, type SigmaSchedulerConfig } from './sigma-scheduler.ts';
+import { karrasSigmas, vpNoiseLevel } from './sigmas.ts';
 import { roundHalfEven, spacedTimesteps } from './timesteps.ts';
 
 const f32 = Math.fround;
 
-export interface DPMSolverConfig extends CommonConfig {
+export interface DPMSolverConfig extends SigmaSchedulerConfig {
   solverOrder: 1 | 2;
   /** How D₁ enters the second-order update. */
   solverType: 'midpoint' | 'heun';
   /** Use first order on the last step(s) of schedules under 15 steps (stabler with few steps). */
   lowerOrderFinal: boolean;
   eulerAtFinal: boolean;
-  useKarrasSigmas: boolean;
   /** The σ after the last step: 0 (fully denoised) or σ_min of the training schedule. */
   finalSigmasType: 'zero' | 'sigma_min';
 }
@@ -46,86 +45,20 @@ export function readDPMSolverConfig(json: DiffusersSchedulerConfig): DPMSolverCo
   };
 }
 
-/** α_t = 1/√(σ² + 1) and σ_t = σ·α_t, the VP coefficients of a VE noise level, in float32. */
-function alphaSigma(sigma: number): { alpha: number; sigma: number; lambda: number } {
-  const alpha = f32(1 / f32(Math.sqrt(f32(f32(sigma * sigma) + 1))));
-  const sigmaT = f32(sigma * alpha);
-  return { alpha, sigma: sigmaT, lambda: f32(f32(Math.log(alpha)) - f32(Math.log(sigmaT))) };
-}
-
-export class DPMSolverMultistepScheduler implements Scheduler {
-  readonly config: DPMSolverConfig;
-  readonly order = 1;
-  readonly initNoiseSigma = 1;
-  readonly alphasCumprod: Float32Array;
-  /** σ_t of every training timestep, ascending with t (float32). */
-  readonly trainSigmas: Float32Array;
-  /** The noise levels to visit, one per timestep, then the final one. */
-  sigmas: Float32Array;
-  timesteps: number[];
-  numInferenceSteps: number | undefined;
-  private stepIndex: number | undefined;
-  private beginIndex: number | undefined;
+export class DPMSolverMultistepScheduler extends SigmaScheduler<DPMSolverConfig> {
   /** x̂₀ of the previous step (the multistep history). */
   private previousOriginal: Float32Array | undefined;
   /** How many steps so far, capped at solverOrder: the order the history supports. */
   private lowerOrderNums = 0;
 
   constructor(json: DiffusersSchedulerConfig = {}) {
-    this.config = readDPMSolverConfig(json);
-    this.alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
-    this.trainSigmas = sigmasFromAlphasCumprod(this.alphasCumprod);
-    const n = this.config.numTrainTimesteps;
-    this.timesteps = Array.from({ length: n }, (_, i) => n - 1 - i);
-    this.sigmas = Float32Array.from([...this.trainSigmas].reverse().concat(0));
-  }
-
-  setTimesteps(numInferenceSteps: number): void {
-    const { timestepSpacing, numTrainTimesteps, stepsOffset, useKarrasSigmas, finalSigmasType } = this.config;
-    let timesteps: number[];
-    let sigmas: number[];
-    if (useKarrasSigmas) {
-      sigmas = karrasSigmas(this.trainSigmas[0], this.trainSigmas[numTrainTimesteps - 1], numInferenceSteps);
-      const logSigmas = this.trainSigmas.map(Math.log);
-      timesteps = sigmas.map((s) => roundHalfEven(sigmaToTimestep(s, logSigmas)));
-    } else {
-      // linspace and leading space n + 1 points and drop t = 0 (or its offset twin); trailing spaces n.
-      const spacing = { stepsOffset, round: true };
-      timesteps = timestepSpacing === 'trailing'
-        ? spacedTimesteps('trailing', numTrainTimesteps, numInferenceSteps, spacing)
-        : spacedTimesteps(timestepSpacing, numTrainTimesteps, numInferenceSteps + 1, spacing).slice(0, -1);
-      sigmas = timesteps.map((t) => interpolate(this.trainSigmas, t));
-    }
-    // Karras schedules end at final_sigmas_type too, as in k-diffusion and diffusers since 0.26
-    // (earlier releases repeated σ_min there, which made the last step a no-op: huggingface/diffusers#6477).
-    const finalSigma = finalSigmasType === 'zero' ? 0 : this.trainSigmas[0];
-    this.timesteps = timesteps;
-    this.sigmas = Float32Array.from([...sigmas, finalSigma]);
-    this.numInferenceSteps = timesteps.length;
-    this.stepIndex = undefined;
-    this.beginIndex = undefined;
-    this.previousOriginal = undefined;
-    this.lowerOrderNums = 0;
-  }
-
-  setBeginIndex(index: number): void {
-    if (!Number.isInteger(index) || index < 0 || index >= this.timesteps.length) {
-      throw new Error(`begin index must be an integer in [0, ${this.timesteps.length}), got ${index}`);
-    }
-    this.beginIndex = index;
-  }
-
-  scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
-    return sample;
+    super(readDPMSolverConfig(json), 'variance-preserving');
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _options?: StepOptions): StepResult {
     checkSameSize(modelOutput, sample, 'DPMSolverMultistepScheduler');
-    if (this.numInferenceSteps === undefined) throw new Error('DPMSolverMultistepScheduler: call setTimesteps before step');
-    this.stepIndex ??= this.beginIndex ?? this.indexForTimestep(timestep);
-    const index = this.stepIndex;
+    const index = this.currentIndex(timestep);
     const n = this.timesteps.length;
-    if (index >= n) throw new Error('DPMSolverMultistepScheduler: stepped past the last timestep');
     const { eulerAtFinal, lowerOrderFinal, finalSigmasType, solverOrder } = this.config;
     const firstOrderFinal = index === n - 1 && (eulerAtFinal || (lowerOrderFinal && n < 15) || finalSigmasType === 'zero');
 
@@ -140,50 +73,40 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     return { prevSample, predOriginalSample: predOriginal };
   }
 
-  /** α_t·x₀ + σ_t·ε at each item's σ (at the current step once the loop has started). */
-  addNoise(original: Float32Array, noise: Float32Array, timesteps: number | readonly number[]): Float32Array {
-    const batch = timestepPerItem(original, noise, timesteps);
-    const out = new Float32Array(original.length);
-    batch.timesteps.forEach((t, b) => {
-      const index = this.beginIndex === undefined ? this.indexForTimestep(t) : (this.stepIndex ?? this.beginIndex);
-      const { alpha, sigma } = alphaSigma(this.sigmas[index]);
-      for (let i = b * batch.itemSize; i < (b + 1) * batch.itemSize; i++) {
-        out[i] = f32(alpha * original[i]) + f32(sigma * noise[i]);
-      }
-    });
-    return out;
-  }
-
-  /** Position of `timestep` in the schedule: the second of two equal ones, the last step if absent. */
-  private indexForTimestep(timestep: number): number {
-    const hits = this.timesteps.flatMap((t, i) => (t === timestep ? [i] : []));
-    if (hits.length === 0) return this.timesteps.length - 1;
-    return hits.length > 1 ? hits[1] : hits[0];
-  }
-
-  /** x̂₀ from the model output at σ (the model saw x_t = α_t·x₀ + σ_t·ε as is). */
-  private predictOriginal(modelOutput: Float32Array, sample: Float32Array, sigma: number): Float32Array {
-    const { alpha, sigma: sigmaT } = alphaSigma(sigma);
-    const out = new Float32Array(sample.length);
-    for (let i = 0; i < out.length; i++) {
-      switch (this.config.predictionType) {
-        case 'epsilon':
-          out[i] = f32(sample[i] - f32(sigmaT * modelOutput[i])) / alpha;
-          break;
-        case 'v_prediction':
-          out[i] = f32(alpha * sample[i]) - f32(sigmaT * modelOutput[i]);
-          break;
-        case 'sample':
-          out[i] = modelOutput[i];
-          break;
-      }
+  /**
+   * Integer timesteps. linspace and leading space n + 1 points and drop t = 0 (or its offset twin);
+   * trailing spaces n. Karras σ span the whole training range (not the spaced schedule's ends),
+   * each at its nearest training timestep.
+   */
+  protected override schedule(numInferenceSteps: number): SigmaSchedule {
+    const { timestepSpacing, numTrainTimesteps, stepsOffset, useKarrasSigmas } = this.config;
+    if (useKarrasSigmas) {
+      const sigmas = karrasSigmas(this.trainSigmas[0], this.trainSigmas[numTrainTimesteps - 1], numInferenceSteps);
+      return { timesteps: sigmas.map((s) => roundHalfEven(this.timestepAt(s))), sigmas };
     }
-    return out;
+    const spacing = { stepsOffset, round: true };
+    const timesteps = timestepSpacing === 'trailing'
+      ? spacedTimesteps('trailing', numTrainTimesteps, numInferenceSteps, spacing)
+      : spacedTimesteps(timestepSpacing, numTrainTimesteps, numInferenceSteps + 1, spacing).slice(0, -1);
+    return { timesteps, sigmas: timesteps.map((t) => this.sigmaAt(t)) };
+  }
+
+  /**
+   * 0 or σ_min. Karras schedules end there too, as in k-diffusion and diffusers since 0.26 (earlier
+   * releases repeated σ_min there, which made the last step a no-op: huggingface/diffusers#6477).
+   */
+  protected override finalSigma(): number {
+    return this.config.finalSigmasType === 'zero' ? 0 : this.trainSigmas[0];
+  }
+
+  protected override resetHistory(): void {
+    this.previousOriginal = undefined;
+    this.lowerOrderNums = 0;
   }
 
   private firstOrderUpdate(d0: Float32Array, sample: Float32Array, index: number): Float32Array {
-    const to = alphaSigma(this.sigmas[index + 1]);
-    const from = alphaSigma(this.sigmas[index]);
+    const to = vpNoiseLevel(this.sigmas[index + 1]);
+    const from = vpNoiseLevel(this.sigmas[index]);
     const h = f32(to.lambda - from.lambda);
     const sampleCoeff = f32(to.sigma / from.sigma);
     const d0Coeff = f32(to.alpha * f32(f32(Math.exp(-h)) - 1));
@@ -193,9 +116,9 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   }
 
   private secondOrderUpdate(m0: Float32Array, m1: Float32Array, sample: Float32Array, index: number): Float32Array {
-    const to = alphaSigma(this.sigmas[index + 1]);
-    const s0 = alphaSigma(this.sigmas[index]);
-    const s1 = alphaSigma(this.sigmas[index - 1]);
+    const to = vpNoiseLevel(this.sigmas[index + 1]);
+    const s0 = vpNoiseLevel(this.sigmas[index]);
+    const s1 = vpNoiseLevel(this.sigmas[index - 1]);
     const h = f32(to.lambda - s0.lambda);
     const h0 = f32(s0.lambda - s1.lambda);
     const invR0 = f32(1 / f32(h0 / h));

@@ -5,7 +5,7 @@
 
 import type { DiffusersSchedulerConfig } from './config.ts';
 import { checkSameSize, stepNoise, type StepOptions, type StepResult } from './scheduler.ts';
-import { SigmaScheduler } from './sigma-scheduler.ts';
+import { readSigmaSchedulerConfig, SigmaScheduler } from './sigma-scheduler.ts';
 
 const f32 = Math.fround;
 
@@ -20,7 +20,7 @@ export function ancestralStep(sigmaFrom: number, sigmaTo: number): { sigmaUp: nu
 
 export class EulerAncestralDiscreteScheduler extends SigmaScheduler {
   constructor(json: DiffusersSchedulerConfig = {}) {
-    super(json, 'EulerAncestralDiscreteScheduler');
+    super(readSigmaSchedulerConfig(json, 'EulerAncestralDiscreteScheduler'));
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult {

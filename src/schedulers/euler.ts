@@ -3,13 +3,13 @@
 
 import type { DiffusersSchedulerConfig } from './config.ts';
 import { checkSameSize, type StepOptions, type StepResult } from './scheduler.ts';
-import { SigmaScheduler } from './sigma-scheduler.ts';
+import { readSigmaSchedulerConfig, SigmaScheduler } from './sigma-scheduler.ts';
 
 const f32 = Math.fround;
 
 export class EulerDiscreteScheduler extends SigmaScheduler {
   constructor(json: DiffusersSchedulerConfig = {}) {
-    super(json, 'EulerDiscreteScheduler');
+    super(readSigmaSchedulerConfig(json, 'EulerDiscreteScheduler'));
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _options?: StepOptions): StepResult {

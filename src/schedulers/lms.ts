@@ -4,7 +4,7 @@
 
 import type { DiffusersSchedulerConfig } from './config.ts';
 import { checkSameSize, type StepOptions, type StepResult } from './scheduler.ts';
-import { SigmaScheduler } from './sigma-scheduler.ts';
+import { readSigmaSchedulerConfig, SigmaScheduler } from './sigma-scheduler.ts';
 
 const f32 = Math.fround;
 
@@ -38,7 +38,7 @@ export class LMSDiscreteScheduler extends SigmaScheduler {
   private derivatives: Float32Array[] = [];
 
   constructor(json: DiffusersSchedulerConfig = {}) {
-    super(json, 'LMSDiscreteScheduler');
+    super(readSigmaSchedulerConfig(json, 'LMSDiscreteScheduler'));
   }
 
   protected override resetHistory(): void {

@@ -9,6 +9,17 @@ export function sigmasFromAlphasCumprod(alphasCumprod: Float32Array): Float32Arr
   return alphasCumprod.map((a) => f32(Math.sqrt(f32(f32(1 - a) / a))));
 }
 
+/**
+ * A VE noise level σ in variance-preserving terms: x_t = α_t·x₀ + σ_t·ε with α_t = 1/√(σ² + 1),
+ * σ_t = σ·α_t, and the log signal-to-noise ratio λ = log(α_t/σ_t) that DPM-Solver steps in
+ * (float32, in the reference's order).
+ */
+export function vpNoiseLevel(sigma: number): { alpha: number; sigma: number; lambda: number } {
+  const alpha = f32(1 / f32(Math.sqrt(f32(f32(sigma * sigma) + 1))));
+  const sigmaT = f32(sigma * alpha);
+  return { alpha, sigma: sigmaT, lambda: f32(f32(Math.log(alpha)) - f32(Math.log(sigmaT))) };
+}
+
 /** `np.interp(x, [0, 1, …, n−1], values)`: σ at (possibly fractional) timesteps. */
 export function interpolate(values: ArrayLike<number>, x: number): number {
   const last = values.length - 1;

@@ -129,6 +129,14 @@ describe('createScheduler', () => {
     expect(() => new DDIMScheduler().step(new Float32Array(2), 10, new Float32Array(1))).toThrow(/model output has 2 values/);
   });
 
+  it.each(['euler', 'dpmpp-2m', 'dpmpp-2m-karras'] as const)('%s names a first timestep that is not in its schedule', (name) => {
+    const scheduler = createScheduler(name, sdConfig);
+    scheduler.setTimesteps(4);
+    const x = new Float32Array(2);
+    expect(() => scheduler.step(x, 500, x)).toThrow(/timestep 500 is not in the schedule/);
+    expect(() => scheduler.addNoise(x, x, 500)).toThrow(/timestep 500 is not in the schedule/);
+  });
+
   it('PNDM without skip_prk_steps warms up with Runge–Kutta half steps', () => {
     const scheduler = new PNDMScheduler({ ...sdConfig, skip_prk_steps: false });
     scheduler.setTimesteps(10);

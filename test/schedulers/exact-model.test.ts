@@ -30,7 +30,7 @@ const vTarget = (a: number) => eps.map((e, i) => Math.sqrt(a) * e - Math.sqrt(1 
 
 /** ᾱ of the noise level the scheduler is at in step i, and the sample there. */
 function level(scheduler: Scheduler, i: number, t: number): number {
-  if (scheduler instanceof SigmaScheduler || scheduler instanceof DPMSolverMultistepScheduler) {
+  if (scheduler instanceof SigmaScheduler) {
     return 1 / (1 + scheduler.sigmas[i]! ** 2);
   }
   return scheduler.alphasCumprod[t]!;
@@ -38,8 +38,8 @@ function level(scheduler: Scheduler, i: number, t: number): number {
 
 function initialSample(scheduler: Scheduler): Float32Array {
   const a = level(scheduler, 0, scheduler.timesteps[0]!);
-  // σ-space samplers carry x / √ᾱ = x₀ + σ·ε.
-  return scheduler instanceof SigmaScheduler ? vp(a).map((x) => x / Math.sqrt(a)) : vp(a);
+  // Variance-exploding samplers carry x / √ᾱ = x₀ + σ·ε.
+  return scheduler instanceof SigmaScheduler && scheduler.sampleSpace === 'variance-exploding' ? vp(a).map((x) => x / Math.sqrt(a)) : vp(a);
 }
 
 function finalSample(scheduler: Scheduler): Float32Array {
