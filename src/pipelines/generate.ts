@@ -8,6 +8,7 @@ import { imageFromTensor, imageToTensor } from '../io/image.ts';
 import { type PreviewImage, latentPreview } from '../models/latent-preview.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import { type SchedulerName, type Scheduler, createScheduler, img2imgTimesteps } from '../schedulers/index.ts';
+import { applyGuidance } from './guidance.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
 import type { CompiledGraph } from '../engine/session.ts';
 
@@ -188,17 +189,6 @@ export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: Denoi
     o.onStep?.({ step: i + 1, total: o.timesteps.length, timestep: t, latents, predictedClean: clean, shape: o.shape, preview: () => latentPreview(clean, o.shape) });
   }
   return latents;
-}
-
-/** uncond + g·(cond − uncond) over a prediction batched as [uncond; cond]. */
-export function applyGuidance(prediction: Float32Array, guidance: number): Float32Array {
-  const half = prediction.length / 2;
-  const out = new Float32Array(half);
-  for (let i = 0; i < half; i++) {
-    const u = prediction[i];
-    out[i] = u + guidance * (prediction[half + i] - u);
-  }
-  return out;
 }
 
 function concat(a: Float32Array, b: Float32Array): Float32Array {

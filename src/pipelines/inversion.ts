@@ -13,6 +13,7 @@ import { AdamW, type CompiledGraph, Parameter, Tensor, add, compile, grad, mean,
 import { type RgbImage, imageToTensor } from '../io/image.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import { DDIMScheduler, ddimTransfer } from '../schedulers/ddim.ts';
+import { applyGuidance, guide, guideTensor } from './guidance.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
 
 export interface NullTextOptions {
@@ -141,7 +142,7 @@ export async function nullTextInversion(
     const tuned = new Float32Array(embedding.value());
     uncondEmbeddings.push(tuned);
     const epsUncond = (await sd.predictNoise(unet, latents, shape, t, tuned)).noise_pred.data as Float32Array;
-    const eps = epsUncond.map((u, k) => u + guidance * (epsCond[k] - u));
+    const eps = guide(epsUncond, epsCond, guidance);
     latents = scheduler.step(eps, t, latents, { eta: 0 }).prevSample;
     onStep?.({ phase: 'null-text', step: i + 1, total: steps, loss });
   }
@@ -160,7 +161,7 @@ export async function compileNullTextStep(sd: StableDiffusion, shape: Shape4, em
   const coefficients = Tensor.input('ddim_coefficients', [2]);
   const guidance = Tensor.input('guidance', [1]);
   const epsUncond = sd.components.unet.forward(sample, timestep, embedding.tensor);
-  const eps = add(epsUncond, mul(sub(epsCond, epsUncond), guidance));
+  const eps = guideTensor(epsUncond, epsCond, guidance);
   const previous = add(mul(sample, slice(coefficients, 0, 0, 1)), mul(eps, slice(coefficients, 0, 1, 2)));
   const error = sub(previous, target);
   const loss = mean(mul(error, error));
@@ -184,7 +185,7 @@ export async function reconstruct(sd: StableDiffusion, inversion: InvertedImage,
     input.set(latents, latents.length);
     const out = (await sd.predictNoise(unet, input, [2, shape[1], shape[2], shape[3]], t, context)).noise_pred.data as Float32Array;
     const n = latents.length;
-    const eps = guidance > 1 ? out.subarray(0, n).map((u, k) => u + guidance * (out[n + k] - u)) : out.subarray(n);
+    const eps = guidance > 1 ? applyGuidance(out, guidance) : out.subarray(n);
     latents = scheduler.step(eps, t, latents, { eta: 0 }).prevSample;
   }
   return latents;
