@@ -5,6 +5,7 @@ import { registerAttention } from './attention.ts';
 import { registerEdit } from './edit.ts';
 import { registerGenerate } from './generate.ts';
 import { INTERRUPTED_EXIT_CODE, interruptedMessage } from './interrupt.ts';
+import { registerServe } from './serve.ts';
 import { registerTrain } from './train.ts';
 import { registerPersonalisation } from './train-personalise.ts';
 
@@ -16,6 +17,7 @@ registerGenerate(program);
 registerEdit(program);
 registerAttention(program);
 registerPersonalisation(registerTrain(program));
+registerServe(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -39,17 +39,20 @@ export interface ReadImageOptions {
 }
 
 /**
- * Decodes a PNG, JPEG or WebP file to an RgbImage. Transparent pixels are composited on white
- * (emoji images are mostly transparent), EXIF orientation is applied, and with a size the image
- * is resized (and centre-cropped for 'cover'). Errors name the file.
+ * Decodes a PNG, JPEG or WebP file (or its bytes) to an RgbImage. Transparent pixels are
+ * composited on white (emoji images are mostly transparent), EXIF orientation is applied, and with a
+ * size the image is resized (and centre-cropped for 'cover'). Errors name the file.
  */
-export async function readImage(path: string, options: ReadImageOptions = {}): Promise<RgbImage> {
-  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
-    throw new Error(`readImage: cannot open ${path}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
-  });
-  if (!info.isFile()) throw new Error(`readImage: ${path} is not a file`);
+export async function readImage(source: string | Buffer, options: ReadImageOptions = {}): Promise<RgbImage> {
+  const path = typeof source === 'string' ? source : 'the image data';
+  if (typeof source === 'string') {
+    const info = await stat(source).catch((error: NodeJS.ErrnoException) => {
+      throw new Error(`readImage: cannot open ${source}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
+    });
+    if (!info.isFile()) throw new Error(`readImage: ${source} is not a file`);
+  }
 
-  let pipeline = sharp(path).rotate().flatten({ background: '#ffffff' });
+  let pipeline = sharp(source).rotate().flatten({ background: '#ffffff' });
   if (options.width !== undefined || options.height !== undefined) {
     pipeline = pipeline.resize(options.width, options.height, {
       fit: options.fit ?? 'cover',

@@ -79,6 +79,13 @@ export class VaeRunner {
     return this.vae.config;
   }
 
+  /** Frees the encoder's and decoder's sessions (a later use compiles them again). */
+  async release(): Promise<void> {
+    const graphs = [this.encoder, this.decoder];
+    this.encoder = this.decoder = undefined;
+    for (const graph of graphs) if (graph) await (await graph).release();
+  }
+
   /** The encoder session (compiled on first use): input `images`, outputs `mean`, `std`, `logvar`. */
   compiledEncoder(): Promise<CompiledGraph> {
     this.encoder ??= (() => {

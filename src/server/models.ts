@@ -1,0 +1,121 @@
+// What the server can run: the models under --models (diffusers folders and single-file
+// .safetensors), the bundled default model, and the LoRAs and Textual Inversion embeddings in
+// DIR/loras and DIR/embeddings (AUTOMATIC1111's folder names). Listed afresh on each call, so a
+// file copied in (or written by a training job) appears without a restart.
+
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, join, relative } from 'node:path';
+import { bundledTokenizer, defaultModelPath } from '../cli/shared.ts';
+
+export interface ModelEntry {
+  /** "default" for the bundled model; else the path under --models, without .safetensors. */
+  name: string;
+  path: string;
+  format: 'diffusers' | 'single-file';
+}
+
+export interface NamedFile {
+  /** The file name without .safetensors, as A1111 names LoRAs and embeddings. */
+  name: string;
+  path: string;
+}
+
+export const LORA_FOLDER = 'loras';
+export const EMBEDDING_FOLDER = 'embeddings';
+export const DEFAULT_MODEL = 'default';
+
+/** Thrown for a name the registry does not know; the HTTP layer answers 400 naming `field`. */
+export class UnknownNameError extends Error {
+  constructor(
+    readonly field: string,
+    readonly kind: string,
+    readonly unknown: string,
+    known: string[],
+  ) {
+    super(`no ${kind} named ${JSON.stringify(unknown)} (known: ${known.slice(0, 20).join(', ') || 'none'})`);
+  }
+}
+
+export class ModelRegistry {
+  /** The tokenizer single-file checkpoints fall back to (they carry none). */
+  readonly defaultTokenizer = bundledTokenizer;
+
+  constructor(
+    /** The --models folder; absent: only the bundled model. */
+    readonly dir?: string,
+    private readonly defaultPath: string = defaultModelPath(),
+  ) {}
+
+  models(): ModelEntry[] {
+    const found: ModelEntry[] = [{ name: DEFAULT_MODEL, path: this.defaultPath, format: 'diffusers' }];
+    if (this.dir && existsSync(this.dir)) this.scan(this.dir, found, true);
+    return found;
+  }
+
+  loras(): NamedFile[] {
+    return this.files(LORA_FOLDER);
+  }
+
+  embeddings(): NamedFile[] {
+    return this.files(EMBEDDING_FOLDER);
+  }
+
+  model(name: string, field = 'model'): ModelEntry {
+    const all = this.models();
+    const found = all.find((m) => m.name === name);
+    if (!found) throw new UnknownNameError(field, 'model', name, all.map((m) => m.name));
+    return found;
+  }
+
+  lora(name: string, field = 'loras'): NamedFile {
+    return this.named(this.loras(), name, field, 'LoRA');
+  }
+
+  embedding(name: string, field = 'embeddings'): NamedFile {
+    return this.named(this.embeddings(), name, field, 'embedding');
+  }
+
+  private named(list: NamedFile[], name: string, field: string, kind: string): NamedFile {
+    const found = list.find((f) => f.name === name);
+    if (!found) throw new UnknownNameError(field, kind, name, list.map((f) => f.name));
+    return found;
+  }
+
+  private scan(dir: string, found: ModelEntry[], top: boolean): void {
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      if (entry.name.startsWith('.')) continue;
+      const path = join(dir, entry.name);
+      const name = relative(this.dir!, path).split('\\').join('/');
+      if (entry.isDirectory()) {
+        if (top && (entry.name === LORA_FOLDER || entry.name === EMBEDDING_FOLDER)) continue;
+        if (existsSync(join(path, 'model_index.json'))) this.add(found, { name, path, format: 'diffusers' });
+        else this.scan(path, found, false);
+      } else if (entry.isFile() && entry.name.toLowerCase().endsWith('.safetensors')) {
+        this.add(found, { name: name.replace(/\.safetensors$/i, ''), path, format: 'single-file' });
+      }
+    }
+  }
+
+  private add(found: ModelEntry[], entry: ModelEntry): void {
+    if (!found.some((m) => m.name === entry.name)) found.push(entry);
+  }
+
+  private files(folder: string): NamedFile[] {
+    const dir = this.dir && join(this.dir, folder);
+    if (!dir || !existsSync(dir) || !statSync(dir).isDirectory()) return [];
+    const out: NamedFile[] = [];
+    const walk = (d: string) => {
+      for (const entry of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+        if (entry.name.startsWith('.')) continue;
+        const path = join(d, entry.name);
+        if (entry.isDirectory()) walk(path);
+        else if (entry.name.toLowerCase().endsWith('.safetensors')) {
+          const name = basename(entry.name).replace(/\.safetensors$/i, '');
+          if (!out.some((f) => f.name === name)) out.push({ name, path });
+        }
+      }
+    };
+    walk(dir);
+    return out;
+  }
+}

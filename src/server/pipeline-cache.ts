@@ -1,0 +1,100 @@
+// Loaded pipelines kept between jobs, so the second job on a model does not pay the load (configs,
+// graph tracing, ONNX Runtime sessions) again. A LoRA is merged into the weights and an embedding
+// grows the vocabulary, so a pipeline is keyed by its model *and* its LoRA and embedding set.
+// Least recently used pipelines beyond --max-loaded are evicted and their sessions freed.
+
+import { type Personalisation, personalise } from '../pipelines/personalise.ts';
+import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
+import type { ModelRegistry } from './models.ts';
+
+export interface PipelineSpec {
+  model: string;
+  loras?: readonly { name: string; weight: number }[];
+  embeddings?: readonly string[];
+}
+
+export interface LoadedPipeline {
+  sd: StableDiffusion;
+  personal: Personalisation;
+  /** Clip-skip settings the text encoder was compiled for (each is its own session). */
+  clipSkips: Set<number | undefined>;
+}
+
+interface Entry {
+  key: string;
+  model: string;
+  pipeline: Promise<LoadedPipeline>;
+}
+
+export class PipelineCache {
+  /** Most recently used last. */
+  private entries: Entry[] = [];
+
+  constructor(
+    readonly registry: ModelRegistry,
+    readonly maxLoaded = 1,
+  ) {
+    if (!Number.isInteger(maxLoaded) || maxLoaded < 1) throw new Error(`--max-loaded must be a positive integer, got ${maxLoaded}`);
+  }
+
+  /** Names of the models loaded now, least recently used first. */
+  loaded(): string[] {
+    return this.entries.map((e) => e.key);
+  }
+
+  /** The pipeline for `spec`, loaded (and personalised) on first use. Unknown names throw UnknownNameError. */
+  async acquire(spec: PipelineSpec): Promise<LoadedPipeline> {
+    const key = cacheKey(spec);
+    const hit = this.entries.find((e) => e.key === key);
+    if (hit) {
+      this.entries = [...this.entries.filter((e) => e !== hit), hit];
+      return hit.pipeline;
+    }
+    // Resolve every name before evicting anything, so a typo costs nothing.
+    const model = this.registry.model(spec.model);
+    const loras = (spec.loras ?? []).map(({ name, weight }) => ({ path: this.registry.lora(name).path, weight }));
+    const embeddings = (spec.embeddings ?? []).map((name) => this.registry.embedding(name).path);
+    while (this.entries.length >= this.maxLoaded) await this.evict(this.entries[0]);
+    const pipeline = (async () => {
+      const sd = StableDiffusion.load(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false });
+      const personal = await personalise(sd.components, { loras, embeddings });
+      return { sd, personal, clipSkips: new Set<number | undefined>() };
+    })();
+    const entry = { key, model: spec.model, pipeline };
+    this.entries.push(entry);
+    pipeline.catch(() => (this.entries = this.entries.filter((e) => e !== entry)));
+    return pipeline;
+  }
+
+  /** Frees every loaded pipeline. */
+  async clear(): Promise<void> {
+    while (this.entries.length) await this.evict(this.entries[0]);
+  }
+
+  /**
+   * Pipelines of the same model share ONNX Runtime sessions wherever their graphs are identical
+   * (the VAE under a LoRA, say), and freeing a session frees it for all: so the others of that
+   * model go too.
+   */
+  private async evict(victim: Entry): Promise<void> {
+    const gone = this.entries.filter((e) => e.model === victim.model);
+    this.entries = this.entries.filter((e) => e.model !== victim.model);
+    for (const entry of gone) {
+      const loaded = await entry.pipeline.catch(() => undefined);
+      if (loaded) await releasePipeline(loaded);
+    }
+  }
+}
+
+/** Frees a pipeline's sessions: UNet, text encoder (per clip skip used), VAE. */
+export async function releasePipeline({ sd, clipSkips }: Pick<LoadedPipeline, 'sd' | 'clipSkips'>): Promise<void> {
+  await sd.releaseUNet();
+  for (const clipSkip of clipSkips) await sd.releaseTextEncoder(clipSkip);
+  await sd.vaeRunner.release();
+}
+
+function cacheKey(spec: PipelineSpec): string {
+  const loras = [...(spec.loras ?? [])].map((l) => `${l.name}:${l.weight}`).sort();
+  const embeddings = [...(spec.embeddings ?? [])].sort();
+  return JSON.stringify([spec.model, loras, embeddings]);
+}

@@ -1,0 +1,182 @@
+// Runs one job with the pipelines: generate (txt2img, img2img), edit (Prompt-to-Prompt, also of an
+// uploaded picture), attention (heat maps) and train. Reports each step with a small preview,
+// stops between two steps once the job's signal aborts, and returns PNGs carrying
+// AUTOMATIC1111's `parameters` text. Importable without a server: `nuri worker` runs it too.
+
+import { PNG } from 'pngjs';
+import { heatMap } from '../io/heatmap.ts';
+import { type RgbImage, enlarge, readImage, toRgb8 } from '../io/image.ts';
+import { type GenerationParameters, formatParameters } from '../io/parameters.ts';
+import { encodePng } from '../io/png.ts';
+import type { PreviewImage } from '../models/latent-preview.ts';
+import { crossAttentionMaps } from '../pipelines/attention-maps.ts';
+import { edit } from '../pipelines/edit.ts';
+import { DEFAULTS, type StepProgress, generate } from '../pipelines/generate.ts';
+import { SAMPLER_LABELS } from '../schedulers/labels.ts';
+import { throwIfAborted } from './abort.ts';
+import type { JobResult, JobRunner, RunnerContext } from './jobs.ts';
+import type { ModelRegistry } from './models.ts';
+import type { LoadedPipeline, PipelineCache } from './pipeline-cache.ts';
+import { runTraining } from './run-train.ts';
+import type { AttentionParams, EditParams, GenerateParams, TrainParams } from './schemas.ts';
+
+export interface RunnerOptions {
+  registry: ModelRegistry;
+  cache: PipelineCache;
+  /** Smallest side of the step previews, in pixels (latent-sized previews are tiny). Default 64. */
+  previewSize?: number;
+}
+
+export function createRunner(options: RunnerOptions): JobRunner {
+  return async (job, ctx) => {
+    throwIfAborted(ctx.signal);
+    switch (job.type) {
+      case 'generate':
+        return runGenerate(job.params as GenerateParams, ctx, options);
+      case 'edit':
+        return runEdit(job.params as EditParams, ctx, options);
+      case 'attention':
+        return runAttention(job.params as AttentionParams, ctx, options);
+      case 'train':
+        return runTraining(job.params as TrainParams, ctx, options.registry);
+      default:
+        throw new Error(`unknown job type ${JSON.stringify(job.type)}`);
+    }
+  };
+}
+
+async function load(ctx: RunnerContext, o: RunnerOptions, spec: { model: string; loras?: GenerateParams['loras']; embeddings?: string[]; clipSkip?: number }): Promise<LoadedPipeline> {
+  ctx.progress({ step: 0, total: 0, phase: 'loading' });
+  const loaded = await o.cache.acquire(spec);
+  loaded.clipSkips.add(spec.clipSkip);
+  throwIfAborted(ctx.signal);
+  return loaded;
+}
+
+/** The per-step callback: stops the loop on cancel (by throwing between steps), else reports with a preview. */
+function stepReporter(ctx: RunnerContext, o: RunnerOptions) {
+  return (p: StepProgress) => {
+    throwIfAborted(ctx.signal);
+    ctx.progress({ step: p.step, total: p.total, phase: 'sampling', timestep: p.timestep, preview: previewPng(p.preview()[0], o.previewSize ?? 64) });
+  };
+}
+
+/** A latent preview as a small PNG, enlarged (nearest) to at least `minSide` pixels. */
+export function previewPng(preview: PreviewImage, minSide: number): Buffer {
+  const image = enlargeTo(preview as RgbImage, minSide);
+  const png = new PNG({ width: image.width, height: image.height, colorType: 2, inputColorType: 2, inputHasAlpha: false });
+  png.data = toRgb8(image);
+  return PNG.sync.write(png, { colorType: 2, inputColorType: 2, inputHasAlpha: false });
+}
+
+async function encodeAll(images: RgbImage[], parameters: (i: number) => string): Promise<JobResult['images']> {
+  return Promise.all(images.map(async (image, i) => ({ png: await encodePng(image, { parameters: parameters(i) }), parameters: parameters(i) })));
+}
+
+function sampling(p: { prompt: string; negativePrompt?: string; steps: number; scheduler: keyof typeof SAMPLER_LABELS; guidance: number; model: string }): GenerationParameters {
+  return { prompt: p.prompt, negativePrompt: p.negativePrompt, steps: p.steps, sampler: SAMPLER_LABELS[p.scheduler], guidance: p.guidance, model: p.model };
+}
+
+async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: RunnerOptions): Promise<JobResult> {
+  const { sd, personal } = await load(ctx, o, p);
+  const width = p.width ?? sd.defaultSize;
+  const height = p.height ?? sd.defaultSize;
+  const strength = p.strength ?? DEFAULTS.strength;
+  const initImage = p.initImage === undefined ? undefined : await readImage(await ctx.readInput(p.initImage), { width, height });
+  const result = await generate(sd, {
+    prompts: new Array(p.batch).fill(personal.expandPrompt(p.prompt)),
+    negativePrompt: p.negativePrompt === undefined ? undefined : personal.expandPrompt(p.negativePrompt),
+    steps: p.steps,
+    scheduler: p.scheduler,
+    guidance: p.guidance,
+    eta: p.eta,
+    seed: p.seed,
+    width,
+    height,
+    initImage,
+    strength,
+    clipSkip: p.clipSkip,
+    onStep: stepReporter(ctx, o),
+  });
+  const extra = {
+    ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}),
+    ...(personal.loraLabels.length ? { Lora: personal.loraLabels.join(', ') } : {}),
+    ...(personal.embeddings.length ? { TI: personal.embeddings.map((e) => e.token).join(', ') } : {}),
+  };
+  const infotexts = result.seeds.map((seed) =>
+    formatParameters({ ...sampling(p), seed, width, height, denoisingStrength: initImage ? strength : undefined, extra }),
+  );
+  return { images: await encodeAll(result.images, (i) => infotexts[i]), artifacts: [], info: { seeds: result.seeds, infotexts, width, height, warnings: [...sd.components.warnings, ...personal.warnings] } };
+}
+
+async function runEdit(p: EditParams, ctx: RunnerContext, o: RunnerOptions): Promise<JobResult> {
+  const { sd } = await load(ctx, o, p);
+  let width = p.width ?? sd.defaultSize;
+  let height = p.height ?? sd.defaultSize;
+  const image = p.image === undefined ? undefined : await readImage(await ctx.readInput(p.image), { width, height });
+  if (image) [width, height] = [image.width, image.height];
+  const crossReplace = typeof p.crossReplace === 'number' ? { default: p.crossReplace } : p.crossReplace;
+  const result = await edit(sd, {
+    source: p.prompt,
+    target: p.target,
+    refine: p.refine,
+    crossReplace,
+    selfReplace: p.selfReplace,
+    reweight: p.reweight,
+    localBlend: p.localBlend && { words: p.localBlend, threshold: p.blendThreshold },
+    image,
+    nullText: p.nullTextSteps > 0 && { innerSteps: p.nullTextSteps },
+    negativePrompt: p.negativePrompt,
+    steps: p.steps,
+    scheduler: p.scheduler,
+    guidance: p.guidance,
+    eta: p.eta,
+    seed: p.seed,
+    width,
+    height,
+    clipSkip: p.clipSkip,
+    onInversionStep: (s) => {
+      throwIfAborted(ctx.signal);
+      ctx.progress({ step: s.phase === 'ddim' ? s.step : p.steps + s.step, total: 2 * p.steps, phase: 'inverting', loss: s.loss });
+    },
+    onStep: stepReporter(ctx, o),
+  });
+  const extra = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target, ...(image ? { 'Null-text steps': p.nullTextSteps } : {}) };
+  const infotexts = [result.plan.source, result.plan.target].map((prompt) => formatParameters({ ...sampling(p), prompt, seed: result.seed, width, height, extra }));
+  return {
+    images: await encodeAll(result.images, (i) => infotexts[i]),
+    artifacts: [],
+    info: { seed: result.seed, seeds: [result.seed, result.seed], infotexts, kind: result.plan.kind, source: result.plan.source, target: result.plan.target, width, height },
+  };
+}
+
+async function runAttention(p: AttentionParams, ctx: RunnerContext, o: RunnerOptions): Promise<JobResult> {
+  const { sd } = await load(ctx, o, p);
+  const width = p.width ?? sd.defaultSize;
+  const height = p.height ?? sd.defaultSize;
+  const result = await crossAttentionMaps(sd, {
+    prompt: p.prompt,
+    negativePrompt: p.negativePrompt,
+    steps: p.steps,
+    scheduler: p.scheduler,
+    guidance: p.guidance,
+    seed: p.seed,
+    width,
+    height,
+    clipSkip: p.clipSkip,
+    onStep: stepReporter(ctx, o),
+  });
+  const infotext = formatParameters({ ...sampling(p), seed: result.seed, width, height });
+  const maps = result.tokens.map((t) => heatMap(t.map, result.mapHeight, result.mapWidth, { size: { width, height } }));
+  const tokens = result.tokens.map((t, i) => ({ token: t.token, position: t.position, image: i + 1 }));
+  return {
+    images: await encodeAll([result.image, ...maps], () => infotext),
+    artifacts: [],
+    info: { seed: result.seed, seeds: [result.seed], infotexts: [infotext], tokens, mapWidth: result.mapWidth, mapHeight: result.mapHeight, width, height },
+  };
+}
+
+/** Enlarges tiny pictures for display (e.g. the default model's 32 px), by a whole factor. */
+export function enlargeTo(image: RgbImage, minSide: number): RgbImage {
+  return enlarge(image, Math.max(1, Math.ceil(minSide / Math.min(image.width, image.height))));
+}

@@ -1,0 +1,228 @@
+// One zod schema per job kind: what POST /api/v1/jobs accepts, with the CLI's long options in
+// camelCase and the CLI's defaults, bounded by the server's limits. The OpenAPI document is
+// generated from these same schemas (openapi.ts), so the two cannot drift apart.
+
+import { z } from 'zod';
+import { DEFAULTS } from '../pipelines/generate.ts';
+import { SCHEDULER_NAMES } from '../schedulers/index.ts';
+import { JOB_TYPES, type JobType } from './jobs.ts';
+
+/** What one request may ask of the server; each is a `nuri serve` option. */
+export interface ServerLimits {
+  /** width × height of one image. */
+  maxPixels: number;
+  maxSteps: number;
+  maxBatch: number;
+  /** Characters in a prompt (or negative prompt, or target). */
+  maxPromptLength: number;
+  maxUploadBytes: number;
+  maxTrainSteps: number;
+  /** Images in one training set. */
+  maxTrainImages: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxPixels: 1024 * 1024,
+  maxSteps: 150,
+  maxBatch: 8,
+  maxPromptLength: 2000,
+  maxUploadBytes: 20 * 1024 * 1024,
+  maxTrainSteps: 5000,
+  maxTrainImages: 100,
+};
+
+/** The option that sets each limit, for error messages. */
+const LIMIT_OPTION: Record<keyof ServerLimits, string> = {
+  maxPixels: '--max-pixels',
+  maxSteps: '--max-steps',
+  maxBatch: '--max-batch',
+  maxPromptLength: '--max-prompt-length',
+  maxUploadBytes: '--max-upload-bytes',
+  maxTrainSteps: '--max-train-steps',
+  maxTrainImages: '--max-train-images',
+};
+
+export function limitMessage(key: keyof ServerLimits, limits: ServerLimits, what: string): string {
+  return `${what} is over this server's limit of ${limits[key]} (${LIMIT_OPTION[key]})`;
+}
+
+/** Names of uploads ("upload-….png") and result images ("job-…-1.png"): no paths. */
+export const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
+const fileName = z.string().regex(FILE_NAME, 'must be the name of an upload or a result image (letters, digits, . _ -)');
+const modelName = z.string().min(1).max(500).describe('a model name from GET /api/v1/models');
+const fraction = z.number().min(0).max(1);
+const seed = z.int().min(0).max(2 ** 32 - 1).describe('random when absent; the one used is recorded');
+const clipSkip = z.int().min(1).max(12).describe('use the text encoder layer n from the end (1 = last)');
+
+function bounded(limits: ServerLimits) {
+  const text = z.string().max(limits.maxPromptLength, limitMessage('maxPromptLength', limits, 'the text'));
+  const steps = (dflt: number) => z.int().min(1).max(limits.maxSteps, limitMessage('maxSteps', limits, 'steps')).default(dflt);
+  const side = z.int().min(8).max(4096).multipleOf(8).describe("a multiple of 8; default: the model's own size");
+  return { text, steps, side };
+}
+
+/** width × height within the limit, reported on `width`. */
+function pixelLimit(limits: ServerLimits) {
+  return (p: { width?: number; height?: number }, ctx: z.RefinementCtx) => {
+    if (p.width !== undefined && p.height !== undefined && p.width * p.height > limits.maxPixels) {
+      ctx.addIssue({ code: 'custom', path: ['width'], message: limitMessage('maxPixels', limits, `width × height (${p.width}×${p.height})`) });
+    }
+  };
+}
+
+/** DreamBooth's default learning rates: the whole UNet, or LoRA adapters (--lora-rank). */
+export const TRAIN_LR = { 'textual-inversion': 5e-4, lora: 1e-4 };
+export const DREAMBOOTH_LR = { full: 5e-6, lora: 1e-4 };
+
+export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
+  const { text, steps, side } = bounded(limits);
+  const sampling = {
+    model: modelName.default('default'),
+    negativePrompt: text.optional().describe('what to steer away from'),
+    steps: steps(DEFAULTS.steps),
+    scheduler: z.enum(SCHEDULER_NAMES).default(DEFAULTS.scheduler),
+    guidance: z.number().min(0).max(100).default(DEFAULTS.guidance).describe('classifier-free guidance scale (≤ 1 disables it)'),
+    seed: seed.optional(),
+    width: side.optional(),
+    height: side.optional(),
+    clipSkip: clipSkip.optional(),
+  };
+
+  const generate = z
+    .strictObject({
+      ...sampling,
+      prompt: text.min(1).describe('what to draw'),
+      eta: fraction.optional().describe("DDIM's η: 0 is deterministic"),
+      batch: z.int().min(1).max(limits.maxBatch, limitMessage('maxBatch', limits, 'batch')).default(1),
+      initImage: fileName.optional().describe('img2img: an upload or an earlier result image to start from'),
+      strength: z.number().min(0.01).max(1).optional().describe(`img2img: how much to change the picture, default ${DEFAULTS.strength}`),
+      loras: z.array(z.strictObject({ name: z.string().min(1), weight: z.number().min(-10).max(10).default(1) })).max(16).default([]),
+      embeddings: z.array(z.string().min(1)).max(16).default([]),
+    })
+    .superRefine(pixelLimit(limits))
+    .superRefine((p, ctx) => {
+      if (p.strength !== undefined && p.initImage === undefined) ctx.addIssue({ code: 'custom', path: ['strength'], message: 'strength needs initImage' });
+    })
+    .describe('txt2img, or img2img with initImage');
+
+  const edit = z
+    .strictObject({
+      ...sampling,
+      scheduler: z.enum(SCHEDULER_NAMES).default('ddim'),
+      prompt: text.min(1).describe('the source prompt (describes `image` when one is given)'),
+      target: text.optional().describe('the edited prompt (default: the source, for pure re-weighting)'),
+      refine: z.boolean().default(false).describe('the target adds or removes words: align tokens instead of swapping words'),
+      crossReplace: z
+        .union([fraction, z.strictObject({ default: fraction.optional(), words: z.record(z.string(), fraction).optional() })])
+        .optional()
+        .describe("fraction of the steps the edit follows the source's cross-attention: one number, or per word"),
+      selfReplace: fraction.optional(),
+      reweight: z.record(z.string(), z.number().min(-100).max(100)).optional().describe('scale the attention to words of the target'),
+      localBlend: z.array(z.string().min(1)).max(16).optional().describe('change only where these words are'),
+      blendThreshold: fraction.optional(),
+      image: fileName.optional().describe('edit this picture (an upload): inverted with the source prompt first'),
+      nullTextSteps: z.int().min(0).max(100).default(10),
+      eta: fraction.optional(),
+    })
+    .superRefine(pixelLimit(limits))
+    .superRefine((p, ctx) => {
+      if (p.image !== undefined && p.scheduler !== 'ddim') ctx.addIssue({ code: 'custom', path: ['scheduler'], message: `editing a real image needs ddim (its inversion is DDIM's), not ${p.scheduler}` });
+      if (p.blendThreshold !== undefined && !p.localBlend) ctx.addIssue({ code: 'custom', path: ['blendThreshold'], message: 'blendThreshold needs localBlend' });
+    })
+    .describe('Prompt-to-Prompt: the source and the edited prompt, from noise or from a real image');
+
+  const attention = z
+    .strictObject({ ...sampling, prompt: text.min(1).regex(/\S/, 'prompt has no tokens to map').describe('what to draw') })
+    .superRefine(pixelLimit(limits))
+    .describe('an image and one cross-attention heat map per prompt token');
+
+  const training = (dflt: { lr: number; steps: number }) => ({
+    model: modelName.default('default'),
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/, 'letters, digits, _ and - only').describe('file name of the result under the models folder'),
+    images: z.array(fileName).min(1).max(limits.maxTrainImages, limitMessage('maxTrainImages', limits, 'the number of images')).describe('uploads to train on'),
+    captions: z.array(text).optional().describe('one caption per image'),
+    steps: z.int().min(1).max(limits.maxTrainSteps, limitMessage('maxTrainSteps', limits, 'steps')).default(dflt.steps),
+    lr: z.number().positive().max(1).optional().describe(`peak learning rate; default ${dflt.lr}`),
+    lrSchedule: z.enum(['constant', 'linear', 'cosine']).default('constant'),
+    warmup: z.int().min(0).default(0),
+    batch: z.int().min(1).max(limits.maxBatch, limitMessage('maxBatch', limits, 'batch')).default(1),
+    gradAccum: z.int().min(1).max(64).default(1),
+    resolution: z.int().min(8).max(4096).optional().refine((r) => r === undefined || r * r <= limits.maxPixels, limitMessage('maxPixels', limits, 'resolution²')),
+    seed: z.int().min(0).max(2 ** 32 - 1).default(0),
+    maxGradNorm: z.number().positive().optional(),
+    weightDecay: z.number().min(0).default(1e-2),
+    flip: z.boolean().default(false),
+  });
+  const captionsMatch = (p: { images: string[]; captions?: string[] }, ctx: z.RefinementCtx) => {
+    if (p.captions && p.captions.length !== p.images.length) ctx.addIssue({ code: 'custom', path: ['captions'], message: `${p.captions.length} captions for ${p.images.length} images` });
+  };
+  const train = z
+    .discriminatedUnion('method', [
+      z.strictObject({
+        method: z.literal('textual-inversion'),
+        ...training({ lr: TRAIN_LR['textual-inversion'], steps: 3000 }),
+        token: z.string().min(1).max(100).describe('the new word, e.g. "<cat-toy>"'),
+        initToken: z.string().min(1).max(100).describe('a one-token word the new word starts from'),
+        learnable: z.enum(['object', 'style']).default('object'),
+      }),
+      z.strictObject({
+        method: z.literal('lora'),
+        ...training({ lr: TRAIN_LR.lora, steps: 1000 }),
+        rank: z.int().min(1).max(1024).default(4),
+        alpha: z.number().min(0).optional(),
+        trainTextEncoder: z.boolean().default(false),
+        captionDropout: fraction.default(0),
+        keyStyle: z.enum(['diffusers', 'kohya']).default('diffusers'),
+      }),
+      z.strictObject({
+        method: z.literal('dreambooth'),
+        ...training({ lr: DREAMBOOTH_LR.full, steps: 400 }),
+        instancePrompt: text.min(1).describe('the subject with its rare token, e.g. "a photo of sks dog"'),
+        classPrompt: text.optional().describe('turns on prior preservation'),
+        classImages: z.int().min(1).max(limits.maxTrainImages, limitMessage('maxTrainImages', limits, 'classImages')).default(100),
+        classSteps: steps(30),
+        priorLossWeight: z.number().min(0).default(1),
+        trainTextEncoder: z.boolean().default(false),
+        loraRank: z.int().min(1).max(1024).optional().describe('train a LoRA of this rank instead of the whole UNet'),
+        loraAlpha: z.number().min(0).optional(),
+      }),
+    ])
+    .superRefine(captionsMatch)
+    .describe('personalise a model: textual-inversion (an embedding), lora or dreambooth (a LoRA, or a whole model folder)');
+
+  return { generate, edit, attention, train } satisfies Record<JobType, z.ZodType>;
+}
+
+export type JobSchemas = ReturnType<typeof jobSchemas>;
+export type GenerateParams = z.output<JobSchemas['generate']>;
+export type EditParams = z.output<JobSchemas['edit']>;
+export type AttentionParams = z.output<JobSchemas['attention']>;
+export type TrainParams = z.output<JobSchemas['train']>;
+
+/** A request that does not fit its schema: the field (dotted path under params) and why. */
+export class ParamsError extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`${field}: ${message}`);
+  }
+}
+
+/** Validates `{type, params}`, fills in the defaults and a random seed; throws ParamsError. */
+export function parseJobRequest(body: unknown, schemas: JobSchemas): { type: JobType; params: Record<string, unknown> } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ParamsError('body', 'expected a JSON object {type, params}');
+  const { type, params, ...rest } = body as Record<string, unknown>;
+  const extra = Object.keys(rest)[0];
+  if (extra !== undefined) throw new ParamsError(extra, 'unknown field (expected only type and params)');
+  if (typeof type !== 'string' || !(JOB_TYPES as readonly string[]).includes(type)) throw new ParamsError('type', `expected one of ${JOB_TYPES.join(', ')}`);
+  const parsed = schemas[type as JobType].safeParse(params ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const keys = issue.code === 'unrecognized_keys' ? `${issue.keys.join(', ')}: ` : '';
+    throw new ParamsError(['params', ...issue.path.map(String), ...(issue.code === 'unrecognized_keys' ? [issue.keys[0]] : [])].join('.'), `${keys}${issue.message}`);
+  }
+  const out = parsed.data as Record<string, unknown>;
+  if (type !== 'train' && out.seed === undefined) out.seed = Math.floor(Math.random() * 2 ** 32);
+  return { type: type as JobType, params: out };
+}
