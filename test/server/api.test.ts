@@ -1,0 +1,187 @@
+// The native API end to end on the bundled default model (32×32, a few steps): each job kind,
+// uploads, schema errors and limits, images, the OpenAPI document and the event stream.
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseParameters } from '../../src/io/parameters.ts';
+import { parsePngText } from '../../src/io/png.ts';
+import { type TestServer, openEvents, testServer } from './helpers.ts';
+
+let server: TestServer;
+
+beforeAll(async () => {
+  server = await testServer({ limits: { maxSteps: 50, maxUploadBytes: 40_000 } });
+});
+afterAll(() => server.close());
+
+async function image(url: string): Promise<Buffer> {
+  const res = await fetch(server.url + url);
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toBe('image/png');
+  return Buffer.from(await res.arrayBuffer());
+}
+
+async function upload(bytes: Buffer, type = 'image/png'): Promise<{ status: number; body: any }> {
+  const form = new FormData();
+  form.append('file', new Blob([bytes], { type }), 'picture.png');
+  return server.request('POST', '/api/v1/uploads', form);
+}
+
+describe('generate', () => {
+  it('runs txt2img and returns PNGs whose parameters say how they were made', async () => {
+    const id = await server.submit('generate', { prompt: 'a red apple', negativePrompt: 'blurry', steps: 3, seed: 42, batch: 2, scheduler: 'euler' });
+    const done = await server.queue.wait(id);
+    expect(done.status).toBe('completed');
+    const { body } = await server.request('GET', `/api/v1/jobs/${id}`);
+    expect(body).toMatchObject({ id, type: 'generate', status: 'completed', progress: { step: 3, total: 3 }, error: null });
+    expect(body.images).toHaveLength(2);
+    expect(body.info.seeds).toEqual([42, 43]);
+    for (const [i, url] of body.images.entries()) {
+      expect(url).toMatch(/^\/api\/v1\/images\/job-.*\.png$/);
+      const png = await image(url);
+      expect(await sharp(png).metadata()).toMatchObject({ width: 32, height: 32 });
+      const parameters = parseParameters(parsePngText(png).parameters);
+      expect(parameters).toMatchObject({ prompt: 'a red apple', negativePrompt: 'blurry', steps: 3, sampler: 'Euler', guidance: 7.5, seed: 42 + i, width: 32, height: 32, model: 'default' });
+    }
+  });
+
+  it('runs img2img from an uploaded picture', async () => {
+    const picture = await sharp({ create: { width: 40, height: 40, channels: 3, background: '#d02020' } }).png().toBuffer();
+    const uploaded = await upload(picture);
+    expect(uploaded.status).toBe(201);
+    expect(uploaded.body.name).toMatch(/^upload-.*\.png$/);
+    const id = await server.submit('generate', { prompt: 'a red apple', initImage: uploaded.body.name, strength: 0.5, steps: 4, seed: 1 });
+    const done = await server.queue.wait(id);
+    expect(done.status, done.error ?? '').toBe('completed');
+    expect(done.progress.total).toBe(2); // strength 0.5 of 4 steps
+    const parameters = parseParameters(parsePngText(await image(`/api/v1/images/${done.images[0]}`)).parameters);
+    expect(parameters.denoisingStrength).toBe(0.5);
+  });
+});
+
+describe('uploads', () => {
+  it('accepts only images, by their bytes, and within the size limit', async () => {
+    const text = await upload(Buffer.from('not a picture at all'), 'image/png');
+    expect(text.status).toBe(400);
+    expect(text.body.field).toBe('file');
+    const big = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(50_000)]);
+    const tooBig = await upload(big);
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.body.error).toContain('40000');
+  });
+});
+
+describe('edit and attention', () => {
+  it('edits a prompt: source and edit images', async () => {
+    const id = await server.submit('edit', { prompt: 'a red apple', target: 'a green apple', steps: 3, seed: 5 });
+    const done = await server.queue.wait(id);
+    expect(done.status, done.error ?? '').toBe('completed');
+    expect(done.images).toHaveLength(2);
+    expect(done.info).toMatchObject({ seed: 5, source: 'a red apple', target: 'a green apple' });
+    const [source, edited] = await Promise.all(done.images.map((name) => image(`/api/v1/images/${name}`)));
+    expect(parseParameters(parsePngText(source).parameters).prompt).toBe('a red apple');
+    expect(parseParameters(parsePngText(edited).parameters).prompt).toBe('a green apple');
+  });
+
+  it('returns the image and one heat map per token', async () => {
+    const id = await server.submit('attention', { prompt: 'a red apple', steps: 3, seed: 2 });
+    const done = await server.queue.wait(id);
+    expect(done.status, done.error ?? '').toBe('completed');
+    const tokens = done.info.tokens as { token: string; image: number }[];
+    expect(tokens.map((t) => t.token)).toEqual(['a', 'red', 'apple']);
+    expect(done.images).toHaveLength(1 + tokens.length);
+    const maps = await Promise.all(tokens.map((t) => image(`/api/v1/images/${done.images[t.image]}`)));
+    // Each token has its own map.
+    expect(new Set(maps.map((m) => m.toString('base64'))).size).toBe(tokens.length);
+  });
+});
+
+describe('validation', () => {
+  it('names the field of a schema error', async () => {
+    const cases: [unknown, string][] = [
+      [{ type: 'paint', params: {} }, 'type'],
+      [{ type: 'generate', params: {} }, 'params.prompt'],
+      [{ type: 'generate', params: { prompt: 'x', steps: 'many' } }, 'params.steps'],
+      [{ type: 'generate', params: { prompt: 'x', colour: 'red' } }, 'params.colour'],
+      [{ type: 'generate', params: { prompt: 'x', width: 33 } }, 'params.width'],
+      [{ type: 'generate', params: { prompt: 'x', model: 'nope' } }, 'params.model'],
+      [{ type: 'generate', params: { prompt: 'x', loras: [{ name: 'nope' }] } }, 'params.loras.0.name'],
+      [{ type: 'generate', params: { prompt: 'x', initImage: 'upload-missing.png' } }, 'params.initImage'],
+      [{ type: 'generate', params: { prompt: 'x', strength: 0.5 } }, 'params.strength'],
+      [{ type: 'edit', params: { prompt: 'x', image: '../../etc/passwd' } }, 'params.image'],
+      [{ type: 'train', params: { method: 'lora', name: 'x', images: [] } }, 'params.images'],
+    ];
+    for (const [body, field] of cases) {
+      const res = await server.request('POST', '/api/v1/jobs', body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(res.body.field, JSON.stringify(res.body)).toBe(field);
+      expect(res.body.error).toContain(field.split('.').pop());
+    }
+  });
+
+  it('refuses a request over a limit, naming the field and the limit', async () => {
+    const steps = await server.request('POST', '/api/v1/jobs', { type: 'generate', params: { prompt: 'x', steps: 51 } });
+    expect(steps.status).toBe(400);
+    expect(steps.body).toMatchObject({ field: 'params.steps' });
+    expect(steps.body.error).toContain('50');
+    const size = await server.request('POST', '/api/v1/jobs', { type: 'generate', params: { prompt: 'x', width: 2048, height: 1024 } });
+    expect(size.status).toBe(400);
+    expect(size.body.field).toBe('params.width');
+    expect(size.body.error).toContain(String(1024 * 1024));
+    const prompt = await server.request('POST', '/api/v1/jobs', { type: 'generate', params: { prompt: 'x'.repeat(2001) } });
+    expect(prompt.body).toMatchObject({ field: 'params.prompt' });
+    expect(prompt.body.error).toContain('2000');
+  });
+
+  it('serves result images only, by name', async () => {
+    for (const name of ['..%2Fjobs', '..%2F..%2Fetc%2Fpasswd', 'job-x.json', '.hidden.png']) {
+      expect((await server.request('GET', `/api/v1/images/${name}`)).status).toBe(404);
+    }
+    expect((await server.request('GET', '/api/v1/jobs/job-000000000000-000000')).status).toBe(404);
+  });
+});
+
+describe('documents and lists', () => {
+  it('publishes an OpenAPI document generated from the job schemas', async () => {
+    const { status, body } = await server.request('GET', '/api/v1/openapi.json');
+    expect(status).toBe(200);
+    expect(body.openapi).toBe('3.1.0');
+    const kinds = body.components.schemas.JobRequest.oneOf.map((o: any) => o.properties.type.const);
+    expect(kinds).toEqual(['generate', 'edit', 'attention', 'train']);
+    expect(body.components.schemas.GenerateParams.properties.steps).toMatchObject({ type: 'integer', maximum: 50, default: 30 });
+    expect(body.components.schemas.TrainParams.oneOf.map((o: any) => o.properties.method.const)).toEqual(['textual-inversion', 'lora', 'dreambooth']);
+    expect(body.paths['/api/v1/jobs'].post).toBeDefined();
+  });
+
+  it('lists models and the job history, newest first, paged', async () => {
+    const models = await server.request('GET', '/api/v1/models');
+    expect(models.body.models.map((m: any) => m.name)).toContain('default');
+    const all = await server.request('GET', '/api/v1/jobs?limit=100');
+    const times = all.body.jobs.map((j: any) => j.createdAt);
+    expect(times).toEqual([...times].sort().reverse());
+    const page = await server.request('GET', '/api/v1/jobs?offset=1&limit=2');
+    expect(page.body.jobs.map((j: any) => j.id)).toEqual(all.body.jobs.slice(1, 3).map((j: any) => j.id));
+    expect(page.body.total).toBe(all.body.total);
+    expect((await server.request('GET', '/api/v1/jobs?limit=0')).body.field).toBe('limit');
+  });
+});
+
+describe('events', () => {
+  it('streams progress with ETA, previews and completion for a job', async () => {
+    let id = '';
+    const stream = openEvents(`${server.url}/api/v1/events`, (e) => e.id === id && e.type === 'completed');
+    await stream.opened;
+    id = await server.submit('generate', { prompt: 'a blue circle', steps: 4, seed: 3 });
+    const events = (await stream.events).filter((e) => e.id === id);
+    const progress = events.filter((e) => e.type === 'progress' && e.phase === 'sampling');
+    expect(progress.map((e) => (e as { step: number }).step)).toEqual([1, 2, 3, 4]);
+    expect(progress.at(-1)).toMatchObject({ total: 4, etaSeconds: 0 });
+    const previews = events.filter((e) => e.type === 'preview');
+    expect(previews).toHaveLength(4);
+    const preview = Buffer.from((previews[0] as { image: string }).image.replace(/^data:image\/png;base64,/, ''), 'base64');
+    expect((await sharp(preview).metadata()).format).toBe('png');
+    expect(events.at(-1)).toMatchObject({ type: 'completed', images: [`${id}-1.png`] });
+    // A stream opened after the end still says how the job ended.
+    const late = openEvents(`${server.url}/api/v1/events?job=${id}`, (e) => e.type === 'completed');
+    expect(await late.events).toEqual([{ type: 'completed', id, images: [`${id}-1.png`], artifacts: [] }]);
+  });
+});
