@@ -33,10 +33,10 @@ export function registerEvents(app: FastifyInstance, queue: JobQueue): void {
       }
       res.write(`data: ${JSON.stringify(event)}\n\n`);
     };
-    res.write(': nuri events\n\n');
     const unsubscribe = queue.subscribe((event) => {
       if (job === undefined || event.id === job) send(event);
     });
+    res.write(': nuri events\n\n');
     // A job that finished (or progressed) before the stream opened: say where it stands.
     const now = record && (await queue.get(record.id));
     if (now) for (const event of snapshot(now)) send(event);

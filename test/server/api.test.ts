@@ -22,7 +22,7 @@ async function image(url: string): Promise<Buffer> {
 
 async function upload(bytes: Buffer, type = 'image/png'): Promise<{ status: number; body: any }> {
   const form = new FormData();
-  form.append('file', new Blob([bytes], { type }), 'picture.png');
+  form.append('file', new Blob([new Uint8Array(bytes)], { type }), 'picture.png');
   return server.request('POST', '/api/v1/uploads', form);
 }
 
