@@ -10,6 +10,7 @@ import { registerEvents } from './events.ts';
 import { type JobQueue, type JobRecord, QueueFullError } from './jobs.ts';
 import { type ModelRegistry, UnknownNameError } from './models.ts';
 import { openApiDocument } from './openapi.ts';
+import { registerSdapi } from './sdapi/index.ts';
 import { DEFAULT_LIMITS, ParamsError, type ServerLimits, jobSchemas, limitMessage, parseJobRequest } from './schemas.ts';
 import type { JobStore } from './store.ts';
 
@@ -94,6 +95,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   }));
 
   registerEvents(app, o.queue);
+  registerSdapi(app, { queue: o.queue, models: o.registry, store: o.store });
   return app;
 }
 

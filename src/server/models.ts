@@ -5,7 +5,7 @@
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
-import { bundledTokenizer, defaultModelPath } from '../cli/shared.ts';
+import { bundledTokenizer, defaultModelPath } from '../models/bundled.ts';
 
 export interface ModelEntry {
   /** "default" for the bundled model; else the path under --models, without .safetensors. */

@@ -5,6 +5,9 @@
 import { z } from 'zod';
 import { DEFAULTS } from '../pipelines/generate.ts';
 import { SCHEDULER_NAMES } from '../schedulers/index.ts';
+import { PERSONALISE_DEFAULTS } from '../training/personalise-runs.ts';
+import { LR_SCHEDULES } from '../training/lr-schedule.ts';
+import { TRAINING_DEFAULTS } from '../training/training-run.ts';
 import { JOB_TYPES, type JobType } from './jobs.ts';
 
 /** What one request may ask of the server; each is a `nuri serve` option. */
@@ -70,10 +73,6 @@ function pixelLimit(limits: ServerLimits) {
   };
 }
 
-/** DreamBooth's default learning rates: the whole UNet, or LoRA adapters (--lora-rank). */
-export const TRAIN_LR = { 'textual-inversion': 5e-4, lora: 1e-4 };
-export const DREAMBOOTH_LR = { full: 5e-6, lora: 1e-4 };
-
 export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
   const { text, steps, side } = bounded(limits);
   const sampling = {
@@ -136,21 +135,21 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     .superRefine(pixelLimit(limits))
     .describe('an image and one cross-attention heat map per prompt token');
 
-  const training = (dflt: { lr: number; steps: number }) => ({
+  const training = (dflt: { lr: number; steps: number; loraLr?: number }) => ({
     model: modelName.default('default'),
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/, 'letters, digits, _ and - only').describe('file name of the result under the models folder'),
     images: z.array(fileName).min(1).max(limits.maxTrainImages, limitMessage('maxTrainImages', limits, 'the number of images')).describe('uploads to train on'),
     captions: z.array(text).optional().describe('one caption per image'),
     steps: z.int().min(1).max(limits.maxTrainSteps, limitMessage('maxTrainSteps', limits, 'steps')).default(dflt.steps),
-    lr: z.number().positive().max(1).optional().describe(`peak learning rate; default ${dflt.lr}`),
-    lrSchedule: z.enum(['constant', 'linear', 'cosine']).default('constant'),
+    lr: z.number().positive().max(1).optional().describe(`peak learning rate; default ${dflt.lr}${'loraLr' in dflt ? ` (${dflt.loraLr} with loraRank)` : ''}`),
+    lrSchedule: z.enum(LR_SCHEDULES).default(TRAINING_DEFAULTS.lrSchedule),
     warmup: z.int().min(0).default(0),
     batch: z.int().min(1).max(limits.maxBatch, limitMessage('maxBatch', limits, 'batch')).default(1),
     gradAccum: z.int().min(1).max(64).default(1),
     resolution: z.int().min(8).max(4096).optional().refine((r) => r === undefined || r * r <= limits.maxPixels, limitMessage('maxPixels', limits, 'resolution²')),
-    seed: z.int().min(0).max(2 ** 32 - 1).default(0),
+    seed: z.int().min(0).max(2 ** 32 - 1).default(TRAINING_DEFAULTS.seed),
     maxGradNorm: z.number().positive().optional(),
-    weightDecay: z.number().min(0).default(1e-2),
+    weightDecay: z.number().min(0).default(TRAINING_DEFAULTS.weightDecay),
     flip: z.boolean().default(false),
   });
   const captionsMatch = (p: { images: string[]; captions?: string[] }, ctx: z.RefinementCtx) => {
@@ -160,15 +159,15 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     .discriminatedUnion('method', [
       z.strictObject({
         method: z.literal('textual-inversion'),
-        ...training({ lr: TRAIN_LR['textual-inversion'], steps: 3000 }),
+        ...training(PERSONALISE_DEFAULTS.textualInversion),
         token: z.string().min(1).max(100).describe('the new word, e.g. "<cat-toy>"'),
         initToken: z.string().min(1).max(100).describe('a one-token word the new word starts from'),
         learnable: z.enum(['object', 'style']).default('object'),
       }),
       z.strictObject({
         method: z.literal('lora'),
-        ...training({ lr: TRAIN_LR.lora, steps: 1000 }),
-        rank: z.int().min(1).max(1024).default(4),
+        ...training(PERSONALISE_DEFAULTS.lora),
+        rank: z.int().min(1).max(1024).default(PERSONALISE_DEFAULTS.lora.rank),
         alpha: z.number().min(0).optional(),
         trainTextEncoder: z.boolean().default(false),
         captionDropout: fraction.default(0),
@@ -176,11 +175,11 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
       }),
       z.strictObject({
         method: z.literal('dreambooth'),
-        ...training({ lr: DREAMBOOTH_LR.full, steps: 400 }),
+        ...training(PERSONALISE_DEFAULTS.dreamBooth),
         instancePrompt: text.min(1).describe('the subject with its rare token, e.g. "a photo of sks dog"'),
         classPrompt: text.optional().describe('turns on prior preservation'),
-        classImages: z.int().min(1).max(limits.maxTrainImages, limitMessage('maxTrainImages', limits, 'classImages')).default(100),
-        classSteps: steps(30),
+        classImages: z.int().min(1).max(limits.maxTrainImages, limitMessage('maxTrainImages', limits, 'classImages')).default(PERSONALISE_DEFAULTS.dreamBooth.classImages),
+        classSteps: steps(PERSONALISE_DEFAULTS.dreamBooth.classSteps),
         priorLossWeight: z.number().min(0).default(1),
         trainTextEncoder: z.boolean().default(false),
         loraRank: z.int().min(1).max(1024).optional().describe('train a LoRA of this rank instead of the whole UNet'),
