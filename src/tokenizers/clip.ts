@@ -14,6 +14,7 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { WHITESPACE, WORD_SEPARATOR, promptWords } from './words.ts';
 
 const END_OF_WORD = '</w>';
 // Hugging Face's slow CLIPTokenizer reads only this many merges from merges.txt.
@@ -23,9 +24,6 @@ const MAX_CACHE_ENTRIES = 100_000;
 
 // BasicTokenizer's character classes, as regexes over single code points.
 const DROPPED = /\0|\uFFFD|(?![\t\n\r])\p{C}/gu;
-const WHITESPACE = /[\t\n\r\p{Zs}]/gu;
-// Python's str.split() also splits at line and paragraph separators.
-const WORD_SEPARATOR = /[ \u2028\u2029]+/u;
 const CJK_IDEOGRAPH =
   /[\u{4E00}-\u{9FFF}\u{3400}-\u{4DBF}\u{20000}-\u{2A6DF}\u{2A700}-\u{2B73F}\u{2B740}-\u{2B81F}\u{2B820}-\u{2CEAF}\u{F900}-\u{FAFF}\u{2F800}-\u{2FA1F}]/gu;
 const NON_SPACING_MARK = /\p{Mn}/gu;
@@ -66,10 +64,7 @@ export interface ClipBatch {
   truncated: boolean[];
 }
 
-/** The words of a prompt as `wordTokenIndices` numbers them: whitespace-separated, empties dropped. */
-export function promptWords(prompt: string): string[] {
-  return prompt.replace(WHITESPACE, ' ').split(WORD_SEPARATOR).filter((word) => word !== '');
-}
+export { promptWords };
 
 export class ClipTokenizer {
   readonly bosTokenId: number;
