@@ -1,0 +1,249 @@
+// Generate: txt2img and img2img with every setting the server takes, live progress and previews,
+// and the gallery of past results. A PNG dropped on the page fills the form from its parameters.
+
+import { useEffect, useState } from 'preact/hooks';
+import { type Catalogue, type Job, imageName, uploadFile } from '../api.ts';
+import { Field, NumberInput } from '../components/field.tsx';
+import { Gallery } from '../components/gallery.tsx';
+import { ImageBox } from '../components/image-box.tsx';
+import { ProgressPanel } from '../components/progress.tsx';
+import { SeedField } from '../components/seed-field.tsx';
+import { type GenerateForm, INITIAL_FORM, formToParams, jobSeed, jobToForm, parametersToForm } from '../generate-settings.ts';
+import { readPngParameters } from '../png-file.ts';
+import { SAMPLER_LABELS } from '../../schedulers/labels.ts';
+import type { SchedulerName } from '../../schedulers/index.ts';
+import { fieldErrors, submitOnEnter } from '../form.ts';
+import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
+
+const FIELDS = ['prompt', 'negativePrompt', 'model', 'scheduler', 'steps', 'guidance', 'seed', 'width', 'height', 'batch', 'loras', 'embeddings', 'initImage', 'strength'];
+
+interface GeneratePageProps {
+  catalogue: Catalogue;
+  /** Opens a result in the Edit page. */
+  onEdit: (job: Job, url: string) => void;
+}
+
+export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
+  const [form, setForm] = useState<GenerateForm>(INITIAL_FORM);
+  const set = (patch: Partial<GenerateForm>) => setForm((f) => ({ ...f, ...patch }));
+  const [sizeTouched, setSizeTouched] = useState(false);
+  const [lastSeed, setLastSeed] = useState<number>();
+  const [historyVersion, setHistoryVersion] = useState(0);
+  const [notice, setNotice] = useState<string>();
+  const { state, start, cancel } = useJob((job) => {
+    if (job.status === 'completed') setLastSeed(jobSeed(job));
+    setHistoryVersion((v) => v + 1);
+  });
+  const busy = isBusy(state);
+  useEscapeToCancel(busy, cancel);
+
+  // The model's own size until the user picks one.
+  const model = catalogue.models.find((m) => m.name === form.model) ?? catalogue.models[0];
+  useEffect(() => {
+    if (!form.model && model) set({ model: model.name });
+    if (!sizeTouched && model?.defaultSize) set({ width: model.defaultSize, height: model.defaultSize });
+  }, [model?.name, model?.defaultSize, sizeTouched]);
+
+  const { errors, general } = fieldErrors(state.refused, FIELDS);
+  const submit = (e?: Event) => {
+    e?.preventDefault();
+    if (busy) return;
+    void start('generate', formToParams(form, lastSeed));
+  };
+
+  const readSettings = async (file: File) => {
+    try {
+      const text = await readPngParameters(file);
+      if (text === undefined) return setNotice(`${file.name} has no generation parameters`);
+      const { form: next, notes } = parametersToForm(text, form, catalogue.models.map((m) => m.name));
+      setForm(next);
+      setSizeTouched(true);
+      setNotice([`Settings read from ${file.name}`, ...notes].join('; '));
+    } catch (error) {
+      setNotice(`${file.name}: ${(error as Error).message}`);
+    }
+  };
+  const onDrop = (e: DragEvent) => {
+    const file = e.dataTransfer?.files[0];
+    if (!file) return;
+    e.preventDefault();
+    void readSettings(file);
+  };
+  const uploadInit = async (file: File) => {
+    try {
+      const name = await uploadFile(file, file.name);
+      set({ initImage: { name, url: URL.createObjectURL(file) } });
+    } catch (error) {
+      setNotice(`upload failed: ${(error as Error).message}`);
+    }
+  };
+
+  const shown = state.job?.status === 'completed' ? state.job.images : [];
+  const [w, h] = [Number.isFinite(form.width) ? form.width : 1, Number.isFinite(form.height) ? form.height : 1];
+  return (
+    <div class="page generate" onDragOver={(e) => e.preventDefault()} onDrop={onDrop}>
+      <form class="panel" onSubmit={submit} noValidate aria-label="Generate settings">
+        <Field label="Prompt" error={errors.prompt} hint="Enter generates; Shift+Enter for a new line">
+          {(id, d) => <textarea id={id} name="prompt" rows={3} value={form.prompt} aria-describedby={d} onInput={(e) => set({ prompt: e.currentTarget.value })} onKeyDown={submitOnEnter} />}
+        </Field>
+        <Field label="Negative prompt" error={errors.negativePrompt}>
+          {(id, d) => <textarea id={id} name="negativePrompt" rows={2} value={form.negativePrompt} aria-describedby={d} onInput={(e) => set({ negativePrompt: e.currentTarget.value })} onKeyDown={submitOnEnter} />}
+        </Field>
+        <div class="row">
+          <Field label="Model" error={errors.model}>
+            {(id, d) => (
+              <select id={id} name="model" value={form.model} aria-describedby={d} onChange={(e) => set({ model: e.currentTarget.value })}>
+                {catalogue.models.map((m) => (
+                  <option key={m.name} value={m.name}>
+                    {m.name}
+                  </option>
+                ))}
+              </select>
+            )}
+          </Field>
+          <Field label="Sampler" error={errors.scheduler}>
+            {(id, d) => (
+              <select id={id} name="scheduler" value={form.scheduler} aria-describedby={d} onChange={(e) => set({ scheduler: e.currentTarget.value as SchedulerName })}>
+                {Object.entries(SAMPLER_LABELS).map(([name, label]) => (
+                  <option key={name} value={name}>
+                    {label}
+                  </option>
+                ))}
+              </select>
+            )}
+          </Field>
+        </div>
+        <div class="row">
+          <Field label="Steps" error={errors.steps}>
+            {(id, d) => <NumberInput id={id} name="steps" describedBy={d} value={form.steps} min={1} step={1} onChange={(steps) => set({ steps })} invalid={!!errors.steps} />}
+          </Field>
+          <Field label="Guidance" error={errors.guidance}>
+            {(id, d) => <NumberInput id={id} name="guidance" describedBy={d} value={form.guidance} min={0} step={0.5} onChange={(guidance) => set({ guidance })} invalid={!!errors.guidance} />}
+          </Field>
+          <Field label="Batch" error={errors.batch}>
+            {(id, d) => <NumberInput id={id} name="batch" describedBy={d} value={form.batch} min={1} step={1} onChange={(batch) => set({ batch })} invalid={!!errors.batch} />}
+          </Field>
+        </div>
+        <div class="row">
+          <Field label="Width" error={errors.width} hint={model?.defaultSize ? `the model's size: ${model.defaultSize}` : undefined}>
+            {(id, d) => <NumberInput id={id} name="width" describedBy={d} value={form.width} min={8} step={8} onChange={(width) => (setSizeTouched(true), set({ width }))} invalid={!!errors.width} />}
+          </Field>
+          <Field label="Height" error={errors.height}>
+            {(id, d) => <NumberInput id={id} name="height" describedBy={d} value={form.height} min={8} step={8} onChange={(height) => (setSizeTouched(true), set({ height }))} invalid={!!errors.height} />}
+          </Field>
+        </div>
+        <SeedField mode={form.seedMode} seed={form.seed} lastSeed={lastSeed} error={errors.seed} onChange={(seedMode, seed) => set({ seedMode, seed })} />
+        <Pickers catalogue={catalogue} form={form} set={set} errors={errors} />
+        <fieldset class="init-image">
+          <legend>img2img: start from an image</legend>
+          {form.initImage ? (
+            <div class="init-chosen">
+              <ImageBox src={form.initImage.url} alt="the starting image" width={w} height={h} class="thumb" />
+              <button type="button" class="secondary" onClick={() => set({ initImage: undefined })}>
+                Remove starting image
+              </button>
+            </div>
+          ) : (
+            <Field label="Upload a starting image" error={errors.initImage}>
+              {(id, d) => <input id={id} type="file" accept="image/png,image/jpeg,image/webp" aria-describedby={d} onChange={(e) => e.currentTarget.files?.[0] && void uploadInit(e.currentTarget.files[0])} />}
+            </Field>
+          )}
+          <Field label={`Strength: ${form.strength}`} error={errors.strength} hint="how much of the starting image is replaced">
+            {(id, d) => <input id={id} type="range" min={0} max={1} step={0.05} value={form.strength} disabled={!form.initImage} aria-describedby={d} onInput={(e) => set({ strength: e.currentTarget.valueAsNumber })} />}
+          </Field>
+        </fieldset>
+        <Field label="Read settings from a PNG" hint="or drop a PNG made by Nuri or AUTOMATIC1111 anywhere on the page">
+          {(id, d) => <input id={id} type="file" accept="image/png" aria-describedby={d} onChange={(e) => e.currentTarget.files?.[0] && void readSettings(e.currentTarget.files[0])} />}
+        </Field>
+        {notice && (
+          <p class="notice" role="status">
+            {notice}
+          </p>
+        )}
+        {general && (
+          <p class="error" role="alert">
+            {general}
+          </p>
+        )}
+        <button type="submit" class="primary" disabled={busy}>
+          Generate
+        </button>
+      </form>
+      <div class="results">
+        <ProgressPanel state={state} label="Generate" onCancel={cancel} />
+        <div class="current" aria-label="Current result">
+          {busy || shown.length === 0 ? (
+            <ImageBox src={state.preview} alt={state.preview ? `preview at step ${state.previewStep}` : 'no image yet'} width={w} height={h} class="preview" />
+          ) : (
+            shown.map((url, i) => (
+              <a key={url} href={url} target="_blank" rel="noopener" aria-label={`Open result ${i + 1}`}>
+                <ImageBox src={url} alt={`result ${i + 1}: ${form.prompt}`} width={w} height={h} class="result" />
+              </a>
+            ))
+          )}
+        </div>
+        <Gallery
+          version={historyVersion}
+          onUse={(job) => (setForm((f) => jobToForm(job, f)), setSizeTouched(true), setNotice('Settings taken from the chosen result'))}
+          onImg2img={(_, url) => set({ initImage: { name: imageName(url), url } })}
+          onEdit={onEdit}
+        />
+      </div>
+    </div>
+  );
+}
+
+interface PickersProps {
+  catalogue: Catalogue;
+  form: GenerateForm;
+  set: (patch: Partial<GenerateForm>) => void;
+  errors: Record<string, string>;
+}
+
+/** LoRA files (each with a weight) and Textual Inversion embeddings from the models folder. */
+function Pickers({ catalogue, form, set, errors }: PickersProps) {
+  const toggleLora = (name: string, on: boolean) => {
+    const loras = { ...form.loras };
+    if (on) loras[name] = 1;
+    else delete loras[name];
+    set({ loras });
+  };
+  const toggleEmbedding = (name: string, on: boolean) => set({ embeddings: on ? [...form.embeddings, name] : form.embeddings.filter((e) => e !== name) });
+  return (
+    <>
+      <fieldset class="picker" aria-describedby={errors.loras ? 'loras-error' : undefined}>
+        <legend>LoRA</legend>
+        {catalogue.loras.length === 0 && <p class="hint">No LoRA files in the models folder.</p>}
+        {catalogue.loras.map((name) => (
+          <div class="pick" key={name}>
+            <label>
+              <input type="checkbox" checked={name in form.loras} onChange={(e) => toggleLora(name, e.currentTarget.checked)} /> {name}
+            </label>
+            {name in form.loras && (
+              <input type="number" step={0.1} value={form.loras[name]} aria-label={`weight of LoRA ${name}`} onInput={(e) => set({ loras: { ...form.loras, [name]: e.currentTarget.valueAsNumber } })} />
+            )}
+          </div>
+        ))}
+        {errors.loras && (
+          <small id="loras-error" class="error" role="alert" data-field-error>
+            {errors.loras}
+          </small>
+        )}
+      </fieldset>
+      <fieldset class="picker" aria-describedby={errors.embeddings ? 'embeddings-error' : undefined}>
+        <legend>Embeddings</legend>
+        {catalogue.embeddings.length === 0 && <p class="hint">No Textual Inversion embeddings yet: make one in Personalise.</p>}
+        {catalogue.embeddings.map((name) => (
+          <label class="pick" key={name}>
+            <input type="checkbox" name="embedding" value={name} checked={form.embeddings.includes(name)} onChange={(e) => toggleEmbedding(name, e.currentTarget.checked)} /> {name}
+          </label>
+        ))}
+        {errors.embeddings && (
+          <small id="embeddings-error" class="error" role="alert" data-field-error>
+            {errors.embeddings}
+          </small>
+        )}
+      </fieldset>
+    </>
+  );
+}
