@@ -4,11 +4,9 @@
 
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { checkExecutionProvider } from '../engine/providers.ts';
 import { type LoraSpec, parseLoraSpec } from '../pipelines/personalise.ts';
-import type { LoadOptions } from '../pipelines/stable-diffusion.ts';
+import type { PipelineOptions } from '../pipelines/load-pipeline.ts';
 import { collect, integer, oneOf } from './options.ts';
-import { bundledTokenizer } from './shared.ts';
 
 export const DEVICES = ['cpu', 'cuda'] as const;
 export type Device = (typeof DEVICES)[number];
@@ -50,24 +48,11 @@ export function personalisationOptions(command: Command): Command {
     .option('--embedding <file>', 'a Textual Inversion embedding: its token can be used in the prompt; repeatable', collect);
 }
 
-/** Load options from the flags; checks the tokenizer folder and the device before anything loads. */
-export function loadOptionsFrom(flags: LoadFlags & DeviceFlags): LoadOptions {
+/** Load options from the flags, the files they name checked before anything loads (loadPipeline checks the device). */
+export function loadOptionsFrom(flags: LoadFlags & DeviceFlags): PipelineOptions {
   if (flags.tokenizer !== undefined && !existsSync(flags.tokenizer)) throw new Error(`--tokenizer: no such folder ${flags.tokenizer}`);
   if (flags.config !== undefined && !existsSync(flags.config)) throw new Error(`--config: no such file ${flags.config}`);
-  if (flags.device && flags.device !== 'cpu') {
-    try {
-      checkExecutionProvider(flags.device);
-    } catch (error) {
-      throw new Error(`--device ${flags.device}: ${(error as Error).message}`);
-    }
-  }
-  return {
-    config: flags.config,
-    tokenizer: flags.tokenizer,
-    defaultTokenizer: bundledTokenizer,
-    predictionType: flags.predictionType,
-    ...(flags.device ? { run: { executionProvider: flags.device } } : {}),
-  };
+  return { config: flags.config, tokenizer: flags.tokenizer, predictionType: flags.predictionType, device: flags.device };
 }
 
 /** Refuses missing LoRA and embedding files before the model loads. */

@@ -4,7 +4,7 @@
 
 import type { Command } from 'commander';
 import type { LoraKeyStyle } from '../models/lora.ts';
-import type { LoadOptions } from '../pipelines/stable-diffusion.ts';
+import type { PipelineOptions } from '../pipelines/load-pipeline.ts';
 import { PERSONALISE_DEFAULTS, trainDreamBooth, trainLora, trainTextualInversion } from '../training/personalise-runs.ts';
 import { type LoadFlags, loadOptions, loadOptionsFrom } from './model-options.ts';
 import { integer, number, oneOf } from './options.ts';
@@ -22,7 +22,7 @@ interface ModelFlags extends TrainFlags, LoadFlags {
 }
 
 /** The library options common to the three: the flags, the model and how to load it. */
-function modelRun<F extends ModelFlags>(flags: F): F & { load: LoadOptions } {
+function modelRun<F extends ModelFlags>(flags: F): F & { load: PipelineOptions } {
   mustExist(flags.model, '--model');
   return { ...flags, load: loadOptionsFrom(flags) };
 }

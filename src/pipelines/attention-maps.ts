@@ -8,7 +8,7 @@ import type { Shape4 } from '../models/vae-runner.ts';
 import { type SchedulerName, createScheduler } from '../schedulers/index.ts';
 import { compileControlledUNet } from './attention-control.ts';
 import { AttentionStore, tokenAttention } from './attention-store.ts';
-import { BatchGenerator, DEFAULTS, type StepProgress, denoise } from './generate.ts';
+import { BatchGenerator, DEFAULTS, type StepProgress, denoise, stepCallback } from './generate.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
 
 export interface AttentionMapsOptions {
@@ -29,6 +29,10 @@ export interface AttentionMapsOptions {
    * them; 1 for the default model's 8×8 latents).
    */
   mapDownscale?: number;
+  /** Checked before every UNet step: an aborted signal stops the run with an AbortError. */
+  signal?: AbortSignal;
+  /** Called after every step (`onStep` is the older name of the same callback). */
+  onProgress?: (progress: StepProgress) => void;
   onStep?: (progress: StepProgress) => void;
 }
 
@@ -84,7 +88,8 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
     guidance: o.guidance,
     rng,
     onOutputs: (_, outputs) => store.accumulate(outputs),
-    onStep: o.onStep,
+    signal: o.signal,
+    onStep: stepCallback(o),
   });
 
   const decoded = await sd.vaeRunner.decodeLatents(latents, shape);

@@ -10,8 +10,8 @@ import { type SchedulerName, createScheduler } from '../schedulers/index.ts';
 import { PromptToPromptControl, compileControlledUNet } from './attention-control.ts';
 import { type TokenAttention, defaultMapDownscale, promptTokenMaps } from './attention-maps.ts';
 import { AttentionStore } from './attention-store.ts';
-import { BatchGenerator, DEFAULTS, type StepProgress, denoise } from './generate.ts';
-import { type InvertedImage, type NullTextOptions, invertImage } from './inversion.ts';
+import { BatchGenerator, DEFAULTS, type StepProgress, denoise, stepCallback } from './generate.ts';
+import { type InversionProgress, type InvertedImage, type NullTextOptions, invertImage } from './inversion.ts';
 import { LocalBlend, type LocalBlendOptions, blendLatents } from './local-blend.ts';
 import { type PromptToPromptOptions, type PromptToPromptPlan, planPromptToPrompt, promptToPromptFeeds } from './prompt-to-prompt.ts';
 import type { Feeds, StableDiffusion } from './stable-diffusion.ts';
@@ -38,8 +38,12 @@ export interface EditOptions extends PromptToPromptOptions {
   clipSkip?: number;
   /** Also record where the edit attended for each token of the target (its heat maps). */
   attentionMaps?: boolean;
+  /** Checked before every UNet step and inversion iteration: an aborted signal stops the run with an AbortError. */
+  signal?: AbortSignal;
+  /** Called after every sampling step (`onStep` is the older name of the same callback). */
+  onProgress?: (progress: StepProgress) => void;
   onStep?: (progress: StepProgress) => void;
-  onInversionStep?: (progress: { phase: 'ddim' | 'null-text'; step: number; total: number; loss?: number }) => void;
+  onInversionStep?: (progress: InversionProgress) => void;
 }
 
 export interface EditResult {
@@ -81,7 +85,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   const rng = new BatchGenerator([o.seed, o.seed]); // both rows draw the same noise, at every step
   let inversion = o.inversion;
   if (o.image && !inversion) {
-    inversion = await invertImage(sd, { prompt: plan.source, image: o.image, steps: o.steps, guidance: o.guidance, negativePrompt: o.negativePrompt, clipSkip: o.clipSkip, nullText: o.nullText, onStep: o.onInversionStep });
+    inversion = await invertImage(sd, { prompt: plan.source, image: o.image, steps: o.steps, guidance: o.guidance, negativePrompt: o.negativePrompt, clipSkip: o.clipSkip, nullText: o.nullText, signal: o.signal, onStep: o.onInversionStep });
   }
   if (inversion && (inversion.steps !== o.steps || inversion.guidance !== o.guidance)) {
     throw new Error(`the inversion was made for ${inversion.steps} steps at guidance ${inversion.guidance}; edit with the same`);
@@ -127,7 +131,8 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
     feeds,
     onOutputs: observers.length ? (_, outputs) => observers.forEach((o) => o.accumulate(outputs)) : undefined,
     afterStep: blend && store && ((_, x) => blendLatents(x, shape, blend.mask(store.sum, mapH, mapW, h, w))),
-    onStep: o.onStep,
+    signal: o.signal,
+    onStep: stepCallback(o),
   });
 
   const decoded = await sd.vaeRunner.decodeLatents(final, shape);

@@ -159,7 +159,7 @@ export interface DenoiseOptions {
 }
 
 /** One callback from a caller's `onProgress` and `onStep` (either, both or neither given). */
-export function stepCallback(o: { onProgress?: (p: StepProgress) => void; onStep?: (p: StepProgress) => void }): ((p: StepProgress) => void) | undefined {
+export function stepCallback<P = StepProgress>(o: { onProgress?: (p: P) => void; onStep?: (p: P) => void }): ((p: P) => void) | undefined {
   const { onProgress, onStep } = o;
   if (!onProgress || !onStep) return onProgress ?? onStep;
   return (p) => {

@@ -13,7 +13,10 @@ import { AdamW, type CompiledGraph, Parameter, Tensor, add, compile, grad, mean,
 import { type RgbImage, imageToTensor } from '../io/image.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import { DDIMScheduler, ddimTransfer } from '../schedulers/ddim.ts';
-import { applyGuidance, guide, guideTensor } from './guidance.ts';
+import { guide, guideTensor } from './guidance.ts';
+import { throwIfAborted } from '../engine/abort.ts';
+import { Generator } from '../engine/random.ts';
+import { denoise, stepCallback } from './generate.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
 
 export interface NullTextOptions {
@@ -38,7 +41,20 @@ export interface InversionOptions {
   clipSkip?: number;
   /** Null-text optimisation after DDIM inversion (default on); false keeps plain DDIM inversion. */
   nullText?: NullTextOptions | false;
-  onStep?: (progress: { phase: 'ddim' | 'null-text'; step: number; total: number; loss?: number }) => void;
+  /** Checked before every UNet step and null-text iteration: an aborted signal stops with an AbortError. */
+  signal?: AbortSignal;
+  /** Called after every inversion step (`onStep` is the older name of the same callback). */
+  onProgress?: (progress: InversionProgress) => void;
+  onStep?: (progress: InversionProgress) => void;
+}
+
+/** One step of DDIM inversion (z_t → z_t+1), or of null-text inversion with its final loss. */
+export interface InversionProgress {
+  phase: 'ddim' | 'null-text';
+  step: number;
+  total: number;
+  timestep: number;
+  loss?: number;
 }
 
 export interface InvertedImage {
@@ -64,10 +80,11 @@ export async function invertImage(sd: StableDiffusion, o: InversionOptions): Pro
   const encoded = await sd.vaeRunner.imageToLatents(pixels, [1, 3, height, width]);
   const [cond, uncond] = await Promise.all([sd.encodePrompts([o.prompt], o.clipSkip), sd.encodePrompts([o.negativePrompt ?? ''], o.clipSkip)]);
   const scheduler = ddim(sd, o.steps);
-  const trajectory = await ddimInversion(sd, scheduler, encoded.data, encoded.shape, cond, o.onStep);
+  const onStep = stepCallback(o);
+  const trajectory = await ddimInversion(sd, scheduler, encoded.data, encoded.shape, cond, onStep, o.signal);
   const base = { prompt: o.prompt, steps: o.steps, guidance: o.guidance, shape: encoded.shape, trajectory };
   if (o.nullText === false || o.guidance <= 1) return { ...base, uncondEmbeddings: scheduler.timesteps.map(() => uncond), losses: [] };
-  return { ...base, ...(await nullTextInversion(sd, scheduler, trajectory, encoded.shape, cond, uncond, o.guidance, o.nullText ?? {}, o.onStep)) };
+  return { ...base, ...(await nullTextInversion(sd, scheduler, trajectory, encoded.shape, cond, uncond, o.guidance, o.nullText ?? {}, onStep, o.signal)) };
 }
 
 /** A DDIM scheduler on the model's schedule with `steps` steps. */
@@ -78,16 +95,17 @@ export function ddim(sd: StableDiffusion, steps: number): DDIMScheduler {
 }
 
 /** z_0 → z_T with the prompt alone: ε is taken at the step's upper timestep from the latents below it. */
-export async function ddimInversion(sd: StableDiffusion, scheduler: DDIMScheduler, clean: Float32Array, shape: Shape4, cond: Float32Array, onStep?: InversionOptions['onStep']): Promise<Float32Array[]> {
+export async function ddimInversion(sd: StableDiffusion, scheduler: DDIMScheduler, clean: Float32Array, shape: Shape4, cond: Float32Array, onStep?: InversionOptions['onStep'], signal?: AbortSignal): Promise<Float32Array[]> {
   const unet = await sd.unet();
   const trajectory = [clean];
   const ascending = [...scheduler.timesteps].reverse();
   for (const [i, t] of ascending.entries()) {
+    throwIfAborted(signal, 'inversion');
     const z = trajectory[i];
     const eps = (await sd.predictNoise(unet, z, shape, t, cond)).noise_pred.data as Float32Array;
     const from = scheduler.alphaProdAt(scheduler.previousTimestep(t));
     trajectory.push(ddimTransfer(z, eps, from, scheduler.alphaProdAt(t), scheduler.config.predictionType));
-    onStep?.({ phase: 'ddim', step: i + 1, total: ascending.length });
+    onStep?.({ phase: 'ddim', step: i + 1, total: ascending.length, timestep: t });
   }
   return trajectory;
 }
@@ -103,6 +121,7 @@ export async function nullTextInversion(
   guidance: number,
   options: NullTextOptions,
   onStep?: InversionOptions['onStep'],
+  signal?: AbortSignal,
 ): Promise<{ uncondEmbeddings: Float32Array[]; losses: number[] }> {
   const { innerSteps, learningRate, epsilon } = { ...NULL_TEXT_DEFAULTS, ...options };
   if (scheduler.config.predictionType !== 'epsilon') throw new Error('null-text inversion needs an ε-prediction model');
@@ -133,6 +152,7 @@ export async function nullTextInversion(
     const adam = new AdamW([embedding], { lr: learningRate, weightDecay: 0 });
     let loss = NaN;
     for (let j = 0; j < innerSteps; j++) {
+      throwIfAborted(signal, 'null-text inversion');
       const out = await step.run(feeds);
       loss = (out.loss.data as Float32Array)[0];
       adam.step([out.grad.data as Float32Array], learningRate * (1 - i / 100));
@@ -144,7 +164,7 @@ export async function nullTextInversion(
     const epsUncond = (await sd.predictNoise(unet, latents, shape, t, tuned)).noise_pred.data as Float32Array;
     const eps = guide(epsUncond, epsCond, guidance);
     latents = scheduler.step(eps, t, latents, { eta: 0 }).prevSample;
-    onStep?.({ phase: 'null-text', step: i + 1, total: steps, loss });
+    onStep?.({ phase: 'null-text', step: i + 1, total: steps, timestep: t, loss });
   }
   return { uncondEmbeddings, losses };
 }
@@ -172,23 +192,26 @@ export async function compileNullTextStep(sd: StableDiffusion, shape: Shape4, em
 /** Guided DDIM sampling from the inversion's z_T with its per-step null-text embeddings: should give back z_0. */
 export async function reconstruct(sd: StableDiffusion, inversion: InvertedImage, cond?: Float32Array): Promise<Float32Array> {
   const scheduler = ddim(sd, inversion.steps);
-  const unet = await sd.unet();
-  const { shape, guidance } = inversion;
-  cond ??= await sd.encodePrompts([inversion.prompt]);
-  let latents = inversion.trajectory[inversion.steps];
-  for (const [i, t] of scheduler.timesteps.entries()) {
-    const context = new Float32Array(2 * cond.length);
-    context.set(inversion.uncondEmbeddings[i]);
-    context.set(cond, cond.length);
-    const input = new Float32Array(2 * latents.length);
-    input.set(latents);
-    input.set(latents, latents.length);
-    const out = (await sd.predictNoise(unet, input, [2, shape[1], shape[2], shape[3]], t, context)).noise_pred.data as Float32Array;
-    const n = latents.length;
-    const eps = guidance > 1 ? applyGuidance(out, guidance) : out.subarray(n);
-    latents = scheduler.step(eps, t, latents, { eta: 0 }).prevSample;
-  }
-  return latents;
+  const text = cond ?? (await sd.encodePrompts([inversion.prompt]));
+  // The shared loop's context is [uncond; cond]: each step's tuned null text replaces its uncond half.
+  const nullText = (i: number): Feeds => {
+    const data = new Float32Array(2 * text.length);
+    data.set(inversion.uncondEmbeddings[i]);
+    data.set(text, text.length);
+    return { encoder_hidden_states: { data, shape: [2, ...sd.contextShape] } };
+  };
+  return denoise(sd, await sd.unet(), {
+    scheduler,
+    timesteps: scheduler.timesteps,
+    latents: inversion.trajectory[inversion.steps],
+    shape: inversion.shape,
+    cond: text,
+    uncond: inversion.uncondEmbeddings[0],
+    guidance: inversion.guidance,
+    rng: new Generator(0), // DDIM at η = 0 draws nothing
+    eta: 0,
+    feeds: inversion.guidance > 1 ? nullText : undefined,
+  });
 }
 
 export interface ReconstructionErrors {

@@ -8,9 +8,9 @@
 
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { bundledTokenizer } from '../models/bundled.ts';
 import type { LoraKeyStyle } from '../models/lora.ts';
-import { type LoadOptions, StableDiffusion } from '../pipelines/stable-diffusion.ts';
+import { type PipelineOptions, loadPipeline } from '../pipelines/load-pipeline.ts';
+import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { LORA_WEIGHTS_FILE, dreamBoothTask, ensureClassImages, exportDreamBooth } from './dreambooth.ts';
 import { loraTrainingTask } from './lora-training.ts';
 import { defaultResolution, saveLearnedEmbeds, textualInversionTask } from './textual-inversion.ts';
@@ -24,8 +24,8 @@ export interface PersonaliseRunOptions extends TrainingRunOptions {
    * model (new token, adapters, weights): do not hand it to other work afterwards.
    */
   model: string | StableDiffusion;
-  /** For a model path: `config` and `tokenizer` for single files (default tokenizer: beside the file, else the bundled one). */
-  load?: LoadOptions;
+  /** For a model path: `config` and `tokenizer` for single files (default tokenizer: beside the file, else the bundled one), `device`. */
+  load?: PipelineOptions;
   images: TrainingImages;
 }
 
@@ -89,7 +89,7 @@ export const PERSONALISE_DEFAULTS = {
 export async function trainTextualInversion(o: TextualInversionRunOptions): Promise<TrainingOutput> {
   const label = 'train textual-inversion';
   checkOutput(o);
-  const sd = loadModel(o);
+  const sd = await loadModel(o);
   const resolution = o.resolution ?? defaultResolution(sd.components);
   const data = await loadTrainingImages(o.images, resolution, { requireCaptions: false, onWarning: warn(o) });
   const batch = o.batch ?? 1;
@@ -102,7 +102,7 @@ export async function trainTextualInversion(o: TextualInversionRunOptions): Prom
 export async function trainLora(o: LoraRunOptions): Promise<TrainingOutput> {
   const defaults = PERSONALISE_DEFAULTS.lora;
   checkOutput(o);
-  const sd = loadModel(o);
+  const sd = await loadModel(o);
   const resolution = o.resolution ?? defaultResolution(sd.components);
   const data = await loadTrainingImages(o.images, resolution, { requireCaptions: true, onWarning: warn(o) });
   const batch = o.batch ?? 1;
@@ -134,7 +134,7 @@ export async function trainDreamBooth(o: DreamBoothRunOptions): Promise<Training
   }
   if (o.loraAlpha !== undefined && !lora) throw new Error('a LoRA alpha (--lora-alpha) needs a LoRA rank (--lora-rank)');
   checkOutput(o);
-  const sd = loadModel(o);
+  const sd = await loadModel(o);
   const resolution = o.resolution ?? defaultResolution(sd.components);
   const batch = o.batch ?? 1;
   let classes;
@@ -167,10 +167,10 @@ export async function trainDreamBooth(o: DreamBoothRunOptions): Promise<Training
   return output(result, [path]);
 }
 
-function loadModel(o: PersonaliseRunOptions): StableDiffusion {
+async function loadModel(o: PersonaliseRunOptions): Promise<StableDiffusion> {
   if (typeof o.model !== 'string') return o.model;
   if (!existsSync(o.model)) throw new Error(`model not found: ${o.model}`);
-  const sd = StableDiffusion.load(o.model, { defaultTokenizer: bundledTokenizer, ...o.load });
+  const sd = await loadPipeline(o.model, o.load);
   for (const warning of sd.components.warnings) o.onLog?.(`warning: ${warning}`);
   return sd;
 }
