@@ -3,6 +3,7 @@
 // side keys (inputs, results, cancel requests). Bytes travel as Redis strings, never through a
 // shared disk, so workers may run on other machines.
 
+import { Redis } from 'ioredis';
 import type { JobPhase, JobType, RunnerProgress } from './jobs.ts';
 
 /** The BullMQ queue both sides open. */
@@ -83,4 +84,20 @@ export function decodeProgress(data: unknown): RedisProgress | undefined {
   const p = data as Partial<RedisProgress>;
   if (typeof p.step !== 'number' || typeof p.total !== 'number' || typeof p.phase !== 'string') return undefined;
   return p as RedisProgress;
+}
+
+/** Fails fast, naming the URL, where BullMQ would retry an unreachable Redis forever in silence. */
+export async function checkRedisReachable(url: string): Promise<void> {
+  if (!/^rediss?:\/\/[^/]/.test(url)) throw new Error(`--redis ${JSON.stringify(url)}: expected a URL like redis://host:6379`);
+  const probe = new Redis(url, { lazyConnect: true, connectTimeout: 5000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  let lastError: Error | undefined;
+  probe.on('error', (error: Error) => (lastError = error));
+  try {
+    await probe.connect();
+    await probe.ping();
+  } catch (error) {
+    throw new Error(`cannot reach Redis at ${url}: ${(lastError ?? (error as Error)).message}`);
+  } finally {
+    probe.disconnect();
+  }
 }

@@ -17,6 +17,7 @@ import {
   DEFAULT_PREFIX,
   QUEUE_NAME,
   SIDE_KEY_TTL_SECONDS,
+  checkRedisReachable,
   decodeProgress,
   redisKeys,
   type RedisJobData,
@@ -74,6 +75,7 @@ export class RedisQueue implements JobQueue {
    * while no server listened are collected now, those still in Redis are followed again.
    */
   static async open(options: RedisQueueOptions): Promise<RedisQueue> {
+    await checkRedisReachable(options.url);
     const queue = new RedisQueue(options);
     try {
       await queue.connect();

@@ -15,6 +15,7 @@ import {
   MAX_STALLED_RETRIES,
   QUEUE_NAME,
   SIDE_KEY_TTL_SECONDS,
+  checkRedisReachable,
   encodeProgress,
   redisKeys,
   type RedisJobData,
@@ -47,6 +48,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   const keys = redisKeys(prefix);
   const lockDuration = options.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
   const log = options.log ?? (() => {});
+  await checkRedisReachable(options.url);
   const redis = new Redis(options.url, { maxRetriesPerRequest: null });
   const subscriber = redis.duplicate();
 

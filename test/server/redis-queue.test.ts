@@ -223,6 +223,12 @@ describe('RedisQueue with BullMQ workers', () => {
     expect(history.jobs.map((j) => j.id)).toEqual([unfinished.id, failing.id, withInput.id]);
     expect(await bull.getJob(unfinished.id)).toBeUndefined();
   });
+
+  test('an unreachable or malformed Redis URL fails at once, naming it', async () => {
+    const store = new JobStore(join(dir, 'outputs-unreachable'));
+    await expect(RedisQueue.open({ url: 'redis://127.0.0.1:1', store, modelsDir: dir })).rejects.toThrow(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1: .*ECONNREFUSED/);
+    await expect(startRedisWorker({ url: 'localhost:6379', runner: sleepyRunner({ startsDir: dir, workerId: 'x' }) })).rejects.toThrow(/expected a URL like redis:\/\/host:6379/);
+  });
 });
 
 /** A worker in its own process, as `nuri worker` runs; resolves once it waits for jobs. */
