@@ -134,14 +134,14 @@ export class RedisQueue implements JobQueue {
     }
     await this.o.store.save(record);
     this.live.set(record.id, { record, tracker: new ProgressTracker(record.id) });
+    // Announced before BullMQ has it, so that no event of the job can come before this one.
+    this.watchers.emit({ type: 'queued', id: record.id, position: waiting + 1 });
     try {
       await this.queue.add(type, { type, params, inputs }, { jobId: record.id, attempts: 1 });
     } catch (error) {
-      this.live.delete(record.id);
-      await this.finish(record, 'failed', `could not be queued in Redis: ${(error as Error).message}`);
+      await this.settle(record.id, 'failed', `could not be queued in Redis: ${(error as Error).message}`);
       throw error;
     }
-    this.watchers.emit({ type: 'queued', id: record.id, position: waiting + 1 });
     return structuredClone(record);
   }
 
@@ -166,6 +166,7 @@ export class RedisQueue implements JobQueue {
           // Atomic in BullMQ: fails when a worker has locked the job meanwhile.
           await job!.remove();
           await this.settle(id, 'cancelled', null);
+          this.emitPositions();
           return;
         } catch {
           // Taken by a worker since: cancel it as a running job.
@@ -265,6 +266,13 @@ export class RedisQueue implements JobQueue {
     live.tracker = new ProgressTracker(id);
     await this.o.store.save(live.record);
     this.watchers.emit({ type: 'started', id });
+    this.emitPositions();
+  }
+
+  /** The line moved: each job still waiting hears its place (BullMQ takes jobs oldest first). */
+  private emitPositions(): void {
+    const waiting = [...this.live.values()].filter((l) => l.record.status === 'queued').sort((a, b) => a.record.id.localeCompare(b.record.id));
+    waiting.forEach((l, i) => this.watchers.emit({ type: 'queued', id: l.record.id, position: i + 1 }));
   }
 
   private async progressed(id: string, data: unknown): Promise<void> {
