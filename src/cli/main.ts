@@ -8,6 +8,7 @@ import { INTERRUPTED_EXIT_CODE, interruptedMessage } from './interrupt.ts';
 import { registerServe } from './serve.ts';
 import { registerTrain } from './train.ts';
 import { registerPersonalisation } from './train-personalise.ts';
+import { registerWorker } from './worker.ts';
 
 const program = new Command('nuri')
   .description('Text-to-image latent diffusion: generate, edit, train and personalise.')
@@ -18,6 +19,7 @@ registerEdit(program);
 registerAttention(program);
 registerPersonalisation(registerTrain(program));
 registerServe(program);
+registerWorker(program);
 
 try {
   await program.parseAsync(process.argv);

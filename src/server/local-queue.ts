@@ -6,7 +6,7 @@
 
 import { type JobEvent, type JobQueue, type JobRecord, type JobRunner, type JobStatus, type JobType, QueueFullError } from './jobs.ts';
 import { ProgressTracker } from './job-progress.ts';
-import { type JobStore, newJobId } from './store.ts';
+import { type JobStore, newJobRecord } from './store.ts';
 
 export interface LocalQueueOptions {
   store: JobStore;
@@ -54,20 +54,7 @@ export class LocalQueue implements JobQueue {
   async submit(type: JobType, params: Record<string, unknown>): Promise<JobRecord> {
     if (this.closed) throw new Error('the server is shutting down');
     if (this.waiting.length >= this.queueSize) throw new QueueFullError(this.queueSize, Math.max(1, Math.ceil(this.meanJobSeconds)));
-    const record: JobRecord = {
-      id: newJobId(),
-      type,
-      params,
-      status: 'queued',
-      progress: { step: 0, total: 0 },
-      images: [],
-      artifacts: [],
-      info: {},
-      error: null,
-      createdAt: new Date().toISOString(),
-      startedAt: null,
-      finishedAt: null,
-    };
+    const record = newJobRecord(type, params);
     this.waiting.push(record);
     const saved = this.persist(record);
     this.emit({ type: 'queued', id: record.id, position: this.waiting.length });

@@ -11,6 +11,7 @@ import { Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ProgressTracker } from './job-progress.ts';
 import { JobWatchers, isFinished } from './job-watchers.ts';
+import { DEFAULT_QUEUE_SIZE } from './local-queue.ts';
 import { type JobEvent, type JobQueue, type JobRecord, type JobResult, type JobStatus, type JobType, QueueFullError } from './jobs.ts';
 import {
   CANCELLED_REASON,
@@ -24,7 +25,7 @@ import {
   type RedisJobReturn,
   type RedisKeys,
 } from './redis-protocol.ts';
-import { type JobStore, newJobId } from './store.ts';
+import { type JobStore, newJobRecord } from './store.ts';
 
 export interface RedisQueueOptions {
   /** redis://host:port[/db] */
@@ -37,7 +38,6 @@ export interface RedisQueueOptions {
   prefix?: string;
 }
 
-export const DEFAULT_REDIS_QUEUE_SIZE = 32;
 const WAITING_STATES = ['waiting', 'prioritized', 'delayed'] as const;
 
 interface Live {
@@ -61,7 +61,7 @@ export class RedisQueue implements JobQueue {
   private closed = false;
 
   private constructor(private readonly o: RedisQueueOptions) {
-    this.queueSize = o.queueSize ?? DEFAULT_REDIS_QUEUE_SIZE;
+    this.queueSize = o.queueSize ?? DEFAULT_QUEUE_SIZE;
     if (!Number.isInteger(this.queueSize) || this.queueSize < 1) throw new Error(`--queue-size must be a positive integer, got ${o.queueSize}`);
     const prefix = o.prefix ?? DEFAULT_PREFIX;
     this.keys = redisKeys(prefix);
@@ -108,20 +108,7 @@ export class RedisQueue implements JobQueue {
     if (this.closed) throw new Error('the server is shutting down');
     const waiting = await this.pending();
     if (waiting >= this.queueSize) throw new QueueFullError(this.queueSize, Math.max(1, Math.ceil(this.meanJobSeconds)));
-    const record: JobRecord = {
-      id: newJobId(),
-      type,
-      params,
-      status: 'queued',
-      progress: { step: 0, total: 0 },
-      images: [],
-      artifacts: [],
-      info: {},
-      error: null,
-      createdAt: new Date().toISOString(),
-      startedAt: null,
-      finishedAt: null,
-    };
+    const record = newJobRecord(type, params);
     const inputs = inputNames(params).filter((name) => this.o.store.hasInput(name));
     if (inputs.length > 0) {
       const bytes = await Promise.all(inputs.map((name) => this.o.store.readInput(name)));

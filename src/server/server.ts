@@ -10,6 +10,7 @@ import type { JobQueue, JobRunner } from './jobs.ts';
 import { LocalQueue } from './local-queue.ts';
 import { ModelRegistry } from './models.ts';
 import { PipelineCache } from './pipeline-cache.ts';
+import { RedisQueue } from './redis-queue.ts';
 import { createRunner } from './runner.ts';
 import { DEFAULT_LIMITS, type ServerLimits } from './schemas.ts';
 import { JobStore } from './store.ts';
@@ -46,7 +47,7 @@ export interface QueueDeps {
 
 /** The queue the server submits to: in-process by default, Redis (BullMQ) with `redis`. */
 export async function createQueue(o: Pick<ServerOptions, 'redis' | 'queueSize'>, deps: QueueDeps): Promise<JobQueue> {
-  if (o.redis) throw new Error('--redis: the Redis queue is not in this build yet');
+  if (o.redis) return RedisQueue.open({ url: o.redis, store: deps.store, modelsDir: deps.modelsDir, queueSize: o.queueSize });
   return LocalQueue.open({ ...deps, queueSize: o.queueSize });
 }
 

@@ -8,7 +8,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
-import type { JobRecord, JobResult } from './jobs.ts';
+import type { JobRecord, JobResult, JobType } from './jobs.ts';
 import { FILE_NAME } from './schemas.ts';
 
 /** Writes `data` to `path` through a temporary file in the same folder and a rename. */
@@ -44,6 +44,24 @@ export function newJobId(): string {
   lastId = now > lastId.time ? { time: now, seq: 0 } : { time: lastId.time, seq: lastId.seq + 1 };
   const stamp = lastId.time.toString(36).padStart(9, '0') + lastId.seq.toString(36).padStart(3, '0');
   return `job-${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+/** A new job's record, queued now. */
+export function newJobRecord(type: JobType, params: Record<string, unknown>): JobRecord {
+  return {
+    id: newJobId(),
+    type,
+    params,
+    status: 'queued',
+    progress: { step: 0, total: 0 },
+    images: [],
+    artifacts: [],
+    info: {},
+    error: null,
+    createdAt: new Date().toISOString(),
+    startedAt: null,
+    finishedAt: null,
+  };
 }
 
 export class JobStore {

@@ -1,0 +1,69 @@
+// `nuri worker --redis URL`: takes jobs that `nuri serve --redis URL` queued, on this machine or
+// any other that reaches the Redis server, and runs them with the same runner as the server.
+
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { ModelRegistry } from '../server/models.ts';
+import { PipelineCache } from '../server/pipeline-cache.ts';
+import { DEFAULT_LOCK_DURATION_MS } from '../server/redis-protocol.ts';
+import { startRedisWorker } from '../server/redis-worker.ts';
+import { createRunner } from '../server/runner.ts';
+import { integer } from './options.ts';
+
+interface WorkerFlags {
+  redis: string;
+  models: string;
+  concurrency: number;
+  maxLoaded: number;
+  lockDuration: number;
+  id?: string;
+}
+
+export function registerWorker(program: Command): void {
+  program
+    .command('worker')
+    .description('take jobs from `nuri serve --redis URL` through Redis and run them here')
+    .requiredOption('--redis <url>', 'the Redis server the server queues jobs on (redis://host:port)')
+    .option('--models <dir>', 'models folder, as the server has it: models, loras/, embeddings/', 'nuri-outputs/models')
+    .option('--concurrency <n>', 'jobs run at once (each already uses every core)', integer(1, 64), 1)
+    .option('--max-loaded <n>', 'pipelines kept loaded between jobs', integer(1, 64), 1)
+    .option('--lock-duration <ms>', 'how long this worker may go silent before its job is handed to another worker', integer(1000), DEFAULT_LOCK_DURATION_MS)
+    .option('--id <name>', 'the name this worker shows in job info (default: host:pid)')
+    .action(async (flags: WorkerFlags) => {
+      await work(flags);
+    });
+}
+
+async function work(flags: WorkerFlags): Promise<void> {
+  const registry = new ModelRegistry(resolve(flags.models));
+  const cache = new PipelineCache(registry, flags.maxLoaded);
+  const worker = await startRedisWorker({
+    url: flags.redis,
+    runner: createRunner({ registry, cache }),
+    id: flags.id,
+    concurrency: flags.concurrency,
+    lockDurationMs: flags.lockDuration,
+    log: (line) => console.error(`nuri worker: ${line}`),
+  });
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      console.error('nuri worker: stopping now; the running job goes to another worker');
+      process.exit(1);
+    }
+    stopping = true;
+    console.error(`nuri worker: ${signal}: taking no new jobs, finishing the running one (${signal} again to quit at once)`);
+    worker
+      .close()
+      .then(() => cache.clear())
+      .then(
+        () => process.exit(0),
+        (error: Error) => {
+          console.error(`nuri worker: ${error.message}`);
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
