@@ -5,6 +5,7 @@ import { DEFAULT_QUEUE_SIZE } from '../server/local-queue.ts';
 import { DEFAULT_LIMITS } from '../server/schemas.ts';
 import { startServer } from '../server/server.ts';
 import { integer } from './options.ts';
+import { closeOnSignals } from './shared.ts';
 
 interface ServeFlags {
   host: string;
@@ -67,24 +68,9 @@ async function serve(flags: ServeFlags): Promise<void> {
     logger: flags.log,
   });
   console.log(`nuri serve: listening on ${server.url} (API ${server.url}/api/v1, models from ${server.modelsDir})`);
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      console.error('nuri serve: stopping now');
-      process.exit(1);
-    }
-    stopping = true;
-    console.error(`nuri serve: ${signal}: no new requests; cancelling the running job (${signal} again to quit at once)`);
-    // Closing the app stops accepting, closes event streams, cancels the running job between two
-    // steps (queued jobs stay on disk for the next start) and frees the loaded pipelines.
-    server.app.close().then(
-      () => process.exit(0),
-      (error: Error) => {
-        console.error(`nuri serve: ${error.message}`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  // Closing the app stops accepting, closes event streams, cancels the running job between two
+  // steps (queued jobs stay on disk for the next start) and frees the loaded pipelines. With
+  // --redis the jobs go on in the workers and are collected at the next start.
+  const closing = flags.redis ? 'no new requests; the workers go on with their jobs' : 'no new requests; cancelling the running job';
+  closeOnSignals('nuri serve', closing, () => server.app.close());
 }
