@@ -13,3 +13,4 @@ export * from './session.ts';
 export * from './optim.ts';
 export * from './random.ts';
 export * from './safetensors.ts';
+export * from './finite.ts';

@@ -12,6 +12,7 @@
 // cannot be undone by rule (module names contain "_"), so reading them takes the model's own
 // module paths and matches exactly.
 
+import { firstNonFinite } from '../engine/finite.ts';
 import { type SafetensorsFile, type WritableTensor, writeSafetensors } from '../engine/safetensors.ts';
 
 export type LoraComponent = 'unet' | 'text_encoder';
@@ -106,9 +107,16 @@ type Role = 'down' | 'up' | 'alpha';
 interface Pending {
   component: LoraComponent;
   module: string;
-  down?: { shape: number[]; data: Float32Array };
-  up?: { shape: number[]; data: Float32Array };
+  down?: StoredMatrix;
+  up?: StoredMatrix;
   alpha?: number;
+  alphaKey?: string;
+}
+
+interface StoredMatrix {
+  key: string;
+  shape: number[];
+  data: Float32Array;
 }
 
 interface ParsedKey {
@@ -164,8 +172,12 @@ export function readLoraFile(file: SafetensorsFile, modules: LoraModuleNames): R
     if (!p) pending.set(id, (p = { component: parsed.component, module: parsed.module }));
     const { shape } = file.entry(key);
     const data = file.readFloat32(key);
-    if (parsed.role === 'alpha') p.alpha = data[0];
-    else p[parsed.role] = { shape, data };
+    const bad = firstNonFinite(data);
+    if (bad >= 0) throw new Error(`LoRA file ${file.path}: tensor ${key} holds ${data[bad]} (at index ${bad}); a LoRA must hold finite numbers`);
+    if (parsed.role === 'alpha') {
+      if (data.length !== 1) throw new Error(`LoRA file ${file.path}: tensor ${key} has ${data.length} values; an alpha is one number`);
+      [p.alpha, p.alphaKey] = [data[0], key];
+    } else p[parsed.role] = { key, shape, data };
   }
   const metadata = peftAlphas(file);
   const layers: LoraLayerWeights[] = [];
@@ -204,6 +216,9 @@ function complete(p: Pending, path: string, metadataAlpha: (c: LoraComponent, m:
   const [rank, inFeatures] = flat(p.down.shape, 'down (A)');
   const [outFeatures, upRank] = flat(p.up.shape, 'up (B)');
   if (upRank !== rank) throw new Error(`${where}: down (A) has rank ${rank} but up (B) has rank ${upRank}`);
+  // Rank 0 would scale the update by alpha/0: NaN or Inf in every merged weight.
+  if (rank < 1 || inFeatures < 1 || outFeatures < 1) throw new Error(`${where}: tensor ${p.down.key} has shape [${p.down.shape.join(', ')}]; a LoRA needs rank ≥ 1 and non-empty layers`);
   const alpha = p.alpha ?? metadataAlpha(p.component, p.module) ?? rank; // no alpha stored: scale 1, as diffusers assumes
+  if (!Number.isFinite(alpha)) throw new Error(`${where}: alpha ${p.alphaKey ?? `in metadata "${METADATA_KEY}"`} is ${alpha}; it must be a finite number`);
   return { component: p.component, module: p.module, rank, inFeatures, outFeatures, alpha, down: p.down.data, up: p.up.data };
 }

@@ -8,7 +8,7 @@
 //    applies a LoRA: the sampling graph is then exactly the base model's, with no extra matmuls
 //    per projection per step, whatever the number of LoRAs stacked.
 
-import { type CompiledGraph, Module, type Parameter, type RandomSource, SafetensorsFile, Tensor, add, compile, matmul, mul, sym } from '../engine/index.ts';
+import { type CompiledGraph, Module, type Parameter, type RandomSource, SafetensorsFile, Tensor, add, compile, firstNonFinite, matmul, mul, sym } from '../engine/index.ts';
 import type { ClipTextModel } from './clip-text.ts';
 import { type LoraComponent, type LoraKeyStyle, type LoraLayerWeights, type LoraModuleNames, readLoraFile, writeLoraFile } from './lora-format.ts';
 import { LoraAdapter, LoraLinear } from './lora-linear.ts';
@@ -157,7 +157,8 @@ export function loadLoraFile(path: string, models: LoraModels): { layers: LoraLa
  * the layer names (kohya LoRAs also adapt proj_in/proj_out and the feed-forward), not only the
  * attention projections. The changed weights become in-memory values; the rest stay in their file.
  */
-export async function mergeLora(models: LoraModels, layers: readonly LoraLayerWeights[], scale = 1): Promise<void> {
+export async function mergeLora(models: LoraModels, layers: readonly LoraLayerWeights[], scale = 1, source = 'LoRA'): Promise<void> {
+  if (!Number.isFinite(scale)) throw new Error(`${source}: weight ${scale} is not a finite number`);
   const weights = new Map<string, Parameter>();
   for (const p of models.unet.parameters()) weights.set(`unet:${p.name}`, p);
   if (models.textEncoder) for (const p of models.textEncoder.parameters()) weights.set(`text_encoder:${p.name}`, p);
@@ -173,6 +174,7 @@ export async function mergeLora(models: LoraModels, layers: readonly LoraLayerWe
   if (problems.length) throw new Error(`cannot apply LoRA: ${problems.length} layer(s) do not fit the model\n  ${problems.slice(0, 8).join('\n  ')}`);
   if (scale === 0) return;
   const update = await lowRankUpdate();
+  const results: [Parameter, Float32Array][] = [];
   for (const [p, l] of plan) {
     const out = await update.run({
       w: { data: p.value(), shape: [l.outFeatures, l.inFeatures] },
@@ -180,8 +182,14 @@ export async function mergeLora(models: LoraModels, layers: readonly LoraLayerWe
       a: { data: l.down, shape: [l.rank, l.inFeatures] },
       m: Float32Array.of((scale * l.alpha) / l.rank),
     });
-    p.setValue(out.merged.data as Float32Array);
+    const merged = out.merged.data as Float32Array;
+    // A huge weight (1e308) only shows as overflow in the product: refuse it, naming the layer,
+    // before any weight changes, rather than draw a black picture.
+    const bad = firstNonFinite(merged);
+    if (bad >= 0) throw new Error(`${source}: merging at weight ${scale} makes ${l.component} ${l.module}.weight ${merged[bad]} (alpha ${l.alpha}, rank ${l.rank}); the LoRA's numbers or weight are too large`);
+    results.push([p, merged]);
   }
+  for (const [p, merged] of results) p.setValue(merged);
 }
 
 let updateGraph: Promise<CompiledGraph> | undefined;

@@ -5,7 +5,7 @@
 // The mapping follows diffusers' conversion (`single_file_utils.py`); the names are theirs.
 
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import { basename, extname, join } from 'node:path';
+import { basename, extname } from 'node:path';
 import { bindParameters, type TensorLocator } from '../engine/module.ts';
 import type { RowRange } from '../engine/parameter.ts';
 import { SafetensorsFile } from '../engine/safetensors.ts';
@@ -361,12 +361,8 @@ export function loadSingleFile(path: string, options: LoadSingleFileOptions = {}
   bindParameters(vae.parameters(), singleFileLocator(file, mapping.vae), `VAE from ${path}`);
   const textEncoder = new ClipTextModel(clipTextConfig(config.text_encoder, `text encoder of ${path}`));
   bindParameters(textEncoder.parameters(), singleFileLocator(file, mapping.textEncoder), `text encoder from ${path}`);
-  const merges = readFileSync(join(options.tokenizer, 'merges.txt'), 'utf8').split('\n').filter((line, i) => line && !(i === 0 && line.startsWith('#version')));
-  const tokenizer = new ClipTokenizer({
-    vocab: JSON.parse(readFileSync(join(options.tokenizer, 'vocab.json'), 'utf8')) as Record<string, number>,
-    merges,
-    padToken: config.kind === 'sd2' ? '!' : '<|endoftext|>',
-  });
+  // The same reader and checks as a diffusers folder's tokenizer; the pad token follows the checkpoint's kind.
+  const tokenizer = ClipTokenizer.fromFolder(options.tokenizer, { padToken: config.kind === 'sd2' ? '!' : '<|endoftext|>' });
   const schedulerConfig = { ...config.scheduler, ...(options.predictionType ? { prediction_type: options.predictionType } : {}) };
   return { tokenizer, textEncoder, unet, vae, schedulerConfig, name: basename(path) };
 }

@@ -6,6 +6,7 @@
 // expanded to all of them, as diffusers does.
 
 import { basename, extname } from 'node:path';
+import { firstNonFinite } from '../engine/finite.ts';
 import { SafetensorsFile, writeSafetensors } from '../engine/safetensors.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import type { ClipTextModel } from './clip-text.ts';
@@ -14,6 +15,8 @@ export interface TextualInversionEmbedding {
   token: string;
   /** One row [C] per vector. */
   vectors: Float32Array[];
+  /** The file it was read from, for messages. */
+  source?: string;
 }
 
 const A1111_KEYS = ['emb_params', 'string_to_param.*'];
@@ -32,9 +35,12 @@ export function readEmbeddingFile(path: string, token?: string): TextualInversio
     if (shape.length < 1 || shape.length > 2) throw new Error(`embedding file ${path}: tensor "${name}" has shape [${shape.join(', ')}]; expected [C] or [n, C]`);
     const dim = shape[shape.length - 1];
     const count = shape.length === 2 ? shape[0] : 1;
+    if (count < 1 || dim < 1) throw new Error(`embedding file ${path}: tensor "${name}" has shape [${shape.join(', ')}], which holds no vector`);
     const data = file.readFloat32(name);
+    const bad = firstNonFinite(data);
+    if (bad >= 0) throw new Error(`embedding file ${path}: tensor "${name}" holds ${data[bad]} in row ${Math.floor(bad / dim)}; an embedding must hold finite numbers`);
     const vectors = Array.from({ length: count }, (_, i) => data.slice(i * dim, (i + 1) * dim));
-    return { token: token ?? (a1111 ? basename(path, extname(path)) : name), vectors };
+    return { token: token ?? (a1111 ? basename(path, extname(path)) : name), vectors, source: path };
   } finally {
     file.close();
   }
@@ -59,11 +65,18 @@ export function embeddingTokens(embedding: TextualInversionEmbedding): string[] 
  */
 export function addEmbedding(tokenizer: ClipTokenizer, textEncoder: ClipTextModel, embedding: TextualInversionEmbedding): number[] {
   const dim = textEncoder.config.hiddenSize;
+  const what = `embedding "${embedding.token}"${embedding.source ? ` (${embedding.source})` : ''}`;
   const bad = embedding.vectors.find((v) => v.length !== dim);
-  if (bad) throw new Error(`embedding "${embedding.token}" has ${bad.length}-wide vectors; this text encoder's are ${dim} wide (an embedding for another model?)`);
+  if (bad) throw new Error(`${what} has ${bad.length}-wide vectors; this text encoder's are ${dim} wide (an embedding for another model?)`);
+  if (!embedding.vectors.length) throw new Error(`${what} holds no vector`);
   return embeddingTokens(embedding).map((token, i) => {
     const expected = textEncoder.embeddings.tokenCount;
-    const id = tokenizer.addToken(token);
+    let id: number;
+    try {
+      id = tokenizer.addToken(token);
+    } catch (e) {
+      throw new Error(`${what}: ${(e as Error).message}`);
+    }
     if (id !== expected) {
       throw new Error(`cannot add token ${JSON.stringify(token)}: the tokenizer gave id ${id} but the text encoder's next row is ${expected}${id < expected ? ' (already added?)' : ''}`);
     }

@@ -5,7 +5,7 @@
 //   pipeline:  imageToLatents → scaling_factor · z, the latents a diffusion model works in;
 //              decodeLatents → z / scaling_factor decoded and mapped to [0, 1] (x/2 + 0.5, clamped).
 
-import { type CompiledGraph, type RandomSource, type RunOptions, Tensor, compile, sym } from '../engine/index.ts';
+import { type CompiledGraph, type RandomSource, type RunOptions, Tensor, compile, firstNonFinite, sym } from '../engine/index.ts';
 import { type AutoencoderKL, type VaeConfig, vaeDownscale } from './vae.ts';
 
 export type Shape4 = readonly [number, number, number, number];
@@ -133,10 +133,22 @@ export class VaeRunner {
   }
 
   /** Pipeline-style: diffusion latents → images [B, 3, H, W] in [0, 1]. */
+  // Every pipeline's pictures pass through here, so this is where a non-finite result (from NaN
+  // weights, latents or an overflowing config) becomes an error instead of a black image.
   async decodeLatents(latents: Float32Array, shape: Shape4, options: DecodeLatentsOptions = {}): Promise<DecodedImages> {
     const z = options.scale === false ? latents : unscaleLatents(latents, shape, this.config);
+    refuseNonFinite(latents, 'the final latents');
+    refuseNonFinite(z, 'the latents divided by the VAE scaling_factor');
     const raw = await this.decodeRaw(z, shape);
+    refuseNonFinite(raw.data, "the VAE decoder's output");
     const data = raw.data.map((x) => Math.min(1, Math.max(0, x / 2 + 0.5)));
     return { data, shape: raw.shape };
+  }
+}
+
+function refuseNonFinite(data: Float32Array, what: string): void {
+  const i = firstNonFinite(data);
+  if (i >= 0) {
+    throw new Error(`${what} hold ${data[i]} (at index ${i}): the model, a LoRA, an embedding or the initial latents gave non-finite numbers, so no picture is written`);
   }
 }

@@ -40,7 +40,7 @@ export async function personalise(components: StableDiffusionComponents, options
     const read = loadLoraFile(path, components);
     if (!read.layers.length) throw new Error(`--lora ${path}: no LoRA layer of this model found in the file (${read.unmatched.length} unrecognised keys, e.g. ${read.unmatched[0] ?? 'none'})`);
     if (read.unmatched.length) warnings.push(`--lora ${path}: ${read.unmatched.length} key(s) name no layer of this model and were skipped, e.g. ${read.unmatched[0]}`);
-    await mergeLora(components, read.layers, weight);
+    await mergeLora(components, read.layers, weight, `--lora ${path}`);
     loraLabels.push(`${basename(path).replace(/\.safetensors$/i, '')}:${weight}`);
   }
   const embeddings = (options.embeddings ?? []).map((path) => {

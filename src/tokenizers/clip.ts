@@ -49,7 +49,12 @@ export interface ClipTokenizerConfig {
   addedTokens?: Record<string, number>;
   /** Receives truncation warnings; `console.warn` when not given. */
   onWarning?: WarningHandler;
+  /** Where `vocab` and `addedTokens` were read from, for error messages. */
+  source?: { vocab?: string; addedTokens?: string };
 }
+
+/** Ids go into Int32Array rows: a larger one would wrap to another (or a negative) row. */
+const MAX_TOKEN_ID = 2 ** 31 - 1;
 
 export interface ClipCallOptions {
   /** Padded sequence length: BOS + up to maxLength − 2 tokens + EOS + padding. */
@@ -86,6 +91,8 @@ export class ClipTokenizer {
 
   constructor(config: ClipTokenizerConfig) {
     this.vocab = new Map();
+    checkIdMap(config.vocab, config.source?.vocab ?? 'vocab');
+    if (config.addedTokens !== undefined) checkIdMap(config.addedTokens, config.source?.addedTokens ?? 'added tokens');
     for (const token in config.vocab) {
       const id = config.vocab[token]!;
       this.vocab.set(token, id);
@@ -120,18 +127,15 @@ export class ClipTokenizer {
    * special_tokens_map.json / tokenizer_config.json (special tokens, model_max_length) and
    * added_tokens.json.
    */
-  static fromFolder(dir: string, options: { onWarning?: WarningHandler } = {}): ClipTokenizer {
+  static fromFolder(dir: string, options: { onWarning?: WarningHandler; padToken?: string } = {}): ClipTokenizer {
     const vocabPath = join(dir, 'vocab.json');
     const vocab = readJson(vocabPath, true);
-    if (!isIdMap(vocab)) throw new Error(`ClipTokenizer: ${vocabPath} must map token strings to integer ids`);
+    checkIdMap(vocab, vocabPath);
     const merges = parseMerges(join(dir, 'merges.txt'));
     const config = readJsonObject(join(dir, 'tokenizer_config.json'));
     const specialMap = readJsonObject(join(dir, 'special_tokens_map.json'));
     const addedPath = join(dir, 'added_tokens.json');
-    const added = readJson(addedPath, false);
-    if (added !== undefined && !isIdMap(added)) {
-      throw new Error(`ClipTokenizer: ${addedPath} must map token strings to integer ids`);
-    }
+    const added = readJson(addedPath, false) as Record<string, number> | undefined;
     const special = (key: string): string | undefined =>
       tokenContent(specialMap[key], join(dir, 'special_tokens_map.json'), key) ??
       tokenContent(config[key], join(dir, 'tokenizer_config.json'), key);
@@ -150,6 +154,8 @@ export class ClipTokenizer {
           : undefined,
       addedTokens: added,
       onWarning: options.onWarning,
+      source: { vocab: vocabPath, addedTokens: addedPath },
+      ...(options.padToken !== undefined ? { padToken: options.padToken } : {}),
     });
   }
 
@@ -258,9 +264,12 @@ export class ClipTokenizer {
     if (token.trim() === '') throw new Error('ClipTokenizer: cannot add an empty token');
     const existing = this.wholeTokens.get(token);
     if (existing !== undefined) return existing;
-    const vocabId = this.vocab.get(token);
+    // Prompts are lower-cased before BPE, so "Cat" would take over the ordinary word "cat" typed
+    // with a capital: compare with the vocabulary as the tokenizer will see the word.
+    const lower = token.toLowerCase();
+    const vocabId = this.vocab.get(token) ?? this.vocab.get(lower) ?? this.vocab.get(lower + END_OF_WORD);
     if (vocabId !== undefined) {
-      throw new Error(`ClipTokenizer: ${JSON.stringify(token)} is already in the vocabulary (id ${vocabId}); choose another token`);
+      throw new Error(`ClipTokenizer: ${JSON.stringify(token)} is already in the vocabulary (id ${vocabId}); choose another token (prompts are lower-cased, so case does not make a new word)`);
     }
     const id = this.idToToken.length;
     this.idToToken[id] = token;
@@ -410,14 +419,19 @@ function readJsonObject(path: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-function isIdMap(value: unknown): value is Record<string, number> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+/** Every entry a non-empty token string with an integer id that fits an Int32Array row; the error names the word. */
+function checkIdMap(value: unknown, source: string): asserts value is Record<string, number> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new Error(`ClipTokenizer: ${source} must map token strings to integer ids, got ${value === null ? 'null' : Array.isArray(value) ? 'a list' : typeof value}`);
+  }
   const map = value as Record<string, unknown>;
   for (const token in map) {
     const id = map[token];
-    if (!Number.isInteger(id) || (id as number) < 0) return false;
+    if (token.trim() === '') throw new Error(`ClipTokenizer: ${source} has an empty token ${JSON.stringify(token)} (id ${JSON.stringify(id)})`);
+    if (!Number.isInteger(id) || (id as number) < 0 || (id as number) > MAX_TOKEN_ID) {
+      throw new Error(`ClipTokenizer: ${source}: ${JSON.stringify(token)} has id ${JSON.stringify(id)}; ids must be integers from 0 to ${MAX_TOKEN_ID}`);
+    }
   }
-  return true;
 }
 
 /** A special token as tokenizer files spell it: a string or an AddedToken object `{content}`. */
