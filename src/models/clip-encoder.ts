@@ -23,6 +23,7 @@ import {
   attention,
 } from '../engine/index.ts';
 import { LoraLinear } from './lora-linear.ts';
+import { CONFIG_BOUNDS as B, boundedInt, boundedNumber } from './checkpoint/bounds.ts';
 
 /** transformers' `hidden_act` names that CLIP checkpoints use. */
 export type ClipActivation = 'quick_gelu' | 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh';
@@ -48,17 +49,28 @@ export interface ClipEncoderConfig {
 
 type Json = Record<string, unknown>;
 
-/** A positive integer field of a config.json, or its transformers default when absent. */
-export function configInt(json: Json, key: string, fallback: number, what: string): number {
-  const v = json[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new Error(`${what}: "${key}" must be a positive integer, got ${JSON.stringify(v)}`);
-  return v;
+/** A positive integer field of a config.json, at most `max`, or its transformers default when absent. */
+export function configInt(json: Json, key: string, fallback: number, what: string, max: number = B.channels): number {
+  try {
+    return boundedInt(json[key] ?? fallback, key, max);
+  } catch (e) {
+    throw new Error(`${what}: ${(e as Error).message}`);
+  }
 }
 
 export function configFloat(json: Json, key: string, fallback: number, what: string): number {
   const v = json[key] ?? fallback;
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${what}: "${key}" must be a number, got ${JSON.stringify(v)}`);
   return v;
+}
+
+/** A normalisation ε: 0 or a negative one gives NaN on the first constant input. */
+function configEps(json: Json, key: string, fallback: number, what: string): number {
+  try {
+    return boundedNumber(json[key] ?? fallback, key, 0, 1);
+  } catch (e) {
+    throw new Error(`${what}: ${(e as Error).message}`);
+  }
 }
 
 /** The encoder fields of a CLIP text or vision config.json (snake_case, as transformers writes them). */
@@ -70,10 +82,10 @@ export function readEncoderConfig(json: Json, defaults: Omit<ClipEncoderConfig, 
   const config: ClipEncoderConfig = {
     hiddenSize: configInt(json, 'hidden_size', defaults.hiddenSize, what),
     intermediateSize: configInt(json, 'intermediate_size', defaults.intermediateSize, what),
-    numHiddenLayers: configInt(json, 'num_hidden_layers', defaults.numHiddenLayers, what),
-    numAttentionHeads: configInt(json, 'num_attention_heads', defaults.numAttentionHeads, what),
+    numHiddenLayers: configInt(json, 'num_hidden_layers', defaults.numHiddenLayers, what, B.layers),
+    numAttentionHeads: configInt(json, 'num_attention_heads', defaults.numAttentionHeads, what, B.heads),
     hiddenAct: hiddenAct as ClipActivation,
-    layerNormEps: configFloat(json, 'layer_norm_eps', 1e-5, what),
+    layerNormEps: configEps(json, 'layer_norm_eps', 1e-5, what),
     initializerFactor: configFloat(json, 'initializer_factor', 1, what),
   };
   if (config.hiddenSize % config.numAttentionHeads) {

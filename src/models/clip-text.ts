@@ -3,6 +3,7 @@
 // LayerNorm, and the pooled state at each prompt's end-of-text token. Parameter names are
 // transformers' own, so a `text_encoder/` folder loads by name.
 
+import { join } from 'node:path';
 import {
   type CompiledGraph,
   Embedding,
@@ -33,6 +34,9 @@ import {
 } from '../engine/index.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { type ClipEncoderConfig, ClipEncoder, causalMask, configInt, initNormal, readEncoderConfig } from './clip-encoder.ts';
+import { CONFIG_BOUNDS as B } from './checkpoint/bounds.ts';
+import { inFile } from './checkpoint/config-file.ts';
+import { checkLayerCounts } from './checkpoint/layer-counts.ts';
 import { type Json, bindByName, findWeightsFile, readConfigJson } from './clip-weights.ts';
 
 export interface ClipTextConfig extends ClipEncoderConfig {
@@ -50,10 +54,10 @@ export function clipTextConfig(json: Json, what = 'CLIP text config'): ClipTextC
   const architectures = Array.isArray(json.architectures) ? json.architectures : [];
   return {
     ...readEncoderConfig(json, { hiddenSize: 512, intermediateSize: 2048, numHiddenLayers: 12, numAttentionHeads: 8 }, what),
-    vocabSize: configInt(json, 'vocab_size', 49408, what),
-    maxPositionEmbeddings: configInt(json, 'max_position_embeddings', 77, what),
+    vocabSize: configInt(json, 'vocab_size', 49408, what, B.vocabulary),
+    maxPositionEmbeddings: configInt(json, 'max_position_embeddings', 77, what, B.positions),
     projectionDim: configInt(json, 'projection_dim', 512, what),
-    eosTokenId: configInt(json, 'eos_token_id', 2, what),
+    eosTokenId: configInt(json, 'eos_token_id', 2, what, B.vocabulary),
     withProjection: architectures.includes('CLIPTextModelWithProjection'),
   };
 }
@@ -222,8 +226,11 @@ export interface LoadClipTextOptions {
 
 /** Loads a transformers text_encoder/ folder (config.json + model.safetensors), weights left in the file. */
 export function loadClipTextModel(dir: string, options: LoadClipTextOptions = {}): ClipTextModel {
-  const model = new ClipTextModel(clipTextConfig(readConfigJson(dir), `${dir}/config.json`));
+  const configPath = join(dir, 'config.json');
+  const config = inFile(configPath, () => clipTextConfig(readConfigJson(dir), 'CLIP text config'));
   const file = SafetensorsFile.open(findWeightsFile(dir, options.variant));
+  checkLayerCounts(file, configPath, [{ field: 'num_hidden_layers', prefix: 'text_model.encoder.layers', expected: config.numHiddenLayers }]);
+  const model = new ClipTextModel(config);
   // transformers ≤ 4.30 saves the position_ids buffer; the model derives positions itself.
   bindByName(model.parameters(), file, 'CLIP text encoder', (name) => name === 'text_model.embeddings.position_ids');
   return model;

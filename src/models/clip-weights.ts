@@ -1,18 +1,15 @@
 // Reading a transformers CLIP component folder (config.json + model.safetensors) and binding a
 // module's parameters to the checkpoint's tensors by their exact names.
 
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Parameter, type SafetensorsFile, bindParameters } from '../engine/index.ts';
+import { readConfigFile } from './checkpoint/config-file.ts';
 
 export type Json = Record<string, unknown>;
 
 export function readConfigJson(dir: string): Json {
-  const path = join(dir, 'config.json');
-  if (!existsSync(path)) throw new Error(`no config.json in ${dir}`);
-  const json: unknown = JSON.parse(readFileSync(path, 'utf8'));
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${path} is not a JSON object`);
-  return json as Json;
+  return readConfigFile(join(dir, 'config.json'), 'config.json');
 }
 
 /**

@@ -2,6 +2,7 @@
 // compared by cosine similarity scaled by a learned temperature. Trained contrastively: in a batch
 // of N matching text–image pairs, each text should pick out its own image among N, and vice versa.
 
+import { join } from 'node:path';
 import {
   Module,
   type Parameter,
@@ -23,6 +24,7 @@ import {
 import { configFloat, configInt } from './clip-encoder.ts';
 import { type ClipTextConfig, ClipTextModel, clipTextConfig } from './clip-text.ts';
 import { type ClipVisionConfig, ClipVisionModel, clipVisionConfig } from './clip-vision.ts';
+import { inFile } from './checkpoint/config-file.ts';
 import { type Json, bindByName, findWeightsFile, readConfigJson } from './clip-weights.ts';
 
 export interface ClipConfig {
@@ -108,7 +110,15 @@ export function clipContrastiveLoss(logitsPerText: Tensor): Tensor {
 
 /** Loads a transformers CLIPModel folder (config.json + model.safetensors). */
 export function loadClipModel(dir: string, options: { variant?: string } = {}): ClipModel {
-  const model = new ClipModel(clipConfig(readConfigJson(dir)));
+  const json = readConfigJson(dir);
+  const path = join(dir, 'config.json');
+  // A text encoder alone (an SD model's text_encoder/) would otherwise fail binding with a list of
+  // every vision tensor it lacks.
+  if (json.vision_config === undefined) {
+    const kind = Array.isArray(json.architectures) ? ` (${json.architectures.join(', ')})` : '';
+    throw new Error(`${dir} is not a CLIP model with a vision tower${kind}: ${path} has no "vision_config"; CLIP training needs a CLIPModel folder (text and vision towers), or start from --config`);
+  }
+  const model = new ClipModel(inFile(path, () => clipConfig(json)));
   const file = SafetensorsFile.open(findWeightsFile(dir, options.variant));
   bindByName(model.parameters(), file, 'CLIP model', (name) => name.endsWith('embeddings.position_ids'));
   return model;

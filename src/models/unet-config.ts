@@ -1,6 +1,9 @@
 // diffusers' `unet/config.json` for UNet2DConditionModel: field names as diffusers writes them,
 // diffusers' defaults for absent fields, per-block fields widened to one entry per block, and a
 // clear error for features this UNet does not implement (SDXL's added embeddings, class labels, …).
+// Every size is bounded (checkpoint/bounds.ts) before anything is built from it.
+
+import { CONFIG_BOUNDS as B, boundedInt, boundedNumber } from './checkpoint/bounds.ts';
 
 export type DownBlockType = 'CrossAttnDownBlock2D' | 'DownBlock2D';
 export type UpBlockType = 'CrossAttnUpBlock2D' | 'UpBlock2D';
@@ -77,18 +80,35 @@ function number(json: Json, key: string, fallback: number): number {
   return v;
 }
 
+/** ε, scale factors: 0, negatives and huge values give NaN or overflow in the first step. */
+function positive(json: Json, key: string, fallback: number, max: number): number {
+  try {
+    return boundedNumber(json[key] ?? fallback, key, 0, max);
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+}
+
 function bool(json: Json, key: string, fallback: boolean): boolean {
   const v = json[key] ?? fallback;
   if (typeof v !== 'boolean') fail(`${key} must be true or false, got ${JSON.stringify(v)}`);
   return v;
 }
 
-/** A number for every block, or a list with one per block. */
-function perBlock(json: Json, key: string, fallback: number | number[], blocks: number): number[] {
+function int(json: Json, key: string, fallback: number, max: number, min = 1): number {
+  try {
+    return boundedInt(json[key] ?? fallback, key, max, min);
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+}
+
+/** An integer for every block, or a list with one per block, each from 1 to `max`. */
+function perBlock(json: Json, key: string, fallback: number | number[], blocks: number, max: number): number[] {
   const v = json[key] ?? fallback;
   const list = typeof v === 'number' ? new Array<number>(blocks).fill(v) : v;
-  if (!Array.isArray(list) || list.length !== blocks || list.some((x) => typeof x !== 'number')) {
-    fail(`${key} must be a number or a list of ${blocks} numbers, got ${JSON.stringify(v)}`);
+  if (!Array.isArray(list) || list.length !== blocks || list.some((x) => !Number.isInteger(x) || x < 1 || x > max)) {
+    fail(`${key} must be an integer from 1 to ${max} or a list of ${blocks} such integers, got ${JSON.stringify(v)}`);
   }
   return list as number[];
 }
@@ -110,8 +130,8 @@ export function parseUNetConfig(json: Json): UNetConfig {
     if (v !== undefined && v !== off && !offEverywhere) fail(`${key}=${JSON.stringify(v)} is not supported (only ${JSON.stringify(off)})`);
   }
   const block_out_channels = json.block_out_channels === undefined ? [320, 640, 1280, 1280] : (json.block_out_channels as number[]);
-  if (!Array.isArray(block_out_channels) || !block_out_channels.length || block_out_channels.some((c) => !Number.isInteger(c) || c <= 0)) {
-    fail(`block_out_channels must be a list of positive integers, got ${JSON.stringify(json.block_out_channels)}`);
+  if (!Array.isArray(block_out_channels) || !block_out_channels.length || block_out_channels.length > B.levels || block_out_channels.some((c) => !Number.isInteger(c) || c <= 0 || c > B.channels)) {
+    fail(`block_out_channels must be a list of 1 to ${B.levels} integers from 1 to ${B.channels}, got ${JSON.stringify(json.block_out_channels)}`);
   }
   const n = block_out_channels.length;
   const down_block_types = blockTypes<DownBlockType>(json, 'down_block_types', ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'], DOWN_TYPES);
@@ -123,28 +143,31 @@ export function parseUNetConfig(json: Json): UNetConfig {
   if (mid !== 'UNetMidBlock2DCrossAttn') fail(`mid_block_type ${JSON.stringify(mid)} is not supported (only UNetMidBlock2DCrossAttn)`);
   const headsKey = json.num_attention_heads != null ? 'num_attention_heads' : 'attention_head_dim';
   const c: UNetConfig = {
-    in_channels: number(json, 'in_channels', 4),
-    out_channels: number(json, 'out_channels', 4),
-    sample_size: number(json, 'sample_size', 64),
+    in_channels: int(json, 'in_channels', 4, B.channels),
+    out_channels: int(json, 'out_channels', 4, B.channels),
+    sample_size: int(json, 'sample_size', 64, B.sampleSize),
     block_out_channels,
     down_block_types,
     up_block_types,
     mid_block_type: 'UNetMidBlock2DCrossAttn',
-    layers_per_block: perBlock(json, 'layers_per_block', 2, n),
-    cross_attention_dim: perBlock(json, 'cross_attention_dim', 1280, n),
-    num_attention_heads: perBlock(json, headsKey, 8, n),
-    transformer_layers_per_block: perBlock(json, 'transformer_layers_per_block', 1, n),
+    layers_per_block: perBlock(json, 'layers_per_block', 2, n, B.layers),
+    cross_attention_dim: perBlock(json, 'cross_attention_dim', 1280, n, B.channels),
+    num_attention_heads: perBlock(json, headsKey, 8, n, B.heads),
+    transformer_layers_per_block: perBlock(json, 'transformer_layers_per_block', 1, n, B.layers),
     use_linear_projection: bool(json, 'use_linear_projection', false),
-    norm_num_groups: number(json, 'norm_num_groups', 32),
-    norm_eps: number(json, 'norm_eps', 1e-5),
+    norm_num_groups: int(json, 'norm_num_groups', 32, B.channels),
+    norm_eps: positive(json, 'norm_eps', 1e-5, 1),
     flip_sin_to_cos: bool(json, 'flip_sin_to_cos', true),
     freq_shift: number(json, 'freq_shift', 0),
-    downsample_padding: number(json, 'downsample_padding', 1),
-    mid_block_scale_factor: number(json, 'mid_block_scale_factor', 1),
-    time_embedding_dim: json.time_embedding_dim == null ? undefined : number(json, 'time_embedding_dim', 0),
-    conv_in_kernel: number(json, 'conv_in_kernel', 3),
-    conv_out_kernel: number(json, 'conv_out_kernel', 3),
+    downsample_padding: int(json, 'downsample_padding', 1, B.kernel, 0),
+    mid_block_scale_factor: positive(json, 'mid_block_scale_factor', 1, 1e3),
+    time_embedding_dim: json.time_embedding_dim == null ? undefined : int(json, 'time_embedding_dim', 0, B.channels),
+    conv_in_kernel: int(json, 'conv_in_kernel', 3, B.kernel),
+    conv_out_kernel: int(json, 'conv_out_kernel', 3, B.kernel),
   };
   for (const k of [c.conv_in_kernel, c.conv_out_kernel]) if (k % 2 !== 1) fail(`conv kernels must be odd, got ${k}`);
+  const ungrouped = block_out_channels.find((ch) => ch % c.norm_num_groups);
+  if (ungrouped !== undefined) fail(`${ungrouped} channels do not split into norm_num_groups=${c.norm_num_groups}`);
+  if (Math.abs(c.freq_shift) >= block_out_channels[0] / 2) fail(`freq_shift ${c.freq_shift} must be smaller than half the time embedding's ${block_out_channels[0] / 2} frequencies`);
   return c;
 }

@@ -8,7 +8,7 @@
 // H and W must be multiples of 2^(number of downsamplers) (8 for SD): the graph is traced once with
 // symbolic sizes and has no odd-size path.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   Conv2d,
@@ -29,6 +29,8 @@ import {
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import { type AttentionHook, type AttentionPlace, type HookSite, Transformer2DModel } from './attention.ts';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from './blocks.ts';
+import { parseConfigFile } from './checkpoint/config-file.ts';
+import { type CountExpectation, checkLayerCounts } from './checkpoint/layer-counts.ts';
 import { type UNetConfig, parseUNetConfig } from './unet-config.ts';
 
 export { type UNetConfig, parseUNetConfig } from './unet-config.ts';
@@ -258,11 +260,12 @@ export class UNet2DConditionModel extends Module {
  */
 export function loadUNet(dir: string): UNet2DConditionModel {
   const configPath = join(dir, 'config.json');
-  if (!existsSync(configPath)) throw new Error(`no UNet config at ${configPath}`);
-  const unet = new UNet2DConditionModel(parseUNetConfig(JSON.parse(readFileSync(configPath, 'utf8'))));
+  const config = parseConfigFile(configPath, 'UNet config', parseUNetConfig);
   const weights = ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'].map((f) => join(dir, f)).find(existsSync);
   if (!weights) throw new Error(`no diffusion_pytorch_model.safetensors (or .fp16 variant) in ${dir}`);
   const file = SafetensorsFile.open(weights);
+  checkLayerCounts(file, configPath, unetLayerCounts(config));
+  const unet = new UNet2DConditionModel(config);
   const params = unet.parameters();
   bindParameters(params, (name) => (file.has(name) ? { file, tensorName: name } : undefined), `unet from ${dir}`);
   const used = new Set(params.map((p) => p.name));
@@ -272,4 +275,22 @@ export function loadUNet(dir: string): UNet2DConditionModel {
     throw new Error(`cannot load unet from ${dir}: ${extra.length} tensor(s) in ${weights} match no parameter (unsupported config?): ${shown}${extra.length > 12 ? ', …' : ''}`);
   }
   return unet;
+}
+
+/** The repeat counts a UNet config implies, as tensor-name prefixes (diffusers' names). */
+function unetLayerCounts(c: UNetConfig): CountExpectation[] {
+  const levels = c.block_out_channels.length;
+  const out: CountExpectation[] = [
+    { field: 'block_out_channels', prefix: 'down_blocks', expected: levels },
+    { field: 'block_out_channels', prefix: 'up_blocks', expected: levels },
+  ];
+  for (let i = 0; i < levels; i++) {
+    const up = levels - 1 - i;
+    out.push({ field: `layers_per_block[${i}]`, prefix: `down_blocks.${i}.resnets`, expected: c.layers_per_block[i] });
+    out.push({ field: `layers_per_block[${up}] + 1`, prefix: `up_blocks.${i}.resnets`, expected: c.layers_per_block[up] + 1 });
+    if (c.down_block_types[i].startsWith('CrossAttn')) {
+      out.push({ field: `transformer_layers_per_block[${i}]`, prefix: `down_blocks.${i}.attentions.0.transformer_blocks`, expected: c.transformer_layers_per_block[i] });
+    }
+  }
+  return out;
 }

@@ -9,7 +9,7 @@
 // Both are traced functions over symbolic tensors; `VaeRunner` (vae-runner.ts) compiles them once
 // with symbolic batch and size and adds the pipeline's scaling and [0,1] mapping.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   Conv2d,
@@ -32,6 +32,9 @@ import {
 } from '../engine/index.ts';
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from './blocks.ts';
+import { CONFIG_BOUNDS as B, boundedNumber } from './checkpoint/bounds.ts';
+import { parseConfigFile } from './checkpoint/config-file.ts';
+import { checkLayerCounts } from './checkpoint/layer-counts.ts';
 
 /** The VAE's GroupNorm ε, in every norm of encoder and decoder. */
 const VAE_EPS = 1e-6;
@@ -67,9 +70,17 @@ export function parseVaeConfig(json: unknown): VaeConfig {
   const fail = (field: string, want: string): never => {
     throw new Error(`VAE config: "${field}" must be ${want}, got ${JSON.stringify(c[field])}`);
   };
-  const int = (field: string, fallback: number, min = 1): number => {
+  const int = (field: string, fallback: number, max: number = B.channels): number => {
     const v = c[field] ?? fallback;
-    return typeof v === 'number' && Number.isInteger(v) && v >= min ? v : fail(field, `an integer ≥ ${min}`);
+    return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= max ? v : fail(field, `an integer from 1 to ${max}`);
+  };
+  /** Finite, > low, ≤ high: a scaling factor of 1e-300 divides latents into Inf. */
+  const bounded = (field: string, value: unknown, low: number, high: number): number => {
+    try {
+      return boundedNumber(value, field, low, high, true);
+    } catch (e) {
+      throw new Error(`VAE config: ${(e as Error).message}`);
+    }
   };
   const bool = (field: string, fallback: boolean): boolean => {
     const v = c[field] ?? fallback;
@@ -78,7 +89,7 @@ export function parseVaeConfig(json: unknown): VaeConfig {
   const numbers = (field: string): number[] | undefined => {
     const v = c[field];
     if (v === undefined || v === null) return undefined;
-    return Array.isArray(v) && v.every((x) => typeof x === 'number') ? (v as number[]) : fail(field, 'a list of numbers or null');
+    return Array.isArray(v) && v.length <= B.channels && v.every((x) => typeof x === 'number' && Number.isFinite(x)) ? (v as number[]) : fail(field, 'a list of finite numbers or null');
   };
   const blockTypes = (field: string, want: string): number => {
     const v = c[field] ?? [want];
@@ -89,7 +100,9 @@ export function parseVaeConfig(json: unknown): VaeConfig {
   };
 
   const blockOutChannels = numbers('block_out_channels') ?? [64];
-  if (!blockOutChannels.length || blockOutChannels.some((n) => !Number.isInteger(n) || n < 1)) fail('block_out_channels', 'a non-empty list of positive integers');
+  if (!blockOutChannels.length || blockOutChannels.length > B.levels || blockOutChannels.some((n) => !Number.isInteger(n) || n < 1 || n > B.channels)) {
+    fail('block_out_channels', `a list of 1 to ${B.levels} integers from 1 to ${B.channels}`);
+  }
   const levels = blockOutChannels.length;
   if (blockTypes('down_block_types', 'DownEncoderBlock2D') !== levels || blockTypes('up_block_types', 'UpDecoderBlock2D') !== levels) {
     throw new Error(`VAE config: down_block_types and up_block_types need one entry per block_out_channels (${levels})`);
@@ -99,10 +112,10 @@ export function parseVaeConfig(json: unknown): VaeConfig {
   const normNumGroups = int('norm_num_groups', 32);
   const odd = blockOutChannels.find((n) => n % normNumGroups);
   if (odd !== undefined) throw new Error(`VAE config: ${odd} channels do not split into norm_num_groups=${normNumGroups}`);
-  const scalingFactor = c.scaling_factor ?? 0.18215;
-  if (typeof scalingFactor !== 'number' || !(scalingFactor > 0)) fail('scaling_factor', 'a positive number');
+  // Released VAEs use 0.13 to 1.53; outside [1e-3, 1e3] latents over- or underflow float32.
+  const scalingFactor = bounded('scaling_factor', c.scaling_factor ?? 0.18215, 1e-3, 1e3);
   const shiftFactor = c.shift_factor;
-  if (shiftFactor !== undefined && shiftFactor !== null && typeof shiftFactor !== 'number') fail('shift_factor', 'a number or null');
+  if (shiftFactor !== undefined && shiftFactor !== null && (typeof shiftFactor !== 'number' || !(Math.abs(shiftFactor) <= 1e3))) fail('shift_factor', 'a number from -1000 to 1000, or null');
 
   const latentChannels = int('latent_channels', 4);
   const latentsMean = numbers('latents_mean');
@@ -111,16 +124,17 @@ export function parseVaeConfig(json: unknown): VaeConfig {
     if (v && v.length !== latentChannels) fail(field, `a list of ${latentChannels} numbers (latent_channels)`);
   }
   if (!latentsMean !== !latentsStd) throw new Error('VAE config: latents_mean and latents_std come together');
+  if (latentsStd?.some((x) => !(x >= 1e-6))) fail('latents_std', 'a list of numbers ≥ 1e-6');
 
   return {
     inChannels: int('in_channels', 3),
     outChannels: int('out_channels', 3),
     blockOutChannels,
-    layersPerBlock: int('layers_per_block', 1),
+    layersPerBlock: int('layers_per_block', 1, B.layers),
     latentChannels,
     normNumGroups,
-    sampleSize: int('sample_size', 32),
-    scalingFactor: scalingFactor as number,
+    sampleSize: int('sample_size', 32, B.sampleSize),
+    scalingFactor,
     ...(typeof shiftFactor === 'number' ? { shiftFactor } : {}),
     ...(latentsMean && latentsStd ? { latentsMean, latentsStd } : {}),
     useQuantConv: bool('use_quant_conv', true),
@@ -349,13 +363,20 @@ export interface LoadVaeOptions {
 /** Loads a diffusers `vae/` folder: config.json and diffusion_pytorch_model[.fp16].safetensors. */
 export function loadVae(dir: string, options: LoadVaeOptions = {}): AutoencoderKL {
   const configPath = join(dir, 'config.json');
-  if (!existsSync(configPath)) throw new Error(`no VAE config at ${configPath}`);
-  const config = parseVaeConfig(JSON.parse(readFileSync(configPath, 'utf8')));
+  const config = parseConfigFile(configPath, 'VAE config', parseVaeConfig);
   const names = ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'];
   if (options.variant === 'fp16') names.reverse();
   const weights = names.map((n) => join(dir, n)).find((p) => existsSync(p));
   if (!weights) throw new Error(`no VAE weights in ${dir}: expected ${names.join(' or ')}`);
+  const file = SafetensorsFile.open(weights);
+  const levels = config.blockOutChannels.length;
+  checkLayerCounts(file, configPath, [
+    { field: 'block_out_channels', prefix: 'encoder.down_blocks', expected: levels },
+    { field: 'block_out_channels', prefix: 'decoder.up_blocks', expected: levels },
+    { field: 'layers_per_block', prefix: 'encoder.down_blocks.0.resnets', expected: config.layersPerBlock },
+    { field: 'layers_per_block + 1', prefix: 'decoder.up_blocks.0.resnets', expected: config.layersPerBlock + 1 },
+  ]);
   const vae = new AutoencoderKL(config);
-  bindVaeWeights(vae, SafetensorsFile.open(weights));
+  bindVaeWeights(vae, file);
   return vae;
 }

@@ -33,6 +33,9 @@ const COMMON_DEFAULTS = {
   prediction_type: 'epsilon',
 } as const;
 
+/** Far above any released model's 1000, far below what takes long to build. */
+export const MAX_TRAIN_TIMESTEPS = 100_000;
+
 export class ConfigReader {
   constructor(
     private readonly json: DiffusersSchedulerConfig,
@@ -44,7 +47,8 @@ export class ConfigReader {
   }
 
   common(defaultSpacing: TimestepSpacing): CommonConfig {
-    const numTrainTimesteps = this.integer('num_train_timesteps', COMMON_DEFAULTS.num_train_timesteps, 2);
+    // Bounded: the betas and cumulative alphas are arrays of this length, built up front.
+    const numTrainTimesteps = this.integer('num_train_timesteps', COMMON_DEFAULTS.num_train_timesteps, 2, MAX_TRAIN_TIMESTEPS);
     const betaStart = this.number('beta_start', COMMON_DEFAULTS.beta_start, (v) => v > 0 && v < 1, 'in (0, 1)');
     const betaEnd = this.number('beta_end', COMMON_DEFAULTS.beta_end, (v) => v > 0 && v < 1, 'in (0, 1)');
     const betaSchedule = this.oneOf('beta_schedule', ['linear', 'scaled_linear', 'squaredcos_cap_v2'], COMMON_DEFAULTS.beta_schedule);
@@ -55,7 +59,7 @@ export class ConfigReader {
       betaEnd,
       betaSchedule,
       ...(trainedBetas ? { trainedBetas } : {}),
-      stepsOffset: this.integer('steps_offset', COMMON_DEFAULTS.steps_offset, 0),
+      stepsOffset: this.integer('steps_offset', COMMON_DEFAULTS.steps_offset, 0, numTrainTimesteps - 1),
       predictionType: this.oneOf('prediction_type', ['epsilon', 'v_prediction', 'sample'], COMMON_DEFAULTS.prediction_type),
       timestepSpacing: this.oneOf('timestep_spacing', ['leading', 'trailing', 'linspace'], defaultSpacing),
     };
@@ -79,9 +83,11 @@ export class ConfigReader {
     return value;
   }
 
-  integer(field: string, fallback: number, min: number): number {
+  integer(field: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
     const value = this.raw(field) ?? fallback;
-    if (!Number.isSafeInteger(value) || (value as number) < min) this.fail(field, value, `an integer ≥ ${min}`);
+    if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {
+      this.fail(field, value, max === Number.MAX_SAFE_INTEGER ? `an integer ≥ ${min}` : `an integer from ${min} to ${max}`);
+    }
     return value as number;
   }
 

@@ -92,7 +92,7 @@ describe('parseUNetConfig', () => {
     expect(parseUNetConfig({ only_cross_attention: [false, false, false, false], upcast_attention: true }).num_attention_heads).toEqual([8, 8, 8, 8]);
     expect(() => parseUNetConfig({ only_cross_attention: [true, false, false, false] })).toThrow(/only_cross_attention/);
     expect(() => parseUNetConfig({ mid_block_type: null })).toThrow(/mid_block_type null/);
-    expect(() => parseUNetConfig({ layers_per_block: [2, 2] })).toThrow(/layers_per_block must be a number or a list of 4/);
+    expect(() => parseUNetConfig({ layers_per_block: [2, 2] })).toThrow(/layers_per_block must be an integer from 1 to 64 or a list of 4/);
   });
 });
 
