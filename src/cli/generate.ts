@@ -3,7 +3,9 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { readSafetensors, writeSafetensors } from '../engine/safetensors.ts';
+import { writeSafetensors } from '../engine/safetensors.ts';
+import { checkLatentsFit, readLatentsFile } from '../io/latents-file.ts';
+import { sizeMultiple } from '../models/size-limits.ts';
 import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
@@ -90,7 +92,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags)
   const strength = flags.strength ?? DEFAULTS.strength;
 
   if (flags.latents && flags.initImage) throw new Error('--latents and --init-image cannot be combined');
-  const given = flags.latents ? readLatents(flags.latents) : undefined;
+  const given = flags.latents ? readLatentsFile(flags.latents) : undefined;
 
   // Loading reads configs only (weights stay in their files); the size defaults and the latent
   // grid (H/f × W/f, f the VAE's downscale) depend on the model.
@@ -99,6 +101,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags)
   let { width, height, batch } = flags;
   let latents: Float32Array | undefined;
   if (given) {
+    checkLatentsFit(flags.latents!, given, { channels: sd.latentChannels, multiple: sizeMultiple(sd.components.unet.config, sd.components.vae.config) / f });
     const [b, , h, w] = given.shape;
     if ((batch ?? b) !== b || (width ?? w * f) !== w * f || (height ?? h * f) !== h * f) {
       throw new Error(`--latents ${flags.latents} has shape [${given.shape.join(', ')}], which does not fit --batch ${batch ?? b} --width ${width ?? w * f} --height ${height ?? h * f}`);
@@ -157,15 +160,4 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags)
 
 function mustBeFolder(dir: string, flag: string): void {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${flag}: folder ${dir} does not exist`);
-}
-
-function readLatents(path: string): { data: Float32Array; shape: number[] } {
-  if (!existsSync(path)) throw new Error(`--latents: no such file ${path}`);
-  const tensors = readSafetensors(path);
-  const latents = tensors.get('latents');
-  if (!latents) throw new Error(`--latents ${path} has no tensor named "latents" (found: ${[...tensors.keys()].join(', ') || 'none'})`);
-  if (latents.dtype !== 'F32' || latents.shape.length !== 4) {
-    throw new Error(`--latents ${path}: tensor "latents" must be fp32 [B,4,H/f,W/f], found ${latents.dtype} [${latents.shape.join(', ')}]`);
-  }
-  return { data: latents.data as Float32Array, shape: latents.shape };
 }

@@ -10,6 +10,7 @@ import { compileControlledUNet } from './attention-control.ts';
 import { AttentionStore, tokenAttention } from './attention-store.ts';
 import { BatchGenerator, DEFAULTS, type StepProgress, denoise, stepCallback } from './generate.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
+import { checkPictureSize } from '../models/size-limits.ts';
 
 export interface AttentionMapsOptions {
   prompt: string;
@@ -61,6 +62,7 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
   const f = sd.vaeScaleFactor;
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
+  checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch: 1, width: o.width, height: o.height, guided: o.guidance > 1 });
   const [h, w] = [o.height / f, o.width / f];
   const mapDownscale = options.mapDownscale ?? defaultMapDownscale(h, w);
   if (h % mapDownscale || w % mapDownscale) throw new Error(`a ${h}×${w} latent has no attention layers at 1/${mapDownscale} of its size`);

@@ -15,6 +15,7 @@ import { type InversionProgress, type InvertedImage, type NullTextOptions, inver
 import { LocalBlend, type LocalBlendOptions, blendLatents } from './local-blend.ts';
 import { type PromptToPromptOptions, type PromptToPromptPlan, planPromptToPrompt, promptToPromptFeeds } from './prompt-to-prompt.ts';
 import type { Feeds, StableDiffusion } from './stable-diffusion.ts';
+import { checkPictureSize } from '../models/size-limits.ts';
 
 export interface EditOptions extends PromptToPromptOptions {
   /** Confine the edit to where these words are. */
@@ -75,6 +76,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   if (o.image) [o.width, o.height] = [o.image.width, o.image.height];
   if (o.inversion) [o.height, o.width] = [o.inversion.shape[2] * f, o.inversion.shape[3] * f];
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
+  checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch: 2, width: o.width, height: o.height, guided: o.guidance > 1 });
   const plan = checkEdit(sd, o);
   const tokenizer = sd.components.tokenizer;
   const blend = o.localBlend && new LocalBlend(tokenizer, [plan.source, plan.target], o.localBlend);

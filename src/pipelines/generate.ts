@@ -2,10 +2,12 @@
 // encoding of an init image), then VAE decoding. The denoising loop is shared with editing.
 
 import { throwIfAborted } from '../engine/abort.ts';
+import { assertFinite } from '../engine/finite.ts';
 import { Generator, type RandomSource } from '../engine/random.ts';
 import type { RgbImage } from '../io/image.ts';
 import { imageFromTensor, imageToTensor } from '../io/image.ts';
 import { type PreviewImage, latentPreview } from '../models/latent-preview.ts';
+import { checkPictureSize } from '../models/size-limits.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import { type SchedulerName, type Scheduler, createScheduler, img2imgTimesteps } from '../schedulers/index.ts';
 import { applyGuidance } from './guidance.ts';
@@ -98,6 +100,7 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   if (!batch) throw new Error('generate: no prompt');
   const f = sd.vaeScaleFactor;
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
+  checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch, width: o.width, height: o.height, guided: o.guidance > 1 });
   const shape: Shape4 = [batch, sd.latentChannels, o.height / f, o.width / f];
   const size = shape.reduce((a, b) => a * b, 1);
   const seeds = o.prompts.map((_, i) => o.seed + i);
@@ -111,6 +114,7 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   if (o.latents && o.latents.length !== size) {
     throw new Error(`initial latents have ${o.latents.length} values; [${shape.join(', ')}] needs ${size}`);
   }
+  if (o.latents) assertFinite(o.latents, 'the initial latents');
   const noise = o.latents ?? rng.randn(size);
   if (o.initImage) {
     if (!(o.strength > 0 && o.strength <= 1)) throw new Error(`strength must be in (0, 1], got ${o.strength}`);

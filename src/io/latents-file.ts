@@ -1,0 +1,37 @@
+// `--latents FILE`: initial noise as a safetensors file with one fp32 tensor "latents"
+// [B, C, H/f, W/f]. Everything wrong with it is an error naming the file, before any work: a
+// NaN would draw a black picture, a wrong size would fail deep inside ONNX Runtime.
+
+import { existsSync } from 'node:fs';
+import { firstNonFinite } from '../engine/finite.ts';
+import { readSafetensors } from '../engine/safetensors.ts';
+
+export interface LatentsFile {
+  data: Float32Array;
+  /** [B, C, h, w] */
+  shape: [number, number, number, number];
+}
+
+/** Reads and checks the file on its own: tensor name, dtype, rank, finite values. */
+export function readLatentsFile(path: string): LatentsFile {
+  if (!existsSync(path)) throw new Error(`--latents: no such file ${path}`);
+  const tensors = readSafetensors(path);
+  const latents = tensors.get('latents');
+  if (!latents) throw new Error(`--latents ${path} has no tensor named "latents" (found: ${[...tensors.keys()].join(', ') || 'none'})`);
+  if (latents.dtype !== 'F32' || latents.shape.length !== 4 || latents.shape.some((d) => d < 1)) {
+    throw new Error(`--latents ${path}: tensor "latents" must be fp32 [B, C, H/f, W/f] with no empty side, found ${latents.dtype} [${latents.shape.join(', ')}]`);
+  }
+  const data = latents.data as Float32Array;
+  const bad = firstNonFinite(data);
+  if (bad >= 0) throw new Error(`--latents ${path}: tensor "latents" holds ${data[bad]} at index ${bad}; initial latents must be finite`);
+  return { data, shape: latents.shape as LatentsFile['shape'] };
+}
+
+/** Checks the latents against the model: its latent channels and the latent side multiple its UNet needs. */
+export function checkLatentsFit(path: string, latents: LatentsFile, model: { channels: number; multiple: number }): void {
+  const [, c, h, w] = latents.shape;
+  if (c !== model.channels) throw new Error(`--latents ${path}: tensor "latents" [${latents.shape.join(', ')}] has ${c} channels; this model's latents have ${model.channels}`);
+  if (h % model.multiple || w % model.multiple) {
+    throw new Error(`--latents ${path}: tensor "latents" [${latents.shape.join(', ')}] is ${h}×${w}; this model's UNet needs latent sides that are multiples of ${model.multiple}`);
+  }
+}
