@@ -56,7 +56,9 @@ afterAll(async () => {
 });
 
 async function call(method: 'GET' | 'POST', path: string, body?: unknown, signal?: AbortSignal) {
-  const res = await fetch(`${base}${path}`, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body), signal });
+  // No keep-alive: a socket left open by the client would hold app.close() for its timeout.
+  const headers: Record<string, string> = { connection: 'close', ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
+  const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
   const text = await res.text();
   return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : undefined };
 }
@@ -241,6 +243,27 @@ describe('/sdapi/v1/progress and /interrupt', () => {
     expect(JSON.parse(body.info).notes.join()).toMatch(/interrupted/);
     const after = (await call('GET', '/sdapi/v1/progress')).json;
     expect(after.state).toMatchObject({ job_count: 0, interrupted: true });
+  });
+
+  it('skip ends the running batch only, interrupt the rest', async () => {
+    const pending = call('POST', '/sdapi/v1/txt2img', { prompt: 'blue heart', steps: 400, seed: 2, n_iter: 2 });
+    const until = async (test: (p: any) => boolean) => {
+      for (let i = 0; i < 600; i++) {
+        const p = (await call('GET', '/sdapi/v1/progress')).json;
+        if (test(p)) return p;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error('progress never got there');
+    };
+    await until((p) => p.state.job_no === 0 && p.state.sampling_step > 0);
+    await call('POST', '/sdapi/v1/skip');
+    const second = await until((p) => p.state.job_no === 1 && p.state.sampling_step > 0);
+    expect(second.state.job_count).toBe(2);
+    expect(second.progress).toBeGreaterThan(0.5);
+    await call('POST', '/sdapi/v1/interrupt');
+    const body = (await pending).json as Generation;
+    expect(body.images).toEqual([]);
+    expect(JSON.parse(body.info).notes.join()).toMatch(/2 of 2 batch/);
   });
 
   it('cancels the job of a client that hangs up', async () => {

@@ -37,7 +37,7 @@ export function planGeneration(request: A1111Request, context: TranslateContext)
   const notes: string[] = [];
   const overrides = { ...request.override_settings };
 
-  const wantedModel = overrides[MODEL_OPTION];
+  const wantedModel = overrides[MODEL_OPTION] ?? undefined;
   delete overrides[MODEL_OPTION];
   if (wantedModel !== undefined && typeof wantedModel !== 'string') throw SdapiError.invalid(['override_settings', MODEL_OPTION], 'must be a model title (GET /sdapi/v1/sd-models)', 'type_error.str');
   const modelName = wantedModel ?? context.options.model;
