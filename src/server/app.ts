@@ -95,7 +95,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   }));
 
   registerEvents(app, o.queue);
-  registerSdapi(app, { queue: o.queue, models: o.registry, store: o.store });
+  registerSdapi(app, { queue: o.queue, models: o.registry, store: o.store, limits });
   return app;
 }
 

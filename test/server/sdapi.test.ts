@@ -1,10 +1,9 @@
 // The A1111 layer end to end over HTTP, driven with request bodies as A1111's own API
 // documentation writes them, on the bundled default model (32×32) and tiny-sd (64×64), 2–5 steps.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import Fastify, { type FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Generator } from '../../src/engine/random.ts';
@@ -13,16 +12,15 @@ import { parsePngText } from '../../src/io/png.ts';
 import { loadClipTextModel } from '../../src/models/clip-text.ts';
 import { LoraNetwork } from '../../src/models/lora.ts';
 import { loadUNet } from '../../src/models/unet.ts';
-import { registerSdapi } from '../../src/server/sdapi/index.ts';
+import type { JobRecord } from '../../src/server/jobs.ts';
 import { TINY_SD } from '../fixtures.ts';
-import { FakeQueue } from './sdapi-fake-queue.ts';
+import { type TestServer, testServer } from './helpers.ts';
 
 const DEFAULT_MODEL = resolve(import.meta.dirname, '..', '..', 'models', 'default');
 
-let dir: string;
-let app: FastifyInstance;
+let modelsDir: string;
+let server: TestServer;
 let base: string;
-let queue: FakeQueue;
 
 /** A LoRA for the default model whose B is non-zero, so it visibly changes the picture. */
 function writeTestLora(path: string): void {
@@ -34,26 +32,26 @@ function writeTestLora(path: string): void {
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'nuri-sdapi-'));
-  writeTestLora(join(dir, 'sparkle.safetensors'));
-  const registry = {
-    models: () => [
-      { name: 'default', path: DEFAULT_MODEL },
-      { name: 'tiny-sd', path: TINY_SD },
-    ],
-    loras: () => [{ name: 'sparkle', path: join(dir, 'sparkle.safetensors') }],
-    embeddings: () => [],
-  };
-  queue = new FakeQueue(registry);
-  app = Fastify();
-  registerSdapi(app, { queue, models: registry, store: queue });
-  base = await app.listen({ port: 0, host: '127.0.0.1' });
+  // A models folder as `nuri serve --models` reads it: tiny-sd beside the bundled model, one LoRA.
+  modelsDir = mkdtempSync(join(tmpdir(), 'nuri-sdapi-models-'));
+  mkdirSync(join(modelsDir, 'loras'));
+  writeTestLora(join(modelsDir, 'loras', 'sparkle.safetensors'));
+  cpSync(TINY_SD, join(modelsDir, 'tiny-sd'), { recursive: true });
+  server = await testServer({ models: modelsDir });
+  base = server.url;
 }, 120_000);
 
 afterAll(async () => {
-  await app?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await server?.close();
+  rmSync(modelsDir, { recursive: true, force: true });
 });
+
+/** The newest `n` jobs, oldest first: the ones the last A1111 call queued. */
+async function lastJobs(n: number): Promise<JobRecord[]> {
+  return (await server.queue.list({ offset: 0, limit: n })).jobs.reverse();
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function call(method: 'GET' | 'POST', path: string, body?: unknown, signal?: AbortSignal) {
   // No keep-alive: a socket left open by the client would hold app.close() for its timeout.
@@ -93,7 +91,6 @@ describe('/sdapi/v1/txt2img', () => {
 
   it('makes n_iter × batch_size images with consecutive seeds, each reproducible alone', async () => {
     const request = { prompt: 'red apple', negative_prompt: 'blue', seed: 11, steps: 2, cfg_scale: 5, sampler_name: 'DPM++ 2M', scheduler: 'Karras', batch_size: 2, n_iter: 2, width: 32, height: 32 };
-    const before = queue.submitted.length;
     const r = await call('POST', '/sdapi/v1/txt2img', request);
     expect(r.status).toBe(200);
     const body = r.json as Generation;
@@ -101,7 +98,7 @@ describe('/sdapi/v1/txt2img', () => {
     expect(info.all_seeds).toEqual([11, 12, 13, 14]);
     expect(body.images).toHaveLength(4);
     body.images.forEach((image, i) => expect(infotext(image)).toMatchObject({ prompt: 'red apple', negativePrompt: 'blue', seed: 11 + i, steps: 2, guidance: 5, sampler: 'DPM++ 2M Karras', width: 32, height: 32 }));
-    expect(queue.submitted.slice(before)).toMatchObject([
+    expect((await lastJobs(2)).map((j) => j.params)).toMatchObject([
       { scheduler: 'dpmpp-2m-karras', batch: 2, seed: 11, guidance: 5, negativePrompt: 'blue' },
       { scheduler: 'dpmpp-2m-karras', batch: 2, seed: 13 },
     ]);
@@ -110,12 +107,11 @@ describe('/sdapi/v1/txt2img', () => {
   });
 
   it('accepts the joined sampler names and the legacy sampler_index', async () => {
-    const before = queue.submitted.length;
     for (const body of [{ sampler_name: 'Euler a' }, { sampler_index: 'DDIM' }, { sampler_name: 'PLMS' }]) {
       const r = await call('POST', '/sdapi/v1/txt2img', { prompt: 'star', steps: 2, seed: 1, ...body });
       expect(r.status).toBe(200);
     }
-    expect(queue.submitted.slice(before).map((p) => p.scheduler)).toEqual(['euler-a', 'ddim', 'pndm']);
+    expect((await lastJobs(3)).map((j) => j.params.scheduler)).toEqual(['euler-a', 'ddim', 'pndm']);
   });
 
   it('ignores unsupported fields with a note in info, never a 500', async () => {
@@ -163,11 +159,10 @@ describe('/sdapi/v1/txt2img', () => {
   });
 
   it('applies <lora:name:weight> from the prompt and refuses an unknown LoRA by name', async () => {
-    const before = queue.submitted.length;
     const plain = await call('POST', '/sdapi/v1/txt2img', { prompt: 'green heart', seed: 4, steps: 2 });
     const tagged = await call('POST', '/sdapi/v1/txt2img', { prompt: 'green heart <lora:sparkle:0.8>', seed: 4, steps: 2 });
     expect(tagged.status).toBe(200);
-    expect(queue.submitted[before + 1]).toMatchObject({ prompt: 'green heart', loras: [{ name: 'sparkle', weight: 0.8 }] });
+    expect((await lastJobs(1))[0].params).toMatchObject({ prompt: 'green heart', loras: [{ name: 'sparkle', weight: 0.8 }] });
     const image = (tagged.json as Generation).images[0];
     expect(image).not.toBe((plain.json as Generation).images[0]);
     expect(parseParameters(parsePngText(png(image)).parameters).extra?.Lora).toBe('sparkle:0.8');
@@ -178,14 +173,28 @@ describe('/sdapi/v1/txt2img', () => {
     expect(unknown.json.detail).toMatch(/nope/);
   });
 
-  it('answers 429 with Retry-After when the queue is full', async () => {
-    const full = new FakeQueue({ models: () => [{ name: 'default', path: DEFAULT_MODEL }], loras: () => [], embeddings: () => [] }, 0);
-    const small = Fastify();
-    registerSdapi(small, { queue: full, models: { models: () => [{ name: 'default', path: DEFAULT_MODEL }], loras: () => [], embeddings: () => [] }, store: full });
-    const r = await small.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { prompt: 'x', steps: 2 } });
-    expect(r.statusCode).toBe(429);
-    expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
-    await small.close();
+  it('answers 429 with Retry-After when the queue is full, queueing none of the batches', async () => {
+    const small = await testServer({ queueSize: 1 });
+    try {
+      const r = await small.request('POST', '/sdapi/v1/txt2img', { prompt: 'x', steps: 150, n_iter: 3 });
+      expect(r.status).toBe(429);
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(r.body.detail).toMatch(/full/);
+      const { jobs } = await small.queue.list({ offset: 0, limit: 10 });
+      expect(jobs.length).toBeGreaterThan(0);
+      for (const job of jobs) expect((await small.queue.wait(job.id)).status).toBe('cancelled');
+    } finally {
+      await small.close();
+    }
+  });
+
+  it("refuses what the server's limits refuse, naming the A1111 field", async () => {
+    const r = await call('POST', '/sdapi/v1/txt2img', { prompt: 'x', steps: 2, width: 4096, height: 4096 });
+    expect(r.status).toBe(422);
+    expect(r.json.detail[0].loc).toEqual(['body', 'width']);
+    expect(r.json.detail[0].msg).toMatch(/--max-pixels/);
+    const batch = await call('POST', '/sdapi/v1/txt2img', { prompt: 'x', steps: 2, batch_size: 64 });
+    expect(batch.json.detail[0].loc).toEqual(['body', 'batch_size']);
   });
 });
 
@@ -193,7 +202,6 @@ describe('/sdapi/v1/img2img', () => {
   it('takes base64 with and without a data: prefix, and keeps the request settings in the PNG', async () => {
     const source = await sharp({ create: { width: 48, height: 40, channels: 3, background: { r: 220, g: 30, b: 30 } } }).png().toBuffer();
     const request = { prompt: 'red circle', seed: 9, steps: 4, denoising_strength: 0.5, width: 32, height: 32, sampler_name: 'DDIM' };
-    const before = queue.submitted.length;
     const bare = await call('POST', '/sdapi/v1/img2img', { ...request, init_images: [source.toString('base64')] });
     const prefixed = await call('POST', '/sdapi/v1/img2img', { ...request, init_images: [`data:image/png;base64,${source.toString('base64')}`] });
     expect(bare.status).toBe(200);
@@ -201,9 +209,10 @@ describe('/sdapi/v1/img2img', () => {
     const a = (bare.json as Generation).images[0];
     expect((prefixed.json as Generation).images[0]).toBe(a);
     expect(infotext(a)).toMatchObject({ prompt: 'red circle', seed: 9, steps: 4, sampler: 'DDIM', denoisingStrength: 0.5, width: 32, height: 32 });
-    expect(queue.submitted[before]).toMatchObject({ strength: 0.5, scheduler: 'ddim' });
+    const [job] = await lastJobs(2);
+    expect(job.params).toMatchObject({ strength: 0.5, scheduler: 'ddim' });
     // The init image reached the job resized to the asked size.
-    const upload = queue.uploads.get(queue.submitted[before].initImage as string)!;
+    const upload = await server.store.readInput(job.params.initImage as string);
     expect(await sharp(upload).metadata()).toMatchObject({ width: 32, height: 32 });
     expect((bare.json as Generation).parameters.init_images).toBeNull();
     const info = JSON.parse((bare.json as Generation).info);
@@ -220,15 +229,15 @@ describe('/sdapi/v1/progress and /interrupt', () => {
     const idle = await call('GET', '/sdapi/v1/progress');
     expect(idle.json).toMatchObject({ progress: 0, state: { job_count: 0 } });
 
-    const pending = call('POST', '/sdapi/v1/txt2img', { prompt: 'blue heart', steps: 400, seed: 2 });
+    const pending = call('POST', '/sdapi/v1/txt2img', { prompt: 'blue heart', steps: 150, seed: 2, width: 64, height: 64 });
     let seen: any;
     for (let i = 0; i < 600 && !seen; i++) {
       const p = (await call('GET', '/sdapi/v1/progress')).json;
       if (p.state.sampling_step > 0 && p.current_image) seen = p;
-      else await new Promise((r) => setTimeout(r, 50));
+      else await sleep(50);
     }
     expect(seen).toBeDefined();
-    expect(seen.state).toMatchObject({ job_count: 1, job_no: 0, sampling_steps: 400, interrupted: false });
+    expect(seen.state).toMatchObject({ job_count: 1, job_no: 0, sampling_steps: 150, interrupted: false });
     expect(seen.progress).toBeGreaterThan(0);
     expect(seen.progress).toBeLessThan(1);
     expect(png(seen.current_image).subarray(1, 4).toString()).toBe('PNG');
@@ -246,12 +255,12 @@ describe('/sdapi/v1/progress and /interrupt', () => {
   });
 
   it('skip ends the running batch only, interrupt the rest', async () => {
-    const pending = call('POST', '/sdapi/v1/txt2img', { prompt: 'blue heart', steps: 400, seed: 2, n_iter: 2 });
+    const pending = call('POST', '/sdapi/v1/txt2img', { prompt: 'blue heart', steps: 150, seed: 2, n_iter: 2, width: 64, height: 64 });
     const until = async (test: (p: any) => boolean) => {
       for (let i = 0; i < 600; i++) {
         const p = (await call('GET', '/sdapi/v1/progress')).json;
         if (test(p)) return p;
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50);
       }
       throw new Error('progress never got there');
     };
@@ -268,18 +277,17 @@ describe('/sdapi/v1/progress and /interrupt', () => {
 
   it('cancels the job of a client that hangs up', async () => {
     const hangUp = new AbortController();
-    const before = queue.submitted.length;
-    const pending = call('POST', '/sdapi/v1/txt2img', { prompt: 'yellow star', steps: 400, seed: 3 }, hangUp.signal).catch((e) => e);
-    let record;
-    for (let i = 0; i < 600; i++) {
-      record = [...queue.records.values()].find((r) => r.params === queue.submitted[before]);
-      if (record?.status === 'running' && record.progress.step > 0) break;
-      await new Promise((r) => setTimeout(r, 50));
+    const pending = call('POST', '/sdapi/v1/txt2img', { prompt: 'yellow star', steps: 150, seed: 3, width: 64, height: 64 }, hangUp.signal).catch((e) => e);
+    let record: JobRecord | undefined;
+    for (let i = 0; i < 1200; i++) {
+      [record] = await lastJobs(1);
+      if (record?.params.prompt === 'yellow star' && record.status === 'running' && record.progress.step > 0) break;
+      await sleep(50);
     }
+    expect(record?.params.prompt).toBe('yellow star');
     hangUp.abort();
     expect(await pending).toBeInstanceOf(Error);
-    for (let i = 0; i < 600 && record!.status === 'running'; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(record!.status).toBe('cancelled');
+    expect((await server.queue.wait(record!.id)).status).toBe('cancelled');
   });
 });
 
@@ -298,7 +306,7 @@ describe('/sdapi/v1/options', () => {
     // A per-request override wins, and does not stick.
     const once = await call('POST', '/sdapi/v1/txt2img', { prompt: 'a cat', steps: 2, seed: 1, override_settings: { sd_model_checkpoint: 'default', CLIP_stop_at_last_layers: 2 } });
     expect(JSON.parse((once.json as Generation).info)).toMatchObject({ sd_model_name: 'default', clip_skip: 2 });
-    expect(queue.submitted.at(-1)).toMatchObject({ model: 'default', clipSkip: 2 });
+    expect((await lastJobs(1))[0].params).toMatchObject({ model: 'default', clipSkip: 2 });
     expect((await call('GET', '/sdapi/v1/options')).json.sd_model_checkpoint).toBe('tiny-sd');
 
     const unknown = await call('POST', '/sdapi/v1/options', { sd_model_checkpoint: 'sd_xl_base_1.0.safetensors' });
@@ -325,8 +333,8 @@ describe('/sdapi/v1/png-info and the listings', () => {
     expect(samplers.map((s: { name: string }) => s.name)).toEqual(expect.arrayContaining(['Euler a', 'Euler', 'LMS', 'DDIM', 'PLMS', 'DPM++ 2M', 'DPM++ 2M Karras', 'DDPM']));
     expect(samplers[0]).toEqual({ name: expect.any(String), aliases: expect.any(Array), options: expect.any(Object) });
     const models = (await call('GET', '/sdapi/v1/sd-models')).json;
-    expect(models).toContainEqual({ title: 'tiny-sd', model_name: 'tiny-sd', hash: null, sha256: null, filename: TINY_SD, config: null });
-    expect((await call('GET', '/sdapi/v1/loras')).json).toEqual([{ name: 'sparkle', alias: 'sparkle', path: join(dir, 'sparkle.safetensors'), metadata: {} }]);
+    expect(models).toContainEqual({ title: 'tiny-sd', model_name: 'tiny-sd', hash: null, sha256: null, filename: join(modelsDir, 'tiny-sd'), config: null });
+    expect((await call('GET', '/sdapi/v1/loras')).json).toEqual([{ name: 'sparkle', alias: 'sparkle', path: join(modelsDir, 'loras', 'sparkle.safetensors'), metadata: {} }]);
     expect((await call('GET', '/sdapi/v1/embeddings')).json).toEqual({ loaded: {}, skipped: {} });
     expect((await call('GET', '/sdapi/v1/scripts')).json).toEqual({ txt2img: [], img2img: [] });
   });

@@ -29,6 +29,11 @@ export class SdapiError extends Error {
 
 export function validationError(error: z.ZodError): SdapiError {
   const detail = error.issues.map((issue) => ({ loc: ['body', ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))], msg: issue.message, type: issue.code }));
+  return validationDetails(detail);
+}
+
+/** A 422 listing every failed check, each at its `loc` (['body', field, …]). */
+export function validationDetails(detail: ValidationDetail[]): SdapiError {
   return new SdapiError(422, detail.map((d) => `${d.loc.slice(1).join('.') || 'body'}: ${d.msg}`).join('; '), {}, detail);
 }
 

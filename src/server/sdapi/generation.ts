@@ -10,6 +10,7 @@ import { EmbeddingIndex, type SdapiModelRegistry } from './catalog.ts';
 import { SdapiError, parseBody } from './errors.ts';
 import { decodeBase64Image, pngSize, prepareInitImage } from './images.ts';
 import type { SdapiStore } from './index.ts';
+import type { GenerateValidator } from './native.ts';
 import type { SdapiOptions } from './options.ts';
 import { type Img2ImgRequest, type Txt2ImgRequest, img2imgRequest, txt2imgRequest, unsupportedFieldNotes } from './request.ts';
 import { type GenerationPlan, planGeneration } from './translate.ts';
@@ -18,6 +19,7 @@ export interface GenerationDeps {
   queue: JobQueue;
   models: SdapiModelRegistry;
   store: SdapiStore;
+  validate: GenerateValidator;
   options: SdapiOptions;
   activity: A1111Activity;
   embeddings: EmbeddingIndex;
@@ -35,9 +37,9 @@ export async function generateA1111(kind: Kind, body: unknown, reply: FastifyRep
   const embeddings = deps.embeddings.read(embeddingFiles).loaded;
   const plan = planGeneration(request, { models, loras, embeddings, options: deps.options });
   notes.push(...plan.notes);
-  if ('init_images' in request) {
-    await addInitImage(request, plan, notes, deps);
-  }
+  // Checked before the init image is stored; each batch's params are checked again as submitted.
+  deps.validate({ ...plan.params, seed: plan.seed });
+  if ('init_images' in request) await addInitImage(request, plan, notes, deps);
 
   const tracked = deps.activity.begin(kind);
   const hangUp = new AbortController();
@@ -46,7 +48,7 @@ export async function generateA1111(kind: Kind, body: unknown, reply: FastifyRep
   };
   reply.raw.on('close', onClose);
   try {
-    await submitAll(plan, tracked, deps.queue);
+    await submitAll(plan, tracked, deps);
     hangUp.signal.addEventListener('abort', () => void Promise.all(tracked.jobIds.map((id) => deps.queue.cancel(id))), { once: true });
     if (hangUp.signal.aborted) await Promise.all(tracked.jobIds.map((id) => deps.queue.cancel(id)));
     const records: JobRecord[] = [];
@@ -68,10 +70,10 @@ async function addInitImage(request: Img2ImgRequest, plan: GenerationPlan, notes
 }
 
 /** Queues every batch up front, so a full queue refuses the whole request rather than half of it. */
-async function submitAll(plan: GenerationPlan, tracked: A1111Request, queue: JobQueue): Promise<void> {
+async function submitAll(plan: GenerationPlan, tracked: A1111Request, { queue, validate }: GenerationDeps): Promise<void> {
   try {
     for (let k = 0; k < plan.iterations; k++) {
-      const job = await queue.submit('generate', { ...plan.params, seed: plan.seed + k * plan.batchSize });
+      const job = await queue.submit('generate', validate({ ...plan.params, seed: plan.seed + k * plan.batchSize }));
       tracked.jobIds.push(job.id);
     }
   } catch (error) {

@@ -6,11 +6,13 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { parsePngText } from '../../io/png.ts';
 import { parseParameters } from '../../io/parameters.ts';
 import type { JobQueue } from '../jobs.ts';
+import type { ServerLimits } from '../schemas.ts';
 import { A1111Activity } from './activity.ts';
 import { EmbeddingIndex, type SdapiModelRegistry, findModel, sdModelItem } from './catalog.ts';
 import { SdapiError, parseBody, sendError } from './errors.ts';
 import { generateA1111 } from './generation.ts';
 import { decodeBase64Image } from './images.ts';
+import { generateValidator } from './native.ts';
 import { SdapiOptions } from './options.ts';
 import { A1111_SAMPLERS, A1111_SCHEDULES } from './samplers.ts';
 import { z } from 'zod';
@@ -29,6 +31,8 @@ export interface SdapiDeps {
   queue: JobQueue;
   models: SdapiModelRegistry;
   store: SdapiStore;
+  /** The server's limits on steps, size, batch, prompt length (default: DEFAULT_LIMITS). */
+  limits?: ServerLimits;
 }
 
 /** Base64 images make large bodies; A1111 sets no limit, this is a generous one. */
@@ -40,7 +44,7 @@ export function registerSdapi(app: FastifyInstance, deps: SdapiDeps): void {
   const options = new SdapiOptions();
   const activity = new A1111Activity(deps.queue);
   const embeddings = new EmbeddingIndex();
-  const generation = { ...deps, options, activity, embeddings };
+  const generation = { ...deps, options, activity, embeddings, validate: generateValidator(deps.limits) };
   const resolveModel = async (name: string) => findModel(await deps.models.models(), name)?.name;
 
   // Each handler answers SdapiErrors in A1111's shapes; anything else goes to the app's handler.
