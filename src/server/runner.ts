@@ -9,7 +9,7 @@ import { type RgbImage, enlarge, readImage, toRgb8 } from '../io/image.ts';
 import { type GenerationParameters, formatParameters } from '../io/parameters.ts';
 import { encodePng } from '../io/png.ts';
 import type { PreviewImage } from '../models/latent-preview.ts';
-import { crossAttentionMaps } from '../pipelines/attention-maps.ts';
+import { type TokenAttention, crossAttentionMaps } from '../pipelines/attention-maps.ts';
 import { edit } from '../pipelines/edit.ts';
 import { DEFAULTS, type StepProgress, generate } from '../pipelines/generate.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
@@ -135,6 +135,7 @@ async function runEdit(p: EditParams, ctx: RunnerContext, o: RunnerOptions): Pro
     width,
     height,
     clipSkip: p.clipSkip,
+    attentionMaps: p.attentionMaps,
     onInversionStep: (s) => {
       throwIfAborted(ctx.signal);
       ctx.progress({ step: s.phase === 'ddim' ? s.step : p.steps + s.step, total: 2 * p.steps, phase: 'inverting', loss: s.loss });
@@ -143,10 +144,22 @@ async function runEdit(p: EditParams, ctx: RunnerContext, o: RunnerOptions): Pro
   });
   const extra = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target, ...(image ? { 'Null-text steps': p.nullTextSteps } : {}) };
   const infotexts = [result.plan.source, result.plan.target].map((prompt) => formatParameters({ ...sampling(p), prompt, seed: result.seed, width, height, extra }));
+  // With attentionMaps: the edit's heat maps follow the two pictures, as images 2, 3, ….
+  const attention = result.attention && { ...heatMaps(result.attention, { width, height }, 2), mapWidth: result.attention.mapWidth, mapHeight: result.attention.mapHeight };
   return {
-    images: await encodeAll(result.images, (i) => infotexts[i]),
+    images: await encodeAll([...result.images, ...(attention?.maps ?? [])], (i) => infotexts[Math.min(i, 1)]),
     artifacts: [],
-    info: { seed: result.seed, seeds: [result.seed, result.seed], infotexts, kind: result.plan.kind, source: result.plan.source, target: result.plan.target, width, height },
+    info: {
+      seed: result.seed,
+      seeds: [result.seed, result.seed],
+      infotexts,
+      kind: result.plan.kind,
+      source: result.plan.source,
+      target: result.plan.target,
+      width,
+      height,
+      ...(attention ? { tokens: attention.tokens, mapWidth: attention.mapWidth, mapHeight: attention.mapHeight } : {}),
+    },
   };
 }
 
@@ -167,13 +180,19 @@ async function runAttention(p: AttentionParams, ctx: RunnerContext, o: RunnerOpt
     onStep: stepReporter(ctx, o),
   });
   const infotext = formatParameters({ ...sampling(p), seed: result.seed, width, height });
-  const maps = result.tokens.map((t) => heatMap(t.map, result.mapHeight, result.mapWidth, { size: { width, height } }));
-  const tokens = result.tokens.map((t, i) => ({ token: t.token, position: t.position, image: i + 1 }));
+  const { maps, tokens } = heatMaps(result, { width, height }, 1);
   return {
     images: await encodeAll([result.image, ...maps], () => infotext),
     artifacts: [],
     info: { seed: result.seed, seeds: [result.seed], infotexts: [infotext], tokens, mapWidth: result.mapWidth, mapHeight: result.mapHeight, width, height },
   };
+}
+
+/** One coloured heat map per token at the picture's size; `tokens` say which result image is whose. */
+function heatMaps(a: { mapHeight: number; mapWidth: number; tokens: TokenAttention[] }, size: { width: number; height: number }, firstImage: number) {
+  const maps = a.tokens.map((t) => heatMap(t.map, a.mapHeight, a.mapWidth, { size }));
+  const tokens = a.tokens.map((t, i) => ({ token: t.token, position: t.position, image: firstImage + i }));
+  return { maps, tokens };
 }
 
 /** Enlarges tiny pictures for display (e.g. the default model's 32 px), by a whole factor. */

@@ -122,6 +122,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
       image: fileName.optional().describe('edit this picture (an upload): inverted with the source prompt first'),
       nullTextSteps: z.int().min(0).max(100).default(10),
       eta: fraction.optional(),
+      attentionMaps: z.boolean().default(false).describe("also return the edit's cross-attention heat map per target token, as images after the source and the edit (info.tokens)"),
     })
     .superRefine(pixelLimit(limits))
     .superRefine((p, ctx) => {
