@@ -67,7 +67,7 @@ async function serve(flags: ServeFlags): Promise<void> {
     limits: { maxPixels, maxSteps, maxBatch, maxPromptLength, maxUploadBytes, maxTrainSteps, maxTrainImages },
     logger: flags.log,
   });
-  console.log(`nuri serve: listening on ${server.url} (API ${server.url}/api/v1, models from ${server.modelsDir})`);
+  console.log(`nuri serve: listening on ${server.url} (Studio ${server.url}/, API ${server.url}/api/v1, models from ${server.modelsDir})`);
   // Closing the app stops accepting, closes event streams, cancels the running job between two
   // steps (queued jobs stay on disk for the next start) and frees the loaded pipelines. With
   // --redis the jobs go on in the workers and are collected at the next start.

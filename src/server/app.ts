@@ -11,6 +11,7 @@ import { type JobQueue, type JobRecord, QueueFullError } from './jobs.ts';
 import { type ModelRegistry, UnknownNameError } from './models.ts';
 import { openApiDocument } from './openapi.ts';
 import { registerSdapi } from './sdapi/index.ts';
+import { registerStudio } from './studio.ts';
 import { DEFAULT_LIMITS, ParamsError, type ServerLimits, jobSchemas, limitMessage, parseJobRequest } from './schemas.ts';
 import type { JobStore } from './store.ts';
 
@@ -89,13 +90,14 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   });
 
   app.get(`${API}/models`, async () => ({
-    models: o.registry.models().map(({ name, format }) => ({ name, format })),
+    models: o.registry.models().map((m) => ({ name: m.name, format: m.format, defaultSize: o.registry.defaultSize(m) ?? null })),
     loras: o.registry.loras().map(({ name }) => ({ name })),
     embeddings: o.registry.embeddings().map(({ name }) => ({ name })),
   }));
 
   registerEvents(app, o.queue);
   registerSdapi(app, { queue: o.queue, models: o.registry, store: o.store, limits });
+  await registerStudio(app);
   return app;
 }
 

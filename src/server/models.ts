@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { bundledTokenizer, defaultModelPath } from '../models/bundled.ts';
+import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 
 export interface ModelEntry {
   /** "default" for the bundled model; else the path under --models, without .safetensors. */
@@ -51,6 +52,26 @@ export class ModelRegistry {
     if (this.dir && existsSync(this.dir)) this.scan(this.dir, found, true);
     return found;
   }
+
+  /**
+   * The image side a model was trained for (what a job without width and height makes), read from
+   * its configs once per file version; undefined when they cannot be read.
+   */
+  defaultSize(entry: ModelEntry): number | undefined {
+    const key = `${entry.path}@${statSync(entry.path).mtimeMs}`;
+    if (!this.sizes.has(key)) {
+      let size: number | undefined;
+      try {
+        size = StableDiffusion.load(entry.path, { defaultTokenizer: this.defaultTokenizer }).defaultSize;
+      } catch {
+        size = undefined; // a broken model is reported when a job loads it, not in the listing
+      }
+      this.sizes.set(key, size);
+    }
+    return this.sizes.get(key);
+  }
+
+  private readonly sizes = new Map<string, number | undefined>();
 
   loras(): NamedFile[] {
     return this.files(LORA_FOLDER);
