@@ -57,7 +57,8 @@ async function request<T>(path: string, init?: RequestInit): Promise<T> {
   const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
   if (!response.ok) {
     const message = typeof body.error === 'string' ? body.error : typeof body.message === 'string' ? body.message : `HTTP ${response.status}`;
-    throw new ApiError(message, response.status, fieldName(body.field));
+    // The field is shown by where the message goes: "params.width: over the limit" → "over the limit".
+    throw new ApiError(message.replace(/^params\.[\w.]+:\s*/, ''), response.status, fieldName(body.field));
   }
   return body as T;
 }
