@@ -28,6 +28,8 @@ let dir: string;
 let server: RunningServer;
 let browser: Browser;
 let page: Page;
+/** Waits in the page are for a loaded 2-core machine, where a step or a fetch can take seconds. */
+const POLL = { timeout: 30_000, interval: 50 };
 
 async function api<T>(path: string): Promise<T> {
   const response = await fetch(server.url + path);
@@ -105,7 +107,7 @@ describe('Studio: Generate', () => {
   it('Enter generates: progress moves, previews change, the result reaches the gallery, and its settings come back', async () => {
     await gen().getByLabel('Prompt', { exact: true }).fill('red apple');
     await gen().getByLabel('Steps').fill('8');
-    await expect.poll(() => gen().getByLabel('Width').inputValue()).toBe('32'); // the model's own size
+    await expect.poll(() => gen().getByLabel('Width').inputValue(), POLL).toBe('32'); // the model's own size
     await recordProgress('Generate');
     await gen().getByLabel('Prompt', { exact: true }).press('Enter');
     expect(await waitForStatus(gen(), ['completed', 'failed'])).toBe('completed');
@@ -118,7 +120,7 @@ describe('Studio: Generate', () => {
     const job = await latestJob();
     expect(job).toMatchObject({ status: 'completed', params: { prompt: 'red apple', steps: 8 } });
     const card = gen().locator(`.card[data-job="${job.id}"]`);
-    await expect.poll(() => card.locator('img').evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth)).toBe(32);
+    await expect.poll(() => card.locator('img').evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth), POLL).toBe(32);
     expect(await card.locator('img').getAttribute('src')).toBe(job.images[0]);
     await screenshot('generate');
 
@@ -148,12 +150,12 @@ describe('Studio: Generate', () => {
     const png = Buffer.from(await (await fetch(server.url + job.images[0])).arrayBuffer());
     await gen().getByLabel('Prompt', { exact: true }).fill('something else');
     await dropFile('.page.generate', png, 'nuri.png');
-    await expect.poll(() => gen().getByLabel('Prompt', { exact: true }).inputValue()).toBe('red apple');
+    await expect.poll(() => gen().getByLabel('Prompt', { exact: true }).inputValue(), POLL).toBe('red apple');
     expect(await gen().getByLabel('Seed value').inputValue()).toBe(String(job.params.seed));
 
     const a1111 = formatParameters({ prompt: 'green heart, <lora:none:1>', negativePrompt: 'blurry', steps: 12, sampler: 'Euler a', guidance: 5, seed: 99, width: 48, height: 40, model: 'v1-5-pruned' });
     await dropFile('.page.generate', insertTextChunks(png, { parameters: a1111 }), 'a1111.png');
-    await expect.poll(() => gen().getByLabel('Prompt', { exact: true }).inputValue()).toBe('green heart, <lora:none:1>');
+    await expect.poll(() => gen().getByLabel('Prompt', { exact: true }).inputValue(), POLL).toBe('green heart, <lora:none:1>');
     expect(await gen().getByLabel('Negative prompt').inputValue()).toBe('blurry');
     expect(await gen().getByLabel('Steps').inputValue()).toBe('12');
     expect(await gen().getByLabel('Sampler').inputValue()).toBe('euler-a');
@@ -189,7 +191,7 @@ describe('Studio: Generate', () => {
     await gen().getByRole('button', { name: 'Generate', exact: true }).click();
     const width = gen().getByLabel('Width');
     const field = gen().locator('.field', { has: page.getByLabel('Width') });
-    await expect.poll(() => field.locator('[data-field-error]').textContent()).toMatch(/^width × height \(4096×4096\) is over this server's limit/);
+    await expect.poll(() => field.locator('[data-field-error]').textContent(), POLL).toMatch(/^width × height \(4096×4096\) is over this server's limit/);
     expect(await width.getAttribute('aria-invalid')).toBe('true');
     const describedBy = (await width.getAttribute('aria-describedby'))!.split(' ');
     const described = await Promise.all(describedBy.map((id) => page.locator(`[id="${id}"]`).textContent()));
@@ -219,7 +221,7 @@ describe('Studio: Edit', () => {
     expect(await waitForStatus(gen, ['completed', 'failed'])).toBe('completed');
     const source = await latestJob();
     await gen.locator(`.card[data-job="${source.id}"]`).getByRole('button', { name: /^Edit/ }).click();
-    await expect.poll(() => page.evaluate('location.hash')).toBe('#/edit');
+    await expect.poll(() => page.evaluate('location.hash'), POLL).toBe('#/edit');
     expect(await edit().getByLabel('Source prompt', { exact: true }).inputValue()).toBe('cat face');
     expect(await edit().getByRole('list', { name: 'Words of the source prompt' }).getByRole('listitem').allTextContents()).toEqual(['cat', 'face']);
 
@@ -231,7 +233,7 @@ describe('Studio: Edit', () => {
     expect(await waitForStatus(edit(), ['completed', 'failed'])).toBe('completed');
     const swap = await latestJob();
     expect(swap).toMatchObject({ status: 'completed', params: { prompt: 'cat face', target: 'dog face', refine: false, seed: source.params.seed }, info: { kind: 'replace' } });
-    await expect.poll(() => edit().locator('.edit-result img').getAttribute('src')).toBe(swap.images[1]);
+    await expect.poll(() => edit().locator('.edit-result img').getAttribute('src'), POLL).toBe(swap.images[1]);
     const tokens = swap.info.tokens as { token: string }[];
     expect(tokens.map((t) => t.token)).toEqual(['dog', 'face']);
     expect(await edit().locator('.heatmaps .map').count()).toBe(tokens.length);
@@ -255,7 +257,7 @@ describe('Studio: Edit', () => {
     expect(await edit().locator('[data-edit-kind]').getAttribute('data-edit-kind')).toBe('replace');
     await target.press('Enter');
     expect(await waitForStatus(edit(), ['completed', 'failed'])).toBe('failed');
-    await expect.poll(() => edit().locator('.field', { has: page.getByLabel('Edited prompt', { exact: true }) }).locator('[data-field-error]').textContent()).toMatch(/same number of tokens/);
+    await expect.poll(() => edit().locator('.field', { has: page.getByLabel('Edited prompt', { exact: true }) }).locator('[data-field-error]').textContent(), POLL).toMatch(/same number of tokens/);
   });
 });
 
@@ -274,7 +276,7 @@ describe('Studio: Personalise', () => {
       }),
     );
     await personalise.getByLabel(/^Images/).setInputFiles(files);
-    await expect.poll(() => personalise.getByRole('list', { name: 'Training images' }).getByRole('listitem').count()).toBe(3);
+    await expect.poll(() => personalise.getByRole('list', { name: 'Training images' }).getByRole('listitem').count(), POLL).toBe(3);
     await personalise.getByRole('radio', { name: /Textual Inversion/ }).check();
     await personalise.getByLabel('New token').fill('<studio-thing>');
     await personalise.getByLabel('Starts from the word').fill('apple');
@@ -288,7 +290,7 @@ describe('Studio: Personalise', () => {
 
     await page.getByRole('link', { name: 'Generate' }).click();
     const picker = page.getByRole('region', { name: 'Generate' }).getByRole('group', { name: 'Embeddings' });
-    await expect.poll(() => picker.getByRole('checkbox').count()).toBe(1);
+    await expect.poll(() => picker.getByRole('checkbox').count(), POLL).toBe(1);
     expect(await picker.textContent()).toContain('studio-thing');
   });
 });
