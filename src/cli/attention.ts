@@ -1,8 +1,6 @@
 // `nuri attention`: generate an image and show where it attended for each word — the image and
 // one labelled cross-attention heat map per prompt token, as one grid.
 
-import { existsSync, statSync } from 'node:fs';
-import { dirname, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { imageGrid } from '../io/grid.ts';
 import { heatMap } from '../io/heatmap.ts';
@@ -11,15 +9,17 @@ import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
 import { crossAttentionMaps } from '../pipelines/attention-maps.ts';
 import { DEFAULTS } from '../pipelines/generate.ts';
-import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
+import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
+import { type PromptFlags, outputPng, promptFileOption, readPrompt } from './inputs.ts';
+import { interruptible } from './interrupt.ts';
+import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
 import { imageSize, integer, number, oneOf } from './options.ts';
-import { bundledTokenizer, defaultModelPath, progressBar } from './shared.ts';
+import { defaultModelPath, progressBar } from './shared.ts';
 
-interface AttentionFlags {
+interface AttentionFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags {
   model?: string;
-  prompt?: string;
   negativePrompt?: string;
   steps: number;
   scheduler: SchedulerName;
@@ -34,50 +34,54 @@ interface AttentionFlags {
 const MIN_TILE = 128;
 
 export function registerAttention(program: Command): void {
-  program
+  const command = program
     .command('attention')
     .description("generate an image with one cross-attention heat map per prompt token (where the model drew each word)")
-    .option('--model <path>', 'diffusers folder or single-file .safetensors (default: the bundled model)')
-    .option('--prompt <text>', 'what to draw')
+    .option('--model <path>', 'diffusers folder or single-file .safetensors (default: the bundled model)');
+  loadOptions(command).option('--prompt <text>', 'what to draw');
+  promptFileOption(command)
     .option('--negative-prompt <text>', 'what to steer away from')
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
     .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')}`, oneOf(SCHEDULER_NAMES), DEFAULTS.scheduler)
     .option('--guidance <g>', 'classifier-free guidance scale', number(0, 100), DEFAULTS.guidance)
     .option('--seed <s>', 'random seed; random when omitted', integer(0, 2 ** 32 - 1))
     .option('--width <w>', "image width, a multiple of 8 (default: the model's own size)", imageSize)
-    .option('--height <h>', "image height, a multiple of 8 (default: the model's own size)", imageSize)
+    .option('--height <h>', "image height, a multiple of 8 (default: the model's own size)", imageSize);
+  personalisationOptions(command);
+  deviceOption(command)
     .option('--out <file.png>', 'output PNG: the image, then one heat map per token')
     .action(async (flags: AttentionFlags) => {
-      await runAttention(flags);
+      await interruptible((signal) => runAttention(flags, signal));
     });
 }
 
-async function runAttention(flags: AttentionFlags): Promise<void> {
-  const prompt = flags.prompt;
+async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise<void> {
+  const prompt = readPrompt(flags);
   if (prompt === undefined) throw new Error('no prompt: nuri attention --prompt "a cat riding a bike" --out maps.png');
   if (!prompt.trim()) throw new Error('--prompt is empty: there are no tokens to map');
   if (flags.out === undefined) throw new Error('--out FILE.png is required');
-  const out = resolve(flags.out);
-  if (extname(out).toLowerCase() !== '.png') throw new Error(`--out must name a .png file, got ${flags.out}`);
-  if (!existsSync(dirname(out)) || !statSync(dirname(out)).isDirectory()) throw new Error(`--out: folder ${dirname(out)} does not exist`);
+  const out = outputPng(flags.out);
+  checkPersonalisationFiles(flags);
   const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
 
-  const sd = StableDiffusion.load(flags.model ?? defaultModelPath(), { defaultTokenizer: bundledTokenizer });
-  for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
+  const sd = await loadPipeline(flags.model ?? defaultModelPath(), loadOptionsFrom(flags));
+  const personal = await applyPersonalisation(sd, flags);
   // crossAttentionMaps checks the size against the model's VAE factor.
   const width = flags.width ?? sd.defaultSize;
   const height = flags.height ?? sd.defaultSize;
   const bar = progressBar('generating', flags.steps);
   const result = await crossAttentionMaps(sd, {
-    prompt,
-    negativePrompt: flags.negativePrompt,
+    prompt: personal.expandPrompt(prompt),
+    negativePrompt: flags.negativePrompt === undefined ? undefined : personal.expandPrompt(flags.negativePrompt),
     steps: flags.steps,
     scheduler: flags.scheduler,
     guidance: flags.guidance,
     seed,
     width,
     height,
-    onStep: (p) => bar.update(p.step),
+    clipSkip: flags.clipSkip,
+    signal,
+    onProgress: (p) => bar.update(p.step),
   }).finally(() => bar.stop());
 
   // Small pictures (the default model's 32 px) are shown enlarged, so that maps and labels can be read.
@@ -95,6 +99,7 @@ async function runAttention(flags: AttentionFlags): Promise<void> {
     width,
     height,
     model: sd.name,
+    extra: personalisationExtra(flags, personal),
   });
   await writePng(out, grid, { parameters });
   console.log(out);

@@ -1,10 +1,12 @@
 // `nuri edit`: Prompt-to-Prompt editing of a generated or a real picture from the command line.
 // Writes the source and the edit side by side, labelled with their prompts.
 
-import { existsSync, statSync } from 'node:fs';
-import { dirname, extname, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { readSafetensors, writeSafetensors } from '../engine/safetensors.ts';
+import { writeSafetensors } from '../engine/safetensors.ts';
+import { checkLatentsFit } from '../io/latents-file.ts';
+import { sizeMultiple } from '../models/size-limits.ts';
 import { imageGrid } from '../io/grid.ts';
 import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
@@ -12,15 +14,17 @@ import { writePng } from '../io/png.ts';
 import { type EditOptions, checkEdit, edit } from '../pipelines/edit.ts';
 import { DEFAULTS } from '../pipelines/generate.ts';
 import type { CrossReplace } from '../pipelines/prompt-to-prompt.ts';
-import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
+import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
+import { type PromptFlags, checkEta, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt } from './inputs.ts';
+import { interruptible } from './interrupt.ts';
+import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
 import { collect, imageSize, integer, keyValue, number, oneOf } from './options.ts';
-import { type Progress, bundledTokenizer, defaultModelPath, progressBar } from './shared.ts';
+import { type Progress, defaultModelPath, progressBar } from './shared.ts';
 
-interface EditFlags {
+interface EditFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags {
   model?: string;
-  prompt?: string;
   target?: string;
   refine?: boolean;
   crossReplace?: CrossReplace;
@@ -40,7 +44,6 @@ interface EditFlags {
   seed?: number;
   width?: number;
   height?: number;
-  clipSkip?: number;
   out?: string;
 }
 
@@ -55,11 +58,12 @@ function crossReplaceEntry(value: string, previous: CrossReplace = {}): CrossRep
 }
 
 export function registerEdit(program: Command): void {
-  program
+  const command = program
     .command('edit')
     .description('edit a picture by editing its prompt (Prompt-to-Prompt): swap, add or re-weight words')
-    .option('--model <path>', 'diffusers folder or single-file .safetensors (default: the bundled model)')
-    .option('--prompt <text>', 'the source prompt (describes --image when one is given)')
+    .option('--model <path>', 'diffusers folder or single-file .safetensors (default: the bundled model)');
+  loadOptions(command).option('--prompt <text>', 'the source prompt (describes --image when one is given)');
+  promptFileOption(command)
     .option('--target <text>', 'the edited prompt (default: the source, for pure re-weighting)')
     .option('--refine', 'the target adds or removes words: align tokens instead of swapping words one for one')
     .option('--cross-replace <F|WORD=F>', 'fraction of the steps the edit follows the source\'s cross-attention, for all words or one (default 0.8)', crossReplaceEntry)
@@ -75,39 +79,42 @@ export function registerEdit(program: Command): void {
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
     .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (ddim with --image)`, oneOf(SCHEDULER_NAMES))
     .option('--guidance <g>', 'classifier-free guidance scale', number(0, 100), DEFAULTS.guidance)
-    .option('--eta <e>', "DDIM's η: 0 is deterministic", number(0, 1))
+    .option('--eta <e>', "DDIM's η: 0 is deterministic (DDIM only)", number(0, 1))
     .option('--seed <s>', 'random seed; random when omitted', integer(0, 2 ** 32 - 1))
     .option('--width <w>', 'image width, a multiple of 8', imageSize)
-    .option('--height <h>', 'image height, a multiple of 8', imageSize)
-    .option('--clip-skip <n>', 'use the text encoder layer n from the end (1 = last)', integer(1, 12))
+    .option('--height <h>', 'image height, a multiple of 8', imageSize);
+  personalisationOptions(command);
+  deviceOption(command)
     .option('--out <file.png>', 'output PNG: source and edit side by side')
     .action(async (flags: EditFlags) => {
-      await runEdit(flags);
+      await interruptible((signal) => runEdit(flags, signal));
     });
 }
 
-async function runEdit(flags: EditFlags): Promise<void> {
+async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
   // Everything the user got wrong is reported before any model runs or anything is written.
-  const source = flags.prompt;
-  if (source === undefined) throw new Error('no prompt: nuri edit --prompt "a cat riding a bike" --target "a dog riding a bike" --out edit.png');
+  const prompt = readPrompt(flags);
+  if (prompt === undefined) throw new Error('no prompt: nuri edit --prompt "a cat riding a bike" --target "a dog riding a bike" --out edit.png');
   if (flags.out === undefined) throw new Error('--out FILE.png is required');
-  const out = resolve(flags.out);
-  if (extname(out).toLowerCase() !== '.png') throw new Error(`--out must name a .png file, got ${flags.out}`);
-  mustBeFolder(dirname(out), '--out');
+  const out = outputPng(flags.out);
+  const scheduler = flags.scheduler ?? 'ddim';
+  checkEta(flags.eta, scheduler);
+  checkPersonalisationFiles(flags);
   if (flags.saveLatents) mustBeFolder(dirname(resolve(flags.saveLatents)), '--save-latents');
   if (flags.image && !existsSync(flags.image)) throw new Error(`--image: no such file ${flags.image}`);
   if (flags.image && flags.latents) throw new Error('--image and --latents cannot be combined');
   if (flags.image && flags.scheduler && flags.scheduler !== 'ddim') throw new Error(`--image needs --scheduler ddim (its inversion is DDIM's), not ${flags.scheduler}`);
   if (flags.blendThreshold !== undefined && !flags.localBlend) throw new Error('--blend-threshold needs --local-blend');
   const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
-  const given = flags.latents ? readLatents(flags.latents) : undefined;
+  const given = flags.latents ? readLatents(flags.latents, 2) : undefined;
 
   // Loading reads configs only; the default size and the latent grid (H/f × W/f) are the model's.
-  const sd = StableDiffusion.load(flags.model ?? defaultModelPath(), { defaultTokenizer: bundledTokenizer });
+  const sd = await loadPipeline(flags.model ?? defaultModelPath(), loadOptionsFrom(flags));
   const f = sd.vaeScaleFactor;
   let { width, height } = flags;
   let latents: Float32Array | undefined;
   if (given) {
+    checkLatentsFit(flags.latents!, given, { channels: sd.latentChannels, multiple: sizeMultiple(sd.components.unet.config, sd.components.vae.config) / f });
     const [, , h, w] = given.shape;
     if ((width ?? w * f) !== w * f || (height ?? h * f) !== h * f) {
       throw new Error(`--latents ${flags.latents} has shape [${given.shape.join(', ')}], which does not fit --width ${width} --height ${height}`);
@@ -116,10 +123,11 @@ async function runEdit(flags: EditFlags): Promise<void> {
   }
   width ??= sd.defaultSize;
   height ??= sd.defaultSize;
-  for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
+  const personal = await applyPersonalisation(sd, flags);
+  const expand = (text: string | undefined) => (text === undefined ? undefined : personal.expandPrompt(text));
   const options: EditOptions = {
-    source,
-    target: flags.target,
+    source: personal.expandPrompt(prompt),
+    target: expand(flags.target),
     refine: flags.refine,
     crossReplace: flags.crossReplace,
     selfReplace: flags.selfReplace,
@@ -127,9 +135,9 @@ async function runEdit(flags: EditFlags): Promise<void> {
     localBlend: flags.localBlend && { words: flags.localBlend, threshold: flags.blendThreshold },
     nullText: flags.nullTextSteps > 0 && { innerSteps: flags.nullTextSteps },
     latents,
-    negativePrompt: flags.negativePrompt,
+    negativePrompt: expand(flags.negativePrompt),
     steps: flags.steps,
-    scheduler: flags.scheduler ?? 'ddim',
+    scheduler,
     guidance: flags.guidance,
     eta: flags.eta,
     seed,
@@ -145,8 +153,9 @@ async function runEdit(flags: EditFlags): Promise<void> {
   const result = await edit(sd, {
     ...options,
     image,
+    signal,
     onInversionStep: (p) => inversionBar?.update(p.phase === 'ddim' ? p.step : flags.steps + p.step),
-    onStep: (p) => {
+    onProgress: (p) => {
       if (!bar) {
         inversionBar?.stop();
         bar = progressBar('editing', flags.steps);
@@ -166,13 +175,14 @@ async function runEdit(flags: EditFlags): Promise<void> {
     prompt: plan.source,
     negativePrompt: flags.negativePrompt,
     steps: flags.steps,
-    sampler: SAMPLER_LABELS[options.scheduler!],
+    sampler: SAMPLER_LABELS[scheduler],
     guidance: flags.guidance,
-    seed,
+    // Given latents, or a picture inverted deterministically, leave the seed nothing to draw.
+    seed: given || (flags.image && !flags.eta) ? undefined : seed,
     width,
     height,
     model: sd.name,
-    extra: editExtra(flags, plan.target, plan.kind),
+    extra: { ...editExtra(flags, plan.target, plan.kind), ...(flags.eta !== undefined ? { Eta: flags.eta } : {}), ...personalisationExtra(flags, personal) },
   });
   await writePng(out, grid, { parameters });
   if (flags.saveLatents) writeSafetensors(flags.saveLatents, { latents: { dtype: 'F32', shape: [...result.shape], data: result.latents } });
@@ -189,17 +199,4 @@ function editExtra(flags: EditFlags, target: string, kind: string): Record<strin
   if (flags.localBlend) extra['P2P local blend'] = flags.localBlend.join(' ');
   if (flags.image) extra['Null-text steps'] = flags.nullTextSteps;
   return extra;
-}
-
-function mustBeFolder(dir: string, flag: string): void {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${flag}: folder ${dir} does not exist`);
-}
-
-function readLatents(path: string): { data: Float32Array; shape: number[] } {
-  if (!existsSync(path)) throw new Error(`--latents: no such file ${path}`);
-  const latents = readSafetensors(path).get('latents');
-  if (!latents || latents.dtype !== 'F32' || latents.shape.length !== 4 || latents.shape[0] > 2) {
-    throw new Error(`--latents ${path}: needs an fp32 tensor "latents" [1 or 2,4,H/f,W/f]`);
-  }
-  return { data: latents.data as Float32Array, shape: latents.shape };
 }

@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerAttention } from './attention.ts';
 import { registerEdit } from './edit.ts';
 import { registerGenerate } from './generate.ts';
+import { checkArgumentLength } from './inputs.ts';
 import { INTERRUPTED_EXIT_CODE, interruptedMessage } from './interrupt.ts';
 import { registerServe } from './serve.ts';
 import { registerTrain } from './train.ts';
@@ -22,6 +23,7 @@ registerServe(program);
 registerWorker(program);
 
 try {
+  checkArgumentLength();
   await program.parseAsync(process.argv);
 } catch (error) {
   const interrupted = interruptedMessage(error);

@@ -4,7 +4,8 @@
 
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { type LoraSpec, parseLoraSpec } from '../pipelines/personalise.ts';
+import { type LoraSpec, type Personalisation, parseLoraSpec, personalise } from '../pipelines/personalise.ts';
+import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import type { PipelineOptions } from '../pipelines/load-pipeline.ts';
 import { collect, integer, oneOf } from './options.ts';
 
@@ -59,4 +60,21 @@ export function loadOptionsFrom(flags: LoadFlags & DeviceFlags): PipelineOptions
 export function checkPersonalisationFiles(flags: PersonalisationFlags): void {
   for (const { path } of flags.lora ?? []) if (!existsSync(path)) throw new Error(`--lora: no such file ${path}`);
   for (const path of flags.embedding ?? []) if (!existsSync(path)) throw new Error(`--embedding: no such file ${path}`);
+}
+
+/** Merges the LoRAs and adds the embeddings to a loaded model, printing what the user should know. */
+export async function applyPersonalisation(sd: StableDiffusion, flags: PersonalisationFlags): Promise<Personalisation> {
+  for (const warning of sd.components.warnings) console.error(`warning: ${warning}`);
+  const personal = await personalise(sd.components, { loras: flags.lora, embeddings: flags.embedding });
+  for (const warning of personal.warnings) console.error(`warning: ${warning}`);
+  return personal;
+}
+
+/** What was applied, as A1111's extra PNG fields ("Clip skip", "Lora", "TI"). */
+export function personalisationExtra(flags: PersonalisationFlags, personal: Personalisation): Record<string, string | number> {
+  return {
+    ...(flags.clipSkip ? { 'Clip skip': flags.clipSkip } : {}),
+    ...(personal.loraLabels.length ? { Lora: personal.loraLabels.join(', ') } : {}),
+    ...(personal.embeddings.length ? { TI: personal.embeddings.map((e) => e.token).join(', ') } : {}),
+  };
 }
