@@ -11,6 +11,7 @@ import { parseParameters } from '../../src/io/parameters.ts';
 import { parsePngText } from '../../src/io/png.ts';
 import { loadClipTextModel } from '../../src/models/clip-text.ts';
 import { LoraNetwork } from '../../src/models/lora.ts';
+import { writeEmbeddingFile } from '../../src/models/textual-inversion.ts';
 import { loadUNet } from '../../src/models/unet.ts';
 import type { JobRecord } from '../../src/server/jobs.ts';
 import { TINY_SD } from '../fixtures.ts';
@@ -36,6 +37,8 @@ beforeAll(async () => {
   modelsDir = mkdtempSync(join(tmpdir(), 'nuri-sdapi-models-'));
   mkdirSync(join(modelsDir, 'loras'));
   writeTestLora(join(modelsDir, 'loras', 'sparkle.safetensors'));
+  mkdirSync(join(modelsDir, 'embeddings'));
+  writeEmbeddingFile(join(modelsDir, 'embeddings', 'glow.safetensors'), { token: '<glow>', vectors: [0, 1].map((k) => new Generator(k).randn(128)) });
   cpSync(TINY_SD, join(modelsDir, 'tiny-sd'), { recursive: true });
   server = await testServer({ models: modelsDir });
   base = server.url;
@@ -106,12 +109,14 @@ describe('/sdapi/v1/txt2img', () => {
     expect((alone.json as Generation).images[0]).toBe(body.images[2]);
   });
 
-  it('accepts the joined sampler names and the legacy sampler_index', async () => {
-    for (const body of [{ sampler_name: 'Euler a' }, { sampler_index: 'DDIM' }, { sampler_name: 'PLMS' }]) {
+  it('accepts the joined sampler names, the legacy sampler_index, and numbers sent as strings', async () => {
+    for (const body of [{ sampler_name: 'Euler a' }, { sampler_index: 'DDIM' }, { sampler_name: 'PLMS', steps: '3', cfg_scale: '6.5' }]) {
       const r = await call('POST', '/sdapi/v1/txt2img', { prompt: 'star', steps: 2, seed: 1, ...body });
       expect(r.status).toBe(200);
     }
-    expect((await lastJobs(3)).map((j) => j.params.scheduler)).toEqual(['euler-a', 'ddim', 'pndm']);
+    const jobs = await lastJobs(3);
+    expect(jobs.map((j) => j.params.scheduler)).toEqual(['euler-a', 'ddim', 'pndm']);
+    expect(jobs[2].params).toMatchObject({ steps: 3, guidance: 6.5 });
   });
 
   it('ignores unsupported fields with a note in info, never a 500', async () => {
@@ -158,7 +163,7 @@ describe('/sdapi/v1/txt2img', () => {
     expect(img.json.detail[0].loc).toEqual(['body', 'init_images']);
   });
 
-  it('applies <lora:name:weight> from the prompt and refuses an unknown LoRA by name', async () => {
+  it('applies <lora:name:weight> and embeddings from the prompt, and refuses an unknown LoRA by name', async () => {
     const plain = await call('POST', '/sdapi/v1/txt2img', { prompt: 'green heart', seed: 4, steps: 2 });
     const tagged = await call('POST', '/sdapi/v1/txt2img', { prompt: 'green heart <lora:sparkle:0.8>', seed: 4, steps: 2 });
     expect(tagged.status).toBe(200);
@@ -167,6 +172,11 @@ describe('/sdapi/v1/txt2img', () => {
     expect(image).not.toBe((plain.json as Generation).images[0]);
     expect(parseParameters(parsePngText(png(image)).parameters).extra?.Lora).toBe('sparkle:0.8');
     expect(JSON.parse((tagged.json as Generation).info).extra_generation_params).toEqual({ Lora: 'sparkle:0.8' });
+
+    // An embedding applies where its token is written.
+    const glow = await call('POST', '/sdapi/v1/txt2img', { prompt: 'a <glow> heart', seed: 4, steps: 2 });
+    expect(glow.status).toBe(200);
+    expect((await lastJobs(1))[0].params).toMatchObject({ prompt: 'a <glow> heart', embeddings: ['glow'] });
 
     const unknown = await call('POST', '/sdapi/v1/txt2img', { prompt: 'x <lora:nope:1>', steps: 2 });
     expect(unknown.status).toBe(400);
@@ -335,7 +345,7 @@ describe('/sdapi/v1/png-info and the listings', () => {
     const models = (await call('GET', '/sdapi/v1/sd-models')).json;
     expect(models).toContainEqual({ title: 'tiny-sd', model_name: 'tiny-sd', hash: null, sha256: null, filename: join(modelsDir, 'tiny-sd'), config: null });
     expect((await call('GET', '/sdapi/v1/loras')).json).toEqual([{ name: 'sparkle', alias: 'sparkle', path: join(modelsDir, 'loras', 'sparkle.safetensors'), metadata: {} }]);
-    expect((await call('GET', '/sdapi/v1/embeddings')).json).toEqual({ loaded: {}, skipped: {} });
+    expect((await call('GET', '/sdapi/v1/embeddings')).json).toEqual({ loaded: { '<glow>': { step: null, sd_checkpoint: null, sd_checkpoint_name: null, shape: 128, vectors: 2 } }, skipped: {} });
     expect((await call('GET', '/sdapi/v1/scripts')).json).toEqual({ txt2img: [], img2img: [] });
   });
 });

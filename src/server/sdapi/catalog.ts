@@ -69,11 +69,11 @@ export class EmbeddingIndex {
   }
 }
 
-/** The embeddings whose token (or name) a prompt uses: A1111 applies an embedding wherever its name appears. */
+/** The embeddings whose token a prompt uses: A1111 applies an embedding wherever its token appears. */
 export function embeddingsInPrompt(prompts: readonly string[], embeddings: readonly EmbeddingInfo[]): string[] {
-  const used = (word: string) => {
-    const pattern = new RegExp(`(^|[^\\w<>-])${word.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[^\\w<>-])`);
+  const used = (token: string) => {
+    const pattern = new RegExp(`(^|[^\\w<>-])${token.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[^\\w<>-])`);
     return prompts.some((p) => pattern.test(p));
   };
-  return embeddings.filter((e) => used(e.token) || used(e.name)).map((e) => e.name);
+  return embeddings.filter((e) => used(e.token)).map((e) => e.name);
 }

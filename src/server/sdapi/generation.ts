@@ -12,7 +12,7 @@ import { decodeBase64Image, pngSize, prepareInitImage } from './images.ts';
 import type { SdapiStore } from './index.ts';
 import type { GenerateValidator } from './native.ts';
 import type { SdapiOptions } from './options.ts';
-import { type Img2ImgRequest, type Txt2ImgRequest, img2imgRequest, txt2imgRequest, unsupportedFieldNotes } from './request.ts';
+import { type Img2ImgRequest, type Txt2ImgRequest, coerceNumbers, img2imgRequest, txt2imgRequest, unsupportedFieldNotes } from './request.ts';
 import { type GenerationPlan, planGeneration } from './translate.ts';
 
 export interface GenerationDeps {
@@ -30,7 +30,7 @@ type Kind = 'txt2img' | 'img2img';
 export async function generateA1111(kind: Kind, body: unknown, reply: FastifyReply, deps: GenerationDeps): Promise<unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw SdapiError.invalid([], 'must be a JSON object', 'type_error.dict');
   const schema = kind === 'txt2img' ? txt2imgRequest : img2imgRequest;
-  const request: Txt2ImgRequest | Img2ImgRequest = parseBody(schema, body);
+  const request: Txt2ImgRequest | Img2ImgRequest = parseBody(schema, coerceNumbers(body as Record<string, unknown>, schema));
   const notes = unsupportedFieldNotes(body as Record<string, unknown>, schema);
 
   const [models, loras, embeddingFiles] = await Promise.all([deps.models.models(), deps.models.loras(), deps.models.embeddings()]);

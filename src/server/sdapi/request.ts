@@ -103,6 +103,19 @@ export type Txt2ImgRequest = z.output<typeof txt2imgRequest>;
 export type Img2ImgRequest = z.output<typeof img2imgRequest>;
 export type A1111Request = Txt2ImgRequest | (Img2ImgRequest & { enable_hr?: undefined });
 
+/**
+ * Numbers sent as strings ("7", "0.5"), which pydantic's lax mode turns into numbers for A1111, are
+ * numbers here too. Only fields declared as numbers are touched.
+ */
+export function coerceNumbers(body: Record<string, unknown>, schema: z.ZodObject): Record<string, unknown> {
+  const out = { ...body };
+  for (const [field, value] of Object.entries(body)) {
+    if (typeof value !== 'string' || value.trim() === '' || !Number.isFinite(Number(value)) || !(field in schema.shape)) continue;
+    if (schema.shape[field].safeParse(Number(value)).success && !schema.shape[field].safeParse(value).success) out[field] = Number(value);
+  }
+  return out;
+}
+
 /** Whether a field holds something other than A1111's do-nothing value, i.e. asks for a feature. */
 const UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
   styles: (v) => Array.isArray(v) && v.length > 0,
