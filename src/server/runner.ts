@@ -23,7 +23,7 @@ import type { AttentionParams, EditParams, GenerateParams, TrainParams } from '.
 export interface RunnerOptions {
   registry: ModelRegistry;
   cache: PipelineCache;
-  /** Smallest side of the step previews, in pixels (latent-sized previews are tiny). Default 64. */
+  /** Enlarge step previews to at least this side in pixels. Default 0: latent-sized (1/8 of the image for SD), the cheapest to encode and send; clients scale them up. */
   previewSize?: number;
 }
 
@@ -57,7 +57,7 @@ async function load(ctx: RunnerContext, o: RunnerOptions, spec: { model: string;
 function stepReporter(ctx: RunnerContext, o: RunnerOptions) {
   return (p: StepProgress) => {
     throwIfAborted(ctx.signal);
-    ctx.progress({ step: p.step, total: p.total, phase: 'sampling', timestep: p.timestep, preview: previewPng(p.preview()[0], o.previewSize ?? 64) });
+    ctx.progress({ step: p.step, total: p.total, phase: 'sampling', timestep: p.timestep, preview: previewPng(p.preview()[0], o.previewSize ?? 0) });
   };
 }
 
@@ -96,6 +96,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: RunnerOptio
     initImage,
     strength,
     clipSkip: p.clipSkip,
+    signal: ctx.signal,
     onStep: stepReporter(ctx, o),
   });
   const extra = {
