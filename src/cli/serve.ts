@@ -2,12 +2,12 @@
 
 import type { Command } from 'commander';
 import { DEFAULT_QUEUE_SIZE } from '../server/local-queue.ts';
-import { DEFAULT_LIMITS } from '../server/schemas.ts';
+import { DEFAULT_LIMITS, type ServerLimits } from '../server/schemas.ts';
 import { startServer } from '../server/server.ts';
 import { integer } from './options.ts';
 import { closeOnSignals } from './shared.ts';
 
-interface ServeFlags {
+interface ServeFlags extends ServerLimits {
   host: string;
   port: number;
   models?: string;
@@ -16,13 +16,6 @@ interface ServeFlags {
   maxLoaded: number;
   redis?: string;
   token?: string;
-  maxPixels: number;
-  maxSteps: number;
-  maxBatch: number;
-  maxPromptLength: number;
-  maxUploadBytes: number;
-  maxTrainSteps: number;
-  maxTrainImages: number;
   log?: boolean;
 }
 

@@ -2,12 +2,10 @@
 // right after IHDR, so readers that stop early (web UIs looking for `parameters`) find them.
 // Text that Latin-1 can hold goes in tEXt, anything else in uncompressed iTXt (UTF-8) — the
 // same choice Pillow's PngInfo.add_text makes, which is what AUTOMATIC1111 writes with.
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { rename, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
 import { crc32, inflateSync } from 'node:zlib';
 import sharp from 'sharp';
+import { writeFileAtomic } from './atomic-write.ts';
 import { toRgb8, type RgbImage } from './image.ts';
 import { decodePngText, pngTextChunks } from './png-text.ts';
 
@@ -36,16 +34,9 @@ export async function encodePng(image: RgbImage, options: PngTextOptions = {}): 
  */
 export async function writePng(path: string, image: RgbImage, options: PngTextOptions = {}): Promise<void> {
   const bytes = await encodePng(image, options);
-  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    await writeFile(temporary, bytes);
-    await rename(temporary, path);
-  } catch (error) {
-    await unlink(temporary).catch(() => {});
-    const { code, message } = error as NodeJS.ErrnoException;
-    const reason = code === 'ENOENT' ? `folder ${dirname(path)} does not exist` : message;
-    throw new Error(`writePng: cannot write ${path}: ${reason}`);
-  }
+  await writeFileAtomic(path, bytes).catch((error: Error) => {
+    throw new Error(`writePng: ${error.message}`);
+  });
 }
 
 /** Returns a copy of `png` with one text chunk per entry inserted after IHDR. */

@@ -61,6 +61,12 @@ function stepReporter(ctx: RunnerContext, o: RunnerOptions) {
   };
 }
 
+/** The sampling settings every job kind shares, with the step reporter and the job's signal. */
+function samplerOptions(p: AttentionParams, ctx: RunnerContext, o: RunnerOptions) {
+  const { negativePrompt, steps, scheduler, guidance, seed, clipSkip } = p;
+  return { negativePrompt, steps, scheduler, guidance, seed, clipSkip, signal: ctx.signal, onStep: stepReporter(ctx, o) };
+}
+
 /** A latent preview as a small PNG, enlarged (nearest) to at least `minSide` pixels. */
 export function previewPng(preview: PreviewImage, minSide: number): Buffer {
   const image = enlargeTo(preview as RgbImage, minSide);
@@ -85,19 +91,13 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: RunnerOptio
   const initImage = p.initImage === undefined ? undefined : await readImage(await ctx.readInput(p.initImage), { width, height });
   const result = await generate(sd, {
     prompts: new Array(p.batch).fill(personal.expandPrompt(p.prompt)),
+    ...samplerOptions(p, ctx, o),
     negativePrompt: p.negativePrompt === undefined ? undefined : personal.expandPrompt(p.negativePrompt),
-    steps: p.steps,
-    scheduler: p.scheduler,
-    guidance: p.guidance,
     eta: p.eta,
-    seed: p.seed,
     width,
     height,
     initImage,
     strength,
-    clipSkip: p.clipSkip,
-    signal: ctx.signal,
-    onStep: stepReporter(ctx, o),
   });
   const extra = {
     ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}),
@@ -127,21 +127,15 @@ async function runEdit(p: EditParams, ctx: RunnerContext, o: RunnerOptions): Pro
     localBlend: p.localBlend && { words: p.localBlend, threshold: p.blendThreshold },
     image,
     nullText: p.nullTextSteps > 0 && { innerSteps: p.nullTextSteps },
-    negativePrompt: p.negativePrompt,
-    steps: p.steps,
-    scheduler: p.scheduler,
-    guidance: p.guidance,
+    ...samplerOptions(p, ctx, o),
     eta: p.eta,
-    seed: p.seed,
     width,
     height,
-    clipSkip: p.clipSkip,
     attentionMaps: p.attentionMaps,
     onInversionStep: (s) => {
       throwIfAborted(ctx.signal);
       ctx.progress({ step: s.phase === 'ddim' ? s.step : p.steps + s.step, total: 2 * p.steps, phase: 'inverting', loss: s.loss });
     },
-    onStep: stepReporter(ctx, o),
   });
   const extra = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target, ...(image ? { 'Null-text steps': p.nullTextSteps } : {}) };
   const infotexts = [result.plan.source, result.plan.target].map((prompt) => formatParameters({ ...sampling(p), prompt, seed: result.seed, width, height, extra }));
@@ -170,15 +164,9 @@ async function runAttention(p: AttentionParams, ctx: RunnerContext, o: RunnerOpt
   const height = p.height ?? sd.defaultSize;
   const result = await crossAttentionMaps(sd, {
     prompt: p.prompt,
-    negativePrompt: p.negativePrompt,
-    steps: p.steps,
-    scheduler: p.scheduler,
-    guidance: p.guidance,
-    seed: p.seed,
+    ...samplerOptions(p, ctx, o),
     width,
     height,
-    clipSkip: p.clipSkip,
-    onStep: stepReporter(ctx, o),
   });
   const infotext = formatParameters({ ...sampling(p), seed: result.seed, width, height });
   const { maps, tokens } = heatMaps(result, { width, height }, 1);

@@ -6,23 +6,11 @@
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { writeFileAtomic } from '../io/atomic-write.ts';
 import type { JobRecord, JobResult, JobType } from './jobs.ts';
 import { FILE_NAME } from './schemas.ts';
-
-/** Writes `data` to `path` through a temporary file in the same folder and a rename. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true });
-  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    await writeFile(temporary, data);
-    await rename(temporary, path);
-  } catch (error) {
-    await unlink(temporary).catch(() => {});
-    throw new Error(`cannot write ${path}: ${(error as Error).message}`);
-  }
-}
 
 export type ImageType = 'png' | 'jpeg' | 'webp';
 
@@ -171,6 +159,7 @@ export async function writeArtifacts(modelsDir: string, artifacts: JobResult['ar
   for (const { path, data } of artifacts) {
     const relativePath = normalize(path);
     if (isAbsolute(relativePath) || relativePath.split(sep).includes('..')) throw new Error(`artifact path ${path} leaves the models folder`);
+    mkdirSync(dirname(join(modelsDir, relativePath)), { recursive: true });
     await writeFileAtomic(join(modelsDir, relativePath), data);
     written.push(relativePath.split(sep).join('/'));
   }

@@ -4,7 +4,7 @@ import { expect, it } from 'vitest';
 import { testServer } from './helpers.ts';
 
 const CLIENTS = 50;
-const QUEUE_SIZE = 20;
+const QUEUE_SIZE = 10;
 /** RSS growth allowed over the run, after the model is loaded (measured: well under half of it). */
 const RSS_GROWTH_BOUND = 256 * 1024 * 1024;
 
