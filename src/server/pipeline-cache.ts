@@ -3,8 +3,7 @@
 // grows the vocabulary, so a pipeline is keyed by its model *and* its LoRA and embedding set.
 // Least recently used pipelines beyond --max-loaded are evicted and their sessions freed.
 
-import { type Personalisation, personalise } from '../pipelines/personalise.ts';
-import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
+import { type Personalisation, type StableDiffusion, loadPipeline, personalise } from '../index.ts';
 import type { ModelRegistry } from './models.ts';
 
 export interface PipelineSpec {
@@ -56,7 +55,7 @@ export class PipelineCache {
     const embeddings = (spec.embeddings ?? []).map((name) => this.registry.embedding(name).path);
     while (this.entries.length >= this.maxLoaded) await this.evict(this.entries[0]);
     const pipeline = (async () => {
-      const sd = StableDiffusion.load(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false });
+      const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false });
       const personal = await personalise(sd.components, { loras, embeddings });
       return { sd, personal, clipSkips: new Set<number | undefined>() };
     })();

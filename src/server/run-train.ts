@@ -7,9 +7,7 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
-import { type PersonaliseRunOptions, type TrainingOutput, trainDreamBooth, trainLora, trainTextualInversion } from '../training/personalise-runs.ts';
-import type { TrainingImage } from '../training/training-images.ts';
+import { type PersonaliseRunOptions, type TrainingImage, type TrainingOutput, loadPipeline, trainDreamBooth, trainLora, trainTextualInversion } from '../index.ts';
 import type { JobResult, RunnerContext } from './jobs.ts';
 import { EMBEDDING_FOLDER, LORA_FOLDER, type ModelRegistry } from './models.ts';
 import { releasePipeline } from './pipeline-cache.ts';
@@ -25,7 +23,7 @@ export async function runTraining(p: TrainParams, ctx: RunnerContext, registry: 
   const out = mkdtempSync(join(tmpdir(), 'nuri-train-'));
   const warnings: string[] = [];
   // A full DreamBooth run copies the model folder, so it takes the path; the others a model we can free.
-  const sd = p.method === 'dreambooth' && p.loraRank === undefined ? undefined : StableDiffusion.load(model.path, { defaultTokenizer: registry.defaultTokenizer });
+  const sd = p.method === 'dreambooth' && p.loraRank === undefined ? undefined : await loadPipeline(model.path, { defaultTokenizer: registry.defaultTokenizer });
   const common: PersonaliseRunOptions = {
     model: sd ?? model.path,
     load: { defaultTokenizer: registry.defaultTokenizer },

@@ -4,16 +4,12 @@
 // AUTOMATIC1111's `parameters` text. Importable without a server: `nuri worker` runs it too.
 
 import { PNG } from 'pngjs';
+import { AbortError, type GenerationParameters, type RgbImage, type StepProgress, type TokenAttention, attention, edit, encodePng, formatParameters, generate, readImage } from '../index.ts';
 import { heatMap } from '../io/heatmap.ts';
-import { type RgbImage, enlarge, readImage, toRgb8 } from '../io/image.ts';
-import { type GenerationParameters, formatParameters } from '../io/parameters.ts';
-import { encodePng } from '../io/png.ts';
+import { enlarge, toRgb8 } from '../io/image.ts';
 import type { PreviewImage } from '../models/latent-preview.ts';
-import { type TokenAttention, crossAttentionMaps } from '../pipelines/attention-maps.ts';
-import { edit } from '../pipelines/edit.ts';
-import { DEFAULTS, type StepProgress, generate } from '../pipelines/generate.ts';
+import { DEFAULTS } from '../pipelines/generate.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
-import { throwIfAborted } from './abort.ts';
 import type { JobResult, JobRunner, RunnerContext } from './jobs.ts';
 import type { ModelRegistry } from './models.ts';
 import type { LoadedPipeline, PipelineCache } from './pipeline-cache.ts';
@@ -25,6 +21,10 @@ export interface RunnerOptions {
   cache: PipelineCache;
   /** Enlarge step previews to at least this side in pixels. Default 0: latent-sized (1/8 of the image for SD), the cheapest to encode and send; clients scale them up. */
   previewSize?: number;
+}
+
+function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw new AbortError('the job was cancelled');
 }
 
 export function createRunner(options: RunnerOptions): JobRunner {
@@ -53,10 +53,9 @@ async function load(ctx: RunnerContext, o: RunnerOptions, spec: { model: string;
   return loaded;
 }
 
-/** The per-step callback: stops the loop on cancel (by throwing between steps), else reports with a preview. */
+/** Reports each step with its preview (the library stops the loop itself once the signal aborts). */
 function stepReporter(ctx: RunnerContext, o: RunnerOptions) {
   return (p: StepProgress) => {
-    throwIfAborted(ctx.signal);
     ctx.progress({ step: p.step, total: p.total, phase: 'sampling', timestep: p.timestep, preview: previewPng(p.preview()[0], o.previewSize ?? 0) });
   };
 }
@@ -64,7 +63,7 @@ function stepReporter(ctx: RunnerContext, o: RunnerOptions) {
 /** The sampling settings every job kind shares, with the step reporter and the job's signal. */
 function samplerOptions(p: AttentionParams, ctx: RunnerContext, o: RunnerOptions) {
   const { negativePrompt, steps, scheduler, guidance, seed, clipSkip } = p;
-  return { negativePrompt, steps, scheduler, guidance, seed, clipSkip, signal: ctx.signal, onStep: stepReporter(ctx, o) };
+  return { negativePrompt, steps, scheduler, guidance, seed, clipSkip, signal: ctx.signal, onProgress: stepReporter(ctx, o) };
 }
 
 /** A latent preview as a small PNG, enlarged (nearest) to at least `minSide` pixels. */
@@ -132,17 +131,14 @@ async function runEdit(p: EditParams, ctx: RunnerContext, o: RunnerOptions): Pro
     width,
     height,
     attentionMaps: p.attentionMaps,
-    onInversionStep: (s) => {
-      throwIfAborted(ctx.signal);
-      ctx.progress({ step: s.phase === 'ddim' ? s.step : p.steps + s.step, total: 2 * p.steps, phase: 'inverting', loss: s.loss });
-    },
+    onInversionStep: (s) => ctx.progress({ step: s.phase === 'ddim' ? s.step : p.steps + s.step, total: 2 * p.steps, phase: 'inverting', loss: s.loss }),
   });
   const extra = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target, ...(image ? { 'Null-text steps': p.nullTextSteps } : {}) };
   const infotexts = [result.plan.source, result.plan.target].map((prompt) => formatParameters({ ...sampling(p), prompt, seed: result.seed, width, height, extra }));
   // With attentionMaps: the edit's heat maps follow the two pictures, as images 2, 3, ….
-  const attention = result.attention && { ...heatMaps(result.attention, { width, height }, 2), mapWidth: result.attention.mapWidth, mapHeight: result.attention.mapHeight };
+  const maps = result.attention && { ...heatMaps(result.attention, { width, height }, 2), mapWidth: result.attention.mapWidth, mapHeight: result.attention.mapHeight };
   return {
-    images: await encodeAll([...result.images, ...(attention?.maps ?? [])], (i) => infotexts[Math.min(i, 1)]),
+    images: await encodeAll([...result.images, ...(maps?.maps ?? [])], (i) => infotexts[Math.min(i, 1)]),
     artifacts: [],
     info: {
       seed: result.seed,
@@ -153,7 +149,7 @@ async function runEdit(p: EditParams, ctx: RunnerContext, o: RunnerOptions): Pro
       target: result.plan.target,
       width,
       height,
-      ...(attention ? { tokens: attention.tokens, mapWidth: attention.mapWidth, mapHeight: attention.mapHeight } : {}),
+      ...(maps ? { tokens: maps.tokens, mapWidth: maps.mapWidth, mapHeight: maps.mapHeight } : {}),
     },
   };
 }
@@ -162,7 +158,7 @@ async function runAttention(p: AttentionParams, ctx: RunnerContext, o: RunnerOpt
   const { sd } = await load(ctx, o, p);
   const width = p.width ?? sd.defaultSize;
   const height = p.height ?? sd.defaultSize;
-  const result = await crossAttentionMaps(sd, {
+  const result = await attention(sd, {
     prompt: p.prompt,
     ...samplerOptions(p, ctx, o),
     width,
