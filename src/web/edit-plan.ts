@@ -61,11 +61,3 @@ export function editParams(settings: EditSettings, sampling: Record<string, unkn
   if (settings.localBlend.length > 0) params.localBlend = settings.localBlend;
   return params;
 }
-
-/** The field a failed edit's error is about (the runner's messages name the option). */
-export function editErrorField(message: string): string | undefined {
-  if (/word swap|target/i.test(message)) return 'target';
-  if (/^reweight/i.test(message)) return 'reweight';
-  if (/local.blend/i.test(message)) return 'localBlend';
-  return undefined;
-}

@@ -9,6 +9,27 @@ export function fieldErrors(refused: ApiError | undefined, fields: readonly stri
   return { errors: {}, general: refused.message };
 }
 
+/**
+ * The field a failed job's error is about: the runner checks what only the model knows (a size
+ * its layers cannot make, a swap whose words have different token counts) and names the option.
+ */
+export function failureField(message: string): string | undefined {
+  if (/word swap|target/i.test(message)) return 'target';
+  if (/^reweight/i.test(message)) return 'reweight';
+  if (/local.blend/i.test(message)) return 'localBlend';
+  if (/\bwidth\b/i.test(message)) return 'width';
+  if (/\bheight\b/i.test(message)) return 'height';
+  return undefined;
+}
+
+/** The server's refusal, or a failed job's reason, beside the field it names when the page shows that field. */
+export function jobErrors(state: { refused?: ApiError; job?: { status: string; error: string | null } }, fields: readonly string[]): { errors: Record<string, string>; general?: string } {
+  const failed = state.job?.status === 'failed' ? state.job.error ?? 'the job failed' : undefined;
+  if (!failed) return fieldErrors(state.refused, fields);
+  const field = failureField(failed);
+  return field && fields.includes(field) ? { errors: { [field]: failed } } : { errors: {}, general: failed };
+}
+
 /** In a textarea, Enter submits the form and Shift+Enter starts a new line. */
 export function submitOnEnter(e: KeyboardEvent): void {
   if (e.key !== 'Enter' || e.shiftKey || e.isComposing) return;

@@ -42,6 +42,12 @@ async function latestJob(): Promise<JobJson> {
   return jobs[0];
 }
 
+/** The newest finished generate job with a picture. */
+async function latestResult(): Promise<JobJson> {
+  const { jobs } = await api<{ jobs: JobJson[] }>('/api/v1/jobs?limit=50');
+  return jobs.find((j) => j.type === 'generate' && j.status === 'completed' && j.images.length > 0)!;
+}
+
 async function screenshot(name: string): Promise<void> {
   const path = join(dir, 'screenshots', `${name}.png`);
   await page.screenshot({ path });
@@ -163,6 +169,29 @@ describe('Studio: Generate', () => {
     expect(await gen().getByLabel('Seed value').inputValue()).toBe('99');
     expect([await gen().getByLabel('Width').inputValue(), await gen().getByLabel('Height').inputValue()]).toEqual(['48', '40']);
     expect(await gen().getByRole('status').filter({ hasText: 'a1111.png' }).textContent()).toContain('model "v1-5-pruned" is not on this server');
+
+    // 48×40 is no size for this model: the job fails, and the reason is shown beside the width.
+    await gen().getByLabel('Steps').fill('2');
+    await gen().getByRole('button', { name: 'Generate', exact: true }).click();
+    expect(await waitForStatus(gen(), ['completed', 'failed'])).toBe('failed');
+    await expect.poll(() => gen().locator('.field', { has: page.getByLabel('Width') }).locator('[data-field-error]').textContent(), POLL).toMatch(/multiples of 16/);
+  });
+
+  it('img2img starts from a gallery result, with its strength', async () => {
+    const source = await latestResult();
+    await gen().getByLabel('Prompt', { exact: true }).fill('red apple');
+    await gen().getByLabel('Steps').fill('4');
+    await gen().getByLabel('Width').fill('32');
+    await gen().getByLabel('Height').fill('32');
+    await gen().locator(`.card[data-job="${source.id}"]`).getByRole('button', { name: /^img2img/ }).click();
+    await gen().getByLabel(/^Strength/).fill('0.5');
+    await gen().getByRole('button', { name: 'Generate', exact: true }).click();
+    const status = await waitForStatus(gen(), ['completed', 'failed']);
+    const job = await latestJob();
+    expect(status, job.error ?? '').toBe('completed');
+    expect(job.params).toMatchObject({ initImage: source.images[0].split('/').pop(), strength: 0.5 });
+    await gen().getByRole('button', { name: 'Remove starting image' }).click();
+    expect(await gen().getByLabel(/^Strength/).isDisabled()).toBe(true);
   });
 
   it('Escape cancels a running job between steps; the next job runs', async () => {

@@ -9,8 +9,8 @@ import { Field, NumberInput } from '../components/field.tsx';
 import { jobSize } from '../components/gallery.tsx';
 import { ImageBox } from '../components/image-box.tsx';
 import { ProgressPanel } from '../components/progress.tsx';
-import { type EditSettings, classifyEdit, describeEdit, editErrorField, editParams } from '../edit-plan.ts';
-import { fieldErrors, submitOnEnter } from '../form.ts';
+import { type EditSettings, classifyEdit, describeEdit, editParams } from '../edit-plan.ts';
+import { jobErrors, submitOnEnter } from '../form.ts';
 import { jobSeed } from '../generate-settings.ts';
 import { promptWords } from '../../tokenizers/words.ts';
 import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
@@ -48,11 +48,7 @@ export function EditPage({ source, onSource }: EditPageProps) {
   const sourceWords = promptWords(settings.prompt);
   const targetWords = [...new Set(promptWords(settings.target))];
   const blendWords = [...new Set([...sourceWords, ...targetWords])];
-  const failed = state.job?.status === 'failed' ? state.job.error ?? 'the edit failed' : undefined;
-  const failedField = failed ? editErrorField(failed) : undefined;
-  const { errors, general } = fieldErrors(state.refused, FIELDS);
-  if (failed && failedField) errors[failedField] = failed;
-  const generalError = general ?? (failed && !failedField ? failed : undefined);
+  const { errors, general: generalError } = jobErrors(state, FIELDS);
 
   const submit = (e?: Event) => {
     e?.preventDefault();

@@ -12,7 +12,7 @@ import { type GenerateForm, INITIAL_FORM, formToParams, jobSeed, jobToForm, para
 import { readPngParameters } from '../png-file.ts';
 import { SAMPLER_LABELS } from '../../schedulers/labels.ts';
 import type { SchedulerName } from '../../schedulers/index.ts';
-import { fieldErrors, submitOnEnter } from '../form.ts';
+import { jobErrors, submitOnEnter } from '../form.ts';
 import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
 
 const FIELDS = ['prompt', 'negativePrompt', 'model', 'scheduler', 'steps', 'guidance', 'seed', 'width', 'height', 'batch', 'loras', 'embeddings', 'initImage', 'strength'];
@@ -44,7 +44,7 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
     if (!sizeTouched && model?.defaultSize) set({ width: model.defaultSize, height: model.defaultSize });
   }, [model?.name, model?.defaultSize, sizeTouched]);
 
-  const { errors, general } = fieldErrors(state.refused, FIELDS);
+  const { errors, general } = jobErrors(state, FIELDS);
   const submit = (e?: Event) => {
     e?.preventDefault();
     if (busy) return;

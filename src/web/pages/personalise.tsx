@@ -8,7 +8,7 @@ import { Field, NumberInput } from '../components/field.tsx';
 import { ImageBox } from '../components/image-box.tsx';
 import { LossCurve } from '../components/loss-curve.tsx';
 import { ProgressPanel } from '../components/progress.tsx';
-import { fieldErrors } from '../form.ts';
+import { jobErrors } from '../form.ts';
 import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
 
 type Method = 'textual-inversion' | 'lora' | 'dreambooth';
@@ -45,7 +45,7 @@ export function PersonalisePage({ catalogue, onTrained }: { catalogue: Catalogue
   const { state, start, cancel } = useJob((job) => job.status === 'completed' && onTrained());
   const busy = isBusy(state);
   useEscapeToCancel(busy, cancel);
-  const server = fieldErrors(state.refused, FIELDS);
+  const server = jobErrors(state, FIELDS);
   const errors = { ...server.errors, ...localErrors };
 
   const addFiles = async (files: FileList | File[]) => {

@@ -1,0 +1,41 @@
+// The Edit page's reading of a typed target, before anything runs, and the params it sends.
+
+import { describe, expect, it } from 'vitest';
+import { classifyEdit, describeEdit, editParams } from '../../src/web/edit-plan.ts';
+import { failureField } from '../../src/web/form.ts';
+
+describe('edit plan (Studio)', () => {
+  it('names a word swap, a refinement and a pure re-weighting', () => {
+    expect(classifyEdit('a cat riding a bike', 'a dog riding a bike')).toEqual({ kind: 'replace', swaps: [['cat', 'dog']] });
+    expect(classifyEdit('a cat', 'a cat wearing a hat')).toEqual({ kind: 'refine', added: ['wearing', 'hat'], removed: [] });
+    expect(classifyEdit('a  snowy\tmountain', 'a snowy mountain')).toEqual({ kind: 'reweight' });
+    expect(classifyEdit('a cat', '  ')).toEqual({ kind: 'empty' });
+    expect(describeEdit(classifyEdit('cat face', 'dog face'))).toBe('Word swap: cat → dog.');
+    expect(describeEdit(classifyEdit('a red cat', 'a cat'))).toBe('Refinement: removes red.');
+  });
+
+  it('sends refine for a refinement, and only the weights that change a word of the target', () => {
+    const settings = { prompt: 'a cat', target: 'a fluffy cat', crossReplace: 0.8, selfReplace: 0.4, reweight: { fluffy: 2, cat: 1, dog: 3 }, localBlend: ['cat'] };
+    expect(editParams(settings, { seed: 4, steps: 6 })).toEqual({
+      seed: 4,
+      steps: 6,
+      prompt: 'a cat',
+      target: 'a fluffy cat',
+      refine: true,
+      crossReplace: 0.8,
+      selfReplace: 0.4,
+      attentionMaps: true,
+      reweight: { fluffy: 2 },
+      localBlend: ['cat'],
+    });
+    expect(editParams({ ...settings, target: 'a dog', reweight: {}, localBlend: [] }, {})).not.toHaveProperty('reweight');
+  });
+
+  it("places the server's reasons beside the control they are about", () => {
+    expect(failureField('a word swap needs prompts with the same number of tokens: "cat face" has 2, "hippopotamus face" has 4 (use refine)')).toBe('target');
+    expect(failureField('reweight dog: "dog" is not a word of the prompt "a cat"')).toBe('reweight');
+    expect(failureField('local-blend: "x" is a word of neither "a" nor "b"')).toBe('localBlend');
+    expect(failureField('width and height must be multiples of 16 for this model, got 48×40')).toBe('width');
+    expect(failureField('out of memory')).toBeUndefined();
+  });
+});
