@@ -9,6 +9,7 @@ import { DEFAULT_LOCK_DURATION_MS } from '../server/redis-protocol.ts';
 import { startRedisWorker } from '../server/redis-worker.ts';
 import { createRunner } from '../server/runner.ts';
 import { integer } from './options.ts';
+import { closeOnSignals } from './shared.ts';
 
 interface WorkerFlags {
   redis: string;
@@ -45,25 +46,9 @@ async function work(flags: WorkerFlags): Promise<void> {
     lockDurationMs: flags.lockDuration,
     log: (line) => console.error(`nuri worker: ${line}`),
   });
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      console.error('nuri worker: stopping now; the running job goes to another worker');
-      process.exit(1);
-    }
-    stopping = true;
-    console.error(`nuri worker: ${signal}: taking no new jobs, finishing the running one (${signal} again to quit at once)`);
-    worker
-      .close()
-      .then(() => cache.clear())
-      .then(
-        () => process.exit(0),
-        (error: Error) => {
-          console.error(`nuri worker: ${error.message}`);
-          process.exit(1);
-        },
-      );
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  // A job cut short by a second signal is handed to another worker by BullMQ's stalled check.
+  closeOnSignals('nuri worker', 'taking no new jobs, finishing the running one', async () => {
+    await worker.close();
+    await cache.clear();
+  });
 }
