@@ -164,6 +164,7 @@ interface UNetFlags extends TrainFlags {
   model: string;
   captionDropout: number;
   emaDecay?: number;
+  snrGamma?: number;
   validationPrompt?: string[];
   validationSteps: number;
 }
@@ -174,6 +175,7 @@ function registerUNet(parent: Command): void {
     .description("train a pipeline's UNet with the DDPM loss (VAE and text encoder frozen); writes a whole pipeline folder")
     .requiredOption('--model <dir>', 'diffusers pipeline folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)')
     .option('--caption-dropout <p>', 'probability of training with the empty caption (needed for classifier-free guidance)', number(0, 1), 0.1)
+    .option('--snr-gamma <g>', 'min-SNR-γ loss weighting (Hang et al. 2023; 5 in the paper): noisier timesteps weigh more', number(0))
     .option('--ema-decay <d>', 'keep an exponential moving average of the weights (e.g. 0.9999) and export it', number(0, 0.999999))
     .option('--validation-prompt <text>', 'prompt for validation images (repeatable; default: the first caption)', collect)
     .option('--validation-steps <n>', 'sampling steps for validation images', number(1, 1000), 20);
@@ -188,7 +190,7 @@ async function trainUNet(flags: UNetFlags): Promise<void> {
   const resolution = flags.resolution ?? unet.config.sample_size * vaeDownscale(vae.config);
   const data = await loadImages(flags, resolution, true);
   const batch = flags.batch ?? 1;
-  const task = await unetTrainingTask(components, data, { batch, captionDropout: flags.captionDropout, flip: flags.flip });
+  const task = await unetTrainingTask(components, data, { batch, captionDropout: flags.captionDropout, flip: flags.flip, snrGamma: flags.snrGamma });
   const ema = flags.emaDecay ? new EmaWeights(task.step.params, flags.emaDecay) : undefined;
   const sd = new StableDiffusion(components);
   const prompts = flags.validationPrompt ?? [data.items[0].caption];

@@ -2,6 +2,10 @@
 // uniformly drawn timestep t, x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε, and regress the UNet's output on ε
 // (or on v = √ᾱ_t·ε − √(1−ᾱ_t)·x₀ for v-prediction models) with a mean squared error.
 //
+// With min-SNR-γ weighting (Hang et al. 2023) each item's squared error is scaled by
+// min(SNR_t, γ)/SNR_t for ε (min(SNR_t, γ)/(SNR_t + 1) for v), SNR_t = ᾱ_t/(1−ᾱ_t): the nearly
+// clean timesteps, whose easy ε-targets otherwise dominate the gradient, count less.
+//
 // The draws (t, ε) and ᾱ_t lookups happen in TS from the training Generator; the noising, the
 // UNet and the loss are one graph, so the gradient reaches whatever produced x₀ or the context.
 
@@ -43,13 +47,17 @@ export function diffusionInputs(batch: Dim, latentShape: readonly [number, numbe
   };
 }
 
-/** Traces noising, the UNet on `context` [B, tokens, dim], and the ε- or v-loss. */
+/**
+ * Traces noising, the UNet on `context` [B, tokens, dim], and the ε- or v-loss; with `lossWeight`
+ * ([B], e.g. `minSnrWeights`), the mean of the per-item weighted squared errors.
+ */
 export function diffusionLoss(
   unet: UNet2DConditionModel,
   inputs: DiffusionInputs,
   context: Tensor,
   predictionType: PredictionType = 'epsilon',
   forwardOptions: UNetForwardOptions = {},
+  lossWeight?: Tensor,
 ): DiffusionLoss {
   const perItem = (x: Tensor) => reshape(x, [x.shape[0], 1, 1, 1]);
   const sa = perItem(inputs.sqrtAlphaCumprod);
@@ -61,7 +69,20 @@ export function diffusionLoss(
   else if (predictionType === 'v_prediction') target = sub(mul(sa, inputs.noise), mul(s1a, inputs.latents));
   else throw new Error(`training for prediction_type "${predictionType}" is not supported (epsilon or v_prediction)`);
   const err = sub(prediction, target);
-  return { loss: mean(mul(err, err)), prediction, target, noisyLatents };
+  const squared = mul(err, err);
+  return { loss: mean(lossWeight ? mul(perItem(lossWeight), squared) : squared), prediction, target, noisyLatents };
+}
+
+/** Min-SNR-γ loss weights [B] for integer timesteps: min(SNR, γ)/SNR (ε) or min(SNR, γ)/(SNR + 1) (v). */
+export function minSnrWeights(alphasCumprod: Float32Array, timesteps: readonly number[], gamma: number, predictionType: PredictionType = 'epsilon'): Float32Array {
+  if (!(gamma > 0)) throw new Error(`min-SNR gamma must be positive, got ${gamma}`);
+  if (predictionType !== 'epsilon' && predictionType !== 'v_prediction') throw new Error(`min-SNR weighting for prediction_type "${predictionType}" is not supported`);
+  return Float32Array.from(timesteps, (t) => {
+    const a = alphasCumprod[t];
+    if (a === undefined) throw new Error(`timestep ${t} is outside [0, ${alphasCumprod.length})`);
+    const snr = a / (1 - a);
+    return Math.min(snr, gamma) / (predictionType === 'epsilon' ? snr : snr + 1);
+  });
 }
 
 /** One batch's random draws: an integer timestep in [0, numTrainTimesteps) and N(0, 1) noise per item. */

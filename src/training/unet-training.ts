@@ -16,7 +16,7 @@ import type { StableDiffusionComponents } from '../models/load.ts';
 import { VaeRunner, scaleLatents } from '../models/vae-runner.ts';
 import { vaeDownscale } from '../models/vae.ts';
 import { type PredictionType, createScheduler } from '../schedulers/index.ts';
-import { diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising } from './diffusion-loss.ts';
+import { diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising, minSnrWeights } from './diffusion-loss.ts';
 import { compileTrainStep } from './train-step.ts';
 import type { TrainingTask } from './trainer.ts';
 
@@ -25,6 +25,8 @@ export interface UNetTrainingOptions {
   /** Probability of training a caption as "" so the model also learns the unconditional prediction (CFG). */
   captionDropout?: number;
   flip?: boolean;
+  /** Min-SNR-γ loss weighting (γ = 5 in the paper); off when absent. */
+  snrGamma?: number;
   run?: RunOptions;
 }
 
@@ -74,8 +76,11 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
 
   const inputs = diffusionInputs(batch, [c, h, h]);
   const context = Tensor.input('encoder_hidden_states', [batch, tokens, width]);
-  const { loss } = diffusionLoss(unet, inputs, context, predictionType);
-  const step = await compileTrainStep({ inputs: [...Object.values(inputs), context], loss, params: unet.parameters(), run: options.run });
+  const gamma = options.snrGamma;
+  const lossWeight = gamma === undefined ? undefined : Tensor.input('loss_weight', [batch]);
+  const { loss } = diffusionLoss(unet, inputs, context, predictionType, {}, lossWeight);
+  const graphInputs = [...Object.values(inputs), context, ...(lossWeight ? [lossWeight] : [])];
+  const step = await compileTrainStep({ inputs: graphInputs, loss, params: unet.parameters(), run: options.run });
 
   const posteriors = await encodeDataset(new VaeRunner(vae, options.run), data, options.flip ?? false);
   const states = new Map<string, Float32Array>();
@@ -111,6 +116,7 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
       return {
         ...diffusionFeeds(alphasCumprod, latents, latentShape, noise, timesteps),
         encoder_hidden_states: { data: await encode(captions), shape: [batch, tokens, width] },
+        ...(gamma === undefined ? {} : { loss_weight: { data: minSnrWeights(alphasCumprod, timesteps, gamma, predictionType), shape: [batch] } }),
       };
     },
     dataState: () => order.state(),

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { Generator, Tensor, compile, grad, readSafetensors } from '../../src/engine/index.ts';
 import { loadUNet } from '../../src/models/unet.ts';
 import { createScheduler } from '../../src/schedulers/index.ts';
-import { diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising } from '../../src/training/index.ts';
+import { diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising, minSnrWeights } from '../../src/training/index.ts';
 import { TINY_SD, referenceCase } from '../fixtures.ts';
 
 const ref = readSafetensors(referenceCase('train_unet_epsilon_loss').file);
@@ -87,5 +87,44 @@ describe('diffusionLoss', () => {
     const draws = drawNoising(new Generator(1), 4000, 0, 1000).timesteps;
     expect(Math.min(...draws)).toBe(0);
     expect(Math.max(...draws)).toBe(999);
+  });
+
+  it('min-SNR-γ: weights min(SNR, γ)/SNR for ε and min(SNR, γ)/(SNR+1) for v; the loss is the weighted mean of per-item errors', async () => {
+    const t = [0, 200, 500, 999];
+    const eps = minSnrWeights(alphasCumprod, t, 5);
+    const v = minSnrWeights(alphasCumprod, t, 5, 'v_prediction');
+    t.forEach((step, i) => {
+      const snr = alphasCumprod[step] / (1 - alphasCumprod[step]);
+      expect(eps[i]).toBeCloseTo(Math.min(snr, 5) / snr, 6);
+      expect(v[i]).toBeCloseTo(Math.min(snr, 5) / (snr + 1), 6);
+    });
+    // Nearly clean timesteps (SNR ≫ γ) are damped; noisy ones (SNR < γ) keep weight 1 under ε.
+    expect(eps[0]).toBeLessThan(0.01);
+    expect(eps[3]).toBe(1);
+    expect(() => minSnrWeights(alphasCumprod, [1000], 5)).toThrow(/timestep 1000/);
+    expect(() => minSnrWeights(alphasCumprod, [1], 0)).toThrow(/gamma/);
+
+    const unet = loadUNet(join(TINY_SD, 'unet'));
+    const inputs = diffusionInputs(2, [4, 8, 8]);
+    const context = Tensor.input('encoder_hidden_states', [2, 77, 32]);
+    const weight = Tensor.input('loss_weight', [2]);
+    const plain = diffusionLoss(unet, inputs, context, 'epsilon');
+    const weighted = diffusionLoss(unet, inputs, context, 'epsilon', {}, weight);
+    const graph = await compile({ inputs: [...Object.values(inputs), context, weight], outputs: { loss: weighted.loss, plain: plain.loss, pred: plain.prediction } });
+    const rng = new Generator(3);
+    const x0 = rng.randn(512);
+    const { noise } = drawNoising(rng, 2, 256, 1000);
+    const feeds = (w: number[]) => ({
+      ...diffusionFeeds(alphasCumprod, x0, [2, 4, 8, 8], noise, [100, 700]),
+      encoder_hidden_states: rng.randn(2 * 77 * 32).fill(0.1),
+      loss_weight: { data: Float32Array.from(w), shape: [2] },
+    });
+    const r = await graph.run(feeds([0.25, 2]));
+    const pred = r.pred.data as Float32Array;
+    const itemError = (b: number) => pred.slice(b * 256, (b + 1) * 256).reduce((a, p, i) => a + (p - noise[b * 256 + i]) ** 2, 0) / 256;
+    const expected = (0.25 * itemError(0) + 2 * itemError(1)) / 2;
+    expect(Math.abs((r.loss.data as Float32Array)[0] - expected) / expected).toBeLessThan(1e-5);
+    const ones = await graph.run(feeds([1, 1]));
+    expect((ones.loss.data as Float32Array)[0]).toBeCloseTo((ones.plain.data as Float32Array)[0], 6);
   });
 });
