@@ -7,7 +7,7 @@ import { imageFromTensor } from '../io/image.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import { type SchedulerName, createScheduler } from '../schedulers/index.ts';
 import { compileControlledUNet } from './attention-control.ts';
-import { AttentionStore, tokenAttention } from './attention-store.ts';
+import { AttentionStore, attentionMapGrid, crossAttentionGrids, tokenAttention } from './attention-store.ts';
 import { BatchGenerator, DEFAULTS, type StepProgress, denoise, stepCallback } from './generate.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
@@ -25,9 +25,9 @@ export interface AttentionMapsOptions {
   /** Initial noise [1, C, h, w] from N(0, 1). */
   latents?: Float32Array;
   /**
-   * How many times smaller than the latents the maps' query grid is. Default: the largest of 1, 2, 4
-   * that keeps the maps at least 16 wide (4 for SD at 512 px: 16×16, as Prompt-to-Prompt shows
-   * them; 1 for the default model's 8×8 latents).
+   * How many times smaller than the latents the maps' query grid is; the UNet must have
+   * cross-attention layers there. Default: from the layers it has (`attentionMapGrid`: 16×16 for SD
+   * at 512 px, as Prompt-to-Prompt shows them; the latents' own size for the default model).
    */
   mapDownscale?: number;
   /** Checked before every UNet step: an aborted signal stops the run with an AbortError. */
@@ -64,9 +64,7 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
   checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch: 1, width: o.width, height: o.height, guided: o.guidance > 1 });
   const [h, w] = [o.height / f, o.width / f];
-  const mapDownscale = options.mapDownscale ?? defaultMapDownscale(h, w);
-  if (h % mapDownscale || w % mapDownscale) throw new Error(`a ${h}×${w} latent has no attention layers at 1/${mapDownscale} of its size`);
-  const [mapHeight, mapWidth] = [h / mapDownscale, w / mapDownscale];
+  const [mapHeight, mapWidth] = mapGrid(sd, h, w, options.mapDownscale);
   const shape: Shape4 = [1, sd.latentChannels, h, w];
   const size = shape[1] * h * w;
   if (o.latents && o.latents.length !== size) throw new Error(`initial latents have ${o.latents.length} values; [${shape.join(', ')}] needs ${size}`);
@@ -111,8 +109,15 @@ export function promptTokenMaps(sd: StableDiffusion, prompt: string, store: Atte
     .map((id, i) => ({ token: tokenizer.decode([id]), position: i + 1, map: tokenAttention(average, row, i + 1, queries, maxTokens) }));
 }
 
-export function defaultMapDownscale(latentHeight: number, latentWidth: number): number {
-  let d = 4;
-  while (d > 1 && (Math.min(latentHeight, latentWidth) / d < 16 || latentHeight % d || latentWidth % d)) d /= 2;
-  return d;
+/** The maps' query grid: 1/mapDownscale of the latents if the UNet has cross-attention there, else the one it picks. */
+function mapGrid(sd: StableDiffusion, h: number, w: number, mapDownscale?: number): [number, number] {
+  const config = sd.components.unet.config;
+  if (mapDownscale === undefined) return attentionMapGrid(config, h, w);
+  const grids = crossAttentionGrids(config, h, w);
+  const wanted = grids.find(([gh, gw]) => gh * mapDownscale === h && gw * mapDownscale === w);
+  if (!wanted) {
+    const have = grids.map(([gh, gw]) => `${gh}×${gw}`).join(', ');
+    throw new Error(`a ${h}×${w} latent has no cross-attention layers at 1/${mapDownscale} of its size (this UNet has them at ${have})`);
+  }
+  return wanted;
 }

@@ -8,8 +8,8 @@ import { imageFromTensor } from '../io/image.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import { type SchedulerName, createScheduler } from '../schedulers/index.ts';
 import { PromptToPromptControl, compileControlledUNet } from './attention-control.ts';
-import { type TokenAttention, defaultMapDownscale, promptTokenMaps } from './attention-maps.ts';
-import { AttentionStore } from './attention-store.ts';
+import { type TokenAttention, promptTokenMaps } from './attention-maps.ts';
+import { AttentionStore, attentionMapGrid } from './attention-store.ts';
 import { BatchGenerator, DEFAULTS, type StepProgress, denoise, stepCallback } from './generate.ts';
 import { type InversionProgress, type InvertedImage, type NullTextOptions, invertImage } from './inversion.ts';
 import { LocalBlend, type LocalBlendOptions, blendLatents } from './local-blend.ts';
@@ -109,11 +109,10 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   ]);
 
   const batch = guided ? 4 : 2;
-  const [mapH, mapW] = [h / 4, w / 4]; // the reference blends with the 16×16 maps of a 64×64 latent
+  const [mapH, mapW] = attentionMapGrid(sd.components.unet.config, h, w); // SD: the reference's 16×16 maps of a 64×64 latent
   const store = blend && new AttentionStore({ height: mapH, width: mapW, rows: [batch - 2, batch], name: 'local_blend_maps' });
-  const mapDownscale = defaultMapDownscale(h, w);
   // The edit's own conditional row (the last), after every replacement and re-weighting.
-  const mapStore = o.attentionMaps ? new AttentionStore({ height: h / mapDownscale, width: w / mapDownscale, rows: [batch - 1, batch], name: 'edit_attention_maps' }) : undefined;
+  const mapStore = o.attentionMaps ? new AttentionStore({ height: mapH, width: mapW, rows: [batch - 1, batch], name: 'edit_attention_maps' }) : undefined;
   const observers = [store, mapStore].filter((s) => s !== undefined);
   const control = new PromptToPromptControl({ batch, tokens: tokenizer.modelMaxLength, observers });
   const unet = await compileControlledUNet(sd, [batch, shape[1], h, w], control);

@@ -1,8 +1,10 @@
 // Local blending for Prompt-to-Prompt: the edit may change only where the chosen words are. After
 // every step a mask is made from those words' cross-attention maps (summed over the steps so far,
-// averaged over heads and the layers at latent/4 resolution), dilated by a 3×3 max-pool, scaled up
-// to the latents, normalised to a peak of 1 and thresholded; the masks of the source and the edit
-// are united, and outside them the edited latents are reset to the source's.
+// averaged over heads and the layers at the grid `attentionMapGrid` picks: latent/4 for Stable
+// Diffusion as in the reference, the finest cross-attention grid of a smaller UNet), dilated by a
+// 3×3 max-pool, scaled up to the latents, normalised to a peak of 1 and thresholded; the masks of
+// the source and the edit are united, and outside them the edited latents are reset to the
+// source's.
 
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
