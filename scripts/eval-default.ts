@@ -1,7 +1,8 @@
 // Evaluates the default model (issue 6), `npm run eval:default`:
 //
 //   npx tsx scripts/eval-default.ts [--model models/default] [--checkpoint DIR [--ema]] [--colours]
-//                                   [--count 200] [--eval-steps 20] [--json FILE] [--out grid.png]
+//                                   [--identity] [--names 300] [--count 200] [--eval-steps 20]
+//                                   [--json FILE] [--out grid.png]
 //
 // 1. Colour words: the dominant hue of each colour prompt's image and the count of matches (the
 //    acceptance check; alone with --colours, which is quick enough to watch the UNet stage train).
@@ -13,6 +14,14 @@
 //    generates with a freshly initialised UNet (seed 0, the weights the recipe's UNet stage starts
 //    from). Images are generated with DDIM and fixed seeds (image i of a set from seed i), so two
 //    runs give the same numbers.
+//
+// 3. Identity (issue 11): one image per emoji name (up to --names training names, evenly spaced,
+//    and as many held-out ones), generated as `nuri generate` does by default (DDIM 30 steps,
+//    guidance 7.5; name i from seed i), and the share whose own emoji (either style) is among its
+//    5 nearest real images by pixels, over every base image of both styles on white at the same
+//    size (src/training/emoji-identity.ts). Alone with --identity (quick on a checkpoint with a
+//    small --names, e.g. `--model WORK/base --checkpoint WORK/unet/checkpoints/checkpoint-N --ema
+//    --identity --names 40`).
 //
 // With --checkpoint, the UNet's weights come from a `nuri train unet` checkpoint folder (its EMA
 // weights with --ema) on top of --model, the pipeline it trains in. --out writes the colour
@@ -27,9 +36,10 @@ import { type RgbImage, imageToTensor } from '../src/io/image.ts';
 import { writePng } from '../src/io/png.ts';
 import { compileClipText } from '../src/models/clip-text.ts';
 import { loadPipelineClip } from '../src/models/pipeline-clip.ts';
-import { generate } from '../src/pipelines/generate.ts';
+import { DEFAULTS, generate } from '../src/pipelines/generate.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 import { tokenIds } from '../src/training/clip-training.ts';
+import { type IdentityResult, emojiGallery, identityAgreement, identityNames } from '../src/training/emoji-identity.ts';
 import { type Embeddings, frechetDistance, retrievalTopK } from '../src/training/frechet.ts';
 
 /** Images generated per pipeline call: a CFG batch of 2 × 25 keeps the UNet session's memory small. */
@@ -44,6 +54,8 @@ const { values } = parseArgs({
     checkpoint: { type: 'string' },
     ema: { type: 'boolean', default: false },
     colours: { type: 'boolean', default: false },
+    identity: { type: 'boolean', default: false },
+    names: { type: 'string', default: '300' },
     steps: { type: 'string', default: '15' },
     'eval-steps': { type: 'string', default: '20' },
     guidance: { type: 'string', default: '7.5' },
@@ -147,12 +159,12 @@ function evenlySpaced(n: number, m: number): number[] {
 }
 
 /** One image per caption, image i from seed EVAL_SEED + i whatever the batching. */
-async function sample(pipeline: StableDiffusion, captions: readonly string[], label: string): Promise<RgbImage[]> {
+async function sample(pipeline: StableDiffusion, captions: readonly string[], label: string, steps = evalSteps): Promise<RgbImage[]> {
   const start = performance.now();
   const images: RgbImage[] = [];
   for (let i = 0; i < captions.length; i += GENERATE_BATCH) {
     const prompts = captions.slice(i, i + GENERATE_BATCH);
-    images.push(...(await generate(pipeline, { prompts, steps: evalSteps, guidance, seed: EVAL_SEED + i, scheduler: 'ddim' })).images);
+    images.push(...(await generate(pipeline, { prompts, steps, guidance, seed: EVAL_SEED + i, scheduler: 'ddim' })).images);
     console.error(`  ${label}: ${images.length}/${captions.length} images (${seconds(start).toFixed(0)} s)`);
   }
   return images;
@@ -235,14 +247,43 @@ function table({ splits, realVsReal }: Evaluation): string {
   ].join('\n');
 }
 
-const colours = await colourCheck();
-if (!values.colours) {
-  const evaluation = await evaluate();
-  const wall = seconds();
-  console.log(`\n${table(evaluation)}\n\nwall time ${(wall / 60).toFixed(1)} min (${wall.toFixed(0)} s)`);
-  if (values.json) {
-    const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED };
-    writeFileSync(values.json, `${JSON.stringify({ settings, colours, ...evaluation, wallSeconds: Math.round(wall) }, null, 2)}\n`);
-    console.log(`wrote ${values.json}`);
+// ─── 3. identity: is the picture the named emoji? ───────────────────────────────────────────────
+
+type Identity = Record<'train' | 'heldout', Omit<IdentityResult, 'nearest'>>;
+
+async function identityCheck(): Promise<Identity> {
+  const start = performance.now();
+  const size = sd.defaultSize;
+  const gallery = await emojiGallery(size);
+  const result = {} as Identity;
+  for (const split of ['train', 'heldout'] as const) {
+    const names = await identityNames(size, split, Number(values.names));
+    const images = await sample(sd, names.map((n) => n.name), `identity, ${split}`, DEFAULTS.steps);
+    const { nearest: _, ...score } = identityAgreement(gallery, images, names.map((n) => n.key));
+    result[split] = score;
+    console.log(`identity, ${split === 'train' ? 'training names' : 'held-out names'}: ${score.hits}/${score.total} = ${(100 * score.rate).toFixed(1)}% ` +
+      `have their own emoji among the 5 nearest of ${gallery.images.length} real images`);
+  }
+  console.log(`identity: ${size}×${size}, DDIM ${DEFAULTS.steps} steps, guidance ${guidance}, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
+  return result;
+}
+
+const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED };
+function writeJson(result: Record<string, unknown>): void {
+  if (!values.json) return;
+  writeFileSync(values.json, `${JSON.stringify({ settings, ...result, wallSeconds: Math.round(seconds()) }, null, 2)}\n`);
+  console.log(`wrote ${values.json}`);
+}
+
+if (values.identity) {
+  writeJson({ identity: await identityCheck() });
+} else {
+  const colours = await colourCheck();
+  if (!values.colours) {
+    const identity = await identityCheck();
+    const evaluation = await evaluate();
+    const wall = seconds();
+    console.log(`\n${table(evaluation)}\n\nwall time ${(wall / 60).toFixed(1)} min (${wall.toFixed(0)} s)`);
+    writeJson({ colours, identity, ...evaluation });
   }
 }
