@@ -5,6 +5,7 @@
 //        PSNR of mean reconstructions of the held-out emoji
 //   npx tsx scripts/calibrate-default.ts unet                seconds per UNet training step (forward,
 //        backward, AdamW) at the latent size each VAE factor gives, with recipes/default/unet.json
+//        (or --config FILE at --latent N)
 //
 // Each trial prints one JSON line.
 import { readFileSync } from 'node:fs';
@@ -26,7 +27,12 @@ const readJson = (name: string) => JSON.parse(readFileSync(join(RECIPE, name), '
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { steps: { type: 'string', default: '100' }, batch: { type: 'string', default: '16' } },
+  options: {
+    steps: { type: 'string', default: '100' },
+    batch: { type: 'string', default: '16' },
+    config: { type: 'string', default: join(RECIPE, 'unet.json') },
+    latent: { type: 'string' },
+  },
 });
 const steps = Number(values.steps);
 const batch = Number(values.batch);
@@ -56,7 +62,7 @@ async function vaeTrial(factor: 4 | 8, resolution: number): Promise<void> {
 }
 
 async function unetTrial(latent: number): Promise<void> {
-  const config = parseUNetConfig({ ...readJson('unet.json'), sample_size: latent });
+  const config = parseUNetConfig({ ...(JSON.parse(readFileSync(values.config!, 'utf8')) as Json), sample_size: latent });
   const unet = new UNet2DConditionModel(config);
   unet.init(new Generator(0));
   const clip = readJson('clip.json');
@@ -78,14 +84,22 @@ async function unetTrial(latent: number): Promise<void> {
     };
   };
   const times: number[] = [];
+  const cpu: number[] = [];
   for (let i = 0; i < 6; i++) {
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     optimizer.step((await step.run(feeds())).grads, 1e-4);
-    if (i > 0) times.push((performance.now() - t0) / 1000);
+    const c1 = process.cpuUsage(c0);
+    if (i > 0) {
+      times.push((performance.now() - t0) / 1000);
+      cpu.push((c1.user + c1.system) / 1e6);
+    }
   }
+  // CPU seconds (all threads) depend far less on other processes' load than wall seconds do.
   times.sort((a, b) => a - b);
+  cpu.sort((a, b) => a - b);
   const params = step.params.reduce((a, p) => a + p.size, 0);
-  console.log(JSON.stringify({ trial: 'unet', latent, batch, params, secondsPerStep: +times[times.length >> 1].toFixed(3) }));
+  console.log(JSON.stringify({ trial: 'unet', config: values.config, latent, batch, params, secondsPerStep: +times[times.length >> 1].toFixed(3), cpuSecondsPerStep: +cpu[cpu.length >> 1].toFixed(3) }));
 }
 
 const which = positionals[0];
@@ -93,7 +107,7 @@ if (which === 'vae') {
   await vaeTrial(4, 32);
   await vaeTrial(8, 32);
 } else if (which === 'unet') {
-  for (const latent of [4, 8, 16]) await unetTrial(latent);
+  for (const latent of values.latent ? [Number(values.latent)] : [4, 8, 16]) await unetTrial(latent);
 } else {
   throw new Error('usage: calibrate-default.ts vae|unet [--steps N] [--batch B]');
 }

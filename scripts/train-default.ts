@@ -1,19 +1,24 @@
-// `npm run train:default`: the recipe that trains Nuri's default model (models/default) from the
-// emoji set, in Stable Diffusion's stages, each with the same code as `nuri train`:
+// `npm run train:default`: the recipe that trains Nuri's default model from the emoji set, in Stable
+// Diffusion's stages, each with the same code as `nuri train`:
 //
-//   vae        nuri train vae   — AutoencoderKL from recipes/default/vae.json (reconstruction + KL)
+//   vae        nuri train vae   — AutoencoderKL from RECIPE/vae.json (reconstruction + KL)
 //   latents    the VAE's latent scale (1 / std of the training latents) and held-out PSNR
 //   clip       nuri train clip  — text and image towers, contrastive, the real CLIP BPE vocabulary
-//   base       a pipeline folder: that VAE and text encoder, a fresh UNet (recipes/default/unet.json)
+//   base       a pipeline folder: that VAE and text encoder, a fresh UNet (RECIPE/unet.json)
 //   unet       nuri train unet  — DDPM ε-loss, cross-attention on the frozen text encoder's token
 //              states, caption dropout for classifier-free guidance, EMA weights
-//   assemble   models/default: the pipeline plus the CLIP image tower (image_encoder/), fp16
+//   assemble   the model folder: the pipeline plus the CLIP image tower (image_encoder/), fp16
 //
-// Hyperparameters are in recipes/default/training.json. Work goes to $NURI_TRAIN_DIR (default
-// ~/.cache/nuri/train-default), outside the repository so a fresh checkout keeps the progress.
-// Re-running continues: finished stages are skipped (WORK/stages/<name>.json), an interrupted one
-// resumes from its last checkpoint, and a stage whose inputs were made again after it started
-// starts afresh (its old work is discarded, its time kept as "discarded" in the cost table). `kill -TERM` (or Ctrl-C) stops at a checkpoint.
+// RECIPE is --recipe (default recipes/default-v2, the 64×64 second generation; recipes/default is
+// the recipe of the shipped 32×32 model). Hyperparameters are in RECIPE/training.json, which also
+// names the work folder (~/.cache/nuri/<work>, or $NURI_TRAIN_DIR, or --work) and where the model
+// goes (`output`, relative to the repository; without it WORK/model, so a recipe in progress never
+// replaces the shipped models/default). The work folder is outside the repository so a fresh
+// checkout keeps the progress. Re-running continues: finished stages are skipped
+// (WORK/stages/<name>.json), an interrupted one resumes from its last checkpoint (even after
+// kill -9: checkpoints are written atomically), and a stage whose inputs were made again after it
+// started starts afresh (its old work is discarded, its time kept as "discarded" in the cost
+// table). `kill -TERM` (or Ctrl-C) stops at a checkpoint.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -22,29 +27,34 @@ import { parseArgs } from 'node:util';
 import { assembleDefaultModel, measureLatents, writeBasePipeline } from '../src/training/default-model.ts';
 
 const REPO = resolve(import.meta.dirname, '..');
-const RECIPE = join(REPO, 'recipes', 'default');
 
 const { values: args } = parseArgs({
   options: {
-    work: { type: 'string', default: process.env.NURI_TRAIN_DIR ?? join(homedir(), '.cache', 'nuri', 'train-default') },
+    recipe: { type: 'string', default: join(REPO, 'recipes', 'default-v2') },
+    work: { type: 'string' },
     tokenizer: { type: 'string', default: resolve(REPO, '..', 'shared', 'fixtures', 'tiny-sd', 'tokenizer') },
-    out: { type: 'string', default: join(REPO, 'models', 'default') },
-    plan: { type: 'string', default: join(RECIPE, 'training.json') },
+    out: { type: 'string' },
+    plan: { type: 'string' },
   },
 });
-const WORK = resolve(args.work!);
-const OUT = resolve(args.out!);
-const TOKENIZER = resolve(args.tokenizer!);
+const RECIPE = resolve(args.recipe!);
 
 type Flags = Record<string, string | number | boolean | string[]>;
 interface Plan {
+  /** The work folder's name under ~/.cache/nuri. */
+  work: string;
+  /** Where the model goes, relative to the repository; default WORK/model. */
+  output?: string;
   images: string;
   resolution: number;
   vae: Flags;
   clip: Flags;
   unet: Flags;
 }
-const plan = JSON.parse(readFileSync(resolve(args.plan!), 'utf8')) as Plan;
+const plan = JSON.parse(readFileSync(resolve(args.plan ?? join(RECIPE, 'training.json')), 'utf8')) as Plan;
+const WORK = resolve(args.work ?? process.env.NURI_TRAIN_DIR ?? join(homedir(), '.cache', 'nuri', plan.work));
+const OUT = resolve(args.out ?? (plan.output ? join(REPO, plan.output) : join(WORK, 'model')));
+const TOKENIZER = resolve(args.tokenizer!);
 
 // ─── bookkeeping: stage markers and the wall time spent in each stage, over every attempt ─────────
 
@@ -170,7 +180,7 @@ const stages: Stage[] = [
     name: 'assemble',
     inputs: ['unet', 'clip'],
     product: join(OUT, 'model_index.json'),
-    run: async () => assembleDefaultModel({ unetPipeline: dirs.unet, clip: dirs.clip, staging: dirs.final, out: OUT, costs: readCosts() }),
+    run: async () => assembleDefaultModel({ unetPipeline: dirs.unet, clip: dirs.clip, staging: dirs.final, out: OUT, costs: readCosts(), resolution: plan.resolution }),
   },
 ];
 
@@ -205,18 +215,28 @@ async function runStage(stage: Stage): Promise<void> {
   if (finished !== undefined || (began !== undefined && began < inputsFinished)) discard(stage);
   if (!existsSync(startStamp(stage.name))) writeJsonAtomic(startStamp(stage.name), { startedAt: new Date().toISOString() });
   console.error(`\n══ stage ${stage.name} ══ (${new Date().toISOString()})`);
-  const t0 = performance.now();
+  // The time is booked every minute as well as at the end, so a run killed outright (kill -9, the
+  // end of a sitting) loses at most a minute of its stage's wall time from the cost table.
+  let booked = performance.now();
+  const book = () => {
+    const now = performance.now();
+    addCost(stage.name, (now - booked) / 1000);
+    booked = now;
+  };
+  const ticker = setInterval(book, 60_000);
   let result: unknown;
   try {
     result = await stage.run();
   } finally {
-    addCost(stage.name, (performance.now() - t0) / 1000);
+    clearInterval(ticker);
+    book();
   }
   if (!existsSync(stage.product)) {
     console.error(`stage ${stage.name} stopped before finishing; run \`npm run train:default\` again to continue from its checkpoint`);
     process.exit(130);
   }
   writeJsonAtomic(marker(stage.name), { finishedAt: new Date().toISOString(), seconds: readCosts()[stage.name], result });
+  console.error(`stage ${stage.name} finished: ${duration(readCosts()[stage.name])} wall time over all attempts`);
   if (stopping) {
     console.error(`stopped after stage ${stage.name}; run \`npm run train:default\` again to continue`);
     process.exit(130);
@@ -225,7 +245,7 @@ async function runStage(stage: Stage): Promise<void> {
 
 mkdirSync(WORK, { recursive: true });
 if (!existsSync(join(TOKENIZER, 'vocab.json'))) throw new Error(`no CLIP tokenizer (vocab.json, merges.txt) in ${TOKENIZER}; pass --tokenizer DIR`);
-console.error(`train:default: work folder ${WORK}, model → ${OUT}`);
+console.error(`train:default: recipe ${RECIPE}, work folder ${WORK}, model → ${OUT}`);
 const started = performance.now();
 for (const stage of stages) {
   if (stopping) break;

@@ -130,6 +130,8 @@ export interface AssembleOptions {
   out: string;
   /** Wall seconds per stage, for the model card. */
   costs: Record<string, number>;
+  /** Side of the images it draws, for the model card. */
+  resolution: number;
 }
 
 /** The shipped model: the trained pipeline plus the CLIP image tower, in fp16, with a model card. */
@@ -138,7 +140,7 @@ export function assembleDefaultModel(o: AssembleOptions): void {
   copyFolder(o.unetPipeline, o.staging, new Set(['checkpoints', 'validation']));
   writeImageEncoder(o.clip, o.staging);
   writeJson(join(o.staging, 'model_index.json'), modelIndex(true));
-  writeFileSync(join(o.staging, 'README.md'), modelCard(o.costs));
+  writeFileSync(join(o.staging, 'README.md'), modelCard(o.costs, o.resolution));
   const temporary = `${o.out}.tmp-${process.pid}`;
   rmSync(temporary, { recursive: true, force: true });
   copyAsHalfPrecision(o.staging, temporary);
@@ -150,14 +152,14 @@ function minutes(seconds: number | undefined): string {
   return seconds === undefined ? '–' : `${Math.round(seconds / 60)} min`;
 }
 
-function modelCard(costs: Record<string, number>): string {
+function modelCard(costs: Record<string, number>, resolution: number): string {
   const total = Object.values(costs).reduce((a, b) => a + b, 0);
   return `# Nuri default model
 
 A small text-to-image latent diffusion model in the diffusers layout, trained by Nuri's own
-training code (\`npm run train:default\`, scripts/train-default.ts, configs in recipes/default/) on
+training code (\`npm run train:default\`, scripts/train-default.ts, configs in recipes/) on
 a few thousand emoji images with their names as captions. It is a demonstration that every code
-path works without a download, not a general image model: it draws 32×32 emoji-like pictures.
+path works without a download, not a general image model: it draws ${resolution}×${resolution} emoji-like pictures.
 
 Components: \`vae/\` (AutoencoderKL, 4× downsampling, 4 latent channels), \`text_encoder/\` +
 \`tokenizer/\` (CLIP text tower over the real CLIP BPE vocabulary), \`unet/\`
