@@ -39,7 +39,7 @@ import { loadPipelineClip } from '../src/models/pipeline-clip.ts';
 import { DEFAULTS, generate } from '../src/pipelines/generate.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 import { tokenIds } from '../src/training/clip-training.ts';
-import { type IdentityResult, emojiGallery, identityAgreement, identityNames } from '../src/training/emoji-identity.ts';
+import { type IdentityResult, emojiGallery, identityAgreement, identityNames, otherStyleReference } from '../src/training/emoji-identity.ts';
 import { type Embeddings, frechetDistance, retrievalTopK } from '../src/training/frechet.ts';
 
 /** Images generated per pipeline call: a CFG batch of 2 × 25 keeps the UNet session's memory small. */
@@ -249,7 +249,8 @@ function table({ splits, realVsReal }: Evaluation): string {
 
 // ─── 3. identity: is the picture the named emoji? ───────────────────────────────────────────────
 
-type Identity = Record<'train' | 'heldout', Omit<IdentityResult, 'nearest'>>;
+type Score = Omit<IdentityResult, 'nearest'>;
+type Identity = Record<'train' | 'heldout', Score & { otherStyle: Score }>;
 
 async function identityCheck(): Promise<Identity> {
   const start = performance.now();
@@ -260,9 +261,12 @@ async function identityCheck(): Promise<Identity> {
     const names = await identityNames(size, split, Number(values.names));
     const images = await sample(sd, names.map((n) => n.name), `identity, ${split}`, DEFAULTS.steps);
     const { nearest: _, ...score } = identityAgreement(gallery, images, names.map((n) => n.key));
-    result[split] = score;
-    console.log(`identity, ${split === 'train' ? 'training names' : 'held-out names'}: ${score.hits}/${score.total} = ${(100 * score.rate).toFixed(1)}% ` +
-      `have their own emoji among the 5 nearest of ${gallery.images.length} real images`);
+    const { nearest: __, ...otherStyle } = otherStyleReference(gallery, names);
+    result[split] = { ...score, otherStyle };
+    const pct = (s: Score) => `${s.hits}/${s.total} = ${(100 * s.rate).toFixed(1)}%`;
+    console.log(`identity, ${split === 'train' ? 'training names' : 'held-out names'}: ${pct(score)} ` +
+      `have their own emoji among the 5 nearest of ${gallery.images.length} real images ` +
+      `(reference: a real image, left out, finds its other style for ${pct(otherStyle)})`);
   }
   console.log(`identity: ${size}×${size}, DDIM ${DEFAULTS.steps} steps, guidance ${guidance}, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
   return result;

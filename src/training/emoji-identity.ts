@@ -54,6 +54,20 @@ export interface IdentityName {
   key: string;
 }
 
+/**
+ * The metric's reference: each name's real image in one style, itself left out of the gallery, so
+ * only the other style's image of the same emoji can be a hit — how often a faithful drawing in the
+ * other style would count. Names with a single style are left out.
+ */
+export function otherStyleReference(gallery: IdentityGallery, names: readonly IdentityName[], k = 5): IdentityResult {
+  const queries: number[] = [];
+  for (const { key } of names) {
+    const first = gallery.keys.indexOf(key);
+    if (first >= 0 && gallery.keys.indexOf(key, first + 1) >= 0) queries.push(first);
+  }
+  return identityAgreement(gallery, queries.map((n) => gallery.images[n]), queries.map((n) => gallery.keys[n]), k, queries);
+}
+
 /** Up to `count` distinct emoji names of a split, evenly spaced over it (all of them when fewer). */
 export async function identityNames(size: number, split: Split, count: number, options: GalleryOptions = {}): Promise<IdentityName[]> {
   const data = await EmojiDataset.load({ ...options, size, includeSkinTones: false, split });
@@ -64,8 +78,11 @@ export async function identityNames(size: number, split: Split, count: number, o
   return Array.from({ length: k }, (_, i) => all[Math.floor((i * all.length) / k)]);
 }
 
-/** Indices of the k gallery images nearest to `image` by squared pixel distance, nearest first. */
-export function nearestImages(gallery: IdentityGallery, image: RgbImage, k: number): number[] {
+/**
+ * Indices of the k gallery images nearest to `image` by squared pixel distance, nearest first
+ * (leaving out gallery image `skip`, e.g. the query itself).
+ */
+export function nearestImages(gallery: IdentityGallery, image: RgbImage, k: number, skip = -1): number[] {
   const { size } = gallery;
   if (image.width !== size || image.height !== size) {
     throw new Error(`identity: the gallery holds ${size}×${size} images, got a ${image.width}×${image.height} image`);
@@ -73,6 +90,7 @@ export function nearestImages(gallery: IdentityGallery, image: RgbImage, k: numb
   const q = image.data;
   const best: { index: number; distance: number }[] = [];
   gallery.images.forEach((real, index) => {
+    if (index === skip) return;
     const g = real.data;
     let distance = 0;
     for (let i = 0; i < q.length; i++) distance += (q[i] - g[i]) ** 2;
@@ -85,14 +103,17 @@ export function nearestImages(gallery: IdentityGallery, image: RgbImage, k: numb
   return best.map((b) => b.index);
 }
 
-/** The share of images whose wanted emoji is among their k nearest real images. */
-export function identityAgreement(gallery: IdentityGallery, images: readonly RgbImage[], wanted: readonly string[], k = 5): IdentityResult {
+/**
+ * The share of images whose wanted emoji is among their k nearest real images; `skip[i]`, when
+ * given, is a gallery image query i may not match (for real queries: themselves).
+ */
+export function identityAgreement(gallery: IdentityGallery, images: readonly RgbImage[], wanted: readonly string[], k = 5, skip?: readonly number[]): IdentityResult {
   if (images.length !== wanted.length) throw new Error(`identity: ${images.length} images for ${wanted.length} wanted emoji`);
   if (!images.length) throw new Error('identity: no images');
   const known = new Set(gallery.keys);
   const missing = wanted.find((key) => !known.has(key));
   if (missing !== undefined) throw new Error(`identity: the gallery has no image of emoji ${missing}`);
-  const nearest = images.map((image) => nearestImages(gallery, image, k));
+  const nearest = images.map((image, i) => nearestImages(gallery, image, k, skip?.[i]));
   const hits = nearest.filter((indices, i) => indices.some((n) => gallery.keys[n] === wanted[i])).length;
   return { hits, total: images.length, rate: hits / images.length, nearest };
 }

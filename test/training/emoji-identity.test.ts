@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EmojiRecord } from '../../src/data/emoji.ts';
 import { Generator } from '../../src/engine/random.ts';
 import type { RgbImage } from '../../src/io/image.ts';
-import { type IdentityGallery, emojiGallery, identityAgreement, identityNames, nearestImages } from '../../src/training/emoji-identity.ts';
+import { type IdentityGallery, emojiGallery, identityAgreement, identityNames, nearestImages, otherStyleReference } from '../../src/training/emoji-identity.ts';
 
 const SIZE = 32;
 const cacheDir = mkdtempSync(join(tmpdir(), 'nuri-identity-'));
@@ -44,6 +44,18 @@ describe('emoji identity by nearest real images', () => {
     expect(identityAgreement(gallery, noise, gallery.keys).rate).toBeLessThan(0.2);
     const grey = gallery.images.map(() => image(new Float32Array(3 * SIZE * SIZE).fill(0.6)));
     expect(identityAgreement(gallery, grey, gallery.keys).rate).toBeLessThan(0.2);
+  });
+
+  it('left out of the gallery, a real image can only match its other style', async () => {
+    const own = identityAgreement(gallery, gallery.images, gallery.keys, 1, gallery.keys.map((_, i) => i));
+    own.nearest.forEach((indices, i) => expect(indices[0]).not.toBe(i));
+    const names = await identityNames(SIZE, 'train', 10_000, { filter, cacheDir });
+    const reference = otherStyleReference(gallery, names);
+    // Only names drawn in both styles count, and some but not all find their other style.
+    expect(reference.total).toBeGreaterThan(names.length / 2);
+    expect(reference.total).toBeLessThanOrEqual(names.length);
+    expect(reference.rate).toBeGreaterThan(0);
+    expect(reference.rate).toBeLessThan(1);
   });
 
   it('returns the k nearest, nearest first', () => {
