@@ -2,7 +2,10 @@
 // default-model jobs (goal ≤ 5% per job), its throughput with the in-process queue, and its memory
 // after 500 jobs against after 50 (no growth beyond the model cache).
 //
-//   npm run bench:serve [-- --steps 8] [--jobs 20] [--rounds 3] [--throughput 50] [--memory 500]
+//   npm run bench:serve [-- --steps 8] [--jobs 20] [--rounds 3] [--throughput 50] [--memory 500] [--redis]
+//
+// With --redis, the throughput burst also runs through Redis (a private redis-server, as the tests
+// start one) with one and then two `nuri worker` processes.
 //
 // Per-job time: library = generate() + the PNG with its parameters written to a file, one job after another, on a
 // loaded model; server = POST /api/v1/jobs → the `completed` event on /api/v1/events → GET of the
@@ -10,6 +13,7 @@
 // figures are medians over all jobs, of wall time and of CPU time (steadier on a shared machine).
 // Server and client share this process (so RSS and CPU time are theirs).
 
+import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +25,7 @@ import { generate } from '../src/pipelines/generate.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 import type { JobEvent } from '../src/server/jobs.ts';
 import { startServer } from '../src/server/server.ts';
+import { startRedisServer } from '../test/support/redis.ts';
 
 const { values } = parseArgs({
   options: {
@@ -29,6 +34,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     throughput: { type: 'string', default: '50' },
     memory: { type: 'string', default: '500' },
+    redis: { type: 'boolean', default: false },
   },
 });
 const steps = Number(values.steps);
@@ -40,46 +46,49 @@ const memoryJobs = Number(values.memory);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
-const server = await startServer({ outputs: mkdtempSync(join(os.tmpdir(), 'nuri-bench-serve-')), port: 0, queueSize: 10_000 });
-const api = `${server.url}/api/v1`;
-
-// One events stream for the whole run: each job's end resolves its waiter.
-const waiting = new Map<string, (e: JobEvent) => void>();
-const events = await fetch(`${api}/events`);
-void (async () => {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for await (const chunk of events.body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const line = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      if (!line.startsWith('data: ')) continue;
-      const event = JSON.parse(line.slice(6)) as JobEvent;
-      if (event.type === 'completed' || event.type === 'failed' || event.type === 'cancelled') waiting.get(event.id)?.(event);
+/** A client of one server: submits generate jobs and hears their ends on one events stream. */
+async function connect(url: string) {
+  const api = `${url}/api/v1`;
+  const waiting = new Map<string, (e: JobEvent) => void>();
+  const events = await fetch(`${api}/events`);
+  void (async () => {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of events.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (!line.startsWith('data: ')) continue;
+        const event = JSON.parse(line.slice(6)) as JobEvent;
+        if (event.type === 'completed' || event.type === 'failed' || event.type === 'cancelled') waiting.get(event.id)?.(event);
+      }
     }
-  }
-})();
-
-async function submit(seed: number, jobSteps = steps): Promise<string> {
-  const res = await fetch(`${api}/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'generate', params: { prompt: 'a red apple', steps: jobSteps, seed } }) });
-  if (res.status !== 202) throw new Error(`submit: ${res.status} ${await res.text()}`);
-  return ((await res.json()) as { id: string }).id;
+  })().catch(() => {});
+  /** One job: POST, its end on the events stream, GET of its image. */
+  const job = async (seed: number, jobSteps = steps): Promise<void> => {
+    const res = await fetch(`${api}/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'generate', params: { prompt: 'a red apple', steps: jobSteps, seed } }) });
+    if (res.status !== 202) throw new Error(`submit: ${res.status} ${await res.text()}`);
+    const { id } = (await res.json()) as { id: string };
+    const end = await new Promise<JobEvent>((resolve) => waiting.set(id, resolve));
+    waiting.delete(id);
+    if (end.type !== 'completed') throw new Error(`job ${id}: ${JSON.stringify(end)}`);
+    await (await fetch(`${api}/images/${end.images[0]}`)).arrayBuffer();
+  };
+  return { job, close: () => events.body?.cancel().catch(() => {}) };
 }
 
-function finished(id: string): Promise<JobEvent> {
-  return new Promise((resolve) => waiting.set(id, resolve));
+/** Jobs per second for a burst of `count` jobs submitted at once. */
+async function burst(job: (seed: number) => Promise<void>, count: number, firstSeed: number): Promise<number> {
+  const start = performance.now();
+  await Promise.all(Array.from({ length: count }, (_, i) => job(firstSeed + i)));
+  return count / ((performance.now() - start) / 1000);
 }
 
-async function serverJob(seed: number, jobSteps = steps): Promise<void> {
-  const id = await submit(seed, jobSteps);
-  const end = await finished(id);
-  waiting.delete(id);
-  if (end.type !== 'completed') throw new Error(`job ${id}: ${JSON.stringify(end)}`);
-  const image = await fetch(`${api}/images/${end.images[0]}`);
-  await image.arrayBuffer();
-}
+const server = await startServer({ outputs: mkdtempSync(join(os.tmpdir(), 'nuri-bench-serve-')), port: 0, queueSize: 10_000 });
+const client = await connect(server.url);
+const serverJob = client.job;
 
 const libraryOut = mkdtempSync(join(os.tmpdir(), 'nuri-bench-library-'));
 const sd = StableDiffusion.load(defaultModelPath(), { defaultTokenizer: bundledTokenizer, releaseSessions: false });
@@ -118,10 +127,7 @@ for (const kind of ['wall', 'cpu'] as const) {
 }
 
 // Throughput: a burst of jobs submitted at once, run one at a time by the in-process queue.
-const burstStart = performance.now();
-await Promise.all(Array.from({ length: throughputJobs }, (_, i) => serverJob(2000 + i)));
-const burstSeconds = (performance.now() - burstStart) / 1000;
-console.log(`throughput (in-process queue): ${throughputJobs} jobs in ${burstSeconds.toFixed(1)} s = ${(throughputJobs / burstSeconds).toFixed(2)} jobs/s`);
+console.log(`throughput, in-process queue: ${(await burst(serverJob, throughputJobs, 2000)).toFixed(2)} jobs/s (${throughputJobs} jobs)`);
 
 // Memory: RSS after 50 and after `memoryJobs` two-step jobs in all (bursts of 50).
 const rss: Record<number, number> = {};
@@ -134,6 +140,24 @@ console.log(`memory: RSS ${marks.map((m) => `${mib(rss[m])} after ${m} jobs`).jo
 const cpu = process.cpuUsage(cpuStart);
 console.log(`CPU time ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s; load after ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
-events.body?.cancel().catch(() => {});
+client.close();
 await server.app.close();
+
+// The same burst on Redis (BullMQ) with one and then two `nuri worker` processes on this machine.
+if (values.redis) {
+  const redis = await startRedisServer();
+  for (const workers of [1, 2]) {
+    const outputs = mkdtempSync(join(os.tmpdir(), 'nuri-bench-serve-redis-'));
+    const redisServer = await startServer({ outputs, port: 0, queueSize: 10_000, redis: redis.url });
+    const children = Array.from({ length: workers }, () => spawn(process.execPath, ['bin/nuri.js', 'worker', '--redis', redis.url, '--models', redisServer.modelsDir], { stdio: 'ignore' }));
+    const redisClient = await connect(redisServer.url);
+    await burst(redisClient.job, 2 * workers, 0); // each worker loads the model
+    console.log(`throughput, Redis with ${workers} worker(s): ${(await burst(redisClient.job, throughputJobs, 2000)).toFixed(2)} jobs/s (${throughputJobs} jobs)`);
+    redisClient.close();
+    for (const child of children) child.kill('SIGTERM');
+    await Promise.all(children.map((child) => new Promise((resolve) => child.once('exit', resolve))));
+    await redisServer.app.close();
+  }
+  await redis.stop();
+}
 process.exit(0);
