@@ -82,6 +82,22 @@ describe('edit and attention', () => {
     expect(parseParameters(parsePngText(edited).parameters).prompt).toBe('a green apple');
   });
 
+  it('edits an uploaded picture: inverted with the source prompt first', async () => {
+    const picture = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#20a020' } }).png().toBuffer();
+    const { body } = await upload(picture);
+    const phases = new Set<string>();
+    const stop = server.queue.subscribe((e) => {
+      if (e.type === 'progress') phases.add(e.phase);
+    });
+    const id = await server.submit('edit', { prompt: 'a green apple', target: 'a red apple', image: body.name, steps: 2, nullTextSteps: 1, seed: 4 });
+    const done = await server.queue.wait(id);
+    stop();
+    expect(done.status, done.error ?? '').toBe('completed');
+    expect(done.images).toHaveLength(2);
+    expect([...phases]).toEqual(expect.arrayContaining(['inverting', 'sampling']));
+    expect(parseParameters(parsePngText(await image(`/api/v1/images/${done.images[1]}`)).parameters).extra).toMatchObject({ 'Null-text steps': '1' });
+  });
+
   it('returns the image and one heat map per token', async () => {
     const id = await server.submit('attention', { prompt: 'a red apple', steps: 3, seed: 2 });
     const done = await server.queue.wait(id);

@@ -3,6 +3,7 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { SafetensorsFile } from '../../src/engine/safetensors.ts';
+import { parseParameters } from '../../src/io/parameters.ts';
 import { join } from 'node:path';
 import { type TestServer, testServer } from './helpers.ts';
 
@@ -12,14 +13,19 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 
-it('trains a Textual Inversion embedding from uploads and uses it', async () => {
+async function uploads(colours: string[]): Promise<string[]> {
   const names: string[] = [];
-  for (const colour of ['#e02020', '#c01818']) {
+  for (const colour of colours) {
     const form = new FormData();
     const png = await sharp({ create: { width: 32, height: 32, channels: 3, background: colour } }).png().toBuffer();
-    form.append('file', new Blob([new Uint8Array(png)], { type: 'image/png' }), 'red.png');
+    form.append('file', new Blob([new Uint8Array(png)], { type: 'image/png' }), 'picture.png');
     names.push((await server.request('POST', '/api/v1/uploads', form)).body.name);
   }
+  return names;
+}
+
+it('trains a Textual Inversion embedding from uploads and uses it', async () => {
+  const names = await uploads(['#e02020', '#c01818']);
   const losses: number[] = [];
   server.queue.subscribe((e) => {
     if (e.type === 'progress' && e.phase === 'training' && e.loss !== undefined) losses.push(e.loss);
@@ -39,4 +45,17 @@ it('trains a Textual Inversion embedding from uploads and uses it', async () => 
   const generated = await server.queue.wait(await server.submit('generate', { prompt: 'a <red-thing>', embeddings: ['red-thing'], steps: 2, seed: 1 }));
   expect(generated.status, generated.error ?? '').toBe('completed');
   expect((generated.info.infotexts as string[])[0]).toContain('TI: <red-thing>');
+});
+
+it('trains a LoRA on captioned uploads, which a generate job then applies', async () => {
+  const names = await uploads(['#2020e0', '#1818c0']);
+  const id = await server.submit('train', { method: 'lora', name: 'blue-things', images: names, captions: ['a blue square', 'a dark blue square'], rank: 2, steps: 2 });
+  const done = await server.queue.wait(id);
+  expect(done.status, done.error ?? '').toBe('completed');
+  expect(done.artifacts).toEqual(['loras/blue-things.safetensors']);
+  expect(done.info.losses).toHaveLength(2);
+  expect((await server.request('GET', '/api/v1/models')).body.loras).toEqual([{ name: 'blue-things' }]);
+  const generated = await server.queue.wait(await server.submit('generate', { prompt: 'a blue square', loras: [{ name: 'blue-things', weight: 0.8 }], steps: 2, seed: 1 }));
+  expect(generated.status, generated.error ?? '').toBe('completed');
+  expect(parseParameters((generated.info.infotexts as string[])[0]).extra).toMatchObject({ Lora: 'blue-things:0.8' });
 });
