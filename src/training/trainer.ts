@@ -17,7 +17,7 @@
 
 import type { Feeds, Generator, Optimizer } from '../engine/index.ts';
 import { clipGradNorm } from '../engine/index.ts';
-import { CHECKPOINT_FORMAT, type CheckpointContents, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.ts';
+import { CHECKPOINT_FORMAT, type CheckpointContents, loadLatestIntactCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.ts';
 import type { EmaWeights } from './ema.ts';
 import type { LrSchedule } from './lr-schedule.ts';
 import type { TrainStep } from './train-step.ts';
@@ -79,6 +79,8 @@ export interface TrainerOptions {
   /** When aborted, the current step finishes, a checkpoint is saved and `train` returns. */
   signal?: AbortSignal;
   onStep?(info: StepInfo): void;
+  /** Damaged checkpoints skipped on resume; `console.warn` when not given. */
+  onWarning?(message: string): void;
 }
 
 export interface TrainResult {
@@ -103,10 +105,11 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
   let lastCheckpoint: string | undefined;
   if (options.resume) {
     if (!options.checkpoint) throw new Error('resume needs a checkpoint folder');
-    const found = latestCheckpoint(options.checkpoint.dir);
+    const found = loadLatestIntactCheckpoint(options.checkpoint.dir, options.onWarning ?? ((m) => console.warn(`warning: ${m}`)));
     if (found) {
-      step = restore(options, loadCheckpoint(found));
-      lastCheckpoint = found;
+      if (found.contents.state.step > steps) throw new Error(`${found.path} is at step ${found.contents.state.step}, beyond this run's ${steps} steps`);
+      step = restore(options, found.contents);
+      lastCheckpoint = found.path;
     }
   }
   const startStep = step;

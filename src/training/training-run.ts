@@ -110,6 +110,7 @@ export async function runTrainingTask(o: TrainingRunOptions, run: TrainingTaskRu
     signal: o.signal,
     checkpoint: { dir: checkpointDir, every: o.saveEvery ?? TRAINING_DEFAULTS.saveEvery, keep: o.keepCheckpoints ?? TRAINING_DEFAULTS.keepCheckpoints, config: run.config },
     validate: run.validate,
+    ...(o.onLog ? { onWarning: (m: string) => o.onLog!(`warning: ${m}`) } : {}),
     onStep: (s) => o.onProgress?.({ phase: 'training', step: s.step, total: s.steps, loss: s.loss, lr: s.lr, metrics: s.metrics, secondsPerStep: s.secondsPerStep, etaSeconds: s.etaSeconds }),
   });
   if (result.interrupted) {
