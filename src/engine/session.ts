@@ -1,13 +1,14 @@
 // The one place that talks to ONNX Runtime: compiles traced graphs into sessions (cached by the hash
 // of the emitted graph, so tracing the same model twice reuses its session) and runs them.
 
-import { createHash } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { arch, availableParallelism, cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { dimKey, shapeToString } from './dims.ts';
 import { emitGraph, type EmittedGraph, type GraphSpec } from './emit.ts';
+import { removeStaleTemps } from './stale-temp.ts';
 import type { DType, Tensor, TypedData } from './tensor.ts';
 
 export interface RunOptions {
@@ -134,9 +135,12 @@ export function defaultCacheDir(): string {
 /** Traces nothing: emits the given graph, then creates (or reuses) its ONNX Runtime session. */
 export async function compile(spec: GraphSpec, options: RunOptions = {}): Promise<CompiledGraph> {
   const graph = emitGraph(spec);
+  // The weights' content identity is part of the key: a checkpoint rewritten in place must not be
+  // served from the graph (and the optimised copy of its weights) cached for the old contents.
+  const sources = [...graph.externalFiles].map(([link, source]) => [link, source, contentIdentity(source)]);
   const hash = createHash('sha256')
     .update(graph.bytes)
-    .update(JSON.stringify([...graph.externalFiles, options.executionProvider, options.threads ?? defaultThreads(), options.spinning ?? true]))
+    .update(JSON.stringify([sources, options.executionProvider, options.threads ?? defaultThreads(), options.spinning ?? true]))
     .digest('hex')
     .slice(0, 24);
   let session = sessions.get(hash);
@@ -165,14 +169,18 @@ async function createSession(graph: EmittedGraph, hash: string, options: RunOpti
 
   const dir = join(options.cacheDir ?? defaultCacheDir(), 'graphs', hash);
   mkdirSync(dir, { recursive: true });
+  removeStaleTemps(dir, TEMP_FILE);
+  removeStaleTemps(dir, OPTIMIZED_WEIGHTS, (name) => publishedWeights(dir) === name);
   const external: { path: string; data: Buffer }[] = [];
   for (const [link, source] of graph.externalFiles) {
     if (!placeLink(source, join(dir, link))) external.push({ path: link, data: readFileSync(source) });
   }
   const modelPath = join(dir, 'model.onnx');
   if (!existsSync(modelPath)) {
-    writeFileSync(`${modelPath}.tmp`, graph.bytes);
-    renameSync(`${modelPath}.tmp`, modelPath);
+    // Each process writes its own temporary file; the rename publishes a complete graph at once.
+    const temporary = `${modelPath}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    writeFileSync(temporary, graph.bytes);
+    renameSync(temporary, modelPath);
   }
   if (external.length) return ort.InferenceSession.create(graph.bytes, { ...sessionOptions, externalData: external });
   if (options.cacheOptimizedGraphs === false) return ort.InferenceSession.create(modelPath, sessionOptions);
@@ -187,29 +195,68 @@ const OPTIMIZED_NAME = `optimized-${ort.env.versions.common}-${arch()}-${createH
 async function createFromOptimized(dir: string, modelPath: string, sessionOptions: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
   const optimized = join(dir, `${OPTIMIZED_NAME}.onnx`);
   if (existsSync(optimized)) return ort.InferenceSession.create(optimized, { ...sessionOptions, graphOptimizationLevel: 'disabled' });
-  // Names unique to this process, so concurrent first runs do not write the same files; the graph is
-  // renamed into place only once it and its weights are complete.
+  // Names unique to this process, so concurrent first runs do not write the same files.
   const pending = `${optimized}.${process.pid}.tmp`;
+  const weights = join(dir, optimizedWeightsName(process.pid));
   const session = await ort.InferenceSession.create(modelPath, {
     ...sessionOptions,
     optimizedModelFilePath: pending,
-    extra: { session: { optimized_model_external_initializers_file_name: `${OPTIMIZED_NAME}.${process.pid}.weights` } },
+    extra: { session: { optimized_model_external_initializers_file_name: optimizedWeightsName(process.pid) } },
   });
-  renameSync(pending, optimized);
+  // Publish only if no other process did: link() fails when the name exists, so the published
+  // graph is always one complete pair (graph + the weights file it names). The loser removes its copy.
+  try {
+    linkSync(pending, optimized);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    rmSync(weights, { force: true });
+  } finally {
+    rmSync(pending, { force: true });
+  }
   return session;
+}
+
+function optimizedWeightsName(pid: number): string {
+  return `${OPTIMIZED_NAME}.${pid}.weights`;
+}
+
+/** This runtime's optimised graph's weights file, named after the process that wrote it. */
+const OPTIMIZED_WEIGHTS = new RegExp(`^${OPTIMIZED_NAME.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(\\d+)\\.weights$`);
+
+/** The weights file the published optimised graph names (the one weights file to keep). */
+function publishedWeights(dir: string): string | undefined {
+  const optimized = join(dir, `${OPTIMIZED_NAME}.onnx`);
+  if (!existsSync(optimized)) return undefined;
+  const bytes = readFileSync(optimized);
+  return readdirSync(dir).find((name) => OPTIMIZED_WEIGHTS.test(name) && bytes.includes(name));
+}
+
+/** Temporary files of a graph folder: `model.onnx.<pid>.<hex>.tmp`, `optimized-….onnx.<pid>.tmp`. */
+const TEMP_FILE = /\.(\d+)(?:\.[0-9a-f]+)?\.tmp$/;
+
+/**
+ * Size, modification time (ns) and inode of a weights file: a rewrite in place changes the time, a
+ * replacement the inode. Not ctime: the cache's own hard link to the file changes that.
+ */
+function contentIdentity(path: string): string {
+  const s = statSync(path, { bigint: true });
+  return `${s.size}:${s.mtimeNs}:${s.dev}:${s.ino}`;
 }
 
 /** Hard-links the checkpoint beside the graph; false when the filesystem will not (then bytes are copied). */
 function placeLink(source: string, link: string): boolean {
+  const sameFile = () => statSync(link).ino === statSync(source).ino && statSync(link).dev === statSync(source).dev;
   try {
-    if (existsSync(link)) {
-      if (statSync(link).ino === statSync(source).ino) return true;
-      throw new Error(`stale link ${link}`);
-    }
+    if (existsSync(link)) return sameFile();
     linkSync(source, link);
     return true;
   } catch {
-    return false;
+    // Another process may have linked it first.
+    try {
+      return sameFile();
+    } catch {
+      return false;
+    }
   }
 }
 

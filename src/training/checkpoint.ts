@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors, type WritableTensor } from '../engine/index.ts';
-import { removeStaleTemps } from '../io/stale-temp.ts';
+import { removeStaleTemps } from '../engine/stale-temp.ts';
 
 export const CHECKPOINT_FORMAT = 1;
 

@@ -18,9 +18,10 @@ export function processAlive(pid: number): boolean {
 
 /**
  * Removes the entries of `dir` whose name matches `pattern` (its first group the writer's pid) when
- * that process no longer runs. Returns the names removed. Never throws: cleaning is best effort.
+ * that process no longer runs and `keep` does not claim it. Returns the names removed. Never
+ * throws: cleaning is best effort.
  */
-export function removeStaleTemps(dir: string, pattern: RegExp): string[] {
+export function removeStaleTemps(dir: string, pattern: RegExp, keep: (name: string) => boolean = () => false): string[] {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -30,7 +31,7 @@ export function removeStaleTemps(dir: string, pattern: RegExp): string[] {
   const removed: string[] = [];
   for (const name of names) {
     const pid = Number(pattern.exec(name)?.[1]);
-    if (!Number.isInteger(pid) || pid <= 0 || processAlive(pid)) continue;
+    if (!Number.isInteger(pid) || pid <= 0 || processAlive(pid) || keep(name)) continue;
     try {
       rmSync(join(dir, name), { recursive: true, force: true });
       removed.push(name);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createImage } from '../../src/io/image.ts';
 import { writePng } from '../../src/io/png.ts';
-import { processAlive, removeStaleTemps } from '../../src/io/stale-temp.ts';
+import { processAlive, removeStaleTemps } from '../../src/engine/stale-temp.ts';
 
 const deadPid = () => spawnSync(process.execPath, ['-e', '']).pid!;
 
