@@ -8,7 +8,6 @@ import sharp from 'sharp';
 import { writeFileAtomic } from './atomic-write.ts';
 import { toRgb8, type RgbImage } from './image.ts';
 import { decodePngText, pngTextChunks } from './png-text.ts';
-import { removeStaleTemps } from '../engine/stale-temp.ts';
 
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
