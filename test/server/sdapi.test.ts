@@ -344,5 +344,7 @@ describe('/sdapi/v1/png-info and the listings', () => {
     expect((await call('GET', '/sdapi/v1/loras')).json).toEqual([{ name: 'sparkle', alias: 'sparkle', path: join(modelsDir, 'loras', 'sparkle.safetensors'), metadata: {} }]);
     expect((await call('GET', '/sdapi/v1/embeddings')).json).toEqual({ loaded: { '<glow>': { step: null, sd_checkpoint: null, sd_checkpoint_name: null, shape: 128, vectors: 2 } }, skipped: {} });
     expect((await call('GET', '/sdapi/v1/scripts')).json).toEqual({ txt2img: [], img2img: [] });
+    for (const path of ['upscalers', 'sd-vae', 'prompt-styles']) expect((await call('GET', `/sdapi/v1/${path}`)).json).toEqual([]);
+    expect((await call('GET', '/sdapi/v1/schedulers')).json.map((s: { label: string }) => s.label)).toEqual(['Automatic', 'Uniform', 'Karras']);
   });
 });

@@ -74,6 +74,11 @@ export function registerSdapi(app: FastifyInstance, deps: SdapiDeps): void {
   app.get('/sdapi/v1/sd-models', route(async () => (await deps.models.models()).map(sdModelItem)));
   app.post('/sdapi/v1/refresh-checkpoints', route(async () => null));
   app.get('/sdapi/v1/scripts', route(async () => ({ txt2img: [], img2img: [] })));
+  // Listings clients fetch when they connect, of things Nuri has none of: empty, not 404.
+  for (const path of ['upscalers', 'latent-upscale-modes', 'sd-vae', 'hypernetworks', 'face-restorers', 'realesrgan-models', 'prompt-styles', 'script-info', 'extensions']) {
+    app.get(`/sdapi/v1/${path}`, route(async () => []));
+  }
+  app.get('/sdapi/v1/cmd-flags', route(async () => ({})));
   app.get('/sdapi/v1/loras', route(async () => (await deps.models.loras()).map((l) => ({ name: l.name, alias: l.name, path: l.path, metadata: {} }))));
   app.get('/sdapi/v1/embeddings', route(async () => {
     const { loaded, skipped } = embeddings.read(await deps.models.embeddings());
