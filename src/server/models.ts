@@ -3,7 +3,7 @@
 // DIR/loras and DIR/embeddings (AUTOMATIC1111's folder names). Listed afresh on each call, so a
 // file copied in (or written by a training job) appears without a restart.
 
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { bundledTokenizer, defaultModelPath } from '../models/bundled.ts';
 import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
@@ -107,11 +107,11 @@ export class ModelRegistry {
       if (entry.name.startsWith('.')) continue;
       const path = join(dir, entry.name);
       const name = relative(this.dir!, path).split('\\').join('/');
-      if (entry.isDirectory()) {
+      if (isFolder(entry, path)) {
         if (top && (entry.name === LORA_FOLDER || entry.name === EMBEDDING_FOLDER)) continue;
         if (existsSync(join(path, 'model_index.json'))) this.add(found, { name, path, format: 'diffusers' });
         else this.scan(path, found, false);
-      } else if (entry.isFile() && entry.name.toLowerCase().endsWith('.safetensors')) {
+      } else if (entry.name.toLowerCase().endsWith('.safetensors')) {
         this.add(found, { name: name.replace(/\.safetensors$/i, ''), path, format: 'single-file' });
       }
     }
@@ -129,7 +129,7 @@ export class ModelRegistry {
       for (const entry of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
         if (entry.name.startsWith('.')) continue;
         const path = join(d, entry.name);
-        if (entry.isDirectory()) walk(path);
+        if (isFolder(entry, path)) walk(path);
         else if (entry.name.toLowerCase().endsWith('.safetensors')) {
           const name = basename(entry.name).replace(/\.safetensors$/i, '');
           if (!out.some((f) => f.name === name)) out.push({ name, path });
@@ -139,4 +139,10 @@ export class ModelRegistry {
     walk(dir);
     return out;
   }
+}
+
+/** A folder, or a link to one (models are often linked in from elsewhere). */
+function isFolder(entry: Dirent, path: string): boolean {
+  if (entry.isDirectory()) return true;
+  return entry.isSymbolicLink() && statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
 }

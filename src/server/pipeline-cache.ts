@@ -19,10 +19,15 @@ export interface LoadedPipeline {
   clipSkips: Set<number | undefined>;
 }
 
+/** A pipeline held for one job: not evicted until `release()`. */
+export type PipelineLease = LoadedPipeline & { release(): void };
+
 interface Entry {
   key: string;
   model: string;
   pipeline: Promise<LoadedPipeline>;
+  /** Jobs holding it now (a worker may run several at once). */
+  users: number;
 }
 
 export class PipelineCache {
@@ -41,33 +46,65 @@ export class PipelineCache {
     return this.entries.map((e) => e.key);
   }
 
-  /** The pipeline for `spec`, loaded (and personalised) on first use. Unknown names throw UnknownNameError. */
-  async acquire(spec: PipelineSpec): Promise<LoadedPipeline> {
+  /**
+   * The pipeline for `spec`, loaded (and personalised) on first use, held until the lease is
+   * released. Unknown names throw UnknownNameError.
+   */
+  async acquire(spec: PipelineSpec): Promise<PipelineLease> {
     const key = cacheKey(spec);
-    const hit = this.entries.find((e) => e.key === key);
-    if (hit) {
-      this.entries = [...this.entries.filter((e) => e !== hit), hit];
-      return hit.pipeline;
+    let entry = this.entries.find((e) => e.key === key);
+    if (entry) this.entries = [...this.entries.filter((e) => e !== entry), entry];
+    else {
+      // Resolve every name before evicting anything, so a typo costs nothing.
+      const model = this.registry.model(spec.model);
+      const loras = (spec.loras ?? []).map(({ name, weight }) => ({ path: this.registry.lora(name).path, weight }));
+      const embeddings = (spec.embeddings ?? []).map((name) => this.registry.embedding(name).path);
+      await this.trim(this.maxLoaded - 1);
+      const pipeline = (async () => {
+        const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false });
+        const personal = await personalise(sd.components, { loras, embeddings });
+        return { sd, personal, clipSkips: new Set<number | undefined>() };
+      })();
+      const added: Entry = { key, model: spec.model, pipeline, users: 0 };
+      pipeline.catch(() => (this.entries = this.entries.filter((e) => e !== added)));
+      this.entries.push(added);
+      entry = added;
     }
-    // Resolve every name before evicting anything, so a typo costs nothing.
-    const model = this.registry.model(spec.model);
-    const loras = (spec.loras ?? []).map(({ name, weight }) => ({ path: this.registry.lora(name).path, weight }));
-    const embeddings = (spec.embeddings ?? []).map((name) => this.registry.embedding(name).path);
-    while (this.entries.length >= this.maxLoaded) await this.evict(this.entries[0]);
-    const pipeline = (async () => {
-      const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false });
-      const personal = await personalise(sd.components, { loras, embeddings });
-      return { sd, personal, clipSkips: new Set<number | undefined>() };
-    })();
-    const entry = { key, model: spec.model, pipeline };
-    this.entries.push(entry);
-    pipeline.catch(() => (this.entries = this.entries.filter((e) => e !== entry)));
-    return pipeline;
+    const held = entry;
+    held.users++;
+    try {
+      const loaded = await held.pipeline;
+      let released = false;
+      return {
+        ...loaded,
+        release: () => {
+          if (released) return;
+          released = true;
+          held.users--;
+          void this.trim(this.maxLoaded);
+        },
+      };
+    } catch (error) {
+      held.users--;
+      throw error;
+    }
+  }
+
+  /**
+   * Evicts least recently used pipelines until at most `keep` are loaded, skipping models a job
+   * holds now (the cache then stays over its bound until they are released).
+   */
+  private async trim(keep: number): Promise<void> {
+    while (this.entries.length > keep) {
+      const victim = this.entries.find((e) => !this.entries.some((other) => other.model === e.model && other.users > 0));
+      if (!victim) return;
+      await this.evict(victim);
+    }
   }
 
   /** Frees every loaded pipeline. */
   async clear(): Promise<void> {
-    while (this.entries.length) await this.evict(this.entries[0]);
+    await this.trim(0);
   }
 
   /**

@@ -12,7 +12,7 @@ import { DEFAULTS } from '../pipelines/generate.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import type { JobResult, JobRunner, RunnerContext } from './jobs.ts';
 import type { ModelRegistry } from './models.ts';
-import type { LoadedPipeline, PipelineCache } from './pipeline-cache.ts';
+import type { LoadedPipeline, PipelineCache, PipelineLease } from './pipeline-cache.ts';
 import { runTraining } from './run-train.ts';
 import type { AttentionParams, EditParams, GenerateParams, TrainParams } from './schemas.ts';
 
@@ -27,27 +27,38 @@ function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted) throw new AbortError('the job was cancelled');
 }
 
+/** What one job's run holds: the options, and the pipelines it must give back when it ends. */
+interface JobScope extends RunnerOptions {
+  leases: PipelineLease[];
+}
+
 export function createRunner(options: RunnerOptions): JobRunner {
   return async (job, ctx) => {
     throwIfAborted(ctx.signal);
-    switch (job.type) {
-      case 'generate':
-        return runGenerate(job.params as GenerateParams, ctx, options);
-      case 'edit':
-        return runEdit(job.params as EditParams, ctx, options);
-      case 'attention':
-        return runAttention(job.params as AttentionParams, ctx, options);
-      case 'train':
-        return runTraining(job.params as TrainParams, ctx, options.registry);
-      default:
-        throw new Error(`unknown job type ${JSON.stringify(job.type)}`);
+    const scope: JobScope = { ...options, leases: [] };
+    try {
+      switch (job.type) {
+        case 'generate':
+          return await runGenerate(job.params as GenerateParams, ctx, scope);
+        case 'edit':
+          return await runEdit(job.params as EditParams, ctx, scope);
+        case 'attention':
+          return await runAttention(job.params as AttentionParams, ctx, scope);
+        case 'train':
+          return await runTraining(job.params as TrainParams, ctx, options.registry);
+        default:
+          throw new Error(`unknown job type ${JSON.stringify(job.type)}`);
+      }
+    } finally {
+      for (const lease of scope.leases) lease.release();
     }
   };
 }
 
-async function load(ctx: RunnerContext, o: RunnerOptions, spec: { model: string; loras?: GenerateParams['loras']; embeddings?: string[]; clipSkip?: number }): Promise<LoadedPipeline> {
+async function load(ctx: RunnerContext, o: JobScope, spec: { model: string; loras?: GenerateParams['loras']; embeddings?: string[]; clipSkip?: number }): Promise<LoadedPipeline> {
   ctx.progress({ step: 0, total: 0, phase: 'loading' });
   const loaded = await o.cache.acquire(spec);
+  o.leases.push(loaded);
   loaded.clipSkips.add(spec.clipSkip);
   throwIfAborted(ctx.signal);
   return loaded;
@@ -82,7 +93,7 @@ function sampling(p: { prompt: string; negativePrompt?: string; steps: number; s
   return { prompt: p.prompt, negativePrompt: p.negativePrompt, steps: p.steps, sampler: SAMPLER_LABELS[p.scheduler], guidance: p.guidance, model: p.model };
 }
 
-async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: RunnerOptions): Promise<JobResult> {
+async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
   const { sd, personal } = await load(ctx, o, p);
   const width = p.width ?? sd.defaultSize;
   const height = p.height ?? sd.defaultSize;
@@ -109,7 +120,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: RunnerOptio
   return { images: await encodeAll(result.images, (i) => infotexts[i]), artifacts: [], info: { seeds: result.seeds, infotexts, width, height, warnings: [...sd.components.warnings, ...personal.warnings] } };
 }
 
-async function runEdit(p: EditParams, ctx: RunnerContext, o: RunnerOptions): Promise<JobResult> {
+async function runEdit(p: EditParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
   const { sd } = await load(ctx, o, p);
   let width = p.width ?? sd.defaultSize;
   let height = p.height ?? sd.defaultSize;
@@ -154,7 +165,7 @@ async function runEdit(p: EditParams, ctx: RunnerContext, o: RunnerOptions): Pro
   };
 }
 
-async function runAttention(p: AttentionParams, ctx: RunnerContext, o: RunnerOptions): Promise<JobResult> {
+async function runAttention(p: AttentionParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
   const { sd } = await load(ctx, o, p);
   const width = p.width ?? sd.defaultSize;
   const height = p.height ?? sd.defaultSize;
