@@ -12,7 +12,11 @@ export function ProgressPanel({ state, label, onCancel }: { state: JobState; lab
   let text: string;
   if (state.status === 'submitting') text = 'sending…';
   else if (state.status === 'queued') text = state.position ? `waiting: ${state.position} job${state.position > 1 ? 's' : ''} ahead` : 'waiting in the queue';
-  else if (state.status === 'running') text = `${PHASES[state.phase ?? 'sampling'] ?? state.phase} · step ${state.step} of ${state.total}${state.etaSeconds != null ? ` · about ${formatSeconds(state.etaSeconds)} left` : ''}`;
+  else if (state.status === 'running') {
+    const phase = PHASES[state.phase ?? 'sampling'] ?? state.phase;
+    const eta = state.etaSeconds != null ? ` · about ${formatSeconds(state.etaSeconds)} left` : '';
+    text = state.total > 0 ? `${phase} · step ${state.step} of ${state.total}${eta}` : `${phase}…`;
+  }
   else if (state.status === 'completed') text = 'done';
   else if (state.status === 'cancelled') text = 'cancelled';
   else text = `failed: ${state.job?.error ?? 'unknown error'}`;
