@@ -111,12 +111,13 @@ describe('/sdapi/v1/txt2img', () => {
   });
 
   it('accepts the joined sampler names, the legacy sampler_index, and numbers sent as strings', async () => {
-    for (const body of [{ sampler_name: 'Euler a' }, { sampler_index: 'DDIM' }, { sampler_name: 'PLMS', steps: '3', cfg_scale: '6.5' }]) {
+    for (const body of [{ sampler_name: 'Euler a' }, { sampler_index: 'DDIM', eta: 0.3 }, { sampler_name: 'PLMS', steps: '3', cfg_scale: '6.5' }]) {
       const r = await call('POST', '/sdapi/v1/txt2img', { prompt: 'star', steps: 2, seed: 1, ...body });
       expect(r.status).toBe(200);
     }
     const jobs = await lastJobs(3);
     expect(jobs.map((j) => j.params.scheduler)).toEqual(['euler-a', 'ddim', 'pndm']);
+    expect(jobs[1].params.eta).toBe(0.3);
     expect(jobs[2].params).toMatchObject({ steps: 3, guidance: 6.5 });
   });
 
@@ -128,6 +129,7 @@ describe('/sdapi/v1/txt2img', () => {
       hr_scale: 2,
       restore_faces: true,
       tiling: false,
+      eta: 0.5,
       alwayson_scripts: { controlnet: { args: [] } },
       override_settings: { sd_vae: 'vae-ft-mse' },
       some_extension_field: 1,
@@ -141,6 +143,7 @@ describe('/sdapi/v1/txt2img', () => {
         'alwayson_scripts is not supported and was ignored',
         'override_settings.sd_vae is not supported and was ignored',
         'some_extension_field is not an A1111 API field and was ignored',
+        'eta applies to DDIM only and was ignored for Euler',
       ]),
     );
     expect(notes.join()).not.toMatch(/tiling|hr_scale/);

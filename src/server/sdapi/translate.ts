@@ -83,7 +83,9 @@ export function planGeneration(request: A1111Request, context: TranslateContext)
     batch: batchSize,
   };
   if (negative.prompt) params.negativePrompt = negative.prompt;
-  if (request.eta !== null) params.eta = request.eta;
+  // Nuri's η is DDIM's only (A1111 also scales ancestral noise with it, which Euler a does at 1).
+  if (request.eta !== null && sampler.scheduler === 'ddim') params.eta = request.eta;
+  else if (request.eta !== null) notes.push(`eta applies to DDIM only and was ignored for ${sampler.label}`);
   if (request.width !== null) params.width = request.width;
   if (request.height !== null) params.height = request.height;
   if (clipSkip > 1) params.clipSkip = clipSkip;
