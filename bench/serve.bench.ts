@@ -14,7 +14,7 @@
 // Server and client share this process (so RSS and CPU time are theirs).
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -143,21 +143,34 @@ console.log(`CPU time ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s; load afte
 client.close();
 await server.app.close();
 
-// The same burst on Redis (BullMQ) with one and then two `nuri worker` processes on this machine.
+// The same burst on Redis (BullMQ) with one and then two `nuri worker` processes on this machine,
+// then two that keep to one ONNX Runtime thread each; with the CPU time the workers spent on it.
 if (values.redis) {
   const redis = await startRedisServer();
-  for (const workers of [1, 2]) {
+  for (const { workers, threads } of [{ workers: 1 }, { workers: 2 }, { workers: 2, threads: 1 }]) {
     const outputs = mkdtempSync(join(os.tmpdir(), 'nuri-bench-serve-redis-'));
     const redisServer = await startServer({ outputs, port: 0, queueSize: 10_000, redis: redis.url });
-    const children = Array.from({ length: workers }, () => spawn(process.execPath, ['bin/nuri.js', 'worker', '--redis', redis.url, '--models', redisServer.modelsDir], { stdio: 'ignore' }));
+    const env = { ...process.env, ...(threads ? { NURI_THREADS: String(threads) } : {}) };
+    const children = Array.from({ length: workers }, () => spawn(process.execPath, ['bin/nuri.js', 'worker', '--redis', redis.url, '--models', redisServer.modelsDir], { env, stdio: 'ignore' }));
     const redisClient = await connect(redisServer.url);
     await burst(redisClient.job, 2 * workers, 0); // each worker loads the model
-    console.log(`throughput, Redis with ${workers} worker(s): ${(await burst(redisClient.job, throughputJobs, 2000)).toFixed(2)} jobs/s (${throughputJobs} jobs)`);
+    const cpuBefore = children.map((child) => cpuSeconds(child.pid!));
+    const rate = await burst(redisClient.job, throughputJobs, 2000);
+    const workersCpu = children.reduce((sum, child, i) => sum + cpuSeconds(child.pid!) - cpuBefore[i], 0);
+    const label = `${workers} worker(s)${threads ? `, NURI_THREADS=${threads} each` : ''}`;
+    console.log(`throughput, Redis with ${label}: ${rate.toFixed(2)} jobs/s (${throughputJobs} jobs; workers' CPU time ${workersCpu.toFixed(1)} s; load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);
     redisClient.close();
     for (const child of children) child.kill('SIGTERM');
     await Promise.all(children.map((child) => new Promise((resolve) => child.once('exit', resolve))));
     await redisServer.app.close();
   }
   await redis.stop();
+}
+
+/** User + system CPU seconds of a process so far, from /proc (Linux; clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  // utime and stime are fields 14 and 15 of the line: the 12th and 13th after "pid (comm) ".
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 process.exit(0);
