@@ -6,6 +6,7 @@
 
 import { type JobEvent, type JobQueue, type JobRecord, type JobRunner, type JobStatus, type JobType, QueueFullError } from './jobs.ts';
 import { ProgressTracker } from './job-progress.ts';
+import { JobWatchers, isFinished } from './job-watchers.ts';
 import { type JobStore, newJobRecord } from './store.ts';
 
 export interface LocalQueueOptions {
@@ -18,7 +19,6 @@ export interface LocalQueueOptions {
 }
 
 export const DEFAULT_QUEUE_SIZE = 32;
-const FINISHED: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
 
 interface Running {
   record: JobRecord;
@@ -31,8 +31,7 @@ export class LocalQueue implements JobQueue {
   readonly queueSize: number;
   private readonly waiting: JobRecord[] = [];
   private running: Running | undefined;
-  private readonly listeners = new Set<(event: JobEvent) => void>();
-  private readonly waiters = new Map<string, ((record: JobRecord) => void)[]>();
+  private readonly watchers = new JobWatchers();
   private closed = false;
   private readonly saving = new Map<string, Promise<void>>();
   /** Seconds the finished jobs took, for Retry-After (a running mean). */
@@ -57,7 +56,7 @@ export class LocalQueue implements JobQueue {
     const record = newJobRecord(type, params);
     this.waiting.push(record);
     const saved = this.persist(record);
-    this.emit({ type: 'queued', id: record.id, position: this.waiting.length });
+    this.watchers.emit({ type: 'queued', id: record.id, position: this.waiting.length });
     await saved;
     this.next();
     return structuredClone(record);
@@ -92,26 +91,11 @@ export class LocalQueue implements JobQueue {
   async wait(id: string, signal?: AbortSignal): Promise<JobRecord> {
     const record = await this.get(id);
     if (!record) throw new Error(`no job ${id}`);
-    if (FINISHED.includes(record.status)) return record;
-    return new Promise((resolve, reject) => {
-      const list = this.waiters.get(id) ?? [];
-      const done = (r: JobRecord) => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve(r);
-      };
-      const onAbort = () => {
-        this.waiters.set(id, (this.waiters.get(id) ?? []).filter((w) => w !== done));
-        reject(signal!.reason);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      list.push(done);
-      this.waiters.set(id, list);
-    });
+    return isFinished(record) ? record : this.watchers.waitFor(id, signal);
   }
 
   subscribe(listener: (event: JobEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.watchers.subscribe(listener);
   }
 
   preview(id: string): Buffer | undefined {
@@ -155,7 +139,7 @@ export class LocalQueue implements JobQueue {
     record.startedAt = new Date().toISOString();
     record.progress = { step: 0, total: 0, phase: 'loading' };
     await this.persist(record).catch(() => {});
-    this.emit({ type: 'started', id: record.id });
+    this.watchers.emit({ type: 'started', id: record.id });
     try {
       const result = await this.o.runner(
         { id: record.id, type: record.type, params: record.params },
@@ -165,14 +149,14 @@ export class LocalQueue implements JobQueue {
             if (controller.signal.aborted) return;
             const events = tracker.report(p);
             record.progress = { ...tracker.latest };
-            for (const event of events) this.emit(event);
+            for (const event of events) this.watchers.emit(event);
           },
           readInput: (name) => this.o.store.readInput(name),
         },
       );
       if (controller.signal.aborted) return await this.finish(record, 'cancelled', null);
       record.progress = { ...record.progress, phase: 'saving' };
-      this.emit({ type: 'progress', id: record.id, step: record.progress.step, total: record.progress.total, phase: 'saving', etaSeconds: null });
+      this.watchers.emit({ type: 'progress', id: record.id, step: record.progress.step, total: record.progress.total, phase: 'saving', etaSeconds: null });
       const files = await this.o.store.writeResult(record.id, result, this.o.modelsDir);
       Object.assign(record, files, { info: result.info });
       await this.finish(record, 'completed', null);
@@ -193,12 +177,7 @@ export class LocalQueue implements JobQueue {
       record.status = 'failed';
       record.error = `the job finished but its record could not be saved: ${e.message}`;
     });
-    if (record.status === 'completed') this.emit({ type: 'completed', id: record.id, images: record.images, artifacts: record.artifacts });
-    else if (record.status === 'cancelled') this.emit({ type: 'cancelled', id: record.id });
-    else this.emit({ type: 'failed', id: record.id, error: record.error ?? 'failed' });
-    const waiters = this.waiters.get(record.id) ?? [];
-    this.waiters.delete(record.id);
-    for (const resolve of waiters) resolve(structuredClone(record));
+    this.watchers.finished(record);
   }
 
   /** Saves a snapshot of the record; saves of one job land in the order they were made. */
@@ -214,16 +193,6 @@ export class LocalQueue implements JobQueue {
   }
 
   private emitPositions(): void {
-    this.waiting.forEach((r, i) => this.emit({ type: 'queued', id: r.id, position: i + 1 }));
-  }
-
-  private emit(event: JobEvent): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch {
-        // A broken listener (a closed connection) must not stop the queue.
-      }
-    }
+    this.waiting.forEach((r, i) => this.watchers.emit({ type: 'queued', id: r.id, position: i + 1 }));
   }
 }
