@@ -298,6 +298,7 @@ export class RedisQueue implements JobQueue {
       info: value.info,
     };
     live.record.progress = { ...live.record.progress, phase: 'saving' };
+    this.watchers.emit({ type: 'progress', id, step: live.record.progress.step, total: live.record.progress.total, phase: 'saving', etaSeconds: null });
     const files = await this.o.store.writeResult(id, result, this.o.modelsDir);
     Object.assign(live.record, files, { info: { ...live.record.info, ...value.info } });
     await this.settle(id, 'completed', null);
@@ -331,7 +332,10 @@ export class RedisQueue implements JobQueue {
       const seconds = (Date.parse(record.finishedAt) - Date.parse(record.startedAt)) / 1000;
       this.meanJobSeconds = 0.8 * this.meanJobSeconds + 0.2 * seconds;
     }
-    await this.o.store.save(record);
+    await this.o.store.save(record).catch((e: Error) => {
+      record.status = 'failed';
+      record.error = `the job finished but its record could not be saved: ${e.message}`;
+    });
     this.watchers.finished(record);
   }
 }

@@ -114,7 +114,8 @@ describe('RedisQueue with BullMQ workers', () => {
       const positions = own.slice(0, start).map((e) => (e.type === 'queued' ? e.position : NaN));
       expect(positions.every((p, i) => p >= 1 && (i === 0 || p <= positions[i - 1]))).toBe(true);
       expect(own.slice(start + 1).every((e) => e.type !== 'queued' && e.type !== 'started')).toBe(true);
-      expect(own.filter((e) => e.type === 'progress').map((e) => (e as { step: number }).step)).toEqual([1, 2, 3]);
+      expect(own.flatMap((e) => (e.type === 'progress' && e.phase === 'sampling' ? [e.step] : []))).toEqual([1, 2, 3]);
+      expect(own.at(-2)).toMatchObject({ type: 'progress', phase: 'saving' });
       const previews = own.filter((e) => e.type === 'preview');
       expect(previews).toHaveLength(3);
       expect((previews[0] as { image: string }).image).toMatch(/^data:image\/png;base64,iVBORw0KGgo/);
