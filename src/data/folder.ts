@@ -8,7 +8,7 @@
 // not decode are skipped and reported by name in one warning, never silently.
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { basename, extname, join } from 'node:path';
+import { basename, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { RandomSource } from '../engine/index.ts';
 import { type RgbImage, imageToTensor, readImage } from '../io/image.ts';
 
@@ -55,6 +55,11 @@ function readMetadata(dir: string, path: string): FolderEntry[] {
       }
       const { file_name: fileName, text } = (row ?? {}) as Record<string, unknown>;
       if (typeof fileName !== 'string' || typeof text !== 'string') throw new Error(`${path}:${number}: needs "file_name" and "text" strings`);
+      // A caption file may name images in subfolders, never outside the training folder.
+      const inside = relative(resolve(dir), resolve(dir, fileName));
+      if (inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
+        throw new Error(`${path}:${number}: "file_name" ${JSON.stringify(fileName)} points outside ${dir}`);
+      }
       return { file: join(dir, fileName), caption: text.trim() };
     });
 }

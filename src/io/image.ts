@@ -38,6 +38,8 @@ export interface ReadImageOptions {
   fit?: 'cover' | 'contain' | 'fill';
 }
 
+const ACCEPTED_FORMATS = ['png', 'jpeg', 'webp'];
+
 /**
  * Decodes a PNG, JPEG or WebP file (or its bytes) to an RgbImage. Transparent pixels are
  * composited on white (emoji images are mostly transparent), EXIF orientation is applied, and with a
@@ -52,6 +54,17 @@ export async function readImage(source: string | Buffer, options: ReadImageOptio
     if (!info.isFile()) throw new Error(`readImage: ${source} is not a file`);
   }
 
+  // The format by content, not by name: libvips also decodes GIF, TIFF, SVG, HEIF…, which Nuri
+  // does not promise (SVG would even fetch what it references).
+  const format = await sharp(source)
+    .metadata()
+    .then((m) => m.format as string | undefined)
+    .catch((error: Error) => {
+      throw new Error(`readImage: ${path} is not a readable PNG, JPEG or WebP image: ${error.message}`);
+    });
+  if (!format || !ACCEPTED_FORMATS.includes(format)) {
+    throw new Error(`readImage: ${path} is ${format ? `a ${format.toUpperCase()} image` : 'of an unknown format'} (by its content); only PNG, JPEG and WebP are read`);
+  }
   let pipeline = sharp(source).rotate().flatten({ background: '#ffffff' });
   if (options.width !== undefined || options.height !== undefined) {
     pipeline = pipeline.resize(options.width, options.height, {
