@@ -1,5 +1,6 @@
 // Image grids: samples side by side, or one attention heat map per prompt token with the token
-// written under it. Labels are SVG <text> rendered by sharp (librsvg + the system's fonts).
+// written under it. Labels are SVG <text> rendered by sharp (librsvg + the system's fonts),
+// wrapped to the tile's width (a long prompt under a 32-px tile takes several lines, never cut).
 import sharp from 'sharp';
 import { createImage, type Rgb, type RgbImage } from './image.ts';
 
@@ -33,7 +34,8 @@ export async function imageGrid(images: readonly RgbImage[], options: GridOption
   const rows = Math.ceil(images.length / columns);
   const cellWidth = Math.max(...images.map((image) => image.width));
   const cellHeight = Math.max(...images.map((image) => image.height));
-  const labelHeight = labels ? Math.ceil(fontSize * 1.5) : 0;
+  const lines = labels?.map((label) => wrapLabel(label, cellWidth, fontSize));
+  const labelHeight = lines ? Math.ceil(fontSize * (1.5 + LINE_HEIGHT * (Math.max(...lines.map((l) => l.length)) - 1))) : 0;
   const grid = createImage(
     columns * cellWidth + (columns + 1) * padding,
     rows * (cellHeight + labelHeight) + (rows + 1) * padding,
@@ -46,8 +48,8 @@ export async function imageGrid(images: readonly RgbImage[], options: GridOption
       const left = padding + (i % columns) * (cellWidth + padding);
       const top = padding + Math.floor(i / columns) * (cellHeight + labelHeight + padding);
       paste(grid, image, left + ((cellWidth - image.width) >> 1), top + ((cellHeight - image.height) >> 1));
-      if (labels) {
-        const label = await renderLabel(labels[i], cellWidth, labelHeight, fontSize, ink);
+      if (lines) {
+        const label = await renderLabel(lines[i], cellWidth, labelHeight, fontSize, ink);
         blend(grid, label, left, top + cellHeight);
       }
     }),
@@ -74,11 +76,35 @@ interface Rgba8 {
   data: Buffer;
 }
 
-async function renderLabel(text: string, width: number, height: number, fontSize: number, ink: string): Promise<Rgba8> {
+// Glyph advance as a share of the font size: ~0.5 on average in sans-serif fonts; 0.6 leaves room
+// for wide letters, since the system font is not known here.
+const CHAR_WIDTH = 0.6;
+const LINE_HEIGHT = 1.2;
+
+/** The label's lines: words wrapped to fit `width`, a word longer than a line cut into pieces. */
+export function wrapLabel(text: string, width: number, fontSize: number): string[] {
+  const perLine = Math.max(1, Math.floor((width - 2) / (CHAR_WIDTH * fontSize)));
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    const pieces = Array.from({ length: Math.ceil([...word].length / perLine) }, (_, k) => [...word].slice(k * perLine, (k + 1) * perLine).join(''));
+    for (const piece of pieces) {
+      if (line && [...line].length + 1 + [...piece].length <= perLine) line += ` ${piece}`;
+      else {
+        if (line) lines.push(line);
+        line = piece;
+      }
+    }
+  }
+  lines.push(line);
+  return lines;
+}
+
+async function renderLabel(lines: readonly string[], width: number, height: number, fontSize: number, ink: string): Promise<Rgba8> {
+  const spans = lines.map((line, k) => `<tspan x="${width / 2}" y="${fontSize * (LINE_HEIGHT * k + 1.1)}">${escapeXml(line)}</tspan>`).join('');
   const svg =
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">` +
-    `<text x="${width / 2}" y="${(height + fontSize * 0.7) / 2}" text-anchor="middle" ` +
-    `font-family="sans-serif" font-size="${fontSize}" fill="${ink}">${escapeXml(text)}</text></svg>`;
+    `<text text-anchor="middle" font-family="sans-serif" font-size="${fontSize}" fill="${ink}">${spans}</text></svg>`;
   const { data, info } = await sharp(Buffer.from(svg)).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
   return { width: info.width, height: info.height, data };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { imageGrid } from '../../src/io/grid.ts';
+import { imageGrid, wrapLabel } from '../../src/io/grid.ts';
 import { createImage, type Rgb, type RgbImage } from '../../src/io/image.ts';
 
 function pixel(image: RgbImage, x: number, y: number): number[] {
@@ -64,5 +64,30 @@ describe('imageGrid', () => {
     await expect(imageGrid([])).rejects.toThrow('no images');
     await expect(imageGrid([tile], { labels: [] })).rejects.toThrow('0 labels for 1 images');
     await expect(imageGrid([tile], { columns: 0 })).rejects.toThrow('columns');
+  });
+});
+
+describe('labels on small tiles', () => {
+  it('wraps words to the width, cutting a word longer than a line', () => {
+    // (32 − 2) px / (0.6 · 8 px) = 6 characters a line
+    expect(wrapLabel('a cat wearing a red hat', 32, 8)).toEqual(['a cat', 'wearin', 'g a', 'red', 'hat']);
+    expect(wrapLabel('a cat wearing a red hat', 120, 8)).toEqual(['a cat wearing a red hat']);
+    expect(wrapLabel('', 32, 8)).toEqual(['']);
+  });
+
+  it('never cuts a label at the tile edge: no ink on the first and last columns, and taller rows for more lines', async () => {
+    const tiles = [createImage(32, 32, [0.5, 0.5, 0.5]), createImage(32, 32, [0.5, 0.5, 0.5])];
+    const labels = ['a cat wearing a red hat', 'a dog wearing a red hat'];
+    const grid = await imageGrid(tiles, { columns: 2, labels, fontSize: 8 });
+    const lines = Math.max(...labels.map((l) => wrapLabel(l, 32, 8).length));
+    expect(grid.height).toBe(32 + Math.ceil(8 * (1.5 + 1.2 * (lines - 1))));
+    const plane = grid.width * grid.height;
+    const ink = (x: number) => {
+      let n = 0;
+      for (let y = 32; y < grid.height; y++) if (grid.data[y * grid.width + x] < 0.9 || grid.data[plane + y * grid.width + x] < 0.9) n++;
+      return n;
+    };
+    for (const x of [0, 31, 32, 63]) expect(ink(x)).toBe(0);
+    expect(ink(16) + ink(15) + ink(14) + ink(17)).toBeGreaterThan(0);
   });
 });
