@@ -196,15 +196,20 @@ describe('RedisQueue with BullMQ workers', () => {
     expect(starts(job.id)).toEqual(['doomed-1', 'doomed-2']);
   });
 
-  test('inputs travel with the job; a failing job fails once with its message; history and results survive a server restart, and a job finished meanwhile is collected', async () => {
+  test('inputs and training artifacts travel through Redis; a failing job fails once with its message; history and results survive a server restart, and a job finished meanwhile is collected', async () => {
     const { outputs } = freshTest();
     const store = new JobStore(outputs);
     const upload = await store.saveUpload(await encodePng(createImage(16, 16, [1, 0, 0])));
     const first = await openQueue(outputs);
     await startWorker('w');
-    const withInput = await first.wait((await submit(first, { steps: 1, stepMs: 10, initImage: upload })).id);
+    const other = await store.saveUpload(await encodePng(createImage(24, 8, [0, 1, 0])));
+    const artifact = { path: 'loras/sleepy.safetensors', text: 'not really weights' };
+    const withInput = await first.wait((await submit(first, { steps: 1, stepMs: 10, initImage: upload, images: [other, upload], artifact })).id);
     expect(withInput.status).toBe('completed');
-    expect(withInput.info.initImageBytes).toBe(readFileSync(join(outputs, 'uploads', upload)).length);
+    const size = (name: string) => readFileSync(join(outputs, 'uploads', name)).length;
+    expect(withInput.info).toMatchObject({ initImageBytes: size(upload), imagesBytes: [size(other), size(upload)] });
+    expect(withInput.artifacts).toEqual([artifact.path]);
+    expect(readFileSync(join(outputs, 'models', artifact.path), 'utf8')).toBe(artifact.text);
 
     const failing = await first.wait((await submit(first, { steps: 1, stepMs: 10, fail: 'the runner gave up' })).id);
     expect(failing).toMatchObject({ status: 'failed', error: 'the runner gave up' });

@@ -15,8 +15,12 @@ export interface SleepyParams {
   stepMs: number;
   /** Colour of the result, so results can be told apart. */
   shade?: number;
-  /** An input name (upload) whose byte count goes into the job's info. */
+  /** An input name (upload) whose byte count goes into the job's info as initImageBytes. */
   initImage?: string;
+  /** Input names whose byte counts go into the job's info as imagesBytes. */
+  images?: string[];
+  /** Returns one training artifact at this path (under the models folder) holding these bytes. */
+  artifact?: { path: string; text: string };
   /** Makes the job fail with this message after its steps. */
   fail?: string;
 }
@@ -32,6 +36,7 @@ export function sleepyRunner(options: { startsDir: string; workerId: string }): 
     const p = job.params as unknown as SleepyParams;
     const info: Record<string, unknown> = { ranOn: options.workerId };
     if (p.initImage) info.initImageBytes = (await ctx.readInput(p.initImage)).length;
+    if (p.images) info.imagesBytes = await Promise.all(p.images.map(async (name) => (await ctx.readInput(name)).length));
     const shade = p.shade ?? 0.5;
     for (let step = 1; step <= p.steps; step++) {
       await sleep(p.stepMs, undefined, { signal: ctx.signal });
@@ -41,6 +46,7 @@ export function sleepyRunner(options: { startsDir: string; workerId: string }): 
     if (p.fail) throw new Error(p.fail);
     const parameters = `sleepy job ${job.id}\nSteps: ${p.steps}, Worker: ${options.workerId}`;
     const png = await encodePng(createImage(8, 8, [shade, shade, shade]), { parameters });
-    return { images: [{ png, parameters }], artifacts: [], info };
+    const artifacts = p.artifact ? [{ path: p.artifact.path, data: Buffer.from(p.artifact.text) }] : [];
+    return { images: [{ png, parameters }], artifacts, info };
   };
 }
