@@ -42,7 +42,9 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   await app.register(multipart, { limits: { fileSize: limits.maxUploadBytes, files: 1, fields: 8 } });
   app.setErrorHandler((error, _request, reply) => sendError(reply, error, limits));
 
-  app.get('/health', async () => ({ status: 'ok', pending: await o.queue.pending() }));
+  // With Redis, how many workers are connected (0: jobs wait until one comes); not their names,
+  // since /health needs no token.
+  app.get('/health', async () => ({ status: 'ok', pending: await o.queue.pending(), ...(o.queue.workers ? { workers: (await o.queue.workers()).length } : {}) }));
   const openapi = openApiDocument(schemas, o.version ?? '0');
   app.get(`${API}/openapi.json`, async () => openapi);
 

@@ -71,6 +71,8 @@ export interface JobQueue {
   preview(id: string): Buffer | undefined;
   /** Jobs waiting, not counting the running ones. */
   pending(): Promise<number>;
+  /** Names of the worker processes connected now, for a queue whose jobs run elsewhere (Redis). */
+  workers?(): Promise<string[]>;
   close(): Promise<void>;
 }
 

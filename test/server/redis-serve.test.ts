@@ -73,6 +73,7 @@ describe('nuri serve --redis with nuri worker processes', () => {
 
   test('jobs spread over two workers; SSE events tagged; images served from the server after coming back through Redis', async () => {
     await Promise.all([startWorker('real-1'), startWorker('real-2')]);
+    expect((await server.request('GET', '/health')).body).toEqual({ status: 'ok', pending: 0, workers: 2 });
     const ids: string[] = [];
     const finished = new Set<string>();
     const stream = openEvents(`${server.url}/api/v1/events`, (e) => e.type === 'completed' && ids.includes(e.id) && ids.every((id) => finished.has(id)));
