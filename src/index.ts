@@ -14,7 +14,7 @@ export { edit, checkEdit, type EditOptions, type EditResult } from './pipelines/
 export { crossAttentionMaps, crossAttentionMaps as attention, type AttentionMapsOptions, type AttentionMapsResult, type TokenAttention } from './pipelines/attention-maps.ts';
 export { invertImage, type InversionOptions, type InversionProgress, type InvertedImage, type NullTextOptions } from './pipelines/inversion.ts';
 export { personalise, parseLoraSpec, type LoraSpec, type Personalisation, type PersonaliseOptions } from './pipelines/personalise.ts';
-export { trainTextualInversion, trainLora, trainDreamBooth, type TextualInversionRunOptions, type LoraRunOptions, type DreamBoothRunOptions, type PersonaliseRunOptions, type TrainingOutput } from './training/personalise-runs.ts';
+export { trainTextualInversion, trainLora, trainDreamBooth, type TextualInversionRunOptions, type LoraRunOptions, type DreamBoothRunOptions, type PersonaliseRunOptions, type SampleOptions, type TrainingOutput } from './training/personalise-runs.ts';
 export type { TrainingImage, TrainingImages } from './training/training-images.ts';
 export type { TrainingProgress, TrainingRunOptions } from './training/training-run.ts';
 export { SCHEDULER_NAMES, type SchedulerName } from './schedulers/index.ts';

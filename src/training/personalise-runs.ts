@@ -8,14 +8,16 @@
 
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { RgbImage } from '../io/image.ts';
 import type { LoraKeyStyle } from '../models/lora.ts';
+import { DEFAULTS, generate } from '../pipelines/generate.ts';
 import { type PipelineOptions, loadPipeline } from '../pipelines/load-pipeline.ts';
 import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { LORA_WEIGHTS_FILE, dreamBoothTask, ensureClassImages, exportDreamBooth } from './dreambooth.ts';
 import { loraTrainingTask } from './lora-training.ts';
 import { defaultResolution, saveLearnedEmbeds, textualInversionTask } from './textual-inversion.ts';
 import { type TrainingImages, loadTrainingImages } from './training-images.ts';
-import { type TrainingRunOptions, checkOutput, describeRun, runTrainingTask } from './training-run.ts';
+import { type TrainingRunOptions, type TrainingTaskRun, checkOutput, describeRun, runTrainingTask } from './training-run.ts';
 import type { TrainResult, TrainingTask } from './trainer.ts';
 
 export interface PersonaliseRunOptions extends TrainingRunOptions {
@@ -27,6 +29,19 @@ export interface PersonaliseRunOptions extends TrainingRunOptions {
   /** For a model path: `config` and `tokenizer` for single files (default tokenizer: beside the file, else the bundled one), `device`. */
   load?: PipelineOptions;
   images: TrainingImages;
+  /** Sample pictures while training: `prompt` drawn with the weights as they are, every `every` steps. */
+  samples?: SampleOptions;
+}
+
+export interface SampleOptions {
+  every: number;
+  /** For Textual Inversion, name the new token in it. */
+  prompt: string;
+  /** Sampler steps (default 20), guidance (default 7.5), seed (default: the run's). */
+  steps?: number;
+  guidance?: number;
+  seed?: number;
+  onSample(sample: { step: number; image: RgbImage }): void | Promise<void>;
 }
 
 export interface TrainingOutput {
@@ -94,7 +109,7 @@ export async function trainTextualInversion(o: TextualInversionRunOptions): Prom
   const data = await loadTrainingImages(o.images, resolution, { requireCaptions: false, onWarning: warn(o) });
   const batch = o.batch ?? 1;
   const { task, placeholder } = await textualInversionTask(sd, data, { token: o.token, initToken: o.initToken, batch, learnable: o.learnable, flip: o.flip });
-  const result = await run(o, label, task, PERSONALISE_DEFAULTS.textualInversion, { batch, resolution });
+  const result = await run(o, label, task, PERSONALISE_DEFAULTS.textualInversion, { batch, resolution }, sampler(sd, o, resolution));
   return output(result, [saveLearnedEmbeds(o.out, placeholder)]);
 }
 
@@ -115,7 +130,7 @@ export async function trainLora(o: LoraRunOptions): Promise<TrainingOutput> {
     captionDropout: o.captionDropout ?? defaults.captionDropout,
     seed: o.seed,
   });
-  const result = await run(o, 'train lora', task, defaults, { batch, resolution });
+  const result = await run(o, 'train lora', task, defaults, { batch, resolution }, sampler(sd, o, resolution));
   const file = join(o.out, LORA_WEIGHTS_FILE);
   network.save(file, o.keyStyle ?? defaults.keyStyle, { base_model: modelName(o) });
   return output(result, [file]);
@@ -162,7 +177,7 @@ export async function trainDreamBooth(o: DreamBoothRunOptions): Promise<Training
     trainTextEncoder: o.trainTextEncoder,
     lora: lora ? { rank: o.loraRank!, alpha: o.loraAlpha, seed: o.seed } : undefined,
   });
-  const result = await run(o, 'train dreambooth', task, { lr: lora ? defaults.loraLr : defaults.lr, steps: defaults.steps }, { batch, resolution });
+  const result = await run(o, 'train dreambooth', task, { lr: lora ? defaults.loraLr : defaults.lr, steps: defaults.steps }, { batch, resolution }, sampler(sd, o, resolution));
   const path = exportDreamBooth(sd, typeof o.model === 'string' ? o.model : modelName(o), o.out, { network, trainTextEncoder: o.trainTextEncoder });
   return output(result, [path]);
 }
@@ -183,14 +198,28 @@ function warn(o: PersonaliseRunOptions): (message: string) => void {
   return (message) => o.onLog?.(`warning: ${message}`);
 }
 
-async function run(o: PersonaliseRunOptions, label: string, task: TrainingTask, defaults: { lr: number; steps: number }, settled: { batch: number; resolution: number }): Promise<TrainResult> {
+async function run(o: PersonaliseRunOptions, label: string, task: TrainingTask, defaults: { lr: number; steps: number }, settled: { batch: number; resolution: number }, validate?: TrainingTaskRun['validate']): Promise<TrainResult> {
   o.onLog?.(describeRun(label, task, o.steps ?? defaults.steps, settled.batch, o.gradAccum));
-  return runTrainingTask(o, { task, defaultLr: defaults.lr, defaultSteps: defaults.steps, config: { command: label, ...recordedSettings(o), ...settled } });
+  return runTrainingTask(o, { task, defaultLr: defaults.lr, defaultSteps: defaults.steps, validate, config: { command: label, ...recordedSettings(o), ...settled } });
+}
+
+/** The loop's validation hook that draws `o.samples` with the model being trained (its trainable weights are fed as they stand). */
+function sampler(sd: StableDiffusion, o: PersonaliseRunOptions, resolution: number): TrainingTaskRun['validate'] {
+  const s = o.samples;
+  if (!s) return undefined;
+  if (!(Number.isInteger(s.every) && s.every > 0)) throw new Error(`samples.every must be a positive whole number of steps, got ${s.every}`);
+  return {
+    every: s.every,
+    run: async (step) => {
+      const { images } = await generate(sd, { prompts: [s.prompt], steps: s.steps ?? 20, guidance: s.guidance ?? DEFAULTS.guidance, seed: s.seed ?? o.seed ?? 0, width: resolution, height: resolution, signal: o.signal });
+      await s.onSample({ step, image: images[0] });
+    },
+  };
 }
 
 /** The run's settings as trainer.json records them: plain values only. */
 function recordedSettings(o: PersonaliseRunOptions): Record<string, unknown> {
-  const plain = Object.entries(o).filter(([key, v]) => typeof v !== 'function' && key !== 'signal' && key !== 'model' && key !== 'images');
+  const plain = Object.entries(o).filter(([key, v]) => typeof v !== 'function' && !['signal', 'model', 'images', 'samples'].includes(key));
   return { ...Object.fromEntries(plain), model: modelName(o), images: typeof o.images === 'string' ? o.images : `${o.images.length} image(s) in memory` };
 }
 

@@ -7,7 +7,8 @@ import sharp from 'sharp';
 import { loadEmojiDataset } from '../data/emoji-dataset.ts';
 import { isEmojiSource, parseEmojiSource } from '../data/emoji-source.ts';
 import { type DataItem, ImageFolderDataset } from '../data/folder.ts';
-import { type RgbImage, fromRgb8, toRgb8 } from '../io/image.ts';
+import { type RgbImage, readImage } from '../io/image.ts';
+import { encodePng } from '../io/png.ts';
 
 /** What the fine-tuning tasks read: decoded images at the training resolution, with captions. */
 export interface TrainingData {
@@ -50,24 +51,19 @@ export async function loadTrainingImages(images: TrainingImages, resolution: num
   return { items };
 }
 
+/** Decoded, resized and centre-cropped as a file in a training folder is (through readImage). */
 async function decodeTrainingImage(entry: TrainingImage, name: string, resolution: number): Promise<DataItem> {
   const { image } = entry;
-  let input: ReturnType<typeof sharp>;
+  let bytes: Buffer;
   if (image instanceof Uint8Array) {
     const format = await sharp(image).metadata().then((m) => m.format, () => undefined);
     if (!format || !ENCODED_FORMATS.includes(format)) throw new Error(`training image ${name}: not a PNG, JPEG or WebP image${format ? ` (it is ${format})` : ''}`);
-    input = sharp(image).rotate();
+    bytes = Buffer.from(image);
   } else {
-    input = sharp(toRgb8(image), { raw: { width: image.width, height: image.height, channels: 3 } });
+    bytes = await encodePng(image);
   }
-  const { data, info } = await input
-    .flatten({ background: '#ffffff' })
-    .resize(resolution, resolution, { fit: 'cover', position: 'centre' })
-    .toColourspace('srgb')
-    .raw({ depth: 'uchar' })
-    .toBuffer({ resolveWithObject: true })
-    .catch((error: Error) => {
-      throw new Error(`training image ${name}: cannot decode it: ${error.message}`);
-    });
-  return { name, caption: entry.caption ?? '', image: fromRgb8(data, info.width, info.height, info.channels) };
+  const decoded = await readImage(bytes, { width: resolution, height: resolution }).catch((error: Error) => {
+    throw new Error(`training image ${name}: ${error.message}`);
+  });
+  return { name, caption: entry.caption ?? '', image: decoded };
 }

@@ -1,6 +1,7 @@
 // Training as library calls: trainLora on images held in memory reports each step, writes its
 // file, stops on an AbortSignal with a checkpoint (rejecting with an AbortError), and resumes from
-// it; trainTextualInversion takes encoded image bytes and refuses a format it does not read.
+// it, drawing sample pictures as it goes; trainTextualInversion takes encoded image bytes and
+// refuses a format it does not read.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -55,8 +56,15 @@ describe('trainLora as a library call', () => {
 
     await expect(trainLora(common)).rejects.toThrow(/already holds checkpoints/);
     const steps: number[] = [];
-    const result = await trainLora({ ...common, resume: true, onProgress: (p) => steps.push(p.step) });
+    const samples: { step: number; width: number; finite: boolean }[] = [];
+    const result = await trainLora({
+      ...common,
+      resume: true,
+      onProgress: (p) => steps.push(p.step),
+      samples: { every: 1, prompt: 'a red square', steps: 2, onSample: ({ step, image }) => void samples.push({ step, width: image.width, finite: image.data.every(Number.isFinite) }) },
+    });
     expect(steps).toEqual([2, 3]);
+    expect(samples).toEqual([2, 3].map((step) => ({ step, width: 64, finite: true }))); // drawn by the model in training, at its resolution
     expect(result.step).toBe(3);
     expect(result.files).toEqual([join(out, 'pytorch_lora_weights.safetensors')]);
     const read = loadLoraFile(result.files[0], loadStableDiffusion(TINY_SD));
