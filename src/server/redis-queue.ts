@@ -36,6 +36,8 @@ export interface RedisQueueOptions {
   /** Jobs that may wait in Redis (the running ones not counted). */
   queueSize?: number;
   prefix?: string;
+  /** Where connection trouble is told (BullMQ and ioredis reconnect by themselves). Default: stderr. */
+  log?: (line: string) => void;
 }
 
 const WAITING_STATES = ['waiting', 'prioritized', 'delayed'] as const;
@@ -68,6 +70,12 @@ export class RedisQueue implements JobQueue {
     this.queue = new Queue(QUEUE_NAME, { connection: { url: o.url }, prefix });
     this.events = new QueueEvents(QUEUE_NAME, { connection: { url: o.url }, prefix });
     this.redis = new Redis(o.url, { maxRetriesPerRequest: 3 });
+    // Unheard 'error' events would end the process; a lost connection is retried instead.
+    const log = o.log ?? ((line) => console.error(line));
+    const onError = (error: Error) => log(`redis queue: ${error.message}`);
+    this.queue.on('error', onError);
+    this.events.on('error', onError);
+    this.redis.on('error', onError);
   }
 
   /**

@@ -51,6 +51,7 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
   await checkRedisReachable(options.url);
   const redis = new Redis(options.url, { maxRetriesPerRequest: null });
   const subscriber = redis.duplicate();
+  for (const client of [redis, subscriber]) client.on('error', (error: Error) => log(`redis: ${error.message}`));
 
   const processJob = async (job: Job<RedisJobData, RedisJobReturn>, _token: string | undefined, signal?: AbortSignal): Promise<RedisJobReturn> => {
     const jobId = job.id!;
