@@ -25,12 +25,7 @@ const A1111_KEYS = ['emb_params', 'string_to_param.*'];
 export function readEmbeddingFile(path: string, token?: string): TextualInversionEmbedding {
   const file = SafetensorsFile.open(path);
   try {
-    const names = file.names();
-    const a1111 = names.find((n) => A1111_KEYS.includes(n));
-    const name = a1111 ?? (names.length === 1 ? names[0] : undefined);
-    if (!name) {
-      throw new Error(`embedding file ${path} holds ${names.length} tensors (${names.slice(0, 6).join(', ')}); expected one tensor named after its token, or A1111's "emb_params"`);
-    }
+    const { name, fileToken } = embeddingTensor(path, file.names());
     const { shape } = file.entry(name);
     if (shape.length < 1 || shape.length > 2) throw new Error(`embedding file ${path}: tensor "${name}" has shape [${shape.join(', ')}]; expected [C] or [n, C]`);
     const dim = shape[shape.length - 1];
@@ -40,10 +35,30 @@ export function readEmbeddingFile(path: string, token?: string): TextualInversio
     const bad = firstNonFinite(data);
     if (bad >= 0) throw new Error(`embedding file ${path}: tensor "${name}" holds ${data[bad]} in row ${Math.floor(bad / dim)}; an embedding must hold finite numbers`);
     const vectors = Array.from({ length: count }, (_, i) => data.slice(i * dim, (i + 1) * dim));
-    return { token: token ?? (a1111 ? basename(path, extname(path)) : name), vectors, source: path };
+    return { token: token ?? fileToken, vectors, source: path };
   } finally {
     file.close();
   }
+}
+
+/** The token an embedding file adds, from its header alone (for listings). */
+export function embeddingFileToken(path: string): string {
+  const file = SafetensorsFile.open(path);
+  try {
+    return embeddingTensor(path, file.names()).fileToken;
+  } finally {
+    file.close();
+  }
+}
+
+/** Which tensor holds the vectors, and the token the file names: the tensor's name, or A1111's file name. */
+function embeddingTensor(path: string, names: string[]): { name: string; fileToken: string } {
+  const a1111 = names.find((n) => A1111_KEYS.includes(n));
+  const name = a1111 ?? (names.length === 1 ? names[0] : undefined);
+  if (!name) {
+    throw new Error(`embedding file ${path} holds ${names.length} tensors (${names.slice(0, 6).join(', ')}); expected one tensor named after its token, or A1111's "emb_params"`);
+  }
+  return { name, fileToken: a1111 ? basename(path, extname(path)) : name };
 }
 
 /** Writes diffusers' learned_embeds.safetensors: one tensor [n, C] named after the token. */

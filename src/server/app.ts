@@ -94,7 +94,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   app.get(`${API}/models`, async () => ({
     models: o.registry.models().map((m) => ({ name: m.name, format: m.format, defaultSize: o.registry.defaultSize(m) ?? null })),
     loras: o.registry.loras().map(({ name }) => ({ name })),
-    embeddings: o.registry.embeddings().map(({ name }) => ({ name })),
+    embeddings: o.registry.embeddings().map((e) => ({ name: e.name, token: o.registry.embeddingToken(e) ?? null })),
   }));
 
   registerEvents(app, o.queue);

@@ -6,6 +6,7 @@
 import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { bundledTokenizer, defaultModelPath } from '../models/bundled.ts';
+import { embeddingFileToken } from '../models/textual-inversion.ts';
 import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 
 export interface ModelEntry {
@@ -72,6 +73,15 @@ export class ModelRegistry {
   }
 
   private readonly sizes = new Map<string, number | undefined>();
+
+  /** The word a prompt uses for an embedding (read from the file's header); undefined for a broken file. */
+  embeddingToken(file: NamedFile): string | undefined {
+    try {
+      return embeddingFileToken(file.path);
+    } catch {
+      return undefined; // reported when a job loads it
+    }
+  }
 
   loras(): NamedFile[] {
     return this.files(LORA_FOLDER);
