@@ -33,7 +33,8 @@ export interface ModelEntry {
 export interface Catalogue {
   models: ModelEntry[];
   loras: string[];
-  embeddings: string[];
+  /** Textual Inversion embeddings: the file's name, and the word a prompt uses for it. */
+  embeddings: { name: string; token?: string }[];
 }
 
 /** A refused request; `field` is the parameter the server blamed (e.g. "width"), if any. */
@@ -102,7 +103,8 @@ export async function getCatalogue(): Promise<Catalogue> {
     const m = e as { name: string; defaultSize?: number; width?: number; size?: number };
     return { name: m.name, defaultSize: m.defaultSize ?? m.width ?? m.size };
   });
-  return { models, loras: names(raw.loras), embeddings: names(raw.embeddings) };
+  const embeddings = (raw.embeddings ?? []).map((e) => (typeof e === 'string' ? { name: e } : { name: String((e as { name: unknown }).name), token: (e as { token?: string }).token ?? undefined }));
+  return { models, loras: names(raw.loras), embeddings };
 }
 
 /** The name an image URL serves (what params take to reuse a result as an input). */

@@ -51,3 +51,20 @@ export function NumberInput(props: { id: string; describedBy?: string; value: nu
     />
   );
 }
+
+/** A model from the server's catalogue, as a labelled select. */
+export function ModelField(props: { label: string; models: { name: string }[]; value: string; error?: string; onChange: (name: string) => void }) {
+  return (
+    <Field label={props.label} error={props.error}>
+      {(id, d) => (
+        <select id={id} name="model" value={props.value || props.models[0]?.name} aria-describedby={d} onChange={(e) => props.onChange(e.currentTarget.value)}>
+          {props.models.map((m) => (
+            <option key={m.name} value={m.name}>
+              {m.name}
+            </option>
+          ))}
+        </select>
+      )}
+    </Field>
+  );
+}

@@ -3,7 +3,7 @@
 
 import { useEffect, useState } from 'preact/hooks';
 import { type Catalogue, type Job, imageName, uploadFile } from '../api.ts';
-import { Field, NumberInput } from '../components/field.tsx';
+import { Field, ModelField, NumberInput } from '../components/field.tsx';
 import { Gallery } from '../components/gallery.tsx';
 import { ImageBox } from '../components/image-box.tsx';
 import { ProgressPanel } from '../components/progress.tsx';
@@ -90,17 +90,7 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
           {(id, d) => <textarea id={id} name="negativePrompt" rows={2} value={form.negativePrompt} aria-describedby={d} onInput={(e) => set({ negativePrompt: e.currentTarget.value })} onKeyDown={submitOnEnter} />}
         </Field>
         <div class="row">
-          <Field label="Model" error={errors.model}>
-            {(id, d) => (
-              <select id={id} name="model" value={form.model} aria-describedby={d} onChange={(e) => set({ model: e.currentTarget.value })}>
-                {catalogue.models.map((m) => (
-                  <option key={m.name} value={m.name}>
-                    {m.name}
-                  </option>
-                ))}
-              </select>
-            )}
-          </Field>
+          <ModelField label="Model" models={catalogue.models} value={form.model} error={errors.model} onChange={(model) => set({ model })} />
           <Field label="Sampler" error={errors.scheduler}>
             {(id, d) => (
               <select id={id} name="scheduler" value={form.scheduler} aria-describedby={d} onChange={(e) => set({ scheduler: e.currentTarget.value as SchedulerName })}>
@@ -208,7 +198,11 @@ function Pickers({ catalogue, form, set, errors }: PickersProps) {
     else delete loras[name];
     set({ loras });
   };
-  const toggleEmbedding = (name: string, on: boolean) => set({ embeddings: on ? [...form.embeddings, name] : form.embeddings.filter((e) => e !== name) });
+  // Ticking an embedding also puts its word in the prompt, where it does its work.
+  const toggleEmbedding = (name: string, token: string | undefined, on: boolean) => {
+    const prompt = on && token && !form.prompt.includes(token) ? `${form.prompt.trimEnd()} ${token}`.trimStart() : form.prompt;
+    set({ prompt, embeddings: on ? [...form.embeddings, name] : form.embeddings.filter((e) => e !== name) });
+  };
   return (
     <>
       <fieldset class="picker" aria-describedby={errors.loras ? 'loras-error' : undefined}>
@@ -233,9 +227,10 @@ function Pickers({ catalogue, form, set, errors }: PickersProps) {
       <fieldset class="picker" aria-describedby={errors.embeddings ? 'embeddings-error' : undefined}>
         <legend>Embeddings</legend>
         {catalogue.embeddings.length === 0 && <p class="hint">No Textual Inversion embeddings yet: make one in Personalise.</p>}
-        {catalogue.embeddings.map((name) => (
+        {catalogue.embeddings.map(({ name, token }) => (
           <label class="pick" key={name}>
-            <input type="checkbox" name="embedding" value={name} checked={form.embeddings.includes(name)} onChange={(e) => toggleEmbedding(name, e.currentTarget.checked)} /> {name}
+            <input type="checkbox" name="embedding" value={name} checked={form.embeddings.includes(name)} onChange={(e) => toggleEmbedding(name, token, e.currentTarget.checked)} /> {name}
+            {token && token !== name && <small class="hint">({token})</small>}
           </label>
         ))}
         {errors.embeddings && (

@@ -4,7 +4,7 @@
 
 import { useState } from 'preact/hooks';
 import { type Catalogue, uploadFile } from '../api.ts';
-import { Field, NumberInput } from '../components/field.tsx';
+import { Field, ModelField, NumberInput } from '../components/field.tsx';
 import { ImageBox } from '../components/image-box.tsx';
 import { LossCurve } from '../components/loss-curve.tsx';
 import { ProgressPanel } from '../components/progress.tsx';
@@ -104,17 +104,7 @@ export function PersonalisePage({ catalogue, onTrained }: { catalogue: Catalogue
             </label>
           ))}
         </fieldset>
-        <Field label="Base model" error={errors.model}>
-          {(id, d) => (
-            <select id={id} value={form.model || catalogue.models[0]?.name} aria-describedby={d} onChange={(e) => set({ model: e.currentTarget.value })}>
-              {catalogue.models.map((m) => (
-                <option key={m.name} value={m.name}>
-                  {m.name}
-                </option>
-              ))}
-            </select>
-          )}
-        </Field>
+        <ModelField label="Base model" models={catalogue.models} value={form.model} error={errors.model} onChange={(model) => set({ model })} />
         {form.method === 'textual-inversion' && (
           <div class="row">
             <Field label="New token" error={errors.token ?? errors.name} hint='the word you will type, e.g. "<my-cat>"'>
@@ -169,7 +159,7 @@ export function PersonalisePage({ catalogue, onTrained }: { catalogue: Catalogue
         </figure>
         {artifacts.length > 0 && (
           <p class="notice" role="status">
-            Done: {artifacts.join(', ')} — {form.method === 'textual-inversion' ? `type ${form.token} in a prompt and tick its embedding` : 'pick it'} on the Generate page.
+            Done: {artifacts.join(', ')} — {form.method === 'textual-inversion' ? `tick it among the embeddings (its word ${form.token} goes into the prompt)` : 'pick it'} on the Generate page.
           </p>
         )}
       </div>
