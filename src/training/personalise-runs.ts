@@ -8,6 +8,7 @@
 
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { throwIfAborted } from '../engine/abort.ts';
 import type { RgbImage } from '../io/image.ts';
 import type { LoraKeyStyle } from '../models/lora.ts';
 import { DEFAULTS, generate } from '../pipelines/generate.ts';
@@ -199,6 +200,8 @@ function warn(o: PersonaliseRunOptions): (message: string) => void {
 }
 
 async function run(o: PersonaliseRunOptions, label: string, task: TrainingTask, defaults: { lr: number; steps: number }, settled: { batch: number; resolution: number }, validate?: TrainingTaskRun['validate']): Promise<TrainResult> {
+  // Stopped while preparing (loading, encoding the images, compiling the step): nothing to checkpoint yet.
+  throwIfAborted(o.signal, label);
   o.onLog?.(describeRun(label, task, o.steps ?? defaults.steps, settled.batch, o.gradAccum));
   return runTrainingTask(o, { task, defaultLr: defaults.lr, defaultSteps: defaults.steps, validate, config: { command: label, ...recordedSettings(o), ...settled } });
 }

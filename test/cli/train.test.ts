@@ -1,9 +1,9 @@
 // `nuri train` personalisation commands as a new user meets them: a single-file checkpoint trains
-// with generate's fallbacks (tokenizer beside it or bundled; --config), and DreamBooth's help says
-// which learning rate each mode uses.
+// with generate's fallbacks (tokenizer beside it or bundled; --config), Ctrl-C leaves a checkpoint
+// and exits 130, and DreamBooth's help says which learning rate each mode uses.
 
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -41,6 +41,28 @@ describe('nuri train on a single-file checkpoint', () => {
     const r = nuri(['train', 'lora', '--model', SINGLE, '--tokenizer', 'nope', '--images', 'images', '--out', 'out'], dir);
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe('nuri: --tokenizer: no such folder nope');
+  });
+});
+
+describe('Ctrl-C during nuri train', () => {
+  it('saves a checkpoint, says how to resume, and exits 130', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-cli-train-'));
+    mkdirSync(join(dir, 'images'));
+    for (let i = 0; i < 2; i++) await writePng(join(dir, 'images', `sq-${i}.png`), createImage(64, 64, [0.9, 0.1 * i, 0.2]));
+    // 100 steps log a line every 2 (stderr is not a terminal): the first one means training has begun.
+    const args = ['train', 'lora', '--model', TINY_SD, '--images', 'images', '--rank', '2', '--steps', '100', '--resolution', '64', '--out', 'out'];
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: dir });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    while (!/^step \d+\/100/m.test(stderr)) await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    const [, step, checkpoint] = /interrupted at step (\d+); checkpoint saved in (\S+)\. Continue with --resume\./.exec(stderr) ?? [];
+    expect(checkpoint).toBe(join('out', 'checkpoints', `checkpoint-${step.padStart(6, '0')}`)); // as --out names it
+    expect(Number(step)).toBeGreaterThanOrEqual(2);
+    expect(existsSync(join(dir, checkpoint, 'trainer.json'))).toBe(true);
+    expect(existsSync(join(dir, 'out', 'pytorch_lora_weights.safetensors'))).toBe(false);
   });
 });
 
