@@ -69,19 +69,22 @@ function firstEvent(id: string, match: (e: JobEvent) => boolean): Promise<JobEve
 }
 
 describe('nuri serve --redis with nuri worker processes', () => {
+  /** Jobs that completed, and the one cancelled, for the restart test. */
   const done: JobRecord[] = [];
+  let cancelledId = '';
 
   test('jobs spread over two workers; SSE events tagged; images served from the server after coming back through Redis', async () => {
     await Promise.all([startWorker('real-1'), startWorker('real-2')]);
     expect((await server.request('GET', '/health')).body).toEqual({ status: 'ok', pending: 0, workers: 2 });
     const ids: string[] = [];
-    const finished = new Set<string>();
-    const stream = openEvents(`${server.url}/api/v1/events`, (e) => e.type === 'completed' && ids.includes(e.id) && ids.every((id) => finished.has(id)));
-    const watching = server.queue.subscribe((e) => e.type === 'completed' && finished.add(e.id));
+    const completedOnStream = new Set<string>();
+    const stream = openEvents(`${server.url}/api/v1/events`, (e) => {
+      if (e.type === 'completed') completedOnStream.add(e.id);
+      return ids.length === 4 && ids.every((id) => completedOnStream.has(id));
+    });
     await stream.opened;
     for (let seed = 0; seed < 4; seed++) ids.push(await server.submit('generate', { prompt: 'red apple', steps: 4, seed }));
     done.push(...(await Promise.all(ids.map((id) => server.queue.wait(id)))));
-    watching();
 
     expect(done.map((j) => j.status)).toEqual(['completed', 'completed', 'completed', 'completed']);
     expect(new Set(done.map((j) => j.info.worker))).toEqual(new Set(['real-1', 'real-2']));
@@ -125,6 +128,21 @@ describe('nuri serve --redis with nuri worker processes', () => {
     expect((await fetch(`${server.url}/api/v1/images/${job.images[0]}`)).status).toBe(200);
   });
 
+  test('cancel over HTTP stops a running job on its worker between two steps; the job after it completes', async () => {
+    const running = await server.submit('generate', { prompt: 'green heart', steps: 120, seed: 1 });
+    const next = await server.submit('generate', { prompt: 'green heart', steps: 4, seed: 2 });
+    await firstEvent(running, (e) => e.type === 'progress' && e.phase === 'sampling' && e.step >= 2);
+    expect((await server.request('POST', `/api/v1/jobs/${running}/cancel`)).status).toBe(200);
+    const cancelled = await server.queue.wait(running);
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.progress.step).toBeLessThan(120);
+    expect(cancelled.images).toEqual([]);
+    cancelledId = running;
+    const after = await server.queue.wait(next);
+    expect(after).toMatchObject({ status: 'completed', info: { worker: 'real-3' } });
+    done.push(after);
+  });
+
   test('after a server restart the history lists every job and the images are still served', async () => {
     const before = await Promise.all(done.map(async (j) => Buffer.from(await (await fetch(`${server.url}/api/v1/images/${j.images[0]}`)).arrayBuffer())));
     await server.close();
@@ -132,8 +150,8 @@ describe('nuri serve --redis with nuri worker processes', () => {
     const history = await server.request('GET', '/api/v1/jobs?limit=20');
     expect(history.status).toBe(200);
     const listed = history.body.jobs as { id: string; status: string }[];
-    expect(listed.map((j) => j.id).sort()).toEqual(done.map((j) => j.id).sort());
-    expect(listed.every((j) => j.status === 'completed')).toBe(true);
+    expect(listed.map((j) => j.id).sort()).toEqual([...done.map((j) => j.id), cancelledId].sort());
+    expect(listed.every((j) => j.status === (j.id === cancelledId ? 'cancelled' : 'completed'))).toBe(true);
     for (const [i, job] of done.entries()) {
       const res = await fetch(`${server.url}/api/v1/images/${job.images[0]}`);
       expect(Buffer.from(await res.arrayBuffer()).equals(before[i])).toBe(true);
