@@ -32,6 +32,8 @@ export class LocalQueue implements JobQueue {
   private readonly waiting: JobRecord[] = [];
   private running: Running | undefined;
   private readonly watchers = new JobWatchers();
+  /** Records out of the line and not yet saved in their final state (a cancelled queued job). */
+  private readonly finishing = new Map<string, JobRecord>();
   private closed = false;
   private readonly saving = new Map<string, Promise<void>>();
   /** Seconds the finished jobs took, for Retry-After (a running mean). */
@@ -89,7 +91,11 @@ export class LocalQueue implements JobQueue {
   }
 
   async wait(id: string, signal?: AbortSignal): Promise<JobRecord> {
-    const record = await this.get(id);
+    // A live record's status is final before its waiters are told, so this check and the
+    // registration cannot miss the end.
+    const live = this.live(id);
+    if (live) return isFinished(live) ? structuredClone(live) : this.watchers.waitFor(id, signal);
+    const record = await this.o.store.load(id);
     if (!record) throw new Error(`no job ${id}`);
     return isFinished(record) ? record : this.watchers.waitFor(id, signal);
   }
@@ -115,7 +121,8 @@ export class LocalQueue implements JobQueue {
   }
 
   private live(id: string): JobRecord | undefined {
-    return this.running?.record.id === id ? this.running.record : this.waiting.find((r) => r.id === id);
+    if (this.running?.record.id === id) return this.running.record;
+    return this.waiting.find((r) => r.id === id) ?? this.finishing.get(id);
   }
 
   private next(): void {
@@ -170,6 +177,7 @@ export class LocalQueue implements JobQueue {
   }
 
   private async finish(record: JobRecord, status: JobStatus, error: string | null): Promise<void> {
+    this.finishing.set(record.id, record);
     record.status = status;
     record.error = error;
     record.finishedAt = new Date().toISOString();
@@ -178,6 +186,7 @@ export class LocalQueue implements JobQueue {
       record.error = `the job finished but its record could not be saved: ${e.message}`;
     });
     this.watchers.finished(record);
+    this.finishing.delete(record.id);
   }
 
   /** Saves a snapshot of the record; saves of one job land in the order they were made. */
