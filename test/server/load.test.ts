@@ -42,10 +42,11 @@ it(`serves ${CLIENTS} concurrent clients: each job completes or gets 429, none l
       expect(job.info.seeds).toEqual([Number(job.params.prompt.split(' ')[1])]);
     }
     const history = await server.request('GET', '/api/v1/jobs?limit=100');
-    expect(history.body.total, 'records on disk').toBe(accepted.length + 1);
-    expect(new Set(history.body.jobs.map((j: any) => j.id)).size, 'records listed').toBe(accepted.length + 1);
+    const summary = JSON.stringify(history.body.jobs.map((j: any) => [j.id, j.status, j.images.length, j.error]));
+    expect(history.body.total, `records on disk: ${summary}`).toBe(accepted.length + 1);
+    expect(new Set(history.body.jobs.map((j: any) => j.id)).size, `records listed: ${summary}`).toBe(accepted.length + 1);
     const images = new Set(history.body.jobs.flatMap((j: any) => j.images));
-    expect(images.size, 'result images').toBe(accepted.length + 1);
+    expect(images.size, `result images: ${summary}`).toBe(accepted.length + 1);
 
     const growth = process.memoryUsage().rss - rssBefore;
     console.log(`load: ${accepted.length} completed, ${refused} refused with 429; RSS growth ${(growth / 2 ** 20).toFixed(0)} MiB`);
