@@ -57,13 +57,21 @@ export class CompiledGraph {
     private readonly key?: string,
   ) {}
 
+  private released = false;
+
   /**
    * Frees the session's weights and buffers now, rather than at exit (a pipeline that is done with
-   * its text encoder, say). Every CompiledGraph of the same graph shares the session and stops working;
-   * the next `compile` of the graph creates a new one.
+   * its text encoder, say). Compiling the same graph twice shares one session: it is freed when the
+   * last CompiledGraph holding it is released, so one pipeline never frees another's session.
+   * Releasing twice does nothing.
    */
   async release(): Promise<void> {
-    if (this.key !== undefined) sessions.delete(this.key);
+    if (this.released) return;
+    this.released = true;
+    if (this.key === undefined) return this.session.release();
+    const entry = sessions.get(this.key);
+    if (!entry || --entry.holders > 0) return;
+    sessions.delete(this.key);
     await this.session.release();
   }
 
@@ -116,7 +124,8 @@ function checkShape(name: string, t: Tensor, value: TensorValue, bound: Map<stri
   });
 }
 
-const sessions = new Map<string, Promise<ort.InferenceSession>>();
+/** Sessions by graph hash, with how many unreleased CompiledGraphs hold each. */
+const sessions = new Map<string, { session: Promise<ort.InferenceSession>; holders: number }>();
 
 /**
  * Intra-op threads when a caller names none. Left to itself, onnxruntime-node 1.30 ran one thread on
@@ -143,13 +152,20 @@ export async function compile(spec: GraphSpec, options: RunOptions = {}): Promis
     .update(JSON.stringify([sources, options.executionProvider, options.threads ?? defaultThreads(), options.spinning ?? true]))
     .digest('hex')
     .slice(0, 24);
-  let session = sessions.get(hash);
-  if (!session) {
-    session = createSession(graph, hash, options);
-    sessions.set(hash, session);
-    session.catch(() => sessions.delete(hash));
+  let entry = sessions.get(hash);
+  if (!entry) {
+    const created = { session: createSession(graph, hash, options), holders: 0 };
+    sessions.set(hash, created);
+    created.session.catch(() => sessions.get(hash) === created && sessions.delete(hash));
+    entry = created;
   }
-  return new CompiledGraph(await session, graph, spec.inputs, hash);
+  entry.holders++;
+  try {
+    return new CompiledGraph(await entry.session, graph, spec.inputs, hash);
+  } catch (error) {
+    entry.holders--;
+    throw error;
+  }
 }
 
 async function createSession(graph: EmittedGraph, hash: string, options: RunOptions): Promise<ort.InferenceSession> {

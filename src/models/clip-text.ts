@@ -260,11 +260,14 @@ export interface EncodePromptsOptions {
   /** Padded token length (default: the tokenizer's model_max_length, 77). */
   maxLength?: number;
   run?: RunOptions;
+  /** A text-encoder session the caller holds (compileClipText with the same length and clip skip). */
+  graph?: CompiledGraph;
 }
 
 /**
- * Tokenizes and encodes prompts: the [B, 77, C] conditioning a UNet cross-attends to. Tracing is
- * cheap and sessions are cached by graph, so each model and option set compiles once.
+ * Tokenizes and encodes prompts: the [B, 77, C] conditioning a UNet cross-attends to. Without
+ * `options.graph` the session is compiled for this call and released after it (freed unless
+ * someone else holds it); a caller that encodes again should hold one.
  */
 export async function encodePrompts(
   model: ClipTextModel,
@@ -278,7 +281,11 @@ export async function encodePrompts(
   const { inputIds } = tokenizer.call(prompts, { maxLength: length });
   const ids = new BigInt64Array(prompts.length * length);
   inputIds.forEach((row, b) => row.forEach((id, l) => (ids[b * length + l] = BigInt(id))));
-  const graph = await compileClipText(model, { length, clipSkip: options.clipSkip, run: options.run });
-  const out = await graph.run({ input_ids: { data: ids, shape: [prompts.length, length] } });
-  return { data: out.last_hidden_state.data as Float32Array, shape: [prompts.length, length, dim] };
+  const graph = options.graph ?? (await compileClipText(model, { length, clipSkip: options.clipSkip, run: options.run }));
+  try {
+    const out = await graph.run({ input_ids: { data: ids, shape: [prompts.length, length] } });
+    return { data: out.last_hidden_state.data as Float32Array, shape: [prompts.length, length, dim] };
+  } finally {
+    if (!options.graph) await graph.release();
+  }
 }

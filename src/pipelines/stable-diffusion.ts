@@ -32,6 +32,7 @@ export type Feeds = Record<string, { data: Float32Array; shape: number[] }>;
 export class StableDiffusion {
   readonly vaeRunner: VaeRunner;
   private unetGraph: Promise<CompiledGraph> | undefined;
+  private readonly textEncoderGraphs = new Map<number | undefined, Promise<CompiledGraph>>();
 
   constructor(
     readonly components: StableDiffusionComponents,
@@ -71,13 +72,25 @@ export class StableDiffusion {
   /** [B, 77, C] token states for each prompt. */
   async encodePrompts(prompts: string[], clipSkip?: number): Promise<Float32Array> {
     const { tokenizer, textEncoder } = this.components;
-    return (await encodePrompts(textEncoder, tokenizer, prompts, { clipSkip, run: this.run })).data;
+    return (await encodePrompts(textEncoder, tokenizer, prompts, { clipSkip, graph: await this.textEncoder(clipSkip) })).data;
   }
 
-  /** Frees the text encoder's session (a later encode creates it again). */
+  /** The text encoder's session for one clip skip (compiled on first use, held until released). */
+  private textEncoder(clipSkip?: number): Promise<CompiledGraph> {
+    let graph = this.textEncoderGraphs.get(clipSkip);
+    if (!graph) {
+      const { tokenizer, textEncoder } = this.components;
+      graph = compileClipText(textEncoder, { length: tokenizer.modelMaxLength, clipSkip, run: this.run });
+      this.textEncoderGraphs.set(clipSkip, graph);
+    }
+    return graph;
+  }
+
+  /** Frees the text encoder's session for this clip skip (a later encode creates it again). */
   async releaseTextEncoder(clipSkip?: number): Promise<void> {
-    const { tokenizer, textEncoder } = this.components;
-    await (await compileClipText(textEncoder, { length: tokenizer.modelMaxLength, clipSkip, run: this.run })).release();
+    const graph = this.textEncoderGraphs.get(clipSkip);
+    this.textEncoderGraphs.delete(clipSkip);
+    if (graph) await (await graph).release();
   }
 
   /** Frees the plain UNet's session (a later `unet()` creates it again). */
