@@ -70,9 +70,16 @@ export class LocalQueue implements JobQueue {
   }
 
   async list(page: { offset: number; limit: number }): Promise<{ jobs: JobRecord[]; total: number }> {
+    // The disk holds the last saved state; a live job's progress lives here. A job that ends while
+    // the disk is read may have been read before its final save: read it again.
+    const liveBefore = new Set([...this.waiting, ...this.finishing.values(), ...(this.running ? [this.running.record] : [])].map((r) => r.id));
     const { jobs, total } = await this.o.store.list(page);
-    // The disk holds the last saved state; a running job's progress lives here.
-    return { jobs: jobs.map((j) => (this.live(j.id) ? structuredClone(this.live(j.id)!) : j)), total };
+    const current = async (j: JobRecord): Promise<JobRecord> => {
+      const live = this.live(j.id);
+      if (live) return structuredClone(live);
+      return liveBefore.has(j.id) ? ((await this.o.store.load(j.id)) ?? j) : j;
+    };
+    return { jobs: await Promise.all(jobs.map(current)), total };
   }
 
   async cancel(id: string): Promise<JobRecord | undefined> {
