@@ -36,7 +36,7 @@ export async function ensureStudioBuilt(): Promise<void> {
   try {
     const stale = !existsSync(BUILT) || Math.max(...SOURCES.map((s) => newestChange(join(ROOT, s)))) > statSync(BUILT).mtimeMs;
     if (!stale) return;
-    const vite = spawnSync(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'src/web/vite.config.ts'], { cwd: ROOT, encoding: 'utf8' });
+    const vite = spawnSync(process.execPath, [join(ROOT, 'scripts/build-web.mjs')], { cwd: ROOT, encoding: 'utf8' });
     if (vite.status !== 0) throw new Error(`building the Studio page failed:\n${vite.stdout}\n${vite.stderr}`);
   } finally {
     rmSync(lock, { recursive: true, force: true });
