@@ -41,7 +41,7 @@ it('trains a Textual Inversion embedding from uploads and uses it', async () => 
   file.close();
 
   const models = await server.request('GET', '/api/v1/models');
-  expect(models.body.embeddings).toEqual([{ name: 'red-thing' }]);
+  expect(models.body.embeddings).toEqual([{ name: 'red-thing', token: '<red-thing>' }]);
   const generated = await server.queue.wait(await server.submit('generate', { prompt: 'a <red-thing>', embeddings: ['red-thing'], steps: 2, seed: 1 }));
   expect(generated.status, generated.error ?? '').toBe('completed');
   expect((generated.info.infotexts as string[])[0]).toContain('TI: <red-thing>');
