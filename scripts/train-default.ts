@@ -8,6 +8,9 @@
 //   unet       nuri train unet  — DDPM ε-loss, cross-attention on the frozen text encoder's token
 //              states, caption dropout for classifier-free guidance, EMA weights
 //   assemble   the model folder: the pipeline plus the CLIP image tower (image_encoder/), fp16
+//   identity   (when training.json has "identity") the identity figure of scripts/eval-default.ts
+//              at every milestone of the UNet stage: its EMA weights every `every` steps, kept
+//              while it trains (WORK/unet/milestones) and measured afterwards (WORK/identity/)
 //
 // RECIPE is --recipe (default recipes/default-v2, the 64×64 second generation; recipes/default is
 // the recipe of the shipped 32×32 model). Hyperparameters are in RECIPE/training.json, which also
@@ -24,6 +27,8 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, s
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { checkpointName } from '../src/training/checkpoint.ts';
+import { keepMilestones } from '../src/training/checkpoint-milestones.ts';
 import { assembleDefaultModel, measureLatents, writeBasePipeline } from '../src/training/default-model.ts';
 
 const REPO = resolve(import.meta.dirname, '..');
@@ -50,6 +55,8 @@ interface Plan {
   vae: Flags;
   clip: Flags;
   unet: Flags;
+  /** Identity figure at every `every` UNet steps, over `names` training and held-out names. */
+  identity?: { every: number; names: number };
 }
 const plan = JSON.parse(readFileSync(resolve(args.plan ?? join(RECIPE, 'training.json')), 'utf8')) as Plan;
 const WORK = resolve(args.work ?? process.env.NURI_TRAIN_DIR ?? join(homedir(), '.cache', 'nuri', plan.work));
@@ -104,18 +111,23 @@ function cliFlags(flags: Flags): string[] {
   });
 }
 
-function nuriTrain(kind: string, flags: Flags): Promise<void> {
-  const argv = [join(REPO, 'bin', 'nuri.js'), 'train', kind, ...cliFlags(flags)];
-  console.error(`\n$ nuri ${argv.slice(1).join(' ')}`);
+/** Runs node with `argv` as this script's child (stopped with it), failing unless it exits 0. */
+function runChild(label: string, argv: string[], shown: string[] = argv): Promise<void> {
+  console.error(`\n$ ${shown.join(' ')}`);
   return new Promise((done, fail) => {
     child = spawn(process.execPath, argv, { stdio: 'inherit', cwd: REPO });
     child.on('error', fail);
     child.on('exit', (code, signal) => {
       child = undefined;
       if (code === 0) done();
-      else fail(new Error(`nuri train ${kind} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`));
+      else fail(new Error(`${label} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`));
     });
   });
+}
+
+function nuriTrain(kind: string, flags: Flags): Promise<void> {
+  const args = ['train', kind, ...cliFlags(flags)];
+  return runChild(`nuri train ${kind}`, [join(REPO, 'bin', 'nuri.js'), ...args], ['nuri', ...args]);
 }
 
 // ─── the stages ──────────────────────────────────────────────────────────────────────────────
@@ -131,7 +143,45 @@ interface Stage {
   run(): Promise<unknown>;
 }
 
-const dirs = { vae: join(WORK, 'vae'), clip: join(WORK, 'clip'), base: join(WORK, 'base'), unet: join(WORK, 'unet'), final: join(WORK, 'final') };
+const dirs = { vae: join(WORK, 'vae'), clip: join(WORK, 'clip'), base: join(WORK, 'base'), unet: join(WORK, 'unet'), final: join(WORK, 'final'), identity: join(WORK, 'identity') };
+const milestones = join(dirs.unet, 'milestones');
+
+/** The UNet stage, keeping its milestones (checked every half minute and at the end). */
+async function trainUNet(): Promise<void> {
+  const every = plan.identity?.every;
+  const keep = () => every && keepMilestones(join(dirs.unet, 'checkpoints'), every, milestones);
+  const keeper = setInterval(keep, 30_000);
+  try {
+    await nuriTrain('unet', { model: dirs.base, ...common, ...plan.unet, out: dirs.unet });
+  } finally {
+    clearInterval(keeper);
+    keep();
+  }
+}
+
+/** The identity figure of each milestone not yet measured, then the table of all of them. */
+async function measureMilestones(): Promise<unknown> {
+  const { names } = plan.identity!;
+  mkdirSync(dirs.identity, { recursive: true });
+  const steps = keepMilestones(join(dirs.unet, 'checkpoints'), plan.identity!.every, milestones);
+  const rows: { step: number; train: number; heldout: number }[] = [];
+  for (const step of steps) {
+    const json = join(dirs.identity, `step-${step}.json`);
+    if (!existsSync(json)) {
+      const checkpoint = join(milestones, checkpointName(step));
+      const ema = existsSync(join(checkpoint, 'ema.safetensors')) ? ['--ema'] : [];
+      const argv = ['--import', 'tsx', join(REPO, 'scripts', 'eval-default.ts'), '--model', dirs.base, '--checkpoint', checkpoint, ...ema, '--identity', '--names', String(names), '--json', `${json}.tmp`];
+      await runChild('eval-default', argv, ['npx tsx scripts/eval-default.ts', ...argv.slice(3)]);
+      renameSync(`${json}.tmp`, json);
+    }
+    const { identity } = JSON.parse(readFileSync(json, 'utf8')) as { identity: Record<'train' | 'heldout', { rate: number }> };
+    rows.push({ step, train: identity.train.rate, heldout: identity.heldout.rate });
+  }
+  console.error(`\nidentity (own emoji among the 5 nearest real images; ${names} training and ${names} held-out names):`);
+  for (const r of rows) console.error(`  step ${String(r.step).padStart(6)}  training ${(100 * r.train).toFixed(1)}%  held-out ${(100 * r.heldout).toFixed(1)}%`);
+  writeJsonAtomic(join(dirs.identity, 'summary.json'), rows);
+  return rows;
+}
 const latentsFile = join(WORK, 'latents.json');
 const common = { images: plan.images, resolution: plan.resolution, resume: true };
 
@@ -174,7 +224,7 @@ const stages: Stage[] = [
     inputs: ['base'],
     dir: dirs.unet,
     product: join(dirs.unet, 'unet', 'diffusion_pytorch_model.safetensors'),
-    run: () => nuriTrain('unet', { model: dirs.base, ...common, ...plan.unet, out: dirs.unet }),
+    run: trainUNet,
   },
   {
     name: 'assemble',
@@ -182,6 +232,9 @@ const stages: Stage[] = [
     product: join(OUT, 'model_index.json'),
     run: async () => assembleDefaultModel({ unetPipeline: dirs.unet, clip: dirs.clip, staging: dirs.final, out: OUT, costs: readCosts(), resolution: plan.resolution }),
   },
+  ...(plan.identity
+    ? [{ name: 'identity', inputs: ['unet'], dir: dirs.identity, product: join(dirs.identity, 'summary.json'), run: measureMilestones }]
+    : []),
 ];
 
 /** When the stage last finished (its marker's time), or undefined. */

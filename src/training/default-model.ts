@@ -137,7 +137,7 @@ export interface AssembleOptions {
 /** The shipped model: the trained pipeline plus the CLIP image tower, in fp16, with a model card. */
 export function assembleDefaultModel(o: AssembleOptions): void {
   rmSync(o.staging, { recursive: true, force: true });
-  copyFolder(o.unetPipeline, o.staging, new Set(['checkpoints', 'validation']));
+  copyFolder(o.unetPipeline, o.staging, new Set(['checkpoints', 'milestones', 'validation']));
   writeImageEncoder(o.clip, o.staging);
   writeJson(join(o.staging, 'model_index.json'), modelIndex(true));
   writeFileSync(join(o.staging, 'README.md'), modelCard(o.costs, o.resolution));
