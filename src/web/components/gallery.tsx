@@ -7,6 +7,8 @@ import type { SchedulerName } from '../../schedulers/index.ts';
 import { jobSeed } from '../generate-settings.ts';
 import { ImageBox } from './image-box.tsx';
 
+const PAGE = 24;
+
 interface GalleryProps {
   /** Changes when the history should be read again (a job finished). */
   version: number;
@@ -17,12 +19,18 @@ interface GalleryProps {
 
 export function Gallery({ version, onUse, onImg2img, onEdit }: GalleryProps) {
   const [jobs, setJobs] = useState<Job[]>();
+  // How far into the history the page has read, and how long it is.
+  const [read, setRead] = useState({ offset: 0, total: 0 });
   const [error, setError] = useState<string>();
-  useEffect(() => {
-    listJobs(0, 24)
-      .then(({ jobs }) => setJobs(jobs.filter((j) => j.type === 'generate' && j.status === 'completed' && j.images.length > 0)))
+  const load = (offset: number) =>
+    listJobs(offset, PAGE)
+      .then((page) => {
+        const results = page.jobs.filter((j) => j.type === 'generate' && j.status === 'completed' && j.images.length > 0);
+        setJobs((before) => (offset === 0 ? results : [...(before ?? []), ...results]));
+        setRead({ offset: offset + page.jobs.length, total: page.total });
+      })
       .catch((e: Error) => setError(e.message));
-  }, [version]);
+  useEffect(() => void load(0), [version]);
 
   return (
     <section class="gallery" aria-labelledby="gallery-title">
@@ -53,6 +61,11 @@ export function Gallery({ version, onUse, onImg2img, onEdit }: GalleryProps) {
           </li>
         ))}
       </ul>
+      {read.offset < read.total && (
+        <button type="button" class="secondary more" onClick={() => void load(read.offset)}>
+          Show older results
+        </button>
+      )}
     </section>
   );
 }
