@@ -147,7 +147,14 @@ export class RedisQueue implements JobQueue {
 
   async list(page: { offset: number; limit: number }): Promise<{ jobs: JobRecord[]; total: number }> {
     const { jobs, total } = await this.o.store.list(page);
-    return { jobs: jobs.map((j) => structuredClone(this.live.get(j.id)?.record ?? j)), total };
+    // A live job's progress is here, not on disk; a job that ended while the disk was read may
+    // have been read before its final save: read it again.
+    const current = async (j: JobRecord): Promise<JobRecord> => {
+      const live = this.live.get(j.id);
+      if (live) return structuredClone(live.record);
+      return isFinished(j) ? j : ((await this.o.store.load(j.id)) ?? j);
+    };
+    return { jobs: await Promise.all(jobs.map(current)), total };
   }
 
   async cancel(id: string): Promise<JobRecord | undefined> {
@@ -328,8 +335,9 @@ export class RedisQueue implements JobQueue {
   private async settle(id: string, status: JobStatus, error: string | null): Promise<void> {
     const live = await this.follow(id);
     if (!live) return;
-    this.live.delete(id);
+    // Forgotten only once saved, so that get() and list() never fall back on an older disk state.
     await this.finish(live.record, status, error);
+    this.live.delete(id);
   }
 
   private async finish(record: JobRecord, status: JobStatus, error: string | null): Promise<void> {
