@@ -6,12 +6,14 @@
 //   npx tsx scripts/calibrate-default.ts unet                seconds per UNet training step (forward,
 //        backward, AdamW) at the latent size each VAE factor gives, with recipes/default/unet.json
 //        (or --config FILE at --latent N)
+//   npx tsx scripts/calibrate-default.ts psnr --checkpoint DIR --config vae.json --resolution 64
+//        held-out PSNR of a VAE checkpoint mid-training (a `nuri train vae` checkpoint folder)
 //
 // Each trial prints one JSON line.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { AdamW, Generator, Tensor } from '../src/engine/index.ts';
+import { AdamW, Generator, Tensor, readSafetensors } from '../src/engine/index.ts';
 import { loadEmojiDataset } from '../src/data/emoji-dataset.ts';
 import { type Json } from '../src/models/clip-weights.ts';
 import { UNet2DConditionModel } from '../src/models/unet.ts';
@@ -32,6 +34,8 @@ const { positionals, values } = parseArgs({
     batch: { type: 'string', default: '16' },
     config: { type: 'string', default: join(RECIPE, 'unet.json') },
     latent: { type: 'string' },
+    checkpoint: { type: 'string' },
+    resolution: { type: 'string', default: '64' },
   },
 });
 const steps = Number(values.steps);
@@ -102,12 +106,28 @@ async function unetTrial(latent: number): Promise<void> {
   console.log(JSON.stringify({ trial: 'unet', config: values.config, latent, batch, params, secondsPerStep: +times[times.length >> 1].toFixed(3), cpuSecondsPerStep: +cpu[cpu.length >> 1].toFixed(3) }));
 }
 
+async function checkpointPsnr(checkpoint: string): Promise<void> {
+  const vae = new AutoencoderKL(parseVaeConfig(JSON.parse(readFileSync(values.config!, 'utf8')) as Json));
+  const weights = readSafetensors(join(checkpoint, 'weights.safetensors'));
+  for (const p of vae.parameters()) {
+    const t = weights.get(p.name);
+    if (!t) throw new Error(`${checkpoint}: no ${p.name}; is --config the VAE's config?`);
+    p.setValue(t.data as Float32Array);
+  }
+  const resolution = Number(values.resolution);
+  const heldOut = await loadEmojiDataset({ size: resolution, includeSkinTones: false, split: 'heldout' });
+  const quality = await reconstructionQuality(vae, heldOut);
+  console.log(JSON.stringify({ trial: 'psnr', checkpoint, resolution, heldOutPsnr: +quality.psnr.toFixed(2), heldOutImages: quality.images }));
+}
+
 const which = positionals[0];
 if (which === 'vae') {
   await vaeTrial(4, 32);
   await vaeTrial(8, 32);
 } else if (which === 'unet') {
   for (const latent of values.latent ? [Number(values.latent)] : [4, 8, 16]) await unetTrial(latent);
+} else if (which === 'psnr' && values.checkpoint) {
+  await checkpointPsnr(values.checkpoint);
 } else {
-  throw new Error('usage: calibrate-default.ts vae|unet [--steps N] [--batch B]');
+  throw new Error('usage: calibrate-default.ts vae|unet [--steps N] [--batch B] [--config FILE --latent N] | psnr --checkpoint DIR --config FILE [--resolution R]');
 }
