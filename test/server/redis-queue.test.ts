@@ -10,7 +10,7 @@ import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { createImage } from '../../src/io/image.ts';
 import { encodePng, parsePngText } from '../../src/io/png.ts';
-import type { JobEvent, JobRecord } from '../../src/server/jobs.ts';
+import { QueueFullError, type JobEvent, type JobRecord } from '../../src/server/jobs.ts';
 import { QUEUE_NAME } from '../../src/server/redis-protocol.ts';
 import { RedisQueue } from '../../src/server/redis-queue.ts';
 import { startRedisWorker, type RedisWorker } from '../../src/server/redis-worker.ts';
@@ -232,6 +232,20 @@ describe('RedisQueue with BullMQ workers', () => {
     expect(history.total).toBe(3);
     expect(history.jobs.map((j) => j.id)).toEqual([unfinished.id, failing.id, withInput.id]);
     expect(await bull.getJob(unfinished.id)).toBeUndefined();
+  });
+
+  test('a full queue refuses with QueueFullError; a cancelled waiting job frees its place', async () => {
+    const { outputs } = freshTest();
+    const queue = await RedisQueue.open({ url: redis.url, store: new JobStore(outputs), modelsDir: join(outputs, 'models'), queueSize: 2, prefix });
+    cleanups.push(() => queue.close());
+    const [first] = await Promise.all([submit(queue, { steps: 1, stepMs: 1 }), submit(queue, { steps: 1, stepMs: 1 })]);
+    const refused = await submit(queue, { steps: 1, stepMs: 1 }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(QueueFullError);
+    expect(refused).toMatchObject({ limit: 2, retryAfterSeconds: expect.any(Number) });
+    expect((await queue.list({ offset: 0, limit: 10 })).total).toBe(2);
+    expect((await queue.cancel(first.id))?.status).toBe('cancelled');
+    expect(await queue.pending()).toBe(1);
+    expect((await submit(queue, { steps: 1, stepMs: 1 })).status).toBe('queued');
   });
 
   test('an unreachable or malformed Redis URL fails at once, naming it', async () => {
