@@ -174,7 +174,9 @@ export class RedisQueue implements JobQueue {
           // Taken by a worker since: cancel it as a running job.
         }
       }
-      if (state === 'completed' || state === 'failed' || state === 'unknown') return;
+      // Gone from Redis (flushed, or a Redis without persistence restarted): nothing will run it.
+      if (state === 'unknown') return this.settle(id, 'cancelled', null);
+      if (state === 'completed' || state === 'failed') return;
       // The mark stops a worker that takes the job later (after a crash of this one); the message
       // aborts it where it runs now. Both name this job only.
       await this.redis.multi().set(this.keys.cancel(id), '1', 'EX', SIDE_KEY_TTL_SECONDS).publish(this.keys.cancelChannel, id).exec();
