@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { createImage } from '../../src/io/image.ts';
 import { encodePng, parsePngText } from '../../src/io/png.ts';
@@ -246,6 +247,21 @@ describe('RedisQueue with BullMQ workers', () => {
     expect((await queue.cancel(first.id))?.status).toBe('cancelled');
     expect(await queue.pending()).toBe(1);
     expect((await submit(queue, { steps: 1, stepMs: 1 })).status).toBe('queued');
+  });
+
+  test('jobs Redis lost (flushed, or restarted without persistence) are failed at the next start, or cancelled on request', async () => {
+    const { outputs } = freshTest();
+    const first = await openQueue(outputs);
+    const lost = await submit(first, { steps: 1, stepMs: 1 });
+    const cancelled = await submit(first, { steps: 1, stepMs: 1 });
+    const client = new Redis(redis.url);
+    await client.flushall();
+    client.disconnect();
+    expect((await first.cancel(cancelled.id))?.status).toBe('cancelled');
+    await first.close();
+    const second = await openQueue(outputs);
+    expect(await second.get(lost.id)).toMatchObject({ status: 'failed', error: expect.stringMatching(/no longer in Redis/) });
+    expect((await second.get(cancelled.id))?.status).toBe('cancelled');
   });
 
   test('an unreachable or malformed Redis URL fails at once, naming it', async () => {
