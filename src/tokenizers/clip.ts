@@ -118,7 +118,7 @@ export class ClipTokenizer {
     this.unkTokenId = idOf(config.unkToken ?? '<|endoftext|>', 'unknown');
     this.padTokenId = idOf(config.padToken ?? '<|endoftext|>', 'pad');
     this.modelMaxLength = config.modelMaxLength ?? 77;
-    this.onWarning = config.onWarning ?? ((message) => console.warn(message));
+    this.onWarning = config.onWarning ?? ((message) => console.warn(`warning: ${message}`));
     this.compileWholeTokens();
   }
 
@@ -218,7 +218,7 @@ export class ClipTokenizer {
       inputIds.push(row);
       truncated.push(ids.length > room);
       if (ids.length > room) {
-        warn(`prompt truncated to ${maxLength} tokens: dropped '${this.decode(ids.slice(room))}'`);
+        warn(`prompt truncated to ${maxLength} tokens: dropped ${droppedText(this.decode(ids.slice(room)), ids.length - room)}`);
       }
     }
     return { inputIds, truncated };
@@ -443,3 +443,12 @@ function tokenContent(value: unknown, path: string, key: string): string | undef
   }
   throw new Error(`ClipTokenizer: ${path}: ${key} must be a string or an object with a string "content"`);
 }
+
+/** The dropped words quoted; of a long tail only the first few, and its length in tokens. */
+function droppedText(text: string, tokens: number): string {
+  const words = text.split(' ');
+  if (words.length <= DROPPED_WORDS_SHOWN) return `'${text}'`;
+  return `${tokens} tokens, '${words.slice(0, DROPPED_WORDS_SHOWN).join(' ')} …'`;
+}
+
+const DROPPED_WORDS_SHOWN = 12;

@@ -123,7 +123,14 @@ describe('truncation', () => {
       console.warn = original;
     }
     expect(seen).toHaveLength(1);
-    expect(String(seen[0])).toMatch(/^prompt truncated to 77 tokens: dropped '/);
+    expect(String(seen[0])).toMatch(/^warning: prompt truncated to 77 tokens: dropped '/);
+  });
+
+  it('quotes only the first words of a long dropped tail, with its length in tokens', () => {
+    const warnings: string[] = [];
+    const tokenizer = ClipTokenizer.fromFolder(TOKENIZER_DIR, { onWarning: (message) => warnings.push(message) });
+    tokenizer.call([Array.from({ length: 500 }, (_, i) => (i % 2 ? 'apple' : 'red')).join(' ')]);
+    expect(warnings).toEqual([`prompt truncated to 77 tokens: dropped 425 tokens, '${'apple red '.repeat(6).trim()} …'`]);
   });
 });
 
