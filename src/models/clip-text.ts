@@ -230,7 +230,7 @@ export function loadClipTextModel(dir: string, options: LoadClipTextOptions = {}
   const config = inFile(configPath, () => clipTextConfig(readConfigJson(dir), 'CLIP text config'));
   const file = SafetensorsFile.open(findWeightsFile(dir, options.variant));
   checkLayerCounts(file, configPath, [{ field: 'num_hidden_layers', prefix: 'text_model.encoder.layers', expected: config.numHiddenLayers }]);
-  const model = new ClipTextModel(config);
+  const model = inFile(configPath, () => new ClipTextModel(config));
   // transformers ≤ 4.30 saves the position_ids buffer; the model derives positions itself.
   bindByName(model.parameters(), file, 'CLIP text encoder', (name) => name === 'text_model.embeddings.position_ids');
   return model;

@@ -73,7 +73,7 @@ function checkTokenizerFits(tokenizer: ClipTokenizer, textEncoder: ClipTextModel
 }
 
 /** A scheduler_config.json, checked now (field types and bounds) so a bad one names its file before any work. */
-function readSchedulerConfig(path: string): DiffusersSchedulerConfig {
+export function readSchedulerConfig(path: string): DiffusersSchedulerConfig {
   return parseConfigFile(path, 'scheduler config', (json) => {
     new ConfigReader(json, 'scheduler').common('leading');
     return json;

@@ -171,7 +171,7 @@ export async function mergeLora(models: LoraModels, layers: readonly LoraLayerWe
       problems.push(`${w.component} ${w.module} is [${p.shape.join(', ')}], the LoRA is ${w.outFeatures}×${w.inFeatures}`);
     } else plan.push([p, w]);
   }
-  if (problems.length) throw new Error(`cannot apply LoRA: ${problems.length} layer(s) do not fit the model\n  ${problems.slice(0, 8).join('\n  ')}`);
+  if (problems.length) throw new Error(`${source}: cannot apply it: ${problems.length} layer(s) do not fit the model\n  ${problems.slice(0, 8).join('\n  ')}`);
   if (scale === 0) return;
   const update = await lowRankUpdate();
   const results: [Parameter, Float32Array][] = [];

@@ -93,7 +93,7 @@ export function addEmbedding(tokenizer: ClipTokenizer, textEncoder: ClipTextMode
       throw new Error(`${what}: ${(e as Error).message}`);
     }
     if (id !== expected) {
-      throw new Error(`cannot add token ${JSON.stringify(token)}: the tokenizer gave id ${id} but the text encoder's next row is ${expected}${id < expected ? ' (already added?)' : ''}`);
+      throw new Error(`${what}: cannot add token ${JSON.stringify(token)}: the tokenizer gave id ${id} but the text encoder's next row is ${expected}${id < expected ? ' (already added?)' : ''}`);
     }
     textEncoder.addTokenEmbeddings([embedding.vectors[i]]);
     return id;

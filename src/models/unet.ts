@@ -29,7 +29,7 @@ import {
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import { type AttentionHook, type AttentionPlace, type HookSite, Transformer2DModel } from './attention.ts';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from './blocks.ts';
-import { parseConfigFile } from './checkpoint/config-file.ts';
+import { inFile, parseConfigFile } from './checkpoint/config-file.ts';
 import { type CountExpectation, checkLayerCounts } from './checkpoint/layer-counts.ts';
 import { type UNetConfig, parseUNetConfig } from './unet-config.ts';
 
@@ -265,7 +265,7 @@ export function loadUNet(dir: string): UNet2DConditionModel {
   if (!weights) throw new Error(`no diffusion_pytorch_model.safetensors (or .fp16 variant) in ${dir}`);
   const file = SafetensorsFile.open(weights);
   checkLayerCounts(file, configPath, unetLayerCounts(config));
-  const unet = new UNet2DConditionModel(config);
+  const unet = inFile(configPath, () => new UNet2DConditionModel(config));
   const params = unet.parameters();
   bindParameters(params, (name) => (file.has(name) ? { file, tensorName: name } : undefined), `unet from ${dir}`);
   const used = new Set(params.map((p) => p.name));

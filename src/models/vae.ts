@@ -33,7 +33,7 @@ import {
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from './blocks.ts';
 import { CONFIG_BOUNDS as B, boundedNumber } from './checkpoint/bounds.ts';
-import { parseConfigFile } from './checkpoint/config-file.ts';
+import { inFile, parseConfigFile } from './checkpoint/config-file.ts';
 import { checkLayerCounts } from './checkpoint/layer-counts.ts';
 
 /** The VAE's GroupNorm ε, in every norm of encoder and decoder. */
@@ -376,7 +376,7 @@ export function loadVae(dir: string, options: LoadVaeOptions = {}): AutoencoderK
     { field: 'layers_per_block', prefix: 'encoder.down_blocks.0.resnets', expected: config.layersPerBlock },
     { field: 'layers_per_block + 1', prefix: 'decoder.up_blocks.0.resnets', expected: config.layersPerBlock + 1 },
   ]);
-  const vae = new AutoencoderKL(config);
+  const vae = inFile(configPath, () => new AutoencoderKL(config));
   bindVaeWeights(vae, file);
   return vae;
 }
