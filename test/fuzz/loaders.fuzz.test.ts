@@ -20,14 +20,22 @@ import { ClipTokenizer } from '../../src/tokenizers/clip.ts';
 import { copyTinySd } from '../model-copy.ts';
 import { Mutator, cleanOutcome } from './mutate.ts';
 
-/** Runs `cases` mutations, stopping early after `budgetMs`; returns the problems found (at most 10). */
-function fuzz(cases: number, budgetMs: number, one: (m: Mutator, i: number) => string | undefined): { ran: number; problems: string[] } {
+/**
+ * Runs `cases` mutations, stopping early after `budgetMs`; returns the problems found (at most 10).
+ * Yields to the event loop every 50 ms, so the test runner's messages are answered in time.
+ */
+async function fuzz(cases: number, budgetMs: number, one: (m: Mutator, i: number) => string | undefined): Promise<{ ran: number; problems: string[] }> {
   const problems: string[] = [];
   const start = performance.now();
+  let yielded = start;
   let ran = 0;
   for (; ran < cases && performance.now() - start < budgetMs && problems.length < 10; ran++) {
     const problem = one(new Mutator(1000 + ran), ran);
     if (problem) problems.push(`case ${ran}: ${problem}`);
+    if (performance.now() - yielded > 50) {
+      await new Promise((r) => setImmediate(r));
+      yielded = performance.now();
+    }
   }
   return { ran, problems };
 }
@@ -42,7 +50,7 @@ const FIELDS = {
 describe('loader fuzzing', () => {
   const model = copyTinySd();
 
-  it('configs: a clean error naming the file, or a model with finite sizes', () => {
+  it('configs: a clean error naming the file, or a model with finite sizes', async () => {
     const loaders = {
       unet: () => loadUNet(join(model, 'unet')).config.norm_eps,
       vae: () => loadVae(join(model, 'vae')).config.scalingFactor,
@@ -52,7 +60,7 @@ describe('loader fuzzing', () => {
     const files = { unet: 'unet/config.json', vae: 'vae/config.json', text_encoder: 'text_encoder/config.json', scheduler: 'scheduler/scheduler_config.json' };
     const originals = Object.fromEntries(Object.entries(files).map(([k, f]) => [k, readFileSync(join(model, f), 'utf8')])) as Record<keyof typeof files, string>;
     const kinds = Object.keys(files) as (keyof typeof files)[];
-    const { ran, problems } = fuzz(1600, 14_000, (m, i) => {
+    const { ran, problems } = await fuzz(1600, 14_000, (m, i) => {
       const kind = kinds[i % kinds.length]!;
       const path = join(model, files[kind]);
       const text = m.int(4) === 0 ? m.mutateText(originals[kind]) : JSON.stringify(m.mutateJson(JSON.parse(originals[kind]) as Record<string, unknown>, FIELDS[kind]));
@@ -72,7 +80,7 @@ describe('loader fuzzing', () => {
     expect(ran).toBeGreaterThan(400);
   });
 
-  it('tokenizer files: a clean error naming the file, or ids that are all rows of the table', () => {
+  it('tokenizer files: a clean error naming the file, or ids that are all rows of the table', async () => {
     // A small BPE vocabulary: the 256 byte characters with and without </w>, a few merges, specials.
     const dir = join(mkdtempSync(join(tmpdir(), 'nuri-fuzz-tok-')), 'tokenizer');
     mkdirSync(dir);
@@ -87,7 +95,7 @@ describe('loader fuzzing', () => {
     };
     const names = Object.keys(originals) as (keyof typeof originals)[];
     for (const name of names) writeFileSync(join(dir, name), originals[name]);
-    const { ran, problems } = fuzz(1500, 8_000, (m, i) => {
+    const { ran, problems } = await fuzz(1500, 8_000, (m, i) => {
       const name = names[i % names.length]!;
       const original = originals[name];
       let text: string;
@@ -151,7 +159,7 @@ describe('loader fuzzing', () => {
     expect(ran).toBeGreaterThan(200);
   });
 
-  it('Textual Inversion files: a clean error naming the file, or finite vectors added as new rows', () => {
+  it('Textual Inversion files: a clean error naming the file, or finite vectors added as new rows', async () => {
     const tokenizer = ClipTokenizer.fromFolder(join(model, 'tokenizer'));
     const textEncoder = loadClipTextModel(join(model, 'text_encoder'));
     const dir = mkdtempSync(join(tmpdir(), 'nuri-fuzz-ti-'));
@@ -159,7 +167,7 @@ describe('loader fuzzing', () => {
     writeSafetensors(base, { '<toy>': { dtype: 'F32', shape: [2, 32], data: new Float32Array(64).fill(0.1) } });
     const bytes = readFileSync(base);
     const path = join(dir, 'learned_embeds.safetensors');
-    const { ran, problems } = fuzz(1500, 8_000, (m, i) => {
+    const { ran, problems } = await fuzz(1500, 8_000, (m, i) => {
       writeFileSync(path, m.mutateSafetensors(bytes));
       return cleanOutcome(path, () => {
         const embedding = readEmbeddingFile(path, i % 3 === 0 ? `<toy${i}>` : undefined);
