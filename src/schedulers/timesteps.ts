@@ -35,6 +35,13 @@ export function spacedTimesteps(
       return round ? points.map(roundHalfEven) : points;
     }
     case 'leading': {
+      const last = (m: number) => (m - 1) * Math.floor(numTrainTimesteps / m) + stepsOffset;
+      if (last(n) >= numTrainTimesteps) {
+        // SD's steps_offset 1 at n = T lands on timestep T itself (diffusers fails there too).
+        let most = n - 1;
+        while (most > 1 && last(most) >= numTrainTimesteps) most--;
+        throw new Error(`${n} steps with leading spacing and steps_offset ${stepsOffset} reach timestep ${last(n)}, past the last training timestep ${numTrainTimesteps - 1}: use at most ${most} steps`);
+      }
       const ratio = Math.floor(numTrainTimesteps / n);
       return Array.from({ length: n }, (_, i) => (n - 1 - i) * ratio + stepsOffset);
     }

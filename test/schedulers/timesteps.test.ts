@@ -50,6 +50,11 @@ describe('spacedTimesteps', () => {
     expect(() => spacedTimesteps('leading', 1000, 1001, options)).toThrow(/inference steps/);
     expect(() => spacedTimesteps('leading', 1000, 2.5, options)).toThrow(/inference steps/);
   });
+  it('refuses a leading schedule that steps_offset pushes past the last timestep, naming the most steps that fit', () => {
+    expect(() => spacedTimesteps('leading', 1000, 1000, options)).toThrow(/reach timestep 1000, past the last training timestep 999: use at most 999 steps/);
+    expect(spacedTimesteps('leading', 1000, 999, options)[0]).toBe(999);
+    expect(spacedTimesteps('leading', 1000, 1000, { stepsOffset: 0, round: true })[0]).toBe(999);
+  });
   it('roundHalfEven', () => {
     expect([0.5, 1.5, 2.5, 2.4, 2.6, 3.5].map(roundHalfEven)).toEqual([0, 2, 2, 2, 3, 4]);
   });
