@@ -59,3 +59,18 @@ it('trains a LoRA on captioned uploads, which a generate job then applies', asyn
   expect(generated.status, generated.error ?? '').toBe('completed');
   expect(parseParameters((generated.info.infotexts as string[])[0]).extra).toMatchObject({ Lora: 'blue-things:0.8' });
 });
+
+// Pipelines of one model share ONNX Runtime sessions (cached by graph): a training job that frees
+// its own must leave the server's cached pipeline working ("Session already disposed" before).
+it('a training job between img2img and generate jobs leaves the cached pipeline working', async () => {
+  const run = async (type: 'generate' | 'train', params: Record<string, unknown>) => {
+    const done = await server.queue.wait(await server.submit(type, params));
+    expect(done.status, done.error ?? '').toBe('completed');
+    return done;
+  };
+  const first = await run('generate', { prompt: 'red apple', steps: 2, seed: 5 });
+  await run('generate', { prompt: 'green apple', initImage: first.images[0], strength: 0.5, steps: 2, seed: 5 });
+  await run('train', { method: 'textual-inversion', name: 'shared-thing', images: await uploads(['#20e020', '#18c018']), token: '<shared-thing>', initToken: 'apple', steps: 2 });
+  await run('generate', { prompt: 'a <shared-thing>', embeddings: ['shared-thing'], steps: 2, seed: 5 });
+  await run('generate', { prompt: 'green apple', initImage: first.images[0], strength: 0.5, steps: 2, seed: 6 });
+});

@@ -317,8 +317,8 @@ describe('Studio: Personalise', () => {
   });
 });
 
-// Last, after training: an img2img job before a training job made the job after it fail with
-// "Session already disposed" (a server bug, reported: the training job frees sessions it shares).
+// img2img from the gallery (a training job between img2img and later jobs once freed the sessions
+// they shared; test/server/train.test.ts covers that now).
 describe('Studio: img2img', () => {
   const gen = () => page.getByRole('region', { name: 'Generate' });
 
