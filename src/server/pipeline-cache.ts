@@ -91,12 +91,12 @@ export class PipelineCache {
   }
 
   /**
-   * Evicts least recently used pipelines until at most `keep` are loaded, skipping models a job
+   * Evicts least recently used pipelines until at most `keep` are loaded, skipping those a job
    * holds now (the cache then stays over its bound until they are released).
    */
   private async trim(keep: number): Promise<void> {
     while (this.entries.length > keep) {
-      const victim = this.entries.find((e) => !this.entries.some((other) => other.model === e.model && other.users > 0));
+      const victim = this.entries.find((e) => e.users === 0);
       if (!victim) return;
       await this.evict(victim);
     }
@@ -107,18 +107,11 @@ export class PipelineCache {
     await this.trim(0);
   }
 
-  /**
-   * Pipelines of the same model share ONNX Runtime sessions wherever their graphs are identical
-   * (the VAE under a LoRA, say), and freeing a session frees it for all: so the others of that
-   * model go too.
-   */
+  /** Frees one pipeline's sessions (a session it shares with another pipeline lives on in that one). */
   private async evict(victim: Entry): Promise<void> {
-    const gone = this.entries.filter((e) => e.model === victim.model);
-    this.entries = this.entries.filter((e) => e.model !== victim.model);
-    for (const entry of gone) {
-      const loaded = await entry.pipeline.catch(() => undefined);
-      if (loaded) await releasePipeline(loaded);
-    }
+    this.entries = this.entries.filter((e) => e !== victim);
+    const loaded = await victim.pipeline.catch(() => undefined);
+    if (loaded) await releasePipeline(loaded);
   }
 }
 
