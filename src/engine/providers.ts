@@ -20,7 +20,7 @@ export function checkExecutionProvider(name: string): void {
   if (!found) throw new Error(`execution provider "${name}" is not in this onnxruntime-node build (usable here: ${usable})`);
   if (!found.available) {
     throw new Error(
-      `execution provider "${name}" is not installed: onnxruntime-node ships without its ${name.toUpperCase()} libraries (its install script downloads them; this project's .npmrc skips that). Usable here: ${usable}`,
+      `execution provider "${name}" is not installed: onnxruntime-node ships without its ${name.toUpperCase()} libraries (its install script downloads them; this project's package.json denies that script). Usable here: ${usable}`,
     );
   }
 }
