@@ -128,7 +128,8 @@ function queries(layer: AttentionLayer): number {
 /**
  * Traces the UNet with `hook` at one fixed size and batch (the hook decides per layer from the
  * layer's resolution) and compiles it: inputs sample, timestep, encoder_hidden_states and the
- * hook's own; outputs noise_pred and the hook's. Sessions are cached, so tracing again is cheap.
+ * hook's own; outputs noise_pred and the hook's. The pipeline keeps the session for the next job
+ * of the same shape (tracing again is cheap).
  */
 export async function compileControlledUNet(sd: StableDiffusion, shape: Shape4, hook: ControlledHook): Promise<CompiledGraph> {
   const [b, c, h, w] = shape;
@@ -136,6 +137,6 @@ export async function compileControlledUNet(sd: StableDiffusion, shape: Shape4, 
   const timestep = Tensor.input('timestep', [b]);
   const states = Tensor.input('encoder_hidden_states', [b, ...sd.contextShape]);
   const noise = sd.components.unet.forward(sample, timestep, states, { attentionHook: hook });
-  return compile({ inputs: [sample, timestep, states, ...hook.inputs], outputs: { noise_pred: noise, ...hook.outputs() } }, sd.run);
+  return sd.keep(compile({ inputs: [sample, timestep, states, ...hook.inputs], outputs: { noise_pred: noise, ...hook.outputs() } }, sd.run));
 }
 

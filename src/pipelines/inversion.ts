@@ -186,7 +186,7 @@ export async function compileNullTextStep(sd: StableDiffusion, shape: Shape4, em
   const error = sub(previous, target);
   const loss = mean(mul(error, error));
   const [gradient] = grad(loss, [embedding.tensor]);
-  return compile({ inputs: [sample, timestep, epsCond, target, coefficients, guidance], outputs: { loss, grad: gradient } }, sd.run);
+  return sd.keep(compile({ inputs: [sample, timestep, epsCond, target, coefficients, guidance], outputs: { loss, grad: gradient } }, sd.run));
 }
 
 /** Guided DDIM sampling from the inversion's z_T with its per-step null-text embeddings: should give back z_0. */

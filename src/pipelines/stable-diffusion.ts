@@ -29,10 +29,15 @@ export interface UNetGraphExtras {
 
 export type Feeds = Record<string, { data: Float32Array; shape: number[] }>;
 
+/** Per-job graphs a pipeline keeps (each a UNet session's weights and buffers). */
+const KEPT_GRAPHS = 3;
+
 export class StableDiffusion {
   readonly vaeRunner: VaeRunner;
   private unetGraph: Promise<CompiledGraph> | undefined;
   private readonly textEncoderGraphs = new Map<number | undefined, Promise<CompiledGraph>>();
+  /** Per-job UNet graphs (attention-controlled, null-text steps), most recently used first. */
+  private keptGraphs: CompiledGraph[] = [];
 
   constructor(
     readonly components: StableDiffusionComponents,
@@ -93,11 +98,29 @@ export class StableDiffusion {
     if (graph) await (await graph).release();
   }
 
-  /** Frees the plain UNet's session (a later `unet()` creates it again). */
+  /** Frees the UNet's sessions, plain and kept (a later `unet()` creates it again). */
   async releaseUNet(): Promise<void> {
     const graph = this.unetGraph;
+    const kept = this.keptGraphs;
     this.unetGraph = undefined;
+    this.keptGraphs = [];
     if (graph) await (await graph).release();
+    for (const g of kept) await g.release();
+  }
+
+  /**
+   * Holds a graph compiled for one job whose shape is fixed at trace time (a Prompt-to-Prompt UNet
+   * at one size and batch): the next job of that shape reuses its session, and only the
+   * KEPT_GRAPHS most recently used stay, so a server that edits at many sizes does not grow.
+   */
+  async keep(compiled: Promise<CompiledGraph>): Promise<CompiledGraph> {
+    const graph = await compiled;
+    const same = this.keptGraphs.find((g) => g.session === graph.session);
+    if (same) await graph.release();
+    const held = same ?? graph;
+    this.keptGraphs = [held, ...this.keptGraphs.filter((g) => g !== held)];
+    for (const old of this.keptGraphs.splice(KEPT_GRAPHS)) await old.release();
+    return held;
   }
 
   /** The plain UNet as one session with symbolic batch and size (compiled on first use). */
