@@ -1,5 +1,7 @@
 // Who may talk to the server. Loopback needs nothing; any other address needs an API token, and
-// with a token every request but GET /health must carry `Authorization: Bearer <token>`.
+// with a token every request but GET /health must carry it: `Authorization: Bearer <token>`, or the
+// cookie a browser gets from POST /api/v1/session (a page's <img> and EventSource cannot send
+// headers). The Studio's own files are public (code, no data), so the page can ask for the token.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -26,16 +28,41 @@ export function tokensMatch(given: string, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
+/** The cookie POST /api/v1/session sets: HttpOnly (no script reads it), sent to this site only. */
+export const SESSION_COOKIE = 'nuri_token';
+
+/** Paths anyone may fetch: the health check, and GETs of the Studio's static files. */
+function isPublic(method: string, path: string): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return false;
+  return path === '/health' || !(path.startsWith('/api/') || path.startsWith('/sdapi/'));
+}
+
+function cookieToken(header: string | undefined): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const [name, ...value] = part.trim().split('=');
+    if (name === SESSION_COOKIE) return decodeURIComponent(value.join('='));
+  }
+  return undefined;
+}
+
 export function requireToken(app: FastifyInstance, token: string): void {
   app.addHook('onRequest', async (request, reply) => {
-    if (request.method === 'GET' && request.url.split('?')[0] === '/health') return;
-    const header = request.headers.authorization ?? '';
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match || !tokensMatch(match[1].trim(), token)) {
+    const path = request.url.split('?')[0];
+    if (isPublic(request.method, path) || (request.method === 'POST' && path === '/api/v1/session')) return;
+    const bearer = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '')?.[1].trim();
+    const given = bearer ?? cookieToken(request.headers.cookie);
+    if (given === undefined || !tokensMatch(given, token)) {
       return reply
         .code(401)
         .header('www-authenticate', 'Bearer')
-        .send({ error: match ? 'wrong API token' : 'this server needs an API token: Authorization: Bearer <token>' });
+        .send({ error: given === undefined ? 'this server needs an API token: Authorization: Bearer <token>' : 'wrong API token' });
     }
+  });
+  // A browser trades the token for the cookie once; a wrong token gets the same 401 as elsewhere.
+  app.post('/api/v1/session', async (request, reply) => {
+    const given = (request.body as { token?: unknown } | undefined)?.token;
+    if (typeof given !== 'string' || !tokensMatch(given, token)) return reply.code(401).send({ error: 'wrong API token', field: 'token' });
+    const cookie = `${SESSION_COOKIE}=${encodeURIComponent(given)}; Path=/; HttpOnly; SameSite=Strict`;
+    return reply.code(204).header('set-cookie', cookie).send();
   });
 }

@@ -96,6 +96,14 @@ export function openApiDocument(schemas: JobSchemas, version: string): Record<st
         },
       },
       '/api/v1/openapi.json': { get: { summary: 'this document', responses: { 200: { description: 'OpenAPI 3.1', ...json({ type: 'object' }) } } } },
+      '/api/v1/session': {
+        post: {
+          summary: 'with --token: trade the token for the session cookie a browser sends with every request (images and events too)',
+          security: [],
+          requestBody: { content: { 'application/json': { schema: { type: 'object', properties: { token: { type: 'string' } }, required: ['token'] } } } },
+          responses: { 204: { description: 'signed in: Set-Cookie nuri_token (HttpOnly, SameSite=Strict)' }, 401: { description: 'wrong token', ...json(ref('Error')) } },
+        },
+      },
       '/health': { get: { summary: 'liveness (never needs the token)', security: [], responses: { 200: { description: 'ok', ...json({ type: 'object' }) } } } },
     },
   };

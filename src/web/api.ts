@@ -71,6 +71,11 @@ function fieldName(field: unknown): string | undefined {
   return last.length > 0 ? last[0] : undefined;
 }
 
+/** Trades the server's API token for its session cookie (sent with every later request, images and events too). */
+export async function signIn(token: string): Promise<void> {
+  await request('/session', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
+}
+
 export function submitJob(type: JobType, params: Record<string, unknown>): Promise<{ id: string }> {
   return request('/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type, params }) });
 }

@@ -3,7 +3,8 @@
 // so a running job keeps its progress while the user looks elsewhere.
 
 import { useCallback, useEffect, useState } from 'preact/hooks';
-import { type Catalogue, type Job, getCatalogue } from './api.ts';
+import { ApiError, type Catalogue, type Job, getCatalogue } from './api.ts';
+import { SignIn } from './components/sign-in.tsx';
 import { type EditSource, EditPage } from './pages/edit.tsx';
 import { GeneratePage } from './pages/generate.tsx';
 import { PersonalisePage } from './pages/personalise.tsx';
@@ -34,7 +35,7 @@ export function App() {
   const reloadCatalogue = useCallback(() => {
     getCatalogue()
       .then((c) => (setCatalogue(c), setCatalogueError(undefined)))
-      .catch((e: Error) => setCatalogueError(e.message));
+      .catch((e: Error) => setCatalogueError(e instanceof ApiError && e.status === 401 ? 'token' : e.message));
   }, []);
   useEffect(reloadCatalogue, []);
 
@@ -55,7 +56,8 @@ export function App() {
           ))}
         </nav>
       </header>
-      {catalogueError && (
+      {catalogueError === 'token' && <SignIn />}
+      {catalogueError && catalogueError !== 'token' && (
         <p class="error banner" role="alert">
           Could not read the models: {catalogueError}
         </p>

@@ -143,4 +143,24 @@ describe('API token', () => {
       await server.close();
     }
   });
+
+  it('a browser trades the token for a cookie; the Studio page itself is public', async () => {
+    const server = await testServer({ token: 's3cret-token' });
+    try {
+      const page = await server.request('GET', '/');
+      expect([200, 503]).toContain(page.status); // the page, or how to build it: never a 401
+      expect((await server.request('GET', '/sdapi/v1/sd-models')).status).toBe(401);
+      expect((await server.request('POST', '/api/v1/session', { token: 'wrong' })).status).toBe(401);
+      expect((await server.request('GET', '/api/v1/models', undefined, { cookie: 'nuri_token=wrong' })).status).toBe(401);
+      const signedIn = await server.request('POST', '/api/v1/session', { token: 's3cret-token' });
+      expect(signedIn.status).toBe(204);
+      const cookie = signedIn.headers.get('set-cookie') ?? '';
+      expect(cookie).toMatch(/^nuri_token=s3cret-token; Path=\/; HttpOnly; SameSite=Strict$/);
+      const jar = { cookie: cookie.split(';')[0] };
+      expect((await server.request('GET', '/api/v1/models', undefined, jar)).status).toBe(200);
+      expect((await server.request('GET', '/sdapi/v1/sd-models', undefined, jar)).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
 });
