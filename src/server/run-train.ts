@@ -11,6 +11,7 @@ import { type PersonaliseRunOptions, type TrainingImage, type TrainingOutput, lo
 import type { JobResult, RunnerContext } from './jobs.ts';
 import { EMBEDDING_FOLDER, LORA_FOLDER, type ModelRegistry } from './models.ts';
 import { releasePipeline } from './pipeline-cache.ts';
+import { previewPng } from './runner.ts';
 import type { TrainParams } from './schemas.ts';
 
 /** Folders a training run leaves beside its result, which are not part of it. */
@@ -45,6 +46,12 @@ export async function runTraining(p: TrainParams, ctx: RunnerContext, registry: 
     signal: ctx.signal,
     onProgress: (s) => ctx.progress({ step: s.step, total: s.total, phase: s.phase === 'training' ? 'training' : 'sampling', loss: s.loss }),
     onLog: (m) => warnings.push(m),
+    samples: p.sampleEvery === undefined ? undefined : {
+      every: p.sampleEvery,
+      prompt: p.samplePrompt ?? samplePrompt(p),
+      steps: p.sampleSteps,
+      onSample: ({ step, image }) => ctx.progress({ step, total: p.steps, phase: 'training', preview: previewPng(image, 0) }),
+    },
   };
   try {
     let result: TrainingOutput;
@@ -69,6 +76,13 @@ export async function runTraining(p: TrainParams, ctx: RunnerContext, registry: 
     rmSync(out, { recursive: true, force: true });
     if (sd) await releasePipeline({ sd, clipSkips: new Set([undefined]) }).catch(() => {});
   }
+}
+
+/** What samples draw by default: the new word itself, the first caption, or the instance prompt. */
+function samplePrompt(p: TrainParams): string {
+  if (p.method === 'textual-inversion') return `a ${p.token}`;
+  if (p.method === 'lora') return p.captions?.[0] ?? '';
+  return p.instancePrompt;
 }
 
 /** The written file (or model folder, every file in it) as artifacts under the models folder. */

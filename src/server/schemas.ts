@@ -152,6 +152,9 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     maxGradNorm: z.number().positive().optional(),
     weightDecay: z.number().min(0).default(TRAINING_DEFAULTS.weightDecay),
     flip: z.boolean().default(false),
+    sampleEvery: z.int().min(1).optional().describe('draw a sample picture every this many steps, sent as the job\'s preview'),
+    samplePrompt: text.optional().describe('what the samples draw; default: the token (Textual Inversion), the first caption (LoRA) or the instance prompt (DreamBooth)'),
+    sampleSteps: z.int().min(1).max(limits.maxSteps, limitMessage('maxSteps', limits, 'steps')).default(10).describe('denoising steps of each sample'),
   });
   const captionsMatch = (p: { images: string[]; captions?: string[] }, ctx: z.RefinementCtx) => {
     if (p.captions && p.captions.length !== p.images.length) ctx.addIssue({ code: 'custom', path: ['captions'], message: `${p.captions.length} captions for ${p.images.length} images` });

@@ -27,14 +27,17 @@ async function uploads(colours: string[]): Promise<string[]> {
 it('trains a Textual Inversion embedding from uploads and uses it', async () => {
   const names = await uploads(['#e02020', '#c01818']);
   const losses: number[] = [];
+  const samples: number[] = [];
   server.queue.subscribe((e) => {
     if (e.type === 'progress' && e.phase === 'training' && e.loss !== undefined) losses.push(e.loss);
+    if (e.type === 'preview' && e.image.startsWith('data:image/png;base64,')) samples.push(e.step);
   });
-  const id = await server.submit('train', { method: 'textual-inversion', name: 'red-thing', images: names, token: '<red-thing>', initToken: 'apple', steps: 3 });
+  const id = await server.submit('train', { method: 'textual-inversion', name: 'red-thing', images: names, token: '<red-thing>', initToken: 'apple', steps: 3, sampleEvery: 2, sampleSteps: 2 });
   const done = await server.queue.wait(id);
   expect(done.status, done.error ?? '').toBe('completed');
   expect(done.artifacts).toEqual(['embeddings/red-thing.safetensors']);
   expect(losses).toHaveLength(3);
+  expect(samples).toEqual([2]); // a sample picture as the job's preview every 2 steps
   expect(losses.every(Number.isFinite)).toBe(true);
   const file = SafetensorsFile.open(join(server.modelsDir, 'embeddings', 'red-thing.safetensors'));
   expect(file.names()).toEqual(['<red-thing>']);

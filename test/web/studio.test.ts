@@ -298,6 +298,8 @@ describe('Studio: Personalise', () => {
     const job = await latestJob();
     expect(job).toMatchObject({ type: 'train', status: 'completed', params: { method: 'textual-inversion', token: '<studio-thing>', steps: 20 } });
     expect(Number(await personalise.locator('.loss-curve svg').getAttribute('data-points'))).toBeGreaterThan(0);
+    expect(job.params).toMatchObject({ sampleEvery: 5 }); // four sample pictures over the 20 steps
+    expect(await personalise.getByRole('img', { name: 'sample at step 20' }).getAttribute('src')).toMatch(/^data:image\/png;base64,/);
     await screenshot('personalise');
 
     await page.getByRole('link', { name: 'Generate' }).click();

@@ -169,7 +169,8 @@ export function PersonalisePage({ catalogue, onTrained }: { catalogue: Catalogue
 
 /** The train job's params for the chosen method; the result's file name comes from the token or prompt. */
 function trainingParams(form: TrainingForm, images: string[]): Record<string, unknown> {
-  const base: Record<string, unknown> = { method: form.method, images, steps: form.steps };
+  // Four sample pictures over the run (the last at its end), drawn quickly: the previews show it learn.
+  const base: Record<string, unknown> = { method: form.method, images, steps: form.steps, sampleEvery: Math.max(1, Math.ceil(form.steps / 4)) };
   if (form.model) base.model = form.model;
   switch (form.method) {
     case 'textual-inversion':
