@@ -2,12 +2,13 @@
 // training calls. Each job trains its own copy of the model (training changes it: a new token,
 // adapters, tuned weights), works in a temporary folder, and returns the files it made as
 // artifacts, which the queue writes under the models folder: embeddings/NAME.safetensors,
-// loras/NAME.safetensors, or NAME/ (a whole DreamBooth model folder).
+// loras/NAME.safetensors, or NAME/ (a whole DreamBooth model folder). A cancelled job keeps its
+// folder (with the checkpoint saved when it stopped) so that a later job can resume it.
 
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { type PersonaliseRunOptions, type TrainingImage, type TrainingOutput, loadPipeline, trainDreamBooth, trainLora, trainTextualInversion } from '../index.ts';
+import { type PersonaliseRunOptions, type TrainingImage, type TrainingOutput, isAbortError, loadPipeline, trainDreamBooth, trainLora, trainTextualInversion } from '../index.ts';
 import type { JobResult, RunnerContext } from './jobs.ts';
 import { EMBEDDING_FOLDER, LORA_FOLDER, type ModelRegistry } from './models.ts';
 import { releasePipeline } from './pipeline-cache.ts';
@@ -17,11 +18,20 @@ import type { TrainParams } from './schemas.ts';
 /** Folders a training run leaves beside its result, which are not part of it. */
 const SCRATCH = new Set(['checkpoints', 'class-images']);
 
-export async function runTraining(p: TrainParams, ctx: RunnerContext, registry: ModelRegistry): Promise<JobResult> {
+/** Where training jobs work, one folder per job id (on the machine that runs them). */
+export const TRAINING_ROOT = join(tmpdir(), 'nuri-train');
+
+export async function runTraining(jobId: string, p: TrainParams, ctx: RunnerContext, registry: ModelRegistry): Promise<JobResult> {
   ctx.progress({ step: 0, total: 0, phase: 'loading' });
   const model = registry.model(p.model);
   const images: TrainingImage[] = await Promise.all(p.images.map(async (name, i) => ({ image: await ctx.readInput(name), caption: p.captions?.[i], name })));
-  const out = mkdtempSync(join(tmpdir(), 'nuri-train-'));
+  const out = join(TRAINING_ROOT, jobId);
+  const resumed = p.resume !== undefined && existsSync(join(TRAINING_ROOT, p.resume));
+  if (p.resume !== undefined && !resumed) throw new Error(`resume: no stopped training run ${p.resume} on this machine (it finished, failed, or ran elsewhere)`);
+  mkdirSync(TRAINING_ROOT, { recursive: true });
+  if (resumed) renameSync(join(TRAINING_ROOT, p.resume!), out);
+  else mkdirSync(out);
+  let keep = false;
   const warnings: string[] = [];
   // A full DreamBooth run copies the model folder, so it takes the path; the others a model we can free.
   const sd = p.method === 'dreambooth' && p.loraRank === undefined ? undefined : await loadPipeline(model.path, { defaultTokenizer: registry.defaultTokenizer });
@@ -40,6 +50,7 @@ export async function runTraining(p: TrainParams, ctx: RunnerContext, registry: 
     seed: p.seed,
     saveEvery: 0,
     keepCheckpoints: 1,
+    resume: resumed,
     maxGradNorm: p.maxGradNorm,
     weightDecay: p.weightDecay,
     flip: p.flip,
@@ -71,9 +82,12 @@ export async function runTraining(p: TrainParams, ctx: RunnerContext, registry: 
       });
     }
     const artifacts = collect(result.files[0], p);
-    return { images: [], artifacts, info: { method: p.method, steps: result.step, losses: result.losses, finalLoss: result.losses.at(-1), warnings } };
+    return { images: [], artifacts, info: { method: p.method, steps: result.step, losses: result.losses, finalLoss: result.losses.at(-1), warnings, ...(resumed ? { resumedFrom: p.resume } : {}) } };
+  } catch (error) {
+    keep = isAbortError(error);
+    throw error;
   } finally {
-    rmSync(out, { recursive: true, force: true });
+    if (!keep) rmSync(out, { recursive: true, force: true });
     if (sd) await releasePipeline({ sd, clipSkips: new Set([undefined]) }).catch(() => {});
   }
 }

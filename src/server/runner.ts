@@ -45,7 +45,7 @@ export function createRunner(options: RunnerOptions): JobRunner {
         case 'attention':
           return await runAttention(job.params as AttentionParams, ctx, scope);
         case 'train':
-          return await runTraining(job.params as TrainParams, ctx, options.registry);
+          return await runTraining(job.id, job.params as TrainParams, ctx, options.registry);
         default:
           throw new Error(`unknown job type ${JSON.stringify(job.type)}`);
       }

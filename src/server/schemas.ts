@@ -152,6 +152,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     maxGradNorm: z.number().positive().optional(),
     weightDecay: z.number().min(0).default(TRAINING_DEFAULTS.weightDecay),
     flip: z.boolean().default(false),
+    resume: z.string().regex(/^job-[0-9a-z]{12}-[0-9a-f]{6}$/, 'a job id').optional().describe('continue a cancelled training job (same method and settings) from its last checkpoint'),
     sampleEvery: z.int().min(1).optional().describe('draw a sample picture every this many steps, sent as the job\'s preview'),
     samplePrompt: text.optional().describe('what the samples draw; default: the token (Textual Inversion), the first caption (LoRA) or the instance prompt (DreamBooth)'),
     sampleSteps: z.int().min(1).max(limits.maxSteps, limitMessage('maxSteps', limits, 'steps')).default(10).describe('denoising steps of each sample'),

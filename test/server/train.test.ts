@@ -77,3 +77,28 @@ it('a training job between img2img and generate jobs leaves the cached pipeline 
   await run('generate', { prompt: 'a <shared-thing>', embeddings: ['shared-thing'], steps: 2, seed: 5 });
   await run('generate', { prompt: 'green apple', initImage: first.images[0], strength: 0.5, steps: 2, seed: 6 });
 });
+
+it('a cancelled training job resumes from its checkpoint in a new job', async () => {
+  const params = { method: 'textual-inversion', name: 'resumed-thing', images: await uploads(['#e0e020', '#c0c018']), token: '<resumed-thing>', initToken: 'apple', steps: 60 };
+  const steps = new Map<string, number[]>();
+  server.queue.subscribe((e) => {
+    if (e.type === 'progress' && e.phase === 'training') steps.set(e.id, [...(steps.get(e.id) ?? []), e.step]);
+  });
+  const first = await server.submit('train', params);
+  while ((steps.get(first) ?? []).length < 3) await new Promise((r) => setTimeout(r, 20));
+  await server.request('POST', `/api/v1/jobs/${first}/cancel`);
+  expect((await server.queue.wait(first)).status).toBe('cancelled');
+  const stoppedAt = Math.max(...steps.get(first)!);
+  expect(stoppedAt).toBeLessThan(60);
+
+  const second = await server.submit('train', { ...params, resume: first });
+  const done = await server.queue.wait(second);
+  expect(done.status, done.error ?? '').toBe('completed');
+  expect(done.info.resumedFrom).toBe(first);
+  expect(steps.get(second)![0]).toBeGreaterThan(stoppedAt); // no step of the first job is trained again
+  expect(done.artifacts).toEqual(['embeddings/resumed-thing.safetensors']);
+
+  const again = await server.queue.wait(await server.submit('train', { ...params, resume: first }));
+  expect(again.status).toBe('failed');
+  expect(again.error).toMatch(/no stopped training run job-/);
+});

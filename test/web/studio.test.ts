@@ -317,6 +317,25 @@ describe('Studio: Personalise', () => {
     expect(status, (await latestJob()).error ?? '').toBe('completed');
     expect((await latestJob()).params).toMatchObject({ prompt: 'a red <studio-thing>', embeddings: ['studio-thing'] });
   });
+
+  it('Escape stops a training run; Resume continues it from its checkpoint in a new job', async () => {
+    await page.getByRole('link', { name: 'Personalise' }).click();
+    const personalise = page.getByRole('region', { name: 'Personalise' });
+    await personalise.getByLabel('New token').fill('<studio-resumed>');
+    await personalise.getByLabel('Steps', { exact: true }).fill('150');
+    await personalise.getByRole('button', { name: 'Start training' }).click();
+    const points = () => personalise.locator('.loss-curve svg').getAttribute('data-points');
+    await expect.poll(async () => Number(await points()), POLL).toBeGreaterThan(2);
+    await page.keyboard.press('Escape');
+    expect(await waitForStatus(personalise, ['cancelled', 'completed'])).toBe('cancelled');
+    const stopped = await latestJob();
+    await personalise.getByRole('button', { name: /^Resume the stopped run/ }).click();
+    expect(await waitForStatus(personalise, ['completed', 'failed'], 120_000)).toBe('completed');
+    const resumed = await latestJob();
+    expect(resumed.params).toMatchObject({ token: '<studio-resumed>', steps: 150, resume: stopped.id });
+    expect(resumed.info.resumedFrom).toBe(stopped.id);
+    await page.getByRole('link', { name: 'Generate' }).click();
+  });
 });
 
 // img2img from the gallery (a training job between img2img and later jobs once freed the sessions

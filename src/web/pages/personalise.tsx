@@ -75,6 +75,8 @@ export function PersonalisePage({ catalogue, onTrained }: { catalogue: Catalogue
   };
 
   const artifacts = state.job?.status === 'completed' ? state.job.artifacts ?? [] : [];
+  // A cancelled run kept its checkpoint on the server: a new job with `resume` continues it.
+  const stopped = state.job?.status === 'cancelled' && state.job.type === 'train' ? state.job : undefined;
   return (
     <div class="page personalise" onDragOver={(e) => e.preventDefault()} onDrop={(e) => e.dataTransfer?.files.length && (e.preventDefault(), void addFiles(e.dataTransfer.files))}>
       <form class="panel" onSubmit={submit} noValidate aria-label="Training settings">
@@ -149,6 +151,11 @@ export function PersonalisePage({ catalogue, onTrained }: { catalogue: Catalogue
         <button type="submit" class="primary" disabled={busy || uploading > 0}>
           Start training
         </button>
+        {stopped && (
+          <button type="button" onClick={() => void start('train', { ...stopped.params, resume: stopped.id })}>
+            Resume the stopped run (step {state.step} of {state.total})
+          </button>
+        )}
       </form>
       <div class="results">
         <ProgressPanel state={state} label="Training" onCancel={cancel} />
