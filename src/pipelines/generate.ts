@@ -121,7 +121,6 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
     const pixels = imageToTensor(new Array(batch).fill(o.initImage), '-1..1');
     const clean = (await sd.vaeRunner.imageToLatents(pixels, [batch, 3, o.height, o.width])).data;
     timesteps = img2imgTimesteps(scheduler, o.strength).timesteps;
-    if (!timesteps.length) throw new Error(`strength ${o.strength} leaves no denoising steps out of ${o.steps}`);
     latents = scheduler.addNoise(clean, noise, timesteps[0]);
   } else {
     latents = noise.map((v) => v * scheduler.initNoiseSigma);

@@ -56,6 +56,9 @@ export interface Scheduler {
 export function img2imgTimesteps(scheduler: Scheduler, strength: number): { timesteps: number[]; numInferenceSteps: number } {
   if (scheduler.numInferenceSteps === undefined) throw new Error('call setTimesteps before img2imgTimesteps');
   const start = img2imgStart(scheduler.numInferenceSteps, strength, scheduler.order);
+  if (start.numInferenceSteps === 0) {
+    throw new Error(`strength ${strength} of ${scheduler.numInferenceSteps} steps leaves no denoising step (⌊steps · strength⌋ = 0): raise the strength or the steps`);
+  }
   scheduler.setBeginIndex(start.beginIndex);
   return { timesteps: scheduler.timesteps.slice(start.beginIndex), numInferenceSteps: start.numInferenceSteps };
 }

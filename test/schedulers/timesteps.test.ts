@@ -71,6 +71,12 @@ describe('img2img start (diffusers get_timesteps)', () => {
     expect(() => img2imgStart(10, 1.5)).toThrow(/strength/);
   });
 
+  it('refuses a strength that leaves no step, saying so (not a bad begin index)', () => {
+    const scheduler = new EulerDiscreteScheduler(ref.meta.config);
+    scheduler.setTimesteps(1);
+    expect(() => img2imgTimesteps(scheduler, 0.6)).toThrow(/strength 0.6 of 1 steps leaves no denoising step/);
+  });
+
   it('slices the schedule and makes a σ-space scheduler begin there', () => {
     const scheduler = new EulerDiscreteScheduler(ref.meta.config);
     scheduler.setTimesteps(10);
