@@ -84,7 +84,16 @@ export function addEmbedding(tokenizer: ClipTokenizer, textEncoder: ClipTextMode
   const bad = embedding.vectors.find((v) => v.length !== dim);
   if (bad) throw new Error(`${what} has ${bad.length}-wide vectors; this text encoder's are ${dim} wide (an embedding for another model?)`);
   if (!embedding.vectors.length) throw new Error(`${what} holds no vector`);
-  return embeddingTokens(embedding).map((token, i) => {
+  // Every token checked before any is added: a refusal must leave tokenizer and text encoder as they were.
+  const tokens = embeddingTokens(embedding);
+  for (const token of tokens) {
+    try {
+      tokenizer.checkNewToken(token);
+    } catch (e) {
+      throw new Error(`${what}: ${(e as Error).message}`);
+    }
+  }
+  return tokens.map((token, i) => {
     const expected = textEncoder.embeddings.tokenCount;
     let id: number;
     try {

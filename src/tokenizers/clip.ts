@@ -260,10 +260,11 @@ export class ClipTokenizer {
    * the next free one. Adding a token that is already added or special returns its id; a string
    * that BPE can already produce is refused, since prompts would never reach the new id.
    */
-  addToken(token: string): number {
+  /** Throws unless `token` can be added as a new word: not empty, not added already, not a vocabulary word. */
+  checkNewToken(token: string): void {
     if (token.trim() === '') throw new Error('ClipTokenizer: cannot add an empty token');
-    const existing = this.wholeTokens.get(token);
-    if (existing !== undefined) return existing;
+    const added = this.wholeTokens.get(token);
+    if (added !== undefined) throw new Error(`ClipTokenizer: ${JSON.stringify(token)} was already added (id ${added})`);
     // Prompts are lower-cased before BPE, so "Cat" would take over the ordinary word "cat" typed
     // with a capital: compare with the vocabulary as the tokenizer will see the word.
     const lower = token.toLowerCase();
@@ -271,6 +272,12 @@ export class ClipTokenizer {
     if (vocabId !== undefined) {
       throw new Error(`ClipTokenizer: ${JSON.stringify(token)} is already in the vocabulary (id ${vocabId}); choose another token (prompts are lower-cased, so case does not make a new word)`);
     }
+  }
+
+  addToken(token: string): number {
+    const existing = this.wholeTokens.get(token);
+    if (existing !== undefined) return existing;
+    this.checkNewToken(token);
     const id = this.idToToken.length;
     this.idToToken[id] = token;
     this.wholeTokens.set(token, id);

@@ -39,6 +39,16 @@ describe('Textual Inversion files', () => {
     expect(() => readEmbeddingFile(path)).toThrow(`embedding file ${path}: tensor "<toy>" holds NaN in row 1`);
   });
 
+  it('refuses a multi-vector embedding one of whose tokens exists, adding none of them', () => {
+    const [tok, enc] = [tokenizer(), textEncoder()];
+    addEmbedding(tok, enc, readEmbeddingFile(embeddingFile('<toy>_2', 1)));
+    const rows = enc.embeddings.tokenCount;
+    const path = embeddingFile('<toy>', 3);
+    expect(() => addEmbedding(tok, enc, readEmbeddingFile(path))).toThrow(`embedding "<toy>" (${path}): ClipTokenizer: "<toy>_2" was already added (id 49408)`);
+    expect(enc.embeddings.tokenCount).toBe(rows);
+    expect(addEmbedding(tok, enc, readEmbeddingFile(embeddingFile('<toy>', 1)))).toEqual([49409]); // "<toy>" was not taken
+  });
+
   for (const token of ['Cat', 'CAT', 'cats']) {
     it(`refuses the token ${token}, a vocabulary word once lower-cased`, () => {
       const path = embeddingFile(token, 1);
