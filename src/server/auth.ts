@@ -31,10 +31,16 @@ export function tokensMatch(given: string, expected: string): boolean {
 /** The cookie POST /api/v1/session sets: HttpOnly (no script reads it), sent to this site only. */
 export const SESSION_COOKIE = 'nuri_token';
 
-/** Paths anyone may fetch: the health check, and GETs of the Studio's static files. */
-function isPublic(method: string, path: string): boolean {
+/**
+ * Routes anyone may use: the health check, GETs of the Studio's static files, and the sign-in.
+ * Decided on the route the request matched, never on the raw URL: the router decodes it, so
+ * `/%61pi/v1/jobs` would otherwise pass as public and be served by /api/v1/jobs.
+ */
+function isPublic(method: string, route: string | undefined): boolean {
+  if (route === undefined) return false;
+  if (method === 'POST') return route === '/api/v1/session';
   if (method !== 'GET' && method !== 'HEAD') return false;
-  return path === '/health' || !(path.startsWith('/api/') || path.startsWith('/sdapi/'));
+  return route === '/health' || !(route.startsWith('/api/') || route.startsWith('/sdapi/'));
 }
 
 function cookieToken(header: string | undefined): string | undefined {
@@ -47,8 +53,7 @@ function cookieToken(header: string | undefined): string | undefined {
 
 export function requireToken(app: FastifyInstance, token: string): void {
   app.addHook('onRequest', async (request, reply) => {
-    const path = request.url.split('?')[0];
-    if (isPublic(request.method, path) || (request.method === 'POST' && path === '/api/v1/session')) return;
+    if (isPublic(request.method, request.routeOptions.url)) return;
     const bearer = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '')?.[1].trim();
     const given = bearer ?? cookieToken(request.headers.cookie);
     if (given === undefined || !tokensMatch(given, token)) {

@@ -150,6 +150,8 @@ describe('API token', () => {
       const page = await server.request('GET', '/');
       expect([200, 503]).toContain(page.status); // the page, or how to build it: never a 401
       expect((await server.request('GET', '/sdapi/v1/sd-models')).status).toBe(401);
+      // The router decodes paths: an encoded letter must not make an API route look public.
+      for (const path of ['/%61pi/v1/jobs', '/%73dapi/v1/progress', '/api/v1/%6Aobs', '/%61pi/v1/events']) expect((await server.request('GET', path)).status, path).toBe(401);
       expect((await server.request('POST', '/api/v1/session', { token: 'wrong' })).status).toBe(401);
       expect((await server.request('GET', '/api/v1/models', undefined, { cookie: 'nuri_token=wrong' })).status).toBe(401);
       const signedIn = await server.request('POST', '/api/v1/session', { token: 's3cret-token' });
