@@ -2,6 +2,8 @@
 // install without dev dependencies has no Vite, and then the page is left unbuilt with a note
 // (`nuri serve` says the same at `/`) instead of failing the install. Plain JS: it runs before
 // anything else is known to be there.
+import { fileURLToPath } from 'node:url';
+
 let build;
 try {
   ({ build } = await import('vite'));
@@ -10,4 +12,4 @@ try {
   console.warn('nuri: Vite is not installed (dev dependencies left out), so the Studio page is not built; `npm run build:web` builds it.');
   process.exit(0);
 }
-await build({ configFile: new URL('../src/web/vite.config.ts', import.meta.url).pathname });
+await build({ configFile: fileURLToPath(new URL('../src/web/vite.config.ts', import.meta.url)) });

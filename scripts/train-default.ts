@@ -119,7 +119,8 @@ function runChild(label: string, argv: string[], shown: string[] = argv): Promis
     child.on('error', fail);
     child.on('exit', (code, signal) => {
       child = undefined;
-      if (code === 0) done();
+      // A child stopped by our Ctrl-C exits 130 (or dies of the signal): the stage check reports it.
+      if (code === 0 || (stopping && (code === 130 || signal === 'SIGINT' || signal === 'SIGTERM'))) done();
       else fail(new Error(`${label} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`));
     });
   });

@@ -130,7 +130,7 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
     sd.encodePrompts(o.prompts, o.clipSkip),
     o.guidance > 1 ? sd.encodePrompts(new Array(batch).fill(o.negativePrompt ?? ''), o.clipSkip) : undefined,
   ]);
-  if (sd.releaseSessions) await sd.releaseTextEncoder(o.clipSkip);
+  if (sd.releaseSessions) await sd.releaseTextEncoder();
   latents = await denoise(sd, await sd.unet(), { scheduler, timesteps, latents, shape, cond, uncond, guidance: o.guidance, rng, eta: o.eta, signal: o.signal, onStep: stepCallback(o) });
   if (sd.releaseSessions) await sd.releaseUNet();
 

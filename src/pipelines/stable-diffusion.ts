@@ -91,11 +91,11 @@ export class StableDiffusion {
     return graph;
   }
 
-  /** Frees the text encoder's session for this clip skip (a later encode creates it again). */
-  async releaseTextEncoder(clipSkip?: number): Promise<void> {
-    const graph = this.textEncoderGraphs.get(clipSkip);
-    this.textEncoderGraphs.delete(clipSkip);
-    if (graph) await (await graph).release();
+  /** Frees the text encoder's sessions, every clip skip's (a later encode creates them again). */
+  async releaseTextEncoder(): Promise<void> {
+    const graphs = [...this.textEncoderGraphs.values()];
+    this.textEncoderGraphs.clear();
+    for (const graph of graphs) await (await graph).release();
   }
 
   /** Frees the UNet's sessions, plain and kept (a later `unet()` creates it again). */
@@ -114,13 +114,14 @@ export class StableDiffusion {
    * KEPT_GRAPHS most recently used stay, so a server that edits at many sizes does not grow.
    */
   async keep(compiled: Promise<CompiledGraph>): Promise<CompiledGraph> {
+    // The new graph replaces a kept one of the same session (which it also holds): it carries this
+    // job's trainable parameters (a null-text embedding), the old one the previous job's.
     const graph = await compiled;
     const same = this.keptGraphs.find((g) => g.session === graph.session);
-    if (same) await graph.release();
-    const held = same ?? graph;
-    this.keptGraphs = [held, ...this.keptGraphs.filter((g) => g !== held)];
+    this.keptGraphs = [graph, ...this.keptGraphs.filter((g) => g !== same)];
+    if (same) await same.release();
     for (const old of this.keptGraphs.splice(KEPT_GRAPHS)) await old.release();
-    return held;
+    return graph;
   }
 
   /** The plain UNet as one session with symbolic batch and size (compiled on first use). */

@@ -15,8 +15,6 @@ export interface PipelineSpec {
 export interface LoadedPipeline {
   sd: StableDiffusion;
   personal: Personalisation;
-  /** Clip-skip settings the text encoder was compiled for (each is its own session). */
-  clipSkips: Set<number | undefined>;
 }
 
 /** A pipeline held for one job: not evicted until `release()`. */
@@ -63,7 +61,7 @@ export class PipelineCache {
       const pipeline = (async () => {
         const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false });
         const personal = await personalise(sd.components, { loras, embeddings });
-        return { sd, personal, clipSkips: new Set<number | undefined>() };
+        return { sd, personal };
       })();
       const added: Entry = { key, model: spec.model, pipeline, users: 0 };
       pipeline.catch(() => (this.entries = this.entries.filter((e) => e !== added)));
@@ -116,9 +114,9 @@ export class PipelineCache {
 }
 
 /** Frees a pipeline's sessions: UNet, text encoder (per clip skip used), VAE. */
-export async function releasePipeline({ sd, clipSkips }: Pick<LoadedPipeline, 'sd' | 'clipSkips'>): Promise<void> {
+export async function releasePipeline({ sd }: Pick<LoadedPipeline, 'sd'>): Promise<void> {
   await sd.releaseUNet();
-  for (const clipSkip of clipSkips) await sd.releaseTextEncoder(clipSkip);
+  await sd.releaseTextEncoder();
   await sd.vaeRunner.release();
 }
 

@@ -88,7 +88,7 @@ export async function runTraining(jobId: string, p: TrainParams, ctx: RunnerCont
     throw error;
   } finally {
     if (!keep) rmSync(out, { recursive: true, force: true });
-    if (sd) await releasePipeline({ sd, clipSkips: new Set([undefined]) }).catch(() => {});
+    if (sd) await releasePipeline({ sd }).catch(() => {});
   }
 }
 

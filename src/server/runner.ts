@@ -59,7 +59,6 @@ async function load(ctx: RunnerContext, o: JobScope, spec: { model: string; lora
   ctx.progress({ step: 0, total: 0, phase: 'loading' });
   const loaded = await o.cache.acquire(spec);
   o.leases.push(loaded);
-  loaded.clipSkips.add(spec.clipSkip);
   throwIfAborted(ctx.signal);
   return loaded;
 }

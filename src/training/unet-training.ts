@@ -11,7 +11,7 @@ import { ShuffledBatches, type BatchOrderState } from '../data/batches.ts';
 import { pickCaption } from '../data/caption-variants.ts';
 import { type ImageFolderDataset, flipHorizontal } from '../data/folder.ts';
 import { imageToTensor } from '../io/image.ts';
-import { encodePrompts } from '../models/clip-text.ts';
+import { compileClipText, encodePrompts } from '../models/clip-text.ts';
 import type { StableDiffusionComponents } from '../models/load.ts';
 import { VaeRunner, scaleLatents } from '../models/vae-runner.ts';
 import { vaeDownscale } from '../models/vae.ts';
@@ -84,10 +84,12 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
 
   const posteriors = await encodeDataset(new VaeRunner(vae, options.run), data, options.flip ?? false);
   const states = new Map<string, Float32Array>();
+  // One text-encoder session for the run: captions not seen yet keep arriving batch after batch.
+  const textGraph = compileClipText(textEncoder, { length: tokens, run: options.run });
   const encode = async (captions: string[]): Promise<Float32Array> => {
     const missing = [...new Set(captions.filter((t) => !states.has(t)))];
     if (missing.length) {
-      const out = await encodePrompts(textEncoder, tokenizer, missing, { run: options.run });
+      const out = await encodePrompts(textEncoder, tokenizer, missing, { graph: await textGraph });
       missing.forEach((t, i) => states.set(t, out.data.slice(i * tokens * width, (i + 1) * tokens * width)));
     }
     const all = new Float32Array(captions.length * tokens * width);

@@ -3,7 +3,9 @@
 // edits at many sizes must not hold one UNet session per size for ever.
 
 import { describe, expect, it } from 'vitest';
+import { Parameter } from '../../src/engine/index.ts';
 import { compileControlledUNet } from '../../src/pipelines/attention-control.ts';
+import { compileNullTextStep } from '../../src/pipelines/inversion.ts';
 import { AttentionStore, attentionMapGrid } from '../../src/pipelines/attention-store.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { TINY_SD } from '../fixtures.ts';
@@ -27,6 +29,18 @@ describe('kept per-job graphs', () => {
 
     await sd.releaseUNet();
     expect((await compileAt(8, 8)).session).not.toBe(again.session);
+    await sd.releaseUNet();
+  });
+
+  it("a later job's graph of the same session is the one returned: it feeds that job's trainable parameters", async () => {
+    const sd = StableDiffusion.load(TINY_SD);
+    const embedding = () => Object.assign(new Parameter('null_text_embedding', [1, ...sd.contextShape]), { trainable: true });
+    const [a, b] = [embedding(), embedding()];
+    const first = await compileNullTextStep(sd, [1, 4, 8, 8], a);
+    const second = await compileNullTextStep(sd, [1, 4, 8, 8], b);
+    expect(second.session).toBe(first.session);
+    expect(second.graph.trainable).toHaveLength(1);
+    expect(second.graph.trainable[0]).toBe(b); // not the first job's embedding
     await sd.releaseUNet();
   });
 });
