@@ -76,7 +76,8 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   app.get(`${API}/images/:name`, async (request, reply) => {
     const path = o.store.imagePath((request.params as { name: string }).name);
     if (!path) return reply.code(404).send({ error: 'no such image', field: 'name' });
-    return reply.type('image/png').header('cache-control', 'public, max-age=31536000, immutable').send(createReadStream(path));
+    // Results never change; behind a token only the browser may keep them, not a shared proxy.
+    return reply.type('image/png').header('cache-control', `${o.token ? 'private' : 'public'}, max-age=31536000, immutable`).send(createReadStream(path));
   });
 
   app.post(`${API}/uploads`, async (request, reply) => {

@@ -59,7 +59,14 @@ export class LocalQueue implements JobQueue {
     this.waiting.push(record);
     const saved = this.persist(record);
     this.watchers.emit({ type: 'queued', id: record.id, position: this.waiting.length });
-    await saved;
+    try {
+      await saved;
+    } catch (error) {
+      // Not saved, so not accepted: the client gets the error and no id, and the job must not run.
+      const at = this.waiting.indexOf(record);
+      if (at >= 0) this.waiting.splice(at, 1);
+      throw error;
+    }
     this.next();
     return structuredClone(record);
   }

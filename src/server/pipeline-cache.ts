@@ -58,15 +58,19 @@ export class PipelineCache {
       const loras = (spec.loras ?? []).map(({ name, weight }) => ({ path: this.registry.lora(name).path, weight }));
       const embeddings = (spec.embeddings ?? []).map((name) => this.registry.embedding(name).path);
       await this.trim(this.maxLoaded - 1);
-      const pipeline = (async () => {
-        const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false });
-        const personal = await personalise(sd.components, { loras, embeddings });
-        return { sd, personal };
-      })();
-      const added: Entry = { key, model: spec.model, pipeline, users: 0 };
-      pipeline.catch(() => (this.entries = this.entries.filter((e) => e !== added)));
-      this.entries.push(added);
-      entry = added;
+      // Another acquire of the same spec may have added it while trim awaited: share that load.
+      entry = this.entries.find((e) => e.key === key);
+      if (!entry) {
+        const pipeline = (async () => {
+          const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false });
+          const personal = await personalise(sd.components, { loras, embeddings });
+          return { sd, personal };
+        })();
+        const added: Entry = { key, model: spec.model, pipeline, users: 0 };
+        pipeline.catch(() => (this.entries = this.entries.filter((e) => e !== added)));
+        this.entries.push(added);
+        entry = added;
+      }
     }
     const held = entry;
     held.users++;
