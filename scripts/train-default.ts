@@ -21,7 +21,10 @@
 // (WORK/stages/<name>.json), an interrupted one resumes from its last checkpoint (even after
 // kill -9: checkpoints are written atomically), and a stage whose inputs were made again after it
 // started starts afresh (its old work is discarded, its time kept as "discarded" in the cost
-// table). `kill -TERM` (or Ctrl-C) stops at a checkpoint.
+// table). `kill -TERM` (or Ctrl-C) stops at a checkpoint. A machine that is not kept between
+// sittings carries the run in git: `--pack` writes RECIPE/progress (finished stages and the UNet's
+// newest weights, src/training/carry.ts) to commit, and a run whose work folder is empty starts
+// from it.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -29,6 +32,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { checkpointName } from '../src/training/checkpoint.ts';
 import { keepMilestones } from '../src/training/checkpoint-milestones.ts';
+import { describeProgress, packProgress, unpackProgress } from '../src/training/carry.ts';
 import { assembleDefaultModel, measureLatents, writeBasePipeline } from '../src/training/default-model.ts';
 
 const REPO = resolve(import.meta.dirname, '..');
@@ -40,6 +44,8 @@ const { values: args } = parseArgs({
     tokenizer: { type: 'string', default: resolve(REPO, '..', 'shared', 'fixtures', 'tiny-sd', 'tokenizer') },
     out: { type: 'string' },
     plan: { type: 'string' },
+    /** Write RECIPE/progress from the work folder (to commit) and stop. */
+    pack: { type: 'boolean', default: false },
   },
 });
 const RECIPE = resolve(args.recipe!);
@@ -297,6 +303,14 @@ async function runStage(stage: Stage): Promise<void> {
   }
 }
 
+// RECIPE/progress carries the run between machines (src/training/carry.ts).
+const PROGRESS = join(RECIPE, 'progress');
+if (args.pack) {
+  console.error(`packed ${WORK} into ${PROGRESS}: ${describeProgress(packProgress(WORK, PROGRESS))}`);
+  process.exit(0);
+}
+const carried = unpackProgress(PROGRESS, WORK);
+if (carried) console.error(`carried in from ${PROGRESS}: ${describeProgress(carried)}`);
 mkdirSync(WORK, { recursive: true });
 if (!existsSync(join(TOKENIZER, 'vocab.json'))) throw new Error(`no CLIP tokenizer (vocab.json, merges.txt) in ${TOKENIZER}; pass --tokenizer DIR`);
 console.error(`train:default: recipe ${RECIPE}, work folder ${WORK}, model → ${OUT}`);

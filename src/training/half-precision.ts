@@ -30,10 +30,11 @@ export function halveSafetensors(source: string, target: string): void {
   }
 }
 
-/** Copies a folder tree, storing every safetensors file in half precision. */
-export function copyAsHalfPrecision(source: string, target: string): void {
+/** Copies a folder tree, storing every safetensors file in half precision; `skip` names entries left out. */
+export function copyAsHalfPrecision(source: string, target: string, skip: ReadonlySet<string> = new Set()): void {
   mkdirSync(target, { recursive: true });
   for (const name of readdirSync(source)) {
+    if (skip.has(name)) continue;
     const from = join(source, name);
     const to = join(target, name);
     if (statSync(from).isDirectory()) copyAsHalfPrecision(from, to);
