@@ -10,6 +10,7 @@ export const TINY_SD = join(FIXTURES, 'tiny-sd');
 export const REFERENCE = join(FIXTURES, 'reference');
 /** The second set (SDXL, inpainting, few-step schedulers, TAESD, long prompts, ControlNet). */
 export const REFERENCE_2 = join(FIXTURES, 'reference-2');
+export const TINY_SDXL = join(FIXTURES, 'tiny-sdxl');
 
 if (!existsSync(FIXTURES)) {
   throw new Error(`reference fixtures not found at ${FIXTURES} (set NURI_FIXTURES)`);

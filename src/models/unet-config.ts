@@ -1,6 +1,6 @@
 // diffusers' `unet/config.json` for UNet2DConditionModel: field names as diffusers writes them,
 // diffusers' defaults for absent fields, per-block fields widened to one entry per block, and a
-// clear error for features this UNet does not implement (SDXL's added embeddings, class labels, …).
+// clear error for features this UNet does not implement (class labels, image embeddings, …).
 // Every size is bounded (checkpoint/bounds.ts) before anything is built from it.
 
 import { CONFIG_BOUNDS as B, boundedInt, boundedNumber } from './checkpoint/bounds.ts';
@@ -38,6 +38,14 @@ export interface UNetConfig {
   time_embedding_dim: number | undefined;
   conv_in_kernel: number;
   conv_out_kernel: number;
+  /**
+   * SDXL's added conditions (`text_time`): a pooled text embedding and six size/crop numbers, each
+   * number embedded sinusoidally at `addition_time_embed_dim`; null when the UNet has none.
+   */
+  addition_embed_type: 'text_time' | null;
+  addition_time_embed_dim: number | undefined;
+  /** Width of the added embedding's input: pooled text width + 6 · addition_time_embed_dim. */
+  projection_class_embeddings_input_dim: number | undefined;
 }
 
 const DOWN_TYPES: readonly string[] = ['CrossAttnDownBlock2D', 'DownBlock2D'];
@@ -46,7 +54,6 @@ const UP_TYPES: readonly string[] = ['CrossAttnUpBlock2D', 'UpBlock2D'];
 /** Fields that select features we do not implement, with the value that means "off". */
 const UNSUPPORTED: Record<string, unknown> = {
   act_fn: 'silu',
-  addition_embed_type: null,
   attention_type: 'default',
   center_input_sample: false,
   class_embed_type: null,
@@ -122,6 +129,21 @@ function blockTypes<T extends string>(json: Json, key: string, fallback: T[], al
   return v as T[];
 }
 
+/** addition_embed_type and its sizes: null, or SDXL's `text_time` (both sizes required). */
+function additionEmbedding(json: Json): Pick<UNetConfig, 'addition_embed_type' | 'addition_time_embed_dim' | 'projection_class_embeddings_input_dim'> {
+  const type = json.addition_embed_type ?? null;
+  if (type === null) return { addition_embed_type: null, addition_time_embed_dim: undefined, projection_class_embeddings_input_dim: undefined };
+  if (type !== 'text_time') fail(`addition_embed_type=${JSON.stringify(type)} is not supported (only null or "text_time")`);
+  for (const key of ['addition_time_embed_dim', 'projection_class_embeddings_input_dim']) {
+    if (json[key] == null) fail(`addition_embed_type "text_time" needs ${key}`);
+  }
+  return {
+    addition_embed_type: 'text_time',
+    addition_time_embed_dim: int(json, 'addition_time_embed_dim', 0, B.channels),
+    projection_class_embeddings_input_dim: int(json, 'projection_class_embeddings_input_dim', 0, B.channels),
+  };
+}
+
 /** Reads a diffusers UNet2DConditionModel config.json object. */
 export function parseUNetConfig(json: Json): UNetConfig {
   for (const [key, off] of Object.entries(UNSUPPORTED)) {
@@ -164,7 +186,15 @@ export function parseUNetConfig(json: Json): UNetConfig {
     time_embedding_dim: json.time_embedding_dim == null ? undefined : int(json, 'time_embedding_dim', 0, B.channels),
     conv_in_kernel: int(json, 'conv_in_kernel', 3, B.kernel),
     conv_out_kernel: int(json, 'conv_out_kernel', 3, B.kernel),
+    ...additionEmbedding(json),
   };
+  if (c.addition_embed_type === 'text_time') {
+    const timeDim = c.addition_time_embed_dim!;
+    if (timeDim % 2) fail(`addition_time_embed_dim must be even, got ${timeDim}`);
+    if (c.projection_class_embeddings_input_dim! <= 6 * timeDim) {
+      fail(`projection_class_embeddings_input_dim ${c.projection_class_embeddings_input_dim} leaves no room for the pooled text embedding beside 6 × addition_time_embed_dim ${timeDim}`);
+    }
+  }
   for (const k of [c.conv_in_kernel, c.conv_out_kernel]) if (k % 2 !== 1) fail(`conv kernels must be odd, got ${k}`);
   const ungrouped = block_out_channels.find((ch) => ch % c.norm_num_groups);
   if (ungrouped !== undefined) fail(`${ungrouped} channels do not split into norm_num_groups=${c.norm_num_groups}`);

@@ -4,6 +4,7 @@
 //   sample [B, 4, H, W] ─ conv_in ─ down blocks ─ mid block ─ up blocks ─ norm · SiLU · conv_out ─► ε (or v)
 //                                   │ (skips) ─────────────────► │ (concatenated on channels)
 //   timestep [B] ─ sinusoids ─ time_embedding ─► every resnet;   text states [B, 77, C] ─► every cross-attention
+//   (SDXL, addition_embed_type "text_time": + add_embedding(pooled text, sinusoids of the 6 size/crop numbers))
 //
 // H and W must be multiples of 2^(number of downsamplers) (8 for SD): the graph is traced once with
 // symbolic sizes and has no odd-size path.
@@ -16,12 +17,14 @@ import {
   Linear,
   Module,
   Tensor,
+  add,
   bindParameters,
   concat,
   cos,
   exp,
   joinName,
   mul,
+  reshape,
   silu,
   sin,
   unsqueeze,
@@ -39,6 +42,16 @@ export type { AttentionCall, AttentionHook, AttentionLayer, AttentionPlace } fro
 export interface UNetForwardOptions {
   /** Called for every attention layer; see AttentionHook. Without one the fused attention op is used. */
   attentionHook?: AttentionHook;
+  /** SDXL's added conditions; required exactly when the config's addition_embed_type is "text_time". */
+  added?: AddedConditions;
+}
+
+/** SDXL's `added_cond_kwargs`. */
+export interface AddedConditions {
+  /** The pooled, projected text embedding [B, P] (the second text encoder's text_embeds). */
+  textEmbeds: Tensor;
+  /** [B, 6]: original height, width, crop top, left, target height, width. */
+  timeIds: Tensor;
 }
 
 /** Shared by the blocks of one forward pass. */
@@ -172,6 +185,8 @@ class TimestepEmbedding extends Module {
 export class UNet2DConditionModel extends Module {
   readonly conv_in: Conv2d;
   readonly time_embedding: TimestepEmbedding;
+  /** SDXL's added-condition embedding (addition_embed_type "text_time"), else undefined. */
+  readonly add_embedding: TimestepEmbedding | undefined;
   readonly down_blocks: DownBlock[];
   readonly mid_block: MidBlock;
   readonly up_blocks: UpBlock[];
@@ -186,6 +201,7 @@ export class UNet2DConditionModel extends Module {
     const tembChannels = c.time_embedding_dim ?? channels[0] * 4;
     this.conv_in = new Conv2d('conv_in', c.in_channels, channels[0], c.conv_in_kernel, { padding: (c.conv_in_kernel - 1) / 2 });
     this.time_embedding = new TimestepEmbedding('time_embedding', channels[0], tembChannels);
+    this.add_embedding = c.addition_embed_type === 'text_time' ? new TimestepEmbedding('add_embedding', c.projection_class_embeddings_input_dim!, tembChannels) : undefined;
 
     const shape = (level: number, layers: number, inChannels: number, outChannels: number, type: string): BlockShape => ({
       config: c,
@@ -220,7 +236,9 @@ export class UNet2DConditionModel extends Module {
     const hook = options.attentionHook;
     let calls = 0;
     const site = (place: AttentionPlace): HookSite | undefined => hook && { hook, place, nextLayer: () => calls++ };
-    const temb = this.time_embedding.forward(this.timeProjection(timestep));
+    let temb = this.time_embedding.forward(this.timeProjection(timestep));
+    if (this.add_embedding) temb = add(temb, this.add_embedding.forward(this.addedEmbeddingInput(options.added)));
+    else if (options.added) throw new Error('unet: added conditions (text_embeds, time_ids) given to a UNet whose config has no addition_embed_type');
     const f: ForwardContext = { temb, context: encoderHiddenStates, site };
 
     let x = this.conv_in.forward(sample);
@@ -235,23 +253,39 @@ export class UNet2DConditionModel extends Module {
     return this.conv_out.forward(silu(this.conv_norm_out.forward(x)));
   }
 
-  /**
-   * Sinusoidal embedding of the timestep, [B] → [B, block_out_channels[0]]: frequencies
-   * exp(−ln(10000)·i / (half − freq_shift)), with the exponent rounded to float32 at each step as
-   * diffusers computes it; [cos, sin] when flip_sin_to_cos, else [sin, cos].
-   */
+  /** Sinusoidal embedding of the timestep, [B] → [B, block_out_channels[0]]. */
   timeProjection(timestep: Tensor): Tensor {
-    const dim = this.config.block_out_channels[0];
-    if (dim % 2) throw new Error(`unet: odd time-embedding width ${dim} is not supported`);
-    const half = dim / 2;
-    const exponent = new Float32Array(half);
-    const lnPeriod = Math.fround(-Math.log(10000));
-    for (let i = 0; i < half; i++) exponent[i] = Math.fround(Math.fround(lnPeriod * i) / Math.fround(half - this.config.freq_shift));
-    const freqs = exp(Tensor.constant(exponent, [1, half]));
-    const args = mul(unsqueeze(timestep, 1), freqs); // [B, half]
-    const parts = this.config.flip_sin_to_cos ? [cos(args), sin(args)] : [sin(args), cos(args)];
-    return concat(parts, 1);
+    return sinusoidalEmbedding(timestep, this.config.block_out_channels[0], this.config.flip_sin_to_cos, this.config.freq_shift);
   }
+
+  /**
+   * add_embedding's input [B, projection_class_embeddings_input_dim]: the pooled text embedding, then
+   * each time id's sinusoidal embedding (diffusers' add_time_proj: always cos first, no shift).
+   */
+  addedEmbeddingInput(added: AddedConditions | undefined): Tensor {
+    if (!added) throw new Error('unet: this UNet (addition_embed_type "text_time", SDXL) needs text_embeds and time_ids');
+    const c = this.config;
+    const timeDim = c.addition_time_embed_dim!;
+    const [b] = added.timeIds.shape;
+    const timeEmbeds = reshape(sinusoidalEmbedding(reshape(added.timeIds, [-1]), timeDim, true, 0), [b, 6 * timeDim]);
+    return concat([added.textEmbeds, timeEmbeds], 1);
+  }
+}
+
+/**
+ * diffusers' `Timesteps`: [N] → [N, dim], frequencies exp(−ln(10000)·i / (half − shift)) with the
+ * exponent rounded to float32 at each step as diffusers computes it; [cos, sin] when flipSinToCos,
+ * else [sin, cos]. The arguments are float32 products, as in torch (SDXL's time ids reach 1024).
+ */
+function sinusoidalEmbedding(values: Tensor, dim: number, flipSinToCos: boolean, shift: number): Tensor {
+  if (dim % 2) throw new Error(`unet: odd sinusoidal embedding width ${dim} is not supported`);
+  const half = dim / 2;
+  const exponent = new Float32Array(half);
+  const lnPeriod = Math.fround(-Math.log(10000));
+  for (let i = 0; i < half; i++) exponent[i] = Math.fround(Math.fround(lnPeriod * i) / Math.fround(half - shift));
+  const freqs = exp(Tensor.constant(exponent, [1, half]));
+  const args = mul(unsqueeze(values, 1), freqs); // [N, half]
+  return concat(flipSinToCos ? [cos(args), sin(args)] : [sin(args), cos(args)], 1);
 }
 
 /**
