@@ -6,6 +6,7 @@ import { type CompiledGraph, Tensor, compile, sym } from '../../src/engine/index
 import { readSafetensors } from '../../src/engine/safetensors.ts';
 import { type UNet2DConditionModel, loadUNet, parseUNetConfig } from '../../src/models/unet.ts';
 import { TINY_SDXL, referenceCase } from '../fixtures.ts';
+import { maxAbsDiff } from '../schedulers/reference.ts';
 
 const ref = readSafetensors(referenceCase('sdxl_unet').file);
 
@@ -13,13 +14,6 @@ function value(name: string): { data: Float32Array; shape: number[] } {
   const t = ref.get(name);
   if (!t) throw new Error(`reference tensor ${name} missing`);
   return { data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as BigInt64Array, Number), shape: t.shape };
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 let unet: UNet2DConditionModel;
