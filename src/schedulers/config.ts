@@ -23,15 +23,24 @@ export interface CommonConfig {
   timestepSpacing: TimestepSpacing;
 }
 
-/** diffusers' defaults shared by all these classes; only `timestep_spacing` differs by class. */
+/** diffusers' defaults shared by these classes (LCM's β differ, and `timestep_spacing` by class). */
 const COMMON_DEFAULTS = {
   num_train_timesteps: 1000,
   beta_start: 0.0001,
   beta_end: 0.02,
-  beta_schedule: 'linear',
+  beta_schedule: 'linear' as BetaSchedule,
   steps_offset: 0,
-  prediction_type: 'epsilon',
-} as const;
+  prediction_type: 'epsilon' as PredictionType,
+};
+
+/** The β schedule defaults of a class whose own differ from COMMON_DEFAULTS. */
+export type BetaDefaults = Partial<Pick<typeof COMMON_DEFAULTS, 'beta_start' | 'beta_end' | 'beta_schedule'>>;
+
+/** `clip_sample`: clamp x̂₀ to [−range, range] before the step. */
+export interface Clipping {
+  clipSample: boolean;
+  clipSampleRange: number;
+}
 
 /** Far above any released model's 1000, far below what takes long to build. */
 export const MAX_TRAIN_TIMESTEPS = 100_000;
@@ -46,12 +55,13 @@ export class ConfigReader {
     }
   }
 
-  common(defaultSpacing: TimestepSpacing): CommonConfig {
+  common(defaultSpacing: TimestepSpacing, betaDefaults: BetaDefaults = {}): CommonConfig {
+    const defaults = { ...COMMON_DEFAULTS, ...betaDefaults };
     // Bounded: the betas and cumulative alphas are arrays of this length, built up front.
-    const numTrainTimesteps = this.integer('num_train_timesteps', COMMON_DEFAULTS.num_train_timesteps, 2, MAX_TRAIN_TIMESTEPS);
-    const betaStart = this.number('beta_start', COMMON_DEFAULTS.beta_start, (v) => v > 0 && v < 1, 'in (0, 1)');
-    const betaEnd = this.number('beta_end', COMMON_DEFAULTS.beta_end, (v) => v > 0 && v < 1, 'in (0, 1)');
-    const betaSchedule = this.oneOf('beta_schedule', ['linear', 'scaled_linear', 'squaredcos_cap_v2'], COMMON_DEFAULTS.beta_schedule);
+    const numTrainTimesteps = this.integer('num_train_timesteps', defaults.num_train_timesteps, 2, MAX_TRAIN_TIMESTEPS);
+    const betaStart = this.number('beta_start', defaults.beta_start, (v) => v > 0 && v < 1, 'in (0, 1)');
+    const betaEnd = this.number('beta_end', defaults.beta_end, (v) => v > 0 && v < 1, 'in (0, 1)');
+    const betaSchedule = this.oneOf('beta_schedule', ['linear', 'scaled_linear', 'squaredcos_cap_v2'], defaults.beta_schedule);
     const trainedBetas = this.trainedBetas(numTrainTimesteps);
     return {
       numTrainTimesteps,
@@ -59,9 +69,16 @@ export class ConfigReader {
       betaEnd,
       betaSchedule,
       ...(trainedBetas ? { trainedBetas } : {}),
-      stepsOffset: this.integer('steps_offset', COMMON_DEFAULTS.steps_offset, 0, numTrainTimesteps - 1),
-      predictionType: this.oneOf('prediction_type', ['epsilon', 'v_prediction', 'sample'], COMMON_DEFAULTS.prediction_type),
+      stepsOffset: this.integer('steps_offset', defaults.steps_offset, 0, numTrainTimesteps - 1),
+      predictionType: this.oneOf('prediction_type', ['epsilon', 'v_prediction', 'sample'], defaults.prediction_type),
       timestepSpacing: this.oneOf('timestep_spacing', ['leading', 'trailing', 'linspace'], defaultSpacing),
+    };
+  }
+
+  clipping(defaultClip: boolean): Clipping {
+    return {
+      clipSample: this.boolean('clip_sample', defaultClip),
+      clipSampleRange: this.number('clip_sample_range', 1, (v) => v > 0, '> 0'),
     };
   }
 

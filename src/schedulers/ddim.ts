@@ -4,26 +4,14 @@
 // η = 0 is the deterministic sampler (and, run forwards, DDIM inversion); η = 1 matches DDPM's
 // posterior variance on the shortened schedule.
 
-import { alphasCumprodFromBetas, makeBetas } from './betas.ts';
-import { ConfigReader, rejectUnsupported, type CommonConfig, type DiffusersSchedulerConfig, type PredictionType } from './config.ts';
+import { AlphaScheduler } from './alpha-scheduler.ts';
+import { type Clipping, ConfigReader, rejectUnsupported, type CommonConfig, type DiffusersSchedulerConfig, type PredictionType } from './config.ts';
 import { clipInPlace, splitPrediction } from './prediction.ts';
-import {
-  addNoiseVp,
-  alphaAt,
-  checkSameSize,
-  stepNoise,
-  type Scheduler,
-  type StepOptions,
-  type StepResult,
-} from './scheduler.ts';
-import { spacedTimesteps } from './timesteps.ts';
+import { checkSameSize, stepNoise, type StepOptions, type StepResult } from './scheduler.ts';
 
 const f32 = Math.fround;
 
-export interface DDIMConfig extends CommonConfig {
-  clipSample: boolean;
-  clipSampleRange: number;
-  /** ᾱ "before" t = 0: 1 (a fully clean final step) or ᾱ_0 (what SD-1.x uses). */
+export interface DDIMConfig extends CommonConfig, Clipping {
   setAlphaToOne: boolean;
   /** η, the default for every step (not a diffusers config field; diffusers passes it to `step`). */
   eta: number;
@@ -39,8 +27,7 @@ export function readDDIMConfig(json: DiffusersSchedulerConfig): DDIMConfig {
   rejectUnsupported(reader);
   return {
     ...reader.common('leading'),
-    clipSample: reader.boolean('clip_sample', true),
-    clipSampleRange: reader.number('clip_sample_range', 1, (v) => v > 0, '> 0'),
+    ...reader.clipping(true),
     setAlphaToOne: reader.boolean('set_alpha_to_one', true),
     eta: reader.number('eta', 0, (v) => v >= 0, '≥ 0'),
   };
@@ -63,38 +50,9 @@ export function ddimTransfer(
   return combine(predOriginal, predEpsilon, f32(Math.sqrt(alphaProdTo)), f32(Math.sqrt(f32(1 - alphaProdTo))));
 }
 
-export class DDIMScheduler implements Scheduler {
-  readonly config: DDIMConfig;
-  readonly order = 1;
-  readonly initNoiseSigma = 1;
-  readonly betas: Float32Array;
-  readonly alphasCumprod: Float32Array;
-  /** ᾱ used after the last step (t' < 0). */
-  readonly finalAlphaCumprod: number;
-  timesteps: number[];
-  numInferenceSteps: number | undefined;
-
+export class DDIMScheduler extends AlphaScheduler<DDIMConfig> {
   constructor(json: DiffusersSchedulerConfig = {}) {
-    this.config = readDDIMConfig(json);
-    this.betas = makeBetas(this.config);
-    this.alphasCumprod = alphasCumprodFromBetas(this.betas);
-    this.finalAlphaCumprod = this.config.setAlphaToOne ? 1 : this.alphasCumprod[0];
-    this.timesteps = Array.from({ length: this.config.numTrainTimesteps }, (_, i) => this.config.numTrainTimesteps - 1 - i);
-  }
-
-  setTimesteps(numInferenceSteps: number): void {
-    this.timesteps = spacedTimesteps(this.config.timestepSpacing, this.config.numTrainTimesteps, numInferenceSteps, {
-      stepsOffset: this.config.stepsOffset,
-      round: true,
-    });
-    this.numInferenceSteps = numInferenceSteps;
-  }
-
-  /** DDIM is stateless: any timestep may come first. */
-  setBeginIndex(_index: number): void {}
-
-  scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
-    return sample;
+    super(readDDIMConfig(json));
   }
 
   /**
@@ -105,11 +63,6 @@ export class DDIMScheduler implements Scheduler {
   previousTimestep(t: number): number {
     if (this.numInferenceSteps === undefined) throw new Error('DDIMScheduler: call setTimesteps before step');
     return t - Math.floor(this.config.numTrainTimesteps / this.numInferenceSteps);
-  }
-
-  /** ᾱ at timestep t, or the final ᾱ for t < 0. */
-  alphaProdAt(t: number): number {
-    return t < 0 ? this.finalAlphaCumprod : alphaAt(this.alphasCumprod, t);
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: DDIMStepOptions): StepResult {
@@ -133,10 +86,6 @@ export class DDIMScheduler implements Scheduler {
       for (let i = 0; i < prevSample.length; i++) prevSample[i] += f32(stdDev * noise[i]);
     }
     return { prevSample, predOriginalSample: predOriginal };
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, timesteps: number | readonly number[]): Float32Array {
-    return addNoiseVp(this.alphasCumprod, original, noise, timesteps);
   }
 }
 

@@ -4,30 +4,18 @@
 // where t' is the previous timestep of the (possibly shortened) schedule. Also the training-time
 // scheduler: `addNoise` and `velocity` are the forward process and the v-target.
 
-import { alphasCumprodFromBetas, makeBetas } from './betas.ts';
-import { ConfigReader, rejectUnsupported, type CommonConfig, type DiffusersSchedulerConfig } from './config.ts';
+import { AlphaScheduler } from './alpha-scheduler.ts';
+import { type Clipping, ConfigReader, rejectUnsupported, type CommonConfig, type DiffusersSchedulerConfig } from './config.ts';
 import { clipInPlace, splitPrediction } from './prediction.ts';
-import {
-  addNoiseVp,
-  alphaAt,
-  checkSameSize,
-  stepNoise,
-  velocity,
-  type Scheduler,
-  type StepOptions,
-  type StepResult,
-} from './scheduler.ts';
-import { spacedTimesteps } from './timesteps.ts';
+import { alphaAt, checkSameSize, stepNoise, velocity, type StepOptions, type StepResult } from './scheduler.ts';
 
 const f32 = Math.fround;
 
 /** fixed_small: the posterior variance above; fixed_large: β'_t (Ho et al.'s other choice). */
 export type DDPMVarianceType = 'fixed_small' | 'fixed_small_log' | 'fixed_large';
 
-export interface DDPMConfig extends CommonConfig {
+export interface DDPMConfig extends CommonConfig, Clipping {
   varianceType: DDPMVarianceType;
-  clipSample: boolean;
-  clipSampleRange: number;
 }
 
 export function readDDPMConfig(json: DiffusersSchedulerConfig): DDPMConfig {
@@ -36,41 +24,13 @@ export function readDDPMConfig(json: DiffusersSchedulerConfig): DDPMConfig {
   return {
     ...reader.common('leading'),
     varianceType: reader.oneOf('variance_type', ['fixed_small', 'fixed_small_log', 'fixed_large'], 'fixed_small'),
-    clipSample: reader.boolean('clip_sample', true),
-    clipSampleRange: reader.number('clip_sample_range', 1, (v) => v > 0, '> 0'),
+    ...reader.clipping(true),
   };
 }
 
-export class DDPMScheduler implements Scheduler {
-  readonly config: DDPMConfig;
-  readonly order = 1;
-  readonly initNoiseSigma = 1;
-  readonly betas: Float32Array;
-  readonly alphasCumprod: Float32Array;
-  /** All training timesteps until `setTimesteps` shortens the schedule. */
-  timesteps: number[];
-  numInferenceSteps: number | undefined;
-
+export class DDPMScheduler extends AlphaScheduler<DDPMConfig> {
   constructor(json: DiffusersSchedulerConfig = {}) {
-    this.config = readDDPMConfig(json);
-    this.betas = makeBetas(this.config);
-    this.alphasCumprod = alphasCumprodFromBetas(this.betas);
-    this.timesteps = Array.from({ length: this.config.numTrainTimesteps }, (_, i) => this.config.numTrainTimesteps - 1 - i);
-  }
-
-  setTimesteps(numInferenceSteps: number): void {
-    this.timesteps = spacedTimesteps(this.config.timestepSpacing, this.config.numTrainTimesteps, numInferenceSteps, {
-      stepsOffset: this.config.stepsOffset,
-      round: true,
-    });
-    this.numInferenceSteps = numInferenceSteps;
-  }
-
-  /** DDPM is stateless: any timestep may come first. */
-  setBeginIndex(_index: number): void {}
-
-  scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
-    return sample;
+    super(readDDPMConfig(json));
   }
 
   /** t − T//n, as in the reference (see DDIMScheduler.previousTimestep). */
@@ -83,7 +43,7 @@ export class DDPMScheduler implements Scheduler {
     checkSameSize(modelOutput, sample, 'DDPMScheduler');
     const prevT = this.previousTimestep(timestep);
     const alphaProd = alphaAt(this.alphasCumprod, timestep);
-    const alphaProdPrev = prevT >= 0 ? this.alphasCumprod[prevT] : 1;
+    const alphaProdPrev = this.alphaProdAt(prevT);
     const betaProd = f32(1 - alphaProd);
     const betaProdPrev = f32(1 - alphaProdPrev);
     const currentAlpha = f32(alphaProd / alphaProdPrev);
@@ -104,10 +64,6 @@ export class DDPMScheduler implements Scheduler {
       for (let i = 0; i < prevSample.length; i++) prevSample[i] += f32(std * noise[i]);
     }
     return { prevSample, predOriginalSample: predOriginal };
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, timesteps: number | readonly number[]): Float32Array {
-    return addNoiseVp(this.alphasCumprod, original, noise, timesteps);
   }
 
   /** The v-prediction training target at `timesteps` (one, or one per batch item). */

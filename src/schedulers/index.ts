@@ -7,11 +7,12 @@ import { DDPMScheduler } from './ddpm.ts';
 import { DPMSolverMultistepScheduler } from './dpm-solver.ts';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral.ts';
 import { EulerDiscreteScheduler } from './euler.ts';
+import { LCMScheduler } from './lcm.ts';
 import { LMSDiscreteScheduler } from './lms.ts';
 import { PNDMScheduler } from './pndm.ts';
 import type { Scheduler } from './scheduler.ts';
 
-export const SCHEDULER_NAMES = ['ddpm', 'ddim', 'pndm', 'lms', 'euler', 'euler-a', 'dpmpp-2m', 'dpmpp-2m-karras'] as const;
+export const SCHEDULER_NAMES = ['ddpm', 'ddim', 'pndm', 'lms', 'euler', 'euler-a', 'dpmpp-2m', 'dpmpp-2m-karras', 'lcm'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
 /** diffusers' class name for each sampler (what `_class_name` in a config says). */
@@ -24,6 +25,7 @@ export const DIFFUSERS_CLASS_NAMES: Record<SchedulerName, string> = {
   'euler-a': 'EulerAncestralDiscreteScheduler',
   'dpmpp-2m': 'DPMSolverMultistepScheduler',
   'dpmpp-2m-karras': 'DPMSolverMultistepScheduler',
+  lcm: 'LCMScheduler',
 };
 
 export function createScheduler(name: SchedulerName, config: DiffusersSchedulerConfig = {}): Scheduler {
@@ -44,6 +46,8 @@ export function createScheduler(name: SchedulerName, config: DiffusersSchedulerC
       return new DPMSolverMultistepScheduler({ ...config, algorithm_type: 'dpmsolver++', solver_order: 2, use_karras_sigmas: false });
     case 'dpmpp-2m-karras':
       return new DPMSolverMultistepScheduler({ ...config, algorithm_type: 'dpmsolver++', solver_order: 2, use_karras_sigmas: true });
+    case 'lcm':
+      return new LCMScheduler(config);
     default:
       throw new Error(`unknown scheduler ${JSON.stringify(name)}; expected one of ${SCHEDULER_NAMES.join(', ')}`);
   }
@@ -56,6 +60,7 @@ export { DDPMScheduler, type DDPMConfig } from './ddpm.ts';
 export { DPMSolverMultistepScheduler, type DPMSolverConfig } from './dpm-solver.ts';
 export { EulerAncestralDiscreteScheduler } from './euler-ancestral.ts';
 export { EulerDiscreteScheduler } from './euler.ts';
+export { LCMScheduler, type LCMConfig } from './lcm.ts';
 export { LMSDiscreteScheduler, type LMSStepOptions } from './lms.ts';
 export { PNDMScheduler, type PNDMConfig } from './pndm.ts';
 export { addNoiseVp, img2imgTimesteps, velocity, type Scheduler, type StepOptions, type StepResult } from './scheduler.ts';

@@ -13,6 +13,7 @@ export const SAMPLER_LABELS: Record<SchedulerName, string> = {
   'euler-a': 'Euler a',
   'dpmpp-2m': 'DPM++ 2M',
   'dpmpp-2m-karras': 'DPM++ 2M Karras',
+  lcm: 'LCM',
 };
 
 /** The sampler an A1111 label names (case-insensitive), or undefined for one Nuri does not have. */

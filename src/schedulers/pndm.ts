@@ -5,11 +5,10 @@
 // `skip_prk_steps` (what Stable Diffusion uses), one step redone with the mean of two ε: the
 // schedule then has n + 1 entries, the second one repeated.
 
-import { alphasCumprodFromBetas, makeBetas } from './betas.ts';
+import { AlphaScheduler } from './alpha-scheduler.ts';
 import { ConfigReader, rejectUnsupported, type CommonConfig, type DiffusersSchedulerConfig } from './config.ts';
 import { splitPrediction } from './prediction.ts';
-import { addNoiseVp, alphaAt, checkSameSize, type Scheduler, type StepOptions, type StepResult } from './scheduler.ts';
-import { spacedTimesteps } from './timesteps.ts';
+import { checkSameSize, type StepOptions, type StepResult } from './scheduler.ts';
 
 const f32 = Math.fround;
 
@@ -33,14 +32,7 @@ export function readPNDMConfig(json: DiffusersSchedulerConfig): PNDMConfig {
 /** A model output (ε, or v with v_prediction) or a linear combination of them. */
 type Eps = Float32Array;
 
-export class PNDMScheduler implements Scheduler {
-  readonly config: PNDMConfig;
-  readonly order = 1;
-  readonly initNoiseSigma = 1;
-  readonly alphasCumprod: Float32Array;
-  readonly finalAlphaCumprod: number;
-  timesteps: number[];
-  numInferenceSteps: number | undefined;
+export class PNDMScheduler extends AlphaScheduler<PNDMConfig> {
   /** The Runge–Kutta warm-up timesteps (empty with skip_prk_steps). */
   private prkTimesteps: number[] = [];
   /** Steps taken since setTimesteps. */
@@ -53,15 +45,13 @@ export class PNDMScheduler implements Scheduler {
   private curModelOutput: Float32Array | undefined;
 
   constructor(json: DiffusersSchedulerConfig = {}) {
-    this.config = readPNDMConfig(json);
-    this.alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
-    this.finalAlphaCumprod = this.config.setAlphaToOne ? 1 : this.alphasCumprod[0];
-    this.timesteps = Array.from({ length: this.config.numTrainTimesteps }, (_, i) => this.config.numTrainTimesteps - 1 - i);
+    super(readPNDMConfig(json));
   }
 
-  setTimesteps(numInferenceSteps: number): void {
-    const { timestepSpacing, numTrainTimesteps, stepsOffset } = this.config;
-    const ascending = spacedTimesteps(timestepSpacing, numTrainTimesteps, numInferenceSteps, { stepsOffset, round: true }).reverse();
+  override setTimesteps(numInferenceSteps: number): void {
+    super.setTimesteps(numInferenceSteps);
+    const { numTrainTimesteps } = this.config;
+    const ascending = [...this.timesteps].reverse();
     if (this.config.skipPrkSteps) {
       // [t₀, …, t_{n−2}, t_{n−2}, t_{n−1}] descending: the first step is taken twice.
       this.prkTimesteps = [];
@@ -74,19 +64,13 @@ export class PNDMScheduler implements Scheduler {
       this.prkTimesteps = ends.slice(0, -1).flatMap((t) => [t, t]).slice(1, -1).reverse();
       this.timesteps = [...this.prkTimesteps, ...ascending.slice(0, -3).reverse()];
     }
-    this.numInferenceSteps = numInferenceSteps;
     this.counter = 0;
     this.ets = [];
     this.curSample = undefined;
     this.curModelOutput = undefined;
   }
 
-  /** The warm-up simply starts wherever the loop starts (img2img), as in the reference. */
-  setBeginIndex(_index: number): void {}
-
-  scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
-    return sample;
-  }
+  // setBeginIndex stays a no-op: the warm-up simply starts wherever the loop starts (img2img), as in the reference.
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _options?: StepOptions): StepResult {
     checkSameSize(modelOutput, sample, 'PNDMScheduler');
@@ -96,10 +80,6 @@ export class PNDMScheduler implements Scheduler {
       : this.stepPlms(modelOutput, timestep, sample);
     this.counter++;
     return result;
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, timesteps: number | readonly number[]): Float32Array {
-    return addNoiseVp(this.alphasCumprod, original, noise, timesteps);
   }
 
   private get stride(): number {
@@ -162,8 +142,8 @@ export class PNDMScheduler implements Scheduler {
    * With v_prediction the combined v is turned into ε here, at the transfer's own x_t and t.
    */
   private transfer(sample: Float32Array, t: number, prevT: number, modelOutput: Eps): StepResult {
-    const alphaProd = alphaAt(this.alphasCumprod, t);
-    const alphaProdPrev = prevT >= 0 ? alphaAt(this.alphasCumprod, prevT) : this.finalAlphaCumprod;
+    const alphaProd = this.alphaProdAt(t);
+    const alphaProdPrev = this.alphaProdAt(prevT);
     const betaProd = f32(1 - alphaProd);
     const betaProdPrev = f32(1 - alphaProdPrev);
     const { predOriginal, predEpsilon: eps } = splitPrediction(this.config.predictionType, modelOutput, sample, alphaProd);

@@ -40,6 +40,8 @@ describe('resolveSampler', () => {
     expect(resolveSampler('dpm++ 2m karras')?.scheduler).toBe('dpmpp-2m-karras');
     expect(resolveSampler('PLMS')?.scheduler).toBe('pndm');
     expect(resolveSampler('lms')?.scheduler).toBe('lms');
+    expect(resolveSampler('LCM')).toEqual({ scheduler: 'lcm', label: 'LCM' });
+    expect(resolveSampler('k_lcm')?.scheduler).toBe('lcm');
     expect(resolveSampler('Heun')).toBeUndefined();
   });
 

@@ -23,6 +23,7 @@ const ALIASES: Record<SchedulerName, string[]> = {
   'euler-a': ['k_euler_a', 'k_euler_ancestral'],
   'dpmpp-2m': ['k_dpmpp_2m'],
   'dpmpp-2m-karras': ['k_dpmpp_2m_ka'],
+  lcm: ['k_lcm'],
 };
 
 export const A1111_SAMPLERS: readonly A1111Sampler[] = SCHEDULER_NAMES.map((scheduler): A1111Sampler => ({
