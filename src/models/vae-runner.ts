@@ -35,7 +35,7 @@ export interface ImageToLatentsOptions {
   rng?: RandomSource;
 }
 
-function checkShape(what: string, data: Float32Array, shape: Shape4, channels: number, multiple: number): void {
+export function checkShape(what: string, data: Float32Array, shape: Shape4, channels: number, multiple: number): void {
   const [b, c, h, w] = shape;
   if (shape.length !== 4 || shape.some((d) => !Number.isInteger(d) || d <= 0)) throw new Error(`${what}: shape must be 4 positive integers, got [${shape.join(', ')}]`);
   if (c !== channels) throw new Error(`${what}: expected ${channels} channels, got shape [${shape.join(', ')}]`);
@@ -66,18 +66,31 @@ export function unscaleLatents(latents: Float32Array, shape: Shape4, config: Vae
   return perChannel(latents, shape, (v) => v / s + shiftFactor);
 }
 
-export class VaeRunner {
+/** What a runner needs of an autoencoder model (AutoencoderKL, AutoencoderTiny). */
+interface AutoencoderModel {
+  readonly config: { inChannels: number; latentChannels: number };
+  decode(latents: Tensor): Tensor;
+}
+
+/**
+ * The sessions both VAE runners hold: an encoder and a decoder over symbolic batch and size, each
+ * compiled on first use, freed together.
+ */
+export abstract class AutoencoderSessions<M extends AutoencoderModel> {
   private encoder: Promise<CompiledGraph> | undefined;
   private decoder: Promise<CompiledGraph> | undefined;
 
   constructor(
-    readonly vae: AutoencoderKL,
+    readonly vae: M,
     private readonly options: RunOptions = {},
   ) {}
 
-  get config(): VaeConfig {
+  get config(): M['config'] {
     return this.vae.config;
   }
+
+  /** What the encoder graph returns for input `images`. */
+  protected abstract encoderOutputs(images: Tensor): Record<string, Tensor>;
 
   /** Frees the encoder's and decoder's sessions (a later use compiles them again). */
   async release(): Promise<void> {
@@ -86,12 +99,11 @@ export class VaeRunner {
     for (const graph of graphs) if (graph) await (await graph).release();
   }
 
-  /** The encoder session (compiled on first use): input `images`, outputs `mean`, `std`, `logvar`. */
+  /** The encoder session (compiled on first use): input `images`, outputs `encoderOutputs`'s. */
   compiledEncoder(): Promise<CompiledGraph> {
     this.encoder ??= (() => {
       const images = Tensor.input('images', [sym('B'), this.config.inChannels, sym('H'), sym('W')]);
-      const { mean, std, logvar } = this.vae.encode(images);
-      return compile({ inputs: [images], outputs: { mean, std, logvar } }, this.options);
+      return compile({ inputs: [images], outputs: this.encoderOutputs(images) }, this.options);
     })();
     return this.encoder;
   }
@@ -103,6 +115,14 @@ export class VaeRunner {
       return compile({ inputs: [latents], outputs: { image: this.vae.decode(latents) } }, this.options);
     })();
     return this.decoder;
+  }
+}
+
+export class VaeRunner extends AutoencoderSessions<AutoencoderKL> {
+  /** Outputs `mean`, `std`, `logvar`. */
+  protected encoderOutputs(images: Tensor): Record<string, Tensor> {
+    const { mean, std, logvar } = this.vae.encode(images);
+    return { mean, std, logvar };
   }
 
   /** images [B, 3, H, W] in [-1, 1] (H, W multiples of the downscale) → the raw latent distribution. */
@@ -141,12 +161,16 @@ export class VaeRunner {
     refuseNonFinite(z, 'the latents divided by the VAE scaling_factor');
     const raw = await this.decodeRaw(z, shape);
     refuseNonFinite(raw.data, "the VAE decoder's output");
-    const data = raw.data.map((x) => Math.min(1, Math.max(0, x / 2 + 0.5)));
-    return { data, shape: raw.shape };
+    return { data: toUnitRange(raw.data), shape: raw.shape };
   }
 }
 
-function refuseNonFinite(data: Float32Array, what: string): void {
+/** A decoder's [-1, 1] pictures → [0, 1], clamped. */
+export function toUnitRange(data: Float32Array): Float32Array {
+  return data.map((x) => Math.min(1, Math.max(0, x / 2 + 0.5)));
+}
+
+export function refuseNonFinite(data: Float32Array, what: string): void {
   const i = firstNonFinite(data);
   if (i >= 0) {
     throw new Error(`${what} hold ${data[i]} (at index ${i}): the model, a LoRA, an embedding or the initial latents gave non-finite numbers, so no picture is written`);
