@@ -32,14 +32,3 @@ export function referenceCase(name: string): ReferenceCase {
   if (!found) throw new Error(`no reference case named ${name}`);
   return { ...found, file: join(FIXTURES, found.file) };
 }
-
-export const REFERENCE_2 = join(FIXTURES, 'reference-2');
-let cases2: ReferenceCase[] | undefined;
-
-/** One case of the second set, reference-2/index.json, by name; `file` resolved as above. */
-export function referenceCase2(name: string): ReferenceCase {
-  cases2 ??= (JSON.parse(readFileSync(join(REFERENCE_2, 'index.json'), 'utf8')) as { cases: ReferenceCase[] }).cases;
-  const found = cases2.find((c) => c.name === name);
-  if (!found) throw new Error(`no reference-2 case named ${name}`);
-  return { ...found, file: join(FIXTURES, found.file) };
-}

@@ -7,11 +7,11 @@ import { readSafetensors } from '../../src/engine/safetensors.ts';
 import { bytesToLatents, latentsToBytes, loadAutoencoderTiny, parseAutoencoderTinyConfig, tinyDownscale } from '../../src/models/autoencoder-tiny.ts';
 import { TinyVaeRunner } from '../../src/models/tiny-vae-runner.ts';
 import type { Shape4 } from '../../src/models/vae-runner.ts';
-import { FIXTURES, referenceCase2 } from '../fixtures.ts';
+import { FIXTURES, referenceCase } from '../fixtures.ts';
 import { maxAbsDiff } from '../schedulers/reference.ts';
 
 const TINY_TAESD = join(FIXTURES, 'tiny-taesd');
-const ref = readSafetensors(referenceCase2('taesd').file);
+const ref = readSafetensors(referenceCase('taesd').file);
 const tensor = (name: string) => {
   const t = ref.get(name);
   if (!t) throw new Error(`reference tensor ${name} missing`);
