@@ -41,7 +41,7 @@ export interface SingleFileMapping {
 }
 
 // The fields of each diffusers config.json that the key mapping needs.
-type UNetLayout = { layers_per_block: number; down_block_types: readonly string[]; up_block_types: readonly string[]; transformer_layers_per_block?: number };
+export type UNetLayout = { layers_per_block: number; down_block_types: readonly string[]; up_block_types: readonly string[]; transformer_layers_per_block?: number };
 type VaeLayout = { layers_per_block: number; block_out_channels: readonly number[] };
 type TextLayout = { num_hidden_layers: number; hidden_size: number };
 
@@ -128,7 +128,7 @@ function unetAttention(prefix: string, rest: string, depth: number): string | un
  * (`.0.op`); output_blocks has layers_per_block + 1 per level, the upsampler after the last one
  * (`.1.conv`, or `.2.conv` when the layer has an attention).
  */
-function unetName(key: string, config: UNetLayout): string | undefined {
+export function unetName(key: string, config: UNetLayout): string | undefined {
   const perLevel = config.layers_per_block + 1;
   const levels = config.down_block_types.length;
   const depth = config.transformer_layers_per_block ?? 1;

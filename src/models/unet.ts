@@ -44,6 +44,12 @@ export interface UNetForwardOptions {
   attentionHook?: AttentionHook;
   /** SDXL's added conditions; required exactly when the config's addition_embed_type is "text_time". */
   added?: AddedConditions;
+  /**
+   * ControlNet residuals (diffusers' down_block_additional_residuals / mid_block_additional_residual):
+   * called with each skip connection in order (index 0 = conv_in's; 12 for SD) and then with the
+   * mid block's output ('mid'); the tensor it returns, of the same shape, is added to it.
+   */
+  controlResidual?: (feature: Tensor, index: number | 'mid') => Tensor;
 }
 
 /** SDXL's `added_cond_kwargs`. */
@@ -248,7 +254,10 @@ export class UNet2DConditionModel extends Module {
       x = r.out;
       skips.push(...r.skips);
     }
+    const residual = options.controlResidual;
+    if (residual) skips.forEach((skip, i) => (skips[i] = add(skip, residual(skip, i))));
     x = this.mid_block.forward(x, f);
+    if (residual) x = add(x, residual(x, 'mid'));
     for (const block of this.up_blocks) x = block.forward(x, skips, f);
     return this.conv_out.forward(silu(this.conv_norm_out.forward(x)));
   }

@@ -4,6 +4,8 @@
 
 import { type CompiledGraph, type RunOptions, Tensor, compile, sym } from '../engine/index.ts';
 import { compileClipText, encodePrompts } from '../models/clip-text.ts';
+import { type ControlNetModel, controlResidualName } from '../models/controlnet.ts';
+import { compileControlNet } from './controlnet.ts';
 import { type LoadModelOptions, type StableDiffusionComponents, loadStableDiffusion } from '../models/load.ts';
 import type { AttentionHook, UNet2DConditionModel } from '../models/unet.ts';
 import { type Shape4, VaeRunner } from '../models/vae-runner.ts';
@@ -21,7 +23,9 @@ export interface LoadOptions extends LoadModelOptions {
 
 /** An attention hook traced into the UNet, with the graph inputs it adds and the outputs it collects. */
 export interface UNetGraphExtras {
-  hook: AttentionHook;
+  hook?: AttentionHook;
+  /** Adds one graph input per ControlNet residual (named as the ControlNet graph's outputs). */
+  controlResiduals?: boolean;
   inputs?: Tensor[];
   /** Called after tracing: the tensors the hook gathered, as named graph outputs. */
   outputs?: () => Record<string, Tensor>;
@@ -35,6 +39,8 @@ const KEPT_GRAPHS = 3;
 export class StableDiffusion {
   readonly vaeRunner: VaeRunner;
   private unetGraph: Promise<CompiledGraph> | undefined;
+  private controlledUNetGraph: Promise<CompiledGraph> | undefined;
+  private readonly controlNetGraphs = new Map<ControlNetModel, Promise<CompiledGraph>>();
   private readonly textEncoderGraphs = new Map<number | undefined, Promise<CompiledGraph>>();
   /** Per-job UNet graphs (attention-controlled, null-text steps), most recently used first. */
   private keptGraphs: CompiledGraph[] = [];
@@ -98,13 +104,15 @@ export class StableDiffusion {
     for (const graph of graphs) await (await graph).release();
   }
 
-  /** Frees the UNet's sessions, plain and kept (a later `unet()` creates it again). */
+  /** Frees the UNet's sessions, plain, controlled and kept, and the ControlNets' (a later `unet()` creates it again). */
   async releaseUNet(): Promise<void> {
-    const graph = this.unetGraph;
+    const graphs = [this.unetGraph, this.controlledUNetGraph, ...this.controlNetGraphs.values()];
     const kept = this.keptGraphs;
     this.unetGraph = undefined;
+    this.controlledUNetGraph = undefined;
+    this.controlNetGraphs.clear();
     this.keptGraphs = [];
-    if (graph) await (await graph).release();
+    for (const graph of graphs) if (graph) await (await graph).release();
     for (const g of kept) await g.release();
   }
 
@@ -130,6 +138,22 @@ export class StableDiffusion {
     return this.unetGraph;
   }
 
+  /** The UNet with ControlNet residual inputs (compiled on first use; the plain graph is separate). */
+  controlledUNet(): Promise<CompiledGraph> {
+    this.controlledUNetGraph ??= compileUNet(this.components.unet, this.contextShape, this.run, { controlResiduals: true });
+    return this.controlledUNetGraph;
+  }
+
+  /** One ControlNet's session (compiled on first use, held until `releaseUNet`). */
+  controlNet(net: ControlNetModel): Promise<CompiledGraph> {
+    let graph = this.controlNetGraphs.get(net);
+    if (!graph) {
+      graph = compileControlNet(net, this.contextShape, this.run);
+      this.controlNetGraphs.set(net, graph);
+    }
+    return graph;
+  }
+
   /** ε (or v) for a batch of latents at one timestep, with context states [B, 77, C]. */
   async predictNoise(graph: CompiledGraph, latents: Float32Array, shape: Shape4, timestep: number, context: Float32Array, feeds: Feeds = {}) {
     const [b] = shape;
@@ -149,6 +173,11 @@ export async function compileUNet(unet: UNet2DConditionModel, context: [number, 
   const sample = Tensor.input('sample', [batch, unet.config.in_channels, sym('H'), sym('W')]);
   const timestep = Tensor.input('timestep', [batch]);
   const states = Tensor.input('encoder_hidden_states', [batch, ...context]);
-  const noise = unet.forward(sample, timestep, states, { attentionHook: extras?.hook });
-  return compile({ inputs: [sample, timestep, states, ...(extras?.inputs ?? [])], outputs: { noise_pred: noise, ...extras?.outputs?.() } }, run);
+  const residuals: Tensor[] = [];
+  const controlResidual = (feature: Tensor, index: number | 'mid') => {
+    residuals.push(Tensor.input(controlResidualName(index), feature.shape));
+    return residuals.at(-1)!;
+  };
+  const noise = unet.forward(sample, timestep, states, { attentionHook: extras?.hook, controlResidual: extras?.controlResiduals ? controlResidual : undefined });
+  return compile({ inputs: [sample, timestep, states, ...(extras?.inputs ?? []), ...residuals], outputs: { noise_pred: noise, ...extras?.outputs?.() } }, run);
 }

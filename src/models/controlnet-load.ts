@@ -1,0 +1,114 @@
+// Loading a ControlNet: a diffusers folder (config.json + diffusion_pytorch_model.safetensors) or
+// one .safetensors file in the original layout (lllyasviel's `control_model.*` keys, or the same
+// keys without the prefix). A single file carries no config: its architecture is the base model's
+// UNet down half, with the widths the file's own tensors show.
+
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { bindParameters } from '../engine/module.ts';
+import { SafetensorsFile } from '../engine/safetensors.ts';
+import { inFile, parseConfigFile } from './checkpoint/config-file.ts';
+import { type ControlNetConfig, ControlNetModel, parseControlNetConfig } from './controlnet.ts';
+import { assertNotPickle, unetName } from './single-file.ts';
+import type { UNetConfig } from './unet.ts';
+
+const WEIGHT_FILES = ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'];
+
+export interface LoadControlNetOptions {
+  /** The base model's UNet config: the architecture of a single-file ControlNet (required for one). */
+  base?: UNetConfig;
+}
+
+/** A ControlNet from a diffusers folder or a single .safetensors file, weights bound in place. */
+export function loadControlNet(path: string, options: LoadControlNetOptions = {}): ControlNetModel {
+  if (!existsSync(path)) throw new Error(`ControlNet not found: ${path}`);
+  if (statSync(path).isFile()) return loadSingleFileControlNet(path, options.base);
+  const configPath = join(path, 'config.json');
+  const config = parseConfigFile(configPath, 'ControlNet config', parseControlNetConfig);
+  const weights = WEIGHT_FILES.map((f) => join(path, f)).find(existsSync);
+  if (!weights) throw new Error(`no ${WEIGHT_FILES.join(' or ')} in ControlNet folder ${path}`);
+  const file = SafetensorsFile.open(weights);
+  const net = inFile(configPath, () => new ControlNetModel(config));
+  bindAndCheck(net, file, (name) => name);
+  return net;
+}
+
+/** Binds every parameter to `file.tensorName(parameter)` and refuses tensors no parameter took. */
+function bindAndCheck(net: ControlNetModel, file: SafetensorsFile, diffusersName: (key: string) => string | undefined): void {
+  const byName = new Map<string, string>();
+  const unmapped: string[] = [];
+  for (const key of file.names()) {
+    const name = diffusersName(key);
+    if (name === undefined || byName.has(name)) unmapped.push(key);
+    else byName.set(name, key);
+  }
+  const params = net.parameters();
+  bindParameters(params, (name) => (byName.has(name) ? { file, tensorName: byName.get(name)! } : undefined), `ControlNet from ${file.path}`);
+  const used = new Set(params.map((p) => byName.get(p.name)));
+  const extra = [...unmapped, ...[...byName.values()].filter((key) => !used.has(key))];
+  if (extra.length) {
+    const shown = extra.slice(0, 12).join(', ');
+    throw new Error(`cannot load ControlNet from ${file.path}: ${extra.length} tensor(s) match no parameter (a ControlNet for another base model?): ${shown}${extra.length > 12 ? ', …' : ''}`);
+  }
+}
+
+const PREFIX = 'control_model.';
+
+function loadSingleFileControlNet(path: string, base: UNetConfig | undefined): ControlNetModel {
+  assertNotPickle(path);
+  if (!base) throw new Error(`${path}: a single-file ControlNet has no config; its base model's UNet config is needed to read it`);
+  const file = SafetensorsFile.open(path);
+  const diffusersLayout = file.has('controlnet_cond_embedding.conv_in.weight');
+  const strip = (key: string) => (key.startsWith(PREFIX) ? key.slice(PREFIX.length) : key);
+  const shape = (key: string) => file.entry(key).shape;
+  const find = (original: string, diffusers: string) => file.names().find((k) => (diffusersLayout ? k === diffusers : strip(k) === original));
+  // The hint convs, in order: conv_in, (conv, stride-2 conv) per level after the first, conv_out.
+  const hintConvs = diffusersLayout ? [] : hintConvIndices(file.names().map(strip));
+  const hint = (i: number) => find(`input_hint_block.${hintConvs[i]}.weight`, '');
+  const sampleConv = find('input_blocks.0.0.weight', 'conv_in.weight');
+  if (!sampleConv || (!diffusersLayout && hintConvs.length < 2)) {
+    throw new Error(`${path} is not a ControlNet: no ${diffusersLayout ? 'conv_in' : `${PREFIX}input_blocks.0.0 / input_hint_block`} tensors`);
+  }
+  let widths: number[];
+  let conditioningChannels: number;
+  if (diffusersLayout) {
+    const blocks = file.names().filter((k) => /^controlnet_cond_embedding\.blocks\.\d+\.weight$/.test(k)).length;
+    widths = [shape('controlnet_cond_embedding.conv_in.weight')[0], ...Array.from({ length: blocks / 2 }, (_, i) => shape(`controlnet_cond_embedding.blocks.${2 * i + 1}.weight`)[0])];
+    conditioningChannels = shape('controlnet_cond_embedding.conv_in.weight')[1];
+  } else {
+    const blocks = hintConvs.length - 2;
+    if (blocks % 2) throw new Error(`${path}: input_hint_block has ${hintConvs.length} convs; expected conv_in, pairs of convs, conv_out`);
+    widths = [shape(hint(0)!)[0], ...Array.from({ length: blocks / 2 }, (_, i) => shape(hint(2 + 2 * i)!)[0])];
+    conditioningChannels = shape(hint(0)!)[1];
+  }
+  const config: ControlNetConfig = {
+    unet: { ...base, in_channels: shape(sampleConv)[1] },
+    conditioning_channels: conditioningChannels,
+    conditioning_embedding_out_channels: widths,
+    controlnet_conditioning_channel_order: 'rgb',
+  };
+  const net = inFile(path, () => new ControlNetModel(config));
+  const layout = { ...base, layers_per_block: base.layers_per_block[0], transformer_layers_per_block: base.transformer_layers_per_block[0] };
+  bindAndCheck(net, file, diffusersLayout ? (key) => key : (key) => originalName(strip(key), layout, hintConvs));
+  return net;
+}
+
+/** Indices of the convs in the original `input_hint_block` Sequential (SiLUs sit between them). */
+function hintConvIndices(keys: string[]): number[] {
+  const indices = keys.map((k) => /^input_hint_block\.(\d+)\.weight$/.exec(k)).filter((m) => m !== null).map((m) => Number(m[1]));
+  return indices.sort((a, b) => a - b);
+}
+
+/** The diffusers name of an original ControlNet key (prefix removed), or undefined. */
+function originalName(key: string, layout: Parameters<typeof unetName>[1], hintConvs: number[]): string | undefined {
+  let m: RegExpExecArray | null;
+  if ((m = /^zero_convs\.(\d+)\.0\.(weight|bias)$/.exec(key))) return `controlnet_down_blocks.${m[1]}.${m[2]}`;
+  if ((m = /^middle_block_out\.0\.(weight|bias)$/.exec(key))) return `controlnet_mid_block.${m[1]}`;
+  if ((m = /^input_hint_block\.(\d+)\.(weight|bias)$/.exec(key))) {
+    const i = hintConvs.indexOf(Number(m[1]));
+    if (i < 0) return undefined;
+    const local = i === 0 ? 'conv_in' : i === hintConvs.length - 1 ? 'conv_out' : `blocks.${i - 1}`;
+    return `controlnet_cond_embedding.${local}.${m[2]}`;
+  }
+  return unetName(key, layout);
+}
