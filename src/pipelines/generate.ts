@@ -10,6 +10,7 @@ import { type PreviewImage, latentPreview } from '../models/latent-preview.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import { type SchedulerName, type Scheduler, createScheduler, img2imgTimesteps } from '../schedulers/index.ts';
+import { type ControlNetUnit, type ControlRun, prepareControl } from './controlnet.ts';
 import { applyGuidance } from './guidance.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
 import type { CompiledGraph } from '../engine/session.ts';
@@ -47,6 +48,8 @@ export interface GenerateOptions {
   initImage?: RgbImage;
   strength?: number;
   clipSkip?: number;
+  /** ControlNets; several sum their residuals. Their control images must be width × height. */
+  controlNets?: ControlNetUnit[];
   /** Checked before every UNet step: an aborted signal stops the run with an AbortError. */
   signal?: AbortSignal;
   /** Called after every step (`onStep` is the older name of the same callback). */
@@ -131,7 +134,9 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
     o.guidance > 1 ? sd.encodePrompts(new Array(batch).fill(o.negativePrompt ?? ''), o.clipSkip) : undefined,
   ]);
   if (sd.releaseSessions) await sd.releaseTextEncoder();
-  latents = await denoise(sd, await sd.unet(), { scheduler, timesteps, latents, shape, cond, uncond, guidance: o.guidance, rng, eta: o.eta, signal: o.signal, onStep: stepCallback(o) });
+  const guided = uncond !== undefined;
+  const control = o.controlNets?.length ? await prepareControl(sd, o.controlNets, { unetBatch: guided ? 2 * batch : batch, width: o.width, height: o.height, steps: timesteps.length }) : undefined;
+  latents = await denoise(sd, await sd.unet(), { scheduler, timesteps, latents, shape, cond, uncond, guidance: o.guidance, rng, eta: o.eta, control, signal: o.signal, onStep: stepCallback(o) });
   if (sd.releaseSessions) await sd.releaseUNet();
 
   const decoded = await sd.vaeRunner.decodeLatents(latents, shape);
@@ -150,6 +155,8 @@ export interface DenoiseOptions {
   guidance: number;
   rng: RandomSource;
   eta?: number;
+  /** ControlNets: steps where any acts run `control.unet` with their residuals. */
+  control?: ControlRun;
   /** Per-step graph feeds (attention control). */
   feeds?: (stepIndex: number) => Feeds;
   /** Per-step hook on the raw UNet outputs (e.g. captured attention maps). */
@@ -182,7 +189,9 @@ export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: Denoi
     throwIfAborted(o.signal, 'sampling');
     const t = o.timesteps[i];
     const input = o.scheduler.scaleModelInput(latents, t);
-    const outputs = await sd.predictNoise(unet, guided ? concat(input, input) : input, unetShape, t, context, o.feeds?.(i));
+    const sample = guided ? concat(input, input) : input;
+    const residuals = await o.control?.residuals(i, sample, unetShape, t, context);
+    const outputs = await sd.predictNoise(residuals ? o.control!.unet : unet, sample, unetShape, t, context, { ...o.feeds?.(i), ...residuals });
     o.onOutputs?.(i, outputs);
     const prediction = outputs.noise_pred.data as Float32Array;
     const eps = guided ? applyGuidance(prediction, o.guidance) : prediction;
