@@ -6,7 +6,6 @@ import { dirname, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { writeSafetensors } from '../engine/safetensors.ts';
 import { checkLatentsFit } from '../io/latents-file.ts';
-import { sizeMultiple } from '../models/size-limits.ts';
 import { imageGrid } from '../io/grid.ts';
 import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
@@ -114,7 +113,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
   let { width, height } = flags;
   let latents: Float32Array | undefined;
   if (given) {
-    checkLatentsFit(flags.latents!, given, { channels: sd.latentChannels, multiple: sizeMultiple(sd.components.unet.config, sd.components.vae.config) / f });
+    checkLatentsFit(flags.latents!, given, { channels: sd.latentChannels });
     const [, , h, w] = given.shape;
     if ((width ?? w * f) !== w * f || (height ?? h * f) !== h * f) {
       throw new Error(`--latents ${flags.latents} has shape [${given.shape.join(', ')}], which does not fit --width ${width} --height ${height}`);

@@ -5,7 +5,6 @@ import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { writeSafetensors } from '../engine/safetensors.ts';
 import { checkLatentsFit } from '../io/latents-file.ts';
-import { sizeMultiple } from '../models/size-limits.ts';
 import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
@@ -90,7 +89,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   let { width, height, batch } = flags;
   let latents: Float32Array | undefined;
   if (given) {
-    checkLatentsFit(flags.latents!, given, { channels: sd.latentChannels, multiple: sizeMultiple(sd.components.unet.config, sd.components.vae.config) / f });
+    checkLatentsFit(flags.latents!, given, { channels: sd.latentChannels });
     const [b, , h, w] = given.shape;
     if ((batch ?? b) !== b || (width ?? w * f) !== w * f || (height ?? h * f) !== h * f) {
       throw new Error(`--latents ${flags.latents} has shape [${given.shape.join(', ')}], which does not fit --batch ${batch ?? b} --width ${width ?? w * f} --height ${height ?? h * f}`);

@@ -48,6 +48,9 @@ export class Emitter {
   private readonly names = new Map<Tensor, string>();
   private readonly symbolSources = new Map<string, { name: string; axis: number }>();
   private readonly dimValues = new Map<string, string>();
+  private readonly computedDims = new Map<string, string>();
+  /** For each symbolic size (by key), the first emitted value that has it on an axis. */
+  private readonly dimCarriers = new Map<string, { name: string; axis: number }>();
   private readonly fileLinks = new Map<SafetensorsFile, string>();
   private readonly trainable = new Map<Parameter, string>();
   private usesContribOps = false;
@@ -89,7 +92,9 @@ export class Emitter {
         }
       }
       stack.pop();
-      this.names.set(t, this.emitOne(t));
+      const name = this.emitOne(t);
+      this.names.set(t, name);
+      t.shape.forEach((d, axis) => d instanceof SymDim && !this.dimCarriers.has(d.key) && this.dimCarriers.set(d.key, { name, axis }));
     }
     return this.names.get(root)!;
   }
@@ -173,6 +178,16 @@ export class Emitter {
     if (typeof d === 'number') return this.initializer(BigInt64Array.of(BigInt(d)), [1], 'int64', 'dim');
     const cached = this.dimValues.get(d.key);
     if (cached) return cached;
+    // A size read off a value that has it is exact where arithmetic on the inputs' sizes is not:
+    // a stride-2 conv rounds 9 up to 5, while H/2 computes 4.
+    const carrier = this.dimCarriers.get(d.key);
+    if (carrier) {
+      const read = this.node('Shape', [carrier.name], { start: carrier.axis, end: carrier.axis + 1 });
+      this.dimValues.set(d.key, read);
+      return read;
+    }
+    const computed = this.computedDims.get(d.key);
+    if (computed) return computed;
     let value: string | undefined;
     for (const s of d.symbols) {
       const src = this.symbolSources.get(s);
@@ -183,7 +198,7 @@ export class Emitter {
     if (d.num !== 1) value = this.node('Mul', [value!, this.dim(d.num)]);
     if (d.den !== 1) value = this.node('Div', [value!, this.dim(d.den)]);
     if (d.offset) value = this.node('Add', [value!, this.dim(d.offset)]);
-    this.dimValues.set(d.key, value!);
+    this.computedDims.set(d.key, value!);
     return value!;
   }
 

@@ -27,11 +27,8 @@ export function readLatentsFile(path: string): LatentsFile {
   return { data, shape: latents.shape as LatentsFile['shape'] };
 }
 
-/** Checks the latents against the model: its latent channels and the latent side multiple its UNet needs. */
-export function checkLatentsFit(path: string, latents: LatentsFile, model: { channels: number; multiple: number }): void {
-  const [, c, h, w] = latents.shape;
+/** Checks the latents against the model's latent channels (any latent size fits the UNet). */
+export function checkLatentsFit(path: string, latents: LatentsFile, model: { channels: number }): void {
+  const c = latents.shape[1];
   if (c !== model.channels) throw new Error(`--latents ${path}: tensor "latents" [${latents.shape.join(', ')}] has ${c} channels; this model's latents have ${model.channels}`);
-  if (h % model.multiple || w % model.multiple) {
-    throw new Error(`--latents ${path}: tensor "latents" [${latents.shape.join(', ')}] is ${h}×${w}; this model's UNet needs latent sides that are multiples of ${model.multiple}`);
-  }
 }

@@ -1,7 +1,7 @@
 // Convolutional building blocks shared by the UNet and the VAE, with diffusers' parameter names:
 // the residual block (ResnetBlock2D) and the stride-2 down / nearest-2× up resamplers.
 
-import { Conv2d, GroupNorm, Linear, Module, add, div, joinName, mul, pad, silu, sumPool2x, type Tensor, unsqueeze, upsampleNearest2x } from '../engine/index.ts';
+import { Conv2d, GroupNorm, Linear, Module, add, div, joinName, mul, pad, resizeNearestLike, silu, sumPool2x, type Tensor, unsqueeze, upsampleNearest2x } from '../engine/index.ts';
 
 export interface ResnetBlockOptions {
   inChannels: number;
@@ -79,7 +79,10 @@ export class Downsample2D extends Module {
   }
 }
 
-/** Doubles H and W: nearest-neighbour 2× then a 3×3 `conv`. */
+/**
+ * Doubles H and W (nearest-neighbour 2×) then a 3×3 `conv`; given `like`, resizes to its H and W
+ * instead — diffusers' `upsample_size`, for sizes a stride-2 conv rounded up.
+ */
 export class Upsample2D extends Module {
   readonly conv: Conv2d;
 
@@ -88,7 +91,7 @@ export class Upsample2D extends Module {
     this.conv = new Conv2d(joinName(name, 'conv'), channels, channels, 3, { padding: 1 });
   }
 
-  forward(x: Tensor): Tensor {
-    return this.conv.forward(upsampleNearest2x(x));
+  forward(x: Tensor, like?: Tensor): Tensor {
+    return this.conv.forward(like ? resizeNearestLike(x, like) : upsampleNearest2x(x));
   }
 }

@@ -1,6 +1,6 @@
 // What picture sizes a model can make, checked before any work:
-//  - sides must be multiples of the VAE's downscale f times the UNet's own 2^(levels − 1), since
-//    each UNet level halves the latents and the up path must meet the skips at the same size;
+//  - sides must be multiples of the VAE's downscale f (the UNet takes any latent size: its
+//    stride-2 convs round up and its upsamplers meet the skips at their sizes);
 //  - attention memory: every self-attention over the H·W latent positions materialises a score
 //    matrix [batch, heads, N, N] in float32 (ONNX Runtime's CPU attention does), so memory grows
 //    with the fourth power of the side. The largest such matrix, in the UNet (batch doubled by
@@ -19,9 +19,9 @@ export interface PictureSize {
   guided: boolean;
 }
 
-/** The side multiple a model needs: f · 2^(UNet levels − 1) (64 for Stable Diffusion 1.x/2.x). */
-export function sizeMultiple(unet: UNetConfig, vae: VaeConfig): number {
-  return vaeDownscale(vae) * 2 ** (unet.block_out_channels.length - 1);
+/** The side multiple a model needs: the VAE's downscale f (8 for Stable Diffusion). */
+export function sizeMultiple(vae: VaeConfig): number {
+  return vaeDownscale(vae);
 }
 
 /** The attention-score budget in bytes: $NURI_MAX_ATTENTION_GB, else half the machine's memory. */
@@ -44,9 +44,9 @@ function attentionSites(unet: UNetConfig, vae: VaeConfig, size: PictureSize): At
   const unetBatch = size.guided ? 2 * size.batch : size.batch;
   const levels = unet.block_out_channels.length;
   const sites: AttentionSite[] = [];
-  for (let level = 0; level < levels; level++) {
+  for (let level = 0, h = size.height / f, w = size.width / f; level < levels; level++, h = Math.ceil(h / 2), w = Math.ceil(w / 2)) {
     const attends = unet.down_block_types[level].startsWith('CrossAttn') || unet.up_block_types[levels - 1 - level].startsWith('CrossAttn') || level === levels - 1;
-    if (attends) sites.push({ where: `UNet level ${level}`, batch: unetBatch, heads: unet.num_attention_heads[level], tokens: latentTokens / 4 ** level });
+    if (attends) sites.push({ where: `UNet level ${level}`, batch: unetBatch, heads: unet.num_attention_heads[level], tokens: h * w });
   }
   if (vae.midBlockAddAttention) sites.push({ where: "the VAE's mid block", batch: size.batch, heads: 1, tokens: latentTokens });
   return sites;
@@ -60,10 +60,8 @@ export function checkPictureSize(unet: UNetConfig, vae: VaeConfig, size: Picture
   const { width, height, batch } = size;
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`batch must be a positive integer, got ${batch}`);
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new Error(`width and height must be positive integers, got ${width}×${height}`);
-  const multiple = sizeMultiple(unet, vae);
-  if (width % multiple || height % multiple) {
-    throw new Error(`width and height must be multiples of ${multiple} for this model (the VAE's ${vaeDownscale(vae)}× downscale times its UNet's ${multiple / vaeDownscale(vae)}× from ${unet.block_out_channels.length} levels), got ${width}×${height}`);
-  }
+  const multiple = sizeMultiple(vae);
+  if (width % multiple || height % multiple) throw new Error(`width and height must be multiples of ${multiple} for this model (the VAE's downscale), got ${width}×${height}`);
   const budget = attentionBudget();
   const largest = attentionSites(unet, vae, size).reduce((a, b) => (bytes(b) > bytes(a) ? b : a));
   const need = bytes(largest);

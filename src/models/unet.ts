@@ -6,8 +6,8 @@
 //   timestep [B] ─ sinusoids ─ time_embedding ─► every resnet;   text states [B, 77, C] ─► every cross-attention
 //   (SDXL, addition_embed_type "text_time": + add_embedding(pooled text, sinusoids of the 6 size/crop numbers))
 //
-// H and W must be multiples of 2^(number of downsamplers) (8 for SD): the graph is traced once with
-// symbolic sizes and has no odd-size path.
+// Any H and W: stride-2 convs round odd sizes up (9 → 5 → 3) and each upsampler resizes to the
+// skip it meets next (3 → 5 → 9), as diffusers' `forward_upsample_size` does.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -161,13 +161,13 @@ class UpBlock extends Module {
     this.upsamplers = addUpsample ? [new Upsample2D(joinName(name, 'upsamplers.0'), s.outChannels)] : [];
   }
 
-  /** Takes its skips from the end of `skips` (last pushed first). */
+  /** Takes its skips from the end of `skips` (last pushed first); upsamples to the next one's size. */
   forward(x: Tensor, skips: Tensor[], f: ForwardContext): Tensor {
     this.resnets.forEach((r, j) => {
       x = r.forward(concat([x, skips.pop()!], 1), f.temb);
       if (this.attentions.length) x = this.attentions[j].forward(x, f.context, f.site('up'));
     });
-    for (const u of this.upsamplers) x = u.forward(x);
+    for (const u of this.upsamplers) x = u.forward(x, skips[skips.length - 1]);
     return x;
   }
 }

@@ -262,6 +262,30 @@ export function upsampleNearest2x(x: Tensor): Tensor {
   return makeOp(UPSAMPLE, [x], [n, c, dimMul(h, 2), dimMul(w, 2)], x.dtype);
 }
 
+const RESIZE_LIKE: OpSpec = {
+  type: 'ResizeNearestLike',
+  emit: (e, n) => {
+    const [x, like] = n.inputs;
+    const sizes = e.node('Concat', [e.node('Shape', [e.value(x)], { start: 0, end: 2 }), e.node('Shape', [e.value(like)], { start: 2, end: 4 })], { axis: 0 });
+    return e.node('Resize', [e.value(x), '', '', sizes], { mode: 'nearest', nearest_mode: 'floor', coordinate_transformation_mode: 'asymmetric' });
+  },
+  vjp: (g, n) => {
+    const [x, like] = n.inputs;
+    if (![2, 3].every((i) => dimEquals(like.shape[i], dimMul(x.shape[i], 2)))) throw new Error(`resizeNearestLike: no gradient for ${x} resized to ${like} (only for an exact 2×)`);
+    return [sumPool2x(g), undefined];
+  },
+};
+
+/**
+ * Nearest-neighbour resize of NCHW `x` to the height and width `like` has at run time, as torch's
+ * `interpolate(size=…, mode='nearest')`: source index ⌊dst · in/out⌋. A UNet's up path meets its
+ * skips this way when the latents do not halve evenly (9 → 5 → 3 is met by 3 → 5 → 9).
+ */
+export function resizeNearestLike(x: Tensor, like: Tensor): Tensor {
+  if (x.rank !== 4 || like.rank !== 4) throw new Error(`resizeNearestLike needs NCHW tensors, got ${x} and ${like}`);
+  return makeOp(RESIZE_LIKE, [x, like], [x.shape[0], x.shape[1], like.shape[2], like.shape[3]], x.dtype);
+}
+
 const SUM_POOL: OpSpec = {
   type: 'SumPool2x',
   emit: (e, n) => e.node('Mul', [e.node('AveragePool', [e.value(n.inputs[0])], { kernel_shape: [2, 2], strides: [2, 2] }), e.initializer(Float32Array.of(4), [], 'float32')]),
