@@ -159,6 +159,14 @@ describe('shape ops', () => {
     await gradCheck(E.upsampleNearest2x, [arg([1, 2, 3, 2])]);
     await gradCheck(E.sumPool2x, [arg([2, 1, 4, 6])]);
   });
+
+  it('resizeNearestLike: the gradient of an exact 2×, and a clear refusal otherwise', async () => {
+    const like = E.Tensor.constant(new Float32Array(2 * 6 * 4), [1, 2, 6, 4]);
+    await gradCheck((x: E.Tensor) => E.resizeNearestLike(x, like), [arg([1, 2, 3, 2])]);
+    const odd = E.Tensor.constant(new Float32Array(2 * 5 * 4), [1, 2, 5, 4]);
+    const x = E.Tensor.input('x', [1, 2, 3, 2]);
+    expect(() => E.grad(E.sum(E.resizeNearestLike(x, odd)), [x])).toThrow(/no gradient for .* resized to .*only for an exact 2×/);
+  });
 });
 
 describe('linear algebra', () => {

@@ -219,6 +219,12 @@ describe('shape ops', () => {
     await check(E.sumPool2x(big()), [1, 2, 1, 2], [0 + 1 + 4 + 5, 2 + 3 + 6 + 7, 8 + 9 + 12 + 13, 10 + 11 + 14 + 15]);
   });
 
+  it('resizeNearestLike: torch nearest to another tensor\'s height and width (source index ⌊dst · in/out⌋)', async () => {
+    const img = () => input('img', [1, 1, 2, 3], [1, 2, 3, 4, 5, 6]);
+    // rows 0,0,1 of 2; columns 0,0,1,1,2 of 3 (⌊j · 3/5⌋)
+    await check(E.resizeNearestLike(img(), E.zerosLike(input('like', [1, 7, 3, 5], new Float32Array(105)))), [1, 1, 3, 5], [1, 1, 2, 2, 3, 1, 1, 2, 2, 3, 4, 4, 5, 5, 6]);
+  });
+
   it('zerosLike', async () => {
     await check(E.add(E.zerosLike(x()), 1), [2, 3, 4], new Array(24).fill(1));
   });
@@ -411,6 +417,26 @@ describe('symbolic sizes', () => {
       }
     });
   }
+
+  it('sizes a stride-2 conv rounds up: reshapes read them off the tensors, a resize meets the input again', async () => {
+    // H/2 computed from the input's H would floor 9 to 4; the conv gives 5.
+    const block = (x: E.Tensor) => {
+      const down = E.conv2d(x, E.Tensor.constant(rand(2 * 2 * 9, 5), [2, 2, 3, 3]), undefined, { stride: 2, padding: 1 });
+      const tokens = E.reshape(down, [x.shape[0], 2, -1]); // [B, 2, h·w]
+      const back = E.reshape(E.mul(E.softmax(tokens, -1), 10), down.shape);
+      return E.resizeNearestLike(back, x);
+    };
+    const x = E.Tensor.input('x', [E.sym('B'), 2, E.sym('H'), E.sym('W')]);
+    const graph = await E.compile({ inputs: [x], outputs: { y: block(x) } });
+    for (const [h, w] of [[9, 5], [3, 8], [1, 1]]) {
+      const xv = rand(2 * h * w, h * w);
+      const r = await graph.run({ x: { data: xv, shape: [1, 2, h, w] } });
+      expect(r.y.shape).toEqual([1, 2, h, w]);
+      const fixed = E.Tensor.input('x', [1, 2, h, w]);
+      const expected = await (await E.compile({ inputs: [fixed], outputs: { y: block(fixed) } })).run({ x: { data: xv, shape: [1, 2, h, w] } });
+      expectClose(r.y.data as Float32Array, expected.y.data as Float32Array, 1e-6, 1e-5);
+    }
+  });
 
   it('symbolic slice, pad, concat and expand', async () => {
     const L = E.sym('L');
