@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AdamW, Generator, Tensor, readSafetensors } from '../src/engine/index.ts';
 import { loadEmojiDataset } from '../src/data/emoji-dataset.ts';
-import { type Json } from '../src/models/clip-weights.ts';
+import { type ConfigJson as Json } from '../src/models/checkpoint/config-file.ts';
 import { UNet2DConditionModel } from '../src/models/unet.ts';
 import { parseUNetConfig } from '../src/models/unet-config.ts';
 import { AutoencoderKL, parseVaeConfig, vaeDownscale } from '../src/models/vae.ts';

@@ -9,7 +9,7 @@ import { Generator } from '../engine/index.ts';
 import { imageFromTensor } from '../io/image.ts';
 import { writePng } from '../io/png.ts';
 import { ClipModel, clipConfig, loadClipModel } from '../models/clip.ts';
-import { type Json, readConfigJson } from '../models/clip-weights.ts';
+import { type ConfigJson as Json, readConfigJson } from '../models/checkpoint/config-file.ts';
 import { loadStableDiffusion } from '../models/load.ts';
 import { VaeRunner } from '../models/vae-runner.ts';
 import { AutoencoderKL, loadVae, parseVaeConfig, vaeDownscale } from '../models/vae.ts';

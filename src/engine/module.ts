@@ -1,12 +1,12 @@
 // Modules in the PyTorch spirit: each owns named Parameters (full dotted names, as in checkpoints)
-// and a `forward` that traces engine ops. Loading a model is binding each name to a tensor in a file.
+// and a `forward` that traces engine ops. Loading a model is binding each name to a tensor in a file
+// (src/models/checkpoint/bind.ts).
 
 import { conv2d, type ConvOptions, linear } from './ops/linalg.ts';
 import { groupNorm, layerNorm } from './ops/nn.ts';
 import { gather } from './ops/shape.ts';
-import { Parameter, type RowRange } from './parameter.ts';
+import { Parameter } from './parameter.ts';
 import type { RandomSource } from './random.ts';
-import type { SafetensorsFile } from './safetensors.ts';
 import type { Tensor } from './tensor.ts';
 
 /** `prefix.name`, or `name` at the root. */
@@ -158,34 +158,5 @@ export class Embedding extends Module {
     const w = rng.randn(this.weight.size);
     for (let i = 0; i < w.length; i++) w[i] *= this.initStd;
     this.weight.setValue(w);
-  }
-}
-
-/** Where a parameter's tensor is found: its file, its name there, and optionally a row range of it. */
-export type TensorLocator = (
-  parameterName: string,
-) => { file: SafetensorsFile; tensorName: string; sameBytes?: boolean; rows?: RowRange } | undefined;
-
-/**
- * Binds every parameter to its tensor in the checkpoint files. Collects all problems — missing
- * tensors, wrong shapes — into one error that names each with expected and found shapes.
- */
-export function bindParameters(params: readonly Parameter[], locate: TensorLocator, what: string): void {
-  const problems: string[] = [];
-  for (const p of params) {
-    const found = locate(p.name);
-    if (!found) {
-      problems.push(`missing tensor for ${p.name} [${p.shape.join(', ')}]`);
-      continue;
-    }
-    try {
-      p.bindFile(found.file, found.file.entry(found.tensorName), found.sameBytes, found.rows);
-    } catch (e) {
-      problems.push((e as Error).message);
-    }
-  }
-  if (problems.length) {
-    const shown = problems.slice(0, 12).join('\n  ');
-    throw new Error(`cannot load ${what}: ${problems.length} problem(s)\n  ${shown}${problems.length > 12 ? `\n  … and ${problems.length - 12} more` : ''}`);
   }
 }

@@ -30,14 +30,15 @@ import {
   sym,
   unsqueeze,
   where,
-  SafetensorsFile,
 } from '../engine/index.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { type ClipEncoderConfig, ClipEncoder, causalMask, configInt, initNormal, readEncoderConfig } from './clip-encoder.ts';
 import { CONFIG_BOUNDS as B } from './checkpoint/bounds.ts';
 import { inFile } from './checkpoint/config-file.ts';
 import { checkLayerCounts } from './checkpoint/layer-counts.ts';
-import { type Json, bindByName, findWeightsFile, readConfigJson } from './clip-weights.ts';
+import { bindWeights } from './checkpoint/bind.ts';
+import { type ConfigJson as Json, readConfigJson } from './checkpoint/config-file.ts';
+import { openWeights } from './checkpoint/weights.ts';
 
 export interface ClipTextConfig extends ClipEncoderConfig {
   vocabSize: number;
@@ -228,11 +229,11 @@ export interface LoadClipTextOptions {
 export function loadClipTextModel(dir: string, options: LoadClipTextOptions = {}): ClipTextModel {
   const configPath = join(dir, 'config.json');
   const config = inFile(configPath, () => clipTextConfig(readConfigJson(dir), 'CLIP text config'));
-  const file = SafetensorsFile.open(findWeightsFile(dir, options.variant));
+  const file = openWeights(dir, 'model', options.variant);
   checkLayerCounts(file, configPath, [{ field: 'num_hidden_layers', prefix: 'text_model.encoder.layers', expected: config.numHiddenLayers }]);
   const model = inFile(configPath, () => new ClipTextModel(config));
   // transformers ≤ 4.30 saves the position_ids buffer; the model derives positions itself.
-  bindByName(model.parameters(), file, 'CLIP text encoder', (name) => name === 'text_model.embeddings.position_ids');
+  bindWeights(model.parameters(), file, { what: 'CLIP text encoder', ignore: (name) => name === 'text_model.embeddings.position_ids' });
   return model;
 }
 

@@ -20,10 +20,11 @@ import {
   slice,
   squeeze,
   transpose,
-  SafetensorsFile,
 } from '../engine/index.ts';
 import { type ClipEncoderConfig, ClipEncoder, configFloat, configInt, initNormal, readEncoderConfig } from './clip-encoder.ts';
-import { type Json, bindByName, findWeightsFile, readConfigJson } from './clip-weights.ts';
+import { bindWeights } from './checkpoint/bind.ts';
+import { type ConfigJson as Json, readConfigJson } from './checkpoint/config-file.ts';
+import { openWeights } from './checkpoint/weights.ts';
 
 export interface ClipVisionConfig extends ClipEncoderConfig {
   numChannels: number;
@@ -145,7 +146,7 @@ export class ClipVisionModel extends Module {
 /** Loads a transformers CLIPVisionModel(WithProjection) folder (config.json + model.safetensors). */
 export function loadClipVisionModel(dir: string, options: { variant?: string } = {}): ClipVisionModel {
   const model = new ClipVisionModel(clipVisionConfig(readConfigJson(dir), `${dir}/config.json`));
-  const file = SafetensorsFile.open(findWeightsFile(dir, options.variant));
-  bindByName(model.parameters(), file, 'CLIP vision encoder', (name) => name === 'vision_model.embeddings.position_ids');
+  const file = openWeights(dir, 'model', options.variant);
+  bindWeights(model.parameters(), file, { what: 'CLIP vision encoder', ignore: (name) => name === 'vision_model.embeddings.position_ids' });
   return model;
 }

@@ -19,13 +19,14 @@ import {
   sum,
   transposeLast,
   matmul,
-  SafetensorsFile,
 } from '../engine/index.ts';
 import { configFloat, configInt } from './clip-encoder.ts';
 import { type ClipTextConfig, ClipTextModel, clipTextConfig } from './clip-text.ts';
 import { type ClipVisionConfig, ClipVisionModel, clipVisionConfig } from './clip-vision.ts';
 import { inFile } from './checkpoint/config-file.ts';
-import { type Json, bindByName, findWeightsFile, readConfigJson } from './clip-weights.ts';
+import { bindWeights } from './checkpoint/bind.ts';
+import { type ConfigJson as Json, readConfigJson } from './checkpoint/config-file.ts';
+import { openWeights } from './checkpoint/weights.ts';
 
 export interface ClipConfig {
   text: ClipTextConfig;
@@ -119,7 +120,7 @@ export function loadClipModel(dir: string, options: { variant?: string } = {}): 
     throw new Error(`${dir} is not a CLIP model with a vision tower${kind}: ${path} has no "vision_config"; CLIP training needs a CLIPModel folder (text and vision towers), or start from --config`);
   }
   const model = new ClipModel(inFile(path, () => clipConfig(json)));
-  const file = SafetensorsFile.open(findWeightsFile(dir, options.variant));
-  bindByName(model.parameters(), file, 'CLIP model', (name) => name.endsWith('embeddings.position_ids'));
+  const file = openWeights(dir, 'model', options.variant);
+  bindWeights(model.parameters(), file, { what: 'CLIP model', ignore: (name) => name.endsWith('embeddings.position_ids') });
   return model;
 }

@@ -12,9 +12,11 @@
 // `loadPipelineClip` puts both folders back together as a ClipModel for image–text similarity.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SafetensorsFile, bindParameters, writeSafetensors } from '../engine/index.ts';
+import { writeSafetensors } from '../engine/index.ts';
 import { ClipModel, clipConfig } from './clip.ts';
-import { type Json, findWeightsFile, readConfigJson } from './clip-weights.ts';
+import { bindLocated } from './checkpoint/bind.ts';
+import { type ConfigJson as Json, readConfigJson } from './checkpoint/config-file.ts';
+import { openWeights } from './checkpoint/weights.ts';
 
 export const IMAGE_ENCODER = 'image_encoder';
 const TEXT_HEAD = ['text_projection.weight', 'logit_scale'];
@@ -33,13 +35,13 @@ export function writeImageEncoder(clipDir: string, pipelineDir: string): void {
   const vision = (config.vision_config ?? {}) as Json;
   const out = join(pipelineDir, IMAGE_ENCODER);
   mkdirSync(out, { recursive: true });
-  const file = SafetensorsFile.open(findWeightsFile(clipDir));
+  const file = openWeights(clipDir, 'model');
   try {
     const names = file.names().filter((n) => n.startsWith('vision_model.') || n === 'visual_projection.weight' || TEXT_HEAD.includes(n));
     const tensors = new Map(
       names.map((name) => {
         const { shape } = file.entry(name);
-        return [name, { dtype: 'F32' as const, shape: [...shape], data: file.readFloat32(name) }];
+        return [name, { dtype: 'F32' as const, shape: [...shape], data: file.fileOf(name)!.readFloat32(name) }];
       }),
     );
     writeSafetensors(join(out, 'model.safetensors'), tensors, { format: 'pt' });
@@ -66,15 +68,17 @@ export function loadPipelineClip(dir: string): ClipModel {
   const model = new ClipModel(
     clipConfig({ text_config: text, vision_config: image, projection_dim: image.projection_dim, logit_scale_init_value: image.logit_scale_init_value }),
   );
-  const textFile = SafetensorsFile.open(findWeightsFile(textDir));
-  const imageFile = SafetensorsFile.open(findWeightsFile(imageDir));
-  bindParameters(
+  const textWeights = openWeights(textDir, 'model');
+  const imageWeights = openWeights(imageDir, 'model');
+  bindLocated(
     model.parameters(),
     (name) => {
-      const file = name.startsWith('text_model.') ? textFile : imageFile;
-      return file.has(name) ? { file, tensorName: name } : undefined;
+      const weights = name.startsWith('text_model.') ? textWeights : imageWeights;
+      const file = weights.fileOf(name);
+      return file && { file, tensorName: name };
     },
-    `CLIP model from ${textDir} and ${imageDir}`,
+    'CLIP model',
+    `${textDir} and ${imageDir}`,
   );
   return model;
 }

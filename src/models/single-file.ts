@@ -6,9 +6,9 @@
 
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
-import { bindParameters, type TensorLocator } from '../engine/module.ts';
 import type { RowRange } from '../engine/parameter.ts';
 import { SafetensorsFile } from '../engine/safetensors.ts';
+import { bindLocated, type TensorLocator } from './checkpoint/bind.ts';
 import { ClipTokenizer } from '../tokenizers/clip.ts';
 import { ClipTextModel, clipTextConfig } from './clip-text.ts';
 import { parseUNetConfig, UNet2DConditionModel } from './unet.ts';
@@ -299,7 +299,7 @@ export function mapSingleFileKeys(
   return mapping;
 }
 
-/** A TensorLocator for `bindParameters` over one model's part of the mapping. */
+/** A TensorLocator for `bindLocated` over one model's part of the mapping. */
 export function singleFileLocator(file: SafetensorsFile, map: ParameterMap): TensorLocator {
   return (name) => {
     const found = map.get(name);
@@ -356,11 +356,11 @@ export function loadSingleFile(path: string, options: LoadSingleFileOptions = {}
   const { file, config, mapping, warnings } = openSingleFileCheckpoint(path, { originalConfigYaml: yaml });
   for (const w of warnings) (options.onWarning ?? console.warn)(w);
   const unet = new UNet2DConditionModel(parseUNetConfig(config.unet));
-  bindParameters(unet.parameters(), singleFileLocator(file, mapping.unet), `unet from ${path}`);
+  bindLocated(unet.parameters(), singleFileLocator(file, mapping.unet), 'UNet', path);
   const vae = new AutoencoderKL(parseVaeConfig(config.vae));
-  bindParameters(vae.parameters(), singleFileLocator(file, mapping.vae), `VAE from ${path}`);
+  bindLocated(vae.parameters(), singleFileLocator(file, mapping.vae), 'VAE', path);
   const textEncoder = new ClipTextModel(clipTextConfig(config.text_encoder, `text encoder of ${path}`));
-  bindParameters(textEncoder.parameters(), singleFileLocator(file, mapping.textEncoder), `text encoder from ${path}`);
+  bindLocated(textEncoder.parameters(), singleFileLocator(file, mapping.textEncoder), 'text encoder', path);
   // The same reader and checks as a diffusers folder's tokenizer; the pad token follows the checkpoint's kind.
   const tokenizer = ClipTokenizer.fromFolder(options.tokenizer, { padToken: config.kind === 'sd2' ? '!' : '<|endoftext|>' });
   const schedulerConfig = { ...config.scheduler, ...(options.predictionType ? { prediction_type: options.predictionType } : {}) };

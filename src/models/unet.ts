@@ -9,7 +9,6 @@
 // Any H and W: stride-2 convs round odd sizes up (9 → 5 → 3) and each upsampler resizes to the
 // skip it meets next (3 → 5 → 9), as diffusers' `forward_upsample_size` does.
 
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   Conv2d,
@@ -18,7 +17,6 @@ import {
   Module,
   Tensor,
   add,
-  bindParameters,
   concat,
   cos,
   exp,
@@ -29,11 +27,12 @@ import {
   sin,
   unsqueeze,
 } from '../engine/index.ts';
-import { SafetensorsFile } from '../engine/safetensors.ts';
 import { type AttentionHook, type AttentionPlace, type HookSite, Transformer2DModel } from './attention.ts';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from './blocks.ts';
+import { bindWeights } from './checkpoint/bind.ts';
 import { inFile, parseConfigFile } from './checkpoint/config-file.ts';
 import { type CountExpectation, checkLayerCounts } from './checkpoint/layer-counts.ts';
+import { openWeights } from './checkpoint/weights.ts';
 import { type UNetConfig, parseUNetConfig } from './unet-config.ts';
 
 export { type UNetConfig, parseUNetConfig } from './unet-config.ts';
@@ -298,25 +297,16 @@ function sinusoidalEmbedding(values: Tensor, dim: number, flipSinToCos: boolean,
 }
 
 /**
- * Loads a diffusers `unet/` folder: config.json and diffusion_pytorch_model.safetensors (or the
- * `.fp16.safetensors` variant). Weights stay in the file; tensors no parameter uses are an error.
+ * Loads a diffusers `unet/` folder: config.json and its weights (checkpoint/weights.ts: variants,
+ * shards). Weights stay in the file; tensors no parameter uses are an error.
  */
-export function loadUNet(dir: string): UNet2DConditionModel {
+export function loadUNet(dir: string, options: { variant?: string } = {}): UNet2DConditionModel {
   const configPath = join(dir, 'config.json');
   const config = parseConfigFile(configPath, 'UNet config', parseUNetConfig);
-  const weights = ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'].map((f) => join(dir, f)).find(existsSync);
-  if (!weights) throw new Error(`no diffusion_pytorch_model.safetensors (or .fp16 variant) in ${dir}`);
-  const file = SafetensorsFile.open(weights);
-  checkLayerCounts(file, configPath, unetLayerCounts(config));
+  const weights = openWeights(dir, 'diffusion_pytorch_model', options.variant);
+  checkLayerCounts(weights, configPath, unetLayerCounts(config));
   const unet = inFile(configPath, () => new UNet2DConditionModel(config));
-  const params = unet.parameters();
-  bindParameters(params, (name) => (file.has(name) ? { file, tensorName: name } : undefined), `unet from ${dir}`);
-  const used = new Set(params.map((p) => p.name));
-  const extra = file.names().filter((n) => !used.has(n));
-  if (extra.length) {
-    const shown = extra.slice(0, 12).join(', ');
-    throw new Error(`cannot load unet from ${dir}: ${extra.length} tensor(s) in ${weights} match no parameter (unsupported config?): ${shown}${extra.length > 12 ? ', …' : ''}`);
-  }
+  bindWeights(unet.parameters(), weights, { what: 'UNet' });
   return unet;
 }
 

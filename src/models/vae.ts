@@ -9,7 +9,6 @@
 // Both are traced functions over symbolic tensors; `VaeRunner` (vae-runner.ts) compiles them once
 // with symbolic batch and size and adds the pipeline's scaling and [0,1] mapping.
 
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   Conv2d,
@@ -30,11 +29,12 @@ import {
   transpose,
   where,
 } from '../engine/index.ts';
-import { SafetensorsFile } from '../engine/safetensors.ts';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from './blocks.ts';
 import { CONFIG_BOUNDS as B, boundedNumber } from './checkpoint/bounds.ts';
 import { inFile, parseConfigFile } from './checkpoint/config-file.ts';
+import { bindWeights } from './checkpoint/bind.ts';
 import { checkLayerCounts } from './checkpoint/layer-counts.ts';
+import { type Weights, openWeights } from './checkpoint/weights.ts';
 
 /** The VAE's GroupNorm ε, in every norm of encoder and decoder. */
 const VAE_EPS = 1e-6;
@@ -326,33 +326,13 @@ const LEGACY_ATTENTION_NAMES: [RegExp, string][] = [
   [/\.attentions\.0\.to_out\.0\./, '.attentions.0.proj_attn.'],
 ];
 
-/**
- * Binds the model's parameters to a diffusers-layout VAE checkpoint (either attention naming; 1×1
- * conv-shaped projections accepted). Names every missing, extra and wrong-shaped tensor in one error.
- */
-export function bindVaeWeights(vae: AutoencoderKL, file: SafetensorsFile): void {
-  const problems: string[] = [];
-  const used = new Set<string>();
-  for (const p of vae.parameters()) {
-    const tensorName = [p.name, ...LEGACY_ATTENTION_NAMES.filter(([re]) => re.test(p.name)).map(([re, legacy]) => p.name.replace(re, legacy))].find((n) => file.has(n));
-    if (!tensorName) {
-      problems.push(`missing tensor for ${p.name} [${p.shape.join(', ')}]`);
-      continue;
-    }
-    used.add(tensorName);
-    try {
-      p.bindFile(file, file.entry(tensorName), /\.attentions\.\d+\./.test(p.name) && p.shape.length === 2);
-    } catch (e) {
-      problems.push((e as Error).message);
-    }
-  }
-  for (const name of file.names()) {
-    if (!used.has(name)) problems.push(`unexpected tensor ${name} [${file.entry(name).shape.join(', ')}]`);
-  }
-  if (problems.length) {
-    const more = problems.length > 12 ? `\n  … and ${problems.length - 12} more` : '';
-    throw new Error(`cannot load VAE weights ${file.path}: ${problems.length} problem(s)\n  ${problems.slice(0, 12).join('\n  ')}${more}`);
-  }
+/** Binds the model's parameters to a diffusers-layout VAE checkpoint (either attention naming; 1×1 conv-shaped projections accepted). */
+function bindVaeWeights(vae: AutoencoderKL, weights: Weights): void {
+  bindWeights(vae.parameters(), weights, {
+    what: 'VAE',
+    aliases: (name) => LEGACY_ATTENTION_NAMES.filter(([re]) => re.test(name)).map(([re, legacy]) => name.replace(re, legacy)),
+    sameBytes: (p) => /\.attentions\.\d+\./.test(p.name) && p.shape.length === 2,
+  });
 }
 
 export interface LoadVaeOptions {
@@ -360,15 +340,11 @@ export interface LoadVaeOptions {
   variant?: 'fp16';
 }
 
-/** Loads a diffusers `vae/` folder: config.json and diffusion_pytorch_model[.fp16].safetensors. */
+/** Loads a diffusers `vae/` folder: config.json and its weights (checkpoint/weights.ts: variants, shards). */
 export function loadVae(dir: string, options: LoadVaeOptions = {}): AutoencoderKL {
   const configPath = join(dir, 'config.json');
   const config = parseConfigFile(configPath, 'VAE config', parseVaeConfig);
-  const names = ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'];
-  if (options.variant === 'fp16') names.reverse();
-  const weights = names.map((n) => join(dir, n)).find((p) => existsSync(p));
-  if (!weights) throw new Error(`no VAE weights in ${dir}: expected ${names.join(' or ')}`);
-  const file = SafetensorsFile.open(weights);
+  const file = openWeights(dir, 'diffusion_pytorch_model', options.variant);
   const levels = config.blockOutChannels.length;
   checkLayerCounts(file, configPath, [
     { field: 'block_out_channels', prefix: 'encoder.down_blocks', expected: levels },

@@ -49,3 +49,8 @@ export function inFile<T>(path: string, f: () => T): T {
 export function configPath(dir: string): string {
   return join(dir, 'config.json');
 }
+
+/** A model folder's `config.json`. */
+export function readConfigJson(dir: string): ConfigJson {
+  return readConfigFile(configPath(dir), 'config.json');
+}

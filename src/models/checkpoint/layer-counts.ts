@@ -3,7 +3,6 @@
 // is then one short error naming both files, not a long list of missing tensors — or, before the
 // sizes were bounded, a model built until memory ran out.
 
-import type { SafetensorsFile } from '../../engine/safetensors.ts';
 
 /** How many numbered children `prefix.N.` the file's tensor names have (the largest N + 1; 0 when none). */
 export function countIndexed(names: readonly string[], prefix: string): number {
@@ -26,7 +25,7 @@ export interface CountExpectation {
 }
 
 /** Throws one error listing every count the weights disagree with, naming the config and the weights. */
-export function checkLayerCounts(file: SafetensorsFile, configPath: string, expectations: readonly CountExpectation[]): void {
+export function checkLayerCounts(file: { path: string; names(): string[] }, configPath: string, expectations: readonly CountExpectation[]): void {
   const names = file.names();
   const problems = expectations
     .map(({ field, prefix, expected }) => ({ field, prefix, expected, found: countIndexed(names, prefix) }))

@@ -8,15 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadStableDiffusion } from '../../../src/models/load.ts';
 import { copyTinySd, editJson } from '../../model-copy.ts';
-
-function errorOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    return (e as Error).message;
-  }
-  throw new Error('expected an error');
-}
+import { errorOf } from '../../support/error-of.ts';
 
 describe('config.json files', () => {
   const model = copyTinySd();

@@ -1,0 +1,25 @@
+// The checkpoint layer: everything that turns files on disk into a model's config and bound
+// weights. Model files (unet.ts, vae.ts, clip-*.ts) describe architecture; loading uses these.
+//
+// A component loader, in four lines (see loadVae in ../vae.ts):
+//   const config = parseConfigFile(configPath(dir), 'VAE config', parseVaeConfig); // errors start with the file's path
+//   const weights = openWeights(dir, 'diffusion_pytorch_model', variant);          // plain / fp16 / sharded index
+//   checkLayerCounts(weights, configPath(dir), [...]);                               // config vs tensor names, before building
+//   bindWeights(model.parameters(), weights, { what: 'VAE', aliases, sameBytes, ignore });
+//
+// - config-file.ts: readConfigFile / parseConfigFile / readConfigJson / inFile — one error style:
+//   `<path>: <what is wrong, naming the field>`.
+// - bounds.ts: CONFIG_BOUNDS, boundedInt, boundedNumber — every size in a config is bounded.
+// - weights.ts: findWeights(dir, stem, variant?) picks the file; Weights.open(path) opens a
+//   .safetensors file or a `*.safetensors.index.json` and its shards as one name → tensor lookup
+//   (names, has, fileOf, entry); Weights.of(file) wraps an open SafetensorsFile.
+// - bind.ts: bindWeights(params, weights, options) binds by name (plus aliases) and reports
+//   missing, misshapen and unexpected tensors in one error; bindLocated(params, locate, what, from)
+//   does the same through a locator (single files, fused q/k/v rows, two folders into one model).
+// - layer-counts.ts: checkLayerCounts(weights, configPath, expectations).
+
+export * from './bind.ts';
+export * from './bounds.ts';
+export * from './config-file.ts';
+export * from './layer-counts.ts';
+export * from './weights.ts';
