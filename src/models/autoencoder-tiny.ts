@@ -10,12 +10,12 @@
 // diffusers keeps both halves as one nn.Sequential, so parameters are `encoder.layers.N.…` with N
 // counting the parameterless ReLU and Upsample entries too; `layers` below mirrors that list.
 
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Conv2d, Module, SafetensorsFile, type Tensor, add, joinName, mul, relu, sub, tanh, upsampleNearest2x } from '../engine/index.ts';
+import { Conv2d, Module, type Tensor, add, joinName, mul, relu, sub, tanh, upsampleNearest2x } from '../engine/index.ts';
 import { CONFIG_BOUNDS as B, boundedInt, boundedNumber } from './checkpoint/bounds.ts';
 import { type ConfigJson, inFile, parseConfigFile } from './checkpoint/config-file.ts';
-import { bindByName } from './clip-weights.ts';
+import { bindWeights } from './checkpoint/bind.ts';
+import { openWeights } from './checkpoint/weights.ts';
 
 export interface AutoencoderTinyConfig {
   inChannels: number;
@@ -209,13 +209,12 @@ export function isAutoencoderTinyConfig(json: ConfigJson): boolean {
   return json._class_name === 'AutoencoderTiny';
 }
 
-/** Loads a diffusers AutoencoderTiny folder: config.json and diffusion_pytorch_model[.fp16].safetensors. */
+/** Loads a diffusers AutoencoderTiny folder: config.json and its weights (checkpoint/weights.ts: variants, shards). */
 export function loadAutoencoderTiny(dir: string): AutoencoderTiny {
   const configPath = join(dir, 'config.json');
   const config = parseConfigFile(configPath, 'AutoencoderTiny config', parseAutoencoderTinyConfig);
-  const weights = ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'].map((n) => join(dir, n)).find((p) => existsSync(p));
-  if (!weights) throw new Error(`no AutoencoderTiny weights in ${dir}: expected diffusion_pytorch_model.safetensors (or .fp16.safetensors)`);
+  const weights = openWeights(dir, 'diffusion_pytorch_model');
   const model = inFile(configPath, () => new AutoencoderTiny(config));
-  bindByName(model.parameters(), SafetensorsFile.open(weights), 'AutoencoderTiny weights');
+  bindWeights(model.parameters(), weights, { what: 'AutoencoderTiny' });
   return model;
 }

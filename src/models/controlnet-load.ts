@@ -5,14 +5,13 @@
 
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { bindParameters } from '../engine/module.ts';
 import { SafetensorsFile } from '../engine/safetensors.ts';
+import { bindLocated, bindWeights } from './checkpoint/bind.ts';
 import { inFile, parseConfigFile } from './checkpoint/config-file.ts';
+import { Weights, openWeights } from './checkpoint/weights.ts';
 import { type ControlNetConfig, ControlNetModel, parseControlNetConfig } from './controlnet.ts';
 import { assertNotPickle, unetName } from './single-file.ts';
 import type { UNetConfig } from './unet.ts';
-
-const WEIGHT_FILES = ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'];
 
 export interface LoadControlNetOptions {
   /** The base model's UNet config: the architecture of a single-file ControlNet (required for one). */
@@ -25,31 +24,24 @@ export function loadControlNet(path: string, options: LoadControlNetOptions = {}
   if (statSync(path).isFile()) return loadSingleFileControlNet(path, options.base);
   const configPath = join(path, 'config.json');
   const config = parseConfigFile(configPath, 'ControlNet config', parseControlNetConfig);
-  const weights = WEIGHT_FILES.map((f) => join(path, f)).find(existsSync);
-  if (!weights) throw new Error(`no ${WEIGHT_FILES.join(' or ')} in ControlNet folder ${path}`);
-  const file = SafetensorsFile.open(weights);
+  const weights = openWeights(path, 'diffusion_pytorch_model');
   const net = inFile(configPath, () => new ControlNetModel(config));
-  bindAndCheck(net, file, (name) => name);
+  bindWeights(net.parameters(), weights, { what: 'ControlNet' });
   return net;
 }
 
-/** Binds every parameter to `file.tensorName(parameter)` and refuses tensors no parameter took. */
-function bindAndCheck(net: ControlNetModel, file: SafetensorsFile, diffusersName: (key: string) => string | undefined): void {
+/**
+ * Binds every parameter to the key `diffusersName` maps to it; keys it maps to nothing (or to a
+ * name already taken) are reported as unexpected, as a ControlNet for another base model has them.
+ */
+function bindRenamed(net: ControlNetModel, file: SafetensorsFile, diffusersName: (key: string) => string | undefined): void {
   const byName = new Map<string, string>();
-  const unmapped: string[] = [];
   for (const key of file.names()) {
     const name = diffusersName(key);
-    if (name === undefined || byName.has(name)) unmapped.push(key);
-    else byName.set(name, key);
+    if (name !== undefined && !byName.has(name)) byName.set(name, key);
   }
-  const params = net.parameters();
-  bindParameters(params, (name) => (byName.has(name) ? { file, tensorName: byName.get(name)! } : undefined), `ControlNet from ${file.path}`);
-  const used = new Set(params.map((p) => byName.get(p.name)));
-  const extra = [...unmapped, ...[...byName.values()].filter((key) => !used.has(key))];
-  if (extra.length) {
-    const shown = extra.slice(0, 12).join(', ');
-    throw new Error(`cannot load ControlNet from ${file.path}: ${extra.length} tensor(s) match no parameter (a ControlNet for another base model?): ${shown}${extra.length > 12 ? ', …' : ''}`);
-  }
+  const locate = (name: string) => (byName.has(name) ? { file, tensorName: byName.get(name)! } : undefined);
+  bindLocated(net.parameters(), locate, { what: 'ControlNet', from: file.path, every: Weights.of(file) });
 }
 
 const PREFIX = 'control_model.';
@@ -89,7 +81,7 @@ function loadSingleFileControlNet(path: string, base: UNetConfig | undefined): C
   };
   const net = inFile(path, () => new ControlNetModel(config));
   const layout = { ...base, layers_per_block: base.layers_per_block[0], transformer_layers_per_block: base.transformer_layers_per_block[0] };
-  bindAndCheck(net, file, diffusersLayout ? (key) => key : (key) => originalName(strip(key), layout, hintConvs));
+  bindRenamed(net, file, diffusersLayout ? (key) => key : (key) => originalName(strip(key), layout, hintConvs));
   return net;
 }
 

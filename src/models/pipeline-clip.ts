@@ -77,8 +77,7 @@ export function loadPipelineClip(dir: string): ClipModel {
       const file = weights.fileOf(name);
       return file && { file, tensorName: name };
     },
-    'CLIP model',
-    `${textDir} and ${imageDir}`,
+    { what: 'CLIP model', from: `${textDir} and ${imageDir}` },
   );
   return model;
 }

@@ -356,11 +356,11 @@ export function loadSingleFile(path: string, options: LoadSingleFileOptions = {}
   const { file, config, mapping, warnings } = openSingleFileCheckpoint(path, { originalConfigYaml: yaml });
   for (const w of warnings) (options.onWarning ?? console.warn)(w);
   const unet = new UNet2DConditionModel(parseUNetConfig(config.unet));
-  bindLocated(unet.parameters(), singleFileLocator(file, mapping.unet), 'UNet', path);
+  bindLocated(unet.parameters(), singleFileLocator(file, mapping.unet), { what: 'UNet', from: path });
   const vae = new AutoencoderKL(parseVaeConfig(config.vae));
-  bindLocated(vae.parameters(), singleFileLocator(file, mapping.vae), 'VAE', path);
+  bindLocated(vae.parameters(), singleFileLocator(file, mapping.vae), { what: 'VAE', from: path });
   const textEncoder = new ClipTextModel(clipTextConfig(config.text_encoder, `text encoder of ${path}`));
-  bindLocated(textEncoder.parameters(), singleFileLocator(file, mapping.textEncoder), 'text encoder', path);
+  bindLocated(textEncoder.parameters(), singleFileLocator(file, mapping.textEncoder), { what: 'text encoder', from: path });
   // The same reader and checks as a diffusers folder's tokenizer; the pad token follows the checkpoint's kind.
   const tokenizer = ClipTokenizer.fromFolder(options.tokenizer, { padToken: config.kind === 'sd2' ? '!' : '<|endoftext|>' });
   const schedulerConfig = { ...config.scheduler, ...(options.predictionType ? { prediction_type: options.predictionType } : {}) };

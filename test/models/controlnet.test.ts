@@ -169,7 +169,7 @@ describe('single-file ControlNet (original key layout)', () => {
     const path = writeOriginal('good.safetensors', 'control_model.');
     expect(() => loadControlNet(path)).toThrow(/base model's UNet config is needed/);
     const stray = writeOriginal('stray.safetensors', 'control_model.', (t) => t.set('control_model.output_blocks.0.0.in_layers.0.weight', { dtype: 'F32', shape: [2], data: new Float32Array(2) }));
-    expect(() => loadControlNet(stray, { base: base() })).toThrow(/1 tensor\(s\) match no parameter.*output_blocks\.0\.0/);
+    expect(() => loadControlNet(stray, { base: base() })).toThrow(/cannot load ControlNet from .*stray\.safetensors: 1 problem\(s\)\n  unexpected tensor control_model\.output_blocks\.0\.0\.in_layers\.0\.weight \[2\]/);
     const missing = writeOriginal('missing.safetensors', 'control_model.', (t) => t.delete('control_model.zero_convs.11.0.bias'));
     expect(() => loadControlNet(missing, { base: base() })).toThrow(/missing tensor for controlnet_down_blocks\.11\.bias/);
   });

@@ -53,7 +53,7 @@ function expectSameTensors(file: SafetensorsFile, map: ParameterMap, reference: 
 /** Binds parameters shaped as the diffusers tensors through the locator and checks every value. */
 function expectBindsLikeDiffusers(file: SafetensorsFile, map: ParameterMap, reference: SafetensorsFile): void {
   const params = reference.names().filter((n) => !n.endsWith('position_ids')).map((n) => new Parameter(n, reference.entry(n).shape));
-  bindLocated(params, singleFileLocator(file, map), 'test model', file.path);
+  bindLocated(params, singleFileLocator(file, map), { what: 'test model', from: file.path });
   const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
   for (const p of params) expect(bytes(p.value()).equals(bytes(reference.readFloat32(p.name))), p.name).toBe(true);
 }
@@ -86,7 +86,7 @@ describe('tiny-sd-single with its YAML', () => {
       new Parameter('conv_in.weight', [32, 4, 5, 5]),
       new Parameter('down_blocks.3.attentions.0.norm.weight', [64]),
     ];
-    expect(() => bindLocated(params, singleFileLocator(file, mapping.unet), 'unet', file.path)).toThrow(
+    expect(() => bindLocated(params, singleFileLocator(file, mapping.unet), { what: 'unet', from: file.path })).toThrow(
       /2 problem\(s\)[\s\S]*model\.diffusion_model\.input_blocks\.0\.0\.weight.*expected shape \[32, 4, 5, 5\].*found \[32, 4, 3, 3\][\s\S]*missing tensor for down_blocks\.3\.attentions\.0\.norm\.weight/,
     );
   });
@@ -212,11 +212,11 @@ describe('an SD 2.x-style (OpenCLIP) text encoder', () => {
     const config = parseOriginalConfig(SD2_YAML, file);
     const mapping = mapSingleFileKeys(file, 'sd2', config.unet, config.vae, config.text_encoder);
     const v = new Parameter('text_model.encoder.layers.0.self_attn.v_proj.bias', [32]);
-    bindLocated([v], singleFileLocator(file, mapping.textEncoder), 'text', file.path);
+    bindLocated([v], singleFileLocator(file, mapping.textEncoder), { what: 'text', from: file.path });
     const whole = file.entry('cond_stage_model.model.transformer.resblocks.0.attn.in_proj_bias');
     expect(v.source).toMatchObject({ kind: 'file', entry: { dataOffset: whole.dataOffset + 64 * 4, byteLength: 32 * 4, shape: [32] } });
     const wrong = new Parameter('text_model.encoder.layers.0.self_attn.q_proj.weight', [32, 16]);
-    expect(() => bindLocated([wrong], singleFileLocator(file, mapping.textEncoder), 'text', file.path)).toThrow(/in_proj_weight.*expected shape \[32, 16\].*found \[32, 32\]/);
+    expect(() => bindLocated([wrong], singleFileLocator(file, mapping.textEncoder), { what: 'text', from: file.path })).toThrow(/in_proj_weight.*expected shape \[32, 16\].*found \[32, 32\]/);
   });
 
   it('drops the last layer for layer: penultimate, and ignores its tensors', () => {
@@ -263,7 +263,7 @@ describe('loadSingleFile', () => {
     expect(loaded.schedulerConfig.prediction_type).toBe('v_prediction');
     expect(loaded.tokenizer.padTokenId).toBe(0);
     const reference = new ClipTextModel(clipTextConfig({ ...diffusersConfig('text_encoder'), hidden_act: 'gelu' }));
-    bindLocated(reference.parameters(), (name) => ({ file: diffusers.textEncoder, tensorName: name }), 'reference', diffusers.textEncoder.path);
+    bindLocated(reference.parameters(), (name) => ({ file: diffusers.textEncoder, tensorName: name }), { what: 'reference', from: diffusers.textEncoder.path });
     const ours = await encodePrompts(loaded.textEncoder, loaded.tokenizer, prompts);
     const theirs = await encodePrompts(reference, loaded.tokenizer, prompts);
     expect(Buffer.from(ours.data.buffer).equals(Buffer.from(theirs.data.buffer))).toBe(true);

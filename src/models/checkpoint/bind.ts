@@ -40,29 +40,39 @@ export interface BindOptions {
  * misshapen ones and tensors no parameter takes are all reported in one error.
  */
 export function bindWeights(params: readonly Parameter[], weights: Weights, options: BindOptions): void {
-  const used = new Set<string>();
   const byName = new Map(params.map((p) => [p.name, p]));
   const locate: TensorLocator = (name) => {
     const tensorName = [name, ...(options.aliases?.(name) ?? [])].find((n) => weights.has(n));
-    if (tensorName === undefined) return undefined;
-    used.add(tensorName);
-    return { file: weights.fileOf(tensorName)!, tensorName, sameBytes: options.sameBytes?.(byName.get(name)!) };
+    return tensorName === undefined ? undefined : { file: weights.fileOf(tensorName)!, tensorName, sameBytes: options.sameBytes?.(byName.get(name)!) };
   };
-  const problems = bindAll(params, locate);
-  const unexpected = weights
-    .names()
-    .filter((name) => !used.has(name) && !options.ignore?.(name))
-    .map((name) => `unexpected tensor ${name} ${shapeToString(weights.entry(name).shape)} in ${weights.fileOf(name)!.path}`);
-  report(options.what, weights.path, problems, unexpected);
+  bindLocated(params, locate, { what: options.what, from: weights.path, every: weights, ignore: options.ignore });
+}
+
+export interface LocatedOptions {
+  what: string;
+  /** The checkpoint, as the error's first line names it. */
+  from: string;
+  /** Weights whose every tensor some parameter must take (else it is reported as unexpected). */
+  every?: Weights;
+  ignore?: (tensorName: string) => boolean;
 }
 
 /**
  * Binds through a locator, for checkpoints whose names are not the model's (a single file's keys,
- * fused projections split by rows, two folders feeding one model). Tensors the locator never
- * names are the caller's to report.
+ * fused projections split by rows, two folders feeding one model).
  */
-export function bindLocated(params: readonly Parameter[], locate: TensorLocator, what: string, from: string): void {
-  report(what, from, bindAll(params, locate), []);
+export function bindLocated(params: readonly Parameter[], locate: TensorLocator, options: LocatedOptions): void {
+  const used = new Set<string>();
+  const problems = bindAll(params, (name) => {
+    const found = locate(name);
+    if (found) used.add(found.tensorName);
+    return found;
+  });
+  const every = options.every;
+  const unexpected = (every?.names() ?? [])
+    .filter((name) => !used.has(name) && !options.ignore?.(name))
+    .map((name) => `unexpected tensor ${name} ${shapeToString(every!.entry(name).shape)} in ${every!.fileOf(name)!.path}`);
+  report(options.what, options.from, problems, unexpected);
 }
 
 function bindAll(params: readonly Parameter[], locate: TensorLocator): string[] {
