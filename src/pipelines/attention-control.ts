@@ -127,15 +127,15 @@ function queries(layer: AttentionLayer): number {
 
 /**
  * Traces the UNet with `hook` at one fixed size and batch (the hook decides per layer from the
- * layer's resolution) and compiles it: inputs sample, timestep, encoder_hidden_states and the
+ * layer's resolution) and `tokens` context positions, and compiles it: inputs sample, timestep, encoder_hidden_states and the
  * hook's own; outputs noise_pred and the hook's. The pipeline keeps the session for the next job
  * of the same shape (tracing again is cheap).
  */
-export async function compileControlledUNet(sd: StableDiffusion, shape: Shape4, hook: ControlledHook): Promise<CompiledGraph> {
+export async function compileControlledUNet(sd: StableDiffusion, shape: Shape4, hook: ControlledHook, tokens = sd.contextShape[0]): Promise<CompiledGraph> {
   const [b, c, h, w] = shape;
   const sample = Tensor.input('sample', [b, c, h, w]);
   const timestep = Tensor.input('timestep', [b]);
-  const states = Tensor.input('encoder_hidden_states', [b, ...sd.contextShape]);
+  const states = Tensor.input('encoder_hidden_states', [b, tokens, sd.contextShape[1]]);
   const noise = sd.components.unet.forward(sample, timestep, states, { attentionHook: hook });
   return sd.keep(compile({ inputs: [sample, timestep, states, ...hook.inputs], outputs: { noise_pred: noise, ...hook.outputs() } }, sd.run));
 }

@@ -12,6 +12,7 @@ import type { Shape4 } from '../models/vae-runner.ts';
 import { type SchedulerName, type Scheduler, createScheduler, img2imgTimesteps } from '../schedulers/index.ts';
 import { type ControlNetUnit, type ControlRun, prepareControl } from './controlnet.ts';
 import { applyGuidance } from './guidance.ts';
+import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
 import type { CompiledGraph } from '../engine/session.ts';
 
@@ -28,7 +29,7 @@ export interface StepProgress {
   preview: () => PreviewImage[];
 }
 
-export interface GenerateOptions {
+export interface GenerateOptions extends PromptSyntaxOptions {
   /** One prompt per image. */
   prompts: string[];
   /** One negative prompt for all images; none means the empty prompt. */
@@ -129,14 +130,14 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
     latents = noise.map((v) => v * scheduler.initNoiseSigma);
   }
 
-  const [cond, uncond] = await Promise.all([
-    sd.encodePrompts(o.prompts, o.clipSkip),
-    o.guidance > 1 ? sd.encodePrompts(new Array(batch).fill(o.negativePrompt ?? ''), o.clipSkip) : undefined,
-  ]);
+  const negatives = o.guidance > 1 ? new Array<string>(batch).fill(o.negativePrompt ?? '') : undefined;
+  const { cond, uncond, tokens } = await encodePromptEmbeddings(sd, o.prompts, negatives, o);
   if (sd.releaseSessions) await sd.releaseTextEncoder();
   const guided = uncond !== undefined;
+  // ControlNet graphs are traced for one 77-token context; long prompts would need their own.
+  if (o.controlNets?.length && tokens !== sd.contextShape[0]) throw new Error(`ControlNet takes prompts of at most ${sd.contextShape[0] - 2} tokens and no BREAK; this one needs ${tokens / sd.contextShape[0]} chunks`);
   const control = o.controlNets?.length ? await prepareControl(sd, o.controlNets, { unetBatch: guided ? 2 * batch : batch, width: o.width, height: o.height, steps: timesteps.length }) : undefined;
-  latents = await denoise(sd, await sd.unet(), { scheduler, timesteps, latents, shape, cond, uncond, guidance: o.guidance, rng, eta: o.eta, control, signal: o.signal, onStep: stepCallback(o) });
+  latents = await denoise(sd, await sd.unet(tokens), { scheduler, timesteps, latents, shape, cond, uncond, guidance: o.guidance, rng, eta: o.eta, control, signal: o.signal, onStep: stepCallback(o) });
   if (sd.releaseSessions) await sd.releaseUNet();
 
   const decoded = await sd.vaeRunner.decodeLatents(latents, shape);
@@ -149,7 +150,7 @@ export interface DenoiseOptions {
   timesteps: readonly number[];
   latents: Float32Array;
   shape: Shape4;
-  /** [B, 77, C] conditional and (for guidance > 1) unconditional token states. */
+  /** [B, 77 · chunks, C] conditional and (for guidance > 1) unconditional token states. */
   cond: Float32Array;
   uncond?: Float32Array;
   guidance: number;

@@ -38,7 +38,8 @@ const KEPT_GRAPHS = 3;
 
 export class StableDiffusion {
   readonly vaeRunner: VaeRunner;
-  private unetGraph: Promise<CompiledGraph> | undefined;
+  /** The plain UNet per context length (77 · chunks of a long prompt). */
+  private readonly unetGraphs = new Map<number, Promise<CompiledGraph>>();
   private controlledUNetGraph: Promise<CompiledGraph> | undefined;
   private readonly controlNetGraphs = new Map<ControlNetModel, Promise<CompiledGraph>>();
   private readonly textEncoderGraphs = new Map<number | undefined, Promise<CompiledGraph>>();
@@ -86,6 +87,13 @@ export class StableDiffusion {
     return (await encodePrompts(textEncoder, tokenizer, prompts, { clipSkip, graph: await this.textEncoder(clipSkip) })).data;
   }
 
+  /** [rows, 77, C] token states for rows of ids of the tokenizer's length (BOS … EOS, padding). */
+  async encodeTokenIds(ids: Int32Array, clipSkip?: number): Promise<Float32Array> {
+    const [length] = this.contextShape;
+    const out = await (await this.textEncoder(clipSkip)).run({ input_ids: { data: BigInt64Array.from(ids, (id) => BigInt(id)), shape: [ids.length / length, length] } });
+    return out.last_hidden_state.data as Float32Array;
+  }
+
   /** The text encoder's session for one clip skip (compiled on first use, held until released). */
   private textEncoder(clipSkip?: number): Promise<CompiledGraph> {
     let graph = this.textEncoderGraphs.get(clipSkip);
@@ -106,9 +114,9 @@ export class StableDiffusion {
 
   /** Frees the UNet's sessions, plain, controlled and kept, and the ControlNets' (a later `unet()` creates it again). */
   async releaseUNet(): Promise<void> {
-    const graphs = [this.unetGraph, this.controlledUNetGraph, ...this.controlNetGraphs.values()];
+    const graphs = [...this.unetGraphs.values(), this.controlledUNetGraph, ...this.controlNetGraphs.values()];
     const kept = this.keptGraphs;
-    this.unetGraph = undefined;
+    this.unetGraphs.clear();
     this.controlledUNetGraph = undefined;
     this.controlNetGraphs.clear();
     this.keptGraphs = [];
@@ -132,10 +140,14 @@ export class StableDiffusion {
     return graph;
   }
 
-  /** The plain UNet as one session with symbolic batch and size (compiled on first use). */
-  unet(): Promise<CompiledGraph> {
-    this.unetGraph ??= compileUNet(this.components.unet, this.contextShape, this.run);
-    return this.unetGraph;
+  /** The plain UNet as one session with symbolic batch and size (compiled on first use), for `tokens` context positions. */
+  unet(tokens = this.contextShape[0]): Promise<CompiledGraph> {
+    let graph = this.unetGraphs.get(tokens);
+    if (!graph) {
+      graph = compileUNet(this.components.unet, [tokens, this.contextShape[1]], this.run);
+      this.unetGraphs.set(tokens, graph);
+    }
+    return graph;
   }
 
   /** The UNet with ControlNet residual inputs (compiled on first use; the plain graph is separate). */
@@ -154,13 +166,13 @@ export class StableDiffusion {
     return graph;
   }
 
-  /** ε (or v) for a batch of latents at one timestep, with context states [B, 77, C]. */
+  /** ε (or v) for a batch of latents at one timestep, with context states [B, 77 · chunks, C]. */
   async predictNoise(graph: CompiledGraph, latents: Float32Array, shape: Shape4, timestep: number, context: Float32Array, feeds: Feeds = {}) {
     const [b] = shape;
     const out = await graph.run({
       sample: { data: latents, shape },
       timestep: { data: new Float32Array(b).fill(timestep), shape: [b] },
-      encoder_hidden_states: { data: context, shape: [b, ...this.contextShape] },
+      encoder_hidden_states: { data: context, shape: [b, context.length / (b * this.contextShape[1]), this.contextShape[1]] },
       ...feeds,
     });
     return out;

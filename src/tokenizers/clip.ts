@@ -171,7 +171,13 @@ export class ClipTokenizer {
 
   /** Token ids of a prompt, without BOS/EOS and without truncation. */
   encode(text: string): number[] {
-    return this.tokenize(text).map((token) => this.vocab.get(token) ?? this.wholeTokens.get(token) ?? this.unkTokenId);
+    return this.encodeWithWordStarts(text).ids;
+  }
+
+  /** `encode` with, per id, whether it begins a word (a pre-token or whole token): for word lookups. */
+  encodeWithWordStarts(text: string): { ids: number[]; wordStarts: boolean[] } {
+    const { tokens, wordStarts } = this.split(text);
+    return { ids: tokens.map((token) => this.vocab.get(token) ?? this.wholeTokens.get(token) ?? this.unkTokenId), wordStarts };
   }
 
   /** Ids back to text: words separated by single spaces (normalisation is not undone). */
