@@ -23,6 +23,10 @@
 //    small --names, e.g. `--model WORK/base --checkpoint WORK/unet/checkpoints/checkpoint-N --ema
 //    --identity --names 40`).
 //
+// 4. Prompt-to-Prompt (issue 11), alone with --edits: a word swap's layout kept, local blend at the
+//    default size, a colour word re-weighted ×1/×2/×3, and how much of a noun's heat map lands on
+//    the object (src/training/edit-checks.ts), over --edit-seeds.
+//
 // With --checkpoint, the UNet's weights come from a `nuri train unet` checkpoint folder (its EMA
 // weights with --ema) on top of --model, the pipeline it trains in. --out writes the colour
 // prompts' images side by side.
@@ -41,6 +45,7 @@ import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 import { tokenIds } from '../src/training/clip-training.ts';
 import { type IdentityResult, emojiGallery, identityAgreement, identityNames, otherStyleReference } from '../src/training/emoji-identity.ts';
 import { type Embeddings, frechetDistance, retrievalTopK } from '../src/training/frechet.ts';
+import { editChecks } from '../src/training/edit-checks.ts';
 
 /** Images generated per pipeline call: a CFG batch of 2 × 25 keeps the UNet session's memory small. */
 const GENERATE_BATCH = 25;
@@ -55,6 +60,8 @@ const { values } = parseArgs({
     ema: { type: 'boolean', default: false },
     colours: { type: 'boolean', default: false },
     identity: { type: 'boolean', default: false },
+    edits: { type: 'boolean', default: false },
+    'edit-seeds': { type: 'string', default: '1,2,3' },
     names: { type: 'string', default: '300' },
     steps: { type: 'string', default: '15' },
     'eval-steps': { type: 'string', default: '20' },
@@ -279,15 +286,26 @@ function writeJson(result: Record<string, unknown>): void {
   console.log(`wrote ${values.json}`);
 }
 
+async function promptToPromptCheck() {
+  const start = performance.now();
+  const seeds = values['edit-seeds']!.split(',').map(Number);
+  const edits = await editChecks(sd, { seeds, onLine: (line) => console.log(line) });
+  console.log(`Prompt-to-Prompt: ${sd.defaultSize}×${sd.defaultSize}, DDIM ${DEFAULTS.steps} steps, guidance ${DEFAULTS.guidance}, seeds ${seeds.join(', ')} (${seconds(start).toFixed(0)} s)`);
+  return edits;
+}
+
 if (values.identity) {
   writeJson({ identity: await identityCheck() });
+} else if (values.edits) {
+  writeJson({ edits: await promptToPromptCheck() });
 } else {
   const colours = await colourCheck();
   if (!values.colours) {
     const identity = await identityCheck();
+    const edits = await promptToPromptCheck();
     const evaluation = await evaluate();
     const wall = seconds();
     console.log(`\n${table(evaluation)}\n\nwall time ${(wall / 60).toFixed(1)} min (${wall.toFixed(0)} s)`);
-    writeJson({ colours, identity, ...evaluation });
+    writeJson({ colours, identity, edits, ...evaluation });
   }
 }

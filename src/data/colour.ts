@@ -121,6 +121,41 @@ export function dominantHue(image: RgbImage, minShare = 0.2, thresholds: Partial
   };
 }
 
+/** 1 where a pixel is not background white (the emoji's object), else 0: [height · width]. */
+export function foregroundMask(image: RgbImage, thresholds: Partial<ColourThresholds> = {}): Uint8Array {
+  const t = { ...DEFAULTS, ...thresholds };
+  const mask = new Uint8Array(image.width * image.height);
+  let i = 0;
+  forEachPixel(image, (p) => (mask[i++] = classify(p, t) === 'background' ? 0 : 1));
+  return mask;
+}
+
+export interface HueStats {
+  /** Share of the foreground (object) pixels that are chromatic and of the hue. */
+  objectShare: number;
+  /** Share of all the picture's pixels that are (an object growing in that hue counts). */
+  pictureShare: number;
+  /** Mean HSV saturation of those pixels (0 when there are none). */
+  saturation: number;
+}
+
+/** How much of a picture shows the named hue, and how strongly. */
+export function hueStats(image: RgbImage, hue: HueName, thresholds: Partial<ColourThresholds> = {}): HueStats {
+  const t = { ...DEFAULTS, ...thresholds };
+  let foreground = 0;
+  let matching = 0;
+  let saturation = 0;
+  forEachPixel(image, (p) => {
+    const kind = classify(p, t);
+    if (kind === 'background') return;
+    foreground++;
+    if (kind !== 'chromatic' || hueName(p.hue) !== hue) return;
+    matching++;
+    saturation += p.saturation;
+  });
+  return { objectShare: foreground ? matching / foreground : 0, pictureShare: matching / (image.width * image.height), saturation: matching ? saturation / matching : 0 };
+}
+
 /** The basic colour term for a hue in degrees. */
 export function hueName(hue: number): HueName {
   const h = ((hue % 360) + 360) % 360;
