@@ -18,7 +18,11 @@ import { type SafetensorsFile, type WritableTensor, writeSafetensors } from '../
 export type LoraComponent = 'unet' | 'text_encoder';
 export type LoraKeyStyle = 'diffusers' | 'kohya';
 
-/** One adapted layer. A 1×1-conv LoRA is stored flattened, as the linear map it is. */
+/**
+ * One adapted layer. A conv LoRA is stored flattened: down [rank, C_in·k·k] (a k×k conv, as
+ * LCM-LoRA adapts the resnets' 3×3 convs), up [C_out, rank] (always 1×1), so B·A is the conv
+ * weight [C_out, C_in, k, k] laid out flat.
+ */
 export interface LoraLayerWeights {
   component: LoraComponent;
   /** The adapted layer's module path, e.g. `down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q`. */
@@ -206,15 +210,16 @@ function peftAlphas(file: SafetensorsFile): (component: LoraComponent, module: s
 function complete(p: Pending, path: string, metadataAlpha: (c: LoraComponent, m: string) => number | undefined): LoraLayerWeights {
   const where = `LoRA file ${path}: layer ${p.component} ${p.module}`;
   if (!p.down || !p.up) throw new Error(`${where} has ${p.down ? 'no up (B)' : 'no down (A)'} matrix`);
-  const flat = (shape: number[], what: string): [number, number] => {
+  // [rows, cols, k, k] → [rows, cols·k·k]; the up (B) side of a conv LoRA is a 1×1 conv.
+  const flat = (shape: number[], what: string, kernelAllowed: boolean): [number, number] => {
     const [rows, cols, ...kernel] = shape;
-    if (shape.length < 2 || kernel.some((k) => k !== 1)) {
-      throw new Error(`${where}: ${what} has shape [${shape.join(', ')}]; only linear and 1×1-conv LoRA are supported`);
+    if (shape.length < 2 || shape.length > 4 || (!kernelAllowed && kernel.some((k) => k !== 1))) {
+      throw new Error(`${where}: ${what} has shape [${shape.join(', ')}]; expected a linear [out, in] or conv [out, in, k, k] LoRA with a 1×1 up (B)`);
     }
-    return [rows, cols];
+    return [rows, kernel.reduce((a, k) => a * k, cols)];
   };
-  const [rank, inFeatures] = flat(p.down.shape, 'down (A)');
-  const [outFeatures, upRank] = flat(p.up.shape, 'up (B)');
+  const [rank, inFeatures] = flat(p.down.shape, 'down (A)', true);
+  const [outFeatures, upRank] = flat(p.up.shape, 'up (B)', false);
   if (upRank !== rank) throw new Error(`${where}: down (A) has rank ${rank} but up (B) has rank ${upRank}`);
   // Rank 0 would scale the update by alpha/0: NaN or Inf in every merged weight.
   if (rank < 1 || inFeatures < 1 || outFeatures < 1) throw new Error(`${where}: tensor ${p.down.key} has shape [${p.down.shape.join(', ')}]; a LoRA needs rank ≥ 1 and non-empty layers`);

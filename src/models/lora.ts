@@ -153,7 +153,7 @@ export function loadLoraFile(path: string, models: LoraModels): { layers: LoraLa
 }
 
 /**
- * W ← W + scale·(alpha/rank)·B·A for each layer, in memory. Works on any linear or 1×1-conv weight
+ * W ← W + scale·(alpha/rank)·B·A for each layer, in memory. Works on any linear or conv weight
  * the layer names (kohya LoRAs also adapt proj_in/proj_out and the feed-forward), not only the
  * attention projections. The changed weights become in-memory values; the rest stay in their file.
  */
