@@ -36,16 +36,25 @@ export function registerEvents(app: FastifyInstance, queue: JobQueue): void {
     const unsubscribe = queue.subscribe((event) => {
       if (job === undefined || event.id === job) send(event);
     });
+    const keepalive = setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS);
+    let stopped = false;
+    const stop = () => {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(keepalive);
+      unsubscribe();
+      open.delete(res);
+    };
+    // Listened for before any await, and checked once: a client that left while the route's hooks
+    // ran has gone already, and its events would never come again. The request's 'close' is the
+    // client leaving (its half of the connection ends); the response's, the connection closing.
+    request.raw.on('close', stop);
+    res.on('close', stop);
+    if (request.raw.destroyed || res.destroyed) return stop();
     res.write(': nuri events\n\n');
     // A job that finished (or progressed) before the stream opened: say where it stands.
     const now = record && (await queue.get(record.id));
     if (now) for (const event of snapshot(now)) send(event);
-    const keepalive = setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS);
-    request.raw.on('close', () => {
-      clearInterval(keepalive);
-      unsubscribe();
-      open.delete(res);
-    });
   });
 }
 

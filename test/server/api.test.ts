@@ -1,5 +1,6 @@
 // The native API end to end on the bundled default model (32×32, a few steps): each job kind,
 // uploads, schema errors and limits, images, the OpenAPI document and the event stream.
+import { connect } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseParameters } from '../../src/io/parameters.ts';
@@ -199,5 +200,31 @@ describe('events', () => {
     // A stream opened after the end still says how the job ended.
     const late = openEvents(`${server.url}/api/v1/events?job=${id}`, (e) => e.type === 'completed');
     expect(await late.events).toEqual([{ type: 'completed', id, images: [`${id}-1.png`], artifacts: [] }]);
+  });
+
+  it('lets go of a stream whose client left before it was set up', async () => {
+    const id = await server.submit('generate', { prompt: 'a red circle', steps: 1, seed: 1 });
+    let active = 0;
+    const subscribe = server.queue.subscribe.bind(server.queue);
+    server.queue.subscribe = (listener) => {
+      active++;
+      const unsubscribe = subscribe(listener);
+      return () => {
+        active--;
+        return unsubscribe();
+      };
+    };
+    try {
+      const { port } = new URL(server.url);
+      for (let i = 0; i < 20; i++) {
+        const socket = connect(Number(port), '127.0.0.1');
+        socket.write(`GET /api/v1/events${i % 2 ? `?job=${id}` : ''} HTTP/1.1\r\nhost: localhost\r\n\r\n`, () => socket.destroy());
+      }
+      // Each stream lets go once the server has seen its client leave (slow on a loaded machine).
+      for (let waited = 0; active > 0 && waited < 10_000; waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(active).toBe(0);
+    } finally {
+      server.queue.subscribe = subscribe;
+    }
   });
 });
