@@ -14,6 +14,7 @@ import { loadUNet } from '../../src/models/unet.ts';
 import { compileControlNet } from '../../src/pipelines/controlnet.ts';
 import { compileUNet } from '../../src/pipelines/stable-diffusion.ts';
 import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';
+import { maxAbsDiff } from '../schedulers/reference.ts';
 
 const CONTROLNET_DIR = join(FIXTURES, 'tiny-controlnet');
 const CASE = referenceCase('controlnet_forward');
@@ -25,13 +26,6 @@ function refValue(name: string): { data: Float32Array; shape: number[] } {
   const t = ref.get(name);
   if (!t) throw new Error(`reference tensor ${name} missing`);
   return { data: t.data as Float32Array, shape: t.shape };
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 /** control_image_u8 [H, W, 3] → NCHW / 255, as diffusers' control image processor gives it. */

@@ -11,15 +11,9 @@ import { controlActive } from '../../src/pipelines/controlnet.ts';
 import { generate } from '../../src/pipelines/generate.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';
+import { maxAbsDiff } from '../schedulers/reference.ts';
 
 const TOLERANCE = 1e-4; // the cases': fp32, ~1e-4 abs on latents
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 let sd: StableDiffusion;
 let net: ControlNetModel;
