@@ -13,12 +13,13 @@ import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import { type PromptFlags, checkEta, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt } from './inputs.ts';
+import { type ControlFlags, checkControlFlags, controlExtra, controlOptions, controlUnits } from './control-options.ts';
 import { interruptible } from './interrupt.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
 import { imageSize, integer, number, oneOf } from './options.ts';
 import { defaultModelPath, progressBar } from './shared.ts';
 
-interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags {
+interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags, ControlFlags {
   model?: string;
   negativePrompt?: string;
   steps: number;
@@ -58,6 +59,7 @@ export function registerGenerate(program: Command): void {
     .option('--latents <file>', 'initial noise: safetensors with one fp32 tensor "latents" [B,4,H/f,W/f] (f: the VAE downscale, 8 for SD, 4 for the default model)')
     .option('--save-latents <file>', 'write the final latents as safetensors tensor "latents"');
   personalisationOptions(command);
+  controlOptions(command);
   deviceOption(command)
     .option('--out <file.png>', 'output PNG (a batch writes name-1.png, name-2.png, …)')
     .action(async (positional: string | undefined, flags: GenerateFlags) => {
@@ -77,6 +79,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   if (flags.strength !== undefined && !flags.initImage) throw new Error('--strength needs --init-image');
   checkEta(flags.eta, flags.scheduler);
   checkPersonalisationFiles(flags);
+  checkControlFlags(flags);
   const strength = flags.strength ?? DEFAULTS.strength;
 
   if (flags.latents && flags.initImage) throw new Error('--latents and --init-image cannot be combined');
@@ -101,6 +104,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   height ??= sd.defaultSize;
   const personal = await applyPersonalisation(sd, flags);
   const initImage = flags.initImage ? await readImage(flags.initImage, { width, height }) : undefined;
+  const controlNets = await controlUnits(sd, flags, width, height);
   const bar = progressBar('generating', flags.initImage ? Math.max(1, Math.floor(flags.steps * strength)) : flags.steps);
   const result = await generate(sd, {
     prompts: new Array(batch).fill(personal.expandPrompt(prompt)),
@@ -116,6 +120,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
     initImage,
     strength,
     clipSkip: flags.clipSkip,
+    controlNets,
     signal,
     onProgress: (p) => bar.update(p.step),
   }).finally(() => bar.stop());
@@ -134,7 +139,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
       height,
       model: sd.name,
       denoisingStrength: flags.initImage ? strength : undefined,
-      extra: { ...(flags.eta !== undefined ? { Eta: flags.eta } : {}), ...personalisationExtra(flags, personal) },
+      extra: { ...(flags.eta !== undefined ? { Eta: flags.eta } : {}), ...personalisationExtra(flags, personal), ...controlExtra(flags) },
     });
     await writePng(paths[i], image, { parameters });
   }

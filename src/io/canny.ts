@@ -19,7 +19,7 @@ export const CANNY_DEFAULTS = { low: 100, high: 200, sigma: 1 };
 
 /** The edge map of `image`: 1 (white) on edge pixels, 0 elsewhere, in all three channels. */
 export function canny(image: RgbImage, options: CannyOptions = {}): RgbImage {
-  const { low, high, sigma } = { ...CANNY_DEFAULTS, ...options };
+  const [low, high, sigma] = [options.low ?? CANNY_DEFAULTS.low, options.high ?? CANNY_DEFAULTS.high, options.sigma ?? CANNY_DEFAULTS.sigma];
   if (!(low >= 0 && high >= low)) throw new Error(`canny: thresholds must satisfy 0 ≤ low ≤ high, got low ${low}, high ${high}`);
   if (!(sigma >= 0 && sigma <= 20)) throw new Error(`canny: sigma must be from 0 to 20, got ${sigma}`);
   const { width, height } = image;

@@ -87,9 +87,6 @@ describe('ControlNetModel against diffusers (tiny-controlnet)', () => {
     const err = maxAbsDiff(noise_pred.data as Float32Array, refValue('unet_noise_pred_with_residuals').data);
     console.log(`unet with controlnet residuals: max |Δ| ${err.toExponential(2)}`);
     expect(err).toBeLessThan(TOLERANCE);
-    // Without them the output differs: the residuals count.
-    const plain = await (await compileUNet(unet, [77, 32], {})).run(feeds);
-    expect(maxAbsDiff(plain.noise_pred.data as Float32Array, noise_pred.data as Float32Array)).toBeGreaterThan(1e-3);
   });
 });
 
