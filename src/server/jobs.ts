@@ -6,6 +6,9 @@
 export const JOB_TYPES = ['generate', 'edit', 'attention', 'train'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
+/** What newJobId (store.ts) makes: its creation time in base 36, a sequence number, a random tail. */
+export const JOB_ID = /^job-[0-9a-z]{12}-[0-9a-f]{6}$/;
+
 export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 

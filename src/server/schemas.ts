@@ -8,7 +8,7 @@ import { SCHEDULER_NAMES } from '../schedulers/index.ts';
 import { PERSONALISE_DEFAULTS } from '../training/personalise-runs.ts';
 import { LR_SCHEDULES } from '../training/lr-schedule.ts';
 import { TRAINING_DEFAULTS } from '../training/training-run.ts';
-import { JOB_TYPES, type JobType } from './jobs.ts';
+import { JOB_ID, JOB_TYPES, type JobType } from './jobs.ts';
 
 /** What one request may ask of the server; each is a `nuri serve` option. */
 export interface ServerLimits {
@@ -54,7 +54,9 @@ export const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
 const fileName = z.string().regex(FILE_NAME, 'must be the name of an upload or a result image (letters, digits, . _ -)');
 const modelName = z.string().min(1).max(500).describe('a model name from GET /api/v1/models');
 const fraction = z.number().min(0).max(1);
-const seed = z.int().min(0).max(2 ** 32 - 1).describe('random when absent; the one used is recorded');
+/** Seeds are 32-bit, as in AUTOMATIC1111 and diffusers' generators. */
+export const MAX_SEED = 2 ** 32 - 1;
+const seed = z.int().min(0).max(MAX_SEED).describe('random when absent; the one used is recorded');
 const clipSkip = z.int().min(1).max(12).describe('use the text encoder layer n from the end (1 = last)');
 
 function bounded(limits: ServerLimits) {
@@ -148,11 +150,11 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     batch: z.int().min(1).max(limits.maxBatch, limitMessage('maxBatch', limits, 'batch')).default(1),
     gradAccum: z.int().min(1).max(64).default(1),
     resolution: z.int().min(8).max(4096).optional().refine((r) => r === undefined || r * r <= limits.maxPixels, limitMessage('maxPixels', limits, 'resolution²')),
-    seed: z.int().min(0).max(2 ** 32 - 1).default(TRAINING_DEFAULTS.seed),
+    seed: z.int().min(0).max(MAX_SEED).default(TRAINING_DEFAULTS.seed),
     maxGradNorm: z.number().positive().optional(),
     weightDecay: z.number().min(0).default(TRAINING_DEFAULTS.weightDecay),
     flip: z.boolean().default(false),
-    resume: z.string().regex(/^job-[0-9a-z]{12}-[0-9a-f]{6}$/, 'a job id').optional().describe('continue a cancelled training job (same method and settings) from its last checkpoint'),
+    resume: z.string().regex(JOB_ID, 'a job id').optional().describe('continue a cancelled training job (same method and settings) from its last checkpoint'),
     sampleEvery: z.int().min(1).optional().describe('draw a sample picture every this many steps, sent as the job\'s preview'),
     samplePrompt: text.optional().describe('what the samples draw; default: the token (Textual Inversion), the first caption (LoRA) or the instance prompt (DreamBooth)'),
     sampleSteps: z.int().min(1).max(limits.maxSteps, limitMessage('maxSteps', limits, 'steps')).default(10).describe('denoising steps of each sample'),
@@ -227,6 +229,6 @@ export function parseJobRequest(body: unknown, schemas: JobSchemas): { type: Job
     throw new ParamsError(['params', ...issue.path.map(String), ...(issue.code === 'unrecognized_keys' ? [issue.keys[0]] : [])].join('.'), `${keys}${issue.message}`);
   }
   const out = parsed.data as Record<string, unknown>;
-  if (type !== 'train' && out.seed === undefined) out.seed = Math.floor(Math.random() * 2 ** 32);
+  if (type !== 'train' && out.seed === undefined) out.seed = Math.floor(Math.random() * (MAX_SEED + 1));
   return { type: type as JobType, params: out };
 }

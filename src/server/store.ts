@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { writeFileAtomic } from '../io/atomic-write.ts';
-import type { JobRecord, JobResult, JobType } from './jobs.ts';
+import { JOB_ID, type JobRecord, type JobResult, type JobType } from './jobs.ts';
 import { FILE_NAME } from './schemas.ts';
 
 export type ImageType = 'png' | 'jpeg' | 'webp';
@@ -23,7 +23,6 @@ export function sniffImage(bytes: Uint8Array): ImageType | undefined {
   return undefined;
 }
 
-const JOB_ID = /^job-[0-9a-z]{12}-[0-9a-f]{6}$/;
 let lastId = { time: 0, seq: 0 };
 
 /** Job ids sort by creation time (name order is history order), with a random tail. */

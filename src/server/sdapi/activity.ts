@@ -3,8 +3,8 @@
 // the A1111 requests in flight: the one whose job is running, else the oldest one waiting.
 
 import type { JobQueue, JobRecord } from '../jobs.ts';
+import { isFinished } from '../job-watchers.ts';
 
-const FINISHED = new Set(['completed', 'failed', 'cancelled']);
 
 /** One txt2img/img2img call: its queue jobs, one per n_iter batch. */
 export class A1111Request {
@@ -62,7 +62,7 @@ export class A1111Activity {
     if (!current) return { progress: 0, eta_relative: 0, state: this.state(0, 0, 0, 0, this.lastInterrupted), current_image: null, textinfo: null };
     const { request, records } = current;
     const jobCount = Math.max(1, request.jobIds.length);
-    const done = records.filter((r) => FINISHED.has(r.status)).length;
+    const done = records.filter(isFinished).length;
     const running = records.find((r) => r.status === 'running');
     const step = running?.progress.step ?? 0;
     const total = running?.progress.total ?? 0;
@@ -105,7 +105,7 @@ export class A1111Activity {
       if (!records.some((r) => r.status !== 'queued')) continue;
       request.interrupted = true;
       this.lastInterrupted = true;
-      for (const record of records) if (!FINISHED.has(record.status)) await this.queue.cancel(record.id);
+      for (const record of records) if (!isFinished(record)) await this.queue.cancel(record.id);
     }
   }
 

@@ -19,7 +19,7 @@ export interface SdapiModelRegistry {
 }
 
 /** The registry's name of the bundled model, which is always there. */
-export const DEFAULT_MODEL = 'default';
+export { DEFAULT_MODEL } from '../models.ts';
 
 /** A1111's GET /sdapi/v1/sd-models item. Hashes are not computed (A1111 also answers null until it has). */
 export function sdModelItem(model: RegistryEntry) {

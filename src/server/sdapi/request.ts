@@ -3,8 +3,8 @@
 // nullable as there. Fields Nuri has no equivalent for are accepted and listed in `notes`.
 
 import { z } from 'zod';
+import { MAX_SEED } from '../schemas.ts';
 
-const MAX_SEED = 2 ** 32 - 1;
 
 /** A field A1111 declares Optional: null or absent takes the default. */
 function optional<T extends z.ZodType>(schema: T, fallback: z.output<T>) {

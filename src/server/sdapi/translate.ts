@@ -4,13 +4,13 @@
 
 import { randomInt } from 'node:crypto';
 import { type EmbeddingInfo, type RegistryEntry, embeddingsInPrompt, findModel } from './catalog.ts';
+import { MAX_SEED } from '../schemas.ts';
 import { SdapiError } from './errors.ts';
 import { extractNetworks } from './extra-networks.ts';
 import { CLIP_SKIP_OPTION, MODEL_OPTION, type SdapiOptions } from './options.ts';
 import type { A1111Request } from './request.ts';
 import { DEFAULT_SAMPLER, resolveSampler, samplerNames } from './samplers.ts';
 
-const MAX_SEED = 2 ** 32 - 1;
 
 export interface TranslateContext {
   models: readonly RegistryEntry[];
