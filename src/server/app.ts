@@ -13,7 +13,7 @@ import { openApiDocument } from './openapi.ts';
 import { registerSdapi } from './sdapi/index.ts';
 import { registerStudio } from './studio.ts';
 import { DEFAULT_LIMITS, ParamsError, type ServerLimits, jobSchemas, limitMessage, parseJobRequest } from './schemas.ts';
-import type { JobStore } from './store.ts';
+import { type JobStore, NotAnImageError } from './store.ts';
 
 export interface AppOptions {
   queue: JobQueue;
@@ -88,7 +88,8 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     try {
       return reply.code(201).send({ name: await o.store.saveUpload(bytes) });
     } catch (error) {
-      return reply.code(400).send({ error: `${file.filename || 'the upload'}: ${(error as Error).message}`, field: 'file' });
+      if (!(error instanceof NotAnImageError)) throw error;
+      return reply.code(400).send({ error: `${file.filename || 'the upload'}: ${error.message}`, field: 'file' });
     }
   });
 

@@ -23,6 +23,13 @@ export function sniffImage(bytes: Uint8Array): ImageType | undefined {
   return undefined;
 }
 
+/** An upload that is not an image: the client's mistake (a failing disk is the server's). */
+export class NotAnImageError extends Error {
+  constructor() {
+    super('not a PNG, JPEG or WebP image');
+  }
+}
+
 let lastId = { time: 0, seq: 0 };
 
 /** Job ids sort by creation time (name order is history order), with a random tail. */
@@ -122,7 +129,7 @@ export class JobStore {
   /** Keeps an uploaded image (PNG, JPEG or WebP by its bytes); returns its name. */
   async saveUpload(bytes: Buffer): Promise<string> {
     const type = sniffImage(bytes);
-    if (!type) throw new Error('not a PNG, JPEG or WebP image');
+    if (!type) throw new NotAnImageError();
     const name = `upload-${randomUUID()}.${type === 'jpeg' ? 'jpg' : type}`;
     await writeFileAtomic(join(this.uploadsDir, name), bytes);
     return name;

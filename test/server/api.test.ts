@@ -69,6 +69,17 @@ describe('uploads', () => {
     expect(tooBig.status).toBe(413);
     expect(tooBig.body.error).toContain('40000');
   });
+
+  it('answers 500, not 400, when a good image cannot be stored', async () => {
+    const picture = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#ffffff' } }).png().toBuffer();
+    const saveUpload = server.store.saveUpload.bind(server.store);
+    server.store.saveUpload = () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
+    try {
+      expect((await upload(picture)).status).toBe(500);
+    } finally {
+      server.store.saveUpload = saveUpload;
+    }
+  });
 });
 
 describe('edit and attention', () => {
