@@ -18,8 +18,9 @@ import { interruptible } from './interrupt.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
 import { imageSize, integer, number, oneOf } from './options.ts';
 import { defaultModelPath, progressBar } from './shared.ts';
+import { type SizeConditioningFlags, sizeConditioningFrom, sizeConditioningOptions } from './size-conditioning.ts';
 
-interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags, ControlFlags {
+interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags, ControlFlags, SizeConditioningFlags {
   model?: string;
   negativePrompt?: string;
   steps: number;
@@ -58,6 +59,7 @@ export function registerGenerate(program: Command): void {
     .option('--strength <s>', `img2img: how much to change the picture (0–1], default ${DEFAULTS.strength}`, number(0.01, 1))
     .option('--latents <file>', 'initial noise: safetensors with one fp32 tensor "latents" [B,4,H/f,W/f] (f: the VAE downscale, 8 for SD, 4 for the default model)')
     .option('--save-latents <file>', 'write the final latents as safetensors tensor "latents"');
+  sizeConditioningOptions(command);
   personalisationOptions(command);
   controlOptions(command);
   deviceOption(command)
@@ -81,6 +83,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   checkPersonalisationFiles(flags);
   checkControlFlags(flags);
   const strength = flags.strength ?? DEFAULTS.strength;
+  const sizeConditioning = sizeConditioningFrom(flags);
 
   if (flags.latents && flags.initImage) throw new Error('--latents and --init-image cannot be combined');
   const given = flags.latents ? readLatents(flags.latents) : undefined;
@@ -121,6 +124,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
     strength,
     clipSkip: flags.clipSkip,
     controlNets,
+    ...sizeConditioning,
     signal,
     onProgress: (p) => bar.update(p.step),
   }).finally(() => bar.stop());

@@ -50,3 +50,19 @@ export function keyValue(valueParser: (v: string) => number) {
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+/** SDXL size conditioning: `WIDTHxHEIGHT` (e.g. 1024x768), returned height first as diffusers' (h, w) tuples. */
+export function sizePair(value: string): [number, number] {
+  const m = /^\s*(\d+)\s*x\s*(\d+)\s*$/i.exec(value);
+  const [w, h] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!(w >= 1 && w <= 16384 && h >= 1 && h <= 16384)) throw new InvalidArgumentError('expected WIDTHxHEIGHT in pixels, e.g. 1024x768');
+  return [h, w];
+}
+
+/** SDXL crop conditioning: `TOP,LEFT` in pixels (e.g. 0,256). */
+export function cropPair(value: string): [number, number] {
+  const m = /^\s*(\d+)\s*,\s*(\d+)\s*$/.exec(value);
+  const [top, left] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!(top <= 16384 && left <= 16384)) throw new InvalidArgumentError('expected TOP,LEFT in pixels, e.g. 0,256');
+  return [top, left];
+}

@@ -18,6 +18,11 @@ export interface StableDiffusionComponents {
   unet: UNet2DConditionModel;
   vae: AutoencoderKL;
   schedulerConfig: DiffusersSchedulerConfig;
+  /** SDXL's second text tower (text_encoder_2 / tokenizer_2): its states follow the first's, its pooled output conditions the UNet. */
+  textEncoder2?: ClipTextModel;
+  tokenizer2?: ClipTokenizer;
+  /** SDXL's force_zeros_for_empty_prompt: without a negative prompt the unconditional embeddings are zeros. */
+  forceZerosForEmptyPrompt?: boolean;
   /** Shown in PNG metadata: the folder or file name. */
   name: string;
   /** What the user should know about how the model was read (guessed configs, unused tensors). */
@@ -50,7 +55,40 @@ function loadFolder(path: string): StableDiffusionComponents {
   const textEncoder = loadClipTextModel(join(path, 'text_encoder'));
   const tokenizer = ClipTokenizer.fromFolder(join(path, 'tokenizer'));
   checkTokenizerFits(tokenizer, textEncoder, join(path, 'tokenizer'), join(path, 'text_encoder'));
-  return { tokenizer, textEncoder, unet, vae, schedulerConfig, name: basename(path), warnings: [] };
+  const components = { tokenizer, textEncoder, unet, vae, schedulerConfig, name: basename(path), warnings: [] };
+  return unet.config.addition_embed_type === 'text_time' ? { ...components, ...loadSecondTextTower(path, components) } : components;
+}
+
+/** SDXL's text_encoder_2 and tokenizer_2, and model_index.json's force_zeros_for_empty_prompt (diffusers' default: true). */
+function loadSecondTextTower(path: string, first: Pick<StableDiffusionComponents, 'textEncoder' | 'unet'>): Pick<StableDiffusionComponents, 'textEncoder2' | 'tokenizer2' | 'forceZerosForEmptyPrompt'> {
+  const indexPath = join(path, 'model_index.json');
+  const force = parseConfigFile(indexPath, 'model_index.json', (json) => {
+    const v = json.force_zeros_for_empty_prompt ?? true;
+    if (typeof v !== 'boolean') throw new Error(`force_zeros_for_empty_prompt must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  });
+  const dir = join(path, 'text_encoder_2');
+  if (!existsSync(dir)) throw new Error(`${path}: the UNet takes SDXL's added conditions (addition_embed_type "text_time") but the folder has no text_encoder_2/`);
+  const textEncoder2 = loadClipTextModel(dir);
+  const tokenizer2 = ClipTokenizer.fromFolder(join(path, 'tokenizer_2'));
+  checkTokenizerFits(tokenizer2, textEncoder2, join(path, 'tokenizer_2'), dir);
+  checkSdxlWidths(first.unet, first.textEncoder, textEncoder2, path);
+  return { textEncoder2, tokenizer2, forceZerosForEmptyPrompt: force };
+}
+
+/** The UNet's cross-attention and added-embedding widths must be what the two text encoders give. */
+export function checkSdxlWidths(unet: UNet2DConditionModel, textEncoder: ClipTextModel, textEncoder2: ClipTextModel, where: string): void {
+  const c = unet.config;
+  if (!textEncoder2.textProjection) throw new Error(`${where}: SDXL's second text encoder must be a CLIPTextModelWithProjection (its text_projection gives the pooled embedding)`);
+  const states = textEncoder.config.hiddenSize + textEncoder2.config.hiddenSize;
+  const crossDims = new Set(c.cross_attention_dim);
+  if (crossDims.size !== 1 || !crossDims.has(states)) {
+    throw new Error(`${where}: the text encoders' hidden sizes ${textEncoder.config.hiddenSize} + ${textEncoder2.config.hiddenSize} = ${states} do not match the UNet's cross_attention_dim ${JSON.stringify(c.cross_attention_dim)}`);
+  }
+  const added = textEncoder2.config.projectionDim + 6 * c.addition_time_embed_dim!;
+  if (added !== c.projection_class_embeddings_input_dim) {
+    throw new Error(`${where}: the UNet's projection_class_embeddings_input_dim ${c.projection_class_embeddings_input_dim} should be text_encoder_2's projection_dim ${textEncoder2.config.projectionDim} + 6 × addition_time_embed_dim ${c.addition_time_embed_dim} = ${added}`);
+  }
 }
 
 function loadFromSingleFile(path: string, options: LoadModelOptions): StableDiffusionComponents {

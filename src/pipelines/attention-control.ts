@@ -16,7 +16,7 @@
 import { type CompiledGraph, Tensor, add, compile, concat, matmul, mul, slice, sub } from '../engine/index.ts';
 import type { AttentionCall, AttentionHook, AttentionLayer } from '../models/unet.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
-import type { StableDiffusion } from './stable-diffusion.ts';
+import { type StableDiffusion, traceUNet } from './stable-diffusion.ts';
 
 /** Sees every attention layer's final probabilities (after any edit) while the UNet is traced. */
 export interface AttentionObserver {
@@ -132,11 +132,7 @@ function queries(layer: AttentionLayer): number {
  * of the same shape (tracing again is cheap).
  */
 export async function compileControlledUNet(sd: StableDiffusion, shape: Shape4, hook: ControlledHook, tokens = sd.contextShape[0]): Promise<CompiledGraph> {
-  const [b, c, h, w] = shape;
-  const sample = Tensor.input('sample', [b, c, h, w]);
-  const timestep = Tensor.input('timestep', [b]);
-  const states = Tensor.input('encoder_hidden_states', [b, tokens, sd.contextShape[1]]);
-  const noise = sd.components.unet.forward(sample, timestep, states, { attentionHook: hook });
-  return sd.keep(compile({ inputs: [sample, timestep, states, ...hook.inputs], outputs: { noise_pred: noise, ...hook.outputs() } }, sd.run));
+  const { inputs, noise } = traceUNet(sd.components.unet, shape, [tokens, sd.contextShape[1]], { hook, inputs: hook.inputs });
+  return sd.keep(compile({ inputs, outputs: { noise_pred: noise, ...hook.outputs() } }, sd.run));
 }
 

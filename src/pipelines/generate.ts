@@ -13,6 +13,7 @@ import { type SchedulerName, type Scheduler, createScheduler, img2imgTimesteps }
 import { type ControlNetUnit, type ControlRun, prepareControl } from './controlnet.ts';
 import { applyGuidance } from './guidance.ts';
 import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
+import { type SizeConditioningOptions, checkSizeConditioning, encodeSdxlConditioning } from './sdxl-conditioning.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
 import type { CompiledGraph } from '../engine/session.ts';
 
@@ -29,10 +30,10 @@ export interface StepProgress {
   preview: () => PreviewImage[];
 }
 
-export interface GenerateOptions extends PromptSyntaxOptions {
+export interface GenerateOptions extends PromptSyntaxOptions, SizeConditioningOptions {
   /** One prompt per image. */
   prompts: string[];
-  /** One negative prompt for all images; none means the empty prompt. */
+  /** One negative prompt for all images; none means the empty prompt (SDXL with force_zeros_for_empty_prompt: zero embeddings). */
   negativePrompt?: string;
   steps?: number;
   scheduler?: SchedulerName;
@@ -105,6 +106,7 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   const f = sd.vaeScaleFactor;
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
   checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch, width: o.width, height: o.height, guided: o.guidance > 1 });
+  checkSizeConditioning(sd, o);
   const shape: Shape4 = [batch, sd.latentChannels, o.height / f, o.width / f];
   const size = shape.reduce((a, b) => a * b, 1);
   const seeds = o.prompts.map((_, i) => o.seed + i);
@@ -131,13 +133,16 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   }
 
   const negatives = o.guidance > 1 ? new Array<string>(batch).fill(o.negativePrompt ?? '') : undefined;
-  const { cond, uncond, tokens } = await encodePromptEmbeddings(sd, o.prompts, negatives, o);
+  const { cond, uncond, tokens, added } = sd.isSdxl
+    ? await encodeSdxlConditioning(sd, { ...o, guided: o.guidance > 1 })
+    : { ...(await encodePromptEmbeddings(sd, o.prompts, negatives, o)), added: undefined };
   if (sd.releaseSessions) await sd.releaseTextEncoder();
   const guided = uncond !== undefined;
   // ControlNet graphs are traced for one 77-token context; long prompts would need their own.
   if (o.controlNets?.length && tokens !== sd.contextShape[0]) throw new Error(`ControlNet takes prompts of at most ${sd.contextShape[0] - 2} tokens and no BREAK; this one needs ${tokens / sd.contextShape[0]} chunks`);
+  if (o.controlNets?.length && sd.isSdxl) throw new Error('ControlNet on SDXL models is not supported yet');
   const control = o.controlNets?.length ? await prepareControl(sd, o.controlNets, { unetBatch: guided ? 2 * batch : batch, width: o.width, height: o.height, steps: timesteps.length }) : undefined;
-  latents = await denoise(sd, await sd.unet(tokens), { scheduler, timesteps, latents, shape, cond, uncond, guidance: o.guidance, rng, eta: o.eta, control, signal: o.signal, onStep: stepCallback(o) });
+  latents = await denoise(sd, await sd.unet(tokens), { scheduler, timesteps, latents, shape, cond, uncond, added, guidance: o.guidance, rng, eta: o.eta, control, signal: o.signal, onStep: stepCallback(o) });
   if (sd.releaseSessions) await sd.releaseUNet();
 
   const decoded = await sd.vaeRunner.decodeLatents(latents, shape);
@@ -153,6 +158,8 @@ export interface DenoiseOptions {
   /** [B, 77 · chunks, C] conditional and (for guidance > 1) unconditional token states. */
   cond: Float32Array;
   uncond?: Float32Array;
+  /** SDXL's added conditions (text_embeds, time_ids) of each half, batched like cond / uncond. */
+  added?: { cond: Feeds; uncond?: Feeds };
   guidance: number;
   rng: RandomSource;
   eta?: number;
@@ -185,6 +192,7 @@ export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: Denoi
   const guided = o.guidance > 1 && o.uncond !== undefined;
   const context = guided ? concat(o.uncond!, o.cond) : o.cond;
   const unetShape: Shape4 = [guided ? 2 * b : b, c, h, w];
+  const added = o.added && (guided ? concatFeeds(o.added.uncond!, o.added.cond) : o.added.cond);
   let latents = o.latents;
   for (let i = 0; i < o.timesteps.length; i++) {
     throwIfAborted(o.signal, 'sampling');
@@ -192,7 +200,7 @@ export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: Denoi
     const input = o.scheduler.scaleModelInput(latents, t);
     const sample = guided ? concat(input, input) : input;
     const residuals = await o.control?.residuals(i, sample, unetShape, t, context);
-    const outputs = await sd.predictNoise(residuals ? o.control!.unet : unet, sample, unetShape, t, context, { ...o.feeds?.(i), ...residuals });
+    const outputs = await sd.predictNoise(residuals ? o.control!.unet : unet, sample, unetShape, t, context, { ...added, ...o.feeds?.(i), ...residuals });
     o.onOutputs?.(i, outputs);
     const prediction = outputs.noise_pred.data as Float32Array;
     const eps = guided ? applyGuidance(prediction, o.guidance) : prediction;
@@ -202,6 +210,11 @@ export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: Denoi
     o.onStep?.({ step: i + 1, total: o.timesteps.length, timestep: t, latents, predictedClean: clean, shape: o.shape, preview: () => latentPreview(clean, o.shape) });
   }
   return latents;
+}
+
+/** Each feed of `a` followed by the same feed of `b`, along the batch axis. */
+function concatFeeds(a: Feeds, b: Feeds): Feeds {
+  return Object.fromEntries(Object.entries(a).map(([name, v]) => [name, { data: concat(v.data, b[name].data), shape: [v.shape[0] + b[name].shape[0], ...v.shape.slice(1)] }]));
 }
 
 function concat(a: Float32Array, b: Float32Array): Float32Array {

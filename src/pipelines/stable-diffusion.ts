@@ -2,9 +2,10 @@
 // diffusers folder or a single-file checkpoint, with the three model calls a pipeline makes:
 // encode prompts, predict noise (with classifier-free guidance), and decode latents.
 
-import { type CompiledGraph, type RunOptions, Tensor, compile, sym } from '../engine/index.ts';
+import { type CompiledGraph, type Dim, type RunOptions, Tensor, compile, sym } from '../engine/index.ts';
 import { compileClipText, encodePrompts } from '../models/clip-text.ts';
 import { type ControlNetModel, controlResidualName } from '../models/controlnet.ts';
+import { type SdxlTextTower, compileSdxlTextEncoder, encodeSdxlPrompts } from '../models/sdxl-text.ts';
 import { compileControlNet } from './controlnet.ts';
 import { type LoadModelOptions, type StableDiffusionComponents, loadStableDiffusion } from '../models/load.ts';
 import type { AttentionHook, UNet2DConditionModel } from '../models/unet.ts';
@@ -21,17 +22,23 @@ export interface LoadOptions extends LoadModelOptions {
   releaseSessions?: boolean;
 }
 
-/** An attention hook traced into the UNet, with the graph inputs it adds and the outputs it collects. */
+/** What else a UNet graph is traced with: an attention hook (with its own inputs and outputs), ControlNet residual inputs. */
 export interface UNetGraphExtras {
   hook?: AttentionHook;
   /** Adds one graph input per ControlNet residual (named as the ControlNet graph's outputs). */
   controlResiduals?: boolean;
-  inputs?: Tensor[];
+  inputs?: readonly Tensor[];
   /** Called after tracing: the tensors the hook gathered, as named graph outputs. */
   outputs?: () => Record<string, Tensor>;
 }
 
 export type Feeds = Record<string, { data: Float32Array; shape: number[] }>;
+
+/** Encoded prompts: the token states [B, 77, C] and, for SDXL, the pooled text embedding [B, P]. */
+export interface PromptConditioning {
+  states: Float32Array;
+  pooled?: Float32Array;
+}
 
 /** Per-job graphs a pipeline keeps (each a UNet session's weights and buffers). */
 const KEPT_GRAPHS = 3;
@@ -42,7 +49,8 @@ export class StableDiffusion {
   private readonly unetGraphs = new Map<number, Promise<CompiledGraph>>();
   private controlledUNetGraph: Promise<CompiledGraph> | undefined;
   private readonly controlNetGraphs = new Map<ControlNetModel, Promise<CompiledGraph>>();
-  private readonly textEncoderGraphs = new Map<number | undefined, Promise<CompiledGraph>>();
+  /** Per clip skip: the text encoder's session (SDXL: one per tower). */
+  private readonly textEncoderGraphs = new Map<number | undefined, Promise<CompiledGraph[]>>();
   /** Per-job UNet graphs (attention-controlled, null-text steps), most recently used first. */
   private keptGraphs: CompiledGraph[] = [];
 
@@ -77,39 +85,80 @@ export class StableDiffusion {
     return this.components.unet.config.sample_size * this.vaeScaleFactor;
   }
 
+  /** Whether this is an SDXL model: two text towers and the UNet's added conditions (text_embeds, time_ids). */
+  get isSdxl(): boolean {
+    return this.components.unet.add_embedding !== undefined;
+  }
+
+  /** [tokens, C]: C sums both towers' widths for SDXL. */
   get contextShape(): [number, number] {
-    return [this.components.tokenizer.modelMaxLength, this.components.textEncoder.config.hiddenSize];
+    const width = this.textTowers().reduce((sum, t) => sum + t.textEncoder.config.hiddenSize, 0);
+    return [this.components.tokenizer.modelMaxLength, width];
+  }
+
+  /** Width of SDXL's pooled text embedding (text_encoder_2's projection_dim); 0 for other models. */
+  get pooledWidth(): number {
+    return this.isSdxl ? this.components.textEncoder2!.config.projectionDim : 0;
   }
 
   /** [B, 77, C] token states for each prompt. */
   async encodePrompts(prompts: string[], clipSkip?: number): Promise<Float32Array> {
+    return (await this.encodeConditioning(prompts, clipSkip)).states;
+  }
+
+  /** Token states and (SDXL) the pooled text embedding for each prompt. */
+  async encodeConditioning(prompts: string[], clipSkip?: number): Promise<PromptConditioning> {
+    const graphs = await this.textEncoder(clipSkip);
+    if (this.isSdxl) return encodeSdxlPrompts(this.textTowers(), graphs, prompts);
     const { tokenizer, textEncoder } = this.components;
-    return (await encodePrompts(textEncoder, tokenizer, prompts, { clipSkip, graph: await this.textEncoder(clipSkip) })).data;
+    return { states: (await encodePrompts(textEncoder, tokenizer, prompts, { clipSkip, graph: graphs[0] })).data };
+  }
+
+  /**
+   * The unconditional half of classifier-free guidance for `batch` images. Without a negative prompt
+   * an SDXL model whose model_index.json sets force_zeros_for_empty_prompt gets zeros (states and
+   * pooled vector), as diffusers does; otherwise the negative prompt (or "") is encoded.
+   */
+  async encodeNegative(negativePrompt: string | undefined, batch: number, clipSkip?: number): Promise<PromptConditioning> {
+    if (negativePrompt === undefined && this.isSdxl && this.components.forceZerosForEmptyPrompt) {
+      const [tokens, width] = this.contextShape;
+      return { states: new Float32Array(batch * tokens * width), pooled: new Float32Array(batch * this.pooledWidth) };
+    }
+    return this.encodeConditioning(new Array(batch).fill(negativePrompt ?? ''), clipSkip);
   }
 
   /** [rows, 77, C] token states for rows of ids of the tokenizer's length (BOS … EOS, padding). */
   async encodeTokenIds(ids: Int32Array, clipSkip?: number): Promise<Float32Array> {
+    if (this.isSdxl) throw new Error('prompt syntax and long prompts are not supported on SDXL models yet');
     const [length] = this.contextShape;
-    const out = await (await this.textEncoder(clipSkip)).run({ input_ids: { data: BigInt64Array.from(ids, (id) => BigInt(id)), shape: [ids.length / length, length] } });
+    const [graph] = await this.textEncoder(clipSkip);
+    const out = await graph.run({ input_ids: { data: BigInt64Array.from(ids, (id) => BigInt(id)), shape: [ids.length / length, length] } });
     return out.last_hidden_state.data as Float32Array;
   }
 
-  /** The text encoder's session for one clip skip (compiled on first use, held until released). */
-  private textEncoder(clipSkip?: number): Promise<CompiledGraph> {
-    let graph = this.textEncoderGraphs.get(clipSkip);
-    if (!graph) {
-      const { tokenizer, textEncoder } = this.components;
-      graph = compileClipText(textEncoder, { length: tokenizer.modelMaxLength, clipSkip, run: this.run });
-      this.textEncoderGraphs.set(clipSkip, graph);
-    }
-    return graph;
+  private textTowers(): SdxlTextTower[] {
+    const { tokenizer, textEncoder, tokenizer2, textEncoder2 } = this.components;
+    return textEncoder2 && tokenizer2 ? [{ tokenizer, textEncoder }, { tokenizer: tokenizer2, textEncoder: textEncoder2 }] : [{ tokenizer, textEncoder }];
   }
 
-  /** Frees the text encoder's sessions, every clip skip's (a later encode creates them again). */
+  /** The text encoders' sessions for one clip skip (compiled on first use, held until released). */
+  private textEncoder(clipSkip?: number): Promise<CompiledGraph[]> {
+    let graphs = this.textEncoderGraphs.get(clipSkip);
+    if (!graphs) {
+      const options = { length: this.components.tokenizer.modelMaxLength, clipSkip, run: this.run };
+      graphs = this.isSdxl
+        ? Promise.all(this.textTowers().map((t) => compileSdxlTextEncoder(t.textEncoder, options)))
+        : compileClipText(this.components.textEncoder, options).then((g) => [g]);
+      this.textEncoderGraphs.set(clipSkip, graphs);
+    }
+    return graphs;
+  }
+
+  /** Frees the text encoders' sessions, every clip skip's (a later encode creates them again). */
   async releaseTextEncoder(): Promise<void> {
     const graphs = [...this.textEncoderGraphs.values()];
     this.textEncoderGraphs.clear();
-    for (const graph of graphs) await (await graph).release();
+    for (const list of graphs) for (const graph of await list) await graph.release();
   }
 
   /** Frees the UNet's sessions, plain, controlled and kept, and the ControlNets' (a later `unet()` creates it again). */
@@ -166,7 +215,7 @@ export class StableDiffusion {
     return graph;
   }
 
-  /** ε (or v) for a batch of latents at one timestep, with context states [B, 77 · chunks, C]. */
+  /** ε (or v) for a batch of latents at one timestep, with context states [B, 77 · chunks, C] (and SDXL's text_embeds, time_ids in `feeds`). */
   async predictNoise(graph: CompiledGraph, latents: Float32Array, shape: Shape4, timestep: number, context: Float32Array, feeds: Feeds = {}) {
     const [b] = shape;
     const out = await graph.run({
@@ -179,17 +228,30 @@ export class StableDiffusion {
   }
 }
 
-/** Traces and compiles the UNet: inputs sample, timestep, encoder_hidden_states; output noise_pred. */
-export async function compileUNet(unet: UNet2DConditionModel, context: [number, number], run: RunOptions, extras?: UNetGraphExtras): Promise<CompiledGraph> {
-  const batch = sym('B');
-  const sample = Tensor.input('sample', [batch, unet.config.in_channels, sym('H'), sym('W')]);
-  const timestep = Tensor.input('timestep', [batch]);
-  const states = Tensor.input('encoder_hidden_states', [batch, ...context]);
+/**
+ * Traces the UNet at `shape` [B, C, H, W] (dims may be symbolic): its graph inputs — sample, timestep,
+ * encoder_hidden_states [B, ...context], for SDXL text_embeds [B, P] and time_ids [B, 6], the hook's
+ * own, and one per ControlNet residual when asked — and its output.
+ */
+export function traceUNet(unet: UNet2DConditionModel, shape: readonly Dim[], context: [number, number], extras: UNetGraphExtras = {}): { inputs: Tensor[]; noise: Tensor } {
+  const [b, c, h, w] = shape;
+  const sample = Tensor.input('sample', [b, c, h, w]);
+  const timestep = Tensor.input('timestep', [b]);
+  const states = Tensor.input('encoder_hidden_states', [b, ...context]);
+  const { addition_time_embed_dim: timeDim, projection_class_embeddings_input_dim: addedDim } = unet.config;
+  const added = unet.add_embedding ? { textEmbeds: Tensor.input('text_embeds', [b, addedDim! - 6 * timeDim!]), timeIds: Tensor.input('time_ids', [b, 6]) } : undefined;
   const residuals: Tensor[] = [];
   const controlResidual = (feature: Tensor, index: number | 'mid') => {
     residuals.push(Tensor.input(controlResidualName(index), feature.shape));
     return residuals.at(-1)!;
   };
-  const noise = unet.forward(sample, timestep, states, { attentionHook: extras?.hook, controlResidual: extras?.controlResiduals ? controlResidual : undefined });
-  return compile({ inputs: [sample, timestep, states, ...(extras?.inputs ?? []), ...residuals], outputs: { noise_pred: noise, ...extras?.outputs?.() } }, run);
+  const noise = unet.forward(sample, timestep, states, { attentionHook: extras.hook, added, controlResidual: extras.controlResiduals ? controlResidual : undefined });
+  const addedInputs = added ? [added.textEmbeds, added.timeIds] : [];
+  return { inputs: [sample, timestep, states, ...addedInputs, ...(extras.inputs ?? []), ...residuals], noise };
+}
+
+/** Traces and compiles the UNet with symbolic batch and size; outputs noise_pred and the hook's. */
+export async function compileUNet(unet: UNet2DConditionModel, context: [number, number], run: RunOptions, extras: UNetGraphExtras = {}): Promise<CompiledGraph> {
+  const { inputs, noise } = traceUNet(unet, [sym('B'), unet.config.in_channels, sym('H'), sym('W')], context, extras);
+  return compile({ inputs, outputs: { noise_pred: noise, ...extras.outputs?.() } }, run);
 }

@@ -1,0 +1,75 @@
+// SDXL's conditioning for a run: both text towers' states for the prompts and negative prompts,
+// and the added conditions — the pooled text embedding and the six "micro-conditioning" numbers
+// (original size, crop top-left, target size) of each classifier-free-guidance half, as UNet feeds
+// `text_embeds` [B, P] and `time_ids` [B, 6].
+
+import { timeIds } from '../models/sdxl-text.ts';
+import type { Feeds, PromptConditioning, StableDiffusion } from './stable-diffusion.ts';
+
+/** Sizes are [height, width] in pixels, crops [top, left] — height first, as diffusers' tuples. */
+export interface SizeConditioningOptions {
+  /** The size the picture "came from" (default: the output size). */
+  originalSize?: readonly [number, number];
+  /** Where the picture was cropped from it (default: [0, 0], uncropped). */
+  cropTopLeft?: readonly [number, number];
+  /** The size to aim for (default: the output size). */
+  targetSize?: readonly [number, number];
+  /**
+   * The unconditional half's own sizes; diffusers uses them only when both negativeOriginalSize
+   * and negativeTargetSize are given, otherwise that half repeats the conditional one.
+   */
+  negativeOriginalSize?: readonly [number, number];
+  negativeCropTopLeft?: readonly [number, number];
+  negativeTargetSize?: readonly [number, number];
+}
+
+const SIZE_KEYS = ['originalSize', 'cropTopLeft', 'targetSize', 'negativeOriginalSize', 'negativeCropTopLeft', 'negativeTargetSize'] as const;
+
+/** Size conditioning given to a model without added conditions is a mistake worth naming up front. */
+export function checkSizeConditioning(sd: StableDiffusion, o: SizeConditioningOptions): void {
+  const given = SIZE_KEYS.filter((k) => o[k] !== undefined);
+  if (given.length && !sd.isSdxl) throw new Error(`${given.join(', ')}: size conditioning is SDXL's; ${sd.name} is not an SDXL model`);
+}
+
+export interface SdxlConditioning {
+  /** [B, 77, C1 + C2] */
+  cond: Float32Array;
+  uncond?: Float32Array;
+  /** Context positions per prompt (77: prompt syntax and long prompts are not read on SDXL yet). */
+  tokens: number;
+  added: { cond: Feeds; uncond?: Feeds };
+}
+
+/**
+ * Encodes a run's prompts for SDXL: `negativePrompt` undefined with guidance follows the model's
+ * force_zeros_for_empty_prompt (zeros), a given one (even "") is encoded.
+ */
+export async function encodeSdxlConditioning(
+  sd: StableDiffusion,
+  o: SizeConditioningOptions & { prompts: readonly string[]; negativePrompt?: string; guided: boolean; clipSkip?: number; width: number; height: number },
+): Promise<SdxlConditioning> {
+  const batch = o.prompts.length;
+  const [cond, uncond] = await Promise.all([sd.encodeConditioning([...o.prompts], o.clipSkip), o.guided ? sd.encodeNegative(o.negativePrompt, batch, o.clipSkip) : undefined]);
+  return { cond: cond.states, uncond: uncond?.states, tokens: sd.contextShape[0], added: addedConditions(sd, o, cond, uncond, batch) };
+}
+
+/** The UNet feeds of SDXL's added conditions for each half. */
+function addedConditions(
+  sd: StableDiffusion,
+  o: SizeConditioningOptions & { width: number; height: number },
+  cond: PromptConditioning,
+  uncond: PromptConditioning | undefined,
+  batch: number,
+): { cond: Feeds; uncond?: Feeds } {
+  const output: [number, number] = [o.height, o.width];
+  const positive = { originalSize: o.originalSize ?? output, cropTopLeft: o.cropTopLeft ?? [0, 0], targetSize: o.targetSize ?? output } as const;
+  const negative =
+    o.negativeOriginalSize && o.negativeTargetSize
+      ? { originalSize: o.negativeOriginalSize, cropTopLeft: o.negativeCropTopLeft ?? [0, 0], targetSize: o.negativeTargetSize }
+      : positive;
+  const feeds = (c: PromptConditioning, sizes: typeof positive | typeof negative): Feeds => ({
+    text_embeds: { data: c.pooled!, shape: [batch, sd.pooledWidth] },
+    time_ids: { data: timeIds(sizes, batch), shape: [batch, 6] },
+  });
+  return { cond: feeds(cond, positive), ...(uncond ? { uncond: feeds(uncond, negative) } : {}) };
+}
