@@ -67,7 +67,11 @@ export async function withTrainingProgress<T>(label: string, flags: TrainFlags, 
   const logEvery = Math.max(1, Math.round(flags.steps / 50));
   const onProgress = (p: TrainingProgress) => {
     const name = p.phase === 'class-images' ? 'class images' : label;
-    if (!bars.has(name)) bars.set(name, progressBar(name, p.total, p.phase === 'training' ? ' loss {loss} lr {lr} {rate} it/s' : ''));
+    if (!bars.has(name)) {
+      // A phase ends where the next begins (class images before training): close its bar first.
+      for (const bar of bars.values()) bar.stop();
+      bars.set(name, progressBar(name, p.total, p.phase === 'training' ? ' loss {loss} lr {lr} {rate} it/s' : ''));
+    }
     if (p.phase !== 'training') return bars.get(name)!.update(p.step);
     const loss = p.loss!.toPrecision(4);
     const rate = (1 / p.secondsPerStep!).toFixed(2);
