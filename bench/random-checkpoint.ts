@@ -11,8 +11,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Generator, type Module, type Parameter, type WritableTensor, float32ToFloat16, writeSafetensors } from '../src/engine/index.ts';
 import { ClipTextModel, clipTextConfig } from '../src/models/clip-text.ts';
-import { UNet2DConditionModel, parseUNetConfig } from '../src/models/unet.ts';
-import { AutoencoderKL, parseVaeConfig } from '../src/models/vae.ts';
+import { UNet2DConditionModel } from '../src/models/unet.ts';
+import { parseUNetConfig } from '../src/models/unet-config.ts';
+import { AutoencoderKL } from '../src/models/vae.ts';
+import { parseVaeConfig } from '../src/models/checkpoint/vae-config.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const MARKER = '.complete';

@@ -16,8 +16,8 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { emitGraph } from '../src/engine/emit.ts';
 import { Tensor, fusedKernels, sym } from '../src/engine/index.ts';
-import { loadUNet } from '../src/models/unet.ts';
-import { loadVae } from '../src/models/vae.ts';
+import { loadUNet } from '../src/models/checkpoint/components.ts';
+import { loadVae } from '../src/models/checkpoint/components.ts';
 import { ensureRandomCheckpoint } from './random-checkpoint.ts';
 
 type SessionOptions = ort.InferenceSession.SessionOptions;

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { AdamW, Generator, Tensor, clearSessionCache, compile } from '../src/engine/index.ts';
 import { LoraNetwork } from '../src/models/lora.ts';
-import { loadUNet } from '../src/models/unet.ts';
+import { loadUNet } from '../src/models/checkpoint/components.ts';
 import { createScheduler } from '../src/schedulers/index.ts';
 import { compileTrainStep, diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising } from '../src/training/index.ts';
 

@@ -12,7 +12,9 @@ import { ClipModel, clipConfig, loadClipModel } from '../models/clip.ts';
 import { type ConfigJson as Json, readConfigJson } from '../models/checkpoint/config-file.ts';
 import { loadStableDiffusion } from '../models/load.ts';
 import { VaeRunner } from '../models/vae-runner.ts';
-import { AutoencoderKL, loadVae, parseVaeConfig, vaeDownscale } from '../models/vae.ts';
+import { AutoencoderKL, vaeDownscale } from '../models/vae.ts';
+import { loadVae } from '../models/checkpoint/components.ts';
+import { parseVaeConfig } from '../models/checkpoint/vae-config.ts';
 import { generate } from '../pipelines/generate.ts';
 import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { ClipTokenizer } from '../tokenizers/clip.ts';
@@ -74,7 +76,7 @@ async function trainVae(flags: VaeFlags): Promise<void> {
     vae = new AutoencoderKL(parseVaeConfig(rawConfig));
     vae.init(new Generator(flags.seed));
   }
-  const resolution = flags.resolution ?? vae.config.sampleSize;
+  const resolution = flags.resolution ?? vae.config.sample_size;
   if (resolution % vaeDownscale(vae.config)) throw new Error(`--resolution must be a multiple of ${vaeDownscale(vae.config)}`);
   const data = await loadImages(flags, resolution, false);
   const batch = flags.batch ?? 4;

@@ -10,7 +10,8 @@
 
 import { Conv2d, Module, type Tensor, add, joinName, mul, silu } from '../engine/index.ts';
 import { CONFIG_BOUNDS as B, boundedInt } from './checkpoint/bounds.ts';
-import { type UNetConfig, UNet2DConditionModel, parseUNetConfig } from './unet.ts';
+import { type UNetConfig, UNet2DConditionModel } from './unet.ts';
+import { parseUNetConfig } from './unet-config.ts';
 
 export interface ControlNetConfig {
   /** The down half's architecture, read as a UNet config (diffusers' field names). */

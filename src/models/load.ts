@@ -9,8 +9,10 @@ import { ClipTokenizer } from '../tokenizers/clip.ts';
 import { parseConfigFile } from './checkpoint/config-file.ts';
 import { type ClipTextModel, loadClipTextModel } from './clip-text.ts';
 import { loadSingleFile } from './single-file.ts';
-import { type UNet2DConditionModel, loadUNet } from './unet.ts';
-import { type AutoencoderKL, loadVae } from './vae.ts';
+import { type UNet2DConditionModel } from './unet.ts';
+import { loadUNet } from './checkpoint/components.ts';
+import { type AutoencoderKL } from './vae.ts';
+import { loadVae } from './checkpoint/components.ts';
 
 export interface StableDiffusionComponents {
   tokenizer: ClipTokenizer;

@@ -9,10 +9,13 @@ import { basename, extname } from 'node:path';
 import type { RowRange } from '../engine/parameter.ts';
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import { bindLocated, type TensorLocator } from './checkpoint/bind.ts';
+import { inFile } from './checkpoint/config-file.ts';
 import { ClipTokenizer } from '../tokenizers/clip.ts';
 import { ClipTextModel, clipTextConfig } from './clip-text.ts';
-import { parseUNetConfig, UNet2DConditionModel } from './unet.ts';
-import { AutoencoderKL, parseVaeConfig } from './vae.ts';
+import { UNet2DConditionModel } from './unet.ts';
+import { parseUNetConfig } from './unet-config.ts';
+import { AutoencoderKL } from './vae.ts';
+import { parseVaeConfig } from './checkpoint/vae-config.ts';
 import {
   checkpointKind, type CheckpointKind, parseOriginalConfig, SD1_TEXT_PREFIX, SD2_TEXT_PREFIX, type SingleFileConfig,
   UNET_PREFIX, VAE_PREFIX,
@@ -357,7 +360,8 @@ export function loadSingleFile(path: string, options: LoadSingleFileOptions = {}
   for (const w of warnings) (options.onWarning ?? console.warn)(w);
   const unet = new UNet2DConditionModel(parseUNetConfig(config.unet));
   bindLocated(unet.parameters(), singleFileLocator(file, mapping.unet), { what: 'UNet', from: path });
-  const vae = new AutoencoderKL(parseVaeConfig(config.vae));
+  // The configs come from the YAML or the tensors' shapes, so their errors name the checkpoint.
+  const vae = inFile(`${path} (its VAE config)`, () => new AutoencoderKL(parseVaeConfig(config.vae)));
   bindLocated(vae.parameters(), singleFileLocator(file, mapping.vae), { what: 'VAE', from: path });
   const textEncoder = new ClipTextModel(clipTextConfig(config.text_encoder, `text encoder of ${path}`));
   bindLocated(textEncoder.parameters(), singleFileLocator(file, mapping.textEncoder), { what: 'text encoder', from: path });

@@ -48,7 +48,7 @@ function attentionSites(unet: UNetConfig, vae: VaeConfig, size: PictureSize): At
     const attends = unet.down_block_types[level].startsWith('CrossAttn') || unet.up_block_types[levels - 1 - level].startsWith('CrossAttn') || level === levels - 1;
     if (attends) sites.push({ where: `UNet level ${level}`, batch: unetBatch, heads: unet.num_attention_heads[level], tokens: h * w });
   }
-  if (vae.midBlockAddAttention) sites.push({ where: "the VAE's mid block", batch: size.batch, heads: 1, tokens: latentTokens });
+  if (vae.mid_block_add_attention) sites.push({ where: "the VAE's mid block", batch: size.batch, heads: 1, tokens: latentTokens });
   return sites;
 }
 

@@ -15,14 +15,14 @@ export class TinyVaeRunner extends AutoencoderSessions<AutoencoderTiny> {
 
   /** Raw: images [B, 3, H, W] in [-1, 1] → unscaled latents [B, 4, H/f, W/f]. */
   async encodeRaw(images: Float32Array, shape: Shape4): Promise<{ data: Float32Array; shape: Shape4 }> {
-    checkShape('encode', images, shape, this.config.inChannels, tinyDownscale(this.config));
+    checkShape('encode', images, shape, this.config.in_channels, tinyDownscale(this.config));
     const out = await (await this.compiledEncoder()).run({ images: { data: images, shape } });
     return { data: out.latents.data as Float32Array, shape: out.latents.shape as unknown as Shape4 };
   }
 
   /** Raw: unscaled latents → the decoder's output [B, 3, h·f, w·f], unclamped. */
   async decodeRaw(latents: Float32Array, shape: Shape4): Promise<DecodedImages> {
-    checkShape('decode', latents, shape, this.config.latentChannels, 1);
+    checkShape('decode', latents, shape, this.config.latent_channels, 1);
     const out = await (await this.compiledDecoder()).run({ latents: { data: latents, shape } });
     return { data: out.image.data as Float32Array, shape: out.image.shape as unknown as Shape4 };
   }
@@ -30,13 +30,13 @@ export class TinyVaeRunner extends AutoencoderSessions<AutoencoderTiny> {
   /** Pipeline-style: images in [-1, 1] → scaling_factor · latents (no sampling: TAESD has no distribution). */
   async imageToLatents(images: Float32Array, shape: Shape4): Promise<{ data: Float32Array; shape: Shape4 }> {
     const raw = await this.encodeRaw(images, shape);
-    const s = this.config.scalingFactor;
+    const s = this.config.scaling_factor;
     return { data: s === 1 ? raw.data : raw.data.map((v) => v * s), shape: raw.shape };
   }
 
   /** Pipeline-style: diffusion latents → images [B, 3, H, W] in [0, 1]. */
   async decodeLatents(latents: Float32Array, shape: Shape4): Promise<DecodedImages> {
-    const s = this.config.scalingFactor;
+    const s = this.config.scaling_factor;
     refuseNonFinite(latents, 'the final latents');
     const raw = await this.decodeRaw(s === 1 ? latents : latents.map((v) => v / s), shape);
     refuseNonFinite(raw.data, "the tiny VAE decoder's output");

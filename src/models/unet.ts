@@ -9,7 +9,6 @@
 // Any H and W: stride-2 convs round odd sizes up (9 → 5 → 3) and each upsampler resizes to the
 // skip it meets next (3 → 5 → 9), as diffusers' `forward_upsample_size` does.
 
-import { join } from 'node:path';
 import {
   Conv2d,
   GroupNorm,
@@ -29,13 +28,9 @@ import {
 } from '../engine/index.ts';
 import { type AttentionHook, type AttentionPlace, type HookSite, Transformer2DModel } from './attention.ts';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from './blocks.ts';
-import { bindWeights } from './checkpoint/bind.ts';
-import { inFile, parseConfigFile } from './checkpoint/config-file.ts';
-import { type CountExpectation, checkLayerCounts } from './checkpoint/layer-counts.ts';
-import { openWeights } from './checkpoint/weights.ts';
-import { type UNetConfig, parseUNetConfig } from './unet-config.ts';
+import type { UNetConfig } from './unet-config.ts';
 
-export { type UNetConfig, parseUNetConfig } from './unet-config.ts';
+export type { UNetConfig } from './unet-config.ts';
 export type { AttentionCall, AttentionHook, AttentionLayer, AttentionPlace } from './attention.ts';
 
 export interface UNetForwardOptions {
@@ -294,36 +289,4 @@ function sinusoidalEmbedding(values: Tensor, dim: number, flipSinToCos: boolean,
   const freqs = exp(Tensor.constant(exponent, [1, half]));
   const args = mul(unsqueeze(values, 1), freqs); // [N, half]
   return concat(flipSinToCos ? [cos(args), sin(args)] : [sin(args), cos(args)], 1);
-}
-
-/**
- * Loads a diffusers `unet/` folder: config.json and its weights (checkpoint/weights.ts: variants,
- * shards). Weights stay in the file; tensors no parameter uses are an error.
- */
-export function loadUNet(dir: string, options: { variant?: string } = {}): UNet2DConditionModel {
-  const configPath = join(dir, 'config.json');
-  const config = parseConfigFile(configPath, 'UNet config', parseUNetConfig);
-  const weights = openWeights(dir, 'diffusion_pytorch_model', options.variant);
-  checkLayerCounts(weights, configPath, unetLayerCounts(config));
-  const unet = inFile(configPath, () => new UNet2DConditionModel(config));
-  bindWeights(unet.parameters(), weights, { what: 'UNet' });
-  return unet;
-}
-
-/** The repeat counts a UNet config implies, as tensor-name prefixes (diffusers' names). */
-function unetLayerCounts(c: UNetConfig): CountExpectation[] {
-  const levels = c.block_out_channels.length;
-  const out: CountExpectation[] = [
-    { field: 'block_out_channels', prefix: 'down_blocks', expected: levels },
-    { field: 'block_out_channels', prefix: 'up_blocks', expected: levels },
-  ];
-  for (let i = 0; i < levels; i++) {
-    const up = levels - 1 - i;
-    out.push({ field: `layers_per_block[${i}]`, prefix: `down_blocks.${i}.resnets`, expected: c.layers_per_block[i] });
-    out.push({ field: `layers_per_block[${up}] + 1`, prefix: `up_blocks.${i}.resnets`, expected: c.layers_per_block[up] + 1 });
-    if (c.down_block_types[i].startsWith('CrossAttn')) {
-      out.push({ field: `transformer_layers_per_block[${i}]`, prefix: `down_blocks.${i}.attentions.0.transformer_blocks`, expected: c.transformer_layers_per_block[i] });
-    }
-  }
-  return out;
 }

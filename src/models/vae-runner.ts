@@ -54,21 +54,21 @@ function perChannel(data: Float32Array, shape: Shape4, f: (v: number, c: number)
 
 /** Encoder-space z → the latents a diffusion model works in. */
 export function scaleLatents(z: Float32Array, shape: Shape4, config: VaeConfig): Float32Array {
-  const { scalingFactor: s, shiftFactor = 0, latentsMean, latentsStd } = config;
-  if (latentsMean && latentsStd) return perChannel(z, shape, (v, c) => ((v - latentsMean[c]) * s) / latentsStd[c]);
-  return perChannel(z, shape, (v) => (v - shiftFactor) * s);
+  const { scaling_factor: s, shift_factor: shift = 0, latents_mean: mean, latents_std: std } = config;
+  if (mean && std) return perChannel(z, shape, (v, c) => ((v - mean[c]) * s) / std[c]);
+  return perChannel(z, shape, (v) => (v - shift) * s);
 }
 
 /** The inverse of `scaleLatents`: diffusion latents → what the decoder takes. */
 export function unscaleLatents(latents: Float32Array, shape: Shape4, config: VaeConfig): Float32Array {
-  const { scalingFactor: s, shiftFactor = 0, latentsMean, latentsStd } = config;
-  if (latentsMean && latentsStd) return perChannel(latents, shape, (v, c) => (v * latentsStd[c]) / s + latentsMean[c]);
-  return perChannel(latents, shape, (v) => v / s + shiftFactor);
+  const { scaling_factor: s, shift_factor: shift = 0, latents_mean: mean, latents_std: std } = config;
+  if (mean && std) return perChannel(latents, shape, (v, c) => (v * std[c]) / s + mean[c]);
+  return perChannel(latents, shape, (v) => v / s + shift);
 }
 
 /** What a runner needs of an autoencoder model (AutoencoderKL, AutoencoderTiny). */
 interface AutoencoderModel {
-  readonly config: { inChannels: number; latentChannels: number };
+  readonly config: { in_channels: number; latent_channels: number };
   decode(latents: Tensor): Tensor;
 }
 
@@ -102,7 +102,7 @@ export abstract class AutoencoderSessions<M extends AutoencoderModel> {
   /** The encoder session (compiled on first use): input `images`, outputs `encoderOutputs`'s. */
   compiledEncoder(): Promise<CompiledGraph> {
     this.encoder ??= (() => {
-      const images = Tensor.input('images', [sym('B'), this.config.inChannels, sym('H'), sym('W')]);
+      const images = Tensor.input('images', [sym('B'), this.config.in_channels, sym('H'), sym('W')]);
       return compile({ inputs: [images], outputs: this.encoderOutputs(images) }, this.options);
     })();
     return this.encoder;
@@ -111,7 +111,7 @@ export abstract class AutoencoderSessions<M extends AutoencoderModel> {
   /** The decoder session (compiled on first use): input `latents` (unscaled), output `image` (raw). */
   compiledDecoder(): Promise<CompiledGraph> {
     this.decoder ??= (() => {
-      const latents = Tensor.input('latents', [sym('B'), this.config.latentChannels, sym('H'), sym('W')]);
+      const latents = Tensor.input('latents', [sym('B'), this.config.latent_channels, sym('H'), sym('W')]);
       return compile({ inputs: [latents], outputs: { image: this.vae.decode(latents) } }, this.options);
     })();
     return this.decoder;
@@ -128,9 +128,9 @@ export class VaeRunner extends AutoencoderSessions<AutoencoderKL> {
   /** images [B, 3, H, W] in [-1, 1] (H, W multiples of the downscale) → the raw latent distribution. */
   async encodeImage(images: Float32Array, shape: Shape4): Promise<EncodedLatents> {
     const f = vaeDownscale(this.config);
-    checkShape('encodeImage', images, shape, this.config.inChannels, f);
+    checkShape('encodeImage', images, shape, this.config.in_channels, f);
     const out = await (await this.compiledEncoder()).run({ images: { data: images, shape } });
-    const latentShape: Shape4 = [shape[0], this.config.latentChannels, shape[2] / f, shape[3] / f];
+    const latentShape: Shape4 = [shape[0], this.config.latent_channels, shape[2] / f, shape[3] / f];
     return { mean: out.mean.data as Float32Array, std: out.std.data as Float32Array, logvar: out.logvar.data as Float32Array, shape: latentShape };
   }
 
@@ -147,7 +147,7 @@ export class VaeRunner extends AutoencoderSessions<AutoencoderKL> {
 
   /** Raw: unscaled latents [B, 4, h, w] → the decoder's output [B, 3, h·f, w·f], unclamped. */
   async decodeRaw(latents: Float32Array, shape: Shape4): Promise<DecodedImages> {
-    checkShape('decodeRaw', latents, shape, this.config.latentChannels, 1);
+    checkShape('decodeRaw', latents, shape, this.config.latent_channels, 1);
     const out = await (await this.compiledDecoder()).run({ latents: { data: latents, shape } });
     return { data: out.image.data as Float32Array, shape: out.image.shape as unknown as Shape4 };
   }

@@ -9,7 +9,6 @@
 // Both are traced functions over symbolic tensors; `VaeRunner` (vae-runner.ts) compiles them once
 // with symbolic batch and size and adds the pipeline's scaling and [0,1] mapping.
 
-import { join } from 'node:path';
 import {
   Conv2d,
   GroupNorm,
@@ -30,122 +29,16 @@ import {
   where,
 } from '../engine/index.ts';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from './blocks.ts';
-import { CONFIG_BOUNDS as B, boundedNumber } from './checkpoint/bounds.ts';
-import { inFile, parseConfigFile } from './checkpoint/config-file.ts';
-import { bindWeights } from './checkpoint/bind.ts';
-import { checkLayerCounts } from './checkpoint/layer-counts.ts';
-import { type Weights, openWeights } from './checkpoint/weights.ts';
+import type { VaeConfig } from './checkpoint/vae-config.ts';
+
+export type { VaeConfig } from './checkpoint/vae-config.ts';
 
 /** The VAE's GroupNorm ε, in every norm of encoder and decoder. */
 const VAE_EPS = 1e-6;
 
-export interface VaeConfig {
-  inChannels: number;
-  outChannels: number;
-  /** One entry per resolution level, the widest last; the encoder halves the size between levels. */
-  blockOutChannels: number[];
-  layersPerBlock: number;
-  latentChannels: number;
-  normNumGroups: number;
-  /** Image size the model was trained at (pixels). */
-  sampleSize: number;
-  /** Pipelines multiply encoder latents by this and divide by it before decoding. */
-  scalingFactor: number;
-  /** SD3-style latent shift, absent for SD 1.x/2.x: latents = (z − shift) · scaling. */
-  shiftFactor?: number;
-  /** Per-channel latent statistics some checkpoints carry (SDXL-style pipelines use them). */
-  latentsMean?: number[];
-  latentsStd?: number[];
-  useQuantConv: boolean;
-  usePostQuantConv: boolean;
-  midBlockAddAttention: boolean;
-}
-
-type Json = Readonly<Record<string, unknown>>;
-
-/** Reads a diffusers `vae/config.json` (AutoencoderKL), applying diffusers' defaults to absent fields. */
-export function parseVaeConfig(json: unknown): VaeConfig {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('VAE config must be a JSON object');
-  const c = json as Json;
-  const fail = (field: string, want: string): never => {
-    throw new Error(`VAE config: "${field}" must be ${want}, got ${JSON.stringify(c[field])}`);
-  };
-  const int = (field: string, fallback: number, max: number = B.channels): number => {
-    const v = c[field] ?? fallback;
-    return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= max ? v : fail(field, `an integer from 1 to ${max}`);
-  };
-  /** Finite, > low, ≤ high: a scaling factor of 1e-300 divides latents into Inf. */
-  const bounded = (field: string, value: unknown, low: number, high: number): number => {
-    try {
-      return boundedNumber(value, field, low, high, true);
-    } catch (e) {
-      throw new Error(`VAE config: ${(e as Error).message}`);
-    }
-  };
-  const bool = (field: string, fallback: boolean): boolean => {
-    const v = c[field] ?? fallback;
-    return typeof v === 'boolean' ? v : fail(field, 'true or false');
-  };
-  const numbers = (field: string): number[] | undefined => {
-    const v = c[field];
-    if (v === undefined || v === null) return undefined;
-    return Array.isArray(v) && v.length <= B.channels && v.every((x) => typeof x === 'number' && Number.isFinite(x)) ? (v as number[]) : fail(field, 'a list of finite numbers or null');
-  };
-  const blockTypes = (field: string, want: string): number => {
-    const v = c[field] ?? [want];
-    if (!Array.isArray(v) || !v.length) return fail(field, 'a non-empty list');
-    const other = v.find((t) => t !== want);
-    if (other !== undefined) throw new Error(`VAE config: ${field} has ${JSON.stringify(other)}; only ${want} is supported`);
-    return v.length;
-  };
-
-  const blockOutChannels = numbers('block_out_channels') ?? [64];
-  if (!blockOutChannels.length || blockOutChannels.length > B.levels || blockOutChannels.some((n) => !Number.isInteger(n) || n < 1 || n > B.channels)) {
-    fail('block_out_channels', `a list of 1 to ${B.levels} integers from 1 to ${B.channels}`);
-  }
-  const levels = blockOutChannels.length;
-  if (blockTypes('down_block_types', 'DownEncoderBlock2D') !== levels || blockTypes('up_block_types', 'UpDecoderBlock2D') !== levels) {
-    throw new Error(`VAE config: down_block_types and up_block_types need one entry per block_out_channels (${levels})`);
-  }
-  const act = c.act_fn ?? 'silu';
-  if (act !== 'silu') throw new Error(`VAE config: act_fn ${JSON.stringify(act)} is not supported (only "silu")`);
-  const normNumGroups = int('norm_num_groups', 32);
-  const odd = blockOutChannels.find((n) => n % normNumGroups);
-  if (odd !== undefined) throw new Error(`VAE config: ${odd} channels do not split into norm_num_groups=${normNumGroups}`);
-  // Released VAEs use 0.13 to 1.53; outside [1e-3, 1e3] latents over- or underflow float32.
-  const scalingFactor = bounded('scaling_factor', c.scaling_factor ?? 0.18215, 1e-3, 1e3);
-  const shiftFactor = c.shift_factor;
-  if (shiftFactor !== undefined && shiftFactor !== null && (typeof shiftFactor !== 'number' || !(Math.abs(shiftFactor) <= 1e3))) fail('shift_factor', 'a number from -1000 to 1000, or null');
-
-  const latentChannels = int('latent_channels', 4);
-  const latentsMean = numbers('latents_mean');
-  const latentsStd = numbers('latents_std');
-  for (const [field, v] of [['latents_mean', latentsMean], ['latents_std', latentsStd]] as const) {
-    if (v && v.length !== latentChannels) fail(field, `a list of ${latentChannels} numbers (latent_channels)`);
-  }
-  if (!latentsMean !== !latentsStd) throw new Error('VAE config: latents_mean and latents_std come together');
-  if (latentsStd?.some((x) => !(x >= 1e-6))) fail('latents_std', 'a list of numbers ≥ 1e-6');
-
-  return {
-    inChannels: int('in_channels', 3),
-    outChannels: int('out_channels', 3),
-    blockOutChannels,
-    layersPerBlock: int('layers_per_block', 1, B.layers),
-    latentChannels,
-    normNumGroups,
-    sampleSize: int('sample_size', 32, B.sampleSize),
-    scalingFactor,
-    ...(typeof shiftFactor === 'number' ? { shiftFactor } : {}),
-    ...(latentsMean && latentsStd ? { latentsMean, latentsStd } : {}),
-    useQuantConv: bool('use_quant_conv', true),
-    usePostQuantConv: bool('use_post_quant_conv', true),
-    midBlockAddAttention: bool('mid_block_add_attention', true),
-  };
-}
-
 /** How much the encoder shrinks each side: 2 per level after the first (8 for SD). */
 export function vaeDownscale(config: VaeConfig): number {
-  return 2 ** (config.blockOutChannels.length - 1);
+  return 2 ** (config.block_out_channels.length - 1);
 }
 
 /**
@@ -231,16 +124,16 @@ export class VaeEncoder extends Module {
 
   constructor(name: string, cfg: VaeConfig) {
     super(name);
-    const ch = cfg.blockOutChannels;
-    const groups = cfg.normNumGroups;
-    this.conv_in = new Conv2d(joinName(name, 'conv_in'), cfg.inChannels, ch[0], 3, { padding: 1 });
+    const ch = cfg.block_out_channels;
+    const groups = cfg.norm_num_groups;
+    this.conv_in = new Conv2d(joinName(name, 'conv_in'), cfg.in_channels, ch[0], 3, { padding: 1 });
     this.down_blocks = ch.map((out, i) =>
-      new VaeLevel(joinName(name, `down_blocks.${i}`), { inChannels: ch[Math.max(0, i - 1)], outChannels: out, layers: cfg.layersPerBlock, groups, resample: i < ch.length - 1 ? 'down' : 'none' }),
+      new VaeLevel(joinName(name, `down_blocks.${i}`), { inChannels: ch[Math.max(0, i - 1)], outChannels: out, layers: cfg.layers_per_block, groups, resample: i < ch.length - 1 ? 'down' : 'none' }),
     );
     const top = ch[ch.length - 1];
-    this.mid_block = new VaeMidBlock(joinName(name, 'mid_block'), top, groups, cfg.midBlockAddAttention);
+    this.mid_block = new VaeMidBlock(joinName(name, 'mid_block'), top, groups, cfg.mid_block_add_attention);
     this.conv_norm_out = new GroupNorm(joinName(name, 'conv_norm_out'), groups, top, VAE_EPS);
-    this.conv_out = new Conv2d(joinName(name, 'conv_out'), top, 2 * cfg.latentChannels, 3, { padding: 1 });
+    this.conv_out = new Conv2d(joinName(name, 'conv_out'), top, 2 * cfg.latent_channels, 3, { padding: 1 });
   }
 
   /** image [B, Cin, H, W] → moments [B, 2·latent, H/f, W/f] (mean and logvar stacked on channels) */
@@ -261,15 +154,15 @@ export class VaeDecoder extends Module {
 
   constructor(name: string, cfg: VaeConfig) {
     super(name);
-    const ch = [...cfg.blockOutChannels].reverse(); // widest first
-    const groups = cfg.normNumGroups;
-    this.conv_in = new Conv2d(joinName(name, 'conv_in'), cfg.latentChannels, ch[0], 3, { padding: 1 });
-    this.mid_block = new VaeMidBlock(joinName(name, 'mid_block'), ch[0], groups, cfg.midBlockAddAttention);
+    const ch = [...cfg.block_out_channels].reverse(); // widest first
+    const groups = cfg.norm_num_groups;
+    this.conv_in = new Conv2d(joinName(name, 'conv_in'), cfg.latent_channels, ch[0], 3, { padding: 1 });
+    this.mid_block = new VaeMidBlock(joinName(name, 'mid_block'), ch[0], groups, cfg.mid_block_add_attention);
     this.up_blocks = ch.map((out, i) =>
-      new VaeLevel(joinName(name, `up_blocks.${i}`), { inChannels: ch[Math.max(0, i - 1)], outChannels: out, layers: cfg.layersPerBlock + 1, groups, resample: i < ch.length - 1 ? 'up' : 'none' }),
+      new VaeLevel(joinName(name, `up_blocks.${i}`), { inChannels: ch[Math.max(0, i - 1)], outChannels: out, layers: cfg.layers_per_block + 1, groups, resample: i < ch.length - 1 ? 'up' : 'none' }),
     );
     this.conv_norm_out = new GroupNorm(joinName(name, 'conv_norm_out'), groups, ch[ch.length - 1], VAE_EPS);
-    this.conv_out = new Conv2d(joinName(name, 'conv_out'), ch[ch.length - 1], cfg.outChannels, 3, { padding: 1 });
+    this.conv_out = new Conv2d(joinName(name, 'conv_out'), ch[ch.length - 1], cfg.out_channels, 3, { padding: 1 });
   }
 
   /** latents [B, latent, h, w] → image [B, Cout, h·f, w·f] */
@@ -295,11 +188,11 @@ export class AutoencoderKL extends Module {
 
   constructor(readonly config: VaeConfig, name = '') {
     super(name);
-    const z = config.latentChannels;
+    const z = config.latent_channels;
     this.encoder = new VaeEncoder(joinName(name, 'encoder'), config);
     this.decoder = new VaeDecoder(joinName(name, 'decoder'), config);
-    this.quant_conv = config.useQuantConv ? new Conv2d(joinName(name, 'quant_conv'), 2 * z, 2 * z, 1) : undefined;
-    this.post_quant_conv = config.usePostQuantConv ? new Conv2d(joinName(name, 'post_quant_conv'), z, z, 1) : undefined;
+    this.quant_conv = config.use_quant_conv ? new Conv2d(joinName(name, 'quant_conv'), 2 * z, 2 * z, 1) : undefined;
+    this.post_quant_conv = config.use_post_quant_conv ? new Conv2d(joinName(name, 'post_quant_conv'), z, z, 1) : undefined;
   }
 
   /** image [B, 3, H, W] in [-1, 1] → the latent distribution (unscaled: no scaling_factor here). */
@@ -316,43 +209,4 @@ export class AutoencoderKL extends Module {
     const z = this.post_quant_conv ? this.post_quant_conv.forward(latents) : latents;
     return this.decoder.forward(z);
   }
-}
-
-// Checkpoints saved before diffusers' Attention refactor name the mid-block projections differently.
-const LEGACY_ATTENTION_NAMES: [RegExp, string][] = [
-  [/\.attentions\.0\.to_q\./, '.attentions.0.query.'],
-  [/\.attentions\.0\.to_k\./, '.attentions.0.key.'],
-  [/\.attentions\.0\.to_v\./, '.attentions.0.value.'],
-  [/\.attentions\.0\.to_out\.0\./, '.attentions.0.proj_attn.'],
-];
-
-/** Binds the model's parameters to a diffusers-layout VAE checkpoint (either attention naming; 1×1 conv-shaped projections accepted). */
-function bindVaeWeights(vae: AutoencoderKL, weights: Weights): void {
-  bindWeights(vae.parameters(), weights, {
-    what: 'VAE',
-    aliases: (name) => LEGACY_ATTENTION_NAMES.filter(([re]) => re.test(name)).map(([re, legacy]) => name.replace(re, legacy)),
-    sameBytes: (p) => /\.attentions\.\d+\./.test(p.name) && p.shape.length === 2,
-  });
-}
-
-export interface LoadVaeOptions {
-  /** 'fp16' prefers diffusion_pytorch_model.fp16.safetensors; by default the plain file is preferred. */
-  variant?: 'fp16';
-}
-
-/** Loads a diffusers `vae/` folder: config.json and its weights (checkpoint/weights.ts: variants, shards). */
-export function loadVae(dir: string, options: LoadVaeOptions = {}): AutoencoderKL {
-  const configPath = join(dir, 'config.json');
-  const config = parseConfigFile(configPath, 'VAE config', parseVaeConfig);
-  const file = openWeights(dir, 'diffusion_pytorch_model', options.variant);
-  const levels = config.blockOutChannels.length;
-  checkLayerCounts(file, configPath, [
-    { field: 'block_out_channels', prefix: 'encoder.down_blocks', expected: levels },
-    { field: 'block_out_channels', prefix: 'decoder.up_blocks', expected: levels },
-    { field: 'layers_per_block', prefix: 'encoder.down_blocks.0.resnets', expected: config.layersPerBlock },
-    { field: 'layers_per_block + 1', prefix: 'decoder.up_blocks.0.resnets', expected: config.layersPerBlock + 1 },
-  ]);
-  const vae = inFile(configPath, () => new AutoencoderKL(config));
-  bindVaeWeights(vae, file);
-  return vae;
 }

@@ -10,7 +10,7 @@ import { IMAGE_ENCODER, writeImageEncoder } from '../models/pipeline-clip.ts';
 import { UNet2DConditionModel } from '../models/unet.ts';
 import { parseUNetConfig } from '../models/unet-config.ts';
 import { VaeRunner } from '../models/vae-runner.ts';
-import { loadVae } from '../models/vae.ts';
+import { loadVae } from '../models/checkpoint/components.ts';
 import { WEIGHTS_FILE, writeComponent } from './export.ts';
 import { copyAsHalfPrecision } from './half-precision.ts';
 import { reconstructionQuality } from './vae-quality.ts';

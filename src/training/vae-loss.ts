@@ -23,11 +23,11 @@ export interface VaeLoss {
 
 /** Graph inputs: `image` [B, 3, H, W] in [-1, 1] and `eps` [B, latent, H/f, W/f] ~ N(0, 1). */
 export function vaeInputs(vae: AutoencoderKL, batch: Dim, size: number): { image: Tensor; eps: Tensor } {
-  const f = 2 ** (vae.config.blockOutChannels.length - 1);
+  const f = 2 ** (vae.config.block_out_channels.length - 1);
   if (size % f) throw new Error(`VAE training size must be a multiple of ${f}, got ${size}`);
   return {
-    image: Tensor.input('image', [batch, vae.config.inChannels, size, size]),
-    eps: Tensor.input('eps', [batch, vae.config.latentChannels, size / f, size / f]),
+    image: Tensor.input('image', [batch, vae.config.in_channels, size, size]),
+    eps: Tensor.input('eps', [batch, vae.config.latent_channels, size / f, size / f]),
   };
 }
 

@@ -14,8 +14,8 @@ import { loadClipTextModel } from '../../src/models/clip-text.ts';
 import { readSchedulerConfig } from '../../src/models/load.ts';
 import { loadLoraFile, mergeLora } from '../../src/models/lora.ts';
 import { addEmbedding, readEmbeddingFile } from '../../src/models/textual-inversion.ts';
-import { loadUNet } from '../../src/models/unet.ts';
-import { loadVae } from '../../src/models/vae.ts';
+import { loadUNet } from '../../src/models/checkpoint/components.ts';
+import { loadVae } from '../../src/models/checkpoint/components.ts';
 import { ClipTokenizer } from '../../src/tokenizers/clip.ts';
 import { copyTinySd } from '../model-copy.ts';
 import { Mutator, cleanOutcome } from './mutate.ts';
@@ -53,7 +53,7 @@ describe('loader fuzzing', () => {
   it('configs: a clean error naming the file, or a model with finite sizes', async () => {
     const loaders = {
       unet: () => loadUNet(join(model, 'unet')).config.norm_eps,
-      vae: () => loadVae(join(model, 'vae')).config.scalingFactor,
+      vae: () => loadVae(join(model, 'vae')).config.scaling_factor,
       text_encoder: () => loadClipTextModel(join(model, 'text_encoder')).config.layerNormEps,
       scheduler: () => Object.keys(readSchedulerConfig(join(model, 'scheduler', 'scheduler_config.json'))).length,
     };

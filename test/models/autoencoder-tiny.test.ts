@@ -4,7 +4,9 @@ import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors } from '../../src/engine/safetensors.ts';
-import { bytesToLatents, latentsToBytes, loadAutoencoderTiny, parseAutoencoderTinyConfig, tinyDownscale } from '../../src/models/autoencoder-tiny.ts';
+import { bytesToLatents, latentsToBytes, tinyDownscale } from '../../src/models/autoencoder-tiny.ts';
+import { loadAutoencoderTiny } from '../../src/models/checkpoint/components.ts';
+import { parseAutoencoderTinyConfig } from '../../src/models/checkpoint/autoencoder-tiny-config.ts';
 import { TinyVaeRunner } from '../../src/models/tiny-vae-runner.ts';
 import type { Shape4 } from '../../src/models/vae-runner.ts';
 import { FIXTURES, referenceCase } from '../fixtures.ts';
@@ -23,16 +25,16 @@ describe('AutoencoderTiny', () => {
 
   it('reads the fixture config', () => {
     expect(runner.config).toEqual({
-      inChannels: 3,
-      outChannels: 3,
-      latentChannels: 4,
-      encoderBlockOutChannels: [8, 8, 8, 8],
-      decoderBlockOutChannels: [8, 8, 8, 8],
-      numEncoderBlocks: [1, 3, 3, 3],
-      numDecoderBlocks: [3, 3, 3, 1],
-      latentMagnitude: 3,
-      latentShift: 0.5,
-      scalingFactor: 1,
+      in_channels: 3,
+      out_channels: 3,
+      latent_channels: 4,
+      encoder_block_out_channels: [8, 8, 8, 8],
+      decoder_block_out_channels: [8, 8, 8, 8],
+      num_encoder_blocks: [1, 3, 3, 3],
+      num_decoder_blocks: [3, 3, 3, 1],
+      latent_magnitude: 3,
+      latent_shift: 0.5,
+      scaling_factor: 1,
     });
     expect(tinyDownscale(runner.config)).toBe(8);
   });
@@ -85,8 +87,8 @@ describe('AutoencoderTiny', () => {
 describe('AutoencoderTiny config and weights', () => {
   it('applies TAESD defaults and refuses what diffusers cannot run', () => {
     const c = parseAutoencoderTinyConfig({});
-    expect(c.encoderBlockOutChannels).toEqual([64, 64, 64, 64]);
-    expect(c.numDecoderBlocks).toEqual([3, 3, 3, 1]);
+    expect(c.encoder_block_out_channels).toEqual([64, 64, 64, 64]);
+    expect(c.num_decoder_blocks).toEqual([3, 3, 3, 1]);
     expect(() => parseAutoencoderTinyConfig({ act_fn: 'silu' })).toThrow(/"act_fn" "silu" is not supported/);
     expect(() => parseAutoencoderTinyConfig({ encoder_block_out_channels: [8, 16, 16, 16] })).toThrow(/one width for every level/);
     expect(() => parseAutoencoderTinyConfig({ num_encoder_blocks: [1, 3, 3] })).toThrow(/encoder_block_out_channels" needs one entry per level \(3\)/);

@@ -10,7 +10,7 @@ import { readSafetensors, writeSafetensors, type WritableTensor } from '../../sr
 import { readImage } from '../../src/io/image.ts';
 import { controlResidualName, parseControlNetConfig } from '../../src/models/controlnet.ts';
 import { loadControlNet } from '../../src/models/controlnet-load.ts';
-import { loadUNet } from '../../src/models/unet.ts';
+import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import { compileControlNet } from '../../src/pipelines/controlnet.ts';
 import { compileUNet } from '../../src/pipelines/stable-diffusion.ts';
 import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';

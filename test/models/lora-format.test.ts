@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeSafetensors, type WritableTensor } from '../../src/engine/safetensors.ts';
 import { loadLoraFile, mergeLora } from '../../src/models/lora.ts';
-import { loadUNet } from '../../src/models/unet.ts';
+import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import { TINY_SD } from '../fixtures.ts';
 
 const MODULE = 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q';

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type CompiledGraph, Tensor, compile, sym } from '../../src/engine/index.ts';
 import { readSafetensors } from '../../src/engine/safetensors.ts';
-import { type UNet2DConditionModel, loadUNet, parseUNetConfig } from '../../src/models/unet.ts';
+import { type UNet2DConditionModel } from '../../src/models/unet.ts';
+import { loadUNet } from '../../src/models/checkpoint/components.ts';
+import { parseUNetConfig } from '../../src/models/unet-config.ts';
 import { TINY_SDXL, referenceCase } from '../fixtures.ts';
 import { maxAbsDiff } from '../schedulers/reference.ts';
 

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { type CompiledGraph, Generator, Tensor, compile, dimKey, dimMul, mul, sym } from '../../src/engine/index.ts';
 import { float32ToFloat16, readSafetensors, writeSafetensors, type WritableTensor } from '../../src/engine/safetensors.ts';
 import type { AttentionCall, AttentionHook } from '../../src/models/attention.ts';
-import { UNet2DConditionModel, loadUNet, parseUNetConfig } from '../../src/models/unet.ts';
+import { UNet2DConditionModel } from '../../src/models/unet.ts';
+import { loadUNet } from '../../src/models/checkpoint/components.ts';
+import { parseUNetConfig } from '../../src/models/unet-config.ts';
 import { TINY_SD, referenceCase } from '../fixtures.ts';
 
 const UNET_DIR = join(TINY_SD, 'unet');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generate } from '../../src/pipelines/generate.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
-import { loadVae } from '../../src/models/vae.ts';
+import { loadVae } from '../../src/models/checkpoint/components.ts';
 import { VaeRunner } from '../../src/models/vae-runner.ts';
 import { TINY_SD } from '../fixtures.ts';
 

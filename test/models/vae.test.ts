@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Generator, Tensor, compile } from '../../src/engine/index.ts';
 import { SafetensorsFile, float32ToFloat16, readSafetensors, writeSafetensors, type WritableTensor } from '../../src/engine/safetensors.ts';
-import { AutoencoderKL, loadVae, parseVaeConfig, vaeDownscale } from '../../src/models/vae.ts';
+import { AutoencoderKL, vaeDownscale } from '../../src/models/vae.ts';
+import { loadVae } from '../../src/models/checkpoint/components.ts';
+import { parseVaeConfig } from '../../src/models/checkpoint/vae-config.ts';
 import { type Shape4, VaeRunner, scaleLatents, unscaleLatents } from '../../src/models/vae-runner.ts';
 import { TINY_SD, referenceCase } from '../fixtures.ts';
 
@@ -45,27 +47,27 @@ describe('parseVaeConfig', () => {
   it('reads the fixture config', () => {
     const c = loadVae(VAE_DIR).config;
     expect(c).toMatchObject({
-      inChannels: 3,
-      outChannels: 3,
-      blockOutChannels: [32, 32, 32, 32],
-      layersPerBlock: 2,
-      latentChannels: 4,
-      normNumGroups: 32,
-      sampleSize: 256,
-      scalingFactor: 0.18215,
-      useQuantConv: true,
-      usePostQuantConv: true,
-      midBlockAddAttention: true,
+      in_channels: 3,
+      out_channels: 3,
+      block_out_channels: [32, 32, 32, 32],
+      layers_per_block: 2,
+      latent_channels: 4,
+      norm_num_groups: 32,
+      sample_size: 256,
+      scaling_factor: 0.18215,
+      use_quant_conv: true,
+      use_post_quant_conv: true,
+      mid_block_add_attention: true,
     });
-    expect(c.shiftFactor).toBeUndefined();
-    expect(c.latentsMean).toBeUndefined();
+    expect(c.shift_factor).toBeUndefined();
+    expect(c.latents_mean).toBeUndefined();
     expect(vaeDownscale(c)).toBe(8);
   });
 
   it("applies diffusers' defaults to absent fields", () => {
     const c = parseVaeConfig({});
-    expect(c).toMatchObject({ blockOutChannels: [64], layersPerBlock: 1, latentChannels: 4, scalingFactor: 0.18215, normNumGroups: 32 });
-    expect(parseVaeConfig({ shift_factor: 0.0609, scaling_factor: 1.5305 }).shiftFactor).toBe(0.0609);
+    expect(c).toMatchObject({ block_out_channels: [64], layers_per_block: 1, latent_channels: 4, scaling_factor: 0.18215, norm_num_groups: 32 });
+    expect(parseVaeConfig({ shift_factor: 0.0609, scaling_factor: 1.5305 }).shift_factor).toBe(0.0609);
   });
 
   it('rejects what it cannot build, naming the field', () => {

@@ -12,7 +12,7 @@ import { parsePngText } from '../../src/io/png.ts';
 import { loadClipTextModel } from '../../src/models/clip-text.ts';
 import { LoraNetwork } from '../../src/models/lora.ts';
 import { writeEmbeddingFile } from '../../src/models/textual-inversion.ts';
-import { loadUNet } from '../../src/models/unet.ts';
+import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import type { JobRecord } from '../../src/server/jobs.ts';
 import { TINY_SD } from '../fixtures.ts';
 import { type TestServer, testServer } from './helpers.ts';

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Generator, Tensor, compile, grad, readSafetensors } from '../../src/engine/index.ts';
-import { loadUNet } from '../../src/models/unet.ts';
+import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import { createScheduler } from '../../src/schedulers/index.ts';
 import { diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising, minSnrWeights } from '../../src/training/index.ts';
 import { TINY_SD, referenceCase } from '../fixtures.ts';

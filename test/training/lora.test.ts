@@ -20,7 +20,8 @@ import { compileTrainStep } from '../../src/training/train-step.ts';
 import { conditionedFeeds, conditionedInputs, conditionedLoss, inputList, noiseSchedule, tokenIdsFeed } from '../../src/training/fine-tune.ts';
 import { type ClipTextModel, loadClipTextModel } from '../../src/models/clip-text.ts';
 import { LoraNetwork, type LoraLayerWeights, adaptableLayers, kohyaName, loadLoraFile, mergeLora } from '../../src/models/lora.ts';
-import { type UNet2DConditionModel, loadUNet } from '../../src/models/unet.ts';
+import { type UNet2DConditionModel } from '../../src/models/unet.ts';
+import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import { TINY_SD } from '../fixtures.ts';
 
 let dir: string;

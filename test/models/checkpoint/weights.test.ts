@@ -9,7 +9,7 @@ import { Linear, LayerNorm } from '../../../src/engine/module.ts';
 import { readSafetensors, type WritableTensor, writeSafetensors } from '../../../src/engine/safetensors.ts';
 import { bindWeights } from '../../../src/models/checkpoint/bind.ts';
 import { Weights, findWeights, openWeights } from '../../../src/models/checkpoint/weights.ts';
-import { loadVae } from '../../../src/models/vae.ts';
+import { loadVae } from '../../../src/models/checkpoint/components.ts';
 import { TINY_SD } from '../../fixtures.ts';
 import { errorOf } from '../../support/error-of.ts';
 
