@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { Generator } from '../../src/engine/random.ts';
 import { writeSafetensors, type WritableTensor } from '../../src/engine/safetensors.ts';
 import { kohyaName, loadLoraFile, mergeLora } from '../../src/models/lora.ts';
-import { loadUNet } from '../../src/models/unet.ts';
+import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import { TINY_SD } from '../fixtures.ts';
 
 const CONV = 'down_blocks.0.resnets.0.conv1'; // [32, 32, 3, 3] in tiny-sd
