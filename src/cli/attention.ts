@@ -80,6 +80,7 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
     width,
     height,
     clipSkip: flags.clipSkip,
+    promptSyntax: flags.promptSyntax,
     signal,
     onProgress: (p) => bar.update(p.step),
   }).finally(() => bar.stop());

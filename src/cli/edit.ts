@@ -143,6 +143,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
     width,
     height,
     clipSkip: flags.clipSkip,
+    promptSyntax: flags.promptSyntax,
   };
   const plan = checkEdit(sd, options);
   const image = flags.image ? await readImage(flags.image, { width, height }) : undefined;

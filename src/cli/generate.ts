@@ -125,6 +125,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
     clipSkip: flags.clipSkip,
     controlNets,
     ...sizeConditioning,
+    promptSyntax: flags.promptSyntax,
     signal,
     onProgress: (p) => bar.update(p.step),
   }).finally(() => bar.stop());

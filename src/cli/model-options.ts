@@ -26,6 +26,8 @@ export interface PersonalisationFlags {
   lora?: LoraSpec[];
   embedding?: string[];
   clipSkip?: number;
+  /** false with --no-prompt-syntax: brackets and BREAK are read as text. */
+  promptSyntax?: boolean;
 }
 
 /** --config, --tokenizer, --prediction-type: what a single-file checkpoint needs besides its weights. */
@@ -41,10 +43,11 @@ export function deviceOption(command: Command): Command {
   return command.option('--device <name>', `where to run: ${DEVICES.join(' or ')} (default cpu)`, oneOf(DEVICES));
 }
 
-/** --lora, --embedding, --clip-skip. */
+/** --lora, --embedding, --clip-skip, --no-prompt-syntax. */
 export function personalisationOptions(command: Command): Command {
   return command
     .option('--clip-skip <n>', 'use the text encoder layer n from the end (1 = last)', integer(1, 12))
+    .option('--no-prompt-syntax', 'read the prompts literally: no (emphasis), [de-emphasis], (word:1.3) or BREAK')
     .option('--lora <file[:weight]>', 'apply a LoRA file (diffusers or kohya keys), merged at this weight (default 1); repeatable', (v: string, prev: LoraSpec[] = []) => [...prev, parseLoraSpec(v)])
     .option('--embedding <file>', 'a Textual Inversion embedding: its token can be used in the prompt; repeatable', collect);
 }

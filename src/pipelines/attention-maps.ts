@@ -11,8 +11,10 @@ import { AttentionStore, attentionMapGrid, crossAttentionGrids, tokenAttention }
 import { BatchGenerator, DEFAULTS, type StepProgress, denoise, stepCallback } from './generate.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
+import { BREAK_FILL, promptTokens, tokenPosition } from '../tokenizers/prompt-tokens.ts';
+import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
 
-export interface AttentionMapsOptions {
+export interface AttentionMapsOptions extends PromptSyntaxOptions {
   prompt: string;
   negativePrompt?: string;
   steps?: number;
@@ -40,7 +42,7 @@ export interface AttentionMapsOptions {
 export interface TokenAttention {
   /** The token as text. */
   token: string;
-  /** Its position in the padded sequence (BOS at 0). */
+  /** Its position in the padded sequence (BOS at 0; chunk c's BOS at 77·c for long prompts). */
   position: number;
   /** [mapHeight · mapWidth], row-major. */
   map: Float32Array;
@@ -53,7 +55,7 @@ export interface AttentionMapsResult {
   seed: number;
   mapHeight: number;
   mapWidth: number;
-  /** One per prompt token (BOS and EOS left out). */
+  /** One per prompt token of every chunk (BOS, EOS and padding left out; the syntax is no token). */
   tokens: TokenAttention[];
 }
 
@@ -74,10 +76,10 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   const scheduler = createScheduler(o.scheduler, sd.components.schedulerConfig);
   scheduler.setTimesteps(o.steps);
   const guided = o.guidance > 1;
-  const [cond, uncond] = await Promise.all([sd.encodePrompts([o.prompt], o.clipSkip), guided ? sd.encodePrompts([o.negativePrompt ?? ''], o.clipSkip) : undefined]);
+  const { cond, uncond, tokens: contextTokens, chunks } = await encodePromptEmbeddings(sd, [o.prompt], guided ? [o.negativePrompt ?? ''] : undefined, o);
   const batch = guided ? 2 : 1;
   const store = new AttentionStore({ height: mapHeight, width: mapWidth, rows: [batch - 1, batch] });
-  const unet = await compileControlledUNet(sd, [batch, shape[1], h, w], store);
+  const unet = await compileControlledUNet(sd, [batch, shape[1], h, w], store, contextTokens);
   const latents = await denoise(sd, unet, {
     scheduler,
     timesteps: scheduler.timesteps,
@@ -93,20 +95,27 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   });
 
   const decoded = await sd.vaeRunner.decodeLatents(latents, shape);
-  const tokens = promptTokenMaps(sd, o.prompt, store, 0);
+  const tokens = promptTokenMaps(sd, o.prompt, store, 0, { promptSyntax: o.promptSyntax, chunks });
   return { image: imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), latents, shape, seed: o.seed, mapHeight, mapWidth, tokens };
 }
 
-/** One map per token of `prompt` (BOS and EOS left out) from row `row` of a store's average. */
-export function promptTokenMaps(sd: StableDiffusion, prompt: string, store: AttentionStore, row: number): TokenAttention[] {
+/**
+ * One map per token of `prompt` (BOS, EOS and padding left out) from row `row` of a store's
+ * average, read in `reading.chunks` chunks as it was encoded.
+ */
+export function promptTokenMaps(sd: StableDiffusion, prompt: string, store: AttentionStore, row: number, reading: { promptSyntax?: boolean; chunks: number }): TokenAttention[] {
   const tokenizer = sd.components.tokenizer;
-  const maxTokens = tokenizer.modelMaxLength;
+  const contextTokens = reading.chunks * tokenizer.modelMaxLength;
+  const kept = reading.chunks * (tokenizer.modelMaxLength - 2);
   const average = store.average();
   const queries = store.options.height * store.options.width;
-  return tokenizer
-    .encode(prompt)
-    .slice(0, maxTokens - 2)
-    .map((id, i) => ({ token: tokenizer.decode([id]), position: i + 1, map: tokenAttention(average, row, i + 1, queries, maxTokens) }));
+  return promptTokens(tokenizer, prompt, { syntax: reading.promptSyntax })
+    .ids.slice(0, kept)
+    .flatMap((id, k) => {
+      if (id === BREAK_FILL) return [];
+      const position = tokenPosition(tokenizer, k);
+      return [{ token: tokenizer.decode([id]), position, map: tokenAttention(average, row, position, queries, contextTokens) }];
+    });
 }
 
 /** The maps' query grid: 1/mapDownscale of the latents if the UNet has cross-attention there, else the one it picks. */

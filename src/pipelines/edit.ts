@@ -16,6 +16,7 @@ import { LocalBlend, type LocalBlendOptions, blendLatents } from './local-blend.
 import { type PromptToPromptOptions, type PromptToPromptPlan, planPromptToPrompt, promptToPromptFeeds } from './prompt-to-prompt.ts';
 import type { Feeds, StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
+import { encodePromptEmbeddings } from './prompt-embeddings.ts';
 
 export interface EditOptions extends PromptToPromptOptions {
   /** Confine the edit to where these words are. */
@@ -63,7 +64,7 @@ export interface EditResult {
 /** Checks an edit against the tokenizer alone (words, token counts, fractions): throws before any work. */
 export function checkEdit(sd: StableDiffusion, options: EditOptions): PromptToPromptPlan {
   const plan = planPromptToPrompt(sd.components.tokenizer, options, options.steps ?? DEFAULTS.steps);
-  if (options.localBlend) new LocalBlend(sd.components.tokenizer, [plan.source, plan.target], options.localBlend);
+  if (options.localBlend) new LocalBlend(sd.components.tokenizer, [plan.source, plan.target], options.localBlend, plan);
   return plan;
 }
 
@@ -79,7 +80,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch: 2, width: o.width, height: o.height, guided: o.guidance > 1 });
   const plan = checkEdit(sd, o);
   const tokenizer = sd.components.tokenizer;
-  const blend = o.localBlend && new LocalBlend(tokenizer, [plan.source, plan.target], o.localBlend);
+  const blend = o.localBlend && new LocalBlend(tokenizer, [plan.source, plan.target], o.localBlend, plan);
 
   const [h, w] = [o.height / f, o.width / f];
   const shape: Shape4 = [2, sd.latentChannels, h, w];
@@ -87,7 +88,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   const rng = new BatchGenerator([o.seed, o.seed]); // both rows draw the same noise, at every step
   let inversion = o.inversion;
   if (o.image && !inversion) {
-    inversion = await invertImage(sd, { prompt: plan.source, image: o.image, steps: o.steps, guidance: o.guidance, negativePrompt: o.negativePrompt, clipSkip: o.clipSkip, nullText: o.nullText, signal: o.signal, onStep: o.onInversionStep });
+    inversion = await invertImage(sd, { prompt: plan.source, image: o.image, steps: o.steps, guidance: o.guidance, negativePrompt: o.negativePrompt, clipSkip: o.clipSkip, promptSyntax: o.promptSyntax, nullText: o.nullText, signal: o.signal, onStep: o.onInversionStep });
   }
   if (inversion && (inversion.steps !== o.steps || inversion.guidance !== o.guidance)) {
     throw new Error(`the inversion was made for ${inversion.steps} steps at guidance ${inversion.guidance}; edit with the same`);
@@ -103,10 +104,12 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   scheduler.setTimesteps(o.steps);
   const latents = noise.map((v) => v * scheduler.initNoiseSigma);
   const guided = o.guidance > 1;
-  const [cond, uncond] = await Promise.all([
-    sd.encodePrompts([plan.source, plan.target], o.clipSkip),
-    guided ? sd.encodePrompts([o.negativePrompt ?? '', o.negativePrompt ?? ''], o.clipSkip) : undefined,
-  ]);
+  // The negatives are encoded even without guidance: their chunks count in the plan's context length.
+  const negative = o.negativePrompt ?? '';
+  const text = await encodePromptEmbeddings(sd, [plan.source, plan.target], [negative, negative], o);
+  if (text.chunks !== plan.chunks) throw new Error(`edit: the prompts were planned in ${plan.chunks} chunks but encoded in ${text.chunks}`);
+  const { cond, tokens } = text;
+  const uncond = guided ? text.uncond : undefined;
 
   const batch = guided ? 4 : 2;
   const [mapH, mapW] = attentionMapGrid(sd.components.unet.config, h, w); // SD: the reference's 16×16 maps of a 64×64 latent
@@ -114,10 +117,10 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   // The edit's own conditional row (the last), after every replacement and re-weighting.
   const mapStore = o.attentionMaps ? new AttentionStore({ height: mapH, width: mapW, rows: [batch - 1, batch], name: 'edit_attention_maps' }) : undefined;
   const observers = [store, mapStore].filter((s) => s !== undefined);
-  const control = new PromptToPromptControl({ batch, tokens: tokenizer.modelMaxLength, observers });
-  const unet = await compileControlledUNet(sd, [batch, shape[1], h, w], control);
+  const control = new PromptToPromptControl({ batch, tokens, observers });
+  const unet = await compileControlledUNet(sd, [batch, shape[1], h, w], control, tokens);
   const nullText = guided && inversion ? inversion.uncondEmbeddings : undefined;
-  const feeds = (i: number): Feeds => ({ ...promptToPromptFeeds(plan, i), ...(nullText ? { encoder_hidden_states: nullTextContext(nullText[i], cond, sd.contextShape) } : {}) });
+  const feeds = (i: number): Feeds => ({ ...promptToPromptFeeds(plan, i), ...(nullText ? { encoder_hidden_states: nullTextContext(nullText[i], cond, [tokens, sd.contextShape[1]]) } : {}) });
 
   const final = await denoise(sd, unet, {
     scheduler,
@@ -138,7 +141,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
 
   const decoded = await sd.vaeRunner.decodeLatents(final, shape);
   const images: [RgbImage, RgbImage] = [imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), imageFromTensor(decoded.data, 1, decoded.shape, '0..1')];
-  const attention = mapStore && { mapHeight: mapStore.options.height, mapWidth: mapStore.options.width, tokens: promptTokenMaps(sd, plan.target, mapStore, 0) };
+  const attention = mapStore && { mapHeight: mapStore.options.height, mapWidth: mapStore.options.width, tokens: promptTokenMaps(sd, plan.target, mapStore, 0, plan) };
   return { images, latents: final, shape, seed: o.seed, plan, inversion, attention };
 }
 

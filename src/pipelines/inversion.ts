@@ -18,6 +18,7 @@ import { throwIfAborted } from '../engine/abort.ts';
 import { Generator } from '../engine/random.ts';
 import { denoise, stepCallback } from './generate.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
+import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
 
 export interface NullTextOptions {
   /** Adam iterations per sampling step; default 10. */
@@ -28,7 +29,7 @@ export interface NullTextOptions {
   epsilon?: number;
 }
 
-export interface InversionOptions {
+export interface InversionOptions extends PromptSyntaxOptions {
   /** The picture's description: the source prompt of later edits. */
   prompt: string;
   /** The picture, already at the size to work at (multiples of 8). */
@@ -78,7 +79,11 @@ export async function invertImage(sd: StableDiffusion, o: InversionOptions): Pro
   if (width % 8 || height % 8) throw new Error(`inversion: the picture must be a multiple of 8 in size, got ${width}×${height}`);
   const pixels = imageToTensor([o.image], '-1..1');
   const encoded = await sd.vaeRunner.imageToLatents(pixels, [1, 3, height, width]);
-  const [cond, uncond] = await Promise.all([sd.encodePrompts([o.prompt], o.clipSkip), sd.encodePrompts([o.negativePrompt ?? ''], o.clipSkip)]);
+  const text = await encodePromptEmbeddings(sd, [o.prompt], [o.negativePrompt ?? ''], o);
+  // The null-text embedding is one 77-token context; several chunks would need one of that length.
+  if (text.chunks > 1) throw new Error(`inversion: the prompt and negative prompt must fit ${sd.contextShape[0] - 2} tokens without BREAK; they need ${text.chunks} chunks`);
+  const cond = text.cond;
+  const uncond = text.uncond!;
   const scheduler = ddim(sd, o.steps);
   const onStep = stepCallback(o);
   const trajectory = await ddimInversion(sd, scheduler, encoded.data, encoded.shape, cond, onStep, o.signal);

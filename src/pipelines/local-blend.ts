@@ -7,6 +7,7 @@
 // source's.
 
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
+import { chunksNeeded, findWordPositions, promptTokens } from '../tokenizers/prompt-tokens.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 
 export interface LocalBlendOptions {
@@ -21,12 +22,15 @@ export class LocalBlend {
   /** Per prompt (source, edit): the token positions of the words found in it. */
   readonly tokens: [number[], number[]];
 
-  constructor(tokenizer: ClipTokenizer, prompts: readonly [string, string], options: LocalBlendOptions) {
+  /** `reading`: the prompts' syntax and chunk count, as the edit encodes them (default: as they need). */
+  constructor(tokenizer: ClipTokenizer, prompts: readonly [string, string], options: LocalBlendOptions, reading: { promptSyntax?: boolean; chunks?: number } = {}) {
     this.threshold = options.threshold ?? 0.3;
     if (!options.words.length) throw new Error('local-blend: no words given');
     this.tokens = [[], []];
+    const read = prompts.map((p) => promptTokens(tokenizer, p, { syntax: reading.promptSyntax }));
+    const chunks = reading.chunks ?? Math.max(...read.map((t) => chunksNeeded(tokenizer, t)));
     for (const word of options.words) {
-      const found = prompts.map((p) => tokenizer.wordTokenIndices(p, word));
+      const found = read.map((t) => findWordPositions(tokenizer, t, word, chunks));
       if (!found[0].length && !found[1].length) throw new Error(`local-blend: "${word}" is a word of neither "${prompts[0]}" nor "${prompts[1]}"`);
       found.forEach((positions, b) => this.tokens[b].push(...positions));
     }

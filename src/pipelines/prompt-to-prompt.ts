@@ -4,7 +4,9 @@
 // needs only the tokenizer, so bad words are reported before any model runs.
 
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
+import { type PromptTokens, findWordPositions } from '../tokenizers/prompt-tokens.ts';
 import { P2P_INPUTS } from './attention-control.ts';
+import { type PromptSyntaxOptions, planPromptChunks } from './prompt-embeddings.ts';
 import { type TokenMap, identityMap, refinementMap, replacementMap } from './seq-aligner.ts';
 import type { Feeds } from './stable-diffusion.ts';
 
@@ -18,7 +20,7 @@ export interface CrossReplace {
   words?: Record<string, StepRange>;
 }
 
-export interface PromptToPromptOptions {
+export interface PromptToPromptOptions extends PromptSyntaxOptions {
   source: string;
   /** The edited prompt; by default the source itself (pure re-weighting). */
   target?: string;
@@ -30,6 +32,8 @@ export interface PromptToPromptOptions {
   selfReplace?: StepRange;
   /** Scales the cross-attention to words of the edited prompt (1 leaves a word as it is). */
   reweight?: Record<string, number>;
+  /** The unconditional prompt: its chunks count towards the shared context length. */
+  negativePrompt?: string;
 }
 
 /** The defaults of the paper's notebooks. */
@@ -39,6 +43,9 @@ export interface PromptToPromptPlan {
   source: string;
   target: string;
   kind: 'reweight' | 'replace' | 'refine';
+  /** 75-token chunks of every context (source, edit, negative): 77·chunks token positions. */
+  chunks: number;
+  promptSyntax: boolean;
   tokenMap: TokenMap;
   /** [tokens]: the factor on each edited token's cross-attention. */
   equalizer: Float32Array;
@@ -52,14 +59,19 @@ export interface PromptToPromptPlan {
 export function planPromptToPrompt(tokenizer: ClipTokenizer, options: PromptToPromptOptions, steps: number): PromptToPromptPlan {
   const { source } = options;
   const target = options.target ?? source;
-  const tokens = tokenizer.modelMaxLength;
+  const promptSyntax = options.promptSyntax !== false;
+  const read = planPromptChunks(tokenizer, [source, target, options.negativePrompt ?? ''], options);
+  const { chunks } = read;
+  const edited = { prompt: target, tokens: read.tokens[1]!, chunks };
+  const tokens = chunks * tokenizer.modelMaxLength;
   const kind = options.refine ? 'refine' : target === source ? 'reweight' : 'replace';
-  const tokenMap = kind === 'refine' ? refinementMap(tokenizer, source, target) : kind === 'replace' ? replacementMap(tokenizer, source, target) : identityMap(tokens);
+  const reading = { promptSyntax, chunks };
+  const tokenMap = kind === 'refine' ? refinementMap(tokenizer, source, target, reading) : kind === 'replace' ? replacementMap(tokenizer, source, target, reading) : identityMap(tokens);
 
   const equalizer = new Float32Array(tokens).fill(1);
   for (const [word, factor] of Object.entries(options.reweight ?? {})) {
     if (!Number.isFinite(factor)) throw new Error(`reweight ${word}: the factor must be a finite number, got ${factor}`);
-    for (const i of wordTokens(tokenizer, target, word, 'reweight')) equalizer[i] = factor;
+    for (const i of wordTokens(tokenizer, edited, word, 'reweight')) equalizer[i] = factor;
   }
 
   const cross = typeof options.crossReplace === 'object' && !Array.isArray(options.crossReplace) ? (options.crossReplace as CrossReplace) : { default: options.crossReplace as StepRange | undefined };
@@ -74,10 +86,10 @@ export function planPromptToPrompt(tokenizer: ClipTokenizer, options: PromptToPr
     }
   };
   fill(cross.default ?? P2P_DEFAULTS.crossReplace, undefined, 'cross-replace');
-  for (const [word, range] of Object.entries(cross.words ?? {})) fill(range, wordTokens(tokenizer, target, word, 'cross-replace'), `cross-replace ${word}`);
+  for (const [word, range] of Object.entries(cross.words ?? {})) fill(range, wordTokens(tokenizer, edited, word, 'cross-replace'), `cross-replace ${word}`);
 
   const selfSteps = stepBounds(options.selfReplace ?? P2P_DEFAULTS.selfReplace, steps, 'self-replace');
-  return { source, target, kind, tokenMap, equalizer, crossAlphas, selfSteps };
+  return { source, target, kind, chunks, promptSyntax, tokenMap, equalizer, crossAlphas, selfSteps };
 }
 
 /** The controller's graph inputs for UNet call `step`. */
@@ -93,10 +105,10 @@ export function promptToPromptFeeds(plan: PromptToPromptPlan, step: number): Fee
   };
 }
 
-/** Token positions of `word` in `prompt`, or a one-line error naming the option that asked. */
-export function wordTokens(tokenizer: ClipTokenizer, prompt: string, word: string, option: string): number[] {
-  const found = tokenizer.wordTokenIndices(prompt, word);
-  if (!found.length) throw new Error(`${option}: "${word}" is not a word of the prompt "${prompt}"`);
+/** Token positions of `word` in a read prompt, or a one-line error naming the option that asked. */
+export function wordTokens(tokenizer: ClipTokenizer, read: { prompt: string; tokens: PromptTokens; chunks: number }, word: string, option: string): number[] {
+  const found = findWordPositions(tokenizer, read.tokens, word, read.chunks);
+  if (!found.length) throw new Error(`${option}: "${word}" is not a word of the prompt "${read.prompt}"`);
   return found;
 }
 

@@ -1,13 +1,28 @@
 // Which source token's cross-attention map each token of an edited prompt takes, for
 // Prompt-to-Prompt (Hertz et al. 2022). Both mappers return a `TokenMap` over the padded 77-token
-// sequence (BOS at 0), so one graph input serves every kind of edit:
+// sequence (BOS at 0), or 77·chunks for long prompts, so one graph input serves every kind of edit:
 //
 //   word swap  — prompts with the same words but some swapped ("a cat …" → "a dog …"): the swapped
 //                word's tokens take the source word's maps, every other token its own position's;
 //   refinement — words added or removed ("a cat" → "a fluffy cat"): a global alignment of the two
 //                token sequences; edited tokens with no partner in the source keep their own maps.
+//
+// Words are those of the prompts' plain text (AUTOMATIC1111's brackets and weights are not words).
 
-import { type ClipTokenizer, promptWords } from '../tokenizers/clip.ts';
+import type { ClipTokenizer } from '../tokenizers/clip.ts';
+import { BREAK_FILL, type PromptTokens, chunksNeeded, promptTokens, tokenPosition, wordPositions } from '../tokenizers/prompt-tokens.ts';
+
+/** How the prompts are read: with or without the emphasis syntax, and in how many chunks (default: as many as they need). */
+export interface PromptReading {
+  promptSyntax?: boolean;
+  chunks?: number;
+}
+
+function readPrompts(tokenizer: ClipTokenizer, source: string, target: string, reading: PromptReading) {
+  const [x, y] = [source, target].map((p) => promptTokens(tokenizer, p, { syntax: reading.promptSyntax }));
+  const chunks = reading.chunks ?? Math.max(chunksNeeded(tokenizer, x!), chunksNeeded(tokenizer, y!));
+  return { x: x!, y: y!, chunks, tokens: chunks * tokenizer.modelMaxLength };
+}
 
 export interface TokenMap {
   /** [tokens, tokens] row-major: edited map n = Σ_w source map w · matrix[w·tokens + n]. */
@@ -29,21 +44,19 @@ export function identityMap(tokens: number): TokenMap {
  * word may change its own token count when another swap makes up for it: its maps are then
  * shared out evenly, as the reference does).
  */
-export function replacementMap(tokenizer: ClipTokenizer, source: string, target: string): TokenMap {
-  const tokens = tokenizer.modelMaxLength;
-  const wordsX = promptWords(source);
-  const wordsY = promptWords(target);
+export function replacementMap(tokenizer: ClipTokenizer, source: string, target: string, reading: PromptReading = {}): TokenMap {
+  const { x, y, chunks, tokens } = readPrompts(tokenizer, source, target, reading);
+  const [wordsX, wordsY] = [x.words, y.words];
   if (wordsX.length !== wordsY.length) {
     throw new Error(`a word swap needs prompts with the same number of words: "${source}" has ${wordsX.length}, "${target}" has ${wordsY.length} (use refine for added words)`);
   }
-  const countX = tokenizer.encode(source).length;
-  const countY = tokenizer.encode(target).length;
+  const [countX, countY] = [x.ids.length, y.ids.length];
   if (countX !== countY) {
     throw new Error(`a word swap needs prompts with the same number of tokens: "${source}" has ${countX}, "${target}" has ${countY} (use refine)`);
   }
   const swapped = wordsY.flatMap((word, i) => (word !== wordsX[i] ? [i] : []));
-  const from = swapped.map((i) => tokenizer.wordTokenIndices(source, i));
-  const to = swapped.map((i) => tokenizer.wordTokenIndices(target, i));
+  const from = swapped.map((i) => wordPositions(tokenizer, x, i, chunks));
+  const to = swapped.map((i) => wordPositions(tokenizer, y, i, chunks));
   const matrix = new Float32Array(tokens * tokens);
   let [i, j, k] = [0, 0, 0];
   while (i < tokens && j < tokens) {
@@ -65,22 +78,47 @@ export function replacementMap(tokenizer: ClipTokenizer, source: string, target:
   return { matrix, alphas: new Float32Array(tokens).fill(1), tokens };
 }
 
-/** The refinement map from a global alignment of the two prompts' token ids (BOS and EOS included). */
-export function refinementMap(tokenizer: ClipTokenizer, source: string, target: string): TokenMap {
-  const tokens = tokenizer.modelMaxLength;
-  const withEnds = (prompt: string) => [tokenizer.bosTokenId, ...tokenizer.encode(prompt).slice(0, tokens - 2), tokenizer.eosTokenId];
-  const x = withEnds(source);
-  const y = withEnds(target);
-  const partner = alignTokens(x, y);
+/**
+ * The refinement map from a global alignment of the two prompts' token ids, each chunk's BOS and
+ * EOS included (one chunk: BOS + tokens + EOS, as the reference aligns them).
+ */
+export function refinementMap(tokenizer: ClipTokenizer, source: string, target: string, reading: PromptReading = {}): TokenMap {
+  const { x, y, chunks, tokens } = readPrompts(tokenizer, source, target, reading);
+  const xs = withEnds(tokenizer, x, chunks);
+  const ys = withEnds(tokenizer, y, chunks);
+  const partner = alignTokens(xs.ids, ys.ids);
   const matrix = new Float32Array(tokens * tokens);
   const alphas = new Float32Array(tokens).fill(1);
-  for (let n = 0; n < tokens; n++) {
-    // Past the edited prompt's end, position n takes the source's position n (the reference's padding rule).
-    const w = n < y.length ? partner[n] : n;
+  const aligned = new Uint8Array(tokens);
+  ys.positions.forEach((n, j) => {
+    const w = partner[j]!;
     if (w < 0) alphas[n] = 0;
-    else matrix[w * tokens + n] = 1;
-  }
+    else matrix[xs.positions[w]! * tokens + n] = 1;
+    aligned[n] = 1;
+  });
+  // Padding after the edited prompt's end takes the source's same position (the reference's rule).
+  for (let n = 0; n < tokens; n++) if (!aligned[n]) matrix[n * tokens + n] = 1;
   return { matrix, alphas, tokens };
+}
+
+/** Each chunk's BOS, tokens and EOS, with their positions in the 77·chunks sequence. */
+function withEnds(tokenizer: ClipTokenizer, t: PromptTokens, chunks: number): { ids: number[]; positions: number[] } {
+  const length = tokenizer.modelMaxLength;
+  const ids: number[] = [];
+  const positions: number[] = [];
+  for (let c = 0; c < chunks; c++) {
+    ids.push(tokenizer.bosTokenId);
+    positions.push(c * length);
+    let last = c * length;
+    for (let k = c * (length - 2); k < Math.min(t.ids.length, (c + 1) * (length - 2)); k++) {
+      if (t.ids[k] === BREAK_FILL) break;
+      ids.push(t.ids[k]!);
+      positions.push((last = tokenPosition(tokenizer, k)));
+    }
+    ids.push(tokenizer.eosTokenId);
+    positions.push(last + 1);
+  }
+  return { ids, positions };
 }
 
 /**

@@ -18,7 +18,7 @@ export interface PromptTokens {
   ids: number[];
   /** Per token, its emphasis (1 without syntax). */
   weights: number[];
-  /** Per token, whether it begins a word or pre-token (as `ClipTokenizer.wordTokenIndices` matches words). */
+  /** Per token, whether it begins a word or pre-token (as `ClipTokenizer.wordTokenIndices` matches words); true for BREAK_FILL. */
   wordStarts: boolean[];
   /** Per token, the index of the word it spells in `words` (−1 for BREAK_FILL). */
   wordOf: number[];
@@ -42,7 +42,7 @@ export function promptTokens(tokenizer: ClipTokenizer, prompt: string, options: 
       // A1111: BREAK closes the current chunk, even an empty one, but not one just filled.
       const filled = out.ids.length % chunk;
       if (filled || !out.ids.length || out.ids.at(-1) === BREAK_FILL) {
-        for (let i = filled; i < chunk; i++) push(out, BREAK_FILL, 1, false, -1);
+        for (let i = filled; i < chunk; i++) push(out, BREAK_FILL, 1, true, -1);
       }
       wordOpen = false;
       continue;
@@ -124,4 +124,26 @@ export function layoutChunks(tokenizer: ClipTokenizer, t: PromptTokens, chunks: 
     ids[end] = tokenizer.eosTokenId;
   }
   return { ids, weights, dropped: t.ids.slice(chunks * chunk).filter((id) => id !== BREAK_FILL).length };
+}
+
+/** Positions (in the 77·chunks sequence) of the tokens of word number `index` of `t.words`. */
+export function wordPositions(tokenizer: ClipTokenizer, t: PromptTokens, index: number, chunks: number): number[] {
+  const kept = chunks * (tokenizer.modelMaxLength - 2);
+  return t.wordOf.flatMap((w, k) => (w === index && k < kept ? [tokenPosition(tokenizer, k)] : []));
+}
+
+/**
+ * Positions of the tokens that spell `word` (one or more words of text) wherever they begin and
+ * end at word boundaries, as `ClipTokenizer.wordTokenIndices` finds them in a plain prompt.
+ */
+export function findWordPositions(tokenizer: ClipTokenizer, t: PromptTokens, word: string, chunks: number): number[] {
+  const target = tokenizer.encode(word);
+  const n = target.length;
+  const kept = Math.min(t.ids.length, chunks * (tokenizer.modelMaxLength - 2));
+  const positions: number[] = [];
+  for (let i = 0; n > 0 && i + n <= kept; i++) {
+    if (!t.wordStarts[i] || (i + n < t.ids.length && !t.wordStarts[i + n])) continue;
+    if (target.every((id, k) => t.ids[i + k] === id)) for (let k = 0; k < n; k++) positions.push(tokenPosition(tokenizer, i + k));
+  }
+  return positions;
 }
