@@ -14,6 +14,7 @@ import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import { type PromptFlags, outputPng, promptFileOption, readPrompt } from './inputs.ts';
 import { interruptible } from './interrupt.ts';
+import { checkVaeFlags, vaeOption } from './preview.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
 import { imageSize, integer, number, oneOf } from './options.ts';
 import { defaultModelPath, progressBar } from './shared.ts';
@@ -38,7 +39,7 @@ export function registerAttention(program: Command): void {
     .command('attention')
     .description("generate an image with one cross-attention heat map per prompt token (where the model drew each word)")
     .option('--model <path>', 'diffusers folder or single-file .safetensors (default: the bundled model)');
-  loadOptions(command).option('--prompt <text>', 'what to draw');
+  vaeOption(loadOptions(command)).option('--prompt <text>', 'what to draw');
   promptFileOption(command)
     .option('--negative-prompt <text>', 'what to steer away from')
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
@@ -62,6 +63,7 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
   if (flags.out === undefined) throw new Error('--out FILE.png is required');
   const out = outputPng(flags.out);
   checkPersonalisationFiles(flags);
+  checkVaeFlags(flags);
   const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
 
   const sd = await loadPipeline(flags.model ?? defaultModelPath(), loadOptionsFrom(flags));

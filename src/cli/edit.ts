@@ -18,6 +18,7 @@ import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import { type PromptFlags, checkEta, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt } from './inputs.ts';
 import { interruptible } from './interrupt.ts';
+import { checkVaeFlags, vaeOption } from './preview.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
 import { collect, imageSize, integer, keyValue, number, oneOf } from './options.ts';
 import { type Progress, defaultModelPath, progressBar } from './shared.ts';
@@ -61,7 +62,7 @@ export function registerEdit(program: Command): void {
     .command('edit')
     .description('edit a picture by editing its prompt (Prompt-to-Prompt): swap, add or re-weight words')
     .option('--model <path>', 'diffusers folder or single-file .safetensors (default: the bundled model)');
-  loadOptions(command).option('--prompt <text>', 'the source prompt (describes --image when one is given)');
+  vaeOption(loadOptions(command)).option('--prompt <text>', 'the source prompt (describes --image when one is given)');
   promptFileOption(command)
     .option('--target <text>', 'the edited prompt (default: the source, for pure re-weighting)')
     .option('--refine', 'the target adds or removes words: align tokens instead of swapping words one for one')
@@ -99,6 +100,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
   const scheduler = flags.scheduler ?? 'ddim';
   checkEta(flags.eta, scheduler);
   checkPersonalisationFiles(flags);
+  checkVaeFlags(flags);
   if (flags.saveLatents) mustBeFolder(dirname(resolve(flags.saveLatents)), '--save-latents');
   if (flags.image && !existsSync(flags.image)) throw new Error(`--image: no such file ${flags.image}`);
   if (flags.image && flags.latents) throw new Error('--image and --latents cannot be combined');

@@ -1,7 +1,7 @@
 // `nuri generate`: txt2img and img2img from the command line.
 
 import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { writeSafetensors } from '../engine/safetensors.ts';
 import { checkLatentsFit } from '../io/latents-file.ts';
@@ -17,10 +17,11 @@ import { type ControlFlags, checkControlFlags, controlExtra, controlOptions, con
 import { interruptible } from './interrupt.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
 import { imageSize, integer, number, oneOf } from './options.ts';
+import { type PreviewFlags, checkVaeFlags, previewOptions, previewWriter, vaeOption } from './preview.ts';
 import { defaultModelPath, progressBar } from './shared.ts';
 import { type SizeConditioningFlags, sizeConditioningFrom, sizeConditioningOptions } from './size-conditioning.ts';
 
-interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags, ControlFlags, SizeConditioningFlags {
+interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags, ControlFlags, SizeConditioningFlags, PreviewFlags {
   model?: string;
   negativePrompt?: string;
   steps: number;
@@ -44,7 +45,7 @@ export function registerGenerate(program: Command): void {
     .description('make images from a text prompt (txt2img), or from a picture and a prompt (img2img)')
     .argument('[prompt]', 'what to draw (or use --prompt / --prompt-file)')
     .option('--model <path>', 'diffusers folder or single-file .safetensors (default: the bundled model)');
-  loadOptions(command).option('--prompt <text>', 'what to draw');
+  vaeOption(loadOptions(command)).option('--prompt <text>', 'what to draw');
   promptFileOption(command)
     .option('--negative-prompt <text>', 'what to steer away from')
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
@@ -62,6 +63,7 @@ export function registerGenerate(program: Command): void {
   sizeConditioningOptions(command);
   personalisationOptions(command);
   controlOptions(command);
+  previewOptions(command);
   deviceOption(command)
     .option('--out <file.png>', 'output PNG (a batch writes name-1.png, name-2.png, …)')
     .action(async (positional: string | undefined, flags: GenerateFlags) => {
@@ -82,6 +84,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   checkEta(flags.eta, flags.scheduler);
   checkPersonalisationFiles(flags);
   checkControlFlags(flags);
+  const preview = checkVaeFlags(flags);
   const strength = flags.strength ?? DEFAULTS.strength;
   const sizeConditioning = sizeConditioningFrom(flags);
 
@@ -127,6 +130,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
     ...sizeConditioning,
     promptSyntax: flags.promptSyntax,
     signal,
+    onStep: preview === undefined ? undefined : previewWriter(sd, preview, flags.previewEvery),
     onProgress: (p) => bar.update(p.step),
   }).finally(() => bar.stop());
 
@@ -144,7 +148,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
       height,
       model: sd.name,
       denoisingStrength: flags.initImage ? strength : undefined,
-      extra: { ...(flags.eta !== undefined ? { Eta: flags.eta } : {}), ...personalisationExtra(flags, personal), ...controlExtra(flags) },
+      extra: { ...(flags.eta !== undefined ? { Eta: flags.eta } : {}), ...(flags.vae ? { VAE: basename(flags.vae) } : {}), ...personalisationExtra(flags, personal), ...controlExtra(flags) },
     });
     await writePng(paths[i], image, { parameters });
   }

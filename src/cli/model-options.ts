@@ -16,6 +16,9 @@ export interface LoadFlags {
   config?: string;
   tokenizer?: string;
   predictionType?: 'epsilon' | 'v_prediction';
+  /** --vae and --preview-vae (cli/preview.ts), on the commands that have them. */
+  vae?: string;
+  previewVae?: string;
 }
 
 export interface DeviceFlags {
@@ -56,7 +59,7 @@ export function personalisationOptions(command: Command): Command {
 export function loadOptionsFrom(flags: LoadFlags & DeviceFlags): PipelineOptions {
   if (flags.tokenizer !== undefined && !existsSync(flags.tokenizer)) throw new Error(`--tokenizer: no such folder ${flags.tokenizer}`);
   if (flags.config !== undefined && !existsSync(flags.config)) throw new Error(`--config: no such file ${flags.config}`);
-  return { config: flags.config, tokenizer: flags.tokenizer, predictionType: flags.predictionType, device: flags.device };
+  return { config: flags.config, tokenizer: flags.tokenizer, predictionType: flags.predictionType, device: flags.device, vae: flags.vae, previewVae: flags.previewVae };
 }
 
 /** Refuses missing LoRA and embedding files before the model loads. */

@@ -184,7 +184,7 @@ function vaeResnet(prefix: string, rest: string): string | undefined {
 }
 
 /** The decoder's `up` levels are numbered from the lowest resolution up, diffusers' `up_blocks` the other way. */
-function vaeTarget(key: string, config: VaeLayout): Target | undefined {
+export function vaeTarget(key: string, config: VaeLayout): Target | undefined {
   const levels = config.block_out_channels.length;
   const named = (name: string | undefined): Target | undefined => (name === undefined ? undefined : { name });
   let m: RegExpExecArray | null;

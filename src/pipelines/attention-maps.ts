@@ -94,7 +94,7 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
     onStep: stepCallback(o),
   });
 
-  const decoded = await sd.vaeRunner.decodeLatents(latents, shape);
+  const decoded = await sd.decodeLatents(latents, shape);
   const tokens = promptTokenMaps(sd, o.prompt, store, 0, { promptSyntax: o.promptSyntax, chunks });
   return { image: imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), latents, shape, seed: o.seed, mapHeight, mapWidth, tokens };
 }

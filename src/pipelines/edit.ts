@@ -139,7 +139,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
     onStep: stepCallback(o),
   });
 
-  const decoded = await sd.vaeRunner.decodeLatents(final, shape);
+  const decoded = await sd.decodeLatents(final, shape);
   const images: [RgbImage, RgbImage] = [imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), imageFromTensor(decoded.data, 1, decoded.shape, '0..1')];
   const attention = mapStore && { mapHeight: mapStore.options.height, mapWidth: mapStore.options.width, tokens: promptTokenMaps(sd, plan.target, mapStore, 0, plan) };
   return { images, latents: final, shape, seed: o.seed, plan, inversion, attention };

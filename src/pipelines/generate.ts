@@ -28,7 +28,15 @@ export interface StepProgress {
   shape: Shape4;
   /** A cheap preview of the predicted clean image (linear latent→RGB, latent resolution). */
   preview: () => PreviewImage[];
+  /**
+   * The predicted clean image decoded by the pipeline's tiny VAE (TAESD) at the picture's size
+   * when it has one, else `preview()`. Await it in the callback: the loop waits for the callback.
+   */
+  decodePreview: () => Promise<PreviewImage[]>;
 }
+
+/** A step callback; a promise it returns is awaited before the next step. */
+export type StepCallback<P = StepProgress> = (progress: P) => unknown;
 
 export interface GenerateOptions extends PromptSyntaxOptions, SizeConditioningOptions {
   /** One prompt per image. */
@@ -54,9 +62,9 @@ export interface GenerateOptions extends PromptSyntaxOptions, SizeConditioningOp
   controlNets?: ControlNetUnit[];
   /** Checked before every UNet step: an aborted signal stops the run with an AbortError. */
   signal?: AbortSignal;
-  /** Called after every step (`onStep` is the older name of the same callback). */
-  onProgress?: (progress: StepProgress) => void;
-  onStep?: (progress: StepProgress) => void;
+  /** Called after every step (`onStep` is the older name of the same callback); a promise it returns is awaited. */
+  onProgress?: StepCallback;
+  onStep?: StepCallback;
 }
 
 export interface GenerateResult {
@@ -125,7 +133,7 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   if (o.initImage) {
     if (!(o.strength > 0 && o.strength <= 1)) throw new Error(`strength must be in (0, 1], got ${o.strength}`);
     const pixels = imageToTensor(new Array(batch).fill(o.initImage), '-1..1');
-    const clean = (await sd.vaeRunner.imageToLatents(pixels, [batch, 3, o.height, o.width])).data;
+    const clean = (await sd.imageToLatents(pixels, [batch, 3, o.height, o.width])).data;
     timesteps = img2imgTimesteps(scheduler, o.strength).timesteps;
     latents = scheduler.addNoise(clean, noise, timesteps[0]);
   } else {
@@ -145,7 +153,7 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   latents = await denoise(sd, await sd.unet(tokens), { scheduler, timesteps, latents, shape, cond, uncond, added, guidance: o.guidance, rng, eta: o.eta, control, signal: o.signal, onStep: stepCallback(o) });
   if (sd.releaseSessions) await sd.releaseUNet();
 
-  const decoded = await sd.vaeRunner.decodeLatents(latents, shape);
+  const decoded = await sd.decodeLatents(latents, shape);
   const images = Array.from({ length: batch }, (_, i) => imageFromTensor(decoded.data, i, decoded.shape, '0..1'));
   return { images, latents, shape, seeds };
 }
@@ -173,16 +181,16 @@ export interface DenoiseOptions {
   afterStep?: (stepIndex: number, latents: Float32Array) => Float32Array;
   /** Checked before every UNet step. */
   signal?: AbortSignal;
-  onStep?: (progress: StepProgress) => void;
+  onStep?: StepCallback;
 }
 
 /** One callback from a caller's `onProgress` and `onStep` (either, both or neither given). */
-export function stepCallback<P = StepProgress>(o: { onProgress?: (p: P) => void; onStep?: (p: P) => void }): ((p: P) => void) | undefined {
+export function stepCallback<P = StepProgress>(o: { onProgress?: StepCallback<P>; onStep?: StepCallback<P> }): StepCallback<P> | undefined {
   const { onProgress, onStep } = o;
   if (!onProgress || !onStep) return onProgress ?? onStep;
-  return (p) => {
-    onStep(p);
-    onProgress(p);
+  return async (p) => {
+    await onStep(p);
+    await onProgress(p);
   };
 }
 
@@ -207,7 +215,11 @@ export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: Denoi
     const result = o.scheduler.step(eps, t, latents, { generator: o.rng, ...(o.eta !== undefined ? { eta: o.eta } : {}) });
     latents = o.afterStep ? o.afterStep(i, result.prevSample) : result.prevSample;
     const clean = result.predOriginalSample;
-    o.onStep?.({ step: i + 1, total: o.timesteps.length, timestep: t, latents, predictedClean: clean, shape: o.shape, preview: () => latentPreview(clean, o.shape) });
+    await o.onStep?.({
+      step: i + 1, total: o.timesteps.length, timestep: t, latents, predictedClean: clean, shape: o.shape,
+      preview: () => latentPreview(clean, o.shape),
+      decodePreview: () => sd.previewImages(clean, o.shape),
+    });
   }
   return latents;
 }

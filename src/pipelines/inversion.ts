@@ -78,7 +78,7 @@ export async function invertImage(sd: StableDiffusion, o: InversionOptions): Pro
   const { width, height } = o.image;
   if (width % 8 || height % 8) throw new Error(`inversion: the picture must be a multiple of 8 in size, got ${width}×${height}`);
   const pixels = imageToTensor([o.image], '-1..1');
-  const encoded = await sd.vaeRunner.imageToLatents(pixels, [1, 3, height, width]);
+  const encoded = await sd.imageToLatents(pixels, [1, 3, height, width]);
   const text = await encodePromptEmbeddings(sd, [o.prompt], [o.negativePrompt ?? ''], o);
   // The null-text embedding is one 77-token context; several chunks would need one of that length.
   if (text.chunks > 1) throw new Error(`inversion: the prompt and negative prompt must fit ${sd.contextShape[0] - 2} tokens without BREAK; they need ${text.chunks} chunks`);
@@ -235,7 +235,7 @@ export async function reconstructionErrors(sd: StableDiffusion, inversion: Inver
   const both = new Float32Array(2 * latents.length);
   both.set(latents);
   both.set(clean, latents.length);
-  const decoded = (await sd.vaeRunner.decodeLatents(both, [2, ...(inversion.shape.slice(1) as [number, number, number])])).data;
+  const decoded = (await sd.decodeLatents(both, [2, ...(inversion.shape.slice(1) as [number, number, number])])).data;
   const half = decoded.length / 2;
   return {
     latentMse: meanSquaredError(latents, clean),

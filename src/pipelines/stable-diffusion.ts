@@ -7,9 +7,14 @@ import { compileClipText, encodePrompts } from '../models/clip-text.ts';
 import { type ControlNetModel, controlResidualName } from '../models/controlnet.ts';
 import { type SdxlTextTower, compileSdxlTextEncoder, encodeSdxlPrompts } from '../models/sdxl-text.ts';
 import { compileControlNet } from './controlnet.ts';
+import { imageFromTensor } from '../io/image.ts';
+import type { AutoencoderTiny } from '../models/autoencoder-tiny.ts';
+import { type PreviewImage, latentPreview } from '../models/latent-preview.ts';
 import { type LoadModelOptions, type StableDiffusionComponents, loadStableDiffusion } from '../models/load.ts';
+import { loadOtherVae } from '../models/other-vae.ts';
+import { TinyVaeRunner } from '../models/tiny-vae-runner.ts';
 import type { AttentionHook, UNet2DConditionModel } from '../models/unet.ts';
-import { type Shape4, VaeRunner } from '../models/vae-runner.ts';
+import { type DecodedImages, type ImageToLatentsOptions, type Shape4, VaeRunner } from '../models/vae-runner.ts';
 import { vaeDownscale } from '../models/vae.ts';
 
 export interface LoadOptions extends LoadModelOptions {
@@ -20,6 +25,19 @@ export interface LoadOptions extends LoadModelOptions {
    * For one-shot use (the CLI); a server that generates again keeps its sessions.
    */
   releaseSessions?: boolean;
+  /**
+   * Another VAE: an AutoencoderKL folder or .safetensors file replaces the model's; an
+   * AutoencoderTiny folder (TAESD) then encodes, decodes and draws the step previews.
+   */
+  vae?: string;
+  /** An AutoencoderTiny folder for the step previews only (the pictures keep the model's VAE). */
+  previewVae?: string;
+}
+
+/** A tiny VAE (TAESD) a pipeline holds, and whether it makes the pictures too or only the previews. */
+export interface TinyVaeUse {
+  vae: AutoencoderTiny;
+  pictures: boolean;
 }
 
 /** What else a UNet graph is traced with: an attention hook (with its own inputs and outputs), ControlNet residual inputs. */
@@ -44,7 +62,11 @@ export interface PromptConditioning {
 const KEPT_GRAPHS = 3;
 
 export class StableDiffusion {
+  /** The model's AutoencoderKL (or the one `vae` gave): training, and the pictures without a tiny VAE. */
   readonly vaeRunner: VaeRunner;
+  /** The tiny VAE, when one was given: the step previews, and the pictures when `tinyMakesPictures`. */
+  readonly tinyVae: TinyVaeRunner | undefined;
+  readonly tinyMakesPictures: boolean;
   /** The plain UNet per context length (77 · chunks of a long prompt). */
   private readonly unetGraphs = new Map<number, Promise<CompiledGraph>>();
   private controlledUNetGraph: Promise<CompiledGraph> | undefined;
@@ -58,12 +80,21 @@ export class StableDiffusion {
     readonly components: StableDiffusionComponents,
     readonly run: RunOptions = {},
     readonly releaseSessions = false,
+    tiny?: TinyVaeUse,
   ) {
     this.vaeRunner = new VaeRunner(components.vae, run);
+    this.tinyVae = tiny && new TinyVaeRunner(tiny.vae, run);
+    this.tinyMakesPictures = tiny?.pictures ?? false;
   }
 
   static load(path: string, options: LoadOptions = {}): StableDiffusion {
-    return new StableDiffusion(loadStableDiffusion(path, options), options.run, options.releaseSessions);
+    const components = loadStableDiffusion(path, options);
+    const { vae, previewVae } = options;
+    if (vae !== undefined && previewVae !== undefined) throw new Error('a pipeline takes a tiny VAE as vae or as previewVae, not both');
+    const other = vae === undefined ? undefined : loadOtherVae(vae, components.vae.config);
+    if (other?.kind === 'kl') components.vae = other.vae;
+    const tiny = other?.kind === 'tiny' ? { vae: other.vae, pictures: true } : previewVae === undefined ? undefined : { vae: loadPreviewVae(previewVae, components), pictures: false };
+    return new StableDiffusion(components, options.run, options.releaseSessions, tiny);
   }
 
   get name(): string {
@@ -154,6 +185,32 @@ export class StableDiffusion {
     return graphs;
   }
 
+  /** Pictures in [-1, 1] → diffusion latents, by the tiny VAE when it makes the pictures (no sampling: `rng` is unused then). */
+  imageToLatents(images: Float32Array, shape: Shape4, options: ImageToLatentsOptions = {}): Promise<{ data: Float32Array; shape: Shape4 }> {
+    return this.tinyVae && this.tinyMakesPictures ? this.tinyVae.imageToLatents(images, shape) : this.vaeRunner.imageToLatents(images, shape, options);
+  }
+
+  /** Diffusion latents → pictures [B, 3, H, W] in [0, 1], by the tiny VAE when it makes the pictures. */
+  decodeLatents(latents: Float32Array, shape: Shape4): Promise<DecodedImages> {
+    return this.tinyVae && this.tinyMakesPictures ? this.tinyVae.decodeLatents(latents, shape) : this.vaeRunner.decodeLatents(latents, shape);
+  }
+
+  /**
+   * A step preview of (predicted clean) latents: decoded by the tiny VAE at the picture's size
+   * when the pipeline has one, else the linear latent→RGB map at latent size.
+   */
+  async previewImages(latents: Float32Array, shape: Shape4): Promise<PreviewImage[]> {
+    if (!this.tinyVae) return latentPreview(latents, shape);
+    const decoded = await this.tinyVae.decodeLatents(latents, shape);
+    return Array.from({ length: shape[0] }, (_, i) => imageFromTensor(decoded.data, i, decoded.shape, '0..1'));
+  }
+
+  /** Frees the VAE sessions, the tiny VAE's too. */
+  async releaseVae(): Promise<void> {
+    await this.vaeRunner.release();
+    await this.tinyVae?.release();
+  }
+
   /** Frees the text encoders' sessions, every clip skip's (a later encode creates them again). */
   async releaseTextEncoder(): Promise<void> {
     const graphs = [...this.textEncoderGraphs.values()];
@@ -226,6 +283,13 @@ export class StableDiffusion {
     });
     return out;
   }
+}
+
+/** A tiny VAE for previews only must fit the model's latents as `vae` must (loadOtherVae checks). */
+function loadPreviewVae(path: string, components: StableDiffusionComponents): AutoencoderTiny {
+  const other = loadOtherVae(path, components.vae.config);
+  if (other.kind !== 'tiny') throw new Error(`previewVae ${path}: not an AutoencoderTiny folder (an AutoencoderKL is no faster than the model's own VAE)`);
+  return other.vae;
 }
 
 /**

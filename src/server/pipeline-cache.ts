@@ -121,7 +121,7 @@ export class PipelineCache {
 export async function releasePipeline({ sd }: Pick<LoadedPipeline, 'sd'>): Promise<void> {
   await sd.releaseUNet();
   await sd.releaseTextEncoder();
-  await sd.vaeRunner.release();
+  await sd.releaseVae();
 }
 
 function cacheKey(spec: PipelineSpec): string {

@@ -12,7 +12,7 @@ import { configPath, inFile, parseConfigFile } from './config-file.ts';
 import { type CountExpectation, checkLayerCounts } from './layer-counts.ts';
 import { type UNetConfig, parseUNetConfig } from '../unet-config.ts';
 import { parseVaeConfig } from './vae-config.ts';
-import { openWeights } from './weights.ts';
+import { type Weights, openWeights } from './weights.ts';
 
 export interface LoadOptions {
   /** A weights variant to prefer, e.g. "fp16" (diffusion_pytorch_model.fp16.safetensors). */
@@ -69,12 +69,17 @@ export function loadVae(dir: string, options: LoadOptions = {}): AutoencoderKL {
     { field: 'layers_per_block + 1', prefix: 'decoder.up_blocks.0.resnets', expected: config.layers_per_block + 1 },
   ]);
   const vae = inFile(path, () => new AutoencoderKL(config));
+  bindVaeWeights(vae, weights);
+  return vae;
+}
+
+/** Binds an AutoencoderKL to diffusers-named weights (a folder's, or a lone VAE file's: `--vae`). */
+export function bindVaeWeights(vae: AutoencoderKL, weights: Weights): void {
   bindWeights(vae.parameters(), weights, {
     what: 'VAE',
     aliases: (name) => LEGACY_VAE_ATTENTION.filter(([re]) => re.test(name)).map(([re, legacy]) => name.replace(re, legacy)),
     sameBytes: (p) => /\.attentions\.\d+\./.test(p.name) && p.shape.length === 2,
   });
-  return vae;
 }
 
 /** A diffusers AutoencoderTiny folder (TAESD, TAESDXL). */
