@@ -59,7 +59,6 @@ function fromFile(path: string, modelVae: VaeConfig): OtherVae {
   const prefix = names.some((n) => n.startsWith(`${VAE_PREFIX}encoder.down.`)) ? VAE_PREFIX : '';
   if (has(new RegExp(`^${prefix.replace('.', '\\.')}encoder\\.down\\.\\d+\\.block\\.`))) {
     const vae = new AutoencoderKL(modelVae);
-    
     const map: ParameterMap = new Map();
     const unexpected: string[] = [];
     for (const name of names) {
