@@ -108,27 +108,31 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
     initImage,
     strength,
   });
-  const extra = {
-    ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}),
-    ...(personal.loraLabels.length ? { Lora: personal.loraLabels.join(', ') } : {}),
-    ...(personal.embeddings.length ? { TI: personal.embeddings.map((e) => e.token).join(', ') } : {}),
-  };
+  const extra = { ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}), ...personalLabels(personal) };
   const infotexts = result.seeds.map((seed) =>
     formatParameters({ ...sampling(p), seed, width, height, denoisingStrength: initImage ? strength : undefined, extra }),
   );
   return { images: await encodeAll(result.images, (i) => infotexts[i]), artifacts: [], info: { seeds: result.seeds, infotexts, width, height, warnings: [...sd.components.warnings, ...personal.warnings] } };
 }
 
+/** The infotext fields that say which LoRAs and embeddings drew a picture. */
+function personalLabels(personal: LoadedPipeline['personal']): Record<string, string> {
+  return {
+    ...(personal.loraLabels.length ? { Lora: personal.loraLabels.join(', ') } : {}),
+    ...(personal.embeddings.length ? { TI: personal.embeddings.map((e) => e.token).join(', ') } : {}),
+  };
+}
+
 async function runEdit(p: EditParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
-  const { sd } = await load(ctx, o, p);
+  const { sd, personal } = await load(ctx, o, p);
   let width = p.width ?? sd.defaultSize;
   let height = p.height ?? sd.defaultSize;
   const image = p.image === undefined ? undefined : await readImage(await ctx.readInput(p.image), { width, height });
   if (image) [width, height] = [image.width, image.height];
   const crossReplace = typeof p.crossReplace === 'number' ? { default: p.crossReplace } : p.crossReplace;
   const result = await edit(sd, {
-    source: p.prompt,
-    target: p.target,
+    source: personal.expandPrompt(p.prompt),
+    target: p.target === undefined ? undefined : personal.expandPrompt(p.target),
     refine: p.refine,
     crossReplace,
     selfReplace: p.selfReplace,
@@ -137,14 +141,15 @@ async function runEdit(p: EditParams, ctx: RunnerContext, o: JobScope): Promise<
     image,
     nullText: p.nullTextSteps > 0 && { innerSteps: p.nullTextSteps },
     ...samplerOptions(p, ctx, o),
+    negativePrompt: p.negativePrompt === undefined ? undefined : personal.expandPrompt(p.negativePrompt),
     eta: p.eta,
     width,
     height,
     attentionMaps: p.attentionMaps,
     onInversionStep: (s) => ctx.progress({ step: s.phase === 'ddim' ? s.step : p.steps + s.step, total: 2 * p.steps, phase: 'inverting', loss: s.loss }),
   });
-  const extra = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target, ...(image ? { 'Null-text steps': p.nullTextSteps } : {}) };
-  const infotexts = [result.plan.source, result.plan.target].map((prompt) => formatParameters({ ...sampling(p), prompt, seed: result.seed, width, height, extra }));
+  const extra = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target, ...(image ? { 'Null-text steps': p.nullTextSteps } : {}), ...personalLabels(personal) };
+  const infotexts = [p.prompt, p.target ?? p.prompt].map((prompt) => formatParameters({ ...sampling(p), prompt, seed: result.seed, width, height, extra }));
   // With attentionMaps: the edit's heat maps follow the two pictures, as images 2, 3, ….
   const maps = result.attention && { ...heatMaps(result.attention, { width, height }, 2), mapWidth: result.attention.mapWidth, mapHeight: result.attention.mapHeight };
   return {

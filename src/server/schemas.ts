@@ -88,6 +88,11 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     height: side.optional(),
     clipSkip: clipSkip.optional(),
   };
+  // LoRA files and Textual Inversion embeddings from the models folder, for the jobs that draw.
+  const personal = {
+    loras: z.array(z.strictObject({ name: z.string().min(1), weight: z.number().min(-10).max(10).default(1) })).max(16).default([]),
+    embeddings: z.array(z.string().min(1)).max(16).default([]),
+  };
 
   const generate = z
     .strictObject({
@@ -97,8 +102,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
       batch: z.int().min(1).max(limits.maxBatch, limitMessage('maxBatch', limits, 'batch')).default(1),
       initImage: fileName.optional().describe('img2img: an upload or an earlier result image to start from'),
       strength: z.number().min(0.01).max(1).optional().describe(`img2img: how much to change the picture, default ${DEFAULTS.strength}`),
-      loras: z.array(z.strictObject({ name: z.string().min(1), weight: z.number().min(-10).max(10).default(1) })).max(16).default([]),
-      embeddings: z.array(z.string().min(1)).max(16).default([]),
+      ...personal,
     })
     .superRefine(pixelLimit(limits))
     .superRefine((p, ctx) => {
@@ -125,6 +129,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
       nullTextSteps: z.int().min(0).max(100).default(10),
       eta: fraction.optional(),
       attentionMaps: z.boolean().default(false).describe("also return the edit's cross-attention heat map per target token, as images after the source and the edit (info.tokens)"),
+      ...personal,
     })
     .superRefine(pixelLimit(limits))
     .superRefine((p, ctx) => {

@@ -2,6 +2,8 @@
 // edit job's params. Token counts are the server's to check (it has the tokenizer): a swap whose
 // words split into different numbers of tokens is refused by the server with its reason.
 
+import { type Job, imageName } from './api.ts';
+import { jobSeed } from './generate-settings.ts';
 import { promptWords } from '../tokenizers/words.ts';
 
 export type EditKind =
@@ -60,4 +62,25 @@ export function editParams(settings: EditSettings, sampling: Record<string, unkn
   if (Object.keys(reweight).length > 0) params.reweight = reweight;
   if (settings.localBlend.length > 0) params.localBlend = settings.localBlend;
   return params;
+}
+
+/** What an edit starts from: an earlier result (its job remakes it) or an uploaded photo. */
+export type EditSource = { kind: 'result'; job: Job; url: string } | { kind: 'upload'; name: string; url: string; width: number; height: number };
+
+/** The result's sampling settings remake its image as the edit's source; a photo is inverted instead. */
+export function samplingOf(source: EditSource, photo: { steps: number; guidance: number; nullTextSteps: number }): Record<string, unknown> {
+  if (source.kind === 'upload') return { image: source.name, scheduler: 'ddim', ...photo };
+  const p = source.job.params;
+  const pick = (keys: string[]) => Object.fromEntries(keys.filter((k) => p[k] !== undefined && p[k] !== null).map((k) => [k, p[k]]));
+  // An img2img result cannot be remade from its seed alone: it is edited as a picture, inverted.
+  if (inverted(source)) return { ...pick(['model', 'loras', 'embeddings', 'clipSkip']), image: imageName(source.url), scheduler: 'ddim', ...photo };
+  const sampling: Record<string, unknown> = pick(['model', 'negativePrompt', 'steps', 'scheduler', 'guidance', 'eta', 'width', 'height', 'clipSkip', 'loras', 'embeddings']);
+  const seed = jobSeed(source.job);
+  if (seed !== undefined) sampling.seed = seed;
+  return sampling;
+}
+
+/** Whether the source is edited through its inversion: a photo, or a result made from another picture. */
+export function inverted(source: EditSource | undefined): boolean {
+  return source?.kind === 'upload' || (source?.kind === 'result' && source.job.params.initImage !== undefined);
 }

@@ -1,7 +1,8 @@
 // The Edit page's reading of a typed target, before anything runs, and the params it sends.
 
 import { describe, expect, it } from 'vitest';
-import { classifyEdit, describeEdit, editParams } from '../../src/web/edit-plan.ts';
+import type { Job } from '../../src/web/api.ts';
+import { classifyEdit, describeEdit, editParams, samplingOf } from '../../src/web/edit-plan.ts';
 import { failureField } from '../../src/web/form.ts';
 
 describe('edit plan (Studio)', () => {
@@ -37,5 +38,15 @@ describe('edit plan (Studio)', () => {
     expect(failureField('local-blend: "x" is a word of neither "a" nor "b"')).toBe('localBlend');
     expect(failureField('width and height must be multiples of 16 for this model, got 48×40')).toBe('width');
     expect(failureField('out of memory')).toBeUndefined();
+  });
+
+  it('remakes a result with everything that drew it, and inverts an img2img result instead', () => {
+    const job = (params: Record<string, unknown>): Job => ({ id: 'job-1', type: 'generate', status: 'completed', progress: { step: 4, total: 4 }, images: ['/api/v1/images/job-1-1.png'], error: null, info: { seeds: [7] }, params });
+    const photo = { steps: 20, guidance: 7.5, nullTextSteps: 10 };
+    const loras = [{ name: 'sparkle', weight: 0.8 }];
+    const made = { prompt: 'a cat', steps: 6, scheduler: 'euler-a', guidance: 5, eta: 0.5, loras, embeddings: ['cat-toy'], batch: 2 };
+    expect(samplingOf({ kind: 'result', job: job(made), url: '/api/v1/images/job-1-1.png' }, photo)).toEqual({ steps: 6, scheduler: 'euler-a', guidance: 5, eta: 0.5, loras, embeddings: ['cat-toy'], seed: 7 });
+    const img2img = { ...made, initImage: 'upload-1.png', strength: 0.6 };
+    expect(samplingOf({ kind: 'result', job: job(img2img), url: '/api/v1/images/job-1-1.png' }, photo)).toEqual({ loras, embeddings: ['cat-toy'], image: 'job-1-1.png', scheduler: 'ddim', ...photo });
   });
 });

@@ -9,13 +9,13 @@ import { Field, NumberInput } from '../components/field.tsx';
 import { jobSize } from '../components/gallery.tsx';
 import { ImageBox } from '../components/image-box.tsx';
 import { ProgressPanel } from '../components/progress.tsx';
-import { type EditSettings, classifyEdit, describeEdit, editParams } from '../edit-plan.ts';
+import { type EditSettings, type EditSource, classifyEdit, describeEdit, editParams, inverted, samplingOf } from '../edit-plan.ts';
+
+export type { EditSource };
 import { jobErrors, submitOnEnter } from '../form.ts';
-import { jobSeed } from '../generate-settings.ts';
 import { promptWords } from '../../tokenizers/words.ts';
 import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
 
-export type EditSource = { kind: 'result'; job: Job; url: string } | { kind: 'upload'; name: string; url: string; width: number; height: number };
 
 const FIELDS = ['prompt', 'target', 'crossReplace', 'selfReplace', 'reweight', 'localBlend', 'steps', 'guidance', 'nullTextSteps', 'image', 'width', 'height', 'model'];
 
@@ -73,7 +73,7 @@ export function EditPage({ source, onSource }: EditPageProps) {
     <div class="page edit">
       <form class="panel" onSubmit={submit} noValidate aria-label="Edit settings">
         <SourcePicker source={source} onSource={onSource} onUpload={upload} uploadError={uploadError ?? errors.image} />
-        <Field label="Source prompt" error={errors.prompt} hint={source?.kind === 'upload' ? 'describe the photo: it is inverted with this prompt' : undefined}>
+        <Field label="Source prompt" error={errors.prompt} hint={inverted(source) ? 'describe the picture: it is inverted with this prompt' : undefined}>
           {(id, d) => <textarea id={id} name="prompt" rows={2} value={settings.prompt} aria-describedby={d} onInput={(e) => set({ prompt: e.currentTarget.value })} onKeyDown={submitOnEnter} />}
         </Field>
         {sourceWords.length > 0 && (
@@ -135,7 +135,7 @@ export function EditPage({ source, onSource }: EditPageProps) {
             </small>
           )}
         </fieldset>
-        {source?.kind === 'upload' && (
+        {inverted(source) && (
           <div class="row">
             <Field label="Steps" error={errors.steps}>
               {(id, d) => <NumberInput id={id} name="steps" describedBy={d} value={photo.steps} min={1} step={1} onChange={(steps) => setPhoto({ ...photo, steps })} />}
@@ -173,17 +173,6 @@ export function EditPage({ source, onSource }: EditPageProps) {
       </div>
     </div>
   );
-}
-
-/** The result's sampling settings remake its image as the edit's source; a photo is inverted instead. */
-function samplingOf(source: EditSource, photo: { steps: number; guidance: number; nullTextSteps: number }): Record<string, unknown> {
-  if (source.kind === 'upload') return { image: source.name, scheduler: 'ddim', ...photo };
-  const p = source.job.params;
-  const keep = ['model', 'negativePrompt', 'steps', 'scheduler', 'guidance', 'width', 'height', 'clipSkip'];
-  const sampling: Record<string, unknown> = Object.fromEntries(keep.filter((k) => p[k] !== undefined && p[k] !== null).map((k) => [k, p[k]]));
-  const seed = jobSeed(source.job);
-  if (seed !== undefined) sampling.seed = seed;
-  return sampling;
 }
 
 function sourceSize(source: EditSource | undefined): [number, number] {
