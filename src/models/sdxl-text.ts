@@ -3,7 +3,7 @@
 // concatenated on the feature axis — CLIP ViT-L's 768 then OpenCLIP bigG's 1280 → 2048 in SDXL —
 // and the second encoder's pooled, projected output (`text_embeds`) as the UNet's added condition.
 //
-// Prompt syntax and long prompts that reach SDXL go through `encodeSdxlPrompts` (one place).
+// Prompt syntax and long prompts reach SDXL as token ids (`encodeSdxlTokenIds`), one row per chunk.
 
 import { type CompiledGraph, type RunOptions, Tensor, compile, sym } from '../engine/index.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
@@ -57,21 +57,33 @@ export interface SdxlPromptEmbeddings {
  * keeps the last encoder's output[0]).
  */
 export async function encodeSdxlPrompts(towers: readonly SdxlTextTower[], graphs: readonly CompiledGraph[], prompts: string[]): Promise<SdxlPromptEmbeddings> {
-  const b = prompts.length;
+  const ids = towers.map(({ tokenizer }) => {
+    const length = tokenizer.modelMaxLength;
+    const rows = new Int32Array(prompts.length * length);
+    tokenizer.call(prompts, { maxLength: length }).inputIds.forEach((row, r) => rows.set(row, r * length));
+    return rows;
+  });
+  return encodeSdxlTokenIds(towers, graphs, ids);
+}
+
+/**
+ * `encodeSdxlPrompts` from token ids: `ids[i]` holds rows of 77 ids for tower i (each tower pads
+ * with its own tokenizer's pad token). Long prompts come here as one row per 77-token chunk.
+ */
+export async function encodeSdxlTokenIds(towers: readonly SdxlTextTower[], graphs: readonly CompiledGraph[], ids: readonly Int32Array[]): Promise<SdxlPromptEmbeddings> {
   const parts: { data: Float32Array; width: number }[] = [];
   let pooled: Float32Array | undefined;
-  let length = 0;
+  let positions = 0;
   for (const [i, { tokenizer, textEncoder }] of towers.entries()) {
-    length = tokenizer.modelMaxLength;
-    const { inputIds } = tokenizer.call(prompts, { maxLength: length });
-    const ids = new BigInt64Array(b * length);
-    inputIds.forEach((row, r) => row.forEach((id, l) => (ids[r * length + l] = BigInt(id))));
-    const out = await graphs[i].run({ input_ids: { data: ids, shape: [b, length] } });
+    const length = tokenizer.modelMaxLength;
+    positions = ids[i]!.length;
+    const input = BigInt64Array.from(ids[i]!, (id) => BigInt(id));
+    const out = await graphs[i].run({ input_ids: { data: input, shape: [positions / length, length] } });
     parts.push({ data: out.hidden_states.data as Float32Array, width: textEncoder.config.hiddenSize });
     pooled = out.text_embeds?.data as Float32Array | undefined;
   }
   if (!pooled) throw new Error('SDXL: the second text encoder has no text_projection (CLIPTextModelWithProjection) for the pooled embedding');
-  return { states: concatFeatures(parts, b * length), pooled };
+  return { states: concatFeatures(parts, positions), pooled };
 }
 
 /** Concatenates row-major [rows, width_i] blocks on the last axis. */

@@ -11,7 +11,7 @@
 // A prompt without syntax that fits one chunk takes the plain path (`encodePrompts`), so its states
 // are exactly what they were before prompt syntax existed.
 
-import { type ClipTokenizer } from '../tokenizers/clip.ts';
+import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { hasPromptSyntax } from '../tokenizers/prompt-syntax.ts';
 import { type PromptTokens, chunksNeeded, isWeighted, layoutChunks, promptTokens } from '../tokenizers/prompt-tokens.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
@@ -36,6 +36,8 @@ export interface PromptEmbeddings {
   cond: Float32Array;
   /** [negatives, tokens, C] when negatives were given. */
   uncond?: Float32Array;
+  /** SDXL: [prompts, P] and [negatives, P] pooled text embeddings (of each prompt's first chunk). */
+  pooled?: { cond: Float32Array; uncond?: Float32Array };
   /** Context positions per prompt: 77 · chunks. */
   tokens: number;
   chunks: number;
@@ -54,29 +56,57 @@ function isPlain(prompts: readonly string[], plan: { tokens: PromptTokens[]; chu
   return plan.chunks === 1 && plan.tokens.every((t) => !isWeighted(t)) && (!syntax || prompts.every((p) => !hasPromptSyntax(p)));
 }
 
-/** Encodes prompts and (for guidance) negative prompts into contexts of one shared length. */
+/**
+ * Encodes prompts and (for guidance) negative prompts into contexts of one shared length. SDXL's
+ * two towers each read the prompts with their own tokenizer (their pad tokens differ); their states
+ * are concatenated per position before the weighting.
+ */
 export async function encodePromptEmbeddings(sd: StableDiffusion, prompts: readonly string[], negatives: readonly string[] | undefined, options: PromptEncodeOptions = {}): Promise<PromptEmbeddings> {
-  const { tokenizer } = sd.components;
+  const towers = sd.tokenizers;
   const all = [...prompts, ...(negatives ?? [])];
-  const plan = planPromptChunks(tokenizer, all, options);
-  const length = tokenizer.modelMaxLength;
-  if (isPlain(all, plan, options.promptSyntax !== false)) {
-    const [cond, uncond] = await Promise.all([sd.encodePrompts([...prompts], options.clipSkip), negatives ? sd.encodePrompts([...negatives], options.clipSkip) : undefined]);
-    return { cond, uncond, tokens: length, chunks: 1 };
+  const plans = towers.map((tokenizer) => planPromptChunks(tokenizer, all, options));
+  const chunks = Math.max(...plans.map((p) => p.chunks));
+  const length = towers[0]!.modelMaxLength;
+  if (plans.every((plan) => isPlain(all, plan, options.promptSyntax !== false))) {
+    const [cond, uncond] = await Promise.all([sd.encodeConditioning([...prompts], options.clipSkip), negatives ? sd.encodeConditioning([...negatives], options.clipSkip) : undefined]);
+    return { cond: cond.states, uncond: uncond?.states, ...pooledPair(cond.pooled, uncond?.pooled), tokens: length, chunks: 1 };
   }
-  const { chunks } = plan;
-  const layouts = plan.tokens.map((t) => layoutChunks(tokenizer, t, chunks));
+  const layouts = plans.map((plan, t) => plan.tokens.map((tokens) => layoutChunks(towers[t]!, tokens, chunks)));
   const warn = options.onWarning ?? ((message: string) => console.warn(`warning: ${message}`));
-  layouts.forEach((l, i) => l.dropped && warn(`prompt ${JSON.stringify(all[i]!.slice(0, 40))}… truncated to ${chunks} chunks of ${length - 2} tokens: dropped its last ${l.dropped} tokens`));
-  const ids = new Int32Array(all.length * chunks * length);
-  layouts.forEach((l, i) => ids.set(l.ids, i * chunks * length));
-  const states = await sd.encodeTokenIds(ids, options.clipSkip);
+  layouts[0]!.forEach((l, i) => l.dropped && warn(`prompt ${JSON.stringify(all[i]!.slice(0, 40))}… truncated to ${chunks} chunks of ${length - 2} tokens: dropped its last ${l.dropped} tokens`));
+  const ids = layouts.map((tower) => {
+    const rows = new Int32Array(all.length * chunks * length);
+    tower.forEach((l, i) => rows.set(l.ids, i * chunks * length));
+    return rows;
+  });
+  const { states, pooled } = await sd.encodeTokenIds(ids, options.clipSkip);
   const item = chunks * length * sd.contextShape[1];
-  layouts.forEach((l, i) => {
-    if (isWeighted(plan.tokens[i]!)) weightStates(states.subarray(i * item, (i + 1) * item), l.weights);
+  layouts[0]!.forEach((l, i) => {
+    if (isWeighted(plans[0]!.tokens[i]!)) weightStates(states.subarray(i * item, (i + 1) * item), l.weights);
   });
   const split = prompts.length * item;
-  return { cond: states.slice(0, split), uncond: negatives ? states.slice(split) : undefined, tokens: chunks * length, chunks };
+  // SDXL's pooled vector comes from each prompt's first chunk, as AUTOMATIC1111 takes it.
+  const firstChunks = pooled && firstRows(pooled, all.length, chunks);
+  const pooledSplit = prompts.length * sd.pooledWidth;
+  return {
+    cond: states.slice(0, split),
+    uncond: negatives ? states.slice(split) : undefined,
+    ...pooledPair(firstChunks?.slice(0, pooledSplit), negatives ? firstChunks?.slice(pooledSplit) : undefined),
+    tokens: chunks * length,
+    chunks,
+  };
+}
+
+function pooledPair(cond: Float32Array | undefined, uncond: Float32Array | undefined): { pooled?: PromptEmbeddings['pooled'] } {
+  return cond ? { pooled: { cond, ...(uncond ? { uncond } : {}) } } : {};
+}
+
+/** Row 0 of every group of `chunks` rows of [items · chunks, P]. */
+function firstRows(rows: Float32Array, items: number, chunks: number): Float32Array {
+  const width = rows.length / (items * chunks);
+  const out = new Float32Array(items * width);
+  for (let i = 0; i < items; i++) out.set(rows.subarray(i * chunks * width, (i * chunks + 1) * width), i * width);
+  return out;
 }
 
 /**

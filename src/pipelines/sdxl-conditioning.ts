@@ -4,6 +4,7 @@
 // `text_embeds` [B, P] and `time_ids` [B, 6].
 
 import { timeIds } from '../models/sdxl-text.ts';
+import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
 import type { Feeds, PromptConditioning, StableDiffusion } from './stable-diffusion.ts';
 
 /** Sizes are [height, width] in pixels, crops [top, left] — height first, as diffusers' tuples. */
@@ -32,25 +33,33 @@ export function checkSizeConditioning(sd: StableDiffusion, o: SizeConditioningOp
 }
 
 export interface SdxlConditioning {
-  /** [B, 77, C1 + C2] */
+  /** [B, 77 · chunks, C1 + C2] */
   cond: Float32Array;
   uncond?: Float32Array;
-  /** Context positions per prompt (77: prompt syntax and long prompts are not read on SDXL yet). */
+  /** Context positions per prompt: 77 · chunks (long prompts and BREAK make more chunks). */
   tokens: number;
   added: { cond: Feeds; uncond?: Feeds };
 }
 
 /**
- * Encodes a run's prompts for SDXL: `negativePrompt` undefined with guidance follows the model's
- * force_zeros_for_empty_prompt (zeros), a given one (even "") is encoded.
+ * Encodes a run's prompts for SDXL (with prompt syntax and long prompts, as on SD 1.x/2.x):
+ * `negativePrompt` undefined with guidance follows the model's force_zeros_for_empty_prompt
+ * (zeros), a given one (even "") is encoded.
  */
 export async function encodeSdxlConditioning(
   sd: StableDiffusion,
-  o: SizeConditioningOptions & { prompts: readonly string[]; negativePrompt?: string; guided: boolean; clipSkip?: number; width: number; height: number },
+  o: SizeConditioningOptions & PromptSyntaxOptions & { prompts: readonly string[]; negativePrompt?: string; guided: boolean; clipSkip?: number; width: number; height: number },
 ): Promise<SdxlConditioning> {
   const batch = o.prompts.length;
-  const [cond, uncond] = await Promise.all([sd.encodeConditioning([...o.prompts], o.clipSkip), o.guided ? sd.encodeNegative(o.negativePrompt, batch, o.clipSkip) : undefined]);
-  return { cond: cond.states, uncond: uncond?.states, tokens: sd.contextShape[0], added: addedConditions(sd, o, cond, uncond, batch) };
+  const zeros = o.guided && o.negativePrompt === undefined && sd.components.forceZerosForEmptyPrompt;
+  const negatives = o.guided && !zeros ? new Array<string>(batch).fill(o.negativePrompt ?? '') : undefined;
+  const text = await encodePromptEmbeddings(sd, o.prompts, negatives, o);
+  if (!text.pooled) throw new Error(`${sd.name}: SDXL conditioning needs the pooled text embedding of text_encoder_2`);
+  const cond = { states: text.cond, pooled: text.pooled.cond };
+  const uncond = zeros
+    ? { states: new Float32Array(batch * text.tokens * sd.contextShape[1]), pooled: new Float32Array(batch * sd.pooledWidth) }
+    : negatives && { states: text.uncond!, pooled: text.pooled.uncond! };
+  return { cond: cond.states, uncond: uncond?.states, tokens: text.tokens, added: addedConditions(sd, o, cond, uncond, batch) };
 }
 
 /** The UNet feeds of SDXL's added conditions for each half. */

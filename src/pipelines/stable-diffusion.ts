@@ -5,7 +5,8 @@
 import { type CompiledGraph, type Dim, type RunOptions, Tensor, compile, sym } from '../engine/index.ts';
 import { compileClipText, encodePrompts } from '../models/clip-text.ts';
 import { type ControlNetModel, controlResidualName } from '../models/controlnet.ts';
-import { type SdxlTextTower, compileSdxlTextEncoder, encodeSdxlPrompts } from '../models/sdxl-text.ts';
+import { type SdxlTextTower, compileSdxlTextEncoder, encodeSdxlPrompts, encodeSdxlTokenIds } from '../models/sdxl-text.ts';
+import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { compileControlNet } from './controlnet.ts';
 import { imageFromTensor } from '../io/image.ts';
 import type { AutoencoderTiny } from '../models/autoencoder-tiny.ts';
@@ -158,13 +159,21 @@ export class StableDiffusion {
     return this.encodeConditioning(new Array(batch).fill(negativePrompt ?? ''), clipSkip);
   }
 
-  /** [rows, 77, C] token states for rows of ids of the tokenizer's length (BOS … EOS, padding). */
-  async encodeTokenIds(ids: Int32Array, clipSkip?: number): Promise<Float32Array> {
-    if (this.isSdxl) throw new Error('prompt syntax and long prompts are not supported on SDXL models yet');
+  /**
+   * [rows, 77, C] token states (and, SDXL, each row's pooled embedding) for rows of ids of the
+   * tokenizer's length (BOS … EOS, padding); `ids[i]` feeds text tower i (`tokenizers[i]`).
+   */
+  async encodeTokenIds(ids: readonly Int32Array[], clipSkip?: number): Promise<PromptConditioning> {
+    const graphs = await this.textEncoder(clipSkip);
+    if (this.isSdxl) return encodeSdxlTokenIds(this.textTowers(), graphs, ids);
     const [length] = this.contextShape;
-    const [graph] = await this.textEncoder(clipSkip);
-    const out = await graph.run({ input_ids: { data: BigInt64Array.from(ids, (id) => BigInt(id)), shape: [ids.length / length, length] } });
-    return out.last_hidden_state.data as Float32Array;
+    const out = await graphs[0].run({ input_ids: { data: BigInt64Array.from(ids[0]!, (id) => BigInt(id)), shape: [ids[0]!.length / length, length] } });
+    return { states: out.last_hidden_state.data as Float32Array };
+  }
+
+  /** Each text tower's tokenizer (two for SDXL). */
+  get tokenizers(): ClipTokenizer[] {
+    return this.textTowers().map((t) => t.tokenizer);
   }
 
   private textTowers(): SdxlTextTower[] {
