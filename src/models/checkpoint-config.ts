@@ -93,7 +93,7 @@ export function checkpointKind(file: SafetensorsFile): CheckpointKind {
   const sdxl = names.some((n) => n.startsWith('conditioner.embedders.'));
   throw new Error(
     `${file.path}: not a Stable Diffusion 1.x/2.x single-file checkpoint: ` +
-      (sdxl ? 'it has SDXL text encoders (conditioner.embedders.*), which Nuri does not support'
+      (sdxl ? 'it has SDXL text encoders (conditioner.embedders.*): load it with loadStableDiffusion (models/single-file-sdxl.ts)'
         : `it has no text encoder tensors (${SD1_TEXT_PREFIX}* or ${SD2_TEXT_PREFIX}*)`),
   );
 }

@@ -3,12 +3,14 @@
 
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { SafetensorsFile } from '../engine/safetensors.ts';
 import { ConfigReader } from '../schedulers/config.ts';
 import type { DiffusersSchedulerConfig } from '../schedulers/index.ts';
 import { ClipTokenizer } from '../tokenizers/clip.ts';
 import { parseConfigFile } from './checkpoint/config-file.ts';
 import { type ClipTextModel, loadClipTextModel } from './clip-text.ts';
-import { loadSingleFile } from './single-file.ts';
+import { assertNotPickle, loadSingleFile } from './single-file.ts';
+import { isSdxlSingleFile, loadSdxlSingleFile } from './single-file-sdxl.ts';
 import { type UNet2DConditionModel } from './unet.ts';
 import { loadUNet } from './checkpoint/components.ts';
 import { type AutoencoderKL } from './vae.ts';
@@ -96,6 +98,13 @@ export function checkSdxlWidths(unet: UNet2DConditionModel, textEncoder: ClipTex
 function loadFromSingleFile(path: string, options: LoadModelOptions): StableDiffusionComponents {
   const tokenizer = options.tokenizer ?? [join(dirname(path), 'tokenizer'), options.defaultTokenizer].find((dir) => dir && existsSync(join(dir, 'vocab.json')));
   const warnings: string[] = [];
+  assertNotPickle(path); // before reading the header as safetensors
+  if (isSdxlSingleFile(SafetensorsFile.open(path))) {
+    const sdxl = loadSdxlSingleFile(path, { ...options, tokenizer, onWarning: (w) => warnings.push(w) });
+    checkTokenizerFits(sdxl.tokenizer, sdxl.textEncoder, tokenizer!, `the text encoder of ${path}`);
+    checkSdxlWidths(sdxl.unet, sdxl.textEncoder, sdxl.textEncoder2, path);
+    return { ...sdxl, warnings };
+  }
   const components = loadSingleFile(path, { ...options, tokenizer, onWarning: (w) => warnings.push(w) });
   checkTokenizerFits(components.tokenizer, components.textEncoder, tokenizer!, `the text encoder of ${path}`);
   return { ...components, warnings };

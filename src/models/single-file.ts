@@ -44,12 +44,12 @@ export interface SingleFileMapping {
 }
 
 // The fields of each diffusers config.json that the key mapping needs.
-export type UNetLayout = { layers_per_block: number; down_block_types: readonly string[]; up_block_types: readonly string[]; transformer_layers_per_block?: number };
+export type UNetLayout = { layers_per_block: number; down_block_types: readonly string[]; up_block_types: readonly string[]; transformer_layers_per_block?: number | readonly number[] };
 type VaeLayout = { layers_per_block: number; block_out_channels: readonly number[] };
 type TextLayout = { num_hidden_layers: number; hidden_size: number };
 
 /** A diffusers name, with how to read it from the stored tensor. */
-type Target = { name: string; sameBytes?: boolean; rows?: RowRange };
+export type Target = { name: string; sameBytes?: boolean; rows?: RowRange };
 
 // ---- pickles ---------------------------------------------------------------------------------------
 
@@ -129,14 +129,17 @@ function unetAttention(prefix: string, rest: string, depth: number): string | un
  * LDM numbers the UNet's layers flat: input_blocks.0 is conv_in, then each level has
  * layers_per_block × [resnet (.0), attention (.1)] and, except the last level, a downsampler
  * (`.0.op`); output_blocks has layers_per_block + 1 per level, the upsampler after the last one
- * (`.1.conv`, or `.2.conv` when the layer has an attention).
+ * (`.1.conv`, or `.2.conv` when the layer has an attention). SDXL (SGM) adds `label_emb`, the
+ * added-condition embedding, and transformer depths per level (the mid block takes the deepest's).
  */
 export function unetName(key: string, config: UNetLayout): string | undefined {
   const perLevel = config.layers_per_block + 1;
   const levels = config.down_block_types.length;
-  const depth = config.transformer_layers_per_block ?? 1;
+  const depths = config.transformer_layers_per_block ?? 1;
+  const depthAt = (level: number) => (typeof depths === 'number' ? depths : depths[level] ?? 1);
   let m: RegExpExecArray | null;
   if ((m = /^time_embed\.([02])\.(weight|bias)$/.exec(key))) return `time_embedding.linear_${m[1] === '0' ? 1 : 2}.${m[2]}`;
+  if ((m = /^label_emb\.0\.([02])\.(weight|bias)$/.exec(key))) return `add_embedding.linear_${m[1] === '0' ? 1 : 2}.${m[2]}`;
   if ((m = /^input_blocks\.0\.0\.(weight|bias)$/.exec(key))) return `conv_in.${m[1]}`;
   if ((m = /^out\.([02])\.(weight|bias)$/.exec(key))) return `${m[1] === '0' ? 'conv_norm_out' : 'conv_out'}.${m[2]}`;
   if ((m = /^input_blocks\.(\d+)\.([01])\.(.+)$/.exec(key))) {
@@ -150,10 +153,10 @@ export function unetName(key: string, config: UNetLayout): string | undefined {
       return op && part === '0' && level < levels - 1 ? `down_blocks.${level}.downsamplers.0.conv.${op[1]}` : undefined;
     }
     if (part === '0') return unetResnet(`down_blocks.${level}.resnets.${layer}`, rest);
-    return config.down_block_types[level] === 'CrossAttnDownBlock2D' ? unetAttention(`down_blocks.${level}.attentions.${layer}`, rest, depth) : undefined;
+    return config.down_block_types[level] === 'CrossAttnDownBlock2D' ? unetAttention(`down_blocks.${level}.attentions.${layer}`, rest, depthAt(level)) : undefined;
   }
   if ((m = /^middle_block\.([012])\.(.+)$/.exec(key))) {
-    if (m[1] === '1') return unetAttention('mid_block.attentions.0', m[2]!, depth);
+    if (m[1] === '1') return unetAttention('mid_block.attentions.0', m[2]!, depthAt(levels - 1));
     return unetResnet(`mid_block.resnets.${m[1] === '0' ? 0 : 1}`, m[2]!);
   }
   if ((m = /^output_blocks\.(\d+)\.([012])\.(.+)$/.exec(key))) {
@@ -169,7 +172,7 @@ export function unetName(key: string, config: UNetLayout): string | undefined {
       return upsampler ? `up_blocks.${level}.upsamplers.0.conv.${conv[1]}` : undefined;
     }
     if (part === '0') return unetResnet(`up_blocks.${level}.resnets.${layer}`, rest);
-    return part === '1' && attends ? unetAttention(`up_blocks.${level}.attentions.${layer}`, rest, depth) : undefined;
+    return part === '1' && attends ? unetAttention(`up_blocks.${level}.attentions.${layer}`, rest, depthAt(levels - 1 - level)) : undefined;
   }
   return undefined;
 }
@@ -221,7 +224,7 @@ export function vaeTarget(key: string, config: VaeLayout): Target | undefined {
 const CLIP_LAYER = /^encoder\.layers\.(\d+)\.(layer_norm[12]|mlp\.fc[12]|self_attn\.[qkv]_proj|self_attn\.out_proj)\.(weight|bias)$/;
 
 /** SD 1.x stores a transformers CLIPTextModel as is (old files without the `text_model.` level). */
-function sd1TextTarget(key: string, config: TextLayout): Target | undefined {
+export function sd1TextTarget(key: string, config: TextLayout): Target | undefined {
   const rest = key.replace(/^text_model\./, '');
   const layer = CLIP_LAYER.exec(rest);
   const known = layer ? Number(layer[1]) < config.num_hidden_layers
@@ -234,7 +237,7 @@ const OPEN_CLIP_NAMES: Record<string, string> = {
 };
 
 /** SD 2.x stores OpenCLIP's text tower, whose attention keeps q, k and v stacked in one in_proj. */
-function sd2TextTargets(key: string, config: TextLayout): Target[] {
+export function sd2TextTargets(key: string, config: TextLayout): Target[] {
   const top: Record<string, string> = {
     'positional_embedding': 'text_model.embeddings.position_embedding.weight',
     'token_embedding.weight': 'text_model.embeddings.token_embedding.weight',
