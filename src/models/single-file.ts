@@ -44,7 +44,7 @@ export interface SingleFileMapping {
 }
 
 // The fields of each diffusers config.json that the key mapping needs.
-export type UNetLayout = { layers_per_block: number; down_block_types: readonly string[]; up_block_types: readonly string[]; transformer_layers_per_block?: number | readonly number[] };
+export type UNetLayout = { layers_per_block: number; down_block_types: readonly string[]; up_block_types: readonly string[]; transformer_layers_per_block?: number | readonly number[]; addition_embed_type?: string | null };
 type VaeLayout = { layers_per_block: number; block_out_channels: readonly number[] };
 type TextLayout = { num_hidden_layers: number; hidden_size: number };
 
@@ -139,7 +139,7 @@ export function unetName(key: string, config: UNetLayout): string | undefined {
   const depthAt = (level: number) => (typeof depths === 'number' ? depths : depths[level] ?? 1);
   let m: RegExpExecArray | null;
   if ((m = /^time_embed\.([02])\.(weight|bias)$/.exec(key))) return `time_embedding.linear_${m[1] === '0' ? 1 : 2}.${m[2]}`;
-  if ((m = /^label_emb\.0\.([02])\.(weight|bias)$/.exec(key))) return `add_embedding.linear_${m[1] === '0' ? 1 : 2}.${m[2]}`;
+  if ((m = /^label_emb\.0\.([02])\.(weight|bias)$/.exec(key))) return config.addition_embed_type !== 'text_time' ? undefined : `add_embedding.linear_${m[1] === '0' ? 1 : 2}.${m[2]}`;
   if ((m = /^input_blocks\.0\.0\.(weight|bias)$/.exec(key))) return `conv_in.${m[1]}`;
   if ((m = /^out\.([02])\.(weight|bias)$/.exec(key))) return `${m[1] === '0' ? 'conv_norm_out' : 'conv_out'}.${m[2]}`;
   if ((m = /^input_blocks\.(\d+)\.([01])\.(.+)$/.exec(key))) {
