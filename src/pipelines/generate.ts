@@ -14,6 +14,7 @@ import { type ControlNetUnit, type ControlRun, prepareControl } from './controln
 import { applyGuidance } from './guidance.ts';
 import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
 import { type SizeConditioningOptions, checkSizeConditioning, encodeSdxlConditioning } from './sdxl-conditioning.ts';
+import { type InpaintOptions, type InpaintRun, appendChannels, isInpaintingUNet, prepareInpaint } from './inpaint.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
 import type { CompiledGraph } from '../engine/session.ts';
 
@@ -56,7 +57,16 @@ export interface GenerateOptions extends PromptSyntaxOptions, SizeConditioningOp
   latents?: Float32Array;
   /** img2img: the picture to start from (resized to width × height) and how much to change it. */
   initImage?: RgbImage;
+  /** (0, 1]: default 0.75, or 1 when inpainting (diffusers' defaults). */
   strength?: number;
+  /** Inpainting `initImage`: where to repaint (see InpaintOptions); needed by an inpainting UNet. */
+  inpaint?: InpaintOptions;
+  /**
+   * Inpainting from given `latents`: start from latents · σ_init even at strength < 1, as diffusers'
+   * inpainting pipeline does when passed latents (the picture is then not noised in). Without it,
+   * `latents` are the noise the picture is noised with, as in img2img.
+   */
+  latentsAsStart?: boolean;
   clipSkip?: number;
   /** ControlNets; several sum their residuals. Their control images must be width × height. */
   controlNets?: ControlNetUnit[];
@@ -108,9 +118,11 @@ export const DEFAULTS = { steps: 30, scheduler: 'ddim' as SchedulerName, guidanc
 
 export async function generate(sd: StableDiffusion, options: GenerateOptions): Promise<GenerateResult> {
   // Without a size, the one the model was trained for (the default model is small).
-  const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
+  const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize, strength: options.strength ?? (options.inpaint ? 1 : DEFAULTS.strength) };
   const batch = o.prompts.length;
   if (!batch) throw new Error('generate: no prompt');
+  if (o.inpaint && !o.initImage) throw new Error('generate: inpainting needs initImage, the picture to repaint');
+  if (!o.inpaint && isInpaintingUNet(sd)) throw new Error(`generate: ${sd.name} has an inpainting UNet (${sd.components.unet.config.in_channels} input channels); give it a picture and a mask to repaint`);
   const f = sd.vaeScaleFactor;
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
   checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch, width: o.width, height: o.height, guided: o.guidance > 1 });
@@ -130,7 +142,13 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   }
   if (o.latents) assertFinite(o.latents, 'the initial latents');
   const noise = o.latents ?? rng.randn(size);
-  if (o.initImage) {
+  let inpaint: InpaintRun | undefined;
+  if (o.inpaint) {
+    if (!(o.strength > 0 && o.strength <= 1)) throw new Error(`strength must be in (0, 1], got ${o.strength}`);
+    const startFromNoise = o.latents !== undefined && o.latentsAsStart === true;
+    inpaint = await prepareInpaint(sd, { image: o.initImage!, inpaint: o.inpaint, shape, scheduler, strength: o.strength, noise, startFromNoise, rng });
+    ({ latents, timesteps } = inpaint);
+  } else if (o.initImage) {
     if (!(o.strength > 0 && o.strength <= 1)) throw new Error(`strength must be in (0, 1], got ${o.strength}`);
     const pixels = imageToTensor(new Array(batch).fill(o.initImage), '-1..1');
     const clean = (await sd.imageToLatents(pixels, [batch, 3, o.height, o.width])).data;
@@ -150,12 +168,13 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   if (o.controlNets?.length && tokens !== sd.contextShape[0]) throw new Error(`ControlNet takes prompts of at most ${sd.contextShape[0] - 2} tokens and no BREAK; this one needs ${tokens / sd.contextShape[0]} chunks`);
   if (o.controlNets?.length && sd.isSdxl) throw new Error('ControlNet on SDXL models is not supported yet');
   const control = o.controlNets?.length ? await prepareControl(sd, o.controlNets, { unetBatch: guided ? 2 * batch : batch, width: o.width, height: o.height, steps: timesteps.length }) : undefined;
-  latents = await denoise(sd, await sd.unet(tokens), { scheduler, timesteps, latents, shape, cond, uncond, added, guidance: o.guidance, rng, eta: o.eta, control, signal: o.signal, onStep: stepCallback(o) });
+  const { conditioning, afterStep } = inpaint ?? {};
+  latents = await denoise(sd, await sd.unet(tokens), { scheduler, timesteps, latents, shape, cond, uncond, added, guidance: o.guidance, rng, eta: o.eta, control, conditioning, afterStep, signal: o.signal, onStep: stepCallback(o) });
   if (sd.releaseSessions) await sd.releaseUNet();
 
   const decoded = await sd.decodeLatents(latents, shape);
   const images = Array.from({ length: batch }, (_, i) => imageFromTensor(decoded.data, i, decoded.shape, '0..1'));
-  return { images, latents, shape, seeds };
+  return { images: inpaint ? inpaint.overlay(images) : images, latents, shape, seeds };
 }
 
 export interface DenoiseOptions {
@@ -179,6 +198,8 @@ export interface DenoiseOptions {
   onOutputs?: (stepIndex: number, outputs: Record<string, { data: unknown; shape: readonly number[] }>) => void;
   /** Replaces the latents after each step (e.g. Prompt-to-Prompt's local blend). */
   afterStep?: (stepIndex: number, latents: Float32Array) => Float32Array;
+  /** [B, k, h, w] channels appended to the UNet's input after the latents, for both guidance halves (an inpainting UNet's mask and masked-picture latents). */
+  conditioning?: Float32Array;
   /** Checked before every UNet step. */
   signal?: AbortSignal;
   onStep?: StepCallback;
@@ -199,7 +220,9 @@ export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: Denoi
   const [b, c, h, w] = o.shape;
   const guided = o.guidance > 1 && o.uncond !== undefined;
   const context = guided ? concat(o.uncond!, o.cond) : o.cond;
-  const unetShape: Shape4 = [guided ? 2 * b : b, c, h, w];
+  const latentShape: Shape4 = [guided ? 2 * b : b, c, h, w];
+  const extra = o.conditioning ? o.conditioning.length / (b * h * w) : 0;
+  const unetShape: Shape4 = [latentShape[0], c + extra, h, w];
   const added = o.added && (guided ? concatFeeds(o.added.uncond!, o.added.cond) : o.added.cond);
   let latents = o.latents;
   for (let i = 0; i < o.timesteps.length; i++) {
@@ -207,8 +230,9 @@ export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: Denoi
     const t = o.timesteps[i];
     const input = o.scheduler.scaleModelInput(latents, t);
     const sample = guided ? concat(input, input) : input;
-    const residuals = await o.control?.residuals(i, sample, unetShape, t, context);
-    const outputs = await sd.predictNoise(residuals ? o.control!.unet : unet, sample, unetShape, t, context, { ...added, ...o.feeds?.(i), ...residuals });
+    const residuals = await o.control?.residuals(i, sample, latentShape, t, context);
+    const unetSample = o.conditioning ? appendChannels([{ data: sample, channels: c }, { data: o.conditioning, channels: extra }], latentShape[0], h * w) : sample;
+    const outputs = await sd.predictNoise(residuals ? o.control!.unet : unet, unetSample, unetShape, t, context, { ...added, ...o.feeds?.(i), ...residuals });
     o.onOutputs?.(i, outputs);
     const prediction = outputs.noise_pred.data as Float32Array;
     const eps = guided ? applyGuidance(prediction, o.guidance) : prediction;

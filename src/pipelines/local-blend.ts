@@ -9,6 +9,7 @@
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { chunksNeeded, findWordPositions, promptTokens } from '../tokenizers/prompt-tokens.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
+import { mixByMask, resizeNearest } from './masks.ts';
 
 export interface LocalBlendOptions {
   /** Words of the source or the edited prompt (each must be in at least one). */
@@ -65,10 +66,7 @@ export function blendLatents(latents: Float32Array, shape: Shape4, mask: Uint8Ar
   if (b !== 2 || mask.length !== h * w) throw new Error(`local blend needs latents [2, C, h, w] and an h·w mask, got [${shape.join(', ')}] and ${mask.length}`);
   const item = c * h * w;
   const out = new Float32Array(latents);
-  for (let i = 0; i < item; i++) {
-    const source = latents[i];
-    out[item + i] = source + mask[i % (h * w)] * (latents[item + i] - source);
-  }
+  out.set(mixByMask(latents.subarray(0, item), latents.subarray(item), mask), item);
   return out;
 }
 
@@ -86,16 +84,6 @@ function maxPool3x3(values: Float32Array, h: number, w: number): Float32Array {
       }
       out[y * w + x] = m;
     }
-  }
-  return out;
-}
-
-/** Nearest-neighbour resize as torch's `interpolate(mode='nearest')`: source index ⌊dst · in/out⌋. */
-function resizeNearest(values: Float32Array, h: number, w: number, outH: number, outW: number): Float32Array {
-  const out = new Float32Array(outH * outW);
-  for (let y = 0; y < outH; y++) {
-    const sy = Math.min(h - 1, Math.floor((y * h) / outH));
-    for (let x = 0; x < outW; x++) out[y * outW + x] = values[sy * w + Math.min(w - 1, Math.floor((x * w) / outW))];
   }
   return out;
 }

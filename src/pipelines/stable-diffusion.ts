@@ -102,9 +102,9 @@ export class StableDiffusion {
     return this.components.name;
   }
 
-  /** Latent channels and the VAE's downscale factor: latents are [B, channels, H/f, W/f]. */
+  /** Latent channels: latents are [B, channels, H/f, W/f] (an inpainting UNet takes more as its input). */
   get latentChannels(): number {
-    return this.components.unet.config.in_channels;
+    return this.components.unet.config.out_channels;
   }
 
   /** The VAE's downscale factor f (8 for Stable Diffusion): images of H×W have latents of H/f × W/f. */
