@@ -1,4 +1,4 @@
-// `nuri generate`: txt2img and img2img from the command line.
+// `nuri generate`: txt2img, img2img, inpainting and outpainting from the command line.
 
 import { existsSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
@@ -9,6 +9,8 @@ import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
 import { DEFAULTS, generate } from '../pipelines/generate.ts';
+import { INPAINT_FILLS, type InpaintFill, type OutpaintAmounts, outpaintCanvas, parseOutpaint } from '../pipelines/inpaint.ts';
+import { maskFromImage } from '../pipelines/masks.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
@@ -18,6 +20,7 @@ import { interruptible } from './interrupt.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
 import { imageSize, integer, number, oneOf } from './options.ts';
 import { type PreviewFlags, checkVaeFlags, previewOptions, previewWriter, vaeOption } from './preview.ts';
+import { InvalidArgumentError } from 'commander';
 import { defaultModelPath, progressBar } from './shared.ts';
 import { type SizeConditioningFlags, sizeConditioningFrom, sizeConditioningOptions } from './size-conditioning.ts';
 
@@ -34,6 +37,10 @@ interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, Pr
   batch?: number;
   initImage?: string;
   strength?: number;
+  mask?: string;
+  maskBlur: number;
+  inpaintFill: InpaintFill;
+  outpaint?: OutpaintAmounts;
   latents?: string;
   saveLatents?: string;
   out?: string;
@@ -42,7 +49,7 @@ interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, Pr
 export function registerGenerate(program: Command): void {
   const command = program
     .command('generate')
-    .description('make images from a text prompt (txt2img), or from a picture and a prompt (img2img)')
+    .description('make images from a text prompt (txt2img), or from a picture and a prompt (img2img, inpainting, outpainting)')
     .argument('[prompt]', 'what to draw (or use --prompt / --prompt-file)')
     .option('--model <path>', 'diffusers folder or single-file .safetensors (default: the bundled model)');
   vaeOption(loadOptions(command)).option('--prompt <text>', 'what to draw');
@@ -57,8 +64,12 @@ export function registerGenerate(program: Command): void {
     .option('--height <h>', "image height, a multiple of 8 (default: the model's own size)", imageSize)
     .option('--batch <n>', 'images to make', integer(1, 64))
     .option('--init-image <png>', 'img2img: start from this picture')
-    .option('--strength <s>', `img2img: how much to change the picture (0–1], default ${DEFAULTS.strength}`, number(0.01, 1))
-    .option('--latents <file>', 'initial noise: safetensors with one fp32 tensor "latents" [B,4,H/f,W/f] (f: the VAE downscale, 8 for SD, 4 for the default model)')
+    .option('--strength <s>', `img2img: how much to change the picture (0–1], default ${DEFAULTS.strength}; 1 when inpainting`, number(0.01, 1))
+    .option('--mask <png>', 'inpainting: repaint --init-image where this picture is white, keep it where black')
+    .option('--mask-blur <px>', 'inpainting: Gaussian blur of the mask in pixels (softens the seam; 0 for the hard edge diffusers uses)', number(0, 64), 4)
+    .option('--inpaint-fill <how>', `what the masked area starts from below strength 1: ${INPAINT_FILLS.join(', ')}`, oneOf(INPAINT_FILLS), 'original')
+    .option('--outpaint <sides>', 'grow the canvas of --init-image and paint the new border: left=128,right=128,top=…,bottom=… (pixels, multiples of 8)', outpaintAmounts)
+    .option('--latents <file>', 'initial noise: safetensors with one fp32 tensor "latents" [B,4,H/f,W/f] (f: the VAE downscale, 8 for SD, 4 for the default model); when inpainting, also "masked_image_noise" / "image_noise", and the latents start the run at any strength, as in diffusers')
     .option('--save-latents <file>', 'write the final latents as safetensors tensor "latents"');
   sizeConditioningOptions(command);
   personalisationOptions(command);
@@ -81,14 +92,18 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   if (flags.saveLatents) mustBeFolder(dirname(resolve(flags.saveLatents)), '--save-latents');
   if (flags.initImage && !existsSync(flags.initImage)) throw new Error(`--init-image: no such file ${flags.initImage}`);
   if (flags.strength !== undefined && !flags.initImage) throw new Error('--strength needs --init-image');
+  if ((flags.mask || flags.outpaint) && !flags.initImage) throw new Error(`${flags.mask ? '--mask' : '--outpaint'} needs --init-image, the picture to paint in`);
+  if (flags.mask && !existsSync(flags.mask)) throw new Error(`--mask: no such file ${flags.mask}`);
+  if (flags.latents && flags.outpaint) throw new Error('--latents and --outpaint cannot be combined: the canvas grows after the latents are read');
+  const inpainting = Boolean(flags.mask || flags.outpaint);
   checkEta(flags.eta, flags.scheduler);
   checkPersonalisationFiles(flags);
   checkControlFlags(flags);
   const preview = checkVaeFlags(flags);
-  const strength = flags.strength ?? DEFAULTS.strength;
+  const strength = flags.strength ?? (inpainting ? 1 : DEFAULTS.strength);
   const sizeConditioning = sizeConditioningFrom(flags);
 
-  if (flags.latents && flags.initImage) throw new Error('--latents and --init-image cannot be combined');
+  if (flags.latents && flags.initImage && !inpainting) throw new Error('--latents and --init-image cannot be combined (except to inpaint, with --mask or --outpaint)');
   const given = flags.latents ? readLatents(flags.latents) : undefined;
 
   // Loading reads configs only (weights stay in their files); the size defaults and the latent
@@ -109,7 +124,13 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   width ??= sd.defaultSize;
   height ??= sd.defaultSize;
   const personal = await applyPersonalisation(sd, flags);
-  const initImage = flags.initImage ? await readImage(flags.initImage, { width, height }) : undefined;
+  let initImage = flags.initImage ? await readImage(flags.initImage, { width, height }) : undefined;
+  let mask = flags.mask ? maskFromImage(await readImage(flags.mask, { width, height })) : undefined;
+  if (flags.outpaint) {
+    ({ image: initImage, mask } = outpaintCanvas(initImage!, flags.outpaint, mask));
+    [width, height] = [initImage.width, initImage.height];
+  }
+  const inpaint = mask && { mask, blur: flags.maskBlur, fill: flags.inpaintFill, maskedImageNoise: given?.maskedImageNoise, imageNoise: given?.imageNoise };
   const controlNets = await controlUnits(sd, flags, width, height);
   const bar = progressBar('generating', flags.initImage ? Math.max(1, Math.floor(flags.steps * strength)) : flags.steps);
   const result = await generate(sd, {
@@ -125,6 +146,8 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
     latents,
     initImage,
     strength,
+    inpaint,
+    latentsAsStart: inpaint !== undefined,
     clipSkip: flags.clipSkip,
     controlNets,
     ...sizeConditioning,
@@ -148,10 +171,22 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
       height,
       model: sd.name,
       denoisingStrength: flags.initImage ? strength : undefined,
-      extra: { ...(flags.eta !== undefined ? { Eta: flags.eta } : {}), ...(flags.vae ? { VAE: basename(flags.vae) } : {}), ...personalisationExtra(flags, personal), ...controlExtra(flags) },
+      extra: { ...(flags.eta !== undefined ? { Eta: flags.eta } : {}), ...(flags.vae ? { VAE: basename(flags.vae) } : {}), ...(inpaint ? { 'Mask blur': flags.maskBlur } : {}), ...personalisationExtra(flags, personal), ...controlExtra(flags) },
     });
     await writePng(paths[i], image, { parameters });
   }
   if (flags.saveLatents) writeSafetensors(flags.saveLatents, { latents: { dtype: 'F32', shape: [...result.shape], data: result.latents } });
   console.log(paths.join('\n'));
+}
+
+/** `--outpaint left=128,right=64`: pixels per side, multiples of 8 so the canvas stays one. */
+function outpaintAmounts(value: string): OutpaintAmounts {
+  try {
+    const amounts = parseOutpaint(value);
+    const odd = Object.entries(amounts).find(([, n]) => n % 8);
+    if (odd) throw new Error(`${odd[0]}=${odd[1]} is not a multiple of 8`);
+    return amounts;
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message.replace(/^--outpaint: /, ''));
+  }
 }

@@ -1,6 +1,9 @@
 // `--latents FILE`: initial noise as a safetensors file with one fp32 tensor "latents"
 // [B, C, H/f, W/f]. Everything wrong with it is an error naming the file, before any work: a
 // NaN would draw a black picture, a wrong size would fail deep inside ONNX Runtime.
+// For inpainting it may also hold the ε of the VAE posterior samples diffusers draws from its
+// generator, of the same shape: "masked_image_noise" (the masked picture's) and "image_noise"
+// (the picture's, used by 4-channel UNets and strength < 1).
 
 import { existsSync } from 'node:fs';
 import { firstNonFinite } from '../engine/finite.ts';
@@ -10,7 +13,13 @@ export interface LatentsFile {
   data: Float32Array;
   /** [B, C, h, w] */
   shape: [number, number, number, number];
+  /** "masked_image_noise", when the file has it. */
+  maskedImageNoise?: Float32Array;
+  /** "image_noise", when the file has it. */
+  imageNoise?: Float32Array;
 }
+
+const NOISE_TENSORS = { maskedImageNoise: 'masked_image_noise', imageNoise: 'image_noise' } as const;
 
 /** Reads and checks the file on its own: tensor name, dtype, rank, finite values. */
 export function readLatentsFile(path: string): LatentsFile {
@@ -24,7 +33,19 @@ export function readLatentsFile(path: string): LatentsFile {
   const data = latents.data as Float32Array;
   const bad = firstNonFinite(data);
   if (bad >= 0) throw new Error(`--latents ${path}: tensor "latents" holds ${data[bad]} at index ${bad}; initial latents must be finite`);
-  return { data, shape: latents.shape as LatentsFile['shape'] };
+  const file: LatentsFile = { data, shape: latents.shape as LatentsFile['shape'] };
+  for (const [field, name] of Object.entries(NOISE_TENSORS) as [keyof typeof NOISE_TENSORS, string][]) {
+    const t = tensors.get(name);
+    if (!t) continue;
+    if (t.dtype !== 'F32' || t.shape.join() !== latents.shape.join()) {
+      throw new Error(`--latents ${path}: tensor "${name}" must be fp32 of the latents' shape [${latents.shape.join(', ')}], found ${t.dtype} [${t.shape.join(', ')}]`);
+    }
+    const noise = t.data as Float32Array;
+    const at = firstNonFinite(noise);
+    if (at >= 0) throw new Error(`--latents ${path}: tensor "${name}" holds ${noise[at]} at index ${at}; noise must be finite`);
+    file[field] = noise;
+  }
+  return file;
 }
 
 /** Checks the latents against the model's latent channels (any latent size fits the UNet). */

@@ -13,6 +13,7 @@ import type { StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
 import { BREAK_FILL, promptTokens, tokenPosition } from '../tokenizers/prompt-tokens.ts';
 import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
+import { refuseInpaintingUNet } from './inpaint.ts';
 
 export interface AttentionMapsOptions extends PromptSyntaxOptions {
   prompt: string;
@@ -64,6 +65,7 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
   const f = sd.vaeScaleFactor;
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
+  refuseInpaintingUNet(sd, 'attention maps');
   checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch: 1, width: o.width, height: o.height, guided: o.guidance > 1 });
   const [h, w] = [o.height / f, o.width / f];
   const [mapHeight, mapWidth] = mapGrid(sd, h, w, options.mapDownscale);

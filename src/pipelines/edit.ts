@@ -17,6 +17,7 @@ import { type PromptToPromptOptions, type PromptToPromptPlan, planPromptToPrompt
 import type { Feeds, StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
 import { encodePromptEmbeddings } from './prompt-embeddings.ts';
+import { refuseInpaintingUNet } from './inpaint.ts';
 
 export interface EditOptions extends PromptToPromptOptions {
   /** Confine the edit to where these words are. */
@@ -77,6 +78,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   if (o.image) [o.width, o.height] = [o.image.width, o.image.height];
   if (o.inversion) [o.height, o.width] = [o.inversion.shape[2] * f, o.inversion.shape[3] * f];
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
+  refuseInpaintingUNet(sd, 'edit');
   checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch: 2, width: o.width, height: o.height, guided: o.guidance > 1 });
   const plan = checkEdit(sd, o);
   const tokenizer = sd.components.tokenizer;

@@ -14,7 +14,7 @@ import { type ControlNetUnit, type ControlRun, prepareControl } from './controln
 import { applyGuidance } from './guidance.ts';
 import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
 import { type SizeConditioningOptions, checkSizeConditioning, encodeSdxlConditioning } from './sdxl-conditioning.ts';
-import { type InpaintOptions, type InpaintRun, appendChannels, isInpaintingUNet, prepareInpaint } from './inpaint.ts';
+import { type InpaintOptions, type InpaintRun, appendChannels, prepareInpaint, refuseInpaintingUNet } from './inpaint.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
 import type { CompiledGraph } from '../engine/session.ts';
 
@@ -122,7 +122,7 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   const batch = o.prompts.length;
   if (!batch) throw new Error('generate: no prompt');
   if (o.inpaint && !o.initImage) throw new Error('generate: inpainting needs initImage, the picture to repaint');
-  if (!o.inpaint && isInpaintingUNet(sd)) throw new Error(`generate: ${sd.name} has an inpainting UNet (${sd.components.unet.config.in_channels} input channels); give it a picture and a mask to repaint`);
+  if (!o.inpaint) refuseInpaintingUNet(sd, 'generate');
   const f = sd.vaeScaleFactor;
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
   checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch, width: o.width, height: o.height, guided: o.guidance > 1 });

@@ -67,6 +67,11 @@ export function isInpaintingUNet(sd: StableDiffusion): boolean {
   return in_channels === 2 * out_channels + 1;
 }
 
+/** For pipelines that do not inpaint: an inpainting UNet would fail inside ONNX Runtime on 4 channels. */
+export function refuseInpaintingUNet(sd: StableDiffusion, what: string): void {
+  if (isInpaintingUNet(sd)) throw new Error(`${what}: ${sd.name} has an inpainting UNet (${sd.components.unet.config.in_channels} input channels); it needs a picture and a mask to repaint`);
+}
+
 export async function prepareInpaint(sd: StableDiffusion, o: PrepareInpaintOptions): Promise<InpaintRun> {
   const [batch, channels, h, w] = o.shape;
   const { image, inpaint } = o;

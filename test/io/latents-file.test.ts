@@ -1,5 +1,5 @@
-// `--latents` files: NaN or Inf, a wrong rank, channels or a side the UNet cannot halve are
-// refused naming the file, before any model work.
+// `--latents` files: NaN or Inf, a wrong rank or channels are refused naming the file, before
+// any model work; inpainting's posterior noise tensors are read beside the latents.
 
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +33,22 @@ describe('--latents files', () => {
     expect(() => readLatentsFile(flat)).toThrow(`--latents ${flat}: tensor "latents" must be fp32 [B, C, H/f, W/f]`);
     const empty = latentsFile([1, 4, 0, 8]);
     expect(() => readLatentsFile(empty)).toThrow(/no empty side, found F32 \[1, 4, 0, 8\]/);
+  });
+
+  it('reads the posterior noise of inpainting, checking its shape and values', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-latents-'));
+    const write = (name: string, tensors: Record<string, { shape: number[]; value: number }>) => {
+      const path = join(dir, name);
+      writeSafetensors(path, Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, { dtype: 'F32' as const, shape: t.shape, data: new Float32Array(t.shape.reduce((a, b) => a * b, 1)).fill(t.value) }])));
+      return path;
+    };
+    const both = readLatentsFile(write('both.safetensors', { latents: { shape: [1, 4, 2, 3], value: 1 }, masked_image_noise: { shape: [1, 4, 2, 3], value: 2 }, image_noise: { shape: [1, 4, 2, 3], value: 3 } }));
+    expect([both.maskedImageNoise?.[0], both.imageNoise?.[5]]).toEqual([2, 3]);
+    expect(readLatentsFile(write('plain.safetensors', { latents: { shape: [1, 4, 2, 3], value: 1 } })).maskedImageNoise).toBeUndefined();
+    const wrong = write('wrong.safetensors', { latents: { shape: [1, 4, 2, 3], value: 1 }, masked_image_noise: { shape: [1, 4, 3, 2], value: 2 } });
+    expect(() => readLatentsFile(wrong)).toThrow(`--latents ${wrong}: tensor "masked_image_noise" must be fp32 of the latents' shape [1, 4, 2, 3], found F32 [1, 4, 3, 2]`);
+    const nan = write('nan.safetensors', { latents: { shape: [1, 4, 2, 3], value: 1 }, image_noise: { shape: [1, 4, 2, 3], value: NaN } });
+    expect(() => readLatentsFile(nan)).toThrow(`--latents ${nan}: tensor "image_noise" holds NaN at index 0`);
   });
 
   it("refuses latents that do not fit the model's channels, and takes any size", () => {

@@ -10,13 +10,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensors } from '../../src/engine/safetensors.ts';
 import { type RgbImage, readImage } from '../../src/io/image.ts';
 import { loadStableDiffusion } from '../../src/models/load.ts';
-import { loadUNet } from '../../src/models/unet.ts';
+import { loadUNet } from '../../src/models/checkpoint/components.ts';
+import { edit } from '../../src/pipelines/edit.ts';
 import { generate } from '../../src/pipelines/generate.ts';
-import { prepareInpaint } from '../../src/pipelines/inpaint.ts';
+import { type InpaintFill, prepareInpaint } from '../../src/pipelines/inpaint.ts';
 import { type Mask, maskFromImage } from '../../src/pipelines/masks.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { createScheduler } from '../../src/schedulers/index.ts';
 import type { SchedulerName } from '../../src/schedulers/index.ts';
+import { Generator } from '../../src/engine/random.ts';
 import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';
 
 const TOLERANCE = 5e-4; // case j: fp32 after injecting the posterior noise (torch 1 vs 2 threads: 1.7e-4)
@@ -62,6 +64,34 @@ describe('inpainting matches diffusers on tiny-sd (case j)', () => {
     expect(maxAbsDiff(masks.rect.data.map((v) => Math.round(v * 255)), maskU8)).toBe(0);
     const binary = ref.get('mask_condition_bool')!.data as Uint8Array;
     expect(maxAbsDiff(masks.rect.data.map((v) => (v >= 0.5 ? 1 : 0)), binary)).toBe(0);
+  });
+
+  it('below strength 1 the masked area starts from the picture, noise or nothing (inpainting_fill); the rest alike', async () => {
+    const noise = new Generator(4).randn(1024);
+    const start = async (fill: InpaintFill) => {
+      const scheduler = createScheduler('ddim', four.components.schedulerConfig);
+      scheduler.setTimesteps(10);
+      const run = await prepareInpaint(four, { image: picture, inpaint: { mask: masks.rect, fill }, shape: [1, 4, 16, 16], scheduler, strength: 0.5, noise, startFromNoise: false, rng: new Generator(9) });
+      return { latents: run.latents, mask: run.latentMask };
+    };
+    const original = await start('original');
+    for (const fill of ['latent-noise', 'latent-nothing'] as const) {
+      const other = await start(fill);
+      let inside = 0;
+      let outside = 0;
+      other.latents.forEach((v, i) => {
+        const d = Math.abs(v - original.latents[i]);
+        if (original.mask[i % 256]) inside = Math.max(inside, d);
+        else outside = Math.max(outside, d);
+      });
+      expect(outside, fill).toBe(0);
+      expect(inside, fill).toBeGreaterThan(0.01);
+    }
+  });
+
+  it('an inpainting UNet without a picture and mask is refused, naming the model', async () => {
+    await expect(generate(nine, { prompts: ['a cat'], steps: 1, width: 64, height: 64 })).rejects.toThrow(/generate: tiny-sd has an inpainting UNet \(9 input channels\); it needs a picture and a mask/);
+    await expect(edit(nine, { source: 'a cat', target: 'a dog', steps: 1, width: 64, height: 64 })).rejects.toThrow(/edit: tiny-sd has an inpainting UNet/);
   });
 
   for (const c of CASES) {

@@ -1,0 +1,86 @@
+// `nuri generate --init-image --mask` end to end: a diffusers inpainting run reproduced from a
+// --latents file that also holds the posterior noise (case j, 9-channel UNet at strength 0.75,
+// where diffusers starts from the given latents), outpainting's grown canvas, and the mistakes
+// refused in one line before any work.
+
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, linkSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readSafetensors, writeSafetensors } from '../../src/engine/safetensors.ts';
+import { readImage } from '../../src/io/image.ts';
+import { parseParameters } from '../../src/io/parameters.ts';
+import { readPngText } from '../../src/io/png.ts';
+import { copyTinySd } from '../model-copy.ts';
+import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';
+
+const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'nuri.js');
+const IMAGE = join(FIXTURES, 'reference-2', 'inpaint_image_128.png');
+const RECT = join(FIXTURES, 'reference-2', 'inpaint_mask_rect_128.png');
+
+function nuri(args: string[], cwd: string) {
+  const r = spawnSync(process.execPath, [BIN, 'generate', 'a red bench in a park', ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stderr: r.stderr };
+}
+
+/** tiny-sd with the 9-channel tiny-sd-inpaint UNet: the pipeline case j ran. */
+function tinyInpaintModel(): string {
+  const model = copyTinySd();
+  rmSync(join(model, 'unet'), { recursive: true });
+  cpSync(join(FIXTURES, 'tiny-sd-inpaint', 'unet'), join(model, 'unet'), {
+    recursive: true,
+    filter: (source, destination) => (source.endsWith('.safetensors') ? (linkSync(source, destination), false) : true),
+  });
+  return model;
+}
+
+describe('nuri generate: inpainting and outpainting', () => {
+  it('reproduces diffusers from --latents with masked_image_noise (9-channel UNet, strength 0.75)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-inpaint-'));
+    const ref = readSafetensors(referenceCase('pipeline_inpaint9_ddim_s0.75').file);
+    const tensor = (name: string) => ({ dtype: 'F32' as const, shape: ref.get(name)!.shape, data: ref.get(name)!.data as Float32Array });
+    writeSafetensors(join(dir, 'z.safetensors'), { latents: tensor('initial_latents'), masked_image_noise: tensor('masked_image_posterior_noise') });
+    const args = ['--model', tinyInpaintModel(), '--init-image', IMAGE, '--mask', RECT, '--mask-blur', '0', '--strength', '0.75', '--steps', '10', '--latents', 'z.safetensors', '--save-latents', 'out.safetensors', '--out', 'x.png'];
+    const r = nuri(args, dir);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const ours = readSafetensors(join(dir, 'out.safetensors')).get('latents')!.data as Float32Array;
+    const theirs = ref.get('latents_out')!.data as Float32Array;
+    expect(Math.max(...ours.map((v, i) => Math.abs(v - theirs[i])))).toBeLessThan(5e-4);
+    expect(parseParameters(readPngText(join(dir, 'x.png')).parameters)).toMatchObject({ width: 128, height: 128, denoisingStrength: 0.75 });
+  });
+
+  it('--outpaint grows the canvas; the picture stays where the blurred border does not reach', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-outpaint-'));
+    const r = nuri(['--model', TINY_SD, '--init-image', IMAGE, '--width', '128', '--height', '128', '--outpaint', 'left=32,bottom=16', '--steps', '2', '--seed', '1', '--out', 'x.png'], dir);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const [out, original] = [await readImage(join(dir, 'x.png')), await readImage(IMAGE)];
+    expect([out.width, out.height]).toEqual([160, 144]);
+    const at = (img: typeof out, c: number, x: number, y: number) => img.data[c * img.width * img.height + y * img.width + x];
+    let kept = 0;
+    let border = 0;
+    // 4 px blur: 10 px (2.5σ) past the seam the mask is 0.
+    for (let y = 0; y < 128 - 10; y++) for (let x = 10; x < 128; x++) for (let c = 0; c < 3; c++) kept = Math.max(kept, Math.abs(at(out, c, x + 32, y) - at(original, c, x, y)));
+    for (let y = 0; y < 144; y++) for (let x = 0; x < 16; x++) for (let c = 0; c < 3; c++) border = Math.max(border, Math.abs(at(out, c, x, y) - at(original, c, 0, Math.min(127, y))));
+    expect(kept).toBe(0);
+    expect(border).toBeGreaterThan(0.05); // repainted, not the edge pixels it started from
+  });
+
+  // (parseOutpaint's other refusals are unit-tested in test/pipelines/masks.test.ts)
+  const refused: [string, string[], RegExp][] = [
+    ['a mask without a picture', ['--mask', RECT], /--mask needs --init-image/],
+    ['an outpaint side that is not a multiple of 8', ['--init-image', IMAGE, '--outpaint', 'left=100'], /--outpaint.*left=100 is not a multiple of 8/],
+  ];
+  for (const [what, args, message] of refused) {
+    it(`refuses ${what} in one line`, () => {
+      const dir = mkdtempSync(join(tmpdir(), 'nuri-inpaint-'));
+      const r = nuri(['--model', TINY_SD, '--steps', '2', '--out', 'x.png', ...args], dir);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(existsSync(join(dir, 'x.png'))).toBe(false);
+    });
+  }
+});
