@@ -72,8 +72,8 @@ function stepReporter(ctx: RunnerContext, o: RunnerOptions) {
 
 /** The sampling settings every job kind shares, with the step reporter and the job's signal. */
 function samplerOptions(p: AttentionParams, ctx: RunnerContext, o: RunnerOptions) {
-  const { negativePrompt, steps, scheduler, guidance, seed, clipSkip } = p;
-  return { negativePrompt, steps, scheduler, guidance, seed, clipSkip, signal: ctx.signal, onProgress: stepReporter(ctx, o) };
+  const { negativePrompt, steps, scheduler, guidance, seed, clipSkip, promptSyntax } = p;
+  return { negativePrompt, steps, scheduler, guidance, seed, clipSkip, promptSyntax, signal: ctx.signal, onProgress: stepReporter(ctx, o) };
 }
 
 /** A latent preview as a small PNG, enlarged (nearest) to at least `minSide` pixels. */

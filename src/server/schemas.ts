@@ -87,6 +87,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     width: side.optional(),
     height: side.optional(),
     clipSkip: clipSkip.optional(),
+    promptSyntax: z.boolean().default(true).describe("read AUTOMATIC1111's emphasis syntax — (word), [word], (word:1.3), \\( — and BREAK; false reads the prompts literally"),
   };
   // LoRA files and Textual Inversion embeddings from the models folder, for the jobs that draw.
   const personal = {
