@@ -9,6 +9,7 @@ import { type SchedulerName, createScheduler } from '../schedulers/index.ts';
 import { compileControlledUNet } from './attention-control.ts';
 import { AttentionStore, attentionMapGrid, crossAttentionGrids, tokenAttention } from './attention-store.ts';
 import { BatchGenerator, DEFAULTS, type StepProgress, denoise, stepCallback } from './generate.ts';
+import { addedForEmbeddings } from './sdxl-conditioning.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
 import { BREAK_FILL, promptTokens, tokenPosition } from '../tokenizers/prompt-tokens.ts';
@@ -78,7 +79,9 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   const scheduler = createScheduler(o.scheduler, sd.components.schedulerConfig);
   scheduler.setTimesteps(o.steps);
   const guided = o.guidance > 1;
-  const { cond, uncond, tokens: contextTokens, chunks } = await encodePromptEmbeddings(sd, [o.prompt], guided ? [o.negativePrompt ?? ''] : undefined, o);
+  const text = await encodePromptEmbeddings(sd, [o.prompt], guided ? [o.negativePrompt ?? ''] : undefined, o);
+  const { cond, uncond, tokens: contextTokens, chunks } = text;
+  const added = addedForEmbeddings(sd, text, { width: o.width, height: o.height, guided }, 1);
   const batch = guided ? 2 : 1;
   const store = new AttentionStore({ height: mapHeight, width: mapWidth, rows: [batch - 1, batch] });
   const unet = await compileControlledUNet(sd, [batch, shape[1], h, w], store, contextTokens);
@@ -89,6 +92,7 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
     shape,
     cond,
     uncond,
+    added,
     guidance: o.guidance,
     rng,
     onOutputs: (_, outputs) => store.accumulate(outputs),

@@ -14,6 +14,7 @@ import { BatchGenerator, DEFAULTS, type StepProgress, denoise, stepCallback } fr
 import { type InversionProgress, type InvertedImage, type NullTextOptions, invertImage } from './inversion.ts';
 import { LocalBlend, type LocalBlendOptions, blendLatents } from './local-blend.ts';
 import { type PromptToPromptOptions, type PromptToPromptPlan, planPromptToPrompt, promptToPromptFeeds } from './prompt-to-prompt.ts';
+import { addedForEmbeddings } from './sdxl-conditioning.ts';
 import type { Feeds, StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
 import { encodePromptEmbeddings } from './prompt-embeddings.ts';
@@ -112,6 +113,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   if (text.chunks !== plan.chunks) throw new Error(`edit: the prompts were planned in ${plan.chunks} chunks but encoded in ${text.chunks}`);
   const { cond, tokens } = text;
   const uncond = guided ? text.uncond : undefined;
+  const added = addedForEmbeddings(sd, text, { width: o.width, height: o.height, guided }, 2);
 
   const batch = guided ? 4 : 2;
   const [mapH, mapW] = attentionMapGrid(sd.components.unet.config, h, w); // SD: the reference's 16×16 maps of a 64×64 latent
@@ -131,6 +133,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
     shape,
     cond,
     uncond,
+    added,
     guidance: o.guidance,
     rng,
     eta: o.eta,

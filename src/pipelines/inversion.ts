@@ -75,6 +75,7 @@ export interface InvertedImage {
 export const NULL_TEXT_DEFAULTS = { innerSteps: 10, learningRate: 1e-2, epsilon: 1e-5 };
 
 export async function invertImage(sd: StableDiffusion, o: InversionOptions): Promise<InvertedImage> {
+  if (sd.isSdxl) throw new Error(`image inversion (DDIM and null-text) is not supported on SDXL models yet (${sd.name})`);
   const { width, height } = o.image;
   if (width % 8 || height % 8) throw new Error(`inversion: the picture must be a multiple of 8 in size, got ${width}×${height}`);
   const pixels = imageToTensor([o.image], '-1..1');

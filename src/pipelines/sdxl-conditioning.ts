@@ -4,7 +4,7 @@
 // `text_embeds` [B, P] and `time_ids` [B, 6].
 
 import { timeIds } from '../models/sdxl-text.ts';
-import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
+import { type PromptEmbeddings, type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
 import type { Feeds, PromptConditioning, StableDiffusion } from './stable-diffusion.ts';
 
 /** Sizes are [height, width] in pixels, crops [top, left] — height first, as diffusers' tuples. */
@@ -60,6 +60,22 @@ export async function encodeSdxlConditioning(
     ? { states: new Float32Array(batch * text.tokens * sd.contextShape[1]), pooled: new Float32Array(batch * sd.pooledWidth) }
     : negatives && { states: text.uncond!, pooled: text.pooled.uncond! };
   return { cond: cond.states, uncond: uncond?.states, tokens: text.tokens, added: addedConditions(sd, o, cond, uncond, batch) };
+}
+
+/**
+ * SDXL's added conditions for prompts already encoded by encodePromptEmbeddings (Prompt-to-Prompt,
+ * attention maps): its pooled vectors, at the default sizes unless given; undefined for other models.
+ */
+export function addedForEmbeddings(
+  sd: StableDiffusion,
+  text: Pick<PromptEmbeddings, 'cond' | 'uncond' | 'pooled'>,
+  o: SizeConditioningOptions & { width: number; height: number; guided: boolean },
+  batch: number,
+): { cond: Feeds; uncond?: Feeds } | undefined {
+  if (!sd.isSdxl) return undefined;
+  if (!text.pooled) throw new Error(`${sd.name}: SDXL conditioning needs the pooled text embedding of text_encoder_2`);
+  const uncond = o.guided && text.pooled.uncond ? { states: text.uncond!, pooled: text.pooled.uncond } : undefined;
+  return addedConditions(sd, o, { states: text.cond, pooled: text.pooled.cond }, uncond, batch);
 }
 
 /** The UNet feeds of SDXL's added conditions for each half. */

@@ -4,6 +4,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensors } from '../../src/engine/safetensors.ts';
 import { compileSdxlTextEncoder } from '../../src/models/sdxl-text.ts';
+import { crossAttentionMaps } from '../../src/pipelines/attention-maps.ts';
+import { edit } from '../../src/pipelines/edit.ts';
 import { generate } from '../../src/pipelines/generate.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { TINY_SDXL, referenceCase } from '../fixtures.ts';
@@ -150,4 +152,39 @@ describe('SDXL pipelines against diffusers (Euler, 6 steps)', () => {
       }
     });
   }
+});
+
+describe('editing and img2img on SDXL (the added conditions reach every UNet graph)', () => {
+  const noise = () => reference('sdxl_pipeline_euler_g5').floats('initial_latents');
+  const plain = (prompt: string) => generate(sd, { prompts: [prompt], negativePrompt: '', guidance: 5, width: 64, height: 64, steps: 6, scheduler: 'euler', latents: noise() });
+
+  it("Prompt-to-Prompt: the source row is the source prompt's own picture; the word swap changes the edited row", async () => {
+    const result = await edit(sd, { source: 'a photo of a cat', target: 'a photo of a dog', crossReplace: 0.8, selfReplace: 0.4, guidance: 5, width: 64, height: 64, steps: 6, scheduler: 'euler', latents: noise(), attentionMaps: true });
+    const half = result.latents.length / 2;
+    const source = await plain('a photo of a cat');
+    const target = await plain('a photo of a dog');
+    expect(maxAbsDiff(result.latents.subarray(0, half), source.latents)).toBeLessThan(1e-4);
+    // The edit takes the source's attention for most steps: it ends nearer the source than the plain target picture does.
+    const edited = result.latents.subarray(half);
+    expect(maxAbsDiff(edited, source.latents)).toBeLessThan(maxAbsDiff(target.latents, source.latents));
+    expect(result.attention!.tokens.map((t) => t.token)).toEqual(['a', 'photo', 'of', 'a', 'dog']);
+  });
+
+  it('cross-attention maps: one normalised map per prompt token over the latent grid', async () => {
+    const result = await crossAttentionMaps(sd, { prompt: 'a photo of a cat', guidance: 5, width: 64, height: 64, steps: 6, scheduler: 'euler', latents: noise() });
+    const source = await plain('a photo of a cat');
+    expect(maxAbsDiff(result.latents, source.latents)).toBeLessThan(1e-4);
+    expect(result.tokens.map((t) => t.token)).toEqual(['a', 'photo', 'of', 'a', 'cat']);
+    for (const t of result.tokens) expect(t.map.length).toBe(result.mapHeight * result.mapWidth);
+    expect(result.tokens.every((t) => t.map.every((v) => v >= 0 && v <= 1))).toBe(true);
+  });
+
+  it('img2img runs the last ⌊steps · strength⌋ steps from the encoded picture', async () => {
+    const start = await plain('a photo of a cat');
+    const steps: number[] = [];
+    const result = await generate(sd, { prompts: ['a photo of a cat'], guidance: 5, width: 64, height: 64, steps: 6, scheduler: 'euler', initImage: start.images[0], strength: 0.5, seed: 3, onStep: (p) => steps.push(p.timestep) });
+    expect(steps).toHaveLength(3);
+    expect(result.latents.every(Number.isFinite)).toBe(true);
+    expect(maxAbsDiff(result.latents, start.latents)).toBeGreaterThan(1e-3);
+  });
 });
