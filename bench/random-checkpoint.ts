@@ -10,7 +10,8 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Generator, type Module, type Parameter, type WritableTensor, float32ToFloat16, writeSafetensors } from '../src/engine/index.ts';
-import { ClipTextModel, clipTextConfig } from '../src/models/clip-text.ts';
+import { ClipTextModel } from '../src/models/clip-text.ts';
+import { parseClipTextConfig } from '../src/models/checkpoint/clip-config.ts';
 import { UNet2DConditionModel } from '../src/models/unet.ts';
 import { parseUNetConfig } from '../src/models/unet-config.ts';
 import { AutoencoderKL } from '../src/models/vae.ts';
@@ -180,7 +181,7 @@ export function ensureRandomCheckpoint(options: RandomCheckpointOptions = {}): s
 
   const suffix = fp16 ? '.fp16.safetensors' : '.safetensors';
   const textConfig = { ...SD15_TEXT_ENCODER_CONFIG, torch_dtype: fp16 ? 'float16' : 'float32' };
-  writeComponent(join(dir, 'text_encoder'), textConfig, `model${suffix}`, () => new ClipTextModel(clipTextConfig(textConfig)), 1, fp16, log);
+  writeComponent(join(dir, 'text_encoder'), textConfig, `model${suffix}`, () => new ClipTextModel(parseClipTextConfig(textConfig)), 1, fp16, log);
   writeComponent(join(dir, 'vae'), SD15_VAE_CONFIG, `diffusion_pytorch_model${suffix}`, () => new AutoencoderKL(parseVaeConfig(SD15_VAE_CONFIG)), 2, fp16, log);
   writeComponent(join(dir, 'unet'), SD15_UNET_CONFIG, `diffusion_pytorch_model${suffix}`, () => new UNet2DConditionModel(parseUNetConfig(SD15_UNET_CONFIG)), 3, fp16, log);
 

@@ -138,9 +138,9 @@ function unitRows(data: Float32Array, n: number): Embeddings {
 async function clipEmbedder(modelDir: string) {
   const clip = loadPipelineClip(modelDir);
   const tokenizer = sd.components.tokenizer;
-  const length = clip.config.text.maxPositionEmbeddings;
+  const length = clip.config.text_config.max_position_embeddings;
   const text = await compileClipText(clip.text, { length });
-  const { numChannels, imageSize } = clip.config.vision;
+  const { num_channels: numChannels, image_size: imageSize } = clip.config.vision_config;
   const pixels = Tensor.input('pixel_values', [sym('B'), numChannels, imageSize, imageSize]);
   const vision = await compile({ inputs: [pixels], outputs: { image_embeds: clip.vision.forward(pixels).imageEmbeds! } });
   return {

@@ -35,7 +35,7 @@ describe.skipIf(!present)('the default model', () => {
 
   it("carries its CLIP: the image tower and both projections load with the text encoder", async () => {
     const clip = loadPipelineClip(MODEL);
-    expect(clip.config.vision.imageSize).toBe(32);
-    expect(clip.config.projectionDim).toBe(clip.config.text.projectionDim);
+    expect(clip.config.vision_config.image_size).toBe(32);
+    expect(clip.config.projection_dim).toBe(clip.config.text_config.projection_dim);
   });
 });

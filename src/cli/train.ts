@@ -8,7 +8,9 @@ import type { Command } from 'commander';
 import { Generator } from '../engine/index.ts';
 import { imageFromTensor } from '../io/image.ts';
 import { writePng } from '../io/png.ts';
-import { ClipModel, clipConfig, loadClipModel } from '../models/clip.ts';
+import { ClipModel } from '../models/clip.ts';
+import { parseClipConfig } from '../models/checkpoint/clip-config.ts';
+import { loadClipModel } from '../models/checkpoint/components.ts';
 import { type ConfigJson as Json, readConfigJson } from '../models/checkpoint/config-file.ts';
 import { loadStableDiffusion } from '../models/load.ts';
 import { VaeRunner } from '../models/vae-runner.ts';
@@ -129,10 +131,10 @@ async function trainClip(flags: ClipFlags): Promise<void> {
   let model: ClipModel;
   if (flags.model) model = loadClipModel(flags.model);
   else {
-    model = new ClipModel(clipConfig(rawConfig));
+    model = new ClipModel(parseClipConfig(rawConfig));
     model.init(new Generator(flags.seed));
   }
-  const size = model.config.vision.imageSize;
+  const size = model.config.vision_config.image_size;
   if (flags.resolution !== undefined && flags.resolution !== size) throw new Error(`--resolution must be the vision tower's image_size, ${size}`);
   const tokDir = tokenizerDir(flags);
   const tokenizer = ClipTokenizer.fromFolder(tokDir);

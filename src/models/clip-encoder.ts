@@ -23,10 +23,9 @@ import {
   attention,
 } from '../engine/index.ts';
 import { LoraLinear } from './lora-linear.ts';
-import { CONFIG_BOUNDS as B, boundedInt, boundedNumber } from './checkpoint/bounds.ts';
+import type { ClipActivation, ClipEncoderConfig } from './checkpoint/clip-config.ts';
 
-/** transformers' `hidden_act` names that CLIP checkpoints use. */
-export type ClipActivation = 'quick_gelu' | 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh';
+export type { ClipActivation, ClipEncoderConfig } from './checkpoint/clip-config.ts';
 
 const ACTIVATIONS: Record<ClipActivation, (x: Tensor) => Tensor> = {
   quick_gelu: quickGelu,
@@ -34,65 +33,6 @@ const ACTIVATIONS: Record<ClipActivation, (x: Tensor) => Tensor> = {
   gelu_new: geluTanh,
   gelu_pytorch_tanh: geluTanh,
 };
-
-/** The fields of CLIPTextConfig / CLIPVisionConfig that shape the encoder. */
-export interface ClipEncoderConfig {
-  hiddenSize: number;
-  intermediateSize: number;
-  numHiddenLayers: number;
-  numAttentionHeads: number;
-  hiddenAct: ClipActivation;
-  layerNormEps: number;
-  /** transformers' `initializer_factor`: scales every initial standard deviation. */
-  initializerFactor: number;
-}
-
-type Json = Record<string, unknown>;
-
-/** A positive integer field of a config.json, at most `max`, or its transformers default when absent. */
-export function configInt(json: Json, key: string, fallback: number, what: string, max: number = B.channels): number {
-  try {
-    return boundedInt(json[key] ?? fallback, key, max);
-  } catch (e) {
-    throw new Error(`${what}: ${(e as Error).message}`);
-  }
-}
-
-export function configFloat(json: Json, key: string, fallback: number, what: string): number {
-  const v = json[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${what}: "${key}" must be a number, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-/** A normalisation ε: 0 or a negative one gives NaN on the first constant input. */
-function configEps(json: Json, key: string, fallback: number, what: string): number {
-  try {
-    return boundedNumber(json[key] ?? fallback, key, 0, 1);
-  } catch (e) {
-    throw new Error(`${what}: ${(e as Error).message}`);
-  }
-}
-
-/** The encoder fields of a CLIP text or vision config.json (snake_case, as transformers writes them). */
-export function readEncoderConfig(json: Json, defaults: Omit<ClipEncoderConfig, 'hiddenAct' | 'layerNormEps' | 'initializerFactor'>, what: string): ClipEncoderConfig {
-  const hiddenAct = json.hidden_act ?? 'quick_gelu';
-  if (typeof hiddenAct !== 'string' || !Object.hasOwn(ACTIVATIONS, hiddenAct)) {
-    throw new Error(`${what}: unsupported hidden_act ${JSON.stringify(hiddenAct)} (supported: ${Object.keys(ACTIVATIONS).join(', ')})`);
-  }
-  const config: ClipEncoderConfig = {
-    hiddenSize: configInt(json, 'hidden_size', defaults.hiddenSize, what),
-    intermediateSize: configInt(json, 'intermediate_size', defaults.intermediateSize, what),
-    numHiddenLayers: configInt(json, 'num_hidden_layers', defaults.numHiddenLayers, what, B.layers),
-    numAttentionHeads: configInt(json, 'num_attention_heads', defaults.numAttentionHeads, what, B.heads),
-    hiddenAct: hiddenAct as ClipActivation,
-    layerNormEps: configEps(json, 'layer_norm_eps', 1e-5, what),
-    initializerFactor: configFloat(json, 'initializer_factor', 1, what),
-  };
-  if (config.hiddenSize % config.numAttentionHeads) {
-    throw new Error(`${what}: hidden_size ${config.hiddenSize} does not split into ${config.numAttentionHeads} heads`);
-  }
-  return config;
-}
 
 /** Replaces a parameter's value with N(0, std²) samples. */
 export function initNormal(p: Parameter, std: number, rng: RandomSource): void {
@@ -126,8 +66,8 @@ export class ClipAttention extends Module {
 
   constructor(name: string, private readonly config: ClipEncoderConfig) {
     super(name);
-    const c = config.hiddenSize;
-    this.heads = config.numAttentionHeads;
+    const c = config.hidden_size;
+    this.heads = config.num_attention_heads;
     this.scale = 1 / Math.sqrt(c / this.heads);
     this.qProj = new LoraLinear(joinName(name, 'q_proj'), c, c);
     this.kProj = new LoraLinear(joinName(name, 'k_proj'), c, c);
@@ -150,7 +90,7 @@ export class ClipAttention extends Module {
   }
 
   override init(rng: RandomSource): void {
-    const { hiddenSize, numHiddenLayers, initializerFactor } = this.config;
+    const { hidden_size: hiddenSize, num_hidden_layers: numHiddenLayers, initializer_factor: initializerFactor } = this.config;
     const inStd = hiddenSize ** -0.5 * (2 * numHiddenLayers) ** -0.5 * initializerFactor;
     for (const proj of [this.qProj, this.kProj, this.vProj]) initNormal(proj.weight, inStd, rng);
     initNormal(this.outProj.weight, hiddenSize ** -0.5 * initializerFactor, rng);
@@ -165,9 +105,9 @@ export class ClipMlp extends Module {
 
   constructor(name: string, private readonly config: ClipEncoderConfig) {
     super(name);
-    this.fc1 = new Linear(joinName(name, 'fc1'), config.hiddenSize, config.intermediateSize);
-    this.fc2 = new Linear(joinName(name, 'fc2'), config.intermediateSize, config.hiddenSize);
-    this.activation = ACTIVATIONS[config.hiddenAct];
+    this.fc1 = new Linear(joinName(name, 'fc1'), config.hidden_size, config.intermediate_size);
+    this.fc2 = new Linear(joinName(name, 'fc2'), config.intermediate_size, config.hidden_size);
+    this.activation = ACTIVATIONS[config.hidden_act];
   }
 
   forward(x: Tensor): Tensor {
@@ -175,7 +115,7 @@ export class ClipMlp extends Module {
   }
 
   override init(rng: RandomSource): void {
-    const { hiddenSize, numHiddenLayers, initializerFactor } = this.config;
+    const { hidden_size: hiddenSize, num_hidden_layers: numHiddenLayers, initializer_factor: initializerFactor } = this.config;
     initNormal(this.fc1.weight, (2 * hiddenSize) ** -0.5 * initializerFactor, rng);
     initNormal(this.fc2.weight, hiddenSize ** -0.5 * (2 * numHiddenLayers) ** -0.5 * initializerFactor, rng);
     initZeros(this.fc1.bias!);
@@ -192,9 +132,9 @@ export class ClipEncoderLayer extends Module {
   constructor(name: string, config: ClipEncoderConfig) {
     super(name);
     this.selfAttn = new ClipAttention(joinName(name, 'self_attn'), config);
-    this.layerNorm1 = new LayerNorm(joinName(name, 'layer_norm1'), config.hiddenSize, config.layerNormEps);
+    this.layerNorm1 = new LayerNorm(joinName(name, 'layer_norm1'), config.hidden_size, config.layer_norm_eps);
     this.mlp = new ClipMlp(joinName(name, 'mlp'), config);
-    this.layerNorm2 = new LayerNorm(joinName(name, 'layer_norm2'), config.hiddenSize, config.layerNormEps);
+    this.layerNorm2 = new LayerNorm(joinName(name, 'layer_norm2'), config.hidden_size, config.layer_norm_eps);
   }
 
   forward(x: Tensor, mask?: Tensor): Tensor {
@@ -208,7 +148,7 @@ export class ClipEncoder extends Module {
 
   constructor(name: string, config: ClipEncoderConfig) {
     super(name);
-    this.layers = Array.from({ length: config.numHiddenLayers }, (_, i) => new ClipEncoderLayer(joinName(name, `layers.${i}`), config));
+    this.layers = Array.from({ length: config.num_hidden_layers }, (_, i) => new ClipEncoderLayer(joinName(name, `layers.${i}`), config));
   }
 
   /**

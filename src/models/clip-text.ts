@@ -3,7 +3,6 @@
 // LayerNorm, and the pooled state at each prompt's end-of-text token. Parameter names are
 // transformers' own, so a `text_encoder/` folder loads by name.
 
-import { join } from 'node:path';
 import {
   type CompiledGraph,
   Embedding,
@@ -32,36 +31,10 @@ import {
   where,
 } from '../engine/index.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
-import { type ClipEncoderConfig, ClipEncoder, causalMask, configInt, initNormal, readEncoderConfig } from './clip-encoder.ts';
-import { CONFIG_BOUNDS as B } from './checkpoint/bounds.ts';
-import { inFile } from './checkpoint/config-file.ts';
-import { checkLayerCounts } from './checkpoint/layer-counts.ts';
-import { bindWeights } from './checkpoint/bind.ts';
-import { type ConfigJson as Json, readConfigJson } from './checkpoint/config-file.ts';
-import { openWeights } from './checkpoint/weights.ts';
+import { ClipEncoder, causalMask, initNormal } from './clip-encoder.ts';
+import type { ClipTextConfig } from './checkpoint/clip-config.ts';
 
-export interface ClipTextConfig extends ClipEncoderConfig {
-  vocabSize: number;
-  maxPositionEmbeddings: number;
-  projectionDim: number;
-  /** Pooling position: the first token with this id (legacy configs with id 2 pool at argmax(ids)). */
-  eosTokenId: number;
-  /** CLIPTextModelWithProjection (SDXL's second encoder, CLIPModel): a bias-free `text_projection`. */
-  withProjection: boolean;
-}
-
-/** A text_encoder/config.json (CLIPTextConfig) with transformers' defaults for absent fields. */
-export function clipTextConfig(json: Json, what = 'CLIP text config'): ClipTextConfig {
-  const architectures = Array.isArray(json.architectures) ? json.architectures : [];
-  return {
-    ...readEncoderConfig(json, { hiddenSize: 512, intermediateSize: 2048, numHiddenLayers: 12, numAttentionHeads: 8 }, what),
-    vocabSize: configInt(json, 'vocab_size', 49408, what, B.vocabulary),
-    maxPositionEmbeddings: configInt(json, 'max_position_embeddings', 77, what, B.positions),
-    projectionDim: configInt(json, 'projection_dim', 512, what),
-    eosTokenId: configInt(json, 'eos_token_id', 2, what, B.vocabulary),
-    withProjection: architectures.includes('CLIPTextModelWithProjection'),
-  };
-}
+export type { ClipTextConfig } from './checkpoint/clip-config.ts';
 
 export class ClipTextEmbeddings extends Module {
   readonly tokenEmbedding: Embedding;
@@ -74,9 +47,9 @@ export class ClipTextEmbeddings extends Module {
 
   constructor(name: string, config: ClipTextConfig) {
     super(name);
-    const std = 0.02 * config.initializerFactor;
-    this.tokenEmbedding = new Embedding(joinName(name, 'token_embedding'), config.vocabSize, config.hiddenSize, std);
-    this.positionEmbedding = new Embedding(joinName(name, 'position_embedding'), config.maxPositionEmbeddings, config.hiddenSize, std);
+    const std = 0.02 * config.initializer_factor;
+    this.tokenEmbedding = new Embedding(joinName(name, 'token_embedding'), config.vocab_size, config.hidden_size, std);
+    this.positionEmbedding = new Embedding(joinName(name, 'position_embedding'), config.max_position_embeddings, config.hidden_size, std);
   }
 
   /** The vocabulary's size including added tokens: valid ids are below it. */
@@ -122,7 +95,7 @@ export interface ClipTextOutput {
   lastHiddenState: Tensor;
   /** [B, C]: `lastHiddenState` at each row's first end-of-text token. */
   pooled: Tensor;
-  /** [B, projectionDim]: `text_projection(pooled)`, for models with a projection. */
+  /** [B, projection_dim]: `text_projection(pooled)`, for models with a projection. */
   textEmbeds?: Tensor;
   /** transformers' `hidden_states`: [embeddings, after layer 1, …, after layer N], none normed. */
   hiddenStates?: Tensor[];
@@ -144,8 +117,8 @@ export class ClipTextModel extends Module {
     const prefix = joinName(name, 'text_model');
     this.embeddings = new ClipTextEmbeddings(joinName(prefix, 'embeddings'), config);
     this.encoder = new ClipEncoder(joinName(prefix, 'encoder'), config);
-    this.finalLayerNorm = new LayerNorm(joinName(prefix, 'final_layer_norm'), config.hiddenSize, config.layerNormEps);
-    this.textProjection = config.withProjection ? new Linear(joinName(name, 'text_projection'), config.hiddenSize, config.projectionDim, false) : undefined;
+    this.finalLayerNorm = new LayerNorm(joinName(prefix, 'final_layer_norm'), config.hidden_size, config.layer_norm_eps);
+    this.textProjection = config.with_projection ? new Linear(joinName(name, 'text_projection'), config.hidden_size, config.projection_dim, false) : undefined;
   }
 
   /**
@@ -154,7 +127,7 @@ export class ClipTextModel extends Module {
    * set `trainable = true` on one to learn it with the rest of the table frozen.
    */
   addTokenEmbeddings(values: readonly Float32Array[]): Parameter[] {
-    const dim = this.config.hiddenSize;
+    const dim = this.config.hidden_size;
     return values.map((value) => {
       const id = this.embeddings.tokenCount;
       const row = new Parameter(joinName(this.embeddings.tokenEmbedding.name, `added_${id}`), [1, dim]);
@@ -169,7 +142,7 @@ export class ClipTextModel extends Module {
     const { tokenEmbedding, addedTokens, tokenCount } = this.embeddings;
     if (!Number.isInteger(id) || id < 0 || id >= tokenCount) throw new RangeError(`token id ${id} is outside the ${tokenCount}-token vocabulary`);
     if (id >= tokenEmbedding.count) return new Float32Array(addedTokens[id - tokenEmbedding.count].value());
-    const dim = this.config.hiddenSize;
+    const dim = this.config.hidden_size;
     return tokenEmbedding.weight.value().slice(id * dim, (id + 1) * dim);
   }
 
@@ -178,10 +151,10 @@ export class ClipTextModel extends Module {
     if (inputIds.rank !== 2 || (inputIds.dtype !== 'int64' && inputIds.dtype !== 'int32')) {
       throw new Error(`ClipTextModel: input ids must be integer [B, L], got ${inputIds}`);
     }
-    if (typeof length !== 'number' || length > this.config.maxPositionEmbeddings) {
-      throw new Error(`ClipTextModel: sequence length must be a fixed size ≤ ${this.config.maxPositionEmbeddings}, got ${length}`);
+    if (typeof length !== 'number' || length > this.config.max_position_embeddings) {
+      throw new Error(`ClipTextModel: sequence length must be a fixed size ≤ ${this.config.max_position_embeddings}, got ${length}`);
     }
-    const layerCount = this.config.numHiddenLayers;
+    const layerCount = this.config.num_hidden_layers;
     const clipSkip = options.clipSkip ?? 1;
     if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > layerCount) {
       throw new RangeError(`ClipTextModel: clipSkip must be an integer from 1 to ${layerCount}, got ${clipSkip}`);
@@ -189,7 +162,7 @@ export class ClipTextModel extends Module {
     const used = layerCount + 1 - clipSkip; // index into the hidden states
     const states = this.encoder.forward(this.embeddings.forward(inputIds), causalMask(length), options.outputHiddenStates ? layerCount : used);
     const lastHiddenState = this.finalLayerNorm.forward(states[used]);
-    const pick = firstTokenOneHot(inputIds, this.config.eosTokenId); // [B, L]
+    const pick = firstTokenOneHot(inputIds, this.config.eos_token_id); // [B, L]
     const pooled = squeeze(matmul(unsqueeze(pick, 1), lastHiddenState), 1);
     return {
       lastHiddenState,
@@ -201,7 +174,7 @@ export class ClipTextModel extends Module {
 
   override init(rng: RandomSource): void {
     super.init(rng);
-    if (this.textProjection) initNormal(this.textProjection.weight, this.config.hiddenSize ** -0.5 * this.config.initializerFactor, rng);
+    if (this.textProjection) initNormal(this.textProjection.weight, this.config.hidden_size ** -0.5 * this.config.initializer_factor, rng);
   }
 }
 
@@ -220,23 +193,6 @@ function firstTokenOneHot(ids: Tensor, eosTokenId: number): Tensor {
   return cast(equal(score, max(score, -1, true)), 'float32');
 }
 
-export interface LoadClipTextOptions {
-  /** Load `model.<variant>.safetensors` (e.g. "fp16"). */
-  variant?: string;
-}
-
-/** Loads a transformers text_encoder/ folder (config.json + model.safetensors), weights left in the file. */
-export function loadClipTextModel(dir: string, options: LoadClipTextOptions = {}): ClipTextModel {
-  const configPath = join(dir, 'config.json');
-  const config = inFile(configPath, () => clipTextConfig(readConfigJson(dir), 'CLIP text config'));
-  const file = openWeights(dir, 'model', options.variant);
-  checkLayerCounts(file, configPath, [{ field: 'num_hidden_layers', prefix: 'text_model.encoder.layers', expected: config.numHiddenLayers }]);
-  const model = inFile(configPath, () => new ClipTextModel(config));
-  // transformers ≤ 4.30 saves the position_ids buffer; the model derives positions itself.
-  bindWeights(model.parameters(), file, { what: 'CLIP text encoder', ignore: (name) => name === 'text_model.embeddings.position_ids' });
-  return model;
-}
-
 export interface ClipTextGraphOptions {
   /** Token sequence length (default: the model's max_position_embeddings, 77). */
   length?: number;
@@ -249,7 +205,7 @@ export interface ClipTextGraphOptions {
  * outputs `last_hidden_state` [B, length, C] and `pooled` [B, C] (and `text_embeds` with a projection).
  */
 export async function compileClipText(model: ClipTextModel, options: ClipTextGraphOptions = {}): Promise<CompiledGraph> {
-  const ids = Tensor.input('input_ids', [sym('B'), options.length ?? model.config.maxPositionEmbeddings], 'int64');
+  const ids = Tensor.input('input_ids', [sym('B'), options.length ?? model.config.max_position_embeddings], 'int64');
   const out = model.forward(ids, { clipSkip: options.clipSkip });
   const outputs: Record<string, Tensor> = { last_hidden_state: out.lastHiddenState, pooled: out.pooled };
   if (out.textEmbeds) outputs.text_embeds = out.textEmbeds;
@@ -277,7 +233,7 @@ export async function encodePrompts(
   options: EncodePromptsOptions = {},
 ): Promise<{ data: Float32Array; shape: [number, number, number] }> {
   const length = options.maxLength ?? tokenizer.modelMaxLength;
-  const dim = model.config.hiddenSize;
+  const dim = model.config.hidden_size;
   if (!prompts.length) return { data: new Float32Array(0), shape: [0, length, dim] };
   const { inputIds } = tokenizer.call(prompts, { maxLength: length });
   const ids = new BigInt64Array(prompts.length * length);

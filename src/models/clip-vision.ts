@@ -21,36 +21,10 @@ import {
   squeeze,
   transpose,
 } from '../engine/index.ts';
-import { type ClipEncoderConfig, ClipEncoder, configFloat, configInt, initNormal, readEncoderConfig } from './clip-encoder.ts';
-import { bindWeights } from './checkpoint/bind.ts';
-import { type ConfigJson as Json, readConfigJson } from './checkpoint/config-file.ts';
-import { openWeights } from './checkpoint/weights.ts';
+import { ClipEncoder, initNormal } from './clip-encoder.ts';
+import type { ClipVisionConfig } from './checkpoint/clip-config.ts';
 
-export interface ClipVisionConfig extends ClipEncoderConfig {
-  numChannels: number;
-  imageSize: number;
-  patchSize: number;
-  projectionDim: number;
-  initializerRange: number;
-  /** CLIPVisionModelWithProjection / CLIPModel: a bias-free `visual_projection` after pooling. */
-  withProjection: boolean;
-}
-
-/** A CLIPVisionConfig config.json (or CLIPConfig's vision_config) with transformers' defaults. */
-export function clipVisionConfig(json: Json, what = 'CLIP vision config'): ClipVisionConfig {
-  const architectures = Array.isArray(json.architectures) ? json.architectures : [];
-  const config: ClipVisionConfig = {
-    ...readEncoderConfig(json, { hiddenSize: 768, intermediateSize: 3072, numHiddenLayers: 12, numAttentionHeads: 12 }, what),
-    numChannels: configInt(json, 'num_channels', 3, what),
-    imageSize: configInt(json, 'image_size', 224, what),
-    patchSize: configInt(json, 'patch_size', 32, what),
-    projectionDim: configInt(json, 'projection_dim', 512, what),
-    initializerRange: configFloat(json, 'initializer_range', 0.02, what),
-    withProjection: architectures.includes('CLIPVisionModelWithProjection'),
-  };
-  if (config.imageSize % config.patchSize) throw new Error(`${what}: image_size ${config.imageSize} is not a multiple of patch_size ${config.patchSize}`);
-  return config;
-}
+export type { ClipVisionConfig } from './checkpoint/clip-config.ts';
 
 export class ClipVisionEmbeddings extends Module {
   readonly classEmbedding: Parameter;
@@ -63,16 +37,16 @@ export class ClipVisionEmbeddings extends Module {
     private readonly config: ClipVisionConfig,
   ) {
     super(name);
-    const c = config.hiddenSize;
-    this.gridSize = config.imageSize / config.patchSize;
+    const c = config.hidden_size;
+    this.gridSize = config.image_size / config.patch_size;
     this.classEmbedding = this.param('class_embedding', [c]);
-    this.patchEmbedding = new Conv2d(joinName(name, 'patch_embedding'), config.numChannels, c, config.patchSize, { stride: config.patchSize, bias: false });
+    this.patchEmbedding = new Conv2d(joinName(name, 'patch_embedding'), config.num_channels, c, config.patch_size, { stride: config.patch_size, bias: false });
     this.positionEmbedding = new Embedding(joinName(name, 'position_embedding'), this.gridSize ** 2 + 1, c);
   }
 
   /** [B, channels, size, size] pixels → [B, 1 + patches, C]: the class token, then the patches row by row. */
   forward(pixelValues: Tensor): Tensor {
-    const c = this.config.hiddenSize;
+    const c = this.config.hidden_size;
     const grid = this.patchEmbedding.forward(pixelValues); // [B, C, g, g]
     const patches = transpose(reshape(grid, [grid.shape[0], c, this.gridSize ** 2]), [0, 2, 1]); // [B, g², C]
     const classToken = expandAs(reshape(this.classEmbedding.tensor, [1, 1, c]), slice(patches, 1, 0, 1));
@@ -80,7 +54,7 @@ export class ClipVisionEmbeddings extends Module {
   }
 
   override init(rng: RandomSource): void {
-    const { hiddenSize, initializerRange, initializerFactor } = this.config;
+    const { hidden_size: hiddenSize, initializer_range: initializerRange, initializer_factor: initializerFactor } = this.config;
     initNormal(this.classEmbedding, hiddenSize ** -0.5 * initializerFactor, rng);
     initNormal(this.patchEmbedding.weight, initializerRange * initializerFactor, rng);
     initNormal(this.positionEmbedding.weight, initializerRange * initializerFactor, rng);
@@ -111,17 +85,17 @@ export class ClipVisionModel extends Module {
   ) {
     super(name);
     const prefix = joinName(name, 'vision_model');
-    const c = config.hiddenSize;
+    const c = config.hidden_size;
     this.embeddings = new ClipVisionEmbeddings(joinName(prefix, 'embeddings'), config);
-    this.preLayrnorm = new LayerNorm(joinName(prefix, 'pre_layrnorm'), c, config.layerNormEps);
+    this.preLayrnorm = new LayerNorm(joinName(prefix, 'pre_layrnorm'), c, config.layer_norm_eps);
     this.encoder = new ClipEncoder(joinName(prefix, 'encoder'), config);
-    this.postLayernorm = new LayerNorm(joinName(prefix, 'post_layernorm'), c, config.layerNormEps);
-    this.visualProjection = config.withProjection ? new Linear(joinName(name, 'visual_projection'), c, config.projectionDim, false) : undefined;
+    this.postLayernorm = new LayerNorm(joinName(prefix, 'post_layernorm'), c, config.layer_norm_eps);
+    this.visualProjection = config.with_projection ? new Linear(joinName(name, 'visual_projection'), c, config.projection_dim, false) : undefined;
   }
 
   /** Pixels [B, channels, imageSize, imageSize], already normalised with CLIP's mean and std. */
   forward(pixelValues: Tensor, options: { outputHiddenStates?: boolean } = {}): ClipVisionOutput {
-    const { numChannels, imageSize } = this.config;
+    const { num_channels: numChannels, image_size: imageSize } = this.config;
     const [, channels, height, width] = pixelValues.shape;
     if (pixelValues.rank !== 4 || channels !== numChannels || height !== imageSize || width !== imageSize) {
       throw new Error(`ClipVisionModel: pixel values must be [B, ${numChannels}, ${imageSize}, ${imageSize}], got ${pixelValues}`);
@@ -139,14 +113,6 @@ export class ClipVisionModel extends Module {
 
   override init(rng: RandomSource): void {
     super.init(rng);
-    if (this.visualProjection) initNormal(this.visualProjection.weight, this.config.hiddenSize ** -0.5 * this.config.initializerFactor, rng);
+    if (this.visualProjection) initNormal(this.visualProjection.weight, this.config.hidden_size ** -0.5 * this.config.initializer_factor, rng);
   }
-}
-
-/** Loads a transformers CLIPVisionModel(WithProjection) folder (config.json + model.safetensors). */
-export function loadClipVisionModel(dir: string, options: { variant?: string } = {}): ClipVisionModel {
-  const model = new ClipVisionModel(clipVisionConfig(readConfigJson(dir), `${dir}/config.json`));
-  const file = openWeights(dir, 'model', options.variant);
-  bindWeights(model.parameters(), file, { what: 'CLIP vision encoder', ignore: (name) => name === 'vision_model.embeddings.position_ids' });
-  return model;
 }

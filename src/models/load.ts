@@ -8,7 +8,8 @@ import { ConfigReader } from '../schedulers/config.ts';
 import type { DiffusersSchedulerConfig } from '../schedulers/index.ts';
 import { ClipTokenizer } from '../tokenizers/clip.ts';
 import { parseConfigFile } from './checkpoint/config-file.ts';
-import { type ClipTextModel, loadClipTextModel } from './clip-text.ts';
+import { type ClipTextModel } from './clip-text.ts';
+import { loadClipTextModel } from './checkpoint/components.ts';
 import { assertNotPickle, loadSingleFile } from './single-file.ts';
 import { isSdxlSingleFile, loadSdxlSingleFile } from './single-file-sdxl.ts';
 import { type UNet2DConditionModel } from './unet.ts';
@@ -84,14 +85,14 @@ function loadSecondTextTower(path: string, first: Pick<StableDiffusionComponents
 export function checkSdxlWidths(unet: UNet2DConditionModel, textEncoder: ClipTextModel, textEncoder2: ClipTextModel, where: string): void {
   const c = unet.config;
   if (!textEncoder2.textProjection) throw new Error(`${where}: SDXL's second text encoder must be a CLIPTextModelWithProjection (its text_projection gives the pooled embedding)`);
-  const states = textEncoder.config.hiddenSize + textEncoder2.config.hiddenSize;
+  const states = textEncoder.config.hidden_size + textEncoder2.config.hidden_size;
   const crossDims = new Set(c.cross_attention_dim);
   if (crossDims.size !== 1 || !crossDims.has(states)) {
-    throw new Error(`${where}: the text encoders' hidden sizes ${textEncoder.config.hiddenSize} + ${textEncoder2.config.hiddenSize} = ${states} do not match the UNet's cross_attention_dim ${JSON.stringify(c.cross_attention_dim)}`);
+    throw new Error(`${where}: the text encoders' hidden sizes ${textEncoder.config.hidden_size} + ${textEncoder2.config.hidden_size} = ${states} do not match the UNet's cross_attention_dim ${JSON.stringify(c.cross_attention_dim)}`);
   }
-  const added = textEncoder2.config.projectionDim + 6 * c.addition_time_embed_dim!;
+  const added = textEncoder2.config.projection_dim + 6 * c.addition_time_embed_dim!;
   if (added !== c.projection_class_embeddings_input_dim) {
-    throw new Error(`${where}: the UNet's projection_class_embeddings_input_dim ${c.projection_class_embeddings_input_dim} should be text_encoder_2's projection_dim ${textEncoder2.config.projectionDim} + 6 × addition_time_embed_dim ${c.addition_time_embed_dim} = ${added}`);
+    throw new Error(`${where}: the UNet's projection_class_embeddings_input_dim ${c.projection_class_embeddings_input_dim} should be text_encoder_2's projection_dim ${textEncoder2.config.projection_dim} + 6 × addition_time_embed_dim ${c.addition_time_embed_dim} = ${added}`);
   }
 }
 

@@ -13,7 +13,8 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeSafetensors } from '../engine/index.ts';
-import { ClipModel, clipConfig } from './clip.ts';
+import { ClipModel } from './clip.ts';
+import { parseClipConfig } from './checkpoint/clip-config.ts';
 import { bindLocated } from './checkpoint/bind.ts';
 import { type ConfigJson as Json, readConfigJson } from './checkpoint/config-file.ts';
 import { openWeights } from './checkpoint/weights.ts';
@@ -66,7 +67,7 @@ export function loadPipelineClip(dir: string): ClipModel {
   const text = readConfigJson(textDir);
   const image = readConfigJson(imageDir);
   const model = new ClipModel(
-    clipConfig({ text_config: text, vision_config: image, projection_dim: image.projection_dim, logit_scale_init_value: image.logit_scale_init_value }),
+    parseClipConfig({ text_config: text, vision_config: image, projection_dim: image.projection_dim, logit_scale_init_value: image.logit_scale_init_value }),
   );
   const textWeights = openWeights(textDir, 'model');
   const imageWeights = openWeights(imageDir, 'model');

@@ -32,12 +32,12 @@ export interface SdxlTextGraphOptions {
  * encoder, `text_embeds` [B, projection_dim] (from the last layer, final-LayerNormed, at the first EOS).
  */
 export async function compileSdxlTextEncoder(model: ClipTextModel, options: SdxlTextGraphOptions = {}): Promise<CompiledGraph> {
-  const layers = model.config.numHiddenLayers;
+  const layers = model.config.num_hidden_layers;
   const fromEnd = (options.clipSkip ?? 1) + 1;
   if (!Number.isInteger(fromEnd) || fromEnd < 2 || fromEnd > layers + 1) {
     throw new RangeError(`SDXL text encoder: clip skip must be an integer from 1 to ${layers}, got ${options.clipSkip}`);
   }
-  const ids = Tensor.input('input_ids', [sym('B'), options.length ?? model.config.maxPositionEmbeddings], 'int64');
+  const ids = Tensor.input('input_ids', [sym('B'), options.length ?? model.config.max_position_embeddings], 'int64');
   const out = model.forward(ids, { outputHiddenStates: true });
   const outputs: Record<string, Tensor> = { hidden_states: out.hiddenStates![layers + 1 - fromEnd] };
   if (out.textEmbeds) outputs.text_embeds = out.textEmbeds;
@@ -79,7 +79,7 @@ export async function encodeSdxlTokenIds(towers: readonly SdxlTextTower[], graph
     positions = ids[i]!.length;
     const input = BigInt64Array.from(ids[i]!, (id) => BigInt(id));
     const out = await graphs[i].run({ input_ids: { data: input, shape: [positions / length, length] } });
-    parts.push({ data: out.hidden_states.data as Float32Array, width: textEncoder.config.hiddenSize });
+    parts.push({ data: out.hidden_states.data as Float32Array, width: textEncoder.config.hidden_size });
     pooled = out.text_embeds?.data as Float32Array | undefined;
   }
   if (!pooled) throw new Error('SDXL: the second text encoder has no text_projection (CLIPTextModelWithProjection) for the pooled embedding');

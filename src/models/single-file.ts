@@ -11,7 +11,8 @@ import { SafetensorsFile } from '../engine/safetensors.ts';
 import { bindLocated, type TensorLocator } from './checkpoint/bind.ts';
 import { inFile } from './checkpoint/config-file.ts';
 import { ClipTokenizer } from '../tokenizers/clip.ts';
-import { ClipTextModel, clipTextConfig } from './clip-text.ts';
+import { ClipTextModel } from './clip-text.ts';
+import { parseClipTextConfig } from './checkpoint/clip-config.ts';
 import { UNet2DConditionModel } from './unet.ts';
 import { parseUNetConfig } from './unet-config.ts';
 import { AutoencoderKL } from './vae.ts';
@@ -366,7 +367,7 @@ export function loadSingleFile(path: string, options: LoadSingleFileOptions = {}
   // The configs come from the YAML or the tensors' shapes, so their errors name the checkpoint.
   const vae = inFile(`${path} (its VAE config)`, () => new AutoencoderKL(parseVaeConfig(config.vae)));
   bindLocated(vae.parameters(), singleFileLocator(file, mapping.vae), { what: 'VAE', from: path });
-  const textEncoder = new ClipTextModel(clipTextConfig(config.text_encoder, `text encoder of ${path}`));
+  const textEncoder = inFile(`${path} (its text encoder config)`, () => new ClipTextModel(parseClipTextConfig(config.text_encoder)));
   bindLocated(textEncoder.parameters(), singleFileLocator(file, mapping.textEncoder), { what: 'text encoder', from: path });
   // The same reader and checks as a diffusers folder's tokenizer; the pad token follows the checkpoint's kind.
   const tokenizer = ClipTokenizer.fromFolder(options.tokenizer, { padToken: config.kind === 'sd2' ? '!' : '<|endoftext|>' });

@@ -79,7 +79,7 @@ export function embeddingTokens(embedding: TextualInversionEmbedding): string[] 
  * the token. Returns the new ids.
  */
 export function addEmbedding(tokenizer: ClipTokenizer, textEncoder: ClipTextModel, embedding: TextualInversionEmbedding): number[] {
-  const dim = textEncoder.config.hiddenSize;
+  const dim = textEncoder.config.hidden_size;
   const what = `embedding "${embedding.token}"${embedding.source ? ` (${embedding.source})` : ''}`;
   const bad = embedding.vectors.find((v) => v.length !== dim);
   if (bad) throw new Error(`${what} has ${bad.length}-wide vectors; this text encoder's are ${dim} wide (an embedding for another model?)`);

@@ -124,13 +124,13 @@ export class StableDiffusion {
 
   /** [tokens, C]: C sums both towers' widths for SDXL. */
   get contextShape(): [number, number] {
-    const width = this.textTowers().reduce((sum, t) => sum + t.textEncoder.config.hiddenSize, 0);
+    const width = this.textTowers().reduce((sum, t) => sum + t.textEncoder.config.hidden_size, 0);
     return [this.components.tokenizer.modelMaxLength, width];
   }
 
   /** Width of SDXL's pooled text embedding (text_encoder_2's projection_dim); 0 for other models. */
   get pooledWidth(): number {
-    return this.isSdxl ? this.components.textEncoder2!.config.projectionDim : 0;
+    return this.isSdxl ? this.components.textEncoder2!.config.projection_dim : 0;
   }
 
   /** [B, 77, C] token states for each prompt. */

@@ -14,10 +14,10 @@ export interface ClipLoss {
 
 /** Graph inputs `input_ids` int64 [N, length] and `pixel_values` [N, 3, size, size] for a fixed batch N. */
 export function clipInputs(model: ClipModel, batch: number, length: number): { inputIds: Tensor; pixelValues: Tensor } {
-  const size = model.config.vision.imageSize;
+  const size = model.config.vision_config.image_size;
   return {
     inputIds: Tensor.input('input_ids', [batch, length], 'int64'),
-    pixelValues: Tensor.input('pixel_values', [batch, model.config.vision.numChannels, size, size]),
+    pixelValues: Tensor.input('pixel_values', [batch, model.config.vision_config.num_channels, size, size]),
   };
 }
 

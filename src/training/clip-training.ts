@@ -25,7 +25,7 @@ export function tokenIds(tokenizer: ClipTokenizer, captions: readonly string[], 
 }
 
 function checkResolution(model: ClipModel, data: ImageFolderDataset): void {
-  const size = model.config.vision.imageSize;
+  const size = model.config.vision_config.image_size;
   if (data.resolution !== size) throw new Error(`CLIP's vision tower takes ${size}×${size} images; the data set was read at ${data.resolution}`);
 }
 
@@ -33,7 +33,7 @@ export async function clipTrainingTask(model: ClipModel, tokenizer: ClipTokenize
   checkResolution(model, data);
   const { batch } = options;
   if (batch < 2) throw new Error('contrastive training needs batches of at least 2 pairs');
-  const length = model.config.text.maxPositionEmbeddings;
+  const length = model.config.text_config.max_position_embeddings;
   const inputs = clipInputs(model, batch, length);
   const { loss } = clipLoss(model, inputs.inputIds, inputs.pixelValues);
   const step = await compileTrainStep({ inputs: [inputs.inputIds, inputs.pixelValues], loss, params: model.parameters(), run: options.run });
@@ -57,7 +57,7 @@ export async function clipTrainingTask(model: ClipModel, tokenizer: ClipTokenize
 export async function clipRetrievalAccuracy(model: ClipModel, tokenizer: ClipTokenizer, data: ImageFolderDataset, limit = 64, run?: RunOptions): Promise<number> {
   checkResolution(model, data);
   const n = Math.min(limit, data.length);
-  const length = model.config.text.maxPositionEmbeddings;
+  const length = model.config.text_config.max_position_embeddings;
   const inputs = clipInputs(model, n, length);
   const { logitsPerImage } = model.forward(inputs.inputIds, inputs.pixelValues);
   const graph = await compile({ inputs: [inputs.inputIds, inputs.pixelValues], outputs: { logits: logitsPerImage } }, run);

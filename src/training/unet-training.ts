@@ -72,7 +72,7 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
   const predictionType = scheduler.config.predictionType as PredictionType;
   const alphasCumprod = scheduler.alphasCumprod;
   const tokens = tokenizer.modelMaxLength;
-  const width = textEncoder.config.hiddenSize;
+  const width = textEncoder.config.hidden_size;
 
   const inputs = diffusionInputs(batch, [c, h, h]);
   const context = Tensor.input('encoder_hidden_states', [batch, tokens, width]);

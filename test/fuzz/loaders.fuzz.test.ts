@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { firstNonFinite, writeSafetensors } from '../../src/engine/index.ts';
-import { loadClipTextModel } from '../../src/models/clip-text.ts';
+import { loadClipTextModel } from '../../src/models/checkpoint/components.ts';
 import { readSchedulerConfig } from '../../src/models/load.ts';
 import { loadLoraFile, mergeLora } from '../../src/models/lora.ts';
 import { addEmbedding, readEmbeddingFile } from '../../src/models/textual-inversion.ts';
@@ -54,7 +54,7 @@ describe('loader fuzzing', () => {
     const loaders = {
       unet: () => loadUNet(join(model, 'unet')).config.norm_eps,
       vae: () => loadVae(join(model, 'vae')).config.scaling_factor,
-      text_encoder: () => loadClipTextModel(join(model, 'text_encoder')).config.layerNormEps,
+      text_encoder: () => loadClipTextModel(join(model, 'text_encoder')).config.layer_norm_eps,
       scheduler: () => Object.keys(readSchedulerConfig(join(model, 'scheduler', 'scheduler_config.json'))).length,
     };
     const files = { unet: 'unet/config.json', vae: 'vae/config.json', text_encoder: 'text_encoder/config.json', scheduler: 'scheduler/scheduler_config.json' };

@@ -3,7 +3,7 @@
 
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadClipModel } from '../../src/models/clip.ts';
+import { loadClipModel } from '../../src/models/checkpoint/components.ts';
 import { TINY_SD } from '../fixtures.ts';
 
 describe('loadClipModel', () => {

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Generator, Tensor, compile, grad, mul, sum, sym } from '../../src/engine/index.ts';
 import { float32ToFloat16, readSafetensors, type SafetensorsTensor, writeSafetensors } from '../../src/engine/safetensors.ts';
-import { ClipTextModel, clipTextConfig, encodePrompts, loadClipTextModel } from '../../src/models/clip-text.ts';
+import { ClipTextModel, encodePrompts } from '../../src/models/clip-text.ts';
+import { parseClipTextConfig } from '../../src/models/checkpoint/clip-config.ts';
+import { loadClipTextModel } from '../../src/models/checkpoint/components.ts';
 import { ClipTokenizer } from '../../src/tokenizers/clip.ts';
 import { referenceCase, TINY_SD } from '../fixtures.ts';
 
@@ -47,7 +49,7 @@ describe('ClipTextModel against transformers CLIPTextModel (tiny-sd text_encoder
   const model = loadClipTextModel(TEXT_ENCODER);
 
   it('reads the config and binds every checkpoint tensor but position_ids', () => {
-    expect(model.config).toMatchObject({ hiddenSize: 32, intermediateSize: 37, numHiddenLayers: 5, numAttentionHeads: 4, hiddenAct: 'quick_gelu', vocabSize: 49408, maxPositionEmbeddings: 77, eosTokenId: 49407, withProjection: false });
+    expect(model.config).toMatchObject({ hidden_size: 32, intermediate_size: 37, num_hidden_layers: 5, num_attention_heads: 4, hidden_act: 'quick_gelu', vocab_size: 49408, max_position_embeddings: 77, eos_token_id: 49407, with_projection: false });
     const names = model.parameters().map((p) => p.name);
     const stored = [...readSafetensors(join(TEXT_ENCODER, 'model.safetensors')).keys()].filter((n) => n !== 'text_model.embeddings.position_ids');
     expect(names.sort()).toEqual(stored.sort());
@@ -214,9 +216,9 @@ describe('loadClipTextModel', () => {
   });
 
   it('builds from a config with fresh weights', () => {
-    const model = new ClipTextModel(clipTextConfig({ hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, vocab_size: 100, eos_token_id: 99 }));
+    const model = new ClipTextModel(parseClipTextConfig({ hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, vocab_size: 100, eos_token_id: 99 }));
     model.init(new Generator(1));
     expect(model.parameters().every((p) => p.source?.kind === 'data')).toBe(true);
-    expect(() => clipTextConfig({ hidden_act: 'relu6' })).toThrow(/hidden_act/);
+    expect(() => parseClipTextConfig({ hidden_act: 'relu6' })).toThrow(/hidden_act/);
   });
 });

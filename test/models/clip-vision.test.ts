@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { Generator, Tensor, compile, grad, mul, sum, sym } from '../../src/engine/index.ts';
-import { ClipVisionModel, clipVisionConfig } from '../../src/models/clip-vision.ts';
+import { ClipVisionModel } from '../../src/models/clip-vision.ts';
+import { parseClipVisionConfig } from '../../src/models/checkpoint/clip-config.ts';
 
-const config = clipVisionConfig({
+const config = parseClipVisionConfig({
   architectures: ['CLIPVisionModelWithProjection'],
   hidden_size: 16,
   intermediate_size: 24,

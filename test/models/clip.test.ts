@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { Generator, Tensor, compile, grad } from '../../src/engine/index.ts';
-import { ClipModel, clipConfig, clipContrastiveLoss } from '../../src/models/clip.ts';
+import { ClipModel, clipContrastiveLoss } from '../../src/models/clip.ts';
+import { parseClipConfig } from '../../src/models/checkpoint/clip-config.ts';
 
 const N = 3;
 const L = 8;
 
 function freshModel(): ClipModel {
   const model = new ClipModel(
-    clipConfig({
+    parseClipConfig({
       projection_dim: 8,
       text_config: { hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, vocab_size: 50, max_position_embeddings: L, eos_token_id: 49 },
       vision_config: { hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, image_size: 16, patch_size: 8 },

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Generator } from '../../src/engine/random.ts';
-import { ClipModel, clipConfig } from '../../src/models/clip.ts';
+import { ClipModel } from '../../src/models/clip.ts';
+import { parseClipConfig } from '../../src/models/checkpoint/clip-config.ts';
 import { hasPipelineClip, loadPipelineClip, writeImageEncoder } from '../../src/models/pipeline-clip.ts';
 import { WEIGHTS_FILE, writeComponent } from '../../src/training/export.ts';
 
@@ -16,7 +17,7 @@ const CONFIG = {
 describe('a pipeline carrying its whole CLIP', () => {
   it('splits a CLIPModel into text_encoder/ and image_encoder/ and puts it back together', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-pipeline-clip-'));
-    const model = new ClipModel(clipConfig(CONFIG));
+    const model = new ClipModel(parseClipConfig(CONFIG));
     model.init(new Generator(1));
     model.logitScale.setValue(Float32Array.of(3.5));
     const params = model.parameters();

@@ -7,7 +7,9 @@ import { SafetensorsFile, type WritableTensor, writeSafetensors } from '../../sr
 import { bindLocated } from '../../src/models/checkpoint/bind.ts';
 import { parseOriginalConfig } from '../../src/models/checkpoint-config.ts';
 import { detectSingleFileConfig } from '../../src/models/checkpoint-detect.ts';
-import { ClipTextModel, clipTextConfig, encodePrompts, loadClipTextModel } from '../../src/models/clip-text.ts';
+import { ClipTextModel, encodePrompts } from '../../src/models/clip-text.ts';
+import { parseClipTextConfig } from '../../src/models/checkpoint/clip-config.ts';
+import { loadClipTextModel } from '../../src/models/checkpoint/components.ts';
 import {
   assertNotPickle, loadSingleFile, mapSingleFileKeys, openSingleFileCheckpoint, type ParameterMap, singleFileLocator,
 } from '../../src/models/single-file.ts';
@@ -262,7 +264,7 @@ describe('loadSingleFile', () => {
     const loaded = loadSingleFile(path, { config: yamlPath, tokenizer, predictionType: 'v_prediction' });
     expect(loaded.schedulerConfig.prediction_type).toBe('v_prediction');
     expect(loaded.tokenizer.padTokenId).toBe(0);
-    const reference = new ClipTextModel(clipTextConfig({ ...diffusersConfig('text_encoder'), hidden_act: 'gelu' }));
+    const reference = new ClipTextModel(parseClipTextConfig({ ...diffusersConfig('text_encoder'), hidden_act: 'gelu' }));
     bindLocated(reference.parameters(), (name) => ({ file: diffusers.textEncoder, tensorName: name }), { what: 'reference', from: diffusers.textEncoder.path });
     const ours = await encodePrompts(loaded.textEncoder, loaded.tokenizer, prompts);
     const theirs = await encodePrompts(reference, loaded.tokenizer, prompts);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeSafetensors } from '../../src/engine/safetensors.ts';
-import { loadClipTextModel } from '../../src/models/clip-text.ts';
+import { loadClipTextModel } from '../../src/models/checkpoint/components.ts';
 import { addEmbedding, readEmbeddingFile } from '../../src/models/textual-inversion.ts';
 import { ClipTokenizer } from '../../src/tokenizers/clip.ts';
 import { TINY_SD } from '../fixtures.ts';

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Generator } from '../../src/engine/random.ts';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { parsePngText } from '../../src/io/png.ts';
-import { loadClipTextModel } from '../../src/models/clip-text.ts';
+import { loadClipTextModel } from '../../src/models/checkpoint/components.ts';
 import { LoraNetwork } from '../../src/models/lora.ts';
 import { writeEmbeddingFile } from '../../src/models/textual-inversion.ts';
 import { loadUNet } from '../../src/models/checkpoint/components.ts';

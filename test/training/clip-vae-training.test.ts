@@ -6,7 +6,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AdamW, Generator } from '../../src/engine/index.ts';
 import { ImageFolderDataset } from '../../src/data/folder.ts';
-import { ClipModel, clipConfig } from '../../src/models/clip.ts';
+import { ClipModel } from '../../src/models/clip.ts';
+import { parseClipConfig } from '../../src/models/checkpoint/clip-config.ts';
 import { AutoencoderKL } from '../../src/models/vae.ts';
 import { parseVaeConfig } from '../../src/models/checkpoint/vae-config.ts';
 import { ClipTokenizer } from '../../src/tokenizers/clip.ts';
@@ -28,7 +29,7 @@ describe('CLIP training', () => {
   it('raises image→text retrieval accuracy on 8 coloured shapes from chance to well above it', async () => {
     const tokenizer = ClipTokenizer.fromFolder(join(TINY_SD, 'tokenizer'));
     const model = new ClipModel(
-      clipConfig({
+      parseClipConfig({
         projection_dim: 16,
         text_config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: 8, eos_token_id: 49407 },
         vision_config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, image_size: 16, patch_size: 4 },

@@ -4,11 +4,15 @@
 // bound by the one binder. The model files themselves hold architecture only.
 
 import { AutoencoderTiny } from '../autoencoder-tiny.ts';
+import { ClipModel } from '../clip.ts';
+import { ClipTextModel } from '../clip-text.ts';
+import { ClipVisionModel } from '../clip-vision.ts';
 import { UNet2DConditionModel } from '../unet.ts';
 import { AutoencoderKL } from '../vae.ts';
 import { parseAutoencoderTinyConfig } from './autoencoder-tiny-config.ts';
 import { bindWeights } from './bind.ts';
-import { configPath, inFile, parseConfigFile } from './config-file.ts';
+import { parseClipConfig, parseClipTextConfig, parseClipVisionConfig } from './clip-config.ts';
+import { configPath, inFile, parseConfigFile, readConfigJson } from './config-file.ts';
 import { type CountExpectation, checkLayerCounts } from './layer-counts.ts';
 import { type UNetConfig, parseUNetConfig } from '../unet-config.ts';
 import { parseVaeConfig } from './vae-config.ts';
@@ -89,5 +93,41 @@ export function loadAutoencoderTiny(dir: string, options: LoadOptions = {}): Aut
   const weights = openWeights(dir, 'diffusion_pytorch_model', options.variant);
   const model = inFile(path, () => new AutoencoderTiny(config));
   bindWeights(model.parameters(), weights, { what: 'AutoencoderTiny' });
+  return model;
+}
+
+/** transformers ≤ 4.30 saves the position_ids buffer; the models derive positions themselves. */
+const positionIds = (name: string) => name.endsWith('embeddings.position_ids');
+
+/** A transformers `text_encoder/` folder (CLIPTextModel, CLIPTextModelWithProjection). */
+export function loadClipTextModel(dir: string, options: LoadOptions = {}): ClipTextModel {
+  const path = configPath(dir);
+  const config = parseConfigFile(path, 'config.json', parseClipTextConfig);
+  const weights = openWeights(dir, 'model', options.variant);
+  checkLayerCounts(weights, path, [{ field: 'num_hidden_layers', prefix: 'text_model.encoder.layers', expected: config.num_hidden_layers }]);
+  const model = inFile(path, () => new ClipTextModel(config));
+  bindWeights(model.parameters(), weights, { what: 'CLIP text encoder', ignore: positionIds });
+  return model;
+}
+
+/** A transformers CLIPVisionModel(WithProjection) folder. */
+export function loadClipVisionModel(dir: string, options: LoadOptions = {}): ClipVisionModel {
+  const model = new ClipVisionModel(parseConfigFile(configPath(dir), 'config.json', parseClipVisionConfig));
+  bindWeights(model.parameters(), openWeights(dir, 'model', options.variant), { what: 'CLIP vision encoder', ignore: positionIds });
+  return model;
+}
+
+/** A transformers CLIPModel folder (text and vision towers). */
+export function loadClipModel(dir: string, options: LoadOptions = {}): ClipModel {
+  const json = readConfigJson(dir);
+  const path = configPath(dir);
+  // A text encoder alone (an SD model's text_encoder/) would otherwise fail binding with a list of
+  // every vision tensor it lacks.
+  if (json.vision_config === undefined) {
+    const kind = Array.isArray(json.architectures) ? ` (${json.architectures.join(', ')})` : '';
+    throw new Error(`${dir} is not a CLIP model with a vision tower${kind}: ${path} has no "vision_config"; CLIP training needs a CLIPModel folder (text and vision towers), or start from --config`);
+  }
+  const model = new ClipModel(inFile(path, () => parseClipConfig(json)));
+  bindWeights(model.parameters(), openWeights(dir, 'model', options.variant), { what: 'CLIP model', ignore: positionIds });
   return model;
 }
