@@ -12,14 +12,14 @@ import { DEFAULTS } from '../pipelines/generate.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
-import { type PromptFlags, outputPng, promptFileOption, readPrompt } from './inputs.ts';
+import { type PromptFlags, type SamplerFlags, checkSamplerFlags, outputPng, promptFileOption, readPrompt, samplerExtra, timestepSpacingOption } from './inputs.ts';
 import { interruptible } from './interrupt.ts';
 import { checkVaeFlags, vaeOption } from './preview.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
 import { imageSize, integer, number, oneOf } from './options.ts';
 import { defaultModelPath, progressBar } from './shared.ts';
 
-interface AttentionFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags {
+interface AttentionFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags, Pick<SamplerFlags, 'timestepSpacing'> {
   model?: string;
   negativePrompt?: string;
   steps: number;
@@ -43,7 +43,8 @@ export function registerAttention(program: Command): void {
   promptFileOption(command)
     .option('--negative-prompt <text>', 'what to steer away from')
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
-    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')}`, oneOf(SCHEDULER_NAMES), DEFAULTS.scheduler)
+    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')}`, oneOf(SCHEDULER_NAMES), DEFAULTS.scheduler);
+  timestepSpacingOption(command)
     .option('--guidance <g>', 'classifier-free guidance scale', number(0, 100), DEFAULTS.guidance)
     .option('--seed <s>', 'random seed; random when omitted', integer(0, 2 ** 32 - 1))
     .option('--width <w>', "image width, a multiple of 8 (default: the model's own size)", imageSize)
@@ -64,6 +65,7 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
   const out = outputPng(flags.out);
   checkPersonalisationFiles(flags);
   checkVaeFlags(flags);
+  checkSamplerFlags(flags, flags.scheduler);
   const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
 
   const sd = await loadPipeline(flags.model ?? defaultModelPath(), loadOptionsFrom(flags));
@@ -77,6 +79,7 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
     negativePrompt: flags.negativePrompt === undefined ? undefined : personal.expandPrompt(flags.negativePrompt),
     steps: flags.steps,
     scheduler: flags.scheduler,
+    timestepSpacing: flags.timestepSpacing,
     guidance: flags.guidance,
     seed,
     width,
@@ -102,7 +105,7 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
     width,
     height,
     model: sd.name,
-    extra: personalisationExtra(flags, personal),
+    extra: { ...samplerExtra(flags), ...personalisationExtra(flags, personal) },
   });
   await writePng(out, grid, { parameters });
   console.log(out);

@@ -5,25 +5,25 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { writeSafetensors } from '../engine/safetensors.ts';
-import { checkLatentsFit } from '../io/latents-file.ts';
+import { checkLatentsFit, checkStepNoiseSteps } from '../io/latents-file.ts';
 import { imageGrid } from '../io/grid.ts';
 import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
 import { type EditOptions, checkEdit, edit } from '../pipelines/edit.ts';
-import { DEFAULTS } from '../pipelines/generate.ts';
+import { DEFAULTS, makeSampler } from '../pipelines/generate.ts';
 import type { CrossReplace } from '../pipelines/prompt-to-prompt.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
-import { type PromptFlags, checkEta, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt } from './inputs.ts';
+import { type PromptFlags, type SamplerFlags, checkSamplerFlags, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt, samplerExtra, timestepSpacingOption } from './inputs.ts';
 import { interruptible } from './interrupt.ts';
 import { checkVaeFlags, vaeOption } from './preview.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
 import { collect, imageSize, integer, keyValue, number, oneOf } from './options.ts';
 import { type Progress, defaultModelPath, progressBar } from './shared.ts';
 
-interface EditFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags {
+interface EditFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags, SamplerFlags {
   model?: string;
   target?: string;
   refine?: boolean;
@@ -40,7 +40,6 @@ interface EditFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, Prompt
   steps: number;
   scheduler?: SchedulerName;
   guidance: number;
-  eta?: number;
   seed?: number;
   width?: number;
   height?: number;
@@ -73,11 +72,12 @@ export function registerEdit(program: Command): void {
     .option('--blend-threshold <t>', 'local blend: fraction of the mask peak that counts as inside (default 0.3)', fraction)
     .option('--image <file>', 'edit this picture: inverted with the source prompt first (DDIM, then null-text)')
     .option('--null-text-steps <n>', 'null-text optimisation iterations per step (0: plain DDIM inversion)', integer(0, 100), 10)
-    .option('--latents <file>', 'initial noise: safetensors tensor "latents" [1 or 2,4,H/f,W/f]')
+    .option('--latents <file>', 'initial noise: safetensors tensor "latents" [1 or 2,4,H/f,W/f], optionally "step_noise" [S,1 or 2,4,H/f,W/f]')
     .option('--save-latents <file>', 'write the final latents as tensor "latents" [2,4,H/f,W/f] (source, edit)')
     .option('--negative-prompt <text>', 'what to steer away from')
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
-    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (ddim with --image)`, oneOf(SCHEDULER_NAMES))
+    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (ddim with --image)`, oneOf(SCHEDULER_NAMES));
+  timestepSpacingOption(command)
     .option('--guidance <g>', 'classifier-free guidance scale', number(0, 100), DEFAULTS.guidance)
     .option('--eta <e>', "DDIM's η: 0 is deterministic (DDIM only)", number(0, 1))
     .option('--seed <s>', 'random seed; random when omitted', integer(0, 2 ** 32 - 1))
@@ -98,7 +98,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
   if (flags.out === undefined) throw new Error('--out FILE.png is required');
   const out = outputPng(flags.out);
   const scheduler = flags.scheduler ?? 'ddim';
-  checkEta(flags.eta, scheduler);
+  checkSamplerFlags(flags, scheduler);
   checkPersonalisationFiles(flags);
   checkVaeFlags(flags);
   if (flags.saveLatents) mustBeFolder(dirname(resolve(flags.saveLatents)), '--save-latents');
@@ -121,6 +121,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
       throw new Error(`--latents ${flags.latents} has shape [${given.shape.join(', ')}], which does not fit --width ${width} --height ${height}`);
     }
     [width, height, latents] = [w * f, h * f, given.data];
+    checkStepNoiseSteps(flags.latents!, given, makeSampler(sd, { ...flags, scheduler }).scheduler.timesteps.length, scheduler);
   }
   width ??= sd.defaultSize;
   height ??= sd.defaultSize;
@@ -136,9 +137,11 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
     localBlend: flags.localBlend && { words: flags.localBlend, threshold: flags.blendThreshold },
     nullText: flags.nullTextSteps > 0 && { innerSteps: flags.nullTextSteps },
     latents,
+    stepNoise: given?.stepNoise,
     negativePrompt: expand(flags.negativePrompt),
     steps: flags.steps,
     scheduler,
+    timestepSpacing: flags.timestepSpacing,
     guidance: flags.guidance,
     eta: flags.eta,
     seed,
@@ -184,7 +187,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
     width,
     height,
     model: sd.name,
-    extra: { ...editExtra(flags, plan.target, plan.kind), ...(flags.eta !== undefined ? { Eta: flags.eta } : {}), ...personalisationExtra(flags, personal) },
+    extra: { ...editExtra(flags, plan.target, plan.kind), ...samplerExtra(flags), ...personalisationExtra(flags, personal) },
   });
   await writePng(out, grid, { parameters });
   if (flags.saveLatents) writeSafetensors(flags.saveLatents, { latents: { dtype: 'F32', shape: [...result.shape], data: result.latents } });

@@ -4,17 +4,17 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { writeSafetensors } from '../engine/safetensors.ts';
-import { checkLatentsFit } from '../io/latents-file.ts';
+import { checkLatentsFit, checkStepNoiseSteps } from '../io/latents-file.ts';
 import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
-import { DEFAULTS, generate } from '../pipelines/generate.ts';
+import { DEFAULTS, generate, makeSampler } from '../pipelines/generate.ts';
 import { INPAINT_FILLS, type InpaintFill, type OutpaintAmounts, outpaintCanvas, parseOutpaint } from '../pipelines/inpaint.ts';
 import { maskFromImage } from '../pipelines/masks.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
-import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
+import { SCHEDULER_NAMES, type SchedulerName, defaultSchedulerFor, img2imgTimesteps } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
-import { type PromptFlags, checkEta, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt } from './inputs.ts';
+import { type PromptFlags, type SamplerFlags, checkSamplerFlags, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt, samplerExtra, timestepSpacingOption } from './inputs.ts';
 import { type ControlFlags, checkControlFlags, controlExtra, controlOptions, controlUnits } from './control-options.ts';
 import { interruptible } from './interrupt.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
@@ -24,13 +24,12 @@ import { InvalidArgumentError } from 'commander';
 import { defaultModelPath, progressBar } from './shared.ts';
 import { type SizeConditioningFlags, sizeConditioningFrom, sizeConditioningOptions } from './size-conditioning.ts';
 
-interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags, ControlFlags, SizeConditioningFlags, PreviewFlags {
+interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags, SamplerFlags, ControlFlags, SizeConditioningFlags, PreviewFlags {
   model?: string;
   negativePrompt?: string;
   steps: number;
-  scheduler: SchedulerName;
+  scheduler?: SchedulerName;
   guidance: number;
-  eta?: number;
   seed?: number;
   width?: number;
   height?: number;
@@ -56,7 +55,8 @@ export function registerGenerate(program: Command): void {
   promptFileOption(command)
     .option('--negative-prompt <text>', 'what to steer away from')
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
-    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')}`, oneOf(SCHEDULER_NAMES), DEFAULTS.scheduler)
+    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (default: the one the model's scheduler config names, ${DEFAULTS.scheduler} for SD 1.x's PNDM)`, oneOf(SCHEDULER_NAMES));
+  timestepSpacingOption(command)
     .option('--guidance <g>', 'classifier-free guidance scale (≤ 1 disables it)', number(0, 100), DEFAULTS.guidance)
     .option('--eta <e>', "DDIM's η: 0 is deterministic, 1 is DDPM-like (DDIM only)", number(0, 1))
     .option('--seed <s>', 'random seed (image i of a batch uses seed + i); random when omitted', integer(0, 2 ** 32 - 1))
@@ -69,7 +69,7 @@ export function registerGenerate(program: Command): void {
     .option('--mask-blur <px>', 'inpainting: Gaussian blur of the mask in pixels (softens the seam; 0 for the hard edge diffusers uses)', number(0, 64), 4)
     .option('--inpaint-fill <how>', `what the masked area starts from below strength 1: ${INPAINT_FILLS.join(', ')}`, oneOf(INPAINT_FILLS), 'original')
     .option('--outpaint <sides>', 'grow the canvas of --init-image and paint the new border: left=128,right=128,top=…,bottom=… (pixels, multiples of 8)', outpaintAmounts)
-    .option('--latents <file>', 'initial noise: safetensors with one fp32 tensor "latents" [B,4,H/f,W/f] (f: the VAE downscale, 8 for SD, 4 for the default model); when inpainting, also "masked_image_noise" / "image_noise", and the latents start the run at any strength, as in diffusers')
+    .option('--latents <file>', 'initial noise: safetensors with one fp32 tensor "latents" [B,4,H/f,W/f] (f: the VAE downscale, 8 for SD, 4 for the default model), optionally "step_noise" [S,B,4,H/f,W/f] (the noise of each sampler step); when inpainting, also "masked_image_noise" / "image_noise", and the latents start the run at any strength, as in diffusers')
     .option('--save-latents <file>', 'write the final latents as safetensors tensor "latents"');
   sizeConditioningOptions(command);
   personalisationOptions(command);
@@ -96,7 +96,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   if (flags.mask && !existsSync(flags.mask)) throw new Error(`--mask: no such file ${flags.mask}`);
   if (flags.latents && flags.outpaint) throw new Error('--latents and --outpaint cannot be combined: the canvas grows after the latents are read');
   const inpainting = Boolean(flags.mask || flags.outpaint);
-  checkEta(flags.eta, flags.scheduler);
+  if (flags.scheduler) checkSamplerFlags(flags, flags.scheduler);
   checkPersonalisationFiles(flags);
   checkControlFlags(flags);
   const preview = checkVaeFlags(flags);
@@ -109,6 +109,8 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   // Loading reads configs only (weights stay in their files); the size defaults and the latent
   // grid (H/f × W/f, f the VAE's downscale) depend on the model.
   const sd = await loadPipeline(modelPath, { ...loadOptionsFrom(flags), releaseSessions: true });
+  const scheduler = flags.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig);
+  checkSamplerFlags(flags, scheduler);
   const f = sd.vaeScaleFactor;
   let { width, height, batch } = flags;
   let latents: Float32Array | undefined;
@@ -119,6 +121,10 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
       throw new Error(`--latents ${flags.latents} has shape [${given.shape.join(', ')}], which does not fit --batch ${batch ?? b} --width ${width ?? w * f} --height ${height ?? h * f}`);
     }
     [batch, width, height, latents] = [b, w * f, h * f, given.data];
+    // Inpainting below strength 1 runs only the schedule's last ⌊steps·strength⌋ steps.
+    const sampler = makeSampler(sd, { ...flags, scheduler }).scheduler;
+    const steps = flags.initImage ? img2imgTimesteps(sampler, strength).timesteps.length : sampler.timesteps.length;
+    checkStepNoiseSteps(flags.latents!, given, steps, scheduler);
   }
   batch ??= 1;
   width ??= sd.defaultSize;
@@ -137,13 +143,15 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
     prompts: new Array(batch).fill(personal.expandPrompt(prompt)),
     negativePrompt: flags.negativePrompt === undefined ? undefined : personal.expandPrompt(flags.negativePrompt),
     steps: flags.steps,
-    scheduler: flags.scheduler,
+    scheduler,
+    timestepSpacing: flags.timestepSpacing,
     guidance: flags.guidance,
     eta: flags.eta,
     seed,
     width,
     height,
     latents,
+    stepNoise: given?.stepNoise,
     initImage,
     strength,
     inpaint,
@@ -163,7 +171,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
       prompt,
       negativePrompt: flags.negativePrompt,
       steps: flags.steps,
-      sampler: SAMPLER_LABELS[flags.scheduler],
+      sampler: SAMPLER_LABELS[scheduler],
       guidance: flags.guidance,
       // Given latents are the noise: the seed drew nothing that made this image.
       seed: given ? undefined : result.seeds[i],
@@ -171,7 +179,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
       height,
       model: sd.name,
       denoisingStrength: flags.initImage ? strength : undefined,
-      extra: { ...(flags.eta !== undefined ? { Eta: flags.eta } : {}), ...(flags.vae ? { VAE: basename(flags.vae) } : {}), ...(inpaint ? { 'Mask blur': flags.maskBlur } : {}), ...personalisationExtra(flags, personal), ...controlExtra(flags) },
+      extra: { ...samplerExtra(flags), ...(flags.vae ? { VAE: basename(flags.vae) } : {}), ...(inpaint ? { 'Mask blur': flags.maskBlur } : {}), ...personalisationExtra(flags, personal), ...controlExtra(flags) },
     });
     await writePng(paths[i], image, { parameters });
   }

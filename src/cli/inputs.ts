@@ -6,7 +6,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type LatentsFile, readLatentsFile } from '../io/latents-file.ts';
-import type { SchedulerName } from '../schedulers/index.ts';
+import type { SchedulerName, TimestepSpacing } from '../schedulers/index.ts';
+import { oneOf } from './options.ts';
 
 /**
  * onnxruntime-node 1.30 crashes (SIGSEGV) once a process's arguments total about 29 KB, whatever
@@ -62,7 +63,25 @@ export function readLatents(path: string, maxBatch = Infinity): LatentsFile {
   return latents;
 }
 
-/** DDIM alone has an η: refused with any other sampler rather than silently ignored. */
-export function checkEta(eta: number | undefined, scheduler: SchedulerName): void {
-  if (eta !== undefined && scheduler !== 'ddim') throw new Error(`--eta is DDIM's η; the ${scheduler} sampler has none (use --scheduler ddim, or drop --eta)`);
+export interface SamplerFlags {
+  eta?: number;
+  timestepSpacing?: TimestepSpacing;
+}
+
+const SPACINGS: readonly TimestepSpacing[] = ['leading', 'linspace', 'trailing'];
+
+/** --timestep-spacing, beside a command's --scheduler. */
+export function timestepSpacingOption(command: Command): Command {
+  return command.option('--timestep-spacing <s>', `which training timesteps the steps visit: ${SPACINGS.join(', ')} (default: the model's scheduler config; trailing for SD-Turbo)`, oneOf(SPACINGS));
+}
+
+/** Settings only some samplers have are refused with the others rather than silently ignored. */
+export function checkSamplerFlags(flags: SamplerFlags, scheduler: SchedulerName): void {
+  if (flags.eta !== undefined && scheduler !== 'ddim') throw new Error(`--eta is DDIM's η; the ${scheduler} sampler has none (use --scheduler ddim, or drop --eta)`);
+  if (flags.timestepSpacing !== undefined && scheduler === 'lcm') throw new Error('--timestep-spacing does not apply to lcm: its timesteps come from its distillation grid (original_inference_steps)');
+}
+
+/** The PNG's extra A1111 fields for those settings. */
+export function samplerExtra(flags: SamplerFlags): Record<string, string | number> {
+  return { ...(flags.eta !== undefined ? { Eta: flags.eta } : {}), ...(flags.timestepSpacing ? { 'Timestep spacing': flags.timestepSpacing } : {}) };
 }

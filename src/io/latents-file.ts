@@ -1,9 +1,11 @@
-// `--latents FILE`: initial noise as a safetensors file with one fp32 tensor "latents"
+// `--latents FILE`: initial noise as a safetensors file with an fp32 tensor "latents"
 // [B, C, H/f, W/f]. Everything wrong with it is an error naming the file, before any work: a
 // NaN would draw a black picture, a wrong size would fail deep inside ONNX Runtime.
 // For inpainting it may also hold the ε of the VAE posterior samples diffusers draws from its
 // generator, of the same shape: "masked_image_noise" (the masked picture's) and "image_noise"
-// (the picture's, used by 4-channel UNets and strength < 1).
+// (the picture's, used by 4-channel UNets and strength < 1). And "step_noise" [S, B, C, H/f, W/f]:
+// the noise each stochastic sampler step draws, in order (zeros where a step draws none), used
+// instead of drawing it, so a recorded Euler-a, LCM, DDPM or DDIM-η run is reproduced exactly.
 
 import { existsSync } from 'node:fs';
 import { firstNonFinite } from '../engine/finite.ts';
@@ -17,6 +19,8 @@ export interface LatentsFile {
   maskedImageNoise?: Float32Array;
   /** "image_noise", when the file has it. */
   imageNoise?: Float32Array;
+  /** Row i: the noise sampler step i draws, [B, C, h, w] (from "step_noise" [S, B, C, h, w]). */
+  stepNoise?: Float32Array[];
 }
 
 const NOISE_TENSORS = { maskedImageNoise: 'masked_image_noise', imageNoise: 'image_noise' } as const;
@@ -45,7 +49,24 @@ export function readLatentsFile(path: string): LatentsFile {
     if (at >= 0) throw new Error(`--latents ${path}: tensor "${name}" holds ${noise[at]} at index ${at}; noise must be finite`);
     file[field] = noise;
   }
+  const steps = tensors.get('step_noise');
+  if (!steps) return file;
+  if (steps.dtype !== 'F32' || steps.shape.length !== 5 || steps.shape[0] < 1 || steps.shape.slice(1).some((d, i) => d !== file.shape[i])) {
+    throw new Error(`--latents ${path}: tensor "step_noise" must be fp32 [S, ${file.shape.join(', ')}] (one row of noise per sampler step, the shape of "latents"), found ${steps.dtype} [${steps.shape.join(', ')}]`);
+  }
+  const all = steps.data as Float32Array;
+  const badNoise = firstNonFinite(all);
+  if (badNoise >= 0) throw new Error(`--latents ${path}: tensor "step_noise" holds ${all[badNoise]} at index ${badNoise}; step noise must be finite`);
+  file.stepNoise = Array.from({ length: steps.shape[0] }, (_, i) => all.subarray(i * data.length, (i + 1) * data.length));
   return file;
+}
+
+/** Checks that "step_noise" holds a row for each of the run's `steps` sampler steps. */
+export function checkStepNoiseSteps(path: string, latents: LatentsFile, steps: number, sampler: string): void {
+  const rows = latents.stepNoise?.length;
+  if (rows !== undefined && rows < steps) {
+    throw new Error(`--latents ${path}: tensor "step_noise" holds the noise of ${rows} sampler steps; this run (${sampler}) takes ${steps}`);
+  }
 }
 
 /** Checks the latents against the model's latent channels (any latent size fits the UNet). */

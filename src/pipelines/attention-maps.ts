@@ -5,10 +5,10 @@
 import type { RgbImage } from '../io/image.ts';
 import { imageFromTensor } from '../io/image.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
-import { type SchedulerName, createScheduler } from '../schedulers/index.ts';
+import type { SchedulerName, TimestepSpacing } from '../schedulers/index.ts';
 import { compileControlledUNet } from './attention-control.ts';
 import { AttentionStore, attentionMapGrid, crossAttentionGrids, tokenAttention } from './attention-store.ts';
-import { BatchGenerator, DEFAULTS, type StepProgress, denoise, stepCallback } from './generate.ts';
+import { BatchGenerator, DEFAULTS, type StepProgress, denoise, makeSampler, stepCallback } from './generate.ts';
 import { addedForEmbeddings } from './sdxl-conditioning.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
@@ -21,6 +21,8 @@ export interface AttentionMapsOptions extends PromptSyntaxOptions {
   negativePrompt?: string;
   steps?: number;
   scheduler?: SchedulerName;
+  /** Overrides the model's `timestep_spacing`. */
+  timestepSpacing?: TimestepSpacing;
   guidance?: number;
   seed?: number;
   width?: number;
@@ -76,8 +78,7 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   const rng = new BatchGenerator([o.seed]);
   const noise = o.latents ?? rng.randn(size);
 
-  const scheduler = createScheduler(o.scheduler, sd.components.schedulerConfig);
-  scheduler.setTimesteps(o.steps);
+  const { scheduler } = makeSampler(sd, o);
   const guided = o.guidance > 1;
   const text = await encodePromptEmbeddings(sd, [o.prompt], guided ? [o.negativePrompt ?? ''] : undefined, o);
   const { cond, uncond, tokens: contextTokens, chunks } = text;

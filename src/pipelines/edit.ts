@@ -6,11 +6,11 @@
 import type { RgbImage } from '../io/image.ts';
 import { imageFromTensor } from '../io/image.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
-import { type SchedulerName, createScheduler } from '../schedulers/index.ts';
+import type { SchedulerName, TimestepSpacing } from '../schedulers/index.ts';
 import { PromptToPromptControl, compileControlledUNet } from './attention-control.ts';
 import { type TokenAttention, promptTokenMaps } from './attention-maps.ts';
 import { AttentionStore, attentionMapGrid } from './attention-store.ts';
-import { BatchGenerator, DEFAULTS, type StepProgress, denoise, stepCallback } from './generate.ts';
+import { BatchGenerator, DEFAULTS, type StepProgress, checkStepNoise, denoise, makeSampler, stepCallback } from './generate.ts';
 import { type InversionProgress, type InvertedImage, type NullTextOptions, invertImage } from './inversion.ts';
 import { LocalBlend, type LocalBlendOptions, blendLatents } from './local-blend.ts';
 import { type PromptToPromptOptions, type PromptToPromptPlan, planPromptToPrompt, promptToPromptFeeds } from './prompt-to-prompt.ts';
@@ -31,9 +31,13 @@ export interface EditOptions extends PromptToPromptOptions {
   nullText?: NullTextOptions | false;
   /** Initial noise from N(0, 1): [1, C, h, w] shared by both prompts, or [2, C, h, w]. */
   latents?: Float32Array;
+  /** The noise each sampler step draws, used instead of drawing it: row i is step i's, [1 or 2, C, h, w] like `latents`. */
+  stepNoise?: readonly Float32Array[];
   negativePrompt?: string;
   steps?: number;
   scheduler?: SchedulerName;
+  /** Overrides the model's `timestep_spacing`. */
+  timestepSpacing?: TimestepSpacing;
   guidance?: number;
   eta?: number;
   seed?: number;
@@ -103,8 +107,10 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
     noise = o.latents.length === item ? twice(o.latents) : o.latents;
   } else noise = rng.randn(2 * item);
 
-  const scheduler = createScheduler(o.scheduler, { ...sd.components.schedulerConfig, ...(o.eta !== undefined ? { eta: o.eta } : {}) });
-  scheduler.setTimesteps(o.steps);
+  const { scheduler } = makeSampler(sd, o);
+  // One row of step noise, like one row of latents, is shared by both prompts.
+  const stepNoise = o.stepNoise?.map((row) => (row.length === item ? twice(row) : row));
+  if (stepNoise) checkStepNoise(stepNoise, scheduler.timesteps.length, shape);
   const latents = noise.map((v) => v * scheduler.initNoiseSigma);
   const guided = o.guidance > 1;
   // The negatives are encoded even without guidance: their chunks count in the plan's context length.
@@ -137,6 +143,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
     guidance: o.guidance,
     rng,
     eta: o.eta,
+    stepNoise,
     feeds,
     onOutputs: observers.length ? (_, outputs) => observers.forEach((o) => o.accumulate(outputs)) : undefined,
     afterStep: blend && store && ((_, x) => blendLatents(x, shape, blend.mask(store.sum, mapH, mapW, h, w))),

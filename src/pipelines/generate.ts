@@ -9,7 +9,7 @@ import { imageFromTensor, imageToTensor } from '../io/image.ts';
 import { type PreviewImage, latentPreview } from '../models/latent-preview.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
-import { type SchedulerName, type Scheduler, createScheduler, img2imgTimesteps } from '../schedulers/index.ts';
+import { type SchedulerName, type Scheduler, type TimestepSpacing, createScheduler, defaultSchedulerFor, img2imgTimesteps } from '../schedulers/index.ts';
 import { type ControlNetUnit, type ControlRun, prepareControl } from './controlnet.ts';
 import { applyGuidance } from './guidance.ts';
 import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
@@ -45,12 +45,21 @@ export interface GenerateOptions extends PromptSyntaxOptions, SizeConditioningOp
   /** One negative prompt for all images; none means the empty prompt (SDXL with force_zeros_for_empty_prompt: zero embeddings). */
   negativePrompt?: string;
   steps?: number;
+  /** The sampler; by default the model's own (see defaultSchedulerFor). */
   scheduler?: SchedulerName;
+  /** Overrides the model's `timestep_spacing` ("trailing" for SD-Turbo's few steps). */
+  timestepSpacing?: TimestepSpacing;
   guidance?: number;
   /** DDIM's η (0: deterministic). */
   eta?: number;
   /** Image i draws its noise from seed + i. */
   seed?: number;
+  /**
+   * The noise each sampler step draws, used instead of drawing it: row i is step i's, [B, C, H/f, W/f]
+   * from N(0, 1) (steps that draw none ignore theirs). With `latents`, reproduces a recorded
+   * stochastic run (Euler a, LCM, DDPM, DDIM with η) exactly.
+   */
+  stepNoise?: readonly Float32Array[];
   width?: number;
   height?: number;
   /** Initial latents [B, C, H/f, W/f] from N(0, 1) (f: the VAE's downscale, 8 for SD); scaled by the scheduler's initial sigma here. */
@@ -83,6 +92,8 @@ export interface GenerateResult {
   latents: Float32Array;
   shape: Shape4;
   seeds: number[];
+  /** The sampler that ran (the model's own when none was named). */
+  scheduler: SchedulerName;
 }
 
 /** A random source drawing each batch item's share from its own seeded generator. */
@@ -116,6 +127,37 @@ export class BatchGenerator implements RandomSource {
 
 export const DEFAULTS = { steps: 30, scheduler: 'ddim' as SchedulerName, guidance: 7.5, seed: 0, width: 512, height: 512, strength: 0.75 };
 
+export interface SamplerOptions {
+  scheduler?: SchedulerName;
+  timestepSpacing?: TimestepSpacing;
+  eta?: number;
+  steps: number;
+}
+
+/** The sampler of a run, its timesteps set: the one named, else the model's own, on the model's schedule. */
+export function makeSampler(sd: StableDiffusion, o: SamplerOptions): { name: SchedulerName; scheduler: Scheduler } {
+  const config = sd.components.schedulerConfig;
+  const name = o.scheduler ?? defaultSchedulerFor(config);
+  if (name === 'lcm' && o.timestepSpacing) throw new Error('LCM takes its timesteps from its distillation grid (original_inference_steps): a timestep spacing does not apply to it');
+  const scheduler = createScheduler(name, {
+    ...config,
+    ...(o.eta !== undefined ? { eta: o.eta } : {}),
+    ...(o.timestepSpacing ? { timestep_spacing: o.timestepSpacing } : {}),
+  });
+  scheduler.setTimesteps(o.steps);
+  return { name, scheduler };
+}
+
+/** Checks given step noise against the run: a row of the latents' size for every step. */
+export function checkStepNoise(stepNoise: readonly Float32Array[], steps: number, shape: Shape4): void {
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (stepNoise.length < steps) throw new Error(`step noise holds ${stepNoise.length} steps; this run takes ${steps}`);
+  stepNoise.slice(0, steps).forEach((row, i) => {
+    if (row.length !== size) throw new Error(`step noise of step ${i} has ${row.length} values; [${shape.join(', ')}] needs ${size}`);
+    assertFinite(row, `the step noise of step ${i}`);
+  });
+}
+
 export async function generate(sd: StableDiffusion, options: GenerateOptions): Promise<GenerateResult> {
   // Without a size, the one the model was trained for (the default model is small).
   const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize, strength: options.strength ?? (options.inpaint ? 1 : DEFAULTS.strength) };
@@ -132,8 +174,7 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   const seeds = o.prompts.map((_, i) => o.seed + i);
   const rng = new BatchGenerator(seeds);
 
-  const scheduler = createScheduler(o.scheduler, { ...sd.components.schedulerConfig, ...(o.eta !== undefined ? { eta: o.eta } : {}) });
-  scheduler.setTimesteps(o.steps);
+  const { name, scheduler } = makeSampler(sd, { scheduler: options.scheduler, timestepSpacing: o.timestepSpacing, eta: o.eta, steps: o.steps });
   let timesteps = scheduler.timesteps;
 
   let latents: Float32Array;
@@ -157,6 +198,7 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   } else {
     latents = noise.map((v) => v * scheduler.initNoiseSigma);
   }
+  if (o.stepNoise) checkStepNoise(o.stepNoise, timesteps.length, shape);
 
   const negatives = o.guidance > 1 ? new Array<string>(batch).fill(o.negativePrompt ?? '') : undefined;
   const { cond, uncond, tokens, added } = sd.isSdxl
@@ -169,12 +211,12 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   if (o.controlNets?.length && sd.isSdxl) throw new Error('ControlNet on SDXL models is not supported yet');
   const control = o.controlNets?.length ? await prepareControl(sd, o.controlNets, { unetBatch: guided ? 2 * batch : batch, width: o.width, height: o.height, steps: timesteps.length }) : undefined;
   const { conditioning, afterStep } = inpaint ?? {};
-  latents = await denoise(sd, await sd.unet(tokens), { scheduler, timesteps, latents, shape, cond, uncond, added, guidance: o.guidance, rng, eta: o.eta, control, conditioning, afterStep, signal: o.signal, onStep: stepCallback(o) });
+  latents = await denoise(sd, await sd.unet(tokens), { scheduler, timesteps, latents, shape, cond, uncond, added, guidance: o.guidance, rng, eta: o.eta, stepNoise: o.stepNoise, control, conditioning, afterStep, signal: o.signal, onStep: stepCallback(o) });
   if (sd.releaseSessions) await sd.releaseUNet();
 
   const decoded = await sd.decodeLatents(latents, shape);
   const images = Array.from({ length: batch }, (_, i) => imageFromTensor(decoded.data, i, decoded.shape, '0..1'));
-  return { images: inpaint ? inpaint.overlay(images) : images, latents, shape, seeds };
+  return { images: inpaint ? inpaint.overlay(images) : images, latents, shape, seeds, scheduler: name };
 }
 
 export interface DenoiseOptions {
@@ -190,6 +232,8 @@ export interface DenoiseOptions {
   guidance: number;
   rng: RandomSource;
   eta?: number;
+  /** Row i: the noise step i uses instead of drawing from `rng` (checked by the caller). */
+  stepNoise?: readonly Float32Array[];
   /** ControlNets: steps where any acts run `control.unet` with their residuals. */
   control?: ControlRun;
   /** Per-step graph feeds (attention control). */
@@ -236,7 +280,7 @@ export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: Denoi
     o.onOutputs?.(i, outputs);
     const prediction = outputs.noise_pred.data as Float32Array;
     const eps = guided ? applyGuidance(prediction, o.guidance) : prediction;
-    const result = o.scheduler.step(eps, t, latents, { generator: o.rng, ...(o.eta !== undefined ? { eta: o.eta } : {}) });
+    const result = o.scheduler.step(eps, t, latents, { generator: o.rng, ...(o.stepNoise ? { noise: o.stepNoise[i] } : {}), ...(o.eta !== undefined ? { eta: o.eta } : {}) });
     latents = o.afterStep ? o.afterStep(i, result.prevSample) : result.prevSample;
     const clean = result.predOriginalSample;
     await o.onStep?.({

@@ -28,6 +28,17 @@ export const DIFFUSERS_CLASS_NAMES: Record<SchedulerName, string> = {
   lcm: 'LCMScheduler',
 };
 
+/**
+ * The sampler a model's scheduler_config.json names (`_class_name`), for a run that names none.
+ * PNDM — what every SD-1.x release and conversion writes, chosen by no one in particular — and
+ * classes Nuri lacks give DDIM; a few-step model's own (LCM, SD-Turbo's trailing Euler) is kept.
+ */
+export function defaultSchedulerFor(config: DiffusersSchedulerConfig): SchedulerName {
+  const className = config._class_name;
+  if (className === 'DPMSolverMultistepScheduler') return config.use_karras_sigmas === true ? 'dpmpp-2m-karras' : 'dpmpp-2m';
+  return SCHEDULER_NAMES.find((name) => name !== 'pndm' && DIFFUSERS_CLASS_NAMES[name] === className) ?? 'ddim';
+}
+
 export function createScheduler(name: SchedulerName, config: DiffusersSchedulerConfig = {}): Scheduler {
   switch (name) {
     case 'ddpm':

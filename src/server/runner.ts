@@ -72,8 +72,8 @@ function stepReporter(ctx: RunnerContext, o: RunnerOptions) {
 
 /** The sampling settings every job kind shares, with the step reporter and the job's signal. */
 function samplerOptions(p: AttentionParams, ctx: RunnerContext, o: RunnerOptions) {
-  const { negativePrompt, steps, scheduler, guidance, seed, clipSkip, promptSyntax } = p;
-  return { negativePrompt, steps, scheduler, guidance, seed, clipSkip, promptSyntax, signal: ctx.signal, onProgress: stepReporter(ctx, o) };
+  const { negativePrompt, steps, scheduler, timestepSpacing, guidance, seed, clipSkip, promptSyntax } = p;
+  return { negativePrompt, steps, scheduler, timestepSpacing, guidance, seed, clipSkip, promptSyntax, signal: ctx.signal, onProgress: stepReporter(ctx, o) };
 }
 
 /** A latent preview as a small PNG, enlarged (nearest) to at least `minSide` pixels. */
@@ -108,7 +108,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
     initImage,
     strength,
   });
-  const extra = { ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}), ...personalLabels(personal) };
+  const extra = { ...(p.timestepSpacing ? { 'Timestep spacing': p.timestepSpacing } : {}), ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}), ...personalLabels(personal) };
   const infotexts = result.seeds.map((seed) =>
     formatParameters({ ...sampling(p), seed, width, height, denoisingStrength: initImage ? strength : undefined, extra }),
   );

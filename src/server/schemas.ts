@@ -66,6 +66,13 @@ function bounded(limits: ServerLimits) {
   return { text, steps, side };
 }
 
+/** LCM's timesteps come from its distillation grid: a spacing would be silently ignored. */
+function spacingApplies(p: { scheduler: string; timestepSpacing?: string }, ctx: z.RefinementCtx) {
+  if (p.scheduler === 'lcm' && p.timestepSpacing !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['timestepSpacing'], message: 'does not apply to lcm: its timesteps come from its distillation grid' });
+  }
+}
+
 /** width × height within the limit, reported on `width`. */
 function pixelLimit(limits: ServerLimits) {
   return (p: { width?: number; height?: number }, ctx: z.RefinementCtx) => {
@@ -82,6 +89,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     negativePrompt: text.optional().describe('what to steer away from'),
     steps: steps(DEFAULTS.steps),
     scheduler: z.enum(SCHEDULER_NAMES).default(DEFAULTS.scheduler),
+    timestepSpacing: z.enum(['leading', 'linspace', 'trailing']).optional().describe("which training timesteps the steps visit (default: the model's scheduler config; trailing for SD-Turbo); not with lcm"),
     guidance: z.number().min(0).max(100).default(DEFAULTS.guidance).describe('classifier-free guidance scale (≤ 1 disables it)'),
     seed: seed.optional(),
     width: side.optional(),
@@ -106,6 +114,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
       ...personal,
     })
     .superRefine(pixelLimit(limits))
+    .superRefine(spacingApplies)
     .superRefine((p, ctx) => {
       if (p.strength !== undefined && p.initImage === undefined) ctx.addIssue({ code: 'custom', path: ['strength'], message: 'strength needs initImage' });
     })
@@ -133,6 +142,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
       ...personal,
     })
     .superRefine(pixelLimit(limits))
+    .superRefine(spacingApplies)
     .superRefine((p, ctx) => {
       if (p.image !== undefined && p.scheduler !== 'ddim') ctx.addIssue({ code: 'custom', path: ['scheduler'], message: `editing a real image needs ddim (its inversion is DDIM's), not ${p.scheduler}` });
       if (p.blendThreshold !== undefined && !p.localBlend) ctx.addIssue({ code: 'custom', path: ['blendThreshold'], message: 'blendThreshold needs localBlend' });
@@ -142,6 +152,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
   const attention = z
     .strictObject({ ...sampling, prompt: text.min(1).regex(/\S/, 'prompt has no tokens to map').describe('what to draw') })
     .superRefine(pixelLimit(limits))
+    .superRefine(spacingApplies)
     .describe('an image and one cross-attention heat map per prompt token');
 
   const training = (dflt: { lr: number; steps: number; loraLr?: number }) => ({

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeSafetensors } from '../../src/engine/safetensors.ts';
-import { checkLatentsFit, readLatentsFile } from '../../src/io/latents-file.ts';
+import { checkLatentsFit, checkStepNoiseSteps, readLatentsFile } from '../../src/io/latents-file.ts';
 
 function latentsFile(shape: number[], fill: (d: Float32Array) => void = () => {}): string {
   const data = new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.5);
@@ -56,5 +56,25 @@ describe('--latents files', () => {
     expect(() => checkLatentsFit(odd, readLatentsFile(odd), { channels: 4 })).not.toThrow();
     const three = latentsFile([1, 3, 8, 8]);
     expect(() => checkLatentsFit(three, readLatentsFile(three), { channels: 4 })).toThrow(`--latents ${three}: tensor "latents" [1, 3, 8, 8] has 3 channels; this model's latents have 4`);
+  });
+
+  it('reads step_noise [S, B, C, h, w] as one row per step, and checks it against the run', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'nuri-latents-')), 'z.safetensors');
+    const noise = Float32Array.from({ length: 3 * 2 * 4 * 8 * 8 }, (_, i) => i);
+    writeSafetensors(path, { latents: { dtype: 'F32', shape: [2, 4, 8, 8], data: new Float32Array(2 * 256) }, step_noise: { dtype: 'F32', shape: [3, 2, 4, 8, 8], data: noise } });
+    const file = readLatentsFile(path);
+    expect(file.stepNoise).toHaveLength(3);
+    expect(file.stepNoise![2]![0]).toBe(2 * 512);
+    expect(() => checkStepNoiseSteps(path, file, 3, 'euler-a')).not.toThrow();
+    expect(() => checkStepNoiseSteps(path, file, 4, 'euler-a')).toThrow(`--latents ${path}: tensor "step_noise" holds the noise of 3 sampler steps; this run (euler-a) takes 4`);
+    expect(readLatentsFile(latentsFile([1, 4, 8, 8])).stepNoise).toBeUndefined();
+  });
+
+  it('refuses a non-finite step_noise, naming the file and the tensor', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'nuri-latents-')), 'z.safetensors');
+    const noise = new Float32Array(2 * 256).fill(0.1);
+    noise[300] = NaN;
+    writeSafetensors(path, { latents: { dtype: 'F32', shape: [1, 4, 8, 8], data: new Float32Array(256) }, step_noise: { dtype: 'F32', shape: [2, 1, 4, 8, 8], data: noise } });
+    expect(() => readLatentsFile(path)).toThrow(`--latents ${path}: tensor "step_noise" holds NaN at index 300; step noise must be finite`);
   });
 });

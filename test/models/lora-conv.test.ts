@@ -2,39 +2,12 @@
 // 1×1 up (B) [C_out, r, 1, 1], merged into the conv weight as B·A reshaped to [C_out, C_in, 3, 3];
 // alongside linear layers outside attention (time_emb_proj).
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Generator } from '../../src/engine/random.ts';
-import { writeSafetensors, type WritableTensor } from '../../src/engine/safetensors.ts';
-import { kohyaName, loadLoraFile, mergeLora } from '../../src/models/lora.ts';
+import { loadLoraFile, mergeLora } from '../../src/models/lora.ts';
 import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import { TINY_SD } from '../fixtures.ts';
-
-const CONV = 'down_blocks.0.resnets.0.conv1'; // [32, 32, 3, 3] in tiny-sd
-const LINEAR = 'down_blocks.0.resnets.0.time_emb_proj'; // [32, 128]
-
-function lcmStyleLora(downConvShape: number[] = [2, 32, 3, 3], upConvShape: number[] = [32, 2, 1, 1]): { path: string; down: Float32Array; up: Float32Array; linDown: Float32Array; linUp: Float32Array } {
-  const g = new Generator(3);
-  const down = g.randn(downConvShape.reduce((a, b) => a * b, 1));
-  const up = g.randn(upConvShape.reduce((a, b) => a * b, 1));
-  const linDown = g.randn(2 * 128);
-  const linUp = g.randn(32 * 2);
-  const conv = kohyaName('unet', CONV);
-  const linear = kohyaName('unet', LINEAR);
-  const tensors = new Map<string, WritableTensor>([
-    [`${conv}.lora_down.weight`, { dtype: 'F32', shape: downConvShape, data: down }],
-    [`${conv}.lora_up.weight`, { dtype: 'F32', shape: upConvShape, data: up }],
-    [`${conv}.alpha`, { dtype: 'F32', shape: [], data: Float32Array.of(1) }],
-    [`${linear}.lora_down.weight`, { dtype: 'F32', shape: [2, 128], data: linDown }],
-    [`${linear}.lora_up.weight`, { dtype: 'F32', shape: [32, 2], data: linUp }],
-    [`${linear}.alpha`, { dtype: 'F32', shape: [], data: Float32Array.of(1) }],
-  ]);
-  const path = join(mkdtempSync(join(tmpdir(), 'nuri-lora-')), 'lcm.safetensors');
-  writeSafetensors(path, tensors);
-  return { path, down, up, linDown, linUp };
-}
+import { LCM_LORA_CONV as CONV, LCM_LORA_LINEAR as LINEAR, writeLcmStyleLora as lcmStyleLora } from '../support/lcm-lora.ts';
 
 /** W + m·B·A for B [out, r], A [r, inner], in double. */
 function expectedMerge(w: Float32Array, up: Float32Array, down: Float32Array, out: number, rank: number, m: number): Float64Array {

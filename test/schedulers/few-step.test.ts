@@ -2,7 +2,7 @@
 // grid, "trailing" spacing (SD-Turbo) for Euler, Euler ancestral and DDIM, and whole sampling loops
 // driven by the synthetic model ε = 0.1·(scaled input) + E with each step's recorded noise injected.
 import { describe, expect, it } from 'vitest';
-import { createScheduler, LCMScheduler, type SchedulerName } from '../../src/schedulers/index.ts';
+import { createScheduler, defaultSchedulerFor, LCMScheduler, type SchedulerName } from '../../src/schedulers/index.ts';
 import { boundaryScalings } from '../../src/schedulers/lcm.ts';
 import { loadCase, maxAbs, maxAbsDiff } from './reference.ts';
 
@@ -130,5 +130,19 @@ describe('LCM', () => {
     expect(first.prevSample).not.toBe(first.predOriginalSample);
     const last = scheduler.step(sample, scheduler.timesteps[3]!, first.prevSample);
     expect(last.prevSample).toBe(last.predOriginalSample);
+  });
+});
+
+describe("a model's own sampler (defaultSchedulerFor)", () => {
+  it('follows _class_name: LCM, SD-Turbo’s and SDXL’s Euler, DPM-Solver++ with or without Karras σ', () => {
+    expect(defaultSchedulerFor({ _class_name: 'LCMScheduler' })).toBe('lcm');
+    expect(defaultSchedulerFor({ _class_name: 'EulerDiscreteScheduler', timestep_spacing: 'trailing' })).toBe('euler');
+    expect(defaultSchedulerFor({ _class_name: 'EulerAncestralDiscreteScheduler' })).toBe('euler-a');
+    expect(defaultSchedulerFor({ _class_name: 'DPMSolverMultistepScheduler', use_karras_sigmas: true })).toBe('dpmpp-2m-karras');
+    expect(defaultSchedulerFor({ _class_name: 'DPMSolverMultistepScheduler' })).toBe('dpmpp-2m');
+  });
+
+  it('keeps DDIM for SD 1.x’s PNDM, a class Nuri lacks, and a config without a class', () => {
+    for (const config of [{ _class_name: 'PNDMScheduler' }, { _class_name: 'UniPCMultistepScheduler' }, {}]) expect(defaultSchedulerFor(config)).toBe('ddim');
   });
 });

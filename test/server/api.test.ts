@@ -135,6 +135,8 @@ describe('validation', () => {
       [{ type: 'generate', params: { prompt: 'x', loras: [{ name: 'nope' }] } }, 'params.loras.0.name'],
       [{ type: 'generate', params: { prompt: 'x', initImage: 'upload-missing.png' } }, 'params.initImage'],
       [{ type: 'generate', params: { prompt: 'x', strength: 0.5 } }, 'params.strength'],
+      [{ type: 'generate', params: { prompt: 'x', timestepSpacing: 'uniform' } }, 'params.timestepSpacing'],
+      [{ type: 'generate', params: { prompt: 'x', scheduler: 'lcm', timestepSpacing: 'trailing' } }, 'params.timestepSpacing'],
       [{ type: 'edit', params: { prompt: 'x', image: '../../etc/passwd' } }, 'params.image'],
       [{ type: 'train', params: { method: 'lora', name: 'x', images: [] } }, 'params.images'],
     ];
