@@ -14,6 +14,7 @@ interface ServeFlags extends ServerLimits {
   outputs: string;
   queueSize: number;
   maxLoaded: number;
+  previewVae?: string;
   redis?: string;
   token?: string;
   log?: boolean;
@@ -30,6 +31,7 @@ export function registerServe(program: Command): void {
     .option('--outputs <dir>', 'where job records, result images and uploads are kept', 'nuri-outputs')
     .option('--queue-size <n>', 'jobs that may wait; more are refused with 429', integer(1, 100_000), DEFAULT_QUEUE_SIZE)
     .option('--max-loaded <n>', 'pipelines kept loaded between jobs', integer(1, 64), 1)
+    .option('--preview-vae <dir>', 'an AutoencoderTiny folder (TAESD): step previews at the picture\'s size for the models it fits')
     .option('--redis <url>', 'run jobs through Redis (BullMQ), taken by `nuri worker` processes')
     .option('--token <token>', 'API token every request but GET /health must carry (default: $NURI_TOKEN)')
     .option('--max-pixels <n>', 'largest width × height', integer(64), d.maxPixels)
@@ -55,6 +57,7 @@ async function serve(flags: ServeFlags): Promise<void> {
     outputs: flags.outputs,
     queueSize: flags.queueSize,
     maxLoaded: flags.maxLoaded,
+    previewVae: flags.previewVae,
     redis: flags.redis,
     token,
     limits: { maxPixels, maxSteps, maxBatch, maxPromptLength, maxUploadBytes, maxTrainSteps, maxTrainImages },

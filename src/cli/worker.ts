@@ -16,6 +16,7 @@ interface WorkerFlags {
   models: string;
   concurrency: number;
   maxLoaded: number;
+  previewVae?: string;
   lockDuration: number;
   id?: string;
 }
@@ -28,6 +29,7 @@ export function registerWorker(program: Command): void {
     .option('--models <dir>', 'models folder, as the server has it: models, loras/, embeddings/', 'nuri-outputs/models')
     .option('--concurrency <n>', 'jobs run at once (each already uses every core)', integer(1, 64), 1)
     .option('--max-loaded <n>', 'pipelines kept loaded between jobs', integer(1, 64), 1)
+    .option('--preview-vae <dir>', 'an AutoencoderTiny folder (TAESD): step previews at the picture\'s size for the models it fits')
     .option('--lock-duration <ms>', 'how long this worker may go silent before its job is handed to another worker', integer(1000), DEFAULT_LOCK_DURATION_MS)
     .option('--id <name>', 'the name this worker shows in job info (default: host:pid)')
     .action(async (flags: WorkerFlags) => {
@@ -37,7 +39,7 @@ export function registerWorker(program: Command): void {
 
 async function work(flags: WorkerFlags): Promise<void> {
   const registry = new ModelRegistry(resolve(flags.models));
-  const cache = new PipelineCache(registry, flags.maxLoaded);
+  const cache = new PipelineCache(registry, flags.maxLoaded, flags.previewVae);
   const worker = await startRedisWorker({
     url: flags.redis,
     runner: createRunner({ registry, cache }),

@@ -20,6 +20,9 @@ export type OtherVae = { kind: 'kl'; vae: AutoencoderKL } | { kind: 'tiny'; vae:
 /** Tensors a standalone original-layout VAE file may carry that no parameter uses. */
 const IGNORED = /^(loss\.|model_ema\.)/;
 
+/** A VAE whose latents do not fit the model's (another model family). */
+export class VaeMismatchError extends Error {}
+
 /**
  * Loads the VAE at `path` for a model whose own VAE has `modelVae` as config, and checks that it
  * fits: the same latent channels and the same downscale (else it belongs to another model family).
@@ -30,7 +33,7 @@ export function loadOtherVae(path: string, modelVae: VaeConfig): OtherVae {
   const latentChannels = other.vae.config.latent_channels;
   const f = other.kind === 'tiny' ? tinyDownscale(other.vae.config) : vaeDownscale(other.vae.config);
   if (latentChannels !== modelVae.latent_channels || f !== vaeDownscale(modelVae)) {
-    throw new Error(`${path}: this VAE has ${latentChannels} latent channels at 1/${f} of the picture's size, the model's has ${modelVae.latent_channels} at 1/${vaeDownscale(modelVae)} (a VAE of another model family?)`);
+    throw new VaeMismatchError(`${path}: this VAE has ${latentChannels} latent channels at 1/${f} of the picture's size, the model's has ${modelVae.latent_channels} at 1/${vaeDownscale(modelVae)} (a VAE of another model family?)`);
   }
   return other;
 }

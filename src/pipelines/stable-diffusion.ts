@@ -12,7 +12,7 @@ import { imageFromTensor } from '../io/image.ts';
 import type { AutoencoderTiny } from '../models/autoencoder-tiny.ts';
 import { type PreviewImage, latentPreview } from '../models/latent-preview.ts';
 import { type LoadModelOptions, type StableDiffusionComponents, loadStableDiffusion } from '../models/load.ts';
-import { loadOtherVae } from '../models/other-vae.ts';
+import { VaeMismatchError, loadOtherVae } from '../models/other-vae.ts';
 import { TinyVaeRunner } from '../models/tiny-vae-runner.ts';
 import type { AttentionHook, UNet2DConditionModel } from '../models/unet.ts';
 import { type DecodedImages, type ImageToLatentsOptions, type Shape4, VaeRunner } from '../models/vae-runner.ts';
@@ -31,7 +31,10 @@ export interface LoadOptions extends LoadModelOptions {
    * AutoencoderTiny folder (TAESD) then encodes, decodes and draws the step previews.
    */
   vae?: string;
-  /** An AutoencoderTiny folder for the step previews only (the pictures keep the model's VAE). */
+  /**
+   * An AutoencoderTiny folder for the step previews only (the pictures keep the model's VAE); one
+   * that does not fit the model's latents is left out with a warning (previews are then linear).
+   */
   previewVae?: string;
 }
 
@@ -94,7 +97,8 @@ export class StableDiffusion {
     if (vae !== undefined && previewVae !== undefined) throw new Error('a pipeline takes a tiny VAE as vae or as previewVae, not both');
     const other = vae === undefined ? undefined : loadOtherVae(vae, components.vae.config);
     if (other?.kind === 'kl') components.vae = other.vae;
-    const tiny = other?.kind === 'tiny' ? { vae: other.vae, pictures: true } : previewVae === undefined ? undefined : { vae: loadPreviewVae(previewVae, components), pictures: false };
+    const previewOnly = previewVae === undefined ? undefined : loadPreviewVae(previewVae, components);
+    const tiny = other?.kind === 'tiny' ? { vae: other.vae, pictures: true } : previewOnly && { vae: previewOnly, pictures: false };
     return new StableDiffusion(components, options.run, options.releaseSessions, tiny);
   }
 
@@ -294,11 +298,20 @@ export class StableDiffusion {
   }
 }
 
-/** A tiny VAE for previews only must fit the model's latents as `vae` must (loadOtherVae checks). */
-function loadPreviewVae(path: string, components: StableDiffusionComponents): AutoencoderTiny {
-  const other = loadOtherVae(path, components.vae.config);
-  if (other.kind !== 'tiny') throw new Error(`previewVae ${path}: not an AutoencoderTiny folder (an AutoencoderKL is no faster than the model's own VAE)`);
-  return other.vae;
+/**
+ * The preview-only tiny VAE, or undefined with a warning when it does not fit the model (a server
+ * may serve models of several families with one preview VAE).
+ */
+function loadPreviewVae(path: string, components: StableDiffusionComponents): AutoencoderTiny | undefined {
+  try {
+    const other = loadOtherVae(path, components.vae.config);
+    if (other.kind !== 'tiny') throw new Error(`previewVae ${path}: not an AutoencoderTiny folder (an AutoencoderKL is no faster than the model's own VAE)`);
+    return other.vae;
+  } catch (e) {
+    if (!(e instanceof VaeMismatchError)) throw e;
+    components.warnings.push(`previews without the tiny VAE: ${e.message}`);
+    return undefined;
+  }
 }
 
 /**

@@ -13,6 +13,11 @@ export class JobWatchers {
   private readonly listeners = new Set<(event: JobEvent) => void>();
   private readonly waiters = new Map<string, Set<(record: JobRecord) => void>>();
 
+  /** Whether any event subscriber is listening. */
+  get listening(): boolean {
+    return this.listeners.size > 0;
+  }
+
   subscribe(listener: (event: JobEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

@@ -94,6 +94,11 @@ export interface RunnerContext {
   signal: AbortSignal;
   progress(p: RunnerProgress): void;
   /**
+   * Whether anyone would see a step preview now (an event stream is open, or a client asked for
+   * this job's preview); absent means always. A runner builds no preview when it is false.
+   */
+  wantsPreview?(): boolean;
+  /**
    * The bytes of an input the params name: an uploaded file ("upload-….png") or an earlier
    * result image. Workers on other machines get these through the queue, not the disk.
    */

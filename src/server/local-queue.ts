@@ -25,6 +25,8 @@ interface Running {
   controller: AbortController;
   tracker: ProgressTracker;
   done: Promise<void>;
+  /** A client asked for this job's preview (A1111's progress polling): keep making them. */
+  previewAsked?: boolean;
 }
 
 export class LocalQueue implements JobQueue {
@@ -119,7 +121,9 @@ export class LocalQueue implements JobQueue {
   }
 
   preview(id: string): Buffer | undefined {
-    return this.running?.record.id === id ? this.running.tracker.latestPreview : undefined;
+    if (this.running?.record.id !== id) return undefined;
+    this.running.previewAsked = true;
+    return this.running.tracker.latestPreview;
   }
 
   async pending(): Promise<number> {
@@ -154,7 +158,8 @@ export class LocalQueue implements JobQueue {
     this.emitPositions();
   }
 
-  private async run({ record, controller, tracker }: Running): Promise<void> {
+  private async run(running: Running): Promise<void> {
+    const { record, controller, tracker } = running;
     const started = performance.now();
     record.status = 'running';
     record.startedAt = new Date().toISOString();
@@ -173,6 +178,7 @@ export class LocalQueue implements JobQueue {
             for (const event of events) this.watchers.emit(event);
           },
           readInput: (name) => this.o.store.readInput(name),
+          wantsPreview: () => this.watchers.listening || running.previewAsked === true,
         },
       );
       if (controller.signal.aborted) return await this.finish(record, 'cancelled', null);

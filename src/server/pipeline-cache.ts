@@ -3,6 +3,7 @@
 // grows the vocabulary, so a pipeline is keyed by its model *and* its LoRA and embedding set.
 // Least recently used pipelines beyond --max-loaded are evicted and their sessions freed.
 
+import { existsSync } from 'node:fs';
 import { type Personalisation, type StableDiffusion, loadPipeline, personalise } from '../index.ts';
 import type { ModelRegistry } from './models.ts';
 
@@ -35,8 +36,11 @@ export class PipelineCache {
   constructor(
     readonly registry: ModelRegistry,
     readonly maxLoaded = 1,
+    /** An AutoencoderTiny folder (TAESD) for the step previews of every model it fits (--preview-vae). */
+    readonly previewVae?: string,
   ) {
     if (!Number.isInteger(maxLoaded) || maxLoaded < 1) throw new Error(`--max-loaded must be a positive integer, got ${maxLoaded}`);
+    if (previewVae !== undefined && !existsSync(previewVae)) throw new Error(`--preview-vae: no such folder ${previewVae}`);
   }
 
   /** Names of the models loaded now, least recently used first. */
@@ -62,7 +66,7 @@ export class PipelineCache {
       entry = this.entries.find((e) => e.key === key);
       if (!entry) {
         const pipeline = (async () => {
-          const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false });
+          const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false, previewVae: this.previewVae });
           const personal = await personalise(sd.components, { loras, embeddings });
           return { sd, personal };
         })();

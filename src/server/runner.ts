@@ -63,10 +63,17 @@ async function load(ctx: RunnerContext, o: JobScope, spec: { model: string; lora
   return loaded;
 }
 
-/** Reports each step with its preview (the library stops the loop itself once the signal aborts). */
+/**
+ * Reports each step, with a preview when someone would see it: the pipeline's tiny VAE (TAESD)
+ * decodes it at the picture's size when it has one, else the latent→RGB map gives a latent-sized
+ * one. (The library stops the loop itself once the signal aborts.)
+ */
 function stepReporter(ctx: RunnerContext, o: RunnerOptions) {
-  return (p: StepProgress) => {
-    ctx.progress({ step: p.step, total: p.total, phase: 'sampling', timestep: p.timestep, preview: previewPng(p.preview()[0], o.previewSize ?? 0) });
+  return async (p: StepProgress) => {
+    const progress = { step: p.step, total: p.total, phase: 'sampling' as const, timestep: p.timestep };
+    if (ctx.wantsPreview?.() === false) return ctx.progress(progress);
+    const [image] = await p.decodePreview();
+    ctx.progress({ ...progress, preview: previewPng(image, o.previewSize ?? 0) });
   };
 }
 

@@ -23,6 +23,8 @@ export interface ServerOptions {
   outputs: string;
   queueSize?: number;
   maxLoaded?: number;
+  /** An AutoencoderTiny folder (TAESD) that draws the step previews of every model it fits. */
+  previewVae?: string;
   /** Run jobs through Redis (BullMQ) at this URL instead of in this process. */
   redis?: string;
   token?: string;
@@ -56,7 +58,7 @@ export async function createServer(o: ServerOptions): Promise<ServerParts> {
   const modelsDir = resolve(o.models ?? join(outputs, 'models'));
   const store = new JobStore(outputs);
   const registry = new ModelRegistry(modelsDir);
-  const cache = new PipelineCache(registry, o.maxLoaded ?? 1);
+  const cache = new PipelineCache(registry, o.maxLoaded ?? 1, o.previewVae);
   const runner = createRunner({ registry, cache });
   const queue = await createQueue(o, { store, runner, modelsDir });
   const app = await buildApp({ queue, registry, store, limits: { ...DEFAULT_LIMITS, ...o.limits }, token: o.token, logger: o.logger });
