@@ -9,6 +9,8 @@
 // fragments are tokenized one by one, every token taking its fragment's weight. No Node APIs: the
 // Studio page can show the same parse.
 
+import { promptWords } from './words.ts';
+
 /** A run of prompt text with its emphasis, or a BREAK. */
 export type PromptFragment = { text: string; weight: number } | { break: true };
 
@@ -66,6 +68,11 @@ export function hasPromptSyntax(prompt: string): boolean {
   const parsed = parsePromptAttention(prompt);
   const only = parsed[0]!;
   return parsed.length !== 1 || !('text' in only) || only.weight !== 1 || only.text !== prompt;
+}
+
+/** The words of a prompt as edits name them: those of its plain text (`a (cat:1.3)` → a, cat). */
+export function plainPromptWords(prompt: string): string[] {
+  return promptWords(plainPromptText(prompt));
 }
 
 /** The prompt as its words read without the syntax: the text of its fragments, a BREAK as a space. */

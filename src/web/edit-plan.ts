@@ -4,7 +4,7 @@
 
 import { type Job, imageName } from './api.ts';
 import { jobSeed } from './generate-settings.ts';
-import { promptWords } from '../tokenizers/words.ts';
+import { plainPromptWords } from '../tokenizers/prompt-syntax.ts';
 
 export type EditKind =
   | { kind: 'reweight' }
@@ -13,7 +13,7 @@ export type EditKind =
   | { kind: 'empty' };
 
 export function classifyEdit(source: string, target: string): EditKind {
-  const [a, b] = [promptWords(source), promptWords(target)];
+  const [a, b] = [plainPromptWords(source), plainPromptWords(target)];
   if (a.length === 0 || b.length === 0) return { kind: 'empty' };
   if (a.join(' ') === b.join(' ')) return { kind: 'reweight' };
   if (a.length === b.length) return { kind: 'replace', swaps: a.flatMap((w, i) => (w !== b[i] ? [[w, b[i]] as [string, string]] : [])) };
@@ -48,7 +48,7 @@ export interface EditSettings {
 /** The edit job's params: the edit's own settings over the source's sampling settings. */
 export function editParams(settings: EditSettings, sampling: Record<string, unknown>): Record<string, unknown> {
   const edit = classifyEdit(settings.prompt, settings.target);
-  const targetWords = new Set(promptWords(settings.target));
+  const targetWords = new Set(plainPromptWords(settings.target));
   const reweight = Object.fromEntries(Object.entries(settings.reweight).filter(([w, f]) => f !== 1 && targetWords.has(w)));
   const params: Record<string, unknown> = {
     ...sampling,

@@ -50,3 +50,10 @@ describe('edit plan (Studio)', () => {
     expect(samplingOf({ kind: 'result', job: job(img2img), url: '/api/v1/images/job-1-1.png' }, photo)).toEqual({ loras, embeddings: ['cat-toy'], image: 'job-1-1.png', scheduler: 'ddim', ...photo });
   });
 });
+
+describe('edits of weighted prompts', () => {
+  it('name the words of the plain text, as the server does', () => {
+    expect(classifyEdit('a (cat:1.3) on [a] mat', 'a (dog:1.3) on a mat')).toEqual({ kind: 'replace', swaps: [['cat', 'dog']] });
+    expect(classifyEdit('a ((cat))', 'a cat')).toEqual({ kind: 'reweight' });
+  });
+});

@@ -13,7 +13,7 @@ import { type EditSettings, type EditSource, classifyEdit, describeEdit, editPar
 
 export type { EditSource };
 import { jobErrors, submitOnEnter } from '../form.ts';
-import { promptWords } from '../../tokenizers/words.ts';
+import { plainPromptWords } from '../../tokenizers/prompt-syntax.ts';
 import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
 
 
@@ -45,8 +45,9 @@ export function EditPage({ source, onSource }: EditPageProps) {
   }, [source]);
 
   const edit = classifyEdit(settings.prompt, settings.target);
-  const sourceWords = promptWords(settings.prompt);
-  const targetWords = [...new Set(promptWords(settings.target))];
+  // The server reads the syntax: the words are those of the plain text, brackets and weights aside.
+  const sourceWords = plainPromptWords(settings.prompt);
+  const targetWords = [...new Set(plainPromptWords(settings.target))];
   const blendWords = [...new Set([...sourceWords, ...targetWords])];
   const { errors, general: generalError } = jobErrors(state, FIELDS);
 
