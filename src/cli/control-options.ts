@@ -4,20 +4,16 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { CANNY_DEFAULTS, canny } from '../io/canny.ts';
-import { readImage } from '../io/image.ts';
-import { loadControlNet } from '../models/controlnet-load.ts';
-import type { ControlNetUnit } from '../pipelines/controlnet.ts';
+import { CANNY_DEFAULTS } from '../io/canny.ts';
+import { CONTROL_PREPROCESSORS, type ControlNetUnit, type ControlPreprocessor, controlNetLabel, readControlImage } from '../pipelines/controlnet.ts';
 import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { number, oneOf } from './options.ts';
-
-export const CONTROL_PREPROCESSORS = ['none', 'canny'] as const;
 
 export interface ControlFlags {
   controlnet?: ControlSpec[];
   controlStart?: number;
   controlEnd?: number;
-  controlPreprocess?: (typeof CONTROL_PREPROCESSORS)[number];
+  controlPreprocess?: ControlPreprocessor;
   cannyLow?: number;
   cannyHigh?: number;
 }
@@ -76,9 +72,8 @@ export function checkControlFlags(flags: ControlFlags): void {
 export async function controlUnits(sd: StableDiffusion, flags: ControlFlags, width: number, height: number): Promise<ControlNetUnit[]> {
   const units: ControlNetUnit[] = [];
   for (const s of flags.controlnet ?? []) {
-    const model = loadControlNet(s.model, { base: sd.components.unet.config });
-    let image = await readImage(s.image, { width, height, fit: 'fill' });
-    if (flags.controlPreprocess === 'canny') image = canny(image, { low: flags.cannyLow, high: flags.cannyHigh });
+    const model = sd.loadControlNet(s.model);
+    const image = await readControlImage(s.image, { width, height, preprocess: flags.controlPreprocess, canny: { low: flags.cannyLow, high: flags.cannyHigh } });
     units.push({ model, image, scale: s.scale, start: flags.controlStart, end: flags.controlEnd });
   }
   return units;
@@ -86,11 +81,7 @@ export async function controlUnits(sd: StableDiffusion, flags: ControlFlags, wid
 
 /** PNG parameters in the ControlNet extension's style: `ControlNet 0: "Module: canny, Model: …, Weight: 1, …"`. */
 export function controlExtra(flags: ControlFlags): Record<string, string> {
-  const module = flags.controlPreprocess ?? 'none';
-  const thresholds = module === 'canny' ? `, Threshold A: ${flags.cannyLow ?? CANNY_DEFAULTS.low}, Threshold B: ${flags.cannyHigh ?? CANNY_DEFAULTS.high}` : '';
-  const entries = (flags.controlnet ?? []).map((s, i) => [
-    `ControlNet ${i}`,
-    `Module: ${module}, Model: ${basename(s.model)}, Weight: ${s.scale}${thresholds}, Guidance Start: ${flags.controlStart ?? 0}, Guidance End: ${flags.controlEnd ?? 1}`,
-  ]);
-  return Object.fromEntries(entries);
+  const canny = { low: flags.cannyLow, high: flags.cannyHigh };
+  const label = (s: ControlSpec) => controlNetLabel({ preprocess: flags.controlPreprocess, model: basename(s.model), weight: s.scale, start: flags.controlStart, end: flags.controlEnd, canny });
+  return Object.fromEntries((flags.controlnet ?? []).map((s, i) => [`ControlNet ${i}`, label(s)]));
 }

@@ -5,7 +5,8 @@
 // unchanged). Outside a ControlNet's [start, end] fraction of the steps it is skipped.
 
 import { type CompiledGraph, type RunOptions, Tensor, compile, dimMul, sym } from '../engine/index.ts';
-import { type RgbImage, imageToTensor } from '../io/image.ts';
+import { CANNY_DEFAULTS, type CannyOptions, canny } from '../io/canny.ts';
+import { type RgbImage, imageToTensor, readImage } from '../io/image.ts';
 import { type ControlNetModel, controlResidualName } from '../models/controlnet.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import type { Feeds, StableDiffusion } from './stable-diffusion.ts';
@@ -19,6 +20,26 @@ export interface ControlNetUnit {
   /** The fractions of the steps between which this ControlNet acts (diffusers' control_guidance_start / _end; 0 and 1). */
   start?: number;
   end?: number;
+}
+
+/** What turns an ordinary picture into a control image; 'none': it already is one. */
+export const CONTROL_PREPROCESSORS = ['none', 'canny'] as const;
+export type ControlPreprocessor = (typeof CONTROL_PREPROCESSORS)[number];
+
+/** A control image file (or its bytes) stretched to the output size, then preprocessed. */
+export async function readControlImage(source: string | Buffer, o: { width: number; height: number; preprocess?: ControlPreprocessor; canny?: CannyOptions }): Promise<RgbImage> {
+  const image = await readImage(source, { width: o.width, height: o.height, fit: 'fill' });
+  return o.preprocess === 'canny' ? canny(image, o.canny) : image;
+}
+
+/**
+ * One ControlNet in PNG parameters as AUTOMATIC1111's ControlNet extension writes it (the value of
+ * `ControlNet N`): `Module: canny, Model: …, Weight: 1, Threshold A: 100, Threshold B: 200, Guidance Start: 0, Guidance End: 1`.
+ */
+export function controlNetLabel(c: { preprocess?: ControlPreprocessor; model: string; weight: number; start?: number; end?: number; canny?: CannyOptions }): string {
+  const module = c.preprocess ?? 'none';
+  const thresholds = module === 'canny' ? `, Threshold A: ${c.canny?.low ?? CANNY_DEFAULTS.low}, Threshold B: ${c.canny?.high ?? CANNY_DEFAULTS.high}` : '';
+  return `Module: ${module}, Model: ${c.model}, Weight: ${c.weight}${thresholds}, Guidance Start: ${c.start ?? 0}, Guidance End: ${c.end ?? 1}`;
 }
 
 /** Traces a ControlNet: inputs sample, timestep, encoder_hidden_states, controlnet_cond, conditioning_scale [1]; one output per residual. */
@@ -51,7 +72,7 @@ export interface ControlRun {
  * Checks the units and prepares their control images for a UNet batch of `unetBatch` images
  * (twice the images with CFG: each half gets the same control image).
  */
-export async function prepareControl(sd: StableDiffusion, units: readonly ControlNetUnit[], o: { unetBatch: number; width: number; height: number; steps: number }): Promise<ControlRun> {
+export async function prepareControl(sd: StableDiffusion, units: readonly ControlNetUnit[], o: { unetBatch: number; width: number; height: number; steps: number; tokens?: number }): Promise<ControlRun> {
   const prepared = units.map((u, n) => {
     const what = `ControlNet ${n + 1}`;
     const { image, model } = u;
@@ -60,6 +81,8 @@ export async function prepareControl(sd: StableDiffusion, units: readonly Contro
     if (!Number.isFinite(scale)) throw new Error(`${what}: the conditioning scale must be a finite number, got ${scale}`);
     if (!(start >= 0 && start < end && end <= 1)) throw new Error(`${what}: control start and end must satisfy 0 ≤ start < end ≤ 1, got ${start} and ${end}`);
     if (image.width !== o.width || image.height !== o.height) throw new Error(`${what}: the control image is ${image.width}×${image.height}; resize it to the output size ${o.width}×${o.height}`);
+    const crossDim = model.config.unet.cross_attention_dim;
+    if (crossDim.some((d) => d !== sd.contextShape[1])) throw new Error(`${what} was made for another kind of model: it attends to text states ${crossDim[0]} wide, this model's are ${sd.contextShape[1]}`);
     if (model.config.conditioning_channels !== 3) throw new Error(`${what}: the model takes ${model.config.conditioning_channels}-channel control images; only RGB (3) are supported`);
     const f = model.conditioningDownscale;
     if (o.width % f || o.height % f) throw new Error(`${what}: its conditioning embedding needs a size divisible by ${f}, got ${o.width}×${o.height}`);
@@ -67,14 +90,16 @@ export async function prepareControl(sd: StableDiffusion, units: readonly Contro
     if (model.config.controlnet_conditioning_channel_order === 'bgr') reverseChannels(pixels, o.unetBatch, o.width * o.height);
     return { model, scale, start, end, pixels };
   });
-  const unet = await sd.controlledUNet();
+  const unet = await sd.controlledUNet(o.tokens);
   return {
     unet,
     async residuals(stepIndex, sample, shape, timestep, context) {
       let sum: Feeds | undefined;
       for (const u of prepared) {
         if (!controlActive(stepIndex, o.steps, u.start, u.end)) continue;
-        const graph = await sd.controlNet(u.model);
+        const channels = u.model.config.unet.in_channels;
+        if (shape[1] !== channels) throw new Error(`a ControlNet takes latents of ${channels} channels; this UNet's input has ${shape[1]}`);
+        const graph = await sd.controlNet(u.model, o.tokens);
         const out = await sd.predictNoise(graph, sample, shape, timestep, context, {
           controlnet_cond: { data: u.pixels, shape: [shape[0], 3, o.height, o.width] },
           conditioning_scale: { data: Float32Array.of(u.scale), shape: [1] },

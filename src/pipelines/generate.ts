@@ -206,10 +206,8 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
     : { ...(await encodePromptEmbeddings(sd, o.prompts, negatives, o)), added: undefined };
   if (sd.releaseSessions) await sd.releaseTextEncoder();
   const guided = uncond !== undefined;
-  // ControlNet graphs are traced for one 77-token context; long prompts would need their own.
-  if (o.controlNets?.length && tokens !== sd.contextShape[0]) throw new Error(`ControlNet takes prompts of at most ${sd.contextShape[0] - 2} tokens and no BREAK; this one needs ${tokens / sd.contextShape[0]} chunks`);
   if (o.controlNets?.length && sd.isSdxl) throw new Error('ControlNet on SDXL models is not supported yet');
-  const control = o.controlNets?.length ? await prepareControl(sd, o.controlNets, { unetBatch: guided ? 2 * batch : batch, width: o.width, height: o.height, steps: timesteps.length }) : undefined;
+  const control = o.controlNets?.length ? await prepareControl(sd, o.controlNets, { unetBatch: guided ? 2 * batch : batch, width: o.width, height: o.height, steps: timesteps.length, tokens }) : undefined;
   const { conditioning, afterStep } = inpaint ?? {};
   latents = await denoise(sd, await sd.unet(tokens), { scheduler, timesteps, latents, shape, cond, uncond, added, guidance: o.guidance, rng, eta: o.eta, stepNoise: o.stepNoise, control, conditioning, afterStep, signal: o.signal, onStep: stepCallback(o) });
   if (sd.releaseSessions) await sd.releaseUNet();

@@ -7,6 +7,7 @@ import { compileClipText, encodePrompts } from '../models/clip-text.ts';
 import { type ControlNetModel, controlResidualName } from '../models/controlnet.ts';
 import { type SdxlTextTower, compileSdxlTextEncoder, encodeSdxlPrompts, encodeSdxlTokenIds } from '../models/sdxl-text.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
+import { loadControlNet } from '../models/controlnet-load.ts';
 import { compileControlNet } from './controlnet.ts';
 import { imageFromTensor } from '../io/image.ts';
 import type { AutoencoderTiny } from '../models/autoencoder-tiny.ts';
@@ -73,8 +74,10 @@ export class StableDiffusion {
   readonly tinyMakesPictures: boolean;
   /** The plain UNet per context length (77 · chunks of a long prompt). */
   private readonly unetGraphs = new Map<number, Promise<CompiledGraph>>();
-  private controlledUNetGraph: Promise<CompiledGraph> | undefined;
-  private readonly controlNetGraphs = new Map<ControlNetModel, Promise<CompiledGraph>>();
+  /** Per context length, as `unetGraphs`: the UNet with ControlNet residual inputs, and each ControlNet. */
+  private readonly controlledUNetGraphs = new Map<number, Promise<CompiledGraph>>();
+  private readonly controlNetGraphs = new Map<ControlNetModel, Map<number, Promise<CompiledGraph>>>();
+  private readonly controlNetModels = new Map<string, ControlNetModel>();
   /** Per clip skip: the text encoder's session (SDXL: one per tower). */
   private readonly textEncoderGraphs = new Map<number | undefined, Promise<CompiledGraph[]>>();
   /** Per-job UNet graphs (attention-controlled, null-text steps), most recently used first. */
@@ -233,10 +236,10 @@ export class StableDiffusion {
 
   /** Frees the UNet's sessions, plain, controlled and kept, and the ControlNets' (a later `unet()` creates it again). */
   async releaseUNet(): Promise<void> {
-    const graphs = [...this.unetGraphs.values(), this.controlledUNetGraph, ...this.controlNetGraphs.values()];
+    const graphs = [...this.unetGraphs.values(), ...this.controlledUNetGraphs.values(), ...[...this.controlNetGraphs.values()].flatMap((m) => [...m.values()])];
     const kept = this.keptGraphs;
     this.unetGraphs.clear();
-    this.controlledUNetGraph = undefined;
+    this.controlledUNetGraphs.clear();
     this.controlNetGraphs.clear();
     this.keptGraphs = [];
     for (const graph of graphs) if (graph) await (await graph).release();
@@ -270,17 +273,36 @@ export class StableDiffusion {
   }
 
   /** The UNet with ControlNet residual inputs (compiled on first use; the plain graph is separate). */
-  controlledUNet(): Promise<CompiledGraph> {
-    this.controlledUNetGraph ??= compileUNet(this.components.unet, this.contextShape, this.run, { controlResiduals: true });
-    return this.controlledUNetGraph;
+  controlledUNet(tokens = this.contextShape[0]): Promise<CompiledGraph> {
+    let graph = this.controlledUNetGraphs.get(tokens);
+    if (!graph) {
+      graph = compileUNet(this.components.unet, [tokens, this.contextShape[1]], this.run, { controlResiduals: true });
+      this.controlledUNetGraphs.set(tokens, graph);
+    }
+    return graph;
   }
 
-  /** One ControlNet's session (compiled on first use, held until `releaseUNet`). */
-  controlNet(net: ControlNetModel): Promise<CompiledGraph> {
-    let graph = this.controlNetGraphs.get(net);
+  /**
+   * A ControlNet for this model from a diffusers folder or a single file (read with this model's
+   * UNet config), loaded once per path so that its session is compiled once too.
+   */
+  loadControlNet(path: string): ControlNetModel {
+    let net = this.controlNetModels.get(path);
+    if (!net) {
+      net = loadControlNet(path, { base: this.components.unet.config });
+      this.controlNetModels.set(path, net);
+    }
+    return net;
+  }
+
+  /** One ControlNet's session for a context of `tokens` (compiled on first use, held until `releaseUNet`). */
+  controlNet(net: ControlNetModel, tokens = this.contextShape[0]): Promise<CompiledGraph> {
+    let byTokens = this.controlNetGraphs.get(net);
+    if (!byTokens) this.controlNetGraphs.set(net, (byTokens = new Map()));
+    let graph = byTokens.get(tokens);
     if (!graph) {
-      graph = compileControlNet(net, this.contextShape, this.run);
-      this.controlNetGraphs.set(net, graph);
+      graph = compileControlNet(net, [tokens, this.contextShape[1]], this.run);
+      byTokens.set(tokens, graph);
     }
     return graph;
   }

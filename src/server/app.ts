@@ -97,6 +97,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     models: o.registry.models().map((m) => ({ name: m.name, format: m.format, defaultSize: o.registry.defaultSize(m) ?? null })),
     loras: o.registry.loras().map(({ name }) => ({ name })),
     embeddings: o.registry.embeddings().map((e) => ({ name: e.name, token: o.registry.embeddingToken(e) ?? null })),
+    controlnets: o.registry.controlnets().map(({ name }) => ({ name })),
   }));
 
   registerEvents(app, o.queue);
@@ -110,10 +111,13 @@ function checkNames(type: string, params: Record<string, unknown>, o: AppOptions
   o.registry.model(params.model as string, 'params.model');
   for (const [i, lora] of ((params.loras as { name: string }[] | undefined) ?? []).entries()) o.registry.lora(lora.name, `params.loras.${i}.name`);
   for (const [i, name] of ((params.embeddings as string[] | undefined) ?? []).entries()) o.registry.embedding(name, `params.embeddings.${i}`);
+  const controlnets = (params.controlnet as { model: string; image: string }[] | undefined) ?? [];
+  for (const [i, c] of controlnets.entries()) o.registry.controlnet(c.model, `params.controlnet.${i}.model`);
   const inputs: [string, unknown][] = [
     ['params.initImage', params.initImage],
     ['params.image', params.image],
     ...((params.images as string[] | undefined) ?? []).map((name, i): [string, unknown] => [`params.images.${i}`, name]),
+    ...controlnets.map((c, i): [string, unknown] => [`params.controlnet.${i}.image`, c.image]),
   ];
   for (const [field, name] of inputs) {
     if (typeof name === 'string' && !o.store.hasInput(name)) throw new ParamsError(field, `no upload or result image named ${JSON.stringify(name)} (POST ${API}/uploads first)`);

@@ -40,7 +40,7 @@ function isPublic(method: string, route: string | undefined): boolean {
   if (route === undefined) return false;
   if (method === 'POST') return route === '/api/v1/session';
   if (method !== 'GET' && method !== 'HEAD') return false;
-  return route === '/health' || !(route.startsWith('/api/') || route.startsWith('/sdapi/'));
+  return route === '/health' || !['/api/', '/sdapi/', '/controlnet/'].some((prefix) => route.startsWith(prefix));
 }
 
 function cookieToken(header: string | undefined): string | undefined {

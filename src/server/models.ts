@@ -1,6 +1,6 @@
 // What the server can run: the models under --models (diffusers folders and single-file
-// .safetensors), the bundled default model, and the LoRAs and Textual Inversion embeddings in
-// DIR/loras and DIR/embeddings (AUTOMATIC1111's folder names). Listed afresh on each call, so a
+// .safetensors), the bundled default model, and the LoRAs, Textual Inversion embeddings and
+// ControlNets in DIR/loras, DIR/embeddings (AUTOMATIC1111's folder names) and DIR/controlnet. Listed afresh on each call, so a
 // file copied in (or written by a training job) appears without a restart.
 
 import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
@@ -24,6 +24,7 @@ export interface NamedFile {
 
 export const LORA_FOLDER = 'loras';
 export const EMBEDDING_FOLDER = 'embeddings';
+export const CONTROLNET_FOLDER = 'controlnet';
 export const DEFAULT_MODEL = 'default';
 
 /** Thrown for a name the registry does not know; the HTTP layer answers 400 naming `field`. */
@@ -91,6 +92,15 @@ export class ModelRegistry {
     return this.files(EMBEDDING_FOLDER);
   }
 
+  /** ControlNets: single .safetensors files and diffusers folders (a config.json beside the weights). */
+  controlnets(): NamedFile[] {
+    return this.files(CONTROLNET_FOLDER, true);
+  }
+
+  controlnet(name: string, field = 'controlnet'): NamedFile {
+    return this.named(this.controlnets(), name, field, 'ControlNet');
+  }
+
   model(name: string, field = 'model'): ModelEntry {
     const all = this.models();
     const found = all.find((m) => m.name === name);
@@ -118,7 +128,7 @@ export class ModelRegistry {
       const path = join(dir, entry.name);
       const name = relative(this.dir!, path).split('\\').join('/');
       if (isFolder(entry, path)) {
-        if (top && (entry.name === LORA_FOLDER || entry.name === EMBEDDING_FOLDER)) continue;
+        if (top && [LORA_FOLDER, EMBEDDING_FOLDER, CONTROLNET_FOLDER].includes(entry.name)) continue;
         if (existsSync(join(path, 'model_index.json'))) this.add(found, { name, path, format: 'diffusers' });
         else this.scan(path, found, false);
       } else if (entry.name.toLowerCase().endsWith('.safetensors')) {
@@ -131,7 +141,8 @@ export class ModelRegistry {
     if (!found.some((m) => m.name === entry.name)) found.push(entry);
   }
 
-  private files(folder: string): NamedFile[] {
+  /** The .safetensors under DIR/folder by file name; with `modelFolders`, a folder with a config.json is one entry. */
+  private files(folder: string, modelFolders = false): NamedFile[] {
     const dir = this.dir && join(this.dir, folder);
     if (!dir || !existsSync(dir) || !statSync(dir).isDirectory()) return [];
     const out: NamedFile[] = [];
@@ -139,10 +150,12 @@ export class ModelRegistry {
       for (const entry of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
         if (entry.name.startsWith('.')) continue;
         const path = join(d, entry.name);
-        if (isFolder(entry, path)) walk(path);
-        else if (entry.name.toLowerCase().endsWith('.safetensors')) {
-          const name = basename(entry.name).replace(/\.safetensors$/i, '');
-          if (!out.some((f) => f.name === name)) out.push({ name, path });
+        const add = (name: string) => out.some((f) => f.name === name) || out.push({ name, path });
+        if (isFolder(entry, path)) {
+          if (modelFolders && existsSync(join(path, 'config.json'))) add(entry.name);
+          else walk(path);
+        } else if (entry.name.toLowerCase().endsWith('.safetensors')) {
+          add(basename(entry.name).replace(/\.safetensors$/i, ''));
         }
       }
     };

@@ -8,6 +8,7 @@ import { AbortError, type GenerationParameters, type RgbImage, type StepProgress
 import { heatMap } from '../io/heatmap.ts';
 import { enlarge, toRgb8 } from '../io/image.ts';
 import type { PreviewImage } from '../models/latent-preview.ts';
+import { type ControlNetUnit, controlNetLabel, readControlImage } from '../pipelines/controlnet.ts';
 import { DEFAULTS } from '../pipelines/generate.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import type { JobResult, JobRunner, RunnerContext } from './jobs.ts';
@@ -105,6 +106,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
   const height = p.height ?? sd.defaultSize;
   const strength = p.strength ?? DEFAULTS.strength;
   const initImage = p.initImage === undefined ? undefined : await readImage(await ctx.readInput(p.initImage), { width, height });
+  const controlNets = await controlUnits(p, sd, ctx, o, width, height);
   const result = await generate(sd, {
     prompts: new Array(p.batch).fill(personal.expandPrompt(p.prompt)),
     ...samplerOptions(p, ctx, o),
@@ -114,8 +116,14 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
     height,
     initImage,
     strength,
+    controlNets,
   });
-  const extra = { ...(p.timestepSpacing ? { 'Timestep spacing': p.timestepSpacing } : {}), ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}), ...personalLabels(personal) };
+  const extra = {
+    ...(p.timestepSpacing ? { 'Timestep spacing': p.timestepSpacing } : {}),
+    ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}),
+    ...personalLabels(personal),
+    ...Object.fromEntries(p.controlnet.map((c, i) => [`ControlNet ${i}`, controlNetLabel({ ...c, canny: { low: c.cannyLow, high: c.cannyHigh } })])),
+  };
   const infotexts = result.seeds.map((seed) =>
     formatParameters({ ...sampling(p), seed, width, height, denoisingStrength: initImage ? strength : undefined, extra }),
   );
@@ -128,6 +136,17 @@ function personalLabels(personal: LoadedPipeline['personal']): Record<string, st
     ...(personal.loraLabels.length ? { Lora: personal.loraLabels.join(', ') } : {}),
     ...(personal.embeddings.length ? { TI: personal.embeddings.map((e) => e.token).join(', ') } : {}),
   };
+}
+
+/** The job's ControlNets, each loaded once per resident pipeline, with their control images at the output size. */
+async function controlUnits(p: GenerateParams, sd: LoadedPipeline['sd'], ctx: RunnerContext, o: JobScope, width: number, height: number): Promise<ControlNetUnit[]> {
+  const units: ControlNetUnit[] = [];
+  for (const c of p.controlnet) {
+    const model = sd.loadControlNet(o.registry.controlnet(c.model).path);
+    const image = await readControlImage(await ctx.readInput(c.image), { width, height, preprocess: c.preprocess, canny: { low: c.cannyLow, high: c.cannyHigh } });
+    units.push({ model, image, scale: c.weight, start: c.start, end: c.end });
+  }
+  return units;
 }
 
 async function runEdit(p: EditParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {

@@ -4,6 +4,8 @@
 
 import { z } from 'zod';
 import { DEFAULTS } from '../pipelines/generate.ts';
+import { CANNY_DEFAULTS } from '../io/canny.ts';
+import { CONTROL_PREPROCESSORS } from '../pipelines/controlnet.ts';
 import { SCHEDULER_NAMES } from '../schedulers/index.ts';
 import { PERSONALISE_DEFAULTS } from '../training/personalise-runs.ts';
 import { LR_SCHEDULES } from '../training/lr-schedule.ts';
@@ -112,11 +114,31 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
       initImage: fileName.optional().describe('img2img: an upload or an earlier result image to start from'),
       strength: z.number().min(0.01).max(1).optional().describe(`img2img: how much to change the picture, default ${DEFAULTS.strength}`),
       ...personal,
+      controlnet: z
+        .array(
+          z.strictObject({
+            model: z.string().min(1).describe("a ControlNet in the models folder's controlnet/ (GET /api/v1/models)"),
+            image: fileName.describe('the control image (an upload or a result image), stretched to the output size'),
+            weight: z.number().min(0).max(10).default(1).describe('conditioning scale'),
+            start: fraction.default(0).describe('acts from this fraction of the steps'),
+            end: fraction.default(1).describe('until this fraction of the steps'),
+            preprocess: z.enum(CONTROL_PREPROCESSORS).default('none').describe('canny: Canny edges of an ordinary picture'),
+            cannyLow: z.number().min(0).max(2000).default(CANNY_DEFAULTS.low),
+            cannyHigh: z.number().min(0).max(2000).default(CANNY_DEFAULTS.high),
+          }),
+        )
+        .max(4)
+        .default([])
+        .describe('ControlNets; their residuals add up'),
     })
     .superRefine(pixelLimit(limits))
     .superRefine(spacingApplies)
     .superRefine((p, ctx) => {
       if (p.strength !== undefined && p.initImage === undefined) ctx.addIssue({ code: 'custom', path: ['strength'], message: 'strength needs initImage' });
+      p.controlnet.forEach((c, i) => {
+        if (c.start >= c.end) ctx.addIssue({ code: 'custom', path: ['controlnet', i, 'start'], message: `start (${c.start}) must be below end (${c.end})` });
+        if (c.cannyLow > c.cannyHigh) ctx.addIssue({ code: 'custom', path: ['controlnet', i, 'cannyLow'], message: `cannyLow (${c.cannyLow}) must not be above cannyHigh (${c.cannyHigh})` });
+      });
     })
     .describe('txt2img, or img2img with initImage');
 

@@ -66,6 +66,13 @@ describe('several ControlNets and control start / end', () => {
     expect(maxAbsDiff(plain.latents, never.latents)).toBe(0);
   });
 
+  it('works with prompts longer than 77 tokens (graphs for the longer context)', async () => {
+    const long = { ...base, steps: 2, width: 64, height: 64, latents: undefined, prompts: [Array(20).fill('a house by a lake').join(', ')] };
+    const controlled = await generate(sd, { ...long, controlNets: [{ model: net, image: await readImage(join(FIXTURES, referenceCase('controlnet_forward').control_image_png as string), { width: 64, height: 64, fit: 'fill' }) }] });
+    expect(controlled.shape).toEqual([1, 4, 8, 8]);
+    expect(controlled.latents.every(Number.isFinite)).toBe(true);
+  });
+
   it('names a control image of the wrong size and a bad window', async () => {
     await expect(generate(sd, { ...base, width: 64, height: 64, latents: undefined, controlNets: [{ model: net, image }] })).rejects.toThrow(/ControlNet 1: the control image is 128×128; resize it to the output size 64×64/);
     await expect(generate(sd, { ...base, controlNets: [{ model: net, image, start: 0.6, end: 0.4 }] })).rejects.toThrow(/ControlNet 1: control start and end must satisfy/);

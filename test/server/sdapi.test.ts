@@ -130,7 +130,7 @@ describe('/sdapi/v1/txt2img', () => {
       restore_faces: true,
       tiling: false,
       eta: 0.5,
-      alwayson_scripts: { controlnet: { args: [] } },
+      alwayson_scripts: { ADetailer: { args: [] } }, // a script Nuri does not run (ControlNet's it does)
       override_settings: { sd_vae: 'vae-ft-mse' },
       some_extension_field: 1,
     });

@@ -16,6 +16,8 @@ export interface SdapiModelRegistry {
   models(): Awaitable<readonly RegistryEntry[]>;
   loras(): Awaitable<readonly RegistryEntry[]>;
   embeddings(): Awaitable<readonly RegistryEntry[]>;
+  /** ControlNet models (the extension's model_list); absent: none. */
+  controlnets?(): Awaitable<readonly RegistryEntry[]>;
 }
 
 /** The registry's name of the bundled model, which is always there. */

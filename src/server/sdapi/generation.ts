@@ -7,6 +7,7 @@ import { parsePngText } from '../../io/png.ts';
 import { type JobQueue, type JobRecord, QueueFullError } from '../jobs.ts';
 import { A1111Activity, type A1111Request, jobTimestamp } from './activity.ts';
 import { EmbeddingIndex, type SdapiModelRegistry } from './catalog.ts';
+import { controlNetScript, controlNetUnits } from './controlnet.ts';
 import { SdapiError, parseBody } from './errors.ts';
 import { decodeBase64Image, pngSize, prepareInitImage } from './images.ts';
 import type { SdapiStore } from './index.ts';
@@ -37,6 +38,8 @@ export async function generateA1111(kind: Kind, body: unknown, reply: FastifyRep
   const embeddings = deps.embeddings.read(embeddingFiles).loaded;
   const plan = planGeneration(request, { models, loras, embeddings, options: deps.options });
   notes.push(...plan.notes);
+  const controlnet = controlNetScript(request.alwayson_scripts);
+  if (controlnet) plan.params.controlnet = await controlNetUnits(controlnet, (await deps.models.controlnets?.()) ?? [], (png) => deps.store.saveUpload(png), notes);
   // Checked before the init image is stored; each batch's params are checked again as submitted.
   deps.validate({ ...plan.params, seed: plan.seed });
   if ('init_images' in request) await addInitImage(request, plan, notes, deps);

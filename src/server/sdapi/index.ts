@@ -16,6 +16,7 @@ import { generateValidator } from './native.ts';
 import { SdapiOptions } from './options.ts';
 import { A1111_SAMPLERS, A1111_SCHEDULES } from './samplers.ts';
 import { z } from 'zod';
+import { CONTROL_PREPROCESSORS } from '../../pipelines/controlnet.ts';
 
 export type { SdapiModelRegistry } from './catalog.ts';
 
@@ -78,6 +79,9 @@ export function registerSdapi(app: FastifyInstance, deps: SdapiDeps): void {
   for (const path of ['upscalers', 'latent-upscale-modes', 'sd-vae', 'hypernetworks', 'face-restorers', 'realesrgan-models', 'prompt-styles', 'script-info', 'extensions']) {
     app.get(`/sdapi/v1/${path}`, route(async () => []));
   }
+  // The ControlNet extension's own listings (its units ride on txt2img / img2img: sdapi/controlnet.ts).
+  app.get('/controlnet/model_list', route(async () => ({ model_list: ((await deps.models.controlnets?.()) ?? []).map((m) => m.name) })));
+  app.get('/controlnet/module_list', route(async () => ({ module_list: [...CONTROL_PREPROCESSORS] })));
   app.get('/sdapi/v1/cmd-flags', route(async () => ({})));
   app.get('/sdapi/v1/loras', route(async () => (await deps.models.loras()).map((l) => ({ name: l.name, alias: l.name, path: l.path, metadata: {} }))));
   app.get('/sdapi/v1/embeddings', route(async () => {

@@ -131,7 +131,8 @@ const UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
   s_noise: (v) => typeof v === 'number' && v !== 1,
   refiner_checkpoint: (v) => typeof v === 'string' && v !== '' && v !== 'None',
   script_name: (v) => typeof v === 'string' && v !== '' && v !== 'None',
-  alwayson_scripts: (v) => typeof v === 'object' && v !== null && Object.keys(v).length > 0,
+  // The ControlNet extension's script is read (sdapi/controlnet.ts); others are not.
+  alwayson_scripts: (v) => typeof v === 'object' && v !== null && Object.keys(v).some((name) => name.toLowerCase() !== 'controlnet'),
   infotext: (v) => typeof v === 'string' && v !== '',
   enable_hr: (v) => v === true,
   firstpass_image: (v) => typeof v === 'string' && v !== '',
