@@ -6,6 +6,7 @@
 //                      unet.….attn1.to_q.lora.down.weight;  text_encoder.….q_proj.lora_linear_layer.down.weight
 //   kohya (sd-scripts) lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight,
 //                      .lora_up.weight, .alpha (a scalar);  lora_te_text_model_encoder_layers_0_self_attn_q_proj.…
+//                      SDXL: lora_unet_input_blocks_4_1_… (the original UNet's names), lora_te1_ / lora_te2_
 //
 // Everything is read into one form: per adapted layer, its component, its module path in the
 // diffusers / transformers naming, A, B and alpha. Kohya names replace every dot with "_", which
@@ -15,7 +16,9 @@
 import { firstNonFinite } from '../engine/finite.ts';
 import { type SafetensorsFile, type WritableTensor, writeSafetensors } from '../engine/safetensors.ts';
 
-export type LoraComponent = 'unet' | 'text_encoder';
+/** Where a layer lives: the UNet, the text encoder, or SDXL's second text encoder. */
+export type LoraComponent = 'unet' | 'text_encoder' | 'text_encoder_2';
+const COMPONENTS: readonly LoraComponent[] = ['unet', 'text_encoder', 'text_encoder_2'];
 export type LoraKeyStyle = 'diffusers' | 'kohya';
 
 /**
@@ -37,7 +40,7 @@ export interface LoraLayerWeights {
   up: Float32Array;
 }
 
-const KOHYA_PREFIX: Record<LoraComponent, string> = { unet: 'lora_unet_', text_encoder: 'lora_te_' };
+const KOHYA_PREFIX: Record<LoraComponent, string> = { unet: 'lora_unet_', text_encoder: 'lora_te_', text_encoder_2: 'lora_te2_' };
 const METADATA_KEY = 'lora_adapter_metadata';
 
 export function kohyaName(component: LoraComponent, module: string): string {
@@ -69,7 +72,7 @@ export function writeLoraFile(path: string, layers: readonly LoraLayerWeights[],
 /** PEFT's LoraConfig fields per component (what diffusers writes): r, lora_alpha, target_modules, patterns where layers differ. */
 function peftMetadata(layers: readonly LoraLayerWeights[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const component of ['unet', 'text_encoder'] as const) {
+  for (const component of COMPONENTS) {
     const own = layers.filter((l) => l.component === component);
     if (!own.length) continue;
     const rank = own[0].rank;
@@ -97,8 +100,11 @@ function kohyaMetadata(layers: readonly LoraLayerWeights[]): Record<string, stri
   return { ss_network_module: 'networks.lora', ss_network_dim: String(layers[0].rank), ss_network_alpha: String(layers[0].alpha) };
 }
 
-/** The module paths a file's keys may name, per component, e.g. from the model's weight parameters. */
-export type LoraModuleNames = Partial<Record<LoraComponent, Iterable<string>>>;
+/**
+ * The module paths a file's keys may name, per component, e.g. from the model's weight parameters;
+ * `unetOriginal` pairs [original (LDM / SGM) path, diffusers path] for kohya's SDXL UNet names.
+ */
+export type LoraModuleNames = Partial<Record<LoraComponent, Iterable<string>>> & { unetOriginal?: Iterable<[string, string]> };
 
 export interface ReadLora {
   layers: LoraLayerWeights[];
@@ -132,15 +138,17 @@ interface ParsedKey {
 
 /** A key of any supported style as (style, component, module, role); undefined for keys that name no known layer. */
 function parseKey(key: string, kohya: Map<string, { component: LoraComponent; module: string }>): ParsedKey | undefined {
-  let m = /^(lora_unet_|lora_te1?_)(.+)\.(lora_down\.weight|lora_up\.weight|alpha)$/.exec(key);
+  let m = /^(lora_unet_|lora_te[12]?_)(.+)\.(lora_down\.weight|lora_up\.weight|alpha)$/.exec(key);
   if (m) {
-    const found = kohya.get(`${m[1] === 'lora_unet_' ? 'lora_unet_' : 'lora_te_'}${m[2]}`);
+    const found = kohya.get(`${m[1] === 'lora_te1_' ? 'lora_te_' : m[1]}${m[2]}`);
     if (!found) return undefined;
     return { style: 'kohya', ...found, role: m[3] === 'alpha' ? 'alpha' : m[3].startsWith('lora_down') ? 'down' : 'up' };
   }
   // diffusers files prefix "unet." / "text_encoder."; the oldest ones had UNet keys with no prefix.
-  const component = (path: string): { component: LoraComponent; module: string } =>
-    path.startsWith('text_encoder.') ? { component: 'text_encoder', module: path.slice(13) } : { component: 'unet', module: path.startsWith('unet.') ? path.slice(5) : path };
+  const component = (path: string): { component: LoraComponent; module: string } => {
+    for (const c of ['text_encoder_2', 'text_encoder'] as const) if (path.startsWith(`${c}.`)) return { component: c, module: path.slice(c.length + 1) };
+    return { component: 'unet', module: path.startsWith('unet.') ? path.slice(5) : path };
+  };
   m = /^(.+)\.lora_(A|B)\.weight$/.exec(key);
   if (m) return { style: 'diffusers', ...component(m[1]), role: m[2] === 'A' ? 'down' : 'up' };
   m = /^(.+)\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$/.exec(key);
@@ -158,9 +166,10 @@ function parseKey(key: string, kohya: Map<string, { component: LoraComponent; mo
  */
 export function readLoraFile(file: SafetensorsFile, modules: LoraModuleNames): ReadLora {
   const kohya = new Map<string, { component: LoraComponent; module: string }>();
-  for (const component of ['unet', 'text_encoder'] as const) {
+  for (const component of COMPONENTS) {
     for (const module of modules[component] ?? []) kohya.set(kohyaName(component, module), { component, module });
   }
+  for (const [original, module] of modules.unetOriginal ?? []) kohya.set(kohyaName('unet', original), { component: 'unet', module });
   const pending = new Map<string, Pending>();
   const unmatched: string[] = [];
   const styles = new Set<ReadLora['style']>();

@@ -12,15 +12,23 @@ import { type CompiledGraph, Module, type Parameter, type RandomSource, Safetens
 import type { ClipTextModel } from './clip-text.ts';
 import { type LoraComponent, type LoraKeyStyle, type LoraLayerWeights, type LoraModuleNames, readLoraFile, writeLoraFile } from './lora-format.ts';
 import { LoraAdapter, LoraLinear } from './lora-linear.ts';
+import { sgmUnetModule } from './single-file-sdxl.ts';
 import type { UNet2DConditionModel } from './unet.ts';
 
 export { LoraAdapter, LoraLinear } from './lora-linear.ts';
 export { type LoraComponent, type LoraKeyStyle, type LoraLayerWeights, kohyaName, readLoraFile, writeLoraFile } from './lora-format.ts';
 
-/** The models a LoRA may touch; a text-encoder LoRA needs `textEncoder`. */
+/** The models a LoRA may touch; a text-encoder LoRA needs `textEncoder` (SDXL's second, `textEncoder2`). */
 export interface LoraModels {
   unet: UNet2DConditionModel;
   textEncoder?: ClipTextModel;
+  textEncoder2?: ClipTextModel;
+}
+
+/** Each component a LoRA names with its model, where the models have it. */
+function components(models: LoraModels): [LoraComponent, Module][] {
+  const all: [LoraComponent, Module | undefined][] = [['unet', models.unet], ['text_encoder', models.textEncoder], ['text_encoder_2', models.textEncoder2]];
+  return all.filter((c): c is [LoraComponent, Module] => c[1] !== undefined);
 }
 
 export interface LoraConfig {
@@ -131,15 +139,22 @@ export class LoraNetwork {
 
 function projectionsByPath(models: LoraModels): Map<string, LoraLinear> {
   const out = new Map<string, LoraLinear>();
-  for (const layer of adaptableLayers(models.unet)) out.set(`unet:${modulePath(layer)}`, layer);
-  if (models.textEncoder) for (const layer of adaptableLayers(models.textEncoder)) out.set(`text_encoder:${modulePath(layer)}`, layer);
+  for (const [component, model] of components(models)) for (const layer of adaptableLayers(model)) out.set(`${component}:${modulePath(layer)}`, layer);
   return out;
 }
 
 /** Every weight-bearing module path of the models: what a LoRA file may name (kohya files adapt more than attention). */
 export function loraModuleNames(models: LoraModels): LoraModuleNames {
   const paths = (m: Module) => m.parameters().filter((p) => p.name.endsWith('.weight')).map((p) => p.name.slice(0, -'.weight'.length));
-  return { unet: paths(models.unet), ...(models.textEncoder ? { text_encoder: paths(models.textEncoder) } : {}) };
+  const names: LoraModuleNames = Object.fromEntries(components(models).map(([component, model]) => [component, paths(model)]));
+  // kohya names SDXL's UNet layers by the original (SGM) module paths.
+  if (models.unet.add_embedding) {
+    names.unetOriginal = paths(models.unet).flatMap((module): [string, string][] => {
+      const original = sgmUnetModule(module, models.unet.config);
+      return original ? [[original, module]] : [];
+    });
+  }
+  return names;
 }
 
 /** Reads a LoRA file (diffusers/PEFT, older diffusers or kohya keys) for these models. */
@@ -160,8 +175,7 @@ export function loadLoraFile(path: string, models: LoraModels): { layers: LoraLa
 export async function mergeLora(models: LoraModels, layers: readonly LoraLayerWeights[], scale = 1, source = 'LoRA'): Promise<void> {
   if (!Number.isFinite(scale)) throw new Error(`${source}: weight ${scale} is not a finite number`);
   const weights = new Map<string, Parameter>();
-  for (const p of models.unet.parameters()) weights.set(`unet:${p.name}`, p);
-  if (models.textEncoder) for (const p of models.textEncoder.parameters()) weights.set(`text_encoder:${p.name}`, p);
+  for (const [component, model] of components(models)) for (const p of model.parameters()) weights.set(`${component}:${p.name}`, p);
   const problems: string[] = [];
   const plan: [Parameter, LoraLayerWeights][] = [];
   for (const w of layers) {

@@ -22,7 +22,7 @@ import { parseClipTextConfig } from './checkpoint/clip-config.ts';
 import { type ParameterMap, type Target, assertNotPickle, sd1TextTarget, sd2TextTargets, singleFileLocator, unetName, vaeTarget } from './single-file.ts';
 import { parseVaeConfig } from './checkpoint/vae-config.ts';
 import { UNet2DConditionModel } from './unet.ts';
-import { parseUNetConfig } from './unet-config.ts';
+import { type UNetConfig, parseUNetConfig } from './unet-config.ts';
 import { AutoencoderKL } from './vae.ts';
 
 export const SDXL_TEXT1_PREFIX = 'conditioner.embedders.0.transformer.';
@@ -229,4 +229,39 @@ function bindTransposed(file: SafetensorsFile, tensorName: string, p: Parameters
   const out = new Float32Array(stored.length);
   for (let i = 0; i < width!; i++) for (let j = 0; j < proj!; j++) out[j * width! + i] = stored[i * proj! + j];
   p.setValue(out);
+}
+
+const SGM_RESNET: Record<string, string> = { norm1: 'in_layers.0', conv1: 'in_layers.2', norm2: 'out_layers.0', conv2: 'out_layers.3', time_emb_proj: 'emb_layers.1', conv_shortcut: 'skip_connection' };
+const SGM_FIXED: Record<string, string> = {
+  conv_in: 'input_blocks.0.0',
+  'time_embedding.linear_1': 'time_embed.0',
+  'time_embedding.linear_2': 'time_embed.2',
+  'add_embedding.linear_1': 'label_emb.0.0',
+  'add_embedding.linear_2': 'label_emb.0.2',
+  conv_norm_out: 'out.0',
+  conv_out: 'out.2',
+};
+
+/**
+ * A UNet module path in diffusers' naming → the original (LDM / SGM) one, as kohya's SDXL LoRAs
+ * name their layers (`lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q`): the inverse of
+ * single-file.ts' unetName for module paths; undefined for paths it does not know.
+ */
+export function sgmUnetModule(module: string, config: Pick<UNetConfig, 'layers_per_block' | 'up_block_types'>): string | undefined {
+  if (SGM_FIXED[module]) return SGM_FIXED[module];
+  const perLevel = config.layers_per_block[0]! + 1;
+  const resnet = (local: string) => SGM_RESNET[local];
+  let m: RegExpExecArray | null;
+  if ((m = /^down_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)$/.exec(module))) return resnet(m[3]!) && `input_blocks.${1 + perLevel * +m[1]! + +m[2]!}.0.${resnet(m[3]!)}`;
+  if ((m = /^down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)$/.exec(module))) return `input_blocks.${1 + perLevel * +m[1]! + +m[2]!}.1.${m[3]}`;
+  if ((m = /^down_blocks\.(\d+)\.downsamplers\.0\.conv$/.exec(module))) return `input_blocks.${perLevel * (+m[1]! + 1)}.0.op`;
+  if ((m = /^mid_block\.resnets\.([01])\.(\w+)$/.exec(module))) return resnet(m[2]!) && `middle_block.${m[1] === '0' ? 0 : 2}.${resnet(m[2]!)}`;
+  if ((m = /^mid_block\.attentions\.0\.(.+)$/.exec(module))) return `middle_block.1.${m[1]}`;
+  if ((m = /^up_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)$/.exec(module))) return resnet(m[3]!) && `output_blocks.${perLevel * +m[1]! + +m[2]!}.0.${resnet(m[3]!)}`;
+  if ((m = /^up_blocks\.(\d+)\.attentions\.(\d+)\.(.+)$/.exec(module))) return `output_blocks.${perLevel * +m[1]! + +m[2]!}.1.${m[3]}`;
+  if ((m = /^up_blocks\.(\d+)\.upsamplers\.0\.conv$/.exec(module))) {
+    const attends = config.up_block_types[+m[1]!] === 'CrossAttnUpBlock2D';
+    return `output_blocks.${perLevel * +m[1]! + perLevel - 1}.${attends ? 2 : 1}.conv`;
+  }
+  return undefined;
 }

@@ -7,35 +7,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SafetensorsFile, type WritableTensor, readSafetensors, writeSafetensors } from '../../src/engine/safetensors.ts';
+import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import { loadStableDiffusion } from '../../src/models/load.ts';
+import { sgmUnetModule } from '../../src/models/single-file-sdxl.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { TINY_SDXL, referenceCase } from '../fixtures.ts';
 import { maxAbsDiff } from '../schedulers/reference.ts';
 
-const RESNET: Record<string, string> = { norm1: 'in_layers.0', conv1: 'in_layers.2', norm2: 'out_layers.0', conv2: 'out_layers.3', time_emb_proj: 'emb_layers.1', conv_shortcut: 'skip_connection' };
-const PER_LEVEL = 3; // layers_per_block 2 + the resampler
-
-function resnet(rest: string): string {
-  const [local, param] = rest.split('.');
-  return `${RESNET[local!]}.${param}`;
-}
-
-/** tiny-sdxl's UNet name (3 levels, 2 layers per block, no attention at level 0) → SGM's. */
+/** tiny-sdxl's UNet parameter name → SGM's, through sgmUnetModule (what kohya SDXL LoRAs name). */
 function unetKey(name: string): string {
-  let m: RegExpExecArray | null;
-  const fixed: Record<string, string> = { 'time_embedding.linear_1': 'time_embed.0', 'time_embedding.linear_2': 'time_embed.2', 'add_embedding.linear_1': 'label_emb.0.0', 'add_embedding.linear_2': 'label_emb.0.2', conv_in: 'input_blocks.0.0', conv_norm_out: 'out.0', conv_out: 'out.2' };
-  const [head, param] = [name.slice(0, name.lastIndexOf('.')), name.slice(name.lastIndexOf('.') + 1)];
-  if (fixed[head]) return `${fixed[head]}.${param}`;
-  if ((m = /^down_blocks\.(\d)\.resnets\.(\d)\.(.+)$/.exec(name))) return `input_blocks.${1 + PER_LEVEL * +m[1]! + +m[2]!}.0.${resnet(m[3]!)}`;
-  if ((m = /^down_blocks\.(\d)\.attentions\.(\d)\.(.+)$/.exec(name))) return `input_blocks.${1 + PER_LEVEL * +m[1]! + +m[2]!}.1.${m[3]}`;
-  if ((m = /^down_blocks\.(\d)\.downsamplers\.0\.conv\.(.+)$/.exec(name))) return `input_blocks.${PER_LEVEL * (+m[1]! + 1)}.0.op.${m[2]}`;
-  if ((m = /^mid_block\.resnets\.(\d)\.(.+)$/.exec(name))) return `middle_block.${m[1] === '0' ? 0 : 2}.${resnet(m[2]!)}`;
-  if ((m = /^mid_block\.attentions\.0\.(.+)$/.exec(name))) return `middle_block.1.${m[1]}`;
-  if ((m = /^up_blocks\.(\d)\.resnets\.(\d)\.(.+)$/.exec(name))) return `output_blocks.${PER_LEVEL * +m[1]! + +m[2]!}.0.${resnet(m[3]!)}`;
-  if ((m = /^up_blocks\.(\d)\.attentions\.(\d)\.(.+)$/.exec(name))) return `output_blocks.${PER_LEVEL * +m[1]! + +m[2]!}.1.${m[3]}`;
-  // Up blocks 0 and 1 attend, so their upsampler sits after the attention (.2).
-  if ((m = /^up_blocks\.(\d)\.upsamplers\.0\.conv\.(.+)$/.exec(name))) return `output_blocks.${PER_LEVEL * +m[1]! + 2}.2.conv.${m[2]}`;
-  throw new Error(`test: no SGM name for UNet tensor ${name}`);
+  const at = name.lastIndexOf('.');
+  const module = sgmUnetModule(name.slice(0, at), unet.config);
+  if (!module) throw new Error(`test: no SGM name for UNet tensor ${name}`);
+  return `${module}${name.slice(at)}`;
 }
 
 /** tiny-sdxl's VAE name (4 levels) → LDM's, and whether it is a mid-attention linear stored as a 1×1 conv. */
@@ -68,6 +52,8 @@ function openClipKey(name: string): string {
   if (!m || !local[m[2]!]) throw new Error(`test: no OpenCLIP name for ${name}`);
   return `transformer.resblocks.${m[1]}.${local[m[2]!]}.${m[3]}`;
 }
+
+const unet = loadUNet(join(TINY_SDXL, 'unet'));
 
 function writeSingleFile(path: string): void {
   const out = new Map<string, WritableTensor>();
