@@ -4,6 +4,7 @@
 
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { Generator } from '../../src/engine/random.ts';
+import { edit } from '../../src/pipelines/edit.ts';
 import { BatchGenerator, generate } from '../../src/pipelines/generate.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { TINY_SD } from '../fixtures.ts';
@@ -91,5 +92,16 @@ describe('few-step models on tiny-sd', () => {
 
     await expect(generate(sd, { ...options, latents: initial, stepNoise: stepNoise.slice(0, 2) })).rejects.toThrow('step noise holds 2 steps; this run takes 3');
     await expect(generate(sd, { ...options, latents: initial, stepNoise: [...stepNoise.slice(0, 2), new Float32Array(3)] })).rejects.toThrow(`step noise of step 2 has 3 values; [${SHAPE.join(', ')}] needs ${LENGTH}`);
+  });
+
+  it('edit: one row of step noise is shared by both prompts, like one row of latents', async () => {
+    const options = { source: 'a cat riding a bike', target: 'a dog riding a bike', scheduler: 'euler-a' as const, steps: 2, guidance: 1, latents, ...SIZE };
+    const rows = [new Generator(21).randn(LENGTH), new Generator(22).randn(LENGTH)];
+    const twice = (row: Float32Array) => Float32Array.from([...row, ...row]);
+    const one = await edit(sd, { ...options, seed: 1, stepNoise: rows });
+    const both = await edit(sd, { ...options, seed: 2, stepNoise: rows.map(twice) });
+    expect(maxAbsDiff(one.latents, both.latents)).toBe(0);
+    const drawn = await edit(sd, { ...options, seed: 1 });
+    expect(maxAbsDiff(drawn.latents, one.latents)).toBeGreaterThan(1e-2);
   });
 });
