@@ -80,6 +80,8 @@ export async function applyPersonalisation(sd: StableDiffusion, flags: Personali
 export function personalisationExtra(flags: PersonalisationFlags, personal: Personalisation): Record<string, string | number> {
   return {
     ...(flags.clipSkip ? { 'Clip skip': flags.clipSkip } : {}),
+    // AUTOMATIC1111 always reads the syntax: a literal prompt says so, or it would not reproduce there.
+    ...(flags.promptSyntax === false ? { 'Prompt syntax': 'off' } : {}),
     ...(personal.loraLabels.length ? { Lora: personal.loraLabels.join(', ') } : {}),
     ...(personal.embeddings.length ? { TI: personal.embeddings.map((e) => e.token).join(', ') } : {}),
   };
