@@ -34,14 +34,14 @@ export function loadControlNet(path: string, options: LoadControlNetOptions = {}
  * Binds every parameter to the key `diffusersName` maps to it; keys it maps to nothing (or to a
  * name already taken) are reported as unexpected, as a ControlNet for another base model has them.
  */
-function bindRenamed(net: ControlNetModel, file: SafetensorsFile, diffusersName: (key: string) => string | undefined): void {
+function bindRenamed(net: ControlNetModel, file: SafetensorsFile, diffusersName: (key: string) => string | undefined, ignore?: (key: string) => boolean): void {
   const byName = new Map<string, string>();
   for (const key of file.names()) {
     const name = diffusersName(key);
     if (name !== undefined && !byName.has(name)) byName.set(name, key);
   }
   const locate = (name: string) => (byName.has(name) ? { file, tensorName: byName.get(name)! } : undefined);
-  bindLocated(net.parameters(), locate, { what: 'ControlNet', from: file.path, every: Weights.of(file) });
+  bindLocated(net.parameters(), locate, { what: 'ControlNet', from: file.path, every: Weights.of(file), ignore });
 }
 
 const PREFIX = 'control_model.';
@@ -81,7 +81,11 @@ function loadSingleFileControlNet(path: string, base: UNetConfig | undefined): C
   };
   const net = inFile(path, () => new ControlNetModel(config));
   const layout = { ...base, layers_per_block: base.layers_per_block[0], transformer_layers_per_block: base.transformer_layers_per_block[0] };
-  bindRenamed(net, file, diffusersLayout ? (key) => key : (key) => originalName(strip(key), layout, hintConvs));
+  // ControlNet 1.0's full files also carry the whole SD model it was trained with: there, only
+  // the control_model.* tensors are the ControlNet.
+  const prefixed = !diffusersLayout && file.names().some((k) => k.startsWith(PREFIX));
+  const ignore = prefixed ? (key: string) => !key.startsWith(PREFIX) : undefined;
+  bindRenamed(net, file, diffusersLayout ? (key) => key : (key) => originalName(strip(key), layout, hintConvs), ignore);
   return net;
 }
 

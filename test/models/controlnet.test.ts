@@ -156,6 +156,11 @@ describe('single-file ControlNet (original key layout)', () => {
     for (const name of RESIDUALS) expect(maxAbsDiff(out[name].data as Float32Array, want[name].data as Float32Array)).toBe(0);
   });
 
+  it("ignores the SD model that ControlNet 1.0's full files also carry (keys outside control_model.*)", () => {
+    const full = writeOriginal('full.safetensors', 'control_model.', (t) => t.set('model.diffusion_model.out.2.bias', { dtype: 'F32', shape: [4], data: new Float32Array(4) }));
+    expect(loadControlNet(full, { base: base() }).parameters().length).toBe(diffusersTensors().size);
+  });
+
   it('refuses a file without the base config, a foreign tensor, and a missing one, naming them', () => {
     const path = writeOriginal('good.safetensors', 'control_model.');
     expect(() => loadControlNet(path)).toThrow(/base model's UNet config is needed/);
