@@ -121,6 +121,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
   const extra = {
     ...(p.timestepSpacing ? { 'Timestep spacing': p.timestepSpacing } : {}),
     ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}),
+    ...(p.promptSyntax === false ? { 'Prompt syntax': 'off' } : {}),
     ...personalLabels(personal),
     ...Object.fromEntries(p.controlnet.map((c, i) => [`ControlNet ${i}`, controlNetLabel({ ...c, canny: { low: c.cannyLow, high: c.cannyHigh } })])),
   };

@@ -20,6 +20,12 @@ describe('prompt syntax in jobs', () => {
     expect(await tokensOf({ promptSyntax: false })).toEqual(['a', '(', 'red', ':', '1', '.', '5', ')', '[', 'apple', ']']);
   });
 
+  it('a literal prompt says so in its infotext (AUTOMATIC1111 would read the brackets)', async () => {
+    const done = await server.queue.wait(await server.submit('generate', { prompt: 'a (red) apple', steps: 1, seed: 1, promptSyntax: false }));
+    expect(done.status, done.error ?? '').toBe('completed');
+    expect((done.info.infotexts as string[])[0]).toContain('Prompt syntax: off');
+  });
+
   it('the A1111 layer leaves the syntax on, as AUTOMATIC1111 always reads it', () => {
     const params = generateValidator()({ prompt: 'a (red:1.5) apple', model: 'default' });
     expect(params.promptSyntax).toBe(true);
