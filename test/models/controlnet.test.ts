@@ -2,7 +2,7 @@
 // (reference-2 case n, controlnet_forward), and the single-file (original `control_model.*`) layout.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CompiledGraph } from '../../src/engine/index.ts';
@@ -15,6 +15,7 @@ import { compileControlNet } from '../../src/pipelines/controlnet.ts';
 import { compileUNet } from '../../src/pipelines/stable-diffusion.ts';
 import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';
 import { maxAbsDiff } from '../schedulers/reference.ts';
+import { Mutator, cleanOutcome } from '../fuzz/mutate.ts';
 
 const CONTROLNET_DIR = join(FIXTURES, 'tiny-controlnet');
 const CASE = referenceCase('controlnet_forward');
@@ -91,6 +92,26 @@ describe('ControlNetModel against diffusers (tiny-controlnet)', () => {
 });
 
 describe('parseControlNetConfig', () => {
+  it('fuzzed configs: a clean error naming the folder, or a ControlNet whose tensors all bound', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-controlnet-fuzz-'));
+    try {
+      copyFileSync(join(CONTROLNET_DIR, 'diffusion_pytorch_model.safetensors'), join(dir, 'diffusion_pytorch_model.safetensors'));
+      const original = JSON.parse(readFileSync(join(CONTROLNET_DIR, 'config.json'), 'utf8')) as Record<string, unknown>;
+      const fields = ['conditioning_embedding_out_channels', 'conditioning_channels', 'controlnet_conditioning_channel_order', 'global_pool_conditions', 'block_out_channels', 'layers_per_block', 'addition_embed_type', 'down_block_types'];
+      const problems: string[] = [];
+      for (let i = 0; i < 200; i++) {
+        const m = new Mutator(5000 + i);
+        writeFileSync(join(dir, 'config.json'), i % 5 === 0 ? m.mutateText(JSON.stringify(original)) : JSON.stringify(m.mutateJson({ ...original }, fields)));
+        const problem = cleanOutcome(dir, () => loadControlNet(dir));
+        if (problem) problems.push(`case ${i}: ${problem}`);
+      }
+      expect(problems.slice(0, 5)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+
   it('reads the down half as a UNet config and the conditioning fields', () => {
     const c = parseControlNetConfig({ block_out_channels: [32, 64], down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], cross_attention_dim: 32, conditioning_embedding_out_channels: [8, 16] });
     expect(c.unet.block_out_channels).toEqual([32, 64]);
