@@ -9,7 +9,7 @@ import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
 import { DEFAULTS, generate, makeSampler } from '../pipelines/generate.ts';
-import { INPAINT_FILLS, type InpaintFill, type OutpaintAmounts, outpaintCanvas, parseOutpaint } from '../pipelines/inpaint.ts';
+import { INPAINT_FILLS, MASK_BLUR, type InpaintFill, type OutpaintAmounts, outpaintCanvas, parseOutpaint } from '../pipelines/inpaint.ts';
 import { maskFromImage } from '../pipelines/masks.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName, defaultSchedulerFor, img2imgTimesteps } from '../schedulers/index.ts';
@@ -66,7 +66,7 @@ export function registerGenerate(program: Command): void {
     .option('--init-image <png>', 'img2img: start from this picture')
     .option('--strength <s>', `img2img: how much to change the picture (0–1], default ${DEFAULTS.strength}; 1 when inpainting`, number(0.01, 1))
     .option('--mask <png>', 'inpainting: repaint --init-image where this picture is white, keep it where black')
-    .option('--mask-blur <px>', 'inpainting: Gaussian blur of the mask in pixels (softens the seam; 0 for the hard edge diffusers uses)', number(0, 64), 4)
+    .option('--mask-blur <px>', 'inpainting: Gaussian blur of the mask in pixels (softens the seam; 0 for the hard edge diffusers uses)', number(0, 64), MASK_BLUR)
     .option('--inpaint-fill <how>', `what the masked area starts from below strength 1: ${INPAINT_FILLS.join(', ')}`, oneOf(INPAINT_FILLS), 'original')
     .option('--outpaint <sides>', 'grow the canvas of --init-image and paint the new border: left=128,right=128,top=…,bottom=… (pixels, multiples of 8)', outpaintAmounts)
     .option('--latents <file>', 'initial noise: safetensors with one fp32 tensor "latents" [B,4,H/f,W/f] (f: the VAE downscale, 8 for SD, 4 for the default model), optionally "step_noise" [S,B,4,H/f,W/f] (the noise of each sampler step); when inpainting, also "masked_image_noise" / "image_noise", and the latents start the run at any strength, as in diffusers')

@@ -18,7 +18,9 @@ import type { StableDiffusion } from './stable-diffusion.ts';
 
 /** What the masked area starts from at strength < 1 (AUTOMATIC1111's `inpainting_fill` 1–3). */
 export type InpaintFill = 'original' | 'latent-noise' | 'latent-nothing';
-export const INPAINT_FILLS: readonly InpaintFill[] = ['original', 'latent-noise', 'latent-nothing'];
+export const INPAINT_FILLS = ['original', 'latent-noise', 'latent-nothing'] as const satisfies readonly InpaintFill[];
+/** The CLI's and server's mask blur in pixels, AUTOMATIC1111's default (the library's is 0, diffusers'). */
+export const MASK_BLUR = 4;
 
 export interface InpaintOptions {
   /** Same size as the picture; 1 (white) = repaint, 0 = keep. Binarised at ½ after blurring. */
@@ -168,13 +170,10 @@ export function overlayImage(original: RgbImage, generated: RgbImage, mask: Mask
   return out;
 }
 
+export const OUTPAINT_SIDES = ['left', 'right', 'top', 'bottom'] as const;
+
 /** Pixels to add on each side of the picture. */
-export interface OutpaintAmounts {
-  left?: number;
-  right?: number;
-  top?: number;
-  bottom?: number;
-}
+export type OutpaintAmounts = Partial<Record<(typeof OUTPAINT_SIDES)[number], number>>;
 
 /**
  * The canvas grown by `amounts`: the picture at its place, the new border filled by repeating its

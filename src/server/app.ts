@@ -115,6 +115,7 @@ function checkNames(type: string, params: Record<string, unknown>, o: AppOptions
   for (const [i, c] of controlnets.entries()) o.registry.controlnet(c.model, `params.controlnet.${i}.model`);
   const inputs: [string, unknown][] = [
     ['params.initImage', params.initImage],
+    ['params.mask', params.mask],
     ['params.image', params.image],
     ...((params.images as string[] | undefined) ?? []).map((name, i): [string, unknown] => [`params.images.${i}`, name]),
     ...controlnets.map((c, i): [string, unknown] => [`params.controlnet.${i}.image`, c.image]),

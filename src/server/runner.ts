@@ -10,6 +10,8 @@ import { enlarge, toRgb8 } from '../io/image.ts';
 import type { PreviewImage } from '../models/latent-preview.ts';
 import { type ControlNetUnit, controlNetLabel, readControlImage } from '../pipelines/controlnet.ts';
 import { DEFAULTS } from '../pipelines/generate.ts';
+import { MASK_BLUR, outpaintCanvas } from '../pipelines/inpaint.ts';
+import { maskFromImage } from '../pipelines/masks.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import type { JobResult, JobRunner, RunnerContext } from './jobs.ts';
 import type { ModelRegistry } from './models.ts';
@@ -102,10 +104,8 @@ function sampling(p: { prompt: string; negativePrompt?: string; steps: number; s
 
 async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
   const { sd, personal } = await load(ctx, o, p);
-  const width = p.width ?? sd.defaultSize;
-  const height = p.height ?? sd.defaultSize;
-  const strength = p.strength ?? DEFAULTS.strength;
-  const initImage = p.initImage === undefined ? undefined : await readImage(await ctx.readInput(p.initImage), { width, height });
+  const { initImage, inpaint, width, height } = await paintInputs(p, ctx, sd.defaultSize);
+  const strength = p.strength ?? (inpaint ? 1 : DEFAULTS.strength);
   const controlNets = await controlUnits(p, sd, ctx, o, width, height);
   const result = await generate(sd, {
     prompts: new Array(p.batch).fill(personal.expandPrompt(p.prompt)),
@@ -116,12 +116,14 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
     height,
     initImage,
     strength,
+    inpaint,
     controlNets,
   });
   const extra = {
     ...(p.timestepSpacing ? { 'Timestep spacing': p.timestepSpacing } : {}),
     ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}),
     ...(p.promptSyntax === false ? { 'Prompt syntax': 'off' } : {}),
+    ...(inpaint ? { 'Mask blur': inpaint.blur } : {}),
     ...personalLabels(personal),
     ...Object.fromEntries(p.controlnet.map((c, i) => [`ControlNet ${i}`, controlNetLabel({ ...c, canny: { low: c.cannyLow, high: c.cannyHigh } })])),
   };
@@ -129,6 +131,19 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
     formatParameters({ ...sampling(p), seed, width, height, denoisingStrength: initImage ? strength : undefined, extra }),
   );
   return { images: await encodeAll(result.images, (i) => infotexts[i]), artifacts: [], info: { seeds: result.seeds, infotexts, width, height, warnings: [...sd.components.warnings, ...personal.warnings] } };
+}
+
+/** The picture to start from, read at the job's size, and the mask (grown with the canvas when outpainting). */
+async function paintInputs(p: GenerateParams, ctx: RunnerContext, defaultSize: number) {
+  let [width, height] = [p.width ?? defaultSize, p.height ?? defaultSize];
+  let initImage = p.initImage === undefined ? undefined : await readImage(await ctx.readInput(p.initImage), { width, height });
+  let mask = p.mask === undefined ? undefined : maskFromImage(await readImage(await ctx.readInput(p.mask), { width, height }));
+  if (p.outpaint && initImage) {
+    ({ image: initImage, mask } = outpaintCanvas(initImage, p.outpaint, mask));
+    [width, height] = [initImage.width, initImage.height];
+  }
+  const inpaint = mask && { mask, blur: p.maskBlur ?? MASK_BLUR, fill: p.inpaintFill };
+  return { initImage, inpaint, width, height };
 }
 
 /** The infotext fields that say which LoRAs and embeddings drew a picture. */

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { DEFAULTS } from '../pipelines/generate.ts';
 import { CANNY_DEFAULTS } from '../io/canny.ts';
 import { CONTROL_PREPROCESSORS } from '../pipelines/controlnet.ts';
+import { INPAINT_FILLS, OUTPAINT_SIDES } from '../pipelines/inpaint.ts';
 import { SCHEDULER_NAMES } from '../schedulers/index.ts';
 import { PERSONALISE_DEFAULTS } from '../training/personalise-runs.ts';
 import { LR_SCHEDULES } from '../training/lr-schedule.ts';
@@ -112,7 +113,14 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
       eta: fraction.optional().describe("DDIM's η: 0 is deterministic"),
       batch: z.int().min(1).max(limits.maxBatch, limitMessage('maxBatch', limits, 'batch')).default(1),
       initImage: fileName.optional().describe('img2img: an upload or an earlier result image to start from'),
-      strength: z.number().min(0.01).max(1).optional().describe(`img2img: how much to change the picture, default ${DEFAULTS.strength}`),
+      strength: z.number().min(0.01).max(1).optional().describe(`img2img: how much to change the picture, default ${DEFAULTS.strength}; 1 when inpainting`),
+      mask: fileName.optional().describe('inpainting: an upload, white where initImage is repainted, black where it is kept'),
+      maskBlur: z.number().min(0).max(64).optional().describe('inpainting: Gaussian blur of the mask in pixels, default 4 (0: the hard edge diffusers uses)'),
+      inpaintFill: z.enum(INPAINT_FILLS).optional().describe("inpainting below strength 1: what the masked area starts from, default 'original'"),
+      outpaint: z
+        .strictObject(Object.fromEntries(OUTPAINT_SIDES.map((side) => [side, z.int().min(0).max(2048).multipleOf(8).optional()])) as Record<(typeof OUTPAINT_SIDES)[number], z.ZodOptional<z.ZodInt>>)
+        .optional()
+        .describe('outpainting: pixels to grow initImage by on each side (multiples of 8); the border is painted'),
       ...personal,
       controlnet: z
         .array(
@@ -139,8 +147,14 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
         if (c.start >= c.end) ctx.addIssue({ code: 'custom', path: ['controlnet', i, 'start'], message: `start (${c.start}) must be below end (${c.end})` });
         if (c.cannyLow > c.cannyHigh) ctx.addIssue({ code: 'custom', path: ['controlnet', i, 'cannyLow'], message: `cannyLow (${c.cannyLow}) must not be above cannyHigh (${c.cannyHigh})` });
       });
+      for (const field of ['mask', 'outpaint'] as const) {
+        if (p[field] !== undefined && p.initImage === undefined) ctx.addIssue({ code: 'custom', path: [field], message: `${field} needs initImage, the picture to paint in` });
+      }
+      for (const field of ['maskBlur', 'inpaintFill'] as const) {
+        if (p[field] !== undefined && p.mask === undefined && p.outpaint === undefined) ctx.addIssue({ code: 'custom', path: [field], message: `${field} needs mask or outpaint` });
+      }
     })
-    .describe('txt2img, or img2img with initImage');
+    .describe('txt2img, img2img with initImage, inpainting with initImage and mask, outpainting with initImage and outpaint');
 
   const edit = z
     .strictObject({

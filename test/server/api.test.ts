@@ -59,6 +59,29 @@ describe('generate', () => {
   });
 });
 
+describe('inpainting and outpainting jobs', () => {
+  it('repaints where the uploaded mask is white and keeps the rest pixel for pixel; outpaint grows the canvas', async () => {
+    const picture = await upload(await sharp({ create: { width: 32, height: 32, channels: 3, background: '#d02020' } }).png().toBuffer());
+    // White on the left half: repaint there.
+    const half = Buffer.alloc(32 * 32 * 3);
+    for (let i = 0; i < 32 * 32; i++) if (i % 32 < 16) half.fill(255, i * 3, i * 3 + 3);
+    const mask = await upload(await sharp(half, { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer());
+    const id = await server.submit('generate', { prompt: 'a red apple', initImage: picture.body.name, mask: mask.body.name, maskBlur: 0, steps: 4, seed: 1, width: 32, height: 32 });
+    const done = await server.queue.wait(id);
+    expect(done.status, done.error ?? '').toBe('completed');
+    expect(done.progress.total).toBe(4); // strength 1 by default when inpainting
+    const png = await image(`/api/v1/images/${done.images[0]}`);
+    const { data } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    for (let i = 0; i < 32 * 32; i++) if (i % 32 >= 16) expect([data[i * 3], data[i * 3 + 1], data[i * 3 + 2]]).toEqual([0xd0, 0x20, 0x20]);
+    expect(parseParameters(parsePngText(png).parameters).extra).toMatchObject({ 'Mask blur': '0' });
+
+    const grown = await server.submit('generate', { prompt: 'a red apple', initImage: picture.body.name, outpaint: { left: 8, bottom: 16 }, steps: 2, seed: 1, width: 32, height: 32 });
+    const out = await server.queue.wait(grown);
+    expect(out.status, out.error ?? '').toBe('completed');
+    expect(await sharp(await image(`/api/v1/images/${out.images[0]}`)).metadata()).toMatchObject({ width: 40, height: 48 });
+  });
+});
+
 describe('uploads', () => {
   it('accepts only images, by their bytes, and within the size limit', async () => {
     const text = await upload(Buffer.from('not a picture at all'), 'image/png');
@@ -137,6 +160,9 @@ describe('validation', () => {
       [{ type: 'generate', params: { prompt: 'x', strength: 0.5 } }, 'params.strength'],
       [{ type: 'generate', params: { prompt: 'x', timestepSpacing: 'uniform' } }, 'params.timestepSpacing'],
       [{ type: 'generate', params: { prompt: 'x', scheduler: 'lcm', timestepSpacing: 'trailing' } }, 'params.timestepSpacing'],
+      [{ type: 'generate', params: { prompt: 'x', mask: 'upload-missing.png' } }, 'params.mask'],
+      [{ type: 'generate', params: { prompt: 'x', initImage: 'upload-missing.png', maskBlur: 2 } }, 'params.maskBlur'],
+      [{ type: 'generate', params: { prompt: 'x', outpaint: { left: 12 } } }, 'params.outpaint.left'],
       [{ type: 'edit', params: { prompt: 'x', image: '../../etc/passwd' } }, 'params.image'],
       [{ type: 'train', params: { method: 'lora', name: 'x', images: [] } }, 'params.images'],
     ];

@@ -234,6 +234,28 @@ describe('/sdapi/v1/img2img', () => {
   });
 });
 
+describe('/sdapi/v1/img2img with a mask', () => {
+  it('inpaints where the (inverted) mask is white: mask_blur, inpainting_fill and denoising_strength reach the job', async () => {
+    const source = await sharp({ create: { width: 32, height: 32, channels: 3, background: { r: 220, g: 30, b: 30 } } }).png().toBuffer();
+    // White on the right half; inpainting_mask_invert 1 repaints the left half instead.
+    const half = Buffer.alloc(32 * 32 * 3);
+    for (let i = 0; i < 32 * 32; i++) if (i % 32 >= 16) half.fill(255, i * 3, i * 3 + 3);
+    const mask = (await sharp(half, { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer()).toString('base64');
+    const request = { prompt: 'red circle', seed: 3, steps: 4, width: 32, height: 32, init_images: [source.toString('base64')], mask, mask_blur: 0, inpainting_mask_invert: 1, inpainting_fill: 2, denoising_strength: 0.5 };
+    const r = await call('POST', '/sdapi/v1/img2img', request);
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    const [job] = await lastJobs(1);
+    expect(job.params).toMatchObject({ strength: 0.5, maskBlur: 0, inpaintFill: 'latent-noise' });
+    const { data } = await sharp(png((r.json as Generation).images[0])).raw().toBuffer({ resolveWithObject: true });
+    for (let i = 0; i < 32 * 32; i++) if (i % 32 >= 16) expect([data[i * 3], data[i * 3 + 1], data[i * 3 + 2]]).toEqual([220, 30, 30]);
+    expect((r.json as Generation).parameters.mask).toBeNull();
+
+    const bad = await call('POST', '/sdapi/v1/img2img', { ...request, inpainting_fill: 7 });
+    expect(bad.status).toBe(422);
+    expect(bad.json.detail[0].loc).toEqual(['body', 'inpainting_fill']);
+  });
+});
+
 describe('/sdapi/v1/progress and /interrupt', () => {
   it('reports steps and a current image while a job runs; interrupt ends it with a note', async () => {
     const idle = await call('GET', '/sdapi/v1/progress');

@@ -4,6 +4,7 @@
 
 import type { FastifyReply } from 'fastify';
 import { parsePngText } from '../../io/png.ts';
+import type { InpaintFill } from '../../pipelines/inpaint.ts';
 import { type JobQueue, type JobRecord, QueueFullError } from '../jobs.ts';
 import { A1111Activity, type A1111Request, jobTimestamp } from './activity.ts';
 import { EmbeddingIndex, type SdapiModelRegistry } from './catalog.ts';
@@ -70,7 +71,28 @@ async function addInitImage(request: Img2ImgRequest, plan: GenerationPlan, notes
   plan.params.strength = request.denoising_strength;
   if (request.init_images.length > 1) notes.push(`only init_images[0] is used; ${request.init_images.length - 1} more were ignored`);
   if (request.resize_mode === 3) notes.push('resize_mode 3 (latent upscale) is not supported; the image was resized in pixels');
+  if (request.mask) await addMask(request, plan, notes, deps);
 }
+
+/** A1111's inpainting fields → the native mask, maskBlur and inpaintFill. */
+async function addMask(request: Img2ImgRequest, plan: GenerationPlan, notes: string[], deps: GenerationDeps): Promise<void> {
+  const fill = A1111_FILLS[request.inpainting_fill];
+  if (fill === undefined) throw SdapiError.invalid(['inpainting_fill'], 'must be 0 (fill), 1 (original), 2 (latent noise) or 3 (latent nothing)');
+  const bytes = decodeBase64Image(request.mask!, ['mask']);
+  const png = await prepareInitImage(bytes, ['mask'], request, request.resize_mode, { invert: request.inpainting_mask_invert === 1 });
+  plan.params.mask = await deps.store.saveUpload(png);
+  // A1111 blurs along x and y separately; Nuri's blur is one σ for both.
+  const [bx, by] = request.mask_blur === null ? [request.mask_blur_x, request.mask_blur_y] : [request.mask_blur, request.mask_blur];
+  plan.params.maskBlur = Math.max(bx, by);
+  if (bx !== by) notes.push(`mask_blur_x ${bx} and mask_blur_y ${by} differ; the mask was blurred by ${Math.max(bx, by)} along both`);
+  plan.params.inpaintFill = fill ?? 'original';
+  if (fill === null && request.denoising_strength < 1) notes.push("inpainting_fill 0 (fill) is not supported; the masked area started from the original picture, as with 1 (original)");
+  if (request.inpaint_full_res !== false && request.inpaint_full_res !== 0) notes.push('inpaint_full_res (only masked) is not supported; the whole picture was inpainted at its size');
+  if (!request.mask_round) notes.push('mask_round false is not supported; the mask is binarised at ½ for the UNet');
+}
+
+/** inpainting_fill → the native inpaintFill; null for 0 (fill), which Nuri does not do. */
+const A1111_FILLS: Record<number, InpaintFill | null> = { 0: null, 1: 'original', 2: 'latent-noise', 3: 'latent-nothing' };
 
 /** Queues every batch up front, so a full queue refuses the whole request rather than half of it. */
 async function submitAll(plan: GenerationPlan, tracked: A1111Request, { queue, validate }: GenerationDeps): Promise<void> {
@@ -138,7 +160,8 @@ async function answer(kind: Kind, request: Txt2ImgRequest | Img2ImgRequest, plan
   };
   // A1111 echoes the request with its defaults filled in, without the init images unless asked.
   const parameters: Record<string, unknown> = { ...request, width: size.width, height: size.height, sampler_name: request.sampler_name ?? plan.samplerLabel };
-  if ('init_images' in request && !request.include_init_images) parameters.init_images = null;
+  // As A1111: without include_init_images the echo leaves out the pictures sent (init images and mask).
+  if ('init_images' in request && !request.include_init_images) Object.assign(parameters, { init_images: null, mask: null });
   return {
     images: request.send_images ? pngs.map((png) => png.toString('base64')) : [],
     parameters,

@@ -18,10 +18,10 @@ export function decodeBase64Image(value: string, field: (string | number)[]): Bu
 const FITS = ['fill', 'cover', 'contain', 'fill'] as const;
 
 /**
- * The init image as a PNG at the size asked for (when one is), resized the way `resize_mode` says;
+ * The init image (or mask) as a PNG at the size asked for (when one is), resized the way `resize_mode` says;
  * a 422 naming the field when the bytes are not an image sharp can decode.
  */
-export async function prepareInitImage(bytes: Buffer, field: (string | number)[], size: { width: number | null; height: number | null }, resizeMode: number): Promise<Buffer> {
+export async function prepareInitImage(bytes: Buffer, field: (string | number)[], size: { width: number | null; height: number | null }, resizeMode: number, options: { invert?: boolean } = {}): Promise<Buffer> {
   let image = sharp(bytes);
   try {
     await image.metadata();
@@ -32,6 +32,8 @@ export async function prepareInitImage(bytes: Buffer, field: (string | number)[]
   if (size.width !== null && size.height !== null) {
     image = image.resize(size.width, size.height, { fit: FITS[resizeMode], position: 'centre', background: '#ffffff' });
   }
+  // A mask's inpainting_mask_invert: white and black swap.
+  if (options.invert) image = image.negate({ alpha: false });
   return image.png().toBuffer();
 }
 

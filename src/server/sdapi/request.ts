@@ -137,7 +137,6 @@ const UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
   enable_hr: (v) => v === true,
   firstpass_image: (v) => typeof v === 'string' && v !== '',
   image_cfg_scale: (v) => typeof v === 'number',
-  mask: (v) => typeof v === 'string' && v !== '',
   latent_mask: (v) => typeof v === 'string' && v !== '',
   initial_noise_multiplier: (v) => typeof v === 'number' && v !== 1,
 };
