@@ -13,7 +13,7 @@ import { Generator, type Module, type Parameter, type WritableTensor, float32ToF
 import { ClipTextModel } from '../src/models/clip-text.ts';
 import { parseClipTextConfig } from '../src/models/checkpoint/clip-config.ts';
 import { UNet2DConditionModel } from '../src/models/unet.ts';
-import { parseUNetConfig } from '../src/models/unet-config.ts';
+import { parseUNetConfig } from '../src/models/checkpoint/unet-config.ts';
 import { AutoencoderKL } from '../src/models/vae.ts';
 import { parseVaeConfig } from '../src/models/checkpoint/vae-config.ts';
 

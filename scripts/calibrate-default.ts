@@ -17,7 +17,7 @@ import { AdamW, Generator, Tensor, readSafetensors } from '../src/engine/index.t
 import { loadEmojiDataset } from '../src/data/emoji-dataset.ts';
 import { type ConfigJson as Json } from '../src/models/checkpoint/config-file.ts';
 import { UNet2DConditionModel } from '../src/models/unet.ts';
-import { parseUNetConfig } from '../src/models/unet-config.ts';
+import { parseUNetConfig } from '../src/models/checkpoint/unet-config.ts';
 import { AutoencoderKL, vaeDownscale } from '../src/models/vae.ts';
 import { parseVaeConfig } from '../src/models/checkpoint/vae-config.ts';
 import { createScheduler } from '../src/schedulers/index.ts';

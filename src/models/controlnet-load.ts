@@ -9,7 +9,8 @@ import { SafetensorsFile } from '../engine/safetensors.ts';
 import { bindLocated, bindWeights } from './checkpoint/bind.ts';
 import { inFile, parseConfigFile } from './checkpoint/config-file.ts';
 import { Weights, openWeights } from './checkpoint/weights.ts';
-import { type ControlNetConfig, ControlNetModel, parseControlNetConfig } from './controlnet.ts';
+import { type ControlNetConfig, ControlNetModel } from './controlnet.ts';
+import { parseControlNetConfig } from './checkpoint/controlnet-config.ts';
 import { assertNotPickle, unetName } from './single-file.ts';
 import type { UNetConfig } from './unet.ts';
 

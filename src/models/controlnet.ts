@@ -9,56 +9,10 @@
 //                                                         mid output ─ 1×1 "zero conv" · scale ─► mid residual
 
 import { Conv2d, Module, type Tensor, add, joinName, mul, silu } from '../engine/index.ts';
-import { CONFIG_BOUNDS as B, boundedInt } from './checkpoint/bounds.ts';
-import { type UNetConfig, UNet2DConditionModel } from './unet.ts';
-import { parseUNetConfig } from './unet-config.ts';
+import type { ControlNetConfig } from './checkpoint/controlnet-config.ts';
+import { UNet2DConditionModel } from './unet.ts';
 
-export interface ControlNetConfig {
-  /** The down half's architecture, read as a UNet config (diffusers' field names). */
-  unet: UNetConfig;
-  conditioning_channels: number;
-  /** Widths of the conditioning embedding's levels; each level after the first halves the size. */
-  conditioning_embedding_out_channels: number[];
-  /** 'bgr' models were trained on control images with the channels reversed. */
-  controlnet_conditioning_channel_order: 'rgb' | 'bgr';
-}
-
-/** Fields only a ControlNet config has; the rest is read as a UNet config. */
-const CONTROLNET_FIELDS = ['conditioning_channels', 'conditioning_embedding_out_channels', 'controlnet_conditioning_channel_order', 'global_pool_conditions'];
-
-/** Reads a diffusers ControlNetModel config.json object. */
-export function parseControlNetConfig(json: Record<string, unknown>): ControlNetConfig {
-  const fail = (message: string): never => {
-    throw new Error(`controlnet config: ${message}`);
-  };
-  if (json.global_pool_conditions != null && json.global_pool_conditions !== false) {
-    fail(`global_pool_conditions=${JSON.stringify(json.global_pool_conditions)} is not supported (only false)`);
-  }
-  if (json.addition_embed_type != null) fail(`addition_embed_type=${JSON.stringify(json.addition_embed_type)} (an SDXL ControlNet) is not supported`);
-  const order = json.controlnet_conditioning_channel_order ?? 'rgb';
-  if (order !== 'rgb' && order !== 'bgr') fail(`controlnet_conditioning_channel_order must be "rgb" or "bgr", got ${JSON.stringify(order)}`);
-  const widths = json.conditioning_embedding_out_channels ?? [16, 32, 96, 256];
-  if (!Array.isArray(widths) || !widths.length || widths.length > B.levels) {
-    fail(`conditioning_embedding_out_channels must be a list of 1 to ${B.levels} integers, got ${JSON.stringify(widths)}`);
-  }
-  const bounded = (value: unknown, field: string): number => {
-    try {
-      return boundedInt(value, field, B.channels);
-    } catch (e) {
-      return fail((e as Error).message);
-    }
-  };
-  const unetJson = Object.fromEntries(Object.entries(json).filter(([k]) => !CONTROLNET_FIELDS.includes(k)));
-  // A ControlNet has no up path; mirror the down block types so the UNet config reads as complete.
-  const down = (json.down_block_types as unknown[] | undefined) ?? ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'];
-  const up = Array.isArray(down) ? [...down].reverse().map((t) => (t === 'CrossAttnDownBlock2D' ? 'CrossAttnUpBlock2D' : 'UpBlock2D')) : undefined;
-  return {
-    unet: parseUNetConfig({ ...unetJson, up_block_types: up }),
-    conditioning_channels: bounded(json.conditioning_channels ?? 3, 'conditioning_channels'),
-    conditioning_embedding_out_channels: (widths as unknown[]).map((w, i) => bounded(w, `conditioning_embedding_out_channels[${i}]`)),
-    controlnet_conditioning_channel_order: order as 'rgb' | 'bgr',
-  };
-}
+export type { ControlNetConfig } from './checkpoint/controlnet-config.ts';
 
 /** Brings the control image to latent size: conv_in, then (conv, stride-2 conv) per level, SiLU after each, and conv_out. */
 class ControlNetConditioningEmbedding extends Module {

@@ -22,7 +22,7 @@ import { parseClipTextConfig } from './checkpoint/clip-config.ts';
 import { type ParameterMap, type Target, assertNotPickle, sd1TextTarget, sd2TextTargets, singleFileLocator, unetName, vaeTarget } from './single-file.ts';
 import { parseVaeConfig } from './checkpoint/vae-config.ts';
 import { UNet2DConditionModel } from './unet.ts';
-import { type UNetConfig, parseUNetConfig } from './unet-config.ts';
+import { type UNetConfig, parseUNetConfig } from './checkpoint/unet-config.ts';
 import { AutoencoderKL } from './vae.ts';
 
 export const SDXL_TEXT1_PREFIX = 'conditioner.embedders.0.transformer.';
@@ -132,8 +132,8 @@ function folderConfigs(dir: string): SdxlConfigs {
 
 /** Maps every tensor of the file to its model and diffusers name; OpenCLIP's text_projection is kept apart (stored transposed). */
 function mapSdxlKeys(file: SafetensorsFile, configs: SdxlConfigs) {
-  const unetLayout = parseUNetConfig(configs.unet);
-  const vaeLayout = parseVaeConfig(configs.vae);
+  const unetLayout = inFile(`${file.path} (its UNet config)`, () => parseUNetConfig(configs.unet));
+  const vaeLayout = inFile(`${file.path} (its VAE config)`, () => parseVaeConfig(configs.vae));
   const layers = (json: Json) => ({ num_hidden_layers: json.num_hidden_layers as number, hidden_size: json.hidden_size as number });
   const maps = { unet: new Map() as ParameterMap, vae: new Map() as ParameterMap, textEncoder: new Map() as ParameterMap, textEncoder2: new Map() as ParameterMap };
   const unmapped: string[] = [];

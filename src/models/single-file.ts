@@ -14,7 +14,7 @@ import { ClipTokenizer } from '../tokenizers/clip.ts';
 import { ClipTextModel } from './clip-text.ts';
 import { parseClipTextConfig } from './checkpoint/clip-config.ts';
 import { UNet2DConditionModel } from './unet.ts';
-import { parseUNetConfig } from './unet-config.ts';
+import { parseUNetConfig } from './checkpoint/unet-config.ts';
 import { AutoencoderKL } from './vae.ts';
 import { parseVaeConfig } from './checkpoint/vae-config.ts';
 import {
@@ -362,7 +362,7 @@ export function loadSingleFile(path: string, options: LoadSingleFileOptions = {}
   const yaml = options.config === undefined ? undefined : readFileSync(options.config, 'utf8');
   const { file, config, mapping, warnings } = openSingleFileCheckpoint(path, { originalConfigYaml: yaml });
   for (const w of warnings) (options.onWarning ?? console.warn)(w);
-  const unet = new UNet2DConditionModel(parseUNetConfig(config.unet));
+  const unet = inFile(`${path} (its UNet config)`, () => new UNet2DConditionModel(parseUNetConfig(config.unet)));
   bindLocated(unet.parameters(), singleFileLocator(file, mapping.unet), { what: 'UNet', from: path });
   // The configs come from the YAML or the tensors' shapes, so their errors name the checkpoint.
   const vae = inFile(`${path} (its VAE config)`, () => new AutoencoderKL(parseVaeConfig(config.vae)));

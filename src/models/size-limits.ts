@@ -8,7 +8,7 @@
 //    memory, or $NURI_MAX_ATTENTION_GB gigabytes when set.
 
 import { totalmem } from 'node:os';
-import type { UNetConfig } from './unet-config.ts';
+import type { UNetConfig } from './checkpoint/unet-config.ts';
 import { type VaeConfig, vaeDownscale } from './vae.ts';
 
 export interface PictureSize {

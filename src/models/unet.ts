@@ -28,9 +28,9 @@ import {
 } from '../engine/index.ts';
 import { type AttentionHook, type AttentionPlace, type HookSite, Transformer2DModel } from './attention.ts';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from './blocks.ts';
-import type { UNetConfig } from './unet-config.ts';
+import type { UNetConfig } from './checkpoint/unet-config.ts';
 
-export type { UNetConfig } from './unet-config.ts';
+export type { UNetConfig } from './checkpoint/unet-config.ts';
 export type { AttentionCall, AttentionHook, AttentionLayer, AttentionPlace } from './attention.ts';
 
 export interface UNetForwardOptions {
@@ -79,7 +79,7 @@ function resnet(name: string, s: BlockShape, inChannels: number, outputScaleFact
 
 function transformer(name: string, c: UNetConfig, channels: number, level: number): Transformer2DModel {
   const heads = c.num_attention_heads[level];
-  if (channels % heads) throw new Error(`unet config: ${channels} channels do not split into ${heads} attention heads`);
+  if (channels % heads) throw new Error(`${channels} channels do not split into ${heads} attention heads ("num_attention_heads")`);
   return new Transformer2DModel(name, {
     heads,
     headDim: channels / heads,

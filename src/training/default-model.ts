@@ -8,7 +8,7 @@ import { loadEmojiDataset } from '../data/emoji-dataset.ts';
 import { parseEmojiSource } from '../data/emoji-source.ts';
 import { IMAGE_ENCODER, writeImageEncoder } from '../models/pipeline-clip.ts';
 import { UNet2DConditionModel } from '../models/unet.ts';
-import { parseUNetConfig } from '../models/unet-config.ts';
+import { parseUNetConfig } from '../models/checkpoint/unet-config.ts';
 import { VaeRunner } from '../models/vae-runner.ts';
 import { loadVae } from '../models/checkpoint/components.ts';
 import { WEIGHTS_FILE, writeComponent } from './export.ts';

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import type { CompiledGraph } from '../../src/engine/index.ts';
 import { readSafetensors, writeSafetensors, type WritableTensor } from '../../src/engine/safetensors.ts';
 import { readImage } from '../../src/io/image.ts';
-import { controlResidualName, parseControlNetConfig } from '../../src/models/controlnet.ts';
+import { controlResidualName } from '../../src/models/controlnet.ts';
+import { parseControlNetConfig } from '../../src/models/checkpoint/controlnet-config.ts';
 import { loadControlNet } from '../../src/models/controlnet-load.ts';
 import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import { compileControlNet } from '../../src/pipelines/controlnet.ts';
@@ -120,9 +121,9 @@ describe('parseControlNetConfig', () => {
   });
 
   it('names what it does not support', () => {
-    expect(() => parseControlNetConfig({ global_pool_conditions: true })).toThrow(/global_pool_conditions=true is not supported/);
-    expect(() => parseControlNetConfig({ controlnet_conditioning_channel_order: 'rbg' })).toThrow(/controlnet_conditioning_channel_order must be "rgb" or "bgr"/);
-    expect(() => parseControlNetConfig({ conditioning_embedding_out_channels: [8, 0] })).toThrow(/conditioning_embedding_out_channels\[1\]/);
+    expect(() => parseControlNetConfig({ global_pool_conditions: true })).toThrow(/"global_pool_conditions" true is not supported/);
+    expect(() => parseControlNetConfig({ controlnet_conditioning_channel_order: 'rbg' })).toThrow(/"controlnet_conditioning_channel_order" must be one of "rgb", "bgr", got "rbg"/);
+    expect(() => parseControlNetConfig({ conditioning_embedding_out_channels: [8, 0] })).toThrow(/"conditioning_embedding_out_channels" must be a list of 1 to 8 integers from 1 to 16384, got \[8,0\]/);
   });
 });
 

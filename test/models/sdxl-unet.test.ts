@@ -6,7 +6,7 @@ import { type CompiledGraph, Tensor, compile, sym } from '../../src/engine/index
 import { readSafetensors } from '../../src/engine/safetensors.ts';
 import { type UNet2DConditionModel } from '../../src/models/unet.ts';
 import { loadUNet } from '../../src/models/checkpoint/components.ts';
-import { parseUNetConfig } from '../../src/models/unet-config.ts';
+import { parseUNetConfig } from '../../src/models/checkpoint/unet-config.ts';
 import { TINY_SDXL, referenceCase } from '../fixtures.ts';
 import { maxAbsDiff } from '../schedulers/reference.ts';
 
@@ -69,8 +69,8 @@ describe('SDXL UNet against diffusers (sdxl_unet)', () => {
   });
 
   it('refuses a text_time config without its sizes, and a UNet called without its added conditions', () => {
-    expect(() => parseUNetConfig({ addition_embed_type: 'text_time', addition_time_embed_dim: 256 })).toThrow(/unet config: addition_embed_type "text_time" needs projection_class_embeddings_input_dim/);
-    expect(() => parseUNetConfig({ addition_embed_type: 'image' })).toThrow(/addition_embed_type="image" is not supported/);
+    expect(() => parseUNetConfig({ addition_embed_type: 'text_time', addition_time_embed_dim: 256 })).toThrow(/"addition_embed_type" "text_time" needs "projection_class_embeddings_input_dim"/);
+    expect(() => parseUNetConfig({ addition_embed_type: 'image' })).toThrow(/"addition_embed_type" "image" is not supported/);
     const x = Tensor.input('sample', [1, 4, 8, 8]);
     expect(() => unet.forward(x, Tensor.input('timestep', [1]), Tensor.input('encoder_hidden_states', [1, 77, 12]))).toThrow(/needs text_embeds and time_ids/);
   });

@@ -7,7 +7,7 @@ import { float32ToFloat16, readSafetensors, writeSafetensors, type WritableTenso
 import type { AttentionCall, AttentionHook } from '../../src/models/attention.ts';
 import { UNet2DConditionModel } from '../../src/models/unet.ts';
 import { loadUNet } from '../../src/models/checkpoint/components.ts';
-import { parseUNetConfig } from '../../src/models/unet-config.ts';
+import { parseUNetConfig } from '../../src/models/checkpoint/unet-config.ts';
 import { TINY_SD, referenceCase } from '../fixtures.ts';
 
 const UNET_DIR = join(TINY_SD, 'unet');
@@ -89,12 +89,12 @@ describe('parseUNetConfig', () => {
 
   it('names unsupported block types and features', () => {
     const types = ['SimpleCrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'];
-    expect(() => parseUNetConfig({ down_block_types: types })).toThrow(/down_block_types has unsupported block type "SimpleCrossAttnDownBlock2D"/);
-    expect(() => parseUNetConfig({ addition_embed_type: 'text' })).toThrow(/addition_embed_type="text" is not supported/);
+    expect(() => parseUNetConfig({ down_block_types: types })).toThrow(/"down_block_types" has "SimpleCrossAttnDownBlock2D", which is not supported/);
+    expect(() => parseUNetConfig({ addition_embed_type: 'text' })).toThrow(/"addition_embed_type" "text" is not supported \(only null\)/);
     expect(parseUNetConfig({ only_cross_attention: [false, false, false, false], upcast_attention: true }).num_attention_heads).toEqual([8, 8, 8, 8]);
     expect(() => parseUNetConfig({ only_cross_attention: [true, false, false, false] })).toThrow(/only_cross_attention/);
-    expect(() => parseUNetConfig({ mid_block_type: null })).toThrow(/mid_block_type null/);
-    expect(() => parseUNetConfig({ layers_per_block: [2, 2] })).toThrow(/layers_per_block must be an integer from 1 to 64 or a list of 4/);
+    expect(() => parseUNetConfig({ mid_block_type: null })).toThrow(/"mid_block_type" null \(no mid block\) is not supported/);
+    expect(() => parseUNetConfig({ layers_per_block: [2, 2] })).toThrow(/"layers_per_block" must be an integer from 1 to 64 or a list of 4 such integers, got \[2,2\]/);
   });
 });
 

@@ -9,7 +9,7 @@ import { crossAttentionMaps } from '../../src/pipelines/attention-maps.ts';
 import { attentionMapGrid, crossAttentionGrids } from '../../src/pipelines/attention-store.ts';
 import { edit } from '../../src/pipelines/edit.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
-import type { DownBlockType, UpBlockType } from '../../src/models/unet-config.ts';
+import type { DownBlockType, UpBlockType } from '../../src/models/checkpoint/unet-config.ts';
 
 const cross = (n: number) => ({
   down_block_types: [...Array<DownBlockType>(n - 1).fill('CrossAttnDownBlock2D'), 'DownBlock2D' as const],

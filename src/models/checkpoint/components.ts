@@ -14,7 +14,7 @@ import { bindWeights } from './bind.ts';
 import { parseClipConfig, parseClipTextConfig, parseClipVisionConfig } from './clip-config.ts';
 import { configPath, inFile, parseConfigFile, readConfigJson } from './config-file.ts';
 import { type CountExpectation, checkLayerCounts } from './layer-counts.ts';
-import { type UNetConfig, parseUNetConfig } from '../unet-config.ts';
+import { type UNetConfig, parseUNetConfig } from './unet-config.ts';
 import { parseVaeConfig } from './vae-config.ts';
 import { type Weights, openWeights } from './weights.ts';
 

@@ -13,7 +13,7 @@
 //   `<path>: <what is wrong, naming the field>`.
 // - config-reader.ts: ConfigReader(json) reads fields by their snake_case names with defaults and
 //   bounds (int, number, bool, oneOf, ints, perBlock, types, only): `"field" must be …, got …`.
-// - vae-config.ts, autoencoder-tiny-config.ts, clip-config.ts, ../unet-config.ts: each model's
+// - unet-config.ts, vae-config.ts, autoencoder-tiny-config.ts, clip-config.ts, controlnet-config.ts: each model's
 //   config type with diffusers' / transformers' field names, and its parser (parseVaeConfig, …).
 // - bounds.ts: CONFIG_BOUNDS, boundedInt, boundedNumber — every size in a config is bounded.
 // - weights.ts: findWeights(dir, stem, variant?) picks the file; Weights.open(path) opens a
@@ -31,6 +31,8 @@ export * from './clip-config.ts';
 export * from './components.ts';
 export * from './config-file.ts';
 export * from './config-reader.ts';
+export * from './controlnet-config.ts';
 export * from './layer-counts.ts';
+export * from './unet-config.ts';
 export * from './vae-config.ts';
 export * from './weights.ts';

@@ -34,9 +34,9 @@ describe('config.json files', () => {
   }
 
   const fields: [string, string, unknown, RegExp][] = [
-    ['unet/config.json', 'layers_per_block', 1e9, /layers_per_block must be an integer from 1 to 64/],
-    ['unet/config.json', 'transformer_layers_per_block', 1e9, /transformer_layers_per_block must be an integer from 1 to 64/],
-    ['unet/config.json', 'block_out_channels', [32, 32, 32, 1e9], /block_out_channels must be a list of 1 to 8 integers from 1 to 16384/],
+    ['unet/config.json', 'layers_per_block', 1e9, /"layers_per_block" must be an integer from 1 to 64/],
+    ['unet/config.json', 'transformer_layers_per_block', 1e9, /"transformer_layers_per_block" must be an integer from 1 to 64/],
+    ['unet/config.json', 'block_out_channels', [32, 32, 32, 1e9], /"block_out_channels" must be a list of 1 to 8 integers from 1 to 16384/],
     ['unet/config.json', 'norm_eps', -1, /"norm_eps" must be a number above 0 and at most 1, got -1/],
     ['unet/config.json', 'norm_eps', 0, /"norm_eps" must be a number above 0/],
     ['vae/config.json', 'layers_per_block', 1e9, /"layers_per_block" must be an integer from 1 to 64/],
