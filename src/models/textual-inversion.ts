@@ -2,6 +2,7 @@
 // or more learned token-embedding rows. Files read here:
 //   diffusers  learned_embeds.safetensors: one tensor named after the token, [C] or [n, C]
 //   A1111      NAME.safetensors: "emb_params" (or "string_to_param.*") [n, C]; the token is NAME
+//   SDXL       NAME.safetensors: "clip_l" [n, 768] and "clip_g" [n, 1280], one row set per text encoder
 // A multi-vector embedding adds tokens TOKEN, TOKEN_1, …, TOKEN_{n−1} and a prompt's TOKEN is
 // expanded to all of them, as diffusers does.
 
@@ -13,8 +14,10 @@ import type { ClipTextModel } from './clip-text.ts';
 
 export interface TextualInversionEmbedding {
   token: string;
-  /** One row [C] per vector. */
+  /** One row [C] per vector (SDXL: the first text encoder's, clip_l). */
   vectors: Float32Array[];
+  /** SDXL's second text encoder's rows (clip_g), as many as `vectors`; absent for SD 1.x/2.x embeddings. */
+  vectors2?: Float32Array[];
   /** The file it was read from, for messages. */
   source?: string;
 }
@@ -25,27 +28,36 @@ const A1111_KEYS = ['emb_params', 'string_to_param.*'];
 export function readEmbeddingFile(path: string, token?: string): TextualInversionEmbedding {
   const file = SafetensorsFile.open(path);
   try {
+    if (file.has('clip_l') && file.has('clip_g')) {
+      const [vectors, vectors2] = [readRows(path, file, 'clip_l'), readRows(path, file, 'clip_g')];
+      if (vectors.length !== vectors2.length) throw new Error(`embedding file ${path}: "clip_l" has ${vectors.length} vectors but "clip_g" has ${vectors2.length}; SDXL needs one of each per token`);
+      return { token: token ?? basename(path, extname(path)), vectors, vectors2, source: path };
+    }
     const { name, fileToken } = embeddingTensor(path, file.names());
-    const { shape } = file.entry(name);
-    if (shape.length < 1 || shape.length > 2) throw new Error(`embedding file ${path}: tensor "${name}" has shape [${shape.join(', ')}]; expected [C] or [n, C]`);
-    const dim = shape[shape.length - 1];
-    const count = shape.length === 2 ? shape[0] : 1;
-    if (count < 1 || dim < 1) throw new Error(`embedding file ${path}: tensor "${name}" has shape [${shape.join(', ')}], which holds no vector`);
-    const data = file.readFloat32(name);
-    const bad = firstNonFinite(data);
-    if (bad >= 0) throw new Error(`embedding file ${path}: tensor "${name}" holds ${data[bad]} in row ${Math.floor(bad / dim)}; an embedding must hold finite numbers`);
-    const vectors = Array.from({ length: count }, (_, i) => data.slice(i * dim, (i + 1) * dim));
-    return { token: token ?? fileToken, vectors, source: path };
+    return { token: token ?? fileToken, vectors: readRows(path, file, name), source: path };
   } finally {
     file.close();
   }
+}
+
+/** The rows of one embedding tensor, [C] or [n, C], checked for shape and finite values. */
+function readRows(path: string, file: SafetensorsFile, name: string): Float32Array[] {
+  const { shape } = file.entry(name);
+  if (shape.length < 1 || shape.length > 2) throw new Error(`embedding file ${path}: tensor "${name}" has shape [${shape.join(', ')}]; expected [C] or [n, C]`);
+  const dim = shape[shape.length - 1];
+  const count = shape.length === 2 ? shape[0] : 1;
+  if (count < 1 || dim < 1) throw new Error(`embedding file ${path}: tensor "${name}" has shape [${shape.join(', ')}], which holds no vector`);
+  const data = file.readFloat32(name);
+  const bad = firstNonFinite(data);
+  if (bad >= 0) throw new Error(`embedding file ${path}: tensor "${name}" holds ${data[bad]} in row ${Math.floor(bad / dim)}; an embedding must hold finite numbers`);
+  return Array.from({ length: count }, (_, i) => data.slice(i * dim, (i + 1) * dim));
 }
 
 /** The token an embedding file adds, from its header alone (for listings). */
 export function embeddingFileToken(path: string): string {
   const file = SafetensorsFile.open(path);
   try {
-    return embeddingTensor(path, file.names()).fileToken;
+    return file.has('clip_l') && file.has('clip_g') ? basename(path, extname(path)) : embeddingTensor(path, file.names()).fileToken;
   } finally {
     file.close();
   }
@@ -107,6 +119,37 @@ export function addEmbedding(tokenizer: ClipTokenizer, textEncoder: ClipTextMode
     textEncoder.addTokenEmbeddings([embedding.vectors[i]]);
     return id;
   });
+}
+
+/**
+ * Adds an embedding to a model's text towers: SD 1.x/2.x embeddings to its one text encoder,
+ * SDXL's clip_l rows to the first and clip_g rows to the second. Both are checked before either changes.
+ */
+export function addEmbeddingToModel(
+  model: { tokenizer: ClipTokenizer; textEncoder: ClipTextModel; tokenizer2?: ClipTokenizer; textEncoder2?: ClipTextModel },
+  embedding: TextualInversionEmbedding,
+): number[] {
+  const what = `embedding "${embedding.token}"${embedding.source ? ` (${embedding.source})` : ''}`;
+  const { tokenizer2, textEncoder2 } = model;
+  if (!textEncoder2 || !tokenizer2) {
+    if (embedding.vectors2) throw new Error(`${what} is an SDXL embedding (clip_l and clip_g); this model has one text encoder`);
+    return addEmbedding(model.tokenizer, model.textEncoder, embedding);
+  }
+  if (!embedding.vectors2) throw new Error(`${what} has one set of vectors; an SDXL model needs "clip_l" and "clip_g" (one per text encoder)`);
+  const dim2 = textEncoder2.config.hidden_size;
+  const bad = embedding.vectors2.find((v) => v.length !== dim2);
+  if (bad) throw new Error(`${what}: its clip_g vectors are ${bad.length} wide; this model's second text encoder is ${dim2} wide`);
+  for (const token of embeddingTokens(embedding)) {
+    try {
+      tokenizer2.checkNewToken(token);
+    } catch (e) {
+      throw new Error(`${what}: ${(e as Error).message}`);
+    }
+  }
+  const ids = addEmbedding(model.tokenizer, model.textEncoder, embedding);
+  const ids2 = addEmbedding(tokenizer2, textEncoder2, { ...embedding, vectors: embedding.vectors2 });
+  if (ids.join() !== ids2.join()) throw new Error(`${what}: the two tokenizers gave different ids (${ids.join(', ')} vs ${ids2.join(', ')})`);
+  return ids;
 }
 
 /** Rewrites a prompt so a multi-vector embedding's token stands for all its tokens. */

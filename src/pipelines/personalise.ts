@@ -5,7 +5,7 @@
 import { basename } from 'node:path';
 import type { StableDiffusionComponents } from '../models/load.ts';
 import { loadLoraFile, mergeLora } from '../models/lora.ts';
-import { type TextualInversionEmbedding, addEmbedding, expandEmbeddingTokens, readEmbeddingFile } from '../models/textual-inversion.ts';
+import { type TextualInversionEmbedding, addEmbeddingToModel, expandEmbeddingTokens, readEmbeddingFile } from '../models/textual-inversion.ts';
 
 export interface LoraSpec {
   path: string;
@@ -45,7 +45,7 @@ export async function personalise(components: StableDiffusionComponents, options
   }
   const embeddings = (options.embeddings ?? []).map((path) => {
     const embedding = readEmbeddingFile(path);
-    addEmbedding(components.tokenizer, components.textEncoder, embedding);
+    addEmbeddingToModel(components, embedding);
     return embedding;
   });
   return { embeddings, loraLabels, warnings, expandPrompt: (prompt) => expandEmbeddingTokens(prompt, embeddings) };
