@@ -13,7 +13,7 @@ import { loadStableDiffusion } from '../../src/models/load.ts';
 import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import { edit } from '../../src/pipelines/edit.ts';
 import { generate } from '../../src/pipelines/generate.ts';
-import { type InpaintFill, prepareInpaint } from '../../src/pipelines/inpaint.ts';
+import { type InpaintFill, outpaintCanvas, prepareInpaint } from '../../src/pipelines/inpaint.ts';
 import { type Mask, maskFromImage } from '../../src/pipelines/masks.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { createScheduler } from '../../src/schedulers/index.ts';
@@ -87,6 +87,21 @@ describe('inpainting matches diffusers on tiny-sd (case j)', () => {
       expect(outside, fill).toBe(0);
       expect(inside, fill).toBeGreaterThan(0.01);
     }
+  });
+
+  it('outpainting grows the canvas; the picture stays where the blurred border does not reach', async () => {
+    const { image, mask } = outpaintCanvas(picture, { left: 32, bottom: 16 });
+    const r = await generate(four, { prompts: [PROMPT], steps: 2, seed: 1, width: 160, height: 144, initImage: image, inpaint: { mask, blur: 4 } });
+    const out = r.images[0];
+    expect([out.width, out.height]).toEqual([160, 144]);
+    const at = (img: RgbImage, c: number, x: number, y: number) => img.data[c * img.width * img.height + y * img.width + x];
+    let kept = 0;
+    let border = 0;
+    // σ 4: 10 px (2.5σ) past the seam the blurred mask is 0.
+    for (let y = 0; y < 128 - 10; y++) for (let x = 10; x < 128; x++) for (let c = 0; c < 3; c++) kept = Math.max(kept, Math.abs(at(out, c, x + 32, y) - at(picture, c, x, y)));
+    for (let y = 0; y < 144; y++) for (let x = 0; x < 16; x++) for (let c = 0; c < 3; c++) border = Math.max(border, Math.abs(at(out, c, x, y) - at(image, c, x, y)));
+    expect(kept).toBe(0);
+    expect(border).toBeGreaterThan(0.05); // repainted, not the repeated edge it started from
   });
 
   it('an inpainting UNet without a picture and mask is refused, naming the model', async () => {
