@@ -118,7 +118,7 @@ export class ConfigReader {
   unsupported(field: string, isDefault: (value: unknown) => boolean): void {
     const value = this.raw(field);
     if (value !== undefined && !isDefault(value)) {
-      throw new Error(`${this.className}: ${field}=${JSON.stringify(value)} is not supported`);
+      throw new Error(`${this.className}: "${field}" ${JSON.stringify(value)} is not supported`);
     }
   }
 
@@ -134,9 +134,10 @@ export class ConfigReader {
     return value as number[];
   }
 
+  /** The checkpoint layer's error style (models/checkpoint/config-reader.ts), after the class name. */
   private fail(field: string, value: unknown, expected: string): never {
-    const shown = typeof value === 'string' ? value : JSON.stringify(value);
-    throw new Error(`${this.className}: scheduler config field ${field} must be ${expected}, got ${shown}`);
+    const shown = typeof value === 'string' && value.startsWith('[') ? value : JSON.stringify(value);
+    throw new Error(`${this.className}: "${field}" must be ${expected}, got ${shown}`);
   }
 }
 

@@ -68,20 +68,20 @@ describe('scheduler_config.json', () => {
   });
 
   it.each([
-    [{ beta_schedule: 'cosine' }, /beta_schedule must be one of "linear", "scaled_linear", "squaredcos_cap_v2", got cosine/],
-    [{ num_train_timesteps: 0 }, /num_train_timesteps must be an integer from 2 to 100000, got 0/],
+    [{ beta_schedule: 'cosine' }, /DDIMScheduler: "beta_schedule" must be one of "linear", "scaled_linear", "squaredcos_cap_v2", got "cosine"/],
+    [{ num_train_timesteps: 0 }, /"num_train_timesteps" must be an integer from 2 to 100000, got 0/],
     [{ num_train_timesteps: 10.5 }, /num_train_timesteps/],
-    [{ beta_start: -1 }, /beta_start must be a number in \(0, 1\)/],
+    [{ beta_start: -1 }, /"beta_start" must be a number in \(0, 1\)/],
     [{ beta_end: '0.02' }, /beta_end/],
     [{ prediction_type: 'x0' }, /prediction_type/],
     [{ timestep_spacing: 'uniform' }, /timestep_spacing/],
     [{ steps_offset: -1 }, /steps_offset/],
-    [{ clip_sample: 'yes' }, /clip_sample must be a boolean/],
+    [{ clip_sample: 'yes' }, /"clip_sample" must be a boolean, got "yes"/],
     [{ clip_sample_range: 0 }, /clip_sample_range/],
     [{ eta: -0.5 }, /eta/],
-    [{ trained_betas: [0.1, 0.2] }, /trained_betas must be num_train_timesteps \(1000\) values/],
-    [{ thresholding: true }, /thresholding=true is not supported/],
-    [{ rescale_betas_zero_snr: true }, /rescale_betas_zero_snr=true is not supported/],
+    [{ trained_betas: [0.1, 0.2] }, /"trained_betas" must be num_train_timesteps \(1000\) values, got \[2 values\]/],
+    [{ thresholding: true }, /DDIMScheduler: "thresholding" true is not supported/],
+    [{ rescale_betas_zero_snr: true }, /"rescale_betas_zero_snr" true is not supported/],
   ])('rejects %j with a clear error', (config, message) => {
     expect(() => new DDIMScheduler(config)).toThrow(message);
   });

@@ -95,7 +95,7 @@ describe('LCM', () => {
       originalInferenceSteps: 50,
       timestepScaling: 10,
     });
-    expect(() => new LCMScheduler({ thresholding: true })).toThrow(/LCMScheduler: thresholding=true is not supported/);
+    expect(() => new LCMScheduler({ thresholding: true })).toThrow(/LCMScheduler: "thresholding" true is not supported/);
   });
 
   it('the last step returns the denoised sample and draws nothing (1 step: no noise at all)', () => {
@@ -118,7 +118,7 @@ describe('LCM', () => {
   it('refuses more steps than the distillation grid has', () => {
     const scheduler = new LCMScheduler({ original_inference_steps: 50 });
     expect(() => scheduler.setTimesteps(51)).toThrow(/LCMScheduler: number of inference steps must be an integer in \[1, 50\]/);
-    expect(() => new LCMScheduler({ original_inference_steps: 0 })).toThrow(/original_inference_steps must be an integer from 1 to 1000/);
+    expect(() => new LCMScheduler({ original_inference_steps: 0 })).toThrow(/"original_inference_steps" must be an integer from 1 to 1000/);
   });
 
   it('img2img: begins at the begin index and still draws no noise on the schedule’s last step', () => {

@@ -45,8 +45,8 @@ describe('config.json files', () => {
     ['text_encoder/config.json', 'num_hidden_layers', 1e9, /"num_hidden_layers" must be an integer from 1 to 64/],
     ['text_encoder/config.json', 'layer_norm_eps', -1, /"layer_norm_eps" must be a number above 0/],
     ['text_encoder/config.json', 'vocab_size', 1e12, /"vocab_size" must be an integer from 1 to 1048576/],
-    ['scheduler/scheduler_config.json', 'num_train_timesteps', 1e9, /num_train_timesteps must be an integer from 2 to 100000/],
-    ['scheduler/scheduler_config.json', 'steps_offset', 5000, /steps_offset must be an integer from 0 to 999/],
+    ['scheduler/scheduler_config.json', 'num_train_timesteps', 1e9, /"num_train_timesteps" must be an integer from 2 to 100000/],
+    ['scheduler/scheduler_config.json', 'steps_offset', 5000, /"steps_offset" must be an integer from 0 to 999/],
   ];
   for (const [file, field, value, message] of fields) {
     it(`refuses ${file} ${field} ${JSON.stringify(value)}, naming the file and field`, () => {
