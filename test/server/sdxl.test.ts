@@ -1,0 +1,42 @@
+// The server serves an SDXL model like any other: listed by /sdapi/v1/sd-models, and drawn by
+// /sdapi/v1/txt2img with override_settings.sd_model_checkpoint (tiny-sdxl, 64×64, 2 steps).
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseParameters } from '../../src/io/parameters.ts';
+import { parsePngText } from '../../src/io/png.ts';
+import { TINY_SDXL } from '../fixtures.ts';
+import { type TestServer, testServer } from './helpers.ts';
+
+let modelsDir: string;
+let server: TestServer;
+
+beforeAll(async () => {
+  modelsDir = mkdtempSync(join(tmpdir(), 'nuri-sdxl-models-'));
+  cpSync(TINY_SDXL, join(modelsDir, 'tiny-sdxl'), { recursive: true });
+  server = await testServer({ models: modelsDir, queueSize: 2 });
+}, 120_000);
+
+afterAll(async () => {
+  await server?.close();
+  rmSync(modelsDir, { recursive: true, force: true });
+});
+
+async function call(method: 'GET' | 'POST', path: string, body?: unknown) {
+  const headers: Record<string, string> = { connection: 'close', ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
+  const res = await fetch(`${server.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+describe('an SDXL model on the server', () => {
+  it('is listed and draws through /sdapi/v1/txt2img', async () => {
+    const models = (await call('GET', '/sdapi/v1/sd-models')).json as { title: string; filename: string }[];
+    expect(models).toContainEqual(expect.objectContaining({ title: 'tiny-sdxl', filename: join(modelsDir, 'tiny-sdxl') }));
+    const r = await call('POST', '/sdapi/v1/txt2img', { prompt: 'a photo of a cat', negative_prompt: 'blurry', steps: 2, seed: 4, width: 64, height: 64, sampler_name: 'Euler', override_settings: { sd_model_checkpoint: 'tiny-sdxl' } });
+    expect(r.status).toBe(200);
+    const image = Buffer.from(r.json.images[0] as string, 'base64');
+    expect(parseParameters(parsePngText(image).parameters)).toMatchObject({ model: 'tiny-sdxl', width: 64, height: 64, steps: 2, seed: 4 });
+  }, 120_000);
+});
