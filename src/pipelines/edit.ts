@@ -95,7 +95,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   const rng = new BatchGenerator([o.seed, o.seed]); // both rows draw the same noise, at every step
   let inversion = o.inversion;
   if (o.image && !inversion) {
-    inversion = await invertImage(sd, { prompt: plan.source, image: o.image, steps: o.steps, guidance: o.guidance, negativePrompt: o.negativePrompt, clipSkip: o.clipSkip, promptSyntax: o.promptSyntax, nullText: o.nullText, signal: o.signal, onStep: o.onInversionStep });
+    inversion = await invertImage(sd, { prompt: plan.source, image: o.image, steps: o.steps, guidance: o.guidance, negativePrompt: o.negativePrompt, clipSkip: o.clipSkip, promptSyntax: o.promptSyntax, maxChunks: o.maxChunks, minChunks: plan.chunks, nullText: o.nullText, signal: o.signal, onStep: o.onInversionStep });
   }
   if (inversion && (inversion.steps !== o.steps || inversion.guidance !== o.guidance)) {
     throw new Error(`the inversion was made for ${inversion.steps} steps at guidance ${inversion.guidance}; edit with the same`);
@@ -130,6 +130,9 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   const control = new PromptToPromptControl({ batch, tokens, observers });
   const unet = await compileControlledUNet(sd, [batch, shape[1], h, w], control, tokens);
   const nullText = guided && inversion ? inversion.uncondEmbeddings : undefined;
+  if (nullText && nullText[0]!.length !== tokens * sd.contextShape[1]) {
+    throw new Error(`the inversion's null-text embeddings have ${nullText[0]!.length / sd.contextShape[1]} positions; this edit's prompts need ${tokens} (${plan.chunks} chunks): invert again with these prompts`);
+  }
   const feeds = (i: number): Feeds => ({ ...promptToPromptFeeds(plan, i), ...(nullText ? { encoder_hidden_states: nullTextContext(nullText[i], cond, [tokens, sd.contextShape[1]]) } : {}) });
 
   const final = await denoise(sd, unet, {

@@ -18,7 +18,7 @@ import { throwIfAborted } from '../engine/abort.ts';
 import { Generator } from '../engine/random.ts';
 import { denoise, stepCallback } from './generate.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
-import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
+import { type PromptEncodeOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
 
 export interface NullTextOptions {
   /** Adam iterations per sampling step; default 10. */
@@ -29,7 +29,7 @@ export interface NullTextOptions {
   epsilon?: number;
 }
 
-export interface InversionOptions extends PromptSyntaxOptions {
+export interface InversionOptions extends PromptEncodeOptions {
   /** The picture's description: the source prompt of later edits. */
   prompt: string;
   /** The picture, already at the size to work at (multiples of 8). */
@@ -80,9 +80,8 @@ export async function invertImage(sd: StableDiffusion, o: InversionOptions): Pro
   if (width % 8 || height % 8) throw new Error(`inversion: the picture must be a multiple of 8 in size, got ${width}×${height}`);
   const pixels = imageToTensor([o.image], '-1..1');
   const encoded = await sd.imageToLatents(pixels, [1, 3, height, width]);
+  // Long prompts: the null-text embeddings have the prompt's 77·chunks positions.
   const text = await encodePromptEmbeddings(sd, [o.prompt], [o.negativePrompt ?? ''], o);
-  // The null-text embedding is one 77-token context; several chunks would need one of that length.
-  if (text.chunks > 1) throw new Error(`inversion: the prompt and negative prompt must fit ${sd.contextShape[0] - 2} tokens without BREAK; they need ${text.chunks} chunks`);
   const cond = text.cond;
   const uncond = text.uncond!;
   const scheduler = ddim(sd, o.steps);
@@ -102,7 +101,7 @@ export function ddim(sd: StableDiffusion, steps: number): DDIMScheduler {
 
 /** z_0 → z_T with the prompt alone: ε is taken at the step's upper timestep from the latents below it. */
 export async function ddimInversion(sd: StableDiffusion, scheduler: DDIMScheduler, clean: Float32Array, shape: Shape4, cond: Float32Array, onStep?: InversionOptions['onStep'], signal?: AbortSignal): Promise<Float32Array[]> {
-  const unet = await sd.unet();
+  const unet = await sd.unet(contextTokens(sd, cond, 1));
   const trajectory = [clean];
   const ascending = [...scheduler.timesteps].reverse();
   for (const [i, t] of ascending.entries()) {
@@ -131,10 +130,11 @@ export async function nullTextInversion(
 ): Promise<{ uncondEmbeddings: Float32Array[]; losses: number[] }> {
   const { innerSteps, learningRate, epsilon } = { ...NULL_TEXT_DEFAULTS, ...options };
   if (scheduler.config.predictionType !== 'epsilon') throw new Error('null-text inversion needs an ε-prediction model');
-  const embedding = new Parameter('null_text_embedding', [1, ...sd.contextShape]);
+  const tokens = contextTokens(sd, uncond, 1);
+  const embedding = new Parameter('null_text_embedding', [1, tokens, sd.contextShape[1]]);
   embedding.trainable = true;
   embedding.setValue(uncond);
-  const [step, unet] = await Promise.all([compileNullTextStep(sd, shape, embedding), sd.unet()]);
+  const [step, unet] = await Promise.all([compileNullTextStep(sd, shape, embedding), sd.unet(tokens)]);
   const steps = scheduler.timesteps.length;
   const uncondEmbeddings: Float32Array[] = [];
   const losses: number[] = [];
@@ -198,15 +198,16 @@ export async function compileNullTextStep(sd: StableDiffusion, shape: Shape4, em
 /** Guided DDIM sampling from the inversion's z_T with its per-step null-text embeddings: should give back z_0. */
 export async function reconstruct(sd: StableDiffusion, inversion: InvertedImage, cond?: Float32Array): Promise<Float32Array> {
   const scheduler = ddim(sd, inversion.steps);
-  const text = cond ?? (await sd.encodePrompts([inversion.prompt]));
+  const chunks = contextTokens(sd, inversion.uncondEmbeddings[0]!, 1) / sd.contextShape[0];
+  const text = cond ?? (await encodePromptEmbeddings(sd, [inversion.prompt], undefined, { minChunks: chunks })).cond;
   // The shared loop's context is [uncond; cond]: each step's tuned null text replaces its uncond half.
   const nullText = (i: number): Feeds => {
     const data = new Float32Array(2 * text.length);
     data.set(inversion.uncondEmbeddings[i]);
     data.set(text, text.length);
-    return { encoder_hidden_states: { data, shape: [2, ...sd.contextShape] } };
+    return { encoder_hidden_states: { data, shape: [2, contextTokens(sd, text, 1), sd.contextShape[1]] } };
   };
-  return denoise(sd, await sd.unet(), {
+  return denoise(sd, await sd.unet(contextTokens(sd, text, 1)), {
     scheduler,
     timesteps: scheduler.timesteps,
     latents: inversion.trajectory[inversion.steps],
@@ -254,4 +255,9 @@ function meanSquaredError(a: Float32Array, b: Float32Array): number {
 /** Peak signal-to-noise ratio in dB of values in [0, 1]. */
 export function psnr(a: Float32Array, b: Float32Array): number {
   return 10 * Math.log10(1 / meanSquaredError(a, b));
+}
+
+/** Context positions (77 · chunks) of `batch` prompts' states. */
+function contextTokens(sd: StableDiffusion, states: Float32Array, batch: number): number {
+  return states.length / (batch * sd.contextShape[1]);
 }

@@ -28,6 +28,8 @@ export interface PromptSyntaxOptions {
 
 export interface PromptEncodeOptions extends PromptSyntaxOptions {
   clipSkip?: number;
+  /** At least this many chunks (a context shared with prompts encoded elsewhere, e.g. an edit's target). */
+  minChunks?: number;
   onWarning?: (message: string) => void;
 }
 
@@ -65,9 +67,9 @@ export async function encodePromptEmbeddings(sd: StableDiffusion, prompts: reado
   const towers = sd.tokenizers;
   const all = [...prompts, ...(negatives ?? [])];
   const plans = towers.map((tokenizer) => planPromptChunks(tokenizer, all, options));
-  const chunks = Math.max(...plans.map((p) => p.chunks));
+  const chunks = Math.max(options.minChunks ?? 1, ...plans.map((p) => p.chunks));
   const length = towers[0]!.modelMaxLength;
-  if (plans.every((plan) => isPlain(all, plan, options.promptSyntax !== false))) {
+  if (chunks === 1 && plans.every((plan) => isPlain(all, plan, options.promptSyntax !== false))) {
     const [cond, uncond] = await Promise.all([sd.encodeConditioning([...prompts], options.clipSkip), negatives ? sd.encodeConditioning([...negatives], options.clipSkip) : undefined]);
     return { cond: cond.states, uncond: uncond?.states, ...pooledPair(cond.pooled, uncond?.pooled), tokens: length, chunks: 1 };
   }

@@ -5,6 +5,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { crossAttentionMaps } from '../../src/pipelines/attention-maps.ts';
 import { edit } from '../../src/pipelines/edit.ts';
+import { invertImage, reconstruct } from '../../src/pipelines/inversion.ts';
+import { createImage } from '../../src/io/image.ts';
 import { LocalBlend } from '../../src/pipelines/local-blend.ts';
 import { planPromptToPrompt } from '../../src/pipelines/prompt-to-prompt.ts';
 import { refinementMap, replacementMap } from '../../src/pipelines/seq-aligner.ts';
@@ -114,5 +116,20 @@ describe('heat maps and edits run on long prompts (tiny-sd)', () => {
     let changed = 0;
     for (let i = 0; i < half; i++) changed = Math.max(changed, Math.abs(stressed.latents[i]! - stressed.latents[half + i]!));
     expect(changed).toBeGreaterThan(1e-4);
+  });
+
+  it('a real picture inverted with a long prompt: null-text embeddings of 2 chunks, and the edit samples its source row with them', async () => {
+    const image = createImage(128, 128);
+    image.data.forEach((_, i) => (image.data[i] = (i % 128) / 128));
+    const inversion = await invertImage(sd, { prompt: LONG_CAT, image, steps: 2, guidance: 7.5, nullText: { innerSteps: 1, learningRate: 0.1 } });
+    expect(inversion.uncondEmbeddings[0]).toHaveLength(154 * sd.contextShape[1]);
+    const edited = await edit(sd, { inversion, source: LONG_CAT, target: LONG_DOG, steps: 2, guidance: 7.5 });
+    const source = await reconstruct(sd, inversion);
+    let worst = 0;
+    source.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - edited.latents[i]!))));
+    expect(worst).toBeLessThan(1e-4);
+    // An inversion made for one chunk cannot serve an edit whose prompts need two.
+    const short = await invertImage(sd, { prompt: 'a cat', image, steps: 2, guidance: 7.5, nullText: false });
+    await expect(edit(sd, { inversion: short, source: 'a cat', target: LONG_DOG, refine: true, steps: 2, guidance: 7.5 })).rejects.toThrow(/invert again/);
   });
 });
