@@ -25,6 +25,8 @@ export const {
   isAbortError,
   executionProviders,
   readImage,
+  canny,
+  readControlImage,
   encodePng,
   writePng,
   parsePngText,

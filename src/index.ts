@@ -21,5 +21,8 @@ export { SCHEDULER_NAMES, type SchedulerName } from './schedulers/index.ts';
 export { AbortError, isAbortError } from './engine/abort.ts';
 export { executionProviders } from './engine/providers.ts';
 export { readImage, type ReadImageOptions, type RgbImage } from './io/image.ts';
+export { canny, type CannyOptions } from './io/canny.ts';
+export { readControlImage, type ControlNetUnit, type ControlPreprocessor } from './pipelines/controlnet.ts';
+export type { ControlNetModel } from './models/controlnet.ts';
 export { encodePng, writePng, parsePngText, readPngText, type PngTextOptions } from './io/png.ts';
 export { formatParameters, parseParameters, type GenerationParameters } from './io/parameters.ts';
