@@ -13,12 +13,15 @@ import type { RandomSource } from '../engine/random.ts';
 import { type RgbImage, createImage, imageToTensor } from '../io/image.ts';
 import type { Shape4 } from '../models/vae-runner.ts';
 import { type Scheduler, img2imgTimesteps } from '../schedulers/index.ts';
-import { type Mask, binarize, blurMask, mixByMask, resizeNearest } from './masks.ts';
+import { type Mask, binarize, blurMask, fillMaskedArea, mixByMask, resizeNearest } from './masks.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
 
-/** What the masked area starts from at strength < 1 (AUTOMATIC1111's `inpainting_fill` 1–3). */
-export type InpaintFill = 'original' | 'latent-noise' | 'latent-nothing';
-export const INPAINT_FILLS = ['original', 'latent-noise', 'latent-nothing'] as const satisfies readonly InpaintFill[];
+/**
+ * What the masked area starts from at strength < 1, AUTOMATIC1111's `inpainting_fill` 0–3: the
+ * colours around it, the picture itself, random latents, zero latents.
+ */
+export type InpaintFill = 'fill' | 'original' | 'latent-noise' | 'latent-nothing';
+export const INPAINT_FILLS = ['fill', 'original', 'latent-noise', 'latent-nothing'] as const satisfies readonly InpaintFill[];
 /** The CLI's and server's mask blur in pixels, AUTOMATIC1111's default (the library's is 0, diffusers'). */
 export const MASK_BLUR = 4;
 
@@ -104,12 +107,15 @@ export async function prepareInpaint(sd: StableDiffusion, o: PrepareInpaintOptio
   const timesteps = img2imgTimesteps(o.scheduler, o.strength).timesteps;
   const fromPicture = !o.startFromNoise && o.strength < 1;
   let imageLatents: Float32Array | undefined;
-  if (fromPicture || !nineChannels) imageLatents = (await sd.vaeRunner.imageToLatents(pixels, pixelShape, { rng: fixed(inpaint.imageNoise) })).data;
+  if (fromPicture || !nineChannels) {
+    const start = fill === 'fill' ? imageToTensor(new Array(batch).fill(fillMaskedArea(image, hard)), '-1..1') : pixels;
+    imageLatents = (await sd.vaeRunner.imageToLatents(start, pixelShape, { rng: fixed(inpaint.imageNoise) })).data;
+  }
 
   let latents: Float32Array;
   if (fromPicture) {
     let start = imageLatents!;
-    if (fill !== 'original') {
+    if (fill === 'latent-noise' || fill === 'latent-nothing') {
       const filler = fill === 'latent-noise' ? o.rng.randn(size) : new Float32Array(size);
       start = mixByMask(start, filler, latentMask);
     }

@@ -86,3 +86,60 @@ export function blurMask(mask: Mask, sigma: number): Mask {
   }
   return { width: w, height: h, data: out };
 }
+
+/**
+ * AUTOMATIC1111's "fill" start for inpainting: the masked area painted with the colours around it.
+ * The kept pixels, premultiplied by their opacity (1 − mask, binarised), are blurred at σ 256, 64,
+ * 16, 4, 2 and 0 px and laid over each other (the smaller, the later and the nearer), so each
+ * masked pixel takes the colour of the nearest kept ones; kept pixels stay as they are.
+ */
+export function fillMaskedArea(image: RgbImage, mask: Mask): RgbImage {
+  const { width: w, height: h } = image;
+  if (mask.width !== w || mask.height !== h) throw new Error(`fill: the mask is ${mask.width}×${mask.height}, the picture ${w}×${h}`);
+  const plane = w * h;
+  const alpha = Float32Array.from(mask.data, (m) => (m >= 0.5 ? 0 : 1));
+  const premultiplied = [0, 1, 2].map((c) => Float32Array.from(alpha, (a, i) => a * image.data[c * plane + i]));
+  const out = new Float32Array(3 * plane);
+  const outAlpha = new Float32Array(plane);
+  for (const [sigma, repeats] of [[256, 1], [64, 1], [16, 2], [4, 4], [2, 2], [0, 1]]) {
+    const a = boxGaussian(alpha, w, h, sigma);
+    const rgb = premultiplied.map((p) => boxGaussian(p, w, h, sigma));
+    for (let r = 0; r < repeats; r++) {
+      // Porter–Duff "over", the layer on top: straight colour rgb/a with opacity a.
+      for (let i = 0; i < plane; i++) {
+        const top = a[i];
+        if (top <= 0) continue;
+        const keep = outAlpha[i] * (1 - top);
+        const total = top + keep;
+        for (let c = 0; c < 3; c++) out[c * plane + i] = (rgb[c][i] + out[c * plane + i] * keep) / total;
+        outAlpha[i] = total;
+      }
+    }
+  }
+  return { width: w, height: h, channels: 3, data: out };
+}
+
+/** A Gaussian blur of σ px approximated by three box blurs per axis (edges extended), as PIL blurs. */
+function boxGaussian(values: Float32Array, w: number, h: number, sigma: number): Float32Array {
+  if (sigma === 0) return values;
+  const radius = Math.max(1, Math.round((Math.sqrt(4 * sigma * sigma + 1) - 1) / 2));
+  let cur = values;
+  for (let pass = 0; pass < 3; pass++) cur = boxBlur(boxBlur(cur, w, h, radius, true), w, h, radius, false);
+  return cur;
+}
+
+/** Mean over a window of 2r + 1 along rows (or columns), edge values repeated past the border. */
+function boxBlur(values: Float32Array, w: number, h: number, r: number, alongRows: boolean): Float32Array {
+  const out = new Float32Array(values.length);
+  const [lines, length] = alongRows ? [h, w] : [w, h];
+  const at = (line: number, k: number) => values[alongRows ? line * w + Math.min(length - 1, Math.max(0, k)) : Math.min(length - 1, Math.max(0, k)) * w + line];
+  for (let line = 0; line < lines; line++) {
+    let sum = 0;
+    for (let k = -r; k <= r; k++) sum += at(line, k);
+    for (let k = 0; k < length; k++) {
+      out[alongRows ? line * w + k : k * w + line] = sum / (2 * r + 1);
+      sum += at(line, k + r + 1) - at(line, k - r);
+    }
+  }
+  return out;
+}

@@ -66,7 +66,7 @@ describe('inpainting matches diffusers on tiny-sd (case j)', () => {
     expect(maxAbsDiff(masks.rect.data.map((v) => (v >= 0.5 ? 1 : 0)), binary)).toBe(0);
   });
 
-  it('below strength 1 the masked area starts from the picture, noise or nothing (inpainting_fill); the rest alike', async () => {
+  it('below strength 1 the masked area starts from the picture, its surroundings, noise or nothing (inpainting_fill); the rest alike', async () => {
     const noise = new Generator(4).randn(1024);
     const start = async (fill: InpaintFill) => {
       const scheduler = createScheduler('ddim', four.components.schedulerConfig);
@@ -75,7 +75,7 @@ describe('inpainting matches diffusers on tiny-sd (case j)', () => {
       return { latents: run.latents, mask: run.latentMask };
     };
     const original = await start('original');
-    for (const fill of ['latent-noise', 'latent-nothing'] as const) {
+    for (const fill of ['latent-noise', 'latent-nothing', 'fill'] as const) {
       const other = await start(fill);
       let inside = 0;
       let outside = 0;
@@ -84,7 +84,8 @@ describe('inpainting matches diffusers on tiny-sd (case j)', () => {
         if (original.mask[i % 256]) inside = Math.max(inside, d);
         else outside = Math.max(outside, d);
       });
-      expect(outside, fill).toBe(0);
+      // 'fill' changes pixels, which the VAE encoder spreads a little past the mask's edge.
+      if (fill !== 'fill') expect(outside, fill).toBe(0);
       expect(inside, fill).toBeGreaterThan(0.01);
     }
   });

@@ -1,11 +1,11 @@
 // The mask helpers inpainting and local blend share, on hand-checked cases: torch's nearest
-// resize, mixing, PIL's grey levels, binarising, AUTOMATIC1111's Gaussian mask blur, and the
+// resize, mixing, PIL's grey levels, binarising, AUTOMATIC1111's Gaussian mask blur and fill, and the
 // outpainting canvas and its spec.
 
 import { describe, expect, it } from 'vitest';
 import { createImage } from '../../src/io/image.ts';
 import { outpaintCanvas, parseOutpaint } from '../../src/pipelines/inpaint.ts';
-import { binarize, blurMask, maskFromImage, mixByMask, resizeNearest } from '../../src/pipelines/masks.ts';
+import { binarize, blurMask, fillMaskedArea, maskFromImage, mixByMask, resizeNearest } from '../../src/pipelines/masks.ts';
 
 describe('masks', () => {
   it('resizes as torch nearest: 128 → 16 takes the pixel at 8i; 3 → 5 repeats 0, 0, 1, 1, 2', () => {
@@ -42,6 +42,26 @@ describe('masks', () => {
     for (const v of flat.data) expect(v).toBeCloseTo(0.25, 6);
     expect(blurMask(step, 0)).toBe(step);
     expect(() => blurMask(step, -1)).toThrow(/mask blur must be a number ≥ 0, got -1/);
+  });
+
+  it("fills the masked area with the colours around it (A1111's fill), keeping the rest exactly", () => {
+    // 16×4: blue on the left quarter, red on the right quarter, the middle half masked.
+    const image = createImage(16, 4, [0, 1, 0]);
+    const plane = 64;
+    for (let i = 0; i < plane; i++) {
+      const x = i % 16;
+      if (x < 4) [image.data[i], image.data[plane + i], image.data[2 * plane + i]] = [0, 0, 1];
+      if (x >= 12) [image.data[i], image.data[plane + i], image.data[2 * plane + i]] = [1, 0, 0];
+    }
+    const mask = { width: 16, height: 4, data: Float32Array.from({ length: plane }, (_, i) => (i % 16 >= 4 && i % 16 < 12 ? 1 : 0)) };
+    const filled = fillMaskedArea(image, mask);
+    const px = (x: number) => [0, 1, 2].map((c) => filled.data[c * plane + x]);
+    for (const x of [0, 3, 12, 15]) expect(px(x)).toEqual([0, 1, 2].map((c) => image.data[c * plane + x]));
+    // The green that was masked is gone; each side takes its neighbour's colour.
+    expect(px(4)[2]).toBeGreaterThan(0.9);
+    expect(px(11)[0]).toBeGreaterThan(0.9);
+    for (let x = 4; x < 12; x++) expect(px(x)[1]).toBeLessThan(1e-6);
+    expect(px(4)[2]).toBeGreaterThan(px(7)[2]);
   });
 
   it('outpainting grows the canvas with repeated edges and masks the border (and the given mask)', () => {

@@ -250,6 +250,9 @@ describe('/sdapi/v1/img2img with a mask', () => {
     for (let i = 0; i < 32 * 32; i++) if (i % 32 >= 16) expect([data[i * 3], data[i * 3 + 1], data[i * 3 + 2]]).toEqual([220, 30, 30]);
     expect((r.json as Generation).parameters.mask).toBeNull();
 
+    const defaults = await call('POST', '/sdapi/v1/img2img', { ...request, inpainting_fill: undefined, mask_blur: undefined, steps: 2 });
+    expect(defaults.status).toBe(200);
+    expect((await lastJobs(1))[0].params).toMatchObject({ maskBlur: 4, inpaintFill: 'fill' }); // A1111's defaults
     const bad = await call('POST', '/sdapi/v1/img2img', { ...request, inpainting_fill: 7 });
     expect(bad.status).toBe(422);
     expect(bad.json.detail[0].loc).toEqual(['body', 'inpainting_fill']);

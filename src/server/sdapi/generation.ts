@@ -4,7 +4,8 @@
 
 import type { FastifyReply } from 'fastify';
 import { parsePngText } from '../../io/png.ts';
-import type { InpaintFill } from '../../pipelines/inpaint.ts';
+// INPAINT_FILLS is in A1111's order: inpainting_fill 0–3 index it.
+import { INPAINT_FILLS } from '../../pipelines/inpaint.ts';
 import { type JobQueue, type JobRecord, QueueFullError } from '../jobs.ts';
 import { A1111Activity, type A1111Request, jobTimestamp } from './activity.ts';
 import { EmbeddingIndex, type SdapiModelRegistry } from './catalog.ts';
@@ -76,7 +77,7 @@ async function addInitImage(request: Img2ImgRequest, plan: GenerationPlan, notes
 
 /** A1111's inpainting fields → the native mask, maskBlur and inpaintFill. */
 async function addMask(request: Img2ImgRequest, plan: GenerationPlan, notes: string[], deps: GenerationDeps): Promise<void> {
-  const fill = A1111_FILLS[request.inpainting_fill];
+  const fill = INPAINT_FILLS[request.inpainting_fill];
   if (fill === undefined) throw SdapiError.invalid(['inpainting_fill'], 'must be 0 (fill), 1 (original), 2 (latent noise) or 3 (latent nothing)');
   const bytes = decodeBase64Image(request.mask!, ['mask']);
   const png = await prepareInitImage(bytes, ['mask'], request, request.resize_mode, { invert: request.inpainting_mask_invert === 1 });
@@ -85,14 +86,11 @@ async function addMask(request: Img2ImgRequest, plan: GenerationPlan, notes: str
   const [bx, by] = request.mask_blur === null ? [request.mask_blur_x, request.mask_blur_y] : [request.mask_blur, request.mask_blur];
   plan.params.maskBlur = Math.max(bx, by);
   if (bx !== by) notes.push(`mask_blur_x ${bx} and mask_blur_y ${by} differ; the mask was blurred by ${Math.max(bx, by)} along both`);
-  plan.params.inpaintFill = fill ?? 'original';
-  if (fill === null && request.denoising_strength < 1) notes.push("inpainting_fill 0 (fill) is not supported; the masked area started from the original picture, as with 1 (original)");
+  plan.params.inpaintFill = fill;
   if (request.inpaint_full_res !== false && request.inpaint_full_res !== 0) notes.push('inpaint_full_res (only masked) is not supported; the whole picture was inpainted at its size');
   if (!request.mask_round) notes.push('mask_round false is not supported; the mask is binarised at ½ for the UNet');
 }
 
-/** inpainting_fill → the native inpaintFill; null for 0 (fill), which Nuri does not do. */
-const A1111_FILLS: Record<number, InpaintFill | null> = { 0: null, 1: 'original', 2: 'latent-noise', 3: 'latent-nothing' };
 
 /** Queues every batch up front, so a full queue refuses the whole request rather than half of it. */
 async function submitAll(plan: GenerationPlan, tracked: A1111Request, { queue, validate }: GenerationDeps): Promise<void> {
