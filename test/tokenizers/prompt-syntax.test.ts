@@ -93,4 +93,16 @@ describe('weighted tokens in 75-token chunks', () => {
     expect(promptTokens(tokenizer, `${'cat '.repeat(75)}BREAK dog`).ids.length).toBe(76);
     expect(promptTokens(tokenizer, 'cat BREAK BREAK dog').ids.length).toBe(151);
   });
+
+  it("lays out a chunk as the tokenizer pads a prompt, SD 2.x's pad token '!' included", () => {
+    const sd2 = ClipTokenizer.fromFolder(join(TINY_SD, 'tokenizer'), { padToken: '!' });
+    for (const prompt of ['a photo of a cat', '']) {
+      const layout = layoutChunks(sd2, promptTokens(sd2, prompt), 1);
+      expect(Array.from(layout.ids)).toEqual(Array.from(sd2.call([prompt]).inputIds[0]!));
+    }
+    const two = layoutChunks(sd2, promptTokens(sd2, 'cat '.repeat(80)), 2);
+    expect(Array.from(two.ids.subarray(77, 84))).toEqual([sd2.bosTokenId, ...new Array(5).fill(sd2.encode('cat')[0]), sd2.eosTokenId]);
+    expect(two.ids[84]).toBe(sd2.padTokenId);
+    expect(sd2.padTokenId).not.toBe(sd2.eosTokenId);
+  });
 });
