@@ -149,21 +149,17 @@ async function convBackward(): Promise<void> {
   const feeds = { x: { data: xData, shape }, gy: { data: gData, shape } };
   const graphs: { label: string; run: () => Promise<unknown> }[] = [{ label: 'forward', run: () => forward.run({ x: feeds.x }) }];
   for (const input of ['convTranspose', 'conv'] as const) {
-    E.convGradForm.input = input;
     const [gx] = E.grad(E.conv2d(x, w.tensor, undefined, { padding: 1 }), [x], gy);
-    const graph = await E.compile({ inputs: [gy], outputs: { gx } }, RUN);
+    const graph = await E.compile({ inputs: [gy], outputs: { gx }, kernels: { convInputGrad: input } }, RUN);
     graphs.push({ label: `input gradient, ${input === 'conv' ? 'Conv with the flipped kernel' : 'ConvTranspose'}`, run: () => graph.run({ gy: feeds.gy }) });
   }
   w.trainable = true;
   for (const weight of ['conv', 'im2col'] as const) {
-    E.convGradForm.weight = weight;
     const [gw] = E.grad(E.conv2d(x, w.tensor, undefined, { padding: 1 }), [w.tensor], gy);
-    const graph = await E.compile({ inputs: [x, gy], outputs: { gw } }, RUN);
+    const graph = await E.compile({ inputs: [x, gy], outputs: { gw }, kernels: { convWeightGrad: weight } }, RUN);
     graphs.push({ label: `weight gradient, ${weight === 'conv' ? 'big-kernel Conv' : 'im2col + one MatMul'}`, run: () => graph.run(feeds) });
   }
   w.trainable = false;
-  E.convGradForm.input = 'conv';
-  E.convGradForm.weight = 'im2col';
   const timings = await timeInterleaved(graphs.map((g) => g.run));
   const [fwd] = timings;
   console.log(`\nconv 3×3 backward, 1×320×64×64 → 320 (interleaved; multiples of the forward, wall / CPU)`);

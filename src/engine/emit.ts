@@ -28,7 +28,22 @@ const FILE_DTYPE: Record<string, number> = { F32: 1, F16: 10, BF16: 16 };
 export interface GraphSpec {
   inputs: readonly Tensor[];
   outputs: Record<string, Tensor>;
+  /** How ops with more than one ONNX form are emitted; DEFAULT_KERNELS where not given. */
+  kernels?: Partial<KernelForms>;
 }
+
+/**
+ * The ONNX forms of ops that have several (`npm run bench` measures each). They change the graph,
+ * not the values, so they are part of what compile() is asked for rather than module state.
+ */
+export interface KernelForms {
+  /** dL/dx of a convolution: a plain Conv with the flipped kernel where it applies (stride 1, no groups), or always a ConvTranspose. */
+  convInputGrad: 'conv' | 'convTranspose';
+  /** dL/dW of a convolution: im2col and one MatMul, or one Conv of the input with the output gradient (static sizes only). */
+  convWeightGrad: 'im2col' | 'conv';
+}
+
+export const DEFAULT_KERNELS: Readonly<KernelForms> = { convInputGrad: 'conv', convWeightGrad: 'im2col' };
 
 export interface EmittedGraph {
   bytes: Uint8Array;
@@ -56,7 +71,10 @@ export class Emitter {
   private usesContribOps = false;
   private counter = 0;
 
-  constructor(private readonly declaredInputs: readonly Tensor[]) {
+  constructor(
+    private readonly declaredInputs: readonly Tensor[],
+    readonly kernels: Readonly<KernelForms> = DEFAULT_KERNELS,
+  ) {
     for (const t of declaredInputs) {
       if (t.origin.kind !== 'input') throw new Error(`graph inputs must be Tensor.input(...), got ${t}`);
       if ([...this.names.values()].includes(t.origin.name)) throw new Error(`graph input "${t.origin.name}" is declared twice`);
@@ -253,7 +271,7 @@ export class Emitter {
 }
 
 export function emitGraph(spec: GraphSpec): EmittedGraph {
-  return new Emitter(spec.inputs).build(spec.outputs);
+  return new Emitter(spec.inputs, { ...DEFAULT_KERNELS, ...spec.kernels }).build(spec.outputs);
 }
 
 function valueInfo(name: string, t: Tensor): Record<string, unknown> {

@@ -14,3 +14,4 @@ export * from './optim.ts';
 export * from './random.ts';
 export * from './safetensors.ts';
 export * from './finite.ts';
+export { DEFAULT_KERNELS, type GraphSpec, type KernelForms } from './emit.ts';

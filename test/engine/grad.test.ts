@@ -203,12 +203,16 @@ describe('linear algebra', () => {
   // (stride 1); check the transposed-convolution form too, which every other case uses.
   for (const c of [convCases[0], convCases[3], { name: 'dilation 2, asymmetric padding', x: [1, 2, 6, 5], w: [3, 2, 3, 2], opts: { padding: [2, 1, 1, 0], dilation: 2 } as E.ConvOptions }]) {
     it(`conv2d ${c.name}: input gradient as a ConvTranspose`, async () => {
-      E.convGradForm.input = 'convTranspose';
-      try {
-        await gradCheck((x, w) => E.conv2d(x, w, undefined, c.opts), [arg(c.x), arg(c.w)]);
-      } finally {
-        E.convGradForm.input = 'conv';
-      }
+      await gradCheck((x, w) => E.conv2d(x, w, undefined, c.opts), [arg(c.x), arg(c.w)], { kernels: { convInputGrad: 'convTranspose' } });
+    });
+  }
+
+  // The input gradient's form is chosen at emission; its own gradient (a second derivative) is the same in both.
+  for (const convInputGrad of ['conv', 'convTranspose'] as const) {
+    it(`the conv input gradient (${convInputGrad} form) has a gradient in g and W`, async () => {
+      const x = E.Tensor.constant(rand(2 * 5 * 6, 3), [1, 2, 5, 6]);
+      const inputGrad = (g: E.Tensor, w: E.Tensor) => E.grad(E.conv2d(x, w, undefined, { padding: 1 }), [x], g)[0];
+      await gradCheck(inputGrad, [arg([1, 3, 5, 6]), arg([3, 2, 3, 3])], { kernels: { convInputGrad } });
     });
   }
 
@@ -365,8 +369,7 @@ describe('gradients with symbolic spatial sizes', () => {
 
   for (const form of ['im2col', 'conv'] as const) {
     it(`conv weight gradients (${form} form) at a symbolic resolution equal those traced at fixed sizes`, async () => {
-      E.convGradForm.weight = form;
-      try {
+      {
         const options = { padding: [1, 0, 2, 1] as [number, number, number, number], stride: 2, dilation: [1, 2] as [number, number] };
         const grads = async (shape: E.Dim[], h: number, w: number) => {
           const x = E.Tensor.input('x', shape);
@@ -375,7 +378,7 @@ describe('gradients with symbolic spatial sizes', () => {
           const r = E.Tensor.input('r', y.shape);
           const loss = E.sum(E.mul(y, r));
           const [gw] = E.grad(loss, [wt]);
-          const graph = await E.compile({ inputs: [x, wt, r], outputs: { gw } });
+          const graph = await E.compile({ inputs: [x, wt, r], outputs: { gw }, kernels: { convWeightGrad: form } });
           const oh = E.convOutDim(h, 3, 2, 3, 1) as number;
           const ow = E.convOutDim(w, 3, 2, 1, 2) as number;
           const feeds = { x: { data: rand(2 * h * w, 3), shape: [1, 2, h, w] }, w: { data: rand(54, 4), shape: [3, 2, 3, 3] }, r: { data: rand(3 * oh * ow, 5), shape: [1, 3, oh, ow] } };
@@ -386,8 +389,6 @@ describe('gradients with symbolic spatial sizes', () => {
           const fixed = await grads([1, 2, h, w], h, w);
           expectClose(symbolic, fixed, 1e-5, 1e-5);
         }
-      } finally {
-        E.convGradForm.weight = 'im2col';
       }
     });
   }

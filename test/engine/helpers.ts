@@ -2,7 +2,7 @@
 // source, closeness checks and a central finite-difference gradient check.
 
 import { expect } from 'vitest';
-import { type CompiledGraph, type DType, type Parameter, Tensor, type TensorValue, type TypedData, compile, grad, mul, sum } from '../../src/engine/index.ts';
+import { type CompiledGraph, type DType, type GraphSpec, type Parameter, Tensor, type TensorValue, type TypedData, compile, grad, mul, sum } from '../../src/engine/index.ts';
 
 const fed = new WeakMap<Tensor, TensorValue>();
 
@@ -91,6 +91,8 @@ export interface GradCheckOptions {
   maxCoords?: number;
   /** Trainable parameters the op reads, checked like the inputs (fed by name, perturbed in turn). */
   params?: Parameter[];
+  /** Kernel forms to compile the gradients with (compile's GraphSpec.kernels). */
+  kernels?: GraphSpec['kernels'];
 }
 
 /**
@@ -111,7 +113,7 @@ export async function gradCheck(op: (...xs: Tensor[]) => Tensor, args: GradArg[]
   const grads = grad(loss, [...xs, ...params.map((p) => p.tensor)]);
   const outputs: Record<string, Tensor> = { out };
   grads.forEach((g, i) => (outputs[`g${i}`] = g));
-  const graph: CompiledGraph = await compile({ inputs: xs, outputs });
+  const graph: CompiledGraph = await compile({ inputs: xs, outputs, kernels: options.kernels });
 
   const names = [...args.map((_, i) => `x${i}`), ...params.map((p) => p.name)];
   const shapes = [...args.map((a) => a.shape), ...params.map((p) => [...p.shape])];

@@ -81,7 +81,7 @@ const CONV: OpSpec = {
     const kernel = [w.shape[2] as number, w.shape[3] as number];
     const outputPadding = [0, 1].map((i) => remainder(x.shape[2 + i], a.pads[i] + a.pads[i + 2] - a.dilations[i] * (kernel[i] - 1) - 1, a.strides[i]));
     return [
-      convInputGrad(g, w, a, kernel, outputPadding),
+      convInputGrad(x, g, w, a, kernel, outputPadding),
       convWeightGrad(x, g, a, kernel),
       bias ? sum(g, [0, 2, 3]) : undefined,
     ];
@@ -143,21 +143,45 @@ export function convTranspose2d(x: Tensor, w: Tensor, bias?: Tensor, options: Co
   return convTranspose2dRaw(x, w, bias, { ...convAttrs(options), output_padding: options.outputPadding ?? [0, 0] });
 }
 
-/** How conv gradients are emitted (read when the backward is traced): `npm run bench` measures each. */
-export const convGradForm: { input: 'convTranspose' | 'conv'; weight: 'im2col' | 'conv' } = { input: 'conv', weight: 'im2col' };
+interface InputGradAttrs {
+  a: ConvAttrs;
+  kernel: number[];
+  outputPadding: number[];
+}
+
+/** The input gradient as a transposed convolution: the form every case has. */
+function inputGradByConvTranspose(g: Tensor, w: Tensor, { a, outputPadding }: InputGradAttrs): Tensor {
+  return convTranspose2dRaw(g, w, undefined, { ...a, output_padding: outputPadding });
+}
 
 /**
- * dL/dx of conv2d(x, W): a transposed convolution, or — for stride 1 without groups, when the
- * `conv` form is chosen — a plain convolution of g with W flipped in space and its channel axes
- * swapped, padded by d·(k − 1) − p on each side.
+ * dL/dx of conv2d(x, W), its form chosen when emitted (KernelForms.convInputGrad): a transposed
+ * convolution, or — for stride 1 without groups — a plain convolution of g with W flipped in space
+ * and its channel axes swapped, padded by d·(k − 1) − p on each side.
  */
-function convInputGrad(g: Tensor, w: Tensor, a: ConvAttrs, kernel: number[], outputPadding: number[]): Tensor {
-  const reach = [0, 1].map((i) => a.dilations[i] * (kernel[i] - 1));
-  const pads = [reach[0] - a.pads[0], reach[1] - a.pads[1], reach[0] - a.pads[2], reach[1] - a.pads[3]] as [number, number, number, number];
-  if (convGradForm.input === 'conv' && a.group === 1 && a.strides.every((st) => st === 1) && pads.every((p) => p >= 0)) {
-    return conv2d(g, flipKernel(transpose(w, [1, 0, 2, 3])), undefined, { padding: pads, dilation: a.dilations });
-  }
-  return convTranspose2dRaw(g, w, undefined, { ...a, output_padding: outputPadding });
+const CONV_INPUT_GRAD: OpSpec = {
+  type: 'ConvInputGrad',
+  emit: (e, n) => {
+    const [g, w] = n.inputs;
+    const attrs = n.attrs as unknown as InputGradAttrs;
+    const { a, kernel } = attrs;
+    const reach = [0, 1].map((i) => a.dilations[i] * (kernel[i] - 1));
+    const pads = [reach[0] - a.pads[0], reach[1] - a.pads[1], reach[0] - a.pads[2], reach[1] - a.pads[3]] as [number, number, number, number];
+    if (e.kernels.convInputGrad === 'conv' && a.group === 1 && a.strides.every((st) => st === 1) && pads.every((p) => p >= 0)) {
+      return e.value(conv2d(g, flipKernel(transpose(w, [1, 0, 2, 3])), undefined, { padding: pads, dilation: a.dilations }));
+    }
+    return e.value(inputGradByConvTranspose(g, w, attrs));
+  },
+  // Both forms compute the same function; differentiate the transposed convolution's.
+  vjp: (gg, n) => {
+    const t = inputGradByConvTranspose(n.inputs[0], n.inputs[1], n.attrs as unknown as InputGradAttrs);
+    if (t.origin.kind !== 'op') throw new Error('ConvInputGrad: expected an op');
+    return CONV_TRANSPOSE.vjp!(gg, t.origin.node, t);
+  },
+};
+
+function convInputGrad(x: Tensor, g: Tensor, w: Tensor, a: ConvAttrs, kernel: number[], outputPadding: number[]): Tensor {
+  return makeOp(CONV_INPUT_GRAD, [g, w], x.shape, g.dtype, { a: a as never, kernel: kernel as never, outputPadding: outputPadding as never });
 }
 
 const FLIP_KERNEL: OpSpec = {
@@ -180,7 +204,7 @@ const CONV_WEIGHT_GRAD: OpSpec = {
   emit: (e, n) => {
     const [x, g] = n.inputs;
     const { a, kernel } = n.attrs as unknown as { a: ConvAttrs; kernel: [number, number] };
-    return convGradForm.weight === 'im2col' || !isStaticSpatial(x, g) ? emitIm2colWeightGrad(e, x, g, a, kernel) : e.value(weightGradByConv(x, g, a, kernel));
+    return e.kernels.convWeightGrad === 'im2col' || !isStaticSpatial(x, g) ? emitIm2colWeightGrad(e, x, g, a, kernel) : e.value(weightGradByConv(x, g, a, kernel));
   },
 };
 
