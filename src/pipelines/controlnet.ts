@@ -26,9 +26,13 @@ export interface ControlNetUnit {
 export const CONTROL_PREPROCESSORS = ['none', 'canny'] as const;
 export type ControlPreprocessor = (typeof CONTROL_PREPROCESSORS)[number];
 
-/** A control image file (or its bytes) stretched to the output size, then preprocessed. */
-export async function readControlImage(source: string | Buffer, o: { width: number; height: number; preprocess?: ControlPreprocessor; canny?: CannyOptions }): Promise<RgbImage> {
-  const image = await readImage(source, { width: o.width, height: o.height, fit: 'fill' });
+/**
+ * A control image file (or its bytes) at the output size — stretched ('fill', diffusers' way, the
+ * default) or scaled to cover and centre-cropped ('cover', the ControlNet extension's "Crop and
+ * Resize") — then preprocessed.
+ */
+export async function readControlImage(source: string | Buffer, o: { width: number; height: number; fit?: 'fill' | 'cover'; preprocess?: ControlPreprocessor; canny?: CannyOptions }): Promise<RgbImage> {
+  const image = await readImage(source, { width: o.width, height: o.height, fit: o.fit ?? 'fill' });
   return o.preprocess === 'canny' ? canny(image, o.canny) : image;
 }
 

@@ -159,7 +159,7 @@ async function controlUnits(p: GenerateParams, sd: LoadedPipeline['sd'], ctx: Ru
   const units: ControlNetUnit[] = [];
   for (const c of p.controlnet) {
     const model = sd.loadControlNet(o.registry.controlnet(c.model).path);
-    const image = await readControlImage(await ctx.readInput(c.image), { width, height, preprocess: c.preprocess, canny: { low: c.cannyLow, high: c.cannyHigh } });
+    const image = await readControlImage(await ctx.readInput(c.image), { width, height, fit: c.fit, preprocess: c.preprocess, canny: { low: c.cannyLow, high: c.cannyHigh } });
     units.push({ model, image, scale: c.weight, start: c.start, end: c.end });
   }
   return units;

@@ -126,7 +126,8 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
         .array(
           z.strictObject({
             model: z.string().min(1).describe("a ControlNet in the models folder's controlnet/ (GET /api/v1/models)"),
-            image: fileName.describe('the control image (an upload or a result image), stretched to the output size'),
+            image: fileName.describe('the control image (an upload or a result image)'),
+            fit: z.enum(['fill', 'cover']).default('fill').describe('to the output size: fill stretches, cover scales and crops the centre'),
             weight: z.number().min(0).max(10).default(1).describe('conditioning scale'),
             start: fraction.default(0).describe('acts from this fraction of the steps'),
             end: fraction.default(1).describe('until this fraction of the steps'),

@@ -7,7 +7,8 @@ import { readSafetensors } from '../../src/engine/safetensors.ts';
 import { type RgbImage, readImage } from '../../src/io/image.ts';
 import type { ControlNetModel } from '../../src/models/controlnet.ts';
 import { loadControlNet } from '../../src/models/controlnet-load.ts';
-import { controlActive } from '../../src/pipelines/controlnet.ts';
+import { controlActive, readControlImage } from '../../src/pipelines/controlnet.ts';
+import sharp from 'sharp';
 import { generate } from '../../src/pipelines/generate.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';
@@ -43,6 +44,23 @@ describe('ControlNet txt2img matches diffusers (tiny-sd + tiny-controlnet)', () 
       expect(maxAbsDiff(result.latents, get('latents_out'))).toBeLessThan(TOLERANCE);
     });
   }
+});
+
+describe('readControlImage', () => {
+  it("stretches to the output size, or covers and crops the centre (the extension's Crop and Resize)", async () => {
+    // 128×64: the left quarter white, the rest black.
+    const raw = Buffer.alloc(128 * 64 * 3);
+    for (let y = 0; y < 64; y++) for (let x = 0; x < 32; x++) raw.fill(255, (y * 128 + x) * 3, (y * 128 + x) * 3 + 3);
+    const png = await sharp(raw, { raw: { width: 128, height: 64, channels: 3 } }).png().toBuffer();
+    const white = (img: RgbImage) => img.data.subarray(0, img.width * img.height).filter((v) => v > 0.5).length / (img.width * img.height);
+    const stretched = await readControlImage(png, { width: 32, height: 32 });
+    expect([stretched.width, stretched.height]).toEqual([32, 32]);
+    expect(white(stretched)).toBeCloseTo(0.25, 1);
+    expect(white(await readControlImage(png, { width: 32, height: 32, fit: 'cover' }))).toBe(0); // the centre 64×64 is all black
+    const edges = await readControlImage(png, { width: 64, height: 32, preprocess: 'canny' });
+    expect(white(edges)).toBeGreaterThan(0); // the quarter's right side
+    expect(white(edges)).toBeLessThan(0.1);
+  });
 });
 
 describe('several ControlNets and control start / end', () => {

@@ -12,6 +12,7 @@ import { decodeBase64Image, prepareInitImage } from './images.ts';
 export interface NativeControlNet {
   model: string;
   image: string;
+  fit: 'fill' | 'cover';
   weight: number;
   start: number;
   end: number;
@@ -29,9 +30,15 @@ export function controlNetScript(scripts: Record<string, unknown>): [string, unk
 const IGNORED_DEFAULTS: Record<string, (v: unknown) => boolean> = {
   control_mode: (v) => v === undefined || v === 0 || v === 'Balanced',
   guess_mode: (v) => v === undefined || v === false,
-  resize_mode: (v) => v === undefined || v === 0 || v === 1 || v === 'Just Resize' || v === 'Crop and Resize',
   mask: (v) => v === undefined || v === null || v === '',
 };
+
+/** The extension's resize_mode (default "Crop and Resize") as the native `fit`. */
+function resizeFit(mode: unknown, unit: number, notes: string[]): 'fill' | 'cover' {
+  if (mode === 0 || mode === 'Just Resize') return 'fill';
+  if (mode !== undefined && mode !== 1 && mode !== 'Crop and Resize') notes.push(`ControlNet unit ${unit}: resize_mode ${JSON.stringify(mode)} is not supported; the image was cropped and resized`);
+  return 'cover';
+}
 
 /**
  * The native entries of the request's ControlNet units, their images stored through `saveImage`.
@@ -75,7 +82,7 @@ export async function controlNetUnits(
     const start = number('guidance_start', 0, 0, 1);
     const end = number('guidance_end', 1, 0, 1);
     if (start >= end) throw SdapiError.invalid(field('guidance_start'), `must be below guidance_end (${end})`);
-    const entry: NativeControlNet = { model: model.name, image: await saveImage(png), weight: number('weight', 1, 0, 10), start, end, preprocess: module as ControlPreprocessor };
+    const entry: NativeControlNet = { model: model.name, image: await saveImage(png), fit: resizeFit(unit.resize_mode, i, notes), weight: number('weight', 1, 0, 10), start, end, preprocess: module as ControlPreprocessor };
     if (module === 'canny') {
       // The extension sends −1 for "the module's default".
       const [a, b] = [unit.threshold_a, unit.threshold_b];
