@@ -110,7 +110,7 @@ export async function ddimInversion(sd: StableDiffusion, scheduler: DDIMSchedule
     const eps = (await sd.predictNoise(unet, z, shape, t, cond)).noise_pred.data as Float32Array;
     const from = scheduler.alphaProdAt(scheduler.previousTimestep(t));
     trajectory.push(ddimTransfer(z, eps, from, scheduler.alphaProdAt(t), scheduler.config.predictionType));
-    onStep?.({ phase: 'ddim', step: i + 1, total: ascending.length, timestep: t });
+    await onStep?.({ phase: 'ddim', step: i + 1, total: ascending.length, timestep: t });
   }
   return trajectory;
 }
@@ -170,7 +170,7 @@ export async function nullTextInversion(
     const epsUncond = (await sd.predictNoise(unet, latents, shape, t, tuned)).noise_pred.data as Float32Array;
     const eps = guide(epsUncond, epsCond, guidance);
     latents = scheduler.step(eps, t, latents, { eta: 0 }).prevSample;
-    onStep?.({ phase: 'null-text', step: i + 1, total: steps, timestep: t, loss });
+    await onStep?.({ phase: 'null-text', step: i + 1, total: steps, timestep: t, loss });
   }
   return { uncondEmbeddings, losses };
 }
