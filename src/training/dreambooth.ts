@@ -20,7 +20,7 @@ import { LoraNetwork } from '../models/lora.ts';
 import type { UNet2DConditionModel } from '../models/unet.ts';
 import { generate } from '../pipelines/generate.ts';
 import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
-import { type NoiseSchedule, conditionedFeeds, conditionedInputs, conditionedLoss, inputList, noiseSchedule, tokenIdsFeed } from './fine-tune.ts';
+import { type NoiseSchedule, conditionedFeeds, conditionedInputs, conditionedLoss, inputList, noiseSchedule, sdxlTrainingFeeds, tokenIdsFeed } from './fine-tune.ts';
 import { type ComponentExport, WEIGHTS_FILE, exportPipeline } from './export.ts';
 import { LatentCache } from './latent-cache.ts';
 import { type TrainStep, compileTrainStep } from './train-step.ts';
@@ -56,9 +56,9 @@ export interface DreamBoothStepOptions {
 }
 
 /** Loss (with `instance_loss` / `prior_loss` metrics) and gradients for `params`. */
-export function compileDreamBoothStep(models: { unet: UNet2DConditionModel; textEncoder: ClipTextModel }, params: readonly Parameter[], o: DreamBoothStepOptions): Promise<TrainStep> {
+export function compileDreamBoothStep(models: { unet: UNet2DConditionModel; textEncoder: ClipTextModel; textEncoder2?: ClipTextModel }, params: readonly Parameter[], o: DreamBoothStepOptions): Promise<TrainStep> {
   const prior = o.priorLossWeight !== undefined;
-  const inputs = conditionedInputs(prior ? 2 * o.instanceBatch : o.instanceBatch, o.latentShape, o.tokenLength ?? 77);
+  const inputs = conditionedInputs(prior ? 2 * o.instanceBatch : o.instanceBatch, o.latentShape, o.tokenLength ?? 77, models.textEncoder2 !== undefined);
   const { loss, prediction, target } = conditionedLoss(models, inputs, o.schedule.predictionType);
   if (!prior) return compileTrainStep({ inputs: inputList(inputs), loss, params, run: o.run });
   const split = priorPreservationLoss(prediction, target, o.instanceBatch, o.priorLossWeight!);
@@ -122,6 +122,8 @@ export async function dreamBoothTask(
 ): Promise<{ task: TrainingTask; network?: LoraNetwork }> {
   const { tokenizer, textEncoder, unet } = sd.components;
   if (classes && o.classPrompt === undefined) throw new Error('class images need a class prompt');
+  // SDXL trains LoRA adapters on its UNet; its text encoders and full fine-tuning are not wired yet.
+  if (sd.isSdxl && (!o.lora || o.trainTextEncoder)) throw new Error(`DreamBooth on SDXL (${sd.name}) trains a UNet LoRA only: use --lora and leave the text encoders frozen`);
   const instanceLatents = await LatentCache.encode(sd.vaeRunner, instances.items.map((item) => item.image), false);
   const classLatents = classes ? await LatentCache.encode(sd.vaeRunner, classes.items.map((item) => item.image), false) : undefined;
 
@@ -138,6 +140,8 @@ export async function dreamBoothTask(
   });
   const prompts = [...new Array<string>(o.batch).fill(o.instancePrompt), ...(classes ? new Array<string>(o.batch).fill(o.classPrompt!) : [])];
   const ids = tokenIdsFeed(tokenizer, prompts);
+  const [, h, w] = instanceLatents.latentShape;
+  const sdxlFeeds = sdxlTrainingFeeds(sd.components, prompts, [h * sd.vaeScaleFactor, w * sd.vaeScaleFactor]);
   const instanceOrder = new ShuffledBatches(instanceLatents.count, o.batch);
   const classOrder = classLatents ? new ShuffledBatches(classLatents.count, o.batch) : undefined;
   const task: TrainingTask = {
@@ -145,7 +149,7 @@ export async function dreamBoothTask(
     nextBatch(rng) {
       const own = instanceLatents.sample(instanceOrder.next(rng), rng);
       const latents = classLatents ? concat(own, classLatents.sample(classOrder!.next(rng), rng)) : own;
-      return conditionedFeeds(schedule, latents, [prompts.length, ...instanceLatents.latentShape], ids, rng);
+      return conditionedFeeds(schedule, latents, [prompts.length, ...instanceLatents.latentShape], ids, rng, sdxlFeeds);
     },
     dataState: () => ({ instances: instanceOrder.state(), classes: classOrder?.state() }),
     loadDataState: (s) => {

@@ -30,6 +30,7 @@ export interface LoraTrainingOptions {
 
 /** The adapters attached to the model and the task that trains them on `data`'s images and captions. */
 export async function loraTrainingTask(sd: StableDiffusion, data: TrainingData, o: LoraTrainingOptions): Promise<{ task: TrainingTask; network: LoraNetwork }> {
+  if (sd.isSdxl) throw new Error(`LoRA training on captioned images is not supported on SDXL (${sd.name}) yet; DreamBooth with --lora is`);
   const p = o.captionDropout ?? 0;
   if (!(p >= 0 && p <= 1)) throw new Error(`caption dropout must be a probability in [0, 1], got ${p}`);
   const { tokenizer } = sd.components;

@@ -101,6 +101,7 @@ export interface TextualInversionTaskOptions {
  * prompts naming the token, fresh noise and timesteps. Only `placeholder.row` trains.
  */
 export async function textualInversionTask(sd: StableDiffusion, data: TrainingData, o: TextualInversionTaskOptions): Promise<{ task: TrainingTask; placeholder: PlaceholderToken }> {
+  if (sd.isSdxl) throw new Error(`Textual Inversion training is not supported on SDXL (${sd.name}) yet (its embeddings need clip_l and clip_g rows)`);
   const { tokenizer, textEncoder } = sd.components;
   const placeholder = addPlaceholderToken(tokenizer, textEncoder, o.token, o.initToken);
   const cache = await LatentCache.encode(sd.vaeRunner, data.items.map((item) => item.image), o.flip ?? false);
