@@ -31,6 +31,7 @@ export interface StageResult {
   /** encodePrompts on 2 prompts (trace + cached session + run), median of 3; and the session run alone. */
   textEncodeS: number;
   textRunS: number;
+  textRunCpuS: number;
   /** Every timed UNet step (after one warm-up), and their median. */
   unetStepsS: number[];
   unetStepS: number;
@@ -103,7 +104,12 @@ export async function measureResolution(model: string, size: number, { steps, de
   }
   const ids = new BigInt64Array(PROMPTS.length * 77).fill(49407n);
   const textRunTimes: number[] = [];
-  for (let i = 0; i < 3; i++) textRunTimes.push((await seconds(() => textGraph.run({ input_ids: { data: ids, shape: [PROMPTS.length, 77] } })))[1]);
+  const textRunCpu: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const [, s, cpu] = await seconds(() => textGraph.run({ input_ids: { data: ids, shape: [PROMPTS.length, 77] } }));
+    textRunTimes.push(s);
+    textRunCpu.push(cpu);
+  }
   progress(`${size}²: text encoder ${median(textTimes).toFixed(2)} s`);
   if (release) {
     await textGraph.session.release();
@@ -155,6 +161,7 @@ export async function measureResolution(model: string, size: number, { steps, de
     vaeSessionS,
     textEncodeS: median(textTimes),
     textRunS: median(textRunTimes),
+    textRunCpuS: median(textRunCpu),
     unetStepsS: timed,
     unetStepS: median(timed),
     unetStepCpuS: median(stepCpu.slice(1)),

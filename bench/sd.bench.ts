@@ -1,9 +1,11 @@
 // `npm run bench:sd`: full-size Stable Diffusion 1.5 on this machine's CPU, with random weights (the
 // speed and memory of a network do not depend on its values). Each resolution runs in a child
-// process (bench/sd-measure.ts) so that each peak RSS is clean. Compared with peers measured on the
-// same 2-core machine: diffusers on PyTorch CPU and stable-diffusion.cpp.
+// process (bench/sd-measure.ts) so that each peak RSS is clean. The machine's own fp32 peak is
+// measured in the same run (bench/peak.ts), before and after the stages, and every stage's FLOPs are
+// counted from its traced graph (bench/sd-flops.ts): each figure comes with the fraction of the peak
+// it reached, and a figure above the peak is reported as an error (exit code 1), not as a result.
 //
-//   npm run bench:sd [-- --fp16] [--sizes 512,256] [--steps 3] [--decodes 1]
+//   npm run bench:sd [-- --sizes 512,256] [--steps 3] [--decodes 1] [--fp16]
 //                       [--session-options JSON] [--plain groupNorm] [--release]   (experiments; see sd-measure.ts)
 
 import { spawn } from 'node:child_process';
@@ -12,14 +14,16 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { defaultThreads } from '../src/engine/index.ts';
+import { type Peak, measurePeak } from './peak.ts';
 import { ensureRandomCheckpoint } from './random-checkpoint.ts';
+import { type StageFlops, stageFlops } from './sd-flops.ts';
 import type { StageResult } from './sd-measure.ts';
 
-/** Peers on the same 2-core machine (seconds, bytes); undefined where not measured. */
-const PEERS = {
-  diffusers: { name: 'diffusers (PyTorch CPU)', unetStep: { 512: 27.1, 256: 6.8 } as Record<number, number>, vaeDecode: { 512: 25.3 } as Record<number, number> },
-  sdcpp: { name: 'stable-diffusion.cpp', unetStep: { 512: 32.9 } as Record<number, number>, peakRss: 3.7e9 },
-};
+/** Figures from other runs, printed as such: nothing in this run checks them. */
+const MEASURED_ELSEWHERE = [
+  'diffusers 0.x on PyTorch CPU, same model and machine type: 22.2–22.6 s per 512² UNet step with guidance (issue 15, not this run)',
+];
 const RSS_TARGET = 4.5e9;
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -50,71 +54,100 @@ function runChild(args: string[]): Promise<StageResult> {
 
 const s = (x: number | undefined) => (x === undefined ? '—' : x < 10 ? `${x.toFixed(2)} s` : `${x.toFixed(1)} s`);
 const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
-/** How many times faster than the peer (> 1: we win). */
-const ratio = (peer: number | undefined, ours: number | undefined) => (peer === undefined || ours === undefined ? '' : `${(peer / ours).toFixed(2)}×`);
+const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd()).join('\n');
 }
 
-function report(results: StageResult[], weights: string, load: { before: string; after: string }): string {
+/** The peak a stage is held to: the better of the measurements before and after the stages. */
+interface PeakBound {
+  wall: number;
+  perCpuSecond: number;
+  threads: number;
+}
+
+function peakBound(peaks: Peak[], threads: number): PeakBound {
+  const at = (p: Peak, t: number) => p.fp32[t] ?? p.fp32[Math.max(...Object.keys(p.fp32).map(Number))];
+  const cpuAt = (p: Peak, t: number) => p.fp32PerCpuSecond[t] ?? p.fp32PerCpuSecond[Math.max(...Object.keys(p.fp32PerCpuSecond).map(Number))];
+  return { wall: Math.max(...peaks.map((p) => at(p, threads))), perCpuSecond: Math.max(...peaks.map((p) => cpuAt(p, threads))), threads };
+}
+
+interface RateRow {
+  stage: string;
+  size: number;
+  flops: number;
+  wallS: number;
+  cpuS: number;
+}
+
+/** One line per stage: FLOPs, time, rates and fractions of the peak; errors for any figure above it. */
+function rateTable(rows: RateRow[], bound: PeakBound, errors: string[]): string {
+  const out = [['stage', 'size', 'GFLOP', 'median', 'CPU', 'GFLOP/s', 'of peak', 'GFLOP/CPU-s', 'of peak']];
+  for (const r of rows) {
+    const wallRate = r.flops / r.wallS / 1e9;
+    const cpuRate = r.flops / r.cpuS / 1e9;
+    for (const [rate, peak, what] of [[wallRate, bound.wall, 'GFLOP/s'], [cpuRate, bound.perCpuSecond, 'GFLOP per CPU-second']] as const) {
+      if (rate > peak) errors.push(`ERROR: ${r.stage} at ${r.size}²: ${rate.toFixed(1)} ${what} is above the measured peak ${peak.toFixed(1)}: a measurement error, not a result`);
+    }
+    out.push([r.stage, `${r.size}²`, (r.flops / 1e9).toFixed(1), s(r.wallS), s(r.cpuS), wallRate.toFixed(1), pct(wallRate / bound.wall), cpuRate.toFixed(1), pct(cpuRate / bound.perCpuSecond)]);
+  }
+  return table(out);
+}
+
+function report(results: StageResult[], flops: Map<number, StageFlops>, peaks: Peak[], weights: string, load: { before: string; after: string }): { text: string; errors: string[] } {
   const cpus = os.cpus();
+  const threads = defaultThreads();
+  const bound = peakBound(peaks, threads);
+  const peakLine = (p: Peak, when: string) =>
+    `  ${when}: ${Object.entries(p.fp32).map(([t, g]) => `${t} thread${t === '1' ? '' : 's'} ${g.toFixed(1)} GFLOP/s`).join(', ')}; ` +
+    `per CPU-second ${Object.entries(p.fp32PerCpuSecond).map(([t, g]) => `${t}: ${g.toFixed(1)}`).join(', ')}`;
   const lines = [
-    `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${gb(os.totalmem())} RAM; Node ${process.version}, onnxruntime-node ${ortVersion()}`,
-    `weights: ${weights}; load average (1, 5, 15 min) before: ${load.before}, after: ${load.after}`,
+    `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${gb(os.totalmem())} RAM; Node ${process.version}, onnxruntime-node ${ortVersion()}; stages run ${threads} intra-op threads`,
+    `weights: ${weights}`,
+    `load average (1, 5, 15 min) before: ${load.before}, after: ${load.after}`,
+    `peak: fp32 ${peaks[0].n}³ MatMul on ONNX Runtime (MLAS SGEMM), best of ${peaks[0].runs} runs:`,
+    peakLine(peaks[0], 'before the stages'),
+    ...(peaks[1] ? [peakLine(peaks[1], 'after the stages ')] : []),
+    `  stages are held to the better of the two at ${threads} threads: ${bound.wall.toFixed(1)} GFLOP/s wall, ${bound.perCpuSecond.toFixed(1)} GFLOP per CPU-second`,
+    'FLOPs: counted from each traced graph at the stage\'s sizes, 2 per multiply–add of every MatMul, Gemm, Conv,',
+    '  ConvTranspose and attention product (norms, softmax and elementwise ops not counted; bench/sd-flops.ts).',
+    'median: wall time, median of the timed runs; CPU: the same runs\' CPU time (all threads), which other processes',
+    '  on the cores barely change (ORT\'s threads spin while waiting, so it errs high): read both beside the load.',
     '',
   ];
-  const head = ['stage', ...results.map((r) => `${r.size}×${r.size}`), 'vs diffusers', 'vs sd.cpp'];
-  const rows: string[][] = [head];
-  const byStage = (label: string, pick: (r: StageResult) => number, peers: { d?: Record<number, number>; c?: Record<number, number> } = {}) => {
-    const cells = results.map((r) => s(pick(r)));
-    const vs = (p?: Record<number, number>) => results.map((r) => ratio(p?.[r.size], pick(r))).filter(Boolean).join(' / ');
-    rows.push([label, ...cells, vs(peers.d), vs(peers.c)]);
-  };
+  const rateRows: RateRow[] = [];
+  for (const r of results) {
+    const f = flops.get(r.size)!;
+    rateRows.push({ stage: 'text encoder, 2 prompts', size: r.size, flops: f.textEncoder, wallS: r.textRunS, cpuS: r.textRunCpuS });
+    rateRows.push({ stage: 'UNet step, batch 2', size: r.size, flops: f.unetStep, wallS: r.unetStepS, cpuS: r.unetStepCpuS });
+    rateRows.push({ stage: 'VAE decode, 1 image', size: r.size, flops: f.vaeDecode, wallS: r.vaeDecodeS, cpuS: r.vaeDecodeCpuS });
+  }
+  const errors: string[] = [];
+  lines.push(rateTable(rateRows, bound, errors), '');
+
+  const rows: string[][] = [['other figures', ...results.map((r) => `${r.size}×${r.size}`)]];
+  const byStage = (label: string, pick: (r: StageResult) => number) => rows.push([label, ...results.map((r) => s(pick(r)))]);
   byStage('model load (configs, headers)', (r) => r.loadS);
   byStage('session: text encoder', (r) => r.textSessionS);
   byStage('session: UNet', (r) => r.unetSessionS);
   byStage('session: VAE decoder', (r) => r.vaeSessionS);
   byStage('ready to run (load + sessions)', (r) => r.loadS + r.textSessionS + r.unetSessionS + r.vaeSessionS);
-  byStage('text encoder, 2 prompts', (r) => r.textEncodeS);
-  byStage('  of which session run', (r) => r.textRunS);
+  byStage('encodePrompts, 2 prompts (tokenize + run)', (r) => r.textEncodeS);
   byStage('UNet first step (cold)', (r) => r.unetFirstStepS);
-  byStage('UNet step, batch 2 (median)', (r) => r.unetStepS, { d: PEERS.diffusers.unetStep, c: PEERS.sdcpp.unetStep });
-  byStage('  CPU time ÷ 2 threads', (r) => r.unetStepCpuS / 2, { d: PEERS.diffusers.unetStep, c: PEERS.sdcpp.unetStep });
   byStage('VAE decode, 1 image (cold)', (r) => r.vaeFirstDecodeS);
-  byStage('VAE decode, 1 image', (r) => r.vaeDecodeS, { d: PEERS.diffusers.vaeDecode });
-  byStage('  CPU time ÷ 2 threads', (r) => r.vaeDecodeCpuS / 2, { d: PEERS.diffusers.vaeDecode });
-  rows.push([
-    'peak RSS (maxRSS)',
-    ...results.map((r) => gb(r.peakRssBytes)),
-    '',
-    results.map((r) => ratio(PEERS.sdcpp.peakRss, r.peakRssBytes)).join(' / '),
-  ]);
+  rows.push(['peak RSS (maxRSS)', ...results.map((r) => gb(r.peakRssBytes))]);
   lines.push(table(rows), '');
-  lines.push('ratios: peer time ÷ ours (> 1× means Nuri is faster / smaller); peers measured on this same 2-core machine:');
-  lines.push('  diffusers on PyTorch CPU: UNet step 27.1 s at 512² (6.8 s at 256²), VAE decode 25.3 s at 512²;');
-  lines.push('  stable-diffusion.cpp: UNet step 32.9 s at 512², peak RSS 3.7 GB.');
-  lines.push('CPU time ÷ 2 threads: what the stage takes on 2 idle cores. When other processes share the cores, wall time');
-  lines.push('  grows but CPU time barely does (ORT threads spin while waiting, so it errs high): read it beside a high load average.');
   for (const r of results) {
     const phases = Object.entries(r.rss).map(([k, v]) => `${k} ${gb(v)}`).join(', ');
     lines.push(`RSS by phase at ${r.size}²: ${phases}`);
     lines.push(`UNet steps at ${r.size}²: ${r.unetStepsS.map((x) => x.toFixed(2)).join(', ')} s`);
+    lines.push(`peak RSS at ${r.size}²: ${gb(r.peakRssBytes)} ${r.peakRssBytes <= RSS_TARGET ? 'within' : 'OVER'} the ${gb(RSS_TARGET)} target`);
   }
-  // Wall time is what a user waits; CPU time ÷ 2 is the same work on 2 idle cores. Say both.
-  const verdicts: string[] = [];
-  const versus = (what: string, wall: number, cpu: number, peer: number) =>
-    `${what}: wall ${s(wall)} ${wall < peer ? 'faster' : 'SLOWER'}, CPU ÷ 2 ${s(cpu / 2)} ${cpu / 2 < peer ? 'faster' : 'SLOWER'} than ${s(peer)}`;
-  for (const r of results) {
-    const peerStep = Math.min(PEERS.diffusers.unetStep[r.size] ?? Infinity, PEERS.sdcpp.unetStep[r.size] ?? Infinity);
-    if (Number.isFinite(peerStep)) verdicts.push(versus(`UNet step at ${r.size}² vs the best peer`, r.unetStepS, r.unetStepCpuS, peerStep));
-    const peerVae = PEERS.diffusers.vaeDecode[r.size];
-    if (peerVae !== undefined) verdicts.push(versus(`VAE decode at ${r.size}² vs diffusers`, r.vaeDecodeS, r.vaeDecodeCpuS, peerVae));
-    verdicts.push(`peak RSS at ${r.size}²: ${gb(r.peakRssBytes)} ${r.peakRssBytes <= RSS_TARGET ? 'within' : 'OVER'} the ${gb(RSS_TARGET)} target`);
-  }
-  lines.push('', ...verdicts);
-  return lines.join('\n');
+  lines.push('', 'measured elsewhere (not checked by this run):', ...MEASURED_ELSEWHERE.map((l) => `  ${l}`));
+  if (errors.length) lines.push('', ...errors);
+  return { text: lines.join('\n'), errors };
 }
 
 async function main(): Promise<void> {
@@ -134,14 +167,22 @@ async function main(): Promise<void> {
   if (values.plain) experiment.push('--plain', values.plain);
   if (values.release) experiment.push('--release');
   const model = ensureRandomCheckpoint({ fp16: values.fp16 });
+  const sizes = values.sizes.split(',').map(Number);
+  const flops = new Map(sizes.map((size) => [size, stageFlops(model, size)]));
   const before = loadAverage();
+  process.stderr.write('measuring the fp32 peak…\n');
+  const peaks = [await measurePeak()];
   const results: StageResult[] = [];
-  for (const size of values.sizes.split(',').map(Number)) {
+  for (const size of sizes) {
     process.stderr.write(`measuring ${size}×${size} in a child process…\n`);
     results.push(await runChild(['--model', model, '--size', String(size), '--steps', values.steps, '--decodes', values.decodes, ...experiment]));
   }
+  process.stderr.write('measuring the fp32 peak again…\n');
+  peaks.push(await measurePeak());
   const config = experiment.length ? `; experiment: ${experiment.join(' ')}` : '; engine defaults';
-  console.log(report(results, `${values.fp16 ? 'fp16' : 'fp32'} random SD-1.5 (${model})${config}`, { before, after: loadAverage() }));
+  const { text, errors } = report(results, flops, peaks, `${values.fp16 ? 'fp16' : 'fp32'} random SD-1.5 (${model})${config}`, { before, after: loadAverage() });
+  console.log(text);
+  if (errors.length) process.exitCode = 1;
 }
 
 await main();
