@@ -101,13 +101,13 @@ function report(results: StageResult[], flops: Map<number, StageFlops>, peaks: P
   const threads = defaultThreads();
   const bound = peakBound(peaks, threads);
   const peakLine = (p: Peak, when: string) =>
-    `  ${when}: ${Object.entries(p.fp32).map(([t, g]) => `${t} thread${t === '1' ? '' : 's'} ${g.toFixed(1)} GFLOP/s`).join(', ')}; ` +
+    `  ${when}: ${Object.entries(p.fp32).map(([t, g]) => `${t} thread${t === '1' ? '' : 's'} ${g.toFixed(1)} GFLOP/s (${p.kernel[Number(t)]})`).join(', ')}; ` +
     `per CPU-second ${Object.entries(p.fp32PerCpuSecond).map(([t, g]) => `${t}: ${g.toFixed(1)}`).join(', ')}`;
   const lines = [
     `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${gb(os.totalmem())} RAM; Node ${process.version}, onnxruntime-node ${ortVersion()}; stages run ${threads} intra-op threads`,
     `weights: ${weights}`,
     `load average (1, 5, 15 min) before: ${load.before}, after: ${load.after}`,
-    `peak: fp32 ${peaks[0].n}³ MatMul on ONNX Runtime (MLAS SGEMM), best of ${peaks[0].runs} runs:`,
+    `peak: fp32 on ONNX Runtime, the better of a 2048³ MatMul and a 3×3 conv (bench/peak.ts), best of ${peaks[0].runs} runs each:`,
     peakLine(peaks[0], 'before the stages'),
     ...(peaks[1] ? [peakLine(peaks[1], 'after the stages ')] : []),
     `  stages are held to the better of the two at ${threads} threads: ${bound.wall.toFixed(1)} GFLOP/s wall, ${bound.perCpuSecond.toFixed(1)} GFLOP per CPU-second`,

@@ -4,9 +4,11 @@
 // places a hard link with that name beside the written graph (ONNX Runtime only reads external
 // data from the model's own folder).
 
+import { closeSync, openSync, writeSync } from 'node:fs';
 import onnxProto from 'onnx-proto';
 import { type Dim, SymDim } from './dims.ts';
 import type { Parameter } from './parameter.ts';
+import { type WeightDType, convToPatchOrder, quantizeRows, transposeRows, weightLevels } from './quantize.ts';
 import type { SafetensorsFile } from './safetensors.ts';
 import { type Attrs, type DType, Tensor, type TypedData } from './tensor.ts';
 
@@ -17,6 +19,8 @@ const IR_VERSION = 10;
 
 const ONNX_DTYPE: Record<DType, number> = {
   float32: 1,
+  uint8: 2,
+  int8: 3,
   int32: 6,
   int64: 7,
   bool: 9,
@@ -45,10 +49,34 @@ export interface KernelForms {
 
 export const DEFAULT_KERNELS: Readonly<KernelForms> = { convInputGrad: 'conv', convWeightGrad: 'im2col' };
 
+export interface EmitOptions {
+  /** 'q8': frozen linear and convolution weights become int8 per output channel (quantize.ts). */
+  weights?: WeightDType;
+}
+
+/** A weights file the graph's external data points into, written from the checkpoint when missing. */
+export interface DerivedFile {
+  /** The checkpoint files its contents come from (their identity keys the cache). */
+  sources: string[];
+  write(path: string): void;
+}
+
+/** How a frozen weight is laid out as an int8 right-hand operand [K, Cout]. */
+export type QuantizedLayout = 'linear' | 'conv';
+
+interface PlannedWeight {
+  param: Parameter;
+  layout: QuantizedLayout;
+  valuesOffset: number;
+  scalesOffset: number;
+}
+
 export interface EmittedGraph {
   bytes: Uint8Array;
   /** External-data link names → the safetensors files they stand for. */
   externalFiles: Map<string, string>;
+  /** External-data file names → files computed from the checkpoint (int8 weights). */
+  derivedFiles: Map<string, DerivedFile>;
   /** Names of graph inputs in order: the declared inputs, then trainable parameters. */
   inputNames: string[];
   trainable: Parameter[];
@@ -70,11 +98,17 @@ export class Emitter {
   private readonly trainable = new Map<Parameter, string>();
   private usesContribOps = false;
   private counter = 0;
+  private readonly planned: PlannedWeight[] = [];
+  private readonly quantized = new Map<string, { values: string; scales: string }>();
+  private plannedBytes = 0;
+  private readonly levels: number;
 
   constructor(
     private readonly declaredInputs: readonly Tensor[],
     readonly kernels: Readonly<KernelForms> = DEFAULT_KERNELS,
+    readonly options: EmitOptions = {},
   ) {
+    this.levels = options.weights === 'q8' ? weightLevels() : 127;
     for (const t of declaredInputs) {
       if (t.origin.kind !== 'input') throw new Error(`graph inputs must be Tensor.input(...), got ${t}`);
       if ([...this.names.values()].includes(t.origin.name)) throw new Error(`graph input "${t.origin.name}" is declared twice`);
@@ -127,7 +161,7 @@ export class Emitter {
       case 'param':
         return this.parameter(o.param);
       case 'op':
-        return o.node.spec.emit(this, o.node);
+        return o.node.spec.emit(this, o.node, t);
     }
   }
 
@@ -162,6 +196,76 @@ export class Emitter {
     return this.node('Cast', [stored], { to: ONNX_DTYPE.float32 });
   }
 
+  /** Whether frozen linear and convolution weights are emitted as int8. */
+  get quantizesWeights(): boolean {
+    return this.options.weights === 'q8';
+  }
+
+  /**
+   * A frozen weight as int8 [K, Cout] values and float scales [Cout]: a linear's [Cout, K], or a
+   * convolution's [Cout, Cin, kh, kw] as K = kh·kw·Cin in NHWC patch order. Weights in checkpoint
+   * files go to a derived file written when the session is created; weights in memory are quantised
+   * now. Undefined for a trainable weight (it stays a float graph input).
+   */
+  quantizedWeight(p: Parameter, layout: QuantizedLayout): { values: string; scales: string } | undefined {
+    if (p.trainable || !p.source) return undefined;
+    const key = `${layout}:${p.name}`;
+    const known = this.quantized.get(key);
+    if (known) return known;
+    const cout = p.shape[0];
+    const k = p.size / cout;
+    let names: { values: string; scales: string };
+    if (p.source.kind === 'data') {
+      const { values, scales } = quantizeForLayout(p.source.data, p.shape, layout, this.levels);
+      names = { values: this.initializer(values, [k, cout], 'int8', `${p.name}_q8`), scales: this.initializer(scales, [cout], 'float32', `${p.name}_scale`) };
+    } else {
+      const align = (n: number) => Math.ceil(n / 64) * 64;
+      const valuesOffset = this.plannedBytes;
+      const scalesOffset = align(valuesOffset + p.size);
+      this.plannedBytes = align(scalesOffset + 4 * cout);
+      this.planned.push({ param: p, layout, valuesOffset, scalesOffset });
+      const external = (name: string, dims: number[], dtype: DType, offset: number, length: number) => {
+        this.initializers.push({
+          name,
+          dims,
+          dataType: ONNX_DTYPE[dtype],
+          dataLocation: 1,
+          externalData: [
+            { key: 'location', value: this.q8FileName() },
+            { key: 'offset', value: String(offset) },
+            { key: 'length', value: String(length) },
+          ],
+        });
+        return name;
+      };
+      names = {
+        values: external(this.fresh(`${p.name}_q8`), [k, cout], 'int8', valuesOffset, p.size),
+        scales: external(this.fresh(`${p.name}_scale`), [cout], 'float32', scalesOffset, 4 * cout),
+      };
+    }
+    this.quantized.set(key, names);
+    return names;
+  }
+
+  /** The derived int8 weights file's name: it says the level range, which the graph bytes must key. */
+  private q8FileName(): string {
+    return `weights-q8-l${this.levels}.bin`;
+  }
+
+  /** Writes every planned int8 weight (one at a time, so memory stays near one tensor's float copy). */
+  private writeQuantized(path: string): void {
+    const fd = openSync(path, 'w');
+    try {
+      for (const { param, layout, valuesOffset, scalesOffset } of this.planned) {
+        const { values, scales } = quantizeForLayout(param.value(), param.shape, layout, this.levels);
+        writeSync(fd, values, 0, values.length, valuesOffset);
+        writeSync(fd, new Uint8Array(scales.buffer, scales.byteOffset, scales.byteLength), 0, scales.byteLength, scalesOffset);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   initializer(data: TypedData, shape: readonly number[], dtype: DType, hint = 'const'): string {
     const name = this.fresh(hint);
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -170,8 +274,13 @@ export class Emitter {
   }
 
   /** Appends one ONNX node and returns the name of its (first) output. */
-  node(opType: string, inputs: string[], attrs: Attrs = {}, options: { domain?: string; outputs?: number } = {}): string {
-    const outputs = Array.from({ length: options.outputs ?? 1 }, () => this.fresh(opType));
+  node(opType: string, inputs: string[], attrs: Attrs = {}, options: { domain?: string } = {}): string {
+    return this.nodeOutputs(opType, inputs, attrs, { ...options, outputs: 1 })[0];
+  }
+
+  /** Appends one ONNX node with `outputs` outputs and returns their names. */
+  nodeOutputs(opType: string, inputs: string[], attrs: Attrs = {}, options: { domain?: string; outputs: number }): string[] {
+    const outputs = Array.from({ length: options.outputs }, () => this.fresh(opType));
     if (options.domain === 'com.microsoft') this.usesContribOps = true;
     this.nodes.push({
       opType,
@@ -182,7 +291,7 @@ export class Emitter {
         .filter(([, v]) => v !== undefined)
         .map(([name, v]) => attribute(name, v!)),
     });
-    return outputs[0];
+    return outputs;
   }
 
   /** A 1-D int64 tensor holding these dims, computing symbolic ones from the inputs' shapes. */
@@ -260,9 +369,15 @@ export class Emitter {
     });
     const externalFiles = new Map<string, string>();
     for (const [file, link] of this.fileLinks) externalFiles.set(link, file.path);
+    const derivedFiles = new Map<string, DerivedFile>();
+    if (this.planned.length) {
+      const sources = [...new Set(this.planned.map(({ param }) => (param.source as { file: { path: string } }).file.path))];
+      derivedFiles.set(this.q8FileName(), { sources, write: (path) => this.writeQuantized(path) });
+    }
     return {
       bytes: onnx.ModelProto.encode(model).finish(),
       externalFiles,
+      derivedFiles,
       inputNames: [...this.declaredInputs.map((t) => this.names.get(t)!), ...trainable.map((p) => p.name)],
       trainable,
       outputNames,
@@ -270,8 +385,15 @@ export class Emitter {
   }
 }
 
-export function emitGraph(spec: GraphSpec): EmittedGraph {
-  return new Emitter(spec.inputs, { ...DEFAULT_KERNELS, ...spec.kernels }).build(spec.outputs);
+export function emitGraph(spec: GraphSpec, options: EmitOptions = {}): EmittedGraph {
+  return new Emitter(spec.inputs, { ...DEFAULT_KERNELS, ...spec.kernels }, options).build(spec.outputs);
+}
+
+/** int8 [K, Cout] values and [Cout] scales of a linear [Cout, K] or convolution [Cout, Cin, kh, kw] weight. */
+function quantizeForLayout(w: Float32Array, shape: readonly number[], layout: QuantizedLayout, levels: number): { values: Int8Array; scales: Float32Array } {
+  const rows = shape[0];
+  const { values, scales } = quantizeRows(layout === 'conv' ? convToPatchOrder(w, shape) : w, rows, levels);
+  return { values: transposeRows(values, rows), scales };
 }
 
 function valueInfo(name: string, t: Tensor): Record<string, unknown> {

@@ -15,3 +15,4 @@ export * from './random.ts';
 export * from './safetensors.ts';
 export * from './finite.ts';
 export { DEFAULT_KERNELS, type GraphSpec, type KernelForms } from './emit.ts';
+export * from './quantize.ts';

@@ -9,6 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { dimKey, shapeToString } from './dims.ts';
 import { emitGraph, type EmittedGraph, type GraphSpec } from './emit.ts';
 import { removeStaleTemps } from './stale-temp.ts';
+import type { WeightDType } from './quantize.ts';
 import type { DType, Tensor, TypedData } from './tensor.ts';
 
 export interface RunOptions {
@@ -29,6 +30,12 @@ export interface RunOptions {
    * then takes ~4 s instead of ~14–30 s. Costs one more copy of those weights on disk. Default true.
    */
   cacheOptimizedGraphs?: boolean;
+  /**
+   * 'q8': frozen linear and convolution weights quantised to int8 per output channel when the graph
+   * is emitted (quantize.ts); the int8 weights are written once into the graph's cache folder.
+   * Default 'fp32', the reference.
+   */
+  dtype?: WeightDType;
 }
 
 /** A concrete tensor value going into or coming out of a session. */
@@ -143,10 +150,11 @@ export function defaultCacheDir(): string {
 
 /** Traces nothing: emits the given graph, then creates (or reuses) its ONNX Runtime session. */
 export async function compile(spec: GraphSpec, options: RunOptions = {}): Promise<CompiledGraph> {
-  const graph = emitGraph(spec);
+  const graph = emitGraph(spec, { weights: options.dtype });
   // The weights' content identity is part of the key: a checkpoint rewritten in place must not be
   // served from the graph (and the optimised copy of its weights) cached for the old contents.
   const sources = [...graph.externalFiles].map(([link, source]) => [link, source, contentIdentity(source)]);
+  for (const [name, derived] of graph.derivedFiles) sources.push([name, ...derived.sources.map((source) => `${source}@${contentIdentity(source)}`)]);
   const hash = createHash('sha256')
     .update(graph.bytes)
     .update(JSON.stringify([sources, options.executionProvider, options.threads ?? defaultThreads(), options.spinning ?? true]))
@@ -181,7 +189,7 @@ async function createSession(graph: EmittedGraph, hash: string, options: RunOpti
     intraOpNumThreads: options.threads ?? defaultThreads(),
     ...(options.spinning === false ? { extra: { session: { 'intra_op.allow_spinning': '0' } } } : {}),
   };
-  if (!graph.externalFiles.size) return ort.InferenceSession.create(graph.bytes, sessionOptions);
+  if (!graph.externalFiles.size && !graph.derivedFiles.size) return ort.InferenceSession.create(graph.bytes, sessionOptions);
 
   const dir = join(options.cacheDir ?? defaultCacheDir(), 'graphs', hash);
   mkdirSync(dir, { recursive: true });
@@ -190,6 +198,15 @@ async function createSession(graph: EmittedGraph, hash: string, options: RunOpti
   const external: { path: string; data: Buffer }[] = [];
   for (const [link, source] of graph.externalFiles) {
     if (!placeLink(source, join(dir, link))) external.push({ path: link, data: readFileSync(source) });
+  }
+  for (const [name, derived] of graph.derivedFiles) {
+    const path = join(dir, name);
+    if (!existsSync(path)) {
+      const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+      derived.write(temporary);
+      renameSync(temporary, path);
+    }
+    if (external.length) external.push({ path: name, data: readFileSync(path) });
   }
   const modelPath = join(dir, 'model.onnx');
   if (!existsSync(modelPath)) {

@@ -6,8 +6,8 @@ import { type Dim, shapeToString } from './dims.ts';
 import type { Emitter } from './emit.ts';
 import type { Parameter } from './parameter.ts';
 
-export type DType = 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'bool';
-export type TypedData = Float32Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
+export type DType = 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'bool' | 'uint8' | 'int8';
+export type TypedData = Float32Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array | Int8Array;
 
 /** Integers become INT attributes; wrap a float that may be integral as `{ float: 1 }`. */
 export type AttrValue = number | string | boolean | number[] | { float: number } | undefined;
@@ -16,7 +16,7 @@ export type Attrs = Record<string, AttrValue>;
 /** One primitive: how it becomes ONNX, and its vector–Jacobian product written in engine ops. */
 export interface OpSpec {
   readonly type: string;
-  emit(e: Emitter, node: OpNode): string;
+  emit(e: Emitter, node: OpNode, out: Tensor): string;
   /** Gradients for each input given the output's gradient `g`; undefined where none flows. */
   vjp?(g: Tensor, node: OpNode, out: Tensor): (Tensor | undefined)[];
 }

@@ -89,8 +89,10 @@ export class StableDiffusion {
     readonly releaseSessions = false,
     tiny?: TinyVaeUse,
   ) {
-    this.vaeRunner = new VaeRunner(components.vae, run);
-    this.tinyVae = tiny && new TinyVaeRunner(tiny.vae, run);
+    // The VAEs stay fp32 whatever the weights dtype: the decoder is what the picture is made of.
+    const vaeRun = { ...run, dtype: undefined };
+    this.vaeRunner = new VaeRunner(components.vae, vaeRun);
+    this.tinyVae = tiny && new TinyVaeRunner(tiny.vae, vaeRun);
     this.tinyMakesPictures = tiny?.pictures ?? false;
   }
 

@@ -1,7 +1,7 @@
 // Elementwise primitives with NumPy broadcasting, and their VJPs.
 
 import { broadcastShapes, shapeToString } from '../dims.ts';
-import type { Emitter } from '../emit.ts';
+import { ONNX_DTYPE, type Emitter } from '../emit.ts';
 import { type DType, type OpNode, type OpSpec, Tensor, isFloat, makeOp } from '../tensor.ts';
 import { sumTo } from './reduce.ts';
 
@@ -104,10 +104,9 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   return makeOp(WHERE, [cond, ta, tb], shape, ta.dtype);
 }
 
-const ONNX_TO: Record<DType, number> = { float32: 1, int32: 6, int64: 7, bool: 9, float16: 10, bfloat16: 16 };
 const CAST: OpSpec = {
   type: 'Cast',
-  emit: (e, n) => e.node('Cast', [e.value(n.inputs[0])], { to: ONNX_TO[n.attrs.to as DType] }),
+  emit: (e, n) => e.node('Cast', [e.value(n.inputs[0])], { to: ONNX_DTYPE[n.attrs.to as DType] }),
   vjp: (g, n) => [isFloat(n.inputs[0].dtype) ? cast(g, n.inputs[0].dtype) : undefined],
 };
 

@@ -4,12 +4,13 @@ import { type Dim, broadcastShapes, convOutDim, dimAdd, dimEquals, dimMul, shape
 import type { Emitter } from '../emit.ts';
 import { type OpSpec, type Tensor, makeOp } from '../tensor.ts';
 import { add } from './elementwise.ts';
+import { emitQuantizedConv, emitQuantizedLinear } from './quantized.ts';
 import { sum, sumTo } from './reduce.ts';
 import { concat, slice, transpose, transposeLast } from './shape.ts';
 
 const MATMUL: OpSpec = {
   type: 'MatMul',
-  emit: (e, n) => e.node('MatMul', [e.value(n.inputs[0]), e.value(n.inputs[1])]),
+  emit: (e, n) => (e.quantizesWeights ? emitQuantizedLinear(e, n) : undefined) ?? e.node('MatMul', [e.value(n.inputs[0]), e.value(n.inputs[1])]),
   vjp: (g, n) => {
     const [a, b] = n.inputs;
     return [sumTo(matmul(g, transposeLast(b)), a.shape), sumTo(matmul(transposeLast(a), g), b.shape)];
@@ -74,7 +75,7 @@ function convAttrs(o: ConvOptions): ConvAttrs {
 
 const CONV: OpSpec = {
   type: 'Conv',
-  emit: (e, n) => e.node('Conv', n.inputs.map((i) => e.value(i)), n.attrs),
+  emit: (e, n, out) => (e.quantizesWeights ? emitQuantizedConv(e, n, out) : undefined) ?? e.node('Conv', n.inputs.map((i) => e.value(i)), n.attrs),
   vjp: (g, n) => {
     const [x, w, bias] = n.inputs;
     const a = n.attrs as unknown as ConvAttrs;

@@ -1,0 +1,129 @@
+// int8 weights (dtype 'q8'): the per-channel quantiser against values worked by hand, and the
+// emitted integer forms of linear and convolution layers (weights in memory and in a safetensors
+// file, strides, padding, symbolic sizes) against the same layers in fp32.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import onnxProto from 'onnx-proto';
+import { join } from 'node:path';
+import * as E from '../../src/engine/index.ts';
+import { emitGraph } from '../../src/engine/emit.ts';
+import { SafetensorsFile, writeSafetensors } from '../../src/engine/safetensors.ts';
+import { rand } from './helpers.ts';
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'nuri-q8-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('quantizeRows', () => {
+  it('scales each output channel by its own largest |w| and rounds to the nearest level', () => {
+    // Row 0: max 1 → scale 1/127; -0.5·127 = -63.5 rounds to -63 (JS rounds half up), 0.25·127 = 31.75 → 32.
+    // Row 1: all zero → scale 1, values 0. Row 2: max 2 → scale 2/127; 1 → 63.5 → 64; 0.01 → 0.635 → 1.
+    const { values, scales } = E.quantizeRows(Float32Array.of(1, -0.5, 0.25, 0, 0, 0, -2, 1, 0.01), 3);
+    expect([...values]).toEqual([127, -63, 32, 0, 0, 0, -127, 64, 1]);
+    expect(scales[0]).toBeCloseTo(1 / 127, 7);
+    expect(scales[1]).toBe(1);
+    expect(scales[2]).toBeCloseTo(2 / 127, 7);
+  });
+
+  it('keeps 7 bits when asked (x86 without VNNI)', () => {
+    const { values, scales } = E.quantizeRows(Float32Array.of(0.5, -1, 0.26), 1, 63);
+    expect([...values]).toEqual([32, -63, 16]); // 0.5·63 = 31.5 → 32, 0.26·63 = 16.38 → 16
+    expect(scales[0]).toBeCloseTo(1 / 63, 7);
+  });
+
+  it('refuses rows that do not divide the values, and non-finite weights', () => {
+    expect(() => E.quantizeRows(new Float32Array(5), 2)).toThrow(/do not split into 2 rows/);
+    expect(() => E.quantizeRows(Float32Array.of(1, Number.NaN), 1)).toThrow(/row 0 holds a non-finite weight/);
+  });
+
+  it('lays a conv weight out in NHWC patch order and transposes to [K, Cout]', () => {
+    // w[o, c, i, j] = 1000·o + 100·c + 10·i + j for [2, 3, 2, 2]
+    const shape = [2, 3, 2, 2];
+    const w = Float32Array.from({ length: 24 }, (_, n) => {
+      const [o, c, i, j] = [Math.floor(n / 12), Math.floor(n / 4) % 3, Math.floor(n / 2) % 2, n % 2];
+      return 1000 * o + 100 * c + 10 * i + j;
+    });
+    const patch = E.convToPatchOrder(w, shape);
+    // [o, i, j, c]: the first patch of output 0 is taps (0,0) for c = 0, 1, 2, then (0,1) …
+    expect([...patch.subarray(0, 6)]).toEqual([0, 100, 200, 1, 101, 201]);
+    expect(patch[12]).toBe(1000);
+    expect([...E.transposeRows(Int8Array.of(1, 2, 3, 4, 5, 6), 2)]).toEqual([1, 4, 2, 5, 3, 6]);
+  });
+});
+
+/** Relative L2 error of a against b. */
+function relativeError(a: Float32Array, b: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+describe('q8 layers against fp32', () => {
+  // conv 3×3 stride 1 pad 1 → conv 3×3 stride 2 pad 1 → 1×1 conv → linear over channels; symbolic sizes.
+  const params = {
+    c1: new E.Parameter('c1.weight', [24, 8, 3, 3]),
+    b1: new E.Parameter('c1.bias', [24]),
+    c2: new E.Parameter('c2.weight', [32, 24, 3, 3]),
+    c3: new E.Parameter('c3.weight', [16, 32, 1, 1]),
+    lin: new E.Parameter('lin.weight', [40, 16]),
+    linBias: new E.Parameter('lin.bias', [40]),
+  };
+  const forward = (x: E.Tensor) => {
+    let h = E.silu(E.conv2d(x, params.c1.tensor, params.b1.tensor, { padding: 1 }));
+    h = E.silu(E.conv2d(h, params.c2.tensor, undefined, { stride: 2, padding: 1 }));
+    h = E.conv2d(h, params.c3.tensor);
+    const [b, c] = h.shape;
+    const tokens = E.transpose(E.reshape(h, [b, c, -1]), [0, 2, 1]); // [B, HW, C]
+    return E.linear(tokens, params.lin.tensor, params.linBias.tensor);
+  };
+  const x = E.Tensor.input('x', [E.sym('B'), 8, E.sym('H'), E.sym('W')]);
+  const feeds = { x: { data: rand(2 * 8 * 10 * 12, 9), shape: [2, 8, 10, 12] } };
+
+  async function run(dtype: E.WeightDType, cacheDir: string): Promise<Float32Array> {
+    const graph = await E.compile({ inputs: [x], outputs: { y: forward(x) } }, { dtype, cacheDir });
+    const out = (await graph.run(feeds)).y;
+    await graph.release();
+    expect(out.shape).toEqual([2, 5 * 6, 40]);
+    return out.data as Float32Array;
+  }
+
+  it('weights in memory: within 2% (relative L2) of fp32, and integer ops in the graph', async () => {
+    let seed = 20;
+    for (const p of Object.values(params)) p.setValue(rand(p.size, seed++));
+    const fp32 = await run('fp32', dir);
+    const q8 = await run('q8', dir);
+    const error = relativeError(q8, fp32);
+    expect(error).toBeGreaterThan(0); // the weights really were rounded
+    expect(error).toBeLessThan(0.02);
+    const { graph } = onnxProto.onnx.ModelProto.decode(emitGraph({ inputs: [x], outputs: { y: forward(x) } }, { weights: 'q8' }).bytes);
+    const ops = graph!.node!.map((n) => n.opType);
+    expect(ops.filter((op) => op === 'MatMulInteger')).toHaveLength(4);
+    expect(ops.filter((op) => op === 'DynamicQuantizeLinear')).toHaveLength(4);
+    expect(ops).not.toContain('Conv');
+    expect(ops).not.toContain('MatMul');
+  });
+
+  it('weights in a safetensors file: the int8 file is derived once into the cache, same result as from memory', async () => {
+    const path = join(dir, 'layers.safetensors');
+    const values = Object.fromEntries(Object.values(params).map((p) => [p.name, p.value()]));
+    writeSafetensors(path, Object.fromEntries(Object.values(params).map((p) => [p.name, { dtype: 'F32' as const, shape: [...p.shape], data: values[p.name] }])));
+    const fromMemory = await run('q8', dir);
+    const file = SafetensorsFile.open(path);
+    for (const p of Object.values(params)) p.bindFile(file, file.entry(p.name));
+    const cacheDir = join(dir, 'cache');
+    const fromFile = await run('q8', cacheDir);
+    expect(relativeError(fromFile, fromMemory)).toBeLessThan(1e-6);
+    const graphs = readdirSync(join(cacheDir, 'graphs'));
+    expect(graphs).toHaveLength(1);
+    expect(readdirSync(join(cacheDir, 'graphs', graphs[0])).filter((n) => /^weights-q8-l(127|63)\.bin$/.test(n))).toHaveLength(1);
+    expect(relativeError(await run('q8', cacheDir), fromFile)).toBe(0); // second session: from the cache
+  });
+});
