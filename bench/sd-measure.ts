@@ -3,7 +3,11 @@
 // calls of a guided txt2img run: the text encoder on 2 prompts, UNet steps at batch 2, and the VAE
 // decoding one image. Prints one `@@result {json}` line for the parent.
 //
-//   npx tsx bench/sd-measure.ts --model DIR --size 512 [--steps 3] [--decodes 1]
+//   npx tsx bench/sd-measure.ts --model DIR --size 512 [--steps 3] [--decodes 1] [--dtype fp32|q8] [--save-outputs PREFIX]
+//
+// --save-outputs writes the text encoder's states and the first UNet prediction (PREFIX.text.f32,
+// PREFIX.unet.f32, raw float32) for comparing dtypes: the UNet is fed fixed random context states,
+// not the encoder's, so its error is its own.
 //
 // Experiment switches (to try proposed engine changes without editing the engine):
 //   --session-options JSON   merged into every ONNX Runtime session's options
@@ -11,18 +15,19 @@
 //   --release                free the text encoder's session before the UNet runs and the UNet's
 //                            before the VAE's is created, as a low-memory pipeline would
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { Generator, clearSessionCache, fusedKernels } from '../src/engine/index.ts';
+import { Generator, WEIGHT_DTYPES, type WeightDType, clearSessionCache, fusedKernels } from '../src/engine/index.ts';
 import { compileClipText } from '../src/models/clip-text.ts';
 import type { Shape4 } from '../src/models/vae-runner.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 
 export interface StageResult {
   size: number;
+  dtype: WeightDType;
   /** Seconds. */
   loadS: number;
   textSessionS: number;
@@ -79,6 +84,8 @@ export interface MeasureOptions {
   decodes: number;
   cacheDir: string;
   release: boolean;
+  dtype: WeightDType;
+  saveOutputs?: string;
 }
 
 /** Makes every session this process creates use these extra options (an experiment, not the engine's way). */
@@ -87,9 +94,9 @@ function withSessionOptions(extra: ort.InferenceSession.SessionOptions): void {
   (ort.InferenceSession as { create: unknown }).create = (path: string | Uint8Array, options: ort.InferenceSession.SessionOptions = {}) => create(path, { ...options, ...extra });
 }
 
-export async function measureResolution(model: string, size: number, { steps, decodes, cacheDir, release }: MeasureOptions): Promise<StageResult> {
+export async function measureResolution(model: string, size: number, { steps, decodes, cacheDir, release, dtype, saveOutputs }: MeasureOptions): Promise<StageResult> {
   const rss: Record<string, number> = { start: rssNow() };
-  const [sd, loadS] = await seconds(() => StableDiffusion.load(model, { run: { cacheDir } }));
+  const [sd, loadS] = await seconds(() => StableDiffusion.load(model, { run: { cacheDir, dtype } }));
   rss.loaded = rssNow();
 
   const { textEncoder } = sd.components;
@@ -111,6 +118,8 @@ export async function measureResolution(model: string, size: number, { steps, de
     textRunCpu.push(cpu);
   }
   progress(`${size}²: text encoder ${median(textTimes).toFixed(2)} s`);
+  if (saveOutputs) writeFileSync(`${saveOutputs}.text.f32`, context);
+  context = new Generator(1).randn(context.length);
   if (release) {
     await textGraph.session.release();
     clearSessionCache();
@@ -126,11 +135,12 @@ export async function measureResolution(model: string, size: number, { steps, de
   const stepCpu: number[] = [];
   const timesteps = [981, 961, 941, 921, 901, 881, 861, 841, 821, 801];
   for (let i = 0; i <= steps; i++) {
-    const [, s, cpu] = await seconds(() => sd.predictNoise(unet, latents, shape, timesteps[i % timesteps.length], context));
+    const [out, s, cpu] = await seconds(() => sd.predictNoise(unet, latents, shape, timesteps[i % timesteps.length], context));
     stepTimes.push(s);
     stepCpu.push(cpu);
     progress(`${size}²: UNet step ${i}${i ? '' : ' (warm-up)'} ${s.toFixed(2)} s (${cpu.toFixed(1)} CPU s)`);
     if (i === 0) rss.unetFirstStep = rssNow();
+    if (i === 0 && saveOutputs) writeFileSync(`${saveOutputs}.unet.f32`, out.noise_pred.data as Float32Array);
   }
   rss.unetSteps = rssNow();
   if (release) {
@@ -155,6 +165,7 @@ export async function measureResolution(model: string, size: number, { steps, de
   const timed = stepTimes.slice(1);
   return {
     size,
+    dtype,
     loadS,
     textSessionS,
     unetSessionS,
@@ -185,8 +196,11 @@ async function main(): Promise<void> {
       'session-options': { type: 'string' },
       plain: { type: 'string' },
       release: { type: 'boolean', default: false },
+      dtype: { type: 'string', default: 'fp32' },
+      'save-outputs': { type: 'string' },
     },
   });
+  if (!WEIGHT_DTYPES.includes(values.dtype as WeightDType)) throw new Error(`--dtype: expected one of ${WEIGHT_DTYPES.join(', ')}`);
   if (!values.model) throw new Error('--model DIR is required');
   if (values['session-options']) withSessionOptions(JSON.parse(values['session-options']) as ort.InferenceSession.SessionOptions);
   for (const kernel of values.plain?.split(',').filter(Boolean) ?? []) {
@@ -194,7 +208,7 @@ async function main(): Promise<void> {
     fusedKernels[kernel as keyof typeof fusedKernels] = false;
   }
   const cacheDir = values.cache ?? join(values.model, '..', 'graphs');
-  const options = { steps: Number(values.steps), decodes: Number(values.decodes), cacheDir, release: values.release };
+  const options = { steps: Number(values.steps), decodes: Number(values.decodes), cacheDir, release: values.release, dtype: values.dtype as WeightDType, saveOutputs: values['save-outputs'] };
   const result = await measureResolution(values.model, Number(values.size), options);
   // The kernel's own view of the peak, to cross-check maxRSS.
   const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));

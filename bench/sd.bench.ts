@@ -5,7 +5,7 @@
 // counted from its traced graph (bench/sd-flops.ts): each figure comes with the fraction of the peak
 // it reached, and a figure above the peak is reported as an error (exit code 1), not as a result.
 //
-//   npm run bench:sd [-- --sizes 512,256] [--steps 3] [--decodes 1] [--fp16]
+//   npm run bench:sd [-- --sizes 512,256] [--dtype fp32,q8] [--steps 3] [--decodes 1] [--fp16]
 //                       [--session-options JSON] [--plain groupNorm] [--release]   (experiments; see sd-measure.ts)
 
 import { spawn } from 'node:child_process';
@@ -14,7 +14,8 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { defaultThreads } from '../src/engine/index.ts';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { WEIGHT_DTYPES, type WeightDType, defaultThreads } from '../src/engine/index.ts';
 import { type Peak, measurePeak } from './peak.ts';
 import { ensureRandomCheckpoint } from './random-checkpoint.ts';
 import { type StageFlops, stageFlops } from './sd-flops.ts';
@@ -25,6 +26,26 @@ const MEASURED_ELSEWHERE = [
   'diffusers 0.x on PyTorch CPU, same model and machine type: 22.2–22.6 s per 512² UNet step with guidance (issue 15, not this run)',
 ];
 const RSS_TARGET = 4.5e9;
+
+/** A child's figures, with the relative errors against the fp32 child of the same size. */
+type Measured = StageResult & { unetRelativeError?: number; textRelativeError?: number };
+
+function readF32(path: string): Float32Array {
+  const bytes = readFileSync(path);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+}
+
+/** ‖a − b‖ / ‖b‖. */
+function relativeError(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new Error(`relativeError: ${a.length} values against ${b.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -75,6 +96,7 @@ function peakBound(peaks: Peak[], threads: number): PeakBound {
 }
 
 interface RateRow {
+  dtype: string;
   stage: string;
   size: number;
   flops: number;
@@ -84,19 +106,21 @@ interface RateRow {
 
 /** One line per stage: FLOPs, time, rates and fractions of the peak; errors for any figure above it. */
 function rateTable(rows: RateRow[], bound: PeakBound, errors: string[]): string {
-  const out = [['stage', 'size', 'GFLOP', 'median', 'CPU', 'GFLOP/s', 'of peak', 'GFLOP/CPU-s', 'of peak']];
+  const out = [['stage', 'size', 'dtype', 'GFLOP', 'median', 'CPU', 'GFLOP/s', 'of peak', 'GFLOP/CPU-s', 'of peak']];
   for (const r of rows) {
     const wallRate = r.flops / r.wallS / 1e9;
     const cpuRate = r.flops / r.cpuS / 1e9;
+    // int8 products are not bound by the fp32 peak (VNNI does 4 int8 multiply–adds per fp32 lane)
+    const bounded = r.dtype === 'fp32' || r.stage.startsWith('VAE');
     for (const [rate, peak, what] of [[wallRate, bound.wall, 'GFLOP/s'], [cpuRate, bound.perCpuSecond, 'GFLOP per CPU-second']] as const) {
-      if (rate > peak) errors.push(`ERROR: ${r.stage} at ${r.size}²: ${rate.toFixed(1)} ${what} is above the measured peak ${peak.toFixed(1)}: a measurement error, not a result`);
+      if (bounded && rate > peak) errors.push(`ERROR: ${r.stage} at ${r.size}² (${r.dtype}): ${rate.toFixed(1)} ${what} is above the measured peak ${peak.toFixed(1)}: a measurement error, not a result`);
     }
-    out.push([r.stage, `${r.size}²`, (r.flops / 1e9).toFixed(1), s(r.wallS), s(r.cpuS), wallRate.toFixed(1), pct(wallRate / bound.wall), cpuRate.toFixed(1), pct(cpuRate / bound.perCpuSecond)]);
+    out.push([r.stage, `${r.size}²`, r.dtype, (r.flops / 1e9).toFixed(1), s(r.wallS), s(r.cpuS), wallRate.toFixed(1), pct(wallRate / bound.wall), cpuRate.toFixed(1), pct(cpuRate / bound.perCpuSecond)]);
   }
   return table(out);
 }
 
-function report(results: StageResult[], flops: Map<number, StageFlops>, peaks: Peak[], weights: string, load: { before: string; after: string }): { text: string; errors: string[] } {
+function report(results: Measured[], flops: Map<number, StageFlops>, peaks: Peak[], weights: string, load: { before: string; after: string }): { text: string; errors: string[] } {
   const cpus = os.cpus();
   const threads = defaultThreads();
   const bound = peakBound(peaks, threads);
@@ -120,14 +144,14 @@ function report(results: StageResult[], flops: Map<number, StageFlops>, peaks: P
   const rateRows: RateRow[] = [];
   for (const r of results) {
     const f = flops.get(r.size)!;
-    rateRows.push({ stage: 'text encoder, 2 prompts', size: r.size, flops: f.textEncoder, wallS: r.textRunS, cpuS: r.textRunCpuS });
-    rateRows.push({ stage: 'UNet step, batch 2', size: r.size, flops: f.unetStep, wallS: r.unetStepS, cpuS: r.unetStepCpuS });
-    rateRows.push({ stage: 'VAE decode, 1 image', size: r.size, flops: f.vaeDecode, wallS: r.vaeDecodeS, cpuS: r.vaeDecodeCpuS });
+    rateRows.push({ dtype: r.dtype, stage: 'text encoder, 2 prompts', size: r.size, flops: f.textEncoder, wallS: r.textRunS, cpuS: r.textRunCpuS });
+    rateRows.push({ dtype: r.dtype, stage: 'UNet step, batch 2', size: r.size, flops: f.unetStep, wallS: r.unetStepS, cpuS: r.unetStepCpuS });
+    rateRows.push({ dtype: r.dtype, stage: 'VAE decode, 1 image', size: r.size, flops: f.vaeDecode, wallS: r.vaeDecodeS, cpuS: r.vaeDecodeCpuS });
   }
   const errors: string[] = [];
   lines.push(rateTable(rateRows, bound, errors), '');
 
-  const rows: string[][] = [['other figures', ...results.map((r) => `${r.size}×${r.size}`)]];
+  const rows: string[][] = [['other figures', ...results.map((r) => `${r.size}² ${r.dtype}`)]];
   const byStage = (label: string, pick: (r: StageResult) => number) => rows.push([label, ...results.map((r) => s(pick(r)))]);
   byStage('model load (configs, headers)', (r) => r.loadS);
   byStage('session: text encoder', (r) => r.textSessionS);
@@ -139,6 +163,14 @@ function report(results: StageResult[], flops: Map<number, StageFlops>, peaks: P
   byStage('VAE decode, 1 image (cold)', (r) => r.vaeFirstDecodeS);
   rows.push(['peak RSS (maxRSS)', ...results.map((r) => gb(r.peakRssBytes))]);
   lines.push(table(rows), '');
+  for (const r of results) {
+    const fp32 = results.find((o) => o.size === r.size && o.dtype === 'fp32');
+    if (r.dtype === 'q8' && fp32) {
+      lines.push(`q8 vs fp32 at ${r.size}²: UNet step ${(fp32.unetStepS / r.unetStepS).toFixed(2)}× faster (wall), ${(fp32.unetStepCpuS / r.unetStepCpuS).toFixed(2)}× (CPU); ` +
+        `text encoder ${(fp32.textRunS / r.textRunS).toFixed(2)}× (wall), ${(fp32.textRunCpuS / r.textRunCpuS).toFixed(2)}× (CPU); peak RSS ${gb(fp32.peakRssBytes)} → ${gb(r.peakRssBytes)}`);
+      if (r.unetRelativeError !== undefined) lines.push(`  relative error (L2) of q8 vs fp32: one UNet noise prediction ${r.unetRelativeError.toExponential(2)}, text encoder states ${r.textRelativeError?.toExponential(2)}`);
+    }
+  }
   for (const r of results) {
     const phases = Object.entries(r.rss).map(([k, v]) => `${k} ${gb(v)}`).join(', ');
     lines.push(`RSS by phase at ${r.size}²: ${phases}`);
@@ -160,8 +192,11 @@ async function main(): Promise<void> {
       'session-options': { type: 'string' },
       plain: { type: 'string' },
       release: { type: 'boolean', default: false },
+      dtype: { type: 'string', default: 'fp32' },
     },
   });
+  const dtypes = values.dtype.split(',');
+  for (const d of dtypes) if (!WEIGHT_DTYPES.includes(d as WeightDType)) throw new Error(`--dtype: expected ${WEIGHT_DTYPES.join(', ')} (comma-separated), got ${d}`);
   const experiment: string[] = [];
   if (values['session-options']) experiment.push('--session-options', values['session-options']);
   if (values.plain) experiment.push('--plain', values.plain);
@@ -172,10 +207,22 @@ async function main(): Promise<void> {
   const before = loadAverage();
   process.stderr.write('measuring the fp32 peak…\n');
   const peaks = [await measurePeak()];
-  const results: StageResult[] = [];
+  const results: Measured[] = [];
+  const outputs = join(model, '..', 'outputs');
+  mkdirSync(outputs, { recursive: true });
   for (const size of sizes) {
-    process.stderr.write(`measuring ${size}×${size} in a child process…\n`);
-    results.push(await runChild(['--model', model, '--size', String(size), '--steps', values.steps, '--decodes', values.decodes, ...experiment]));
+    for (const dtype of dtypes) {
+      process.stderr.write(`measuring ${size}×${size} ${dtype} in a child process…\n`);
+      const prefix = join(outputs, `${size}-${dtype}`);
+      const args = ['--model', model, '--size', String(size), '--dtype', dtype, '--save-outputs', prefix];
+      const result: Measured = await runChild([...args, '--steps', values.steps, '--decodes', values.decodes, ...experiment]);
+      const reference = join(outputs, `${size}-fp32`);
+      if (dtype !== 'fp32' && dtypes.includes('fp32')) {
+        result.unetRelativeError = relativeError(readF32(`${prefix}.unet.f32`), readF32(`${reference}.unet.f32`));
+        result.textRelativeError = relativeError(readF32(`${prefix}.text.f32`), readF32(`${reference}.text.f32`));
+      }
+      results.push(result);
+    }
   }
   process.stderr.write('measuring the fp32 peak again…\n');
   peaks.push(await measurePeak());

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { type LoraSpec, type Personalisation, parseLoraSpec, personalise } from '../pipelines/personalise.ts';
 import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import type { PipelineOptions } from '../pipelines/load-pipeline.ts';
+import { WEIGHT_DTYPES, type WeightDType } from '../engine/quantize.ts';
 import { collect, integer, oneOf } from './options.ts';
 
 export const DEVICES = ['cpu', 'cuda'] as const;
@@ -23,6 +24,7 @@ export interface LoadFlags {
 
 export interface DeviceFlags {
   device?: Device;
+  dtype?: WeightDType;
 }
 
 export interface PersonalisationFlags {
@@ -41,9 +43,11 @@ export function loadOptions(command: Command): Command {
     .option('--prediction-type <type>', "override a single-file checkpoint's prediction type (SD 2.x 768-v: v_prediction)", oneOf(['epsilon', 'v_prediction'] as const));
 }
 
-/** --device: the execution provider the sessions run on. */
+/** --device: the execution provider the sessions run on; --dtype: the UNet's and text encoder's weights. */
 export function deviceOption(command: Command): Command {
-  return command.option('--device <name>', `where to run: ${DEVICES.join(' or ')} (default cpu)`, oneOf(DEVICES));
+  return command
+    .option('--device <name>', `where to run: ${DEVICES.join(' or ')} (default cpu)`, oneOf(DEVICES))
+    .option('--dtype <type>', 'weights of the UNet and text encoder: fp32 (default), or q8 (int8 per channel, quantised at load; the VAE stays fp32)', oneOf(WEIGHT_DTYPES));
 }
 
 /** --lora, --embedding, --clip-skip, --no-prompt-syntax. */
@@ -59,7 +63,7 @@ export function personalisationOptions(command: Command): Command {
 export function loadOptionsFrom(flags: LoadFlags & DeviceFlags): PipelineOptions {
   if (flags.tokenizer !== undefined && !existsSync(flags.tokenizer)) throw new Error(`--tokenizer: no such folder ${flags.tokenizer}`);
   if (flags.config !== undefined && !existsSync(flags.config)) throw new Error(`--config: no such file ${flags.config}`);
-  return { config: flags.config, tokenizer: flags.tokenizer, predictionType: flags.predictionType, device: flags.device, vae: flags.vae, previewVae: flags.previewVae };
+  return { config: flags.config, tokenizer: flags.tokenizer, predictionType: flags.predictionType, device: flags.device, dtype: flags.dtype, vae: flags.vae, previewVae: flags.previewVae };
 }
 
 /** Refuses missing LoRA and embedding files before the model loads. */

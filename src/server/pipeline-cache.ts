@@ -4,6 +4,7 @@
 // Least recently used pipelines beyond --max-loaded are evicted and their sessions freed.
 
 import { existsSync } from 'node:fs';
+import type { WeightDType } from '../engine/quantize.ts';
 import { type Personalisation, type StableDiffusion, loadPipeline, personalise } from '../index.ts';
 import type { ModelRegistry } from './models.ts';
 
@@ -11,6 +12,8 @@ export interface PipelineSpec {
   model: string;
   loras?: readonly { name: string; weight: number }[];
   embeddings?: readonly string[];
+  /** Weights of the UNet and text encoder ('q8': int8); a q8 and an fp32 pipeline of one model are two entries. */
+  dtype?: WeightDType;
 }
 
 export interface LoadedPipeline {
@@ -66,7 +69,7 @@ export class PipelineCache {
       entry = this.entries.find((e) => e.key === key);
       if (!entry) {
         const pipeline = (async () => {
-          const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false, previewVae: this.previewVae });
+          const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false, previewVae: this.previewVae, dtype: spec.dtype });
           const personal = await personalise(sd.components, { loras, embeddings });
           return { sd, personal };
         })();
@@ -131,5 +134,5 @@ export async function releasePipeline({ sd }: Pick<LoadedPipeline, 'sd'>): Promi
 function cacheKey(spec: PipelineSpec): string {
   const loras = [...(spec.loras ?? [])].map((l) => `${l.name}:${l.weight}`).sort();
   const embeddings = [...(spec.embeddings ?? [])].sort();
-  return JSON.stringify([spec.model, loras, embeddings]);
+  return JSON.stringify([spec.model, loras, embeddings, spec.dtype ?? 'fp32']);
 }

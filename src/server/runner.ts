@@ -10,6 +10,7 @@ import { enlarge, toRgb8 } from '../io/image.ts';
 import type { PreviewImage } from '../models/latent-preview.ts';
 import { type ControlNetUnit, controlNetLabel, readControlImage } from '../pipelines/controlnet.ts';
 import { DEFAULTS } from '../pipelines/generate.ts';
+import type { WeightDType } from '../engine/quantize.ts';
 import { MASK_BLUR, outpaintCanvas } from '../pipelines/inpaint.ts';
 import { maskFromImage } from '../pipelines/masks.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
@@ -58,7 +59,7 @@ export function createRunner(options: RunnerOptions): JobRunner {
   };
 }
 
-async function load(ctx: RunnerContext, o: JobScope, spec: { model: string; loras?: GenerateParams['loras']; embeddings?: string[]; clipSkip?: number }): Promise<LoadedPipeline> {
+async function load(ctx: RunnerContext, o: JobScope, spec: { model: string; loras?: GenerateParams['loras']; embeddings?: string[]; clipSkip?: number; dtype?: WeightDType }): Promise<LoadedPipeline> {
   ctx.progress({ step: 0, total: 0, phase: 'loading' });
   const loaded = await o.cache.acquire(spec);
   o.leases.push(loaded);

@@ -3,6 +3,7 @@
 // generated from these same schemas (openapi.ts), so the two cannot drift apart.
 
 import { z } from 'zod';
+import { WEIGHT_DTYPES } from '../engine/quantize.ts';
 import { DEFAULTS } from '../pipelines/generate.ts';
 import { CANNY_DEFAULTS } from '../io/canny.ts';
 import { CONTROL_PREPROCESSORS } from '../pipelines/controlnet.ts';
@@ -99,6 +100,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     height: side.optional(),
     clipSkip: clipSkip.optional(),
     promptSyntax: z.boolean().default(true).describe("read AUTOMATIC1111's emphasis syntax — (word), [word], (word:1.3), \\( — and BREAK; false reads the prompts literally"),
+    dtype: z.enum(WEIGHT_DTYPES).default('fp32').describe("weights of the UNet and text encoder: fp32, or q8 (int8 per channel, quantised at load; the VAE stays fp32)"),
   };
   // LoRA files and Textual Inversion embeddings from the models folder, for the jobs that draw.
   const personal = {
