@@ -6,8 +6,7 @@
 import { join } from 'node:path';
 import { type Tensor, Tensor as T } from '../src/engine/index.ts';
 import { loadClipTextModel } from '../src/models/clip-text.ts';
-import { loadUNet } from '../src/models/unet.ts';
-import { loadVae } from '../src/models/vae.ts';
+import { loadUNet, loadVae } from '../src/models/checkpoint/components.ts';
 
 function concrete(t: Tensor): number[] {
   return t.shape.map((d) => {
@@ -94,7 +93,7 @@ export function stageFlops(model: string, size: number, prompts = 2): StageFlops
   const unetStep = countFlops([unet.forward(sample, timestep, context)]).total;
 
   const vae = loadVae(join(model, 'vae'));
-  const latents = T.input('latents', [1, vae.config.latentChannels, f, f]);
+  const latents = T.input('latents', [1, vae.config.latent_channels, f, f]);
   const vaeDecode = countFlops([vae.decode(latents)]).total;
   return { textEncoder, unetStep, vaeDecode };
 }
