@@ -14,6 +14,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
+import { relativeError } from './compare.ts';
 
 const { onnx } = onnxProto;
 const F32 = 1;
@@ -81,6 +82,20 @@ function buildModel(layer: Layer, form: Form): Uint8Array {
     return t;
   };
   const wDims = conv ? layer.w : [layer.w[1], layer.w[0]];
+  // One slice of the padded input 'xp' per kernel tap (i, j), over the two spatial axes.
+  const slices = (k: number, h: number, wd: number, axes: number[]) => {
+    const int64 = (name: string, v: number[]) => inits.push(tensor(name, [v.length], 7, BigInt64Array.from(v.map(BigInt))));
+    int64('axes', axes);
+    const taps: string[] = [];
+    for (let i = 0; i < k; i++)
+      for (let j = 0; j < k; j++) {
+        int64(`st${i}${j}`, [i, j]);
+        int64(`en${i}${j}`, [i + h, j + wd]);
+        node('Slice', ['xp', `st${i}${j}`, `en${i}${j}`, 'axes'], [`tap${i}${j}`]);
+        taps.push(`tap${i}${j}`);
+      }
+    return taps;
+  };
   if (form === 'fp32') {
     inits.push(tensor('w', wDims, F32, conv ? w : wForMatmul(w)));
     node(conv ? 'Conv' : 'MatMul', ['x', 'w'], ['y'], convAttrs);
@@ -103,15 +118,7 @@ function buildModel(layer: Layer, form: Form): Uint8Array {
       node('Transpose', ['xq'], ['xt'], [{ name: 'perm', type: 7, ints: [0, 2, 3, 1] }]);
       int64('pads', [0, p, p, 0, 0, p, p, 0]);
       node('Pad', ['xt', 'pads', 'xzp'], ['xp']);
-      const taps: string[] = [];
-      int64('axes', [1, 2]);
-      for (let i = 0; i < k; i++)
-        for (let j = 0; j < k; j++) {
-          int64(`st${i}${j}`, [i, j]);
-          int64(`en${i}${j}`, [i + h, j + wd]);
-          node('Slice', ['xp', `st${i}${j}`, `en${i}${j}`, 'axes'], [`tap${i}${j}`]);
-          taps.push(`tap${i}${j}`);
-        }
+      const taps = slices(k, h, wd, [1, 2]);
       node('Concat', taps, ['cols'], [{ name: 'axis', type: 2, i: 3 }]);
       int64('colshape', [b, h * wd, k * k * cin]);
       node('Reshape', ['cols', 'colshape'], ['cols2']);
@@ -133,15 +140,7 @@ function buildModel(layer: Layer, form: Form): Uint8Array {
       inits.push(tensor('wzp0', [], I8, new Int8Array(1)));
       int64('pads', [0, 0, p, p, 0, 0, p, p]);
       node('Pad', ['xq', 'pads', 'xzp'], ['xp']);
-      const taps: string[] = [];
-      int64('axes', [2, 3]);
-      for (let i = 0; i < k; i++)
-        for (let j = 0; j < k; j++) {
-          int64(`st${i}${j}`, [i, j]);
-          int64(`en${i}${j}`, [i + h, j + wd]);
-          node('Slice', ['xp', `st${i}${j}`, `en${i}${j}`, 'axes'], [`tap${i}${j}`]);
-          taps.push(`tap${i}${j}`);
-        }
+      const taps = slices(k, h, wd, [2, 3]);
       node(taps.length > 1 ? 'Concat' : 'Identity', taps, ['cols'], taps.length > 1 ? [{ name: 'axis', type: 2, i: 1 }] : []);
       int64('colshape', [b, k * k * cin, h * wd]);
       node('Reshape', ['cols', 'colshape'], ['cols2']);
@@ -200,19 +199,10 @@ async function time(layer: Layer, form: Form, runs: number, threads: number): Pr
     cpu.push((u.user + u.system) / 1e6);
   }
   await session.release();
-  return { wall: median(wall), cpu: median(cpu), err: reference.get(layer) ? relErr(first, reference.get(layer)!) : 0 };
+  return { wall: median(wall), cpu: median(cpu), err: reference.get(layer) ? relativeError(first, reference.get(layer)!) : 0 };
 }
 
 const reference = new Map<Layer, Float32Array>();
-function relErr(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, cases: { type: 'string', default: Object.keys(CASES).join(',') }, threads: { type: 'string', default: '2' }, forms: { type: 'string', default: FORMS.join(',') } } });

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { WEIGHT_DTYPES, type WeightDType, defaultThreads } from '../src/engine/index.ts';
+import { relativeError } from './compare.ts';
 import { type Peak, measurePeak } from './peak.ts';
 import { ensureRandomCheckpoint } from './random-checkpoint.ts';
 import { type StageFlops, stageFlops } from './sd-flops.ts';
@@ -35,17 +36,6 @@ function readF32(path: string): Float32Array {
   return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
 }
 
-/** ‖a − b‖ / ‖b‖. */
-function relativeError(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) throw new Error(`relativeError: ${a.length} values against ${b.length}`);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 const here = dirname(fileURLToPath(import.meta.url));
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import * as E from '../../src/engine/index.ts';
 import { emitGraph } from '../../src/engine/emit.ts';
 import { SafetensorsFile, writeSafetensors } from '../../src/engine/safetensors.ts';
+import { relativeError } from '../../bench/compare.ts';
 import { rand } from './helpers.ts';
 
 let dir: string;
@@ -55,16 +56,6 @@ describe('quantizeRows', () => {
   });
 });
 
-/** Relative L2 error of a against b. */
-function relativeError(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 describe('q8 layers against fp32', () => {
   // conv 3×3 stride 1 pad 1 → conv 3×3 stride 2 pad 1 → 1×1 conv → linear over channels; symbolic sizes.
