@@ -5,8 +5,7 @@
 
 import { join } from 'node:path';
 import { type Tensor, Tensor as T } from '../src/engine/index.ts';
-import { loadClipTextModel } from '../src/models/clip-text.ts';
-import { loadUNet, loadVae } from '../src/models/checkpoint/components.ts';
+import { loadClipTextModel, loadUNet, loadVae } from '../src/models/checkpoint/components.ts';
 
 function concrete(t: Tensor): number[] {
   return t.shape.map((d) => {
