@@ -80,7 +80,7 @@ export interface StageFlops {
 /** FLOPs of each stage of a guided txt2img run at size² for a diffusers folder (weights stay in their files). */
 export function stageFlops(model: string, size: number, prompts = 2): StageFlops {
   const text = loadClipTextModel(join(model, 'text_encoder'));
-  const length = text.config.maxPositionEmbeddings;
+  const length = text.config.max_position_embeddings;
   const ids = T.input('input_ids', [prompts, length], 'int64');
   const textEncoder = countFlops([text.forward(ids).lastHiddenState]).total;
 
@@ -88,7 +88,7 @@ export function stageFlops(model: string, size: number, prompts = 2): StageFlops
   const f = size / 8;
   const sample = T.input('sample', [2, unet.config.in_channels, f, f]);
   const timestep = T.input('timestep', [2]);
-  const context = T.input('encoder_hidden_states', [2, length, text.config.hiddenSize]);
+  const context = T.input('encoder_hidden_states', [2, length, text.config.hidden_size]);
   const unetStep = countFlops([unet.forward(sample, timestep, context)]).total;
 
   const vae = loadVae(join(model, 'vae'));
