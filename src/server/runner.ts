@@ -5,12 +5,12 @@
 
 import { PNG } from 'pngjs';
 import { AbortError, type GenerationParameters, type RgbImage, type StepProgress, type TokenAttention, attention, edit, encodePng, formatParameters, generate, readImage } from '../index.ts';
+import type { WeightDType } from '../engine/quantize.ts';
 import { heatMap } from '../io/heatmap.ts';
 import { enlarge, toRgb8 } from '../io/image.ts';
 import type { PreviewImage } from '../models/latent-preview.ts';
 import { type ControlNetUnit, controlNetLabel, readControlImage } from '../pipelines/controlnet.ts';
 import { DEFAULTS } from '../pipelines/generate.ts';
-import type { WeightDType } from '../engine/quantize.ts';
 import { MASK_BLUR, outpaintCanvas } from '../pipelines/inpaint.ts';
 import { maskFromImage } from '../pipelines/masks.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
