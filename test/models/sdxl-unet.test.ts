@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type CompiledGraph, Tensor, compile, sym } from '../../src/engine/index.ts';
 import { readSafetensors } from '../../src/engine/safetensors.ts';
-import { type UNet2DConditionModel } from '../../src/models/unet.ts';
+import { UNet2DConditionModel } from '../../src/models/unet.ts';
+import { ClipTextModel } from '../../src/models/clip-text.ts';
+import { parseClipTextConfig } from '../../src/models/checkpoint/clip-config.ts';
+import { SDXL_BASE_CONFIG } from '../../src/models/single-file-sdxl.ts';
 import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import { parseUNetConfig } from '../../src/models/checkpoint/unet-config.ts';
 import { TINY_SDXL, referenceCase } from '../fixtures.ts';
@@ -73,5 +76,14 @@ describe('SDXL UNet against diffusers (sdxl_unet)', () => {
     expect(() => parseUNetConfig({ addition_embed_type: 'image' })).toThrow(/"addition_embed_type" "image" is not supported/);
     const x = Tensor.input('sample', [1, 4, 8, 8]);
     expect(() => unet.forward(x, Tensor.input('timestep', [1]), Tensor.input('encoder_hidden_states', [1, 77, 12]))).toThrow(/needs text_embeds and time_ids/);
+  });
+});
+
+describe('SDXL base configs (single files without --config; the full-size bench UNet)', () => {
+  it('build the published parameter counts: UNet 2,567,463,684, CLIP ViT-L 123,060,480, OpenCLIP bigG + projection 694,659,840', () => {
+    const count = (m: { parameters(): { size: number }[] }) => m.parameters().reduce((n, p) => n + p.size, 0);
+    expect(count(new UNet2DConditionModel(parseUNetConfig({ ...SDXL_BASE_CONFIG.unet })))).toBe(2_567_463_684);
+    expect(count(new ClipTextModel(parseClipTextConfig({ ...SDXL_BASE_CONFIG.text_encoder })))).toBe(123_060_480);
+    expect(count(new ClipTextModel(parseClipTextConfig({ ...SDXL_BASE_CONFIG.text_encoder_2 })))).toBe(694_659_840);
   });
 });
