@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { CANNY_DEFAULTS } from '../io/canny.ts';
-import { CONTROL_PREPROCESSORS, type ControlNetUnit, type ControlPreprocessor, controlNetLabel, readControlImage } from '../pipelines/controlnet.ts';
+import { CONTROL_PREPROCESSORS, type ControlNetUnit, type ControlPreprocessor, controlNetLabels, readControlImage } from '../pipelines/controlnet.ts';
 import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { number, oneOf } from './options.ts';
 
@@ -81,7 +81,6 @@ export async function controlUnits(sd: StableDiffusion, flags: ControlFlags, wid
 
 /** PNG parameters in the ControlNet extension's style: `ControlNet 0: "Module: canny, Model: …, Weight: 1, …"`. */
 export function controlExtra(flags: ControlFlags): Record<string, string> {
-  const canny = { low: flags.cannyLow, high: flags.cannyHigh };
-  const label = (s: ControlSpec) => controlNetLabel({ preprocess: flags.controlPreprocess, model: basename(s.model), weight: s.scale, start: flags.controlStart, end: flags.controlEnd, canny });
-  return Object.fromEntries((flags.controlnet ?? []).map((s, i) => [`ControlNet ${i}`, label(s)]));
+  const { controlPreprocess: preprocess, controlStart: start, controlEnd: end, cannyLow, cannyHigh } = flags;
+  return controlNetLabels((flags.controlnet ?? []).map((s) => ({ model: basename(s.model), weight: s.scale, start, end, preprocess, cannyLow, cannyHigh })));
 }

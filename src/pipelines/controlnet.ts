@@ -36,14 +36,28 @@ export async function readControlImage(source: string | Buffer, o: { width: numb
   return o.preprocess === 'canny' ? canny(image, o.canny) : image;
 }
 
+/** How a ControlNet was used, by name: what PNG parameters record. */
+export interface ControlNetSettings {
+  model: string;
+  weight: number;
+  start?: number;
+  end?: number;
+  preprocess?: ControlPreprocessor;
+  cannyLow?: number;
+  cannyHigh?: number;
+}
+
 /**
- * One ControlNet in PNG parameters as AUTOMATIC1111's ControlNet extension writes it (the value of
- * `ControlNet N`): `Module: canny, Model: …, Weight: 1, Threshold A: 100, Threshold B: 200, Guidance Start: 0, Guidance End: 1`.
+ * PNG parameters as AUTOMATIC1111's ControlNet extension writes them, one `ControlNet N` entry per
+ * unit: `Module: canny, Model: …, Weight: 1, Threshold A: 100, Threshold B: 200, Guidance Start: 0, Guidance End: 1`.
  */
-export function controlNetLabel(c: { preprocess?: ControlPreprocessor; model: string; weight: number; start?: number; end?: number; canny?: CannyOptions }): string {
-  const module = c.preprocess ?? 'none';
-  const thresholds = module === 'canny' ? `, Threshold A: ${c.canny?.low ?? CANNY_DEFAULTS.low}, Threshold B: ${c.canny?.high ?? CANNY_DEFAULTS.high}` : '';
-  return `Module: ${module}, Model: ${c.model}, Weight: ${c.weight}${thresholds}, Guidance Start: ${c.start ?? 0}, Guidance End: ${c.end ?? 1}`;
+export function controlNetLabels(units: readonly ControlNetSettings[] = []): Record<string, string> {
+  const label = (c: ControlNetSettings) => {
+    const module = c.preprocess ?? 'none';
+    const thresholds = module === 'canny' ? `, Threshold A: ${c.cannyLow ?? CANNY_DEFAULTS.low}, Threshold B: ${c.cannyHigh ?? CANNY_DEFAULTS.high}` : '';
+    return `Module: ${module}, Model: ${c.model}, Weight: ${c.weight}${thresholds}, Guidance Start: ${c.start ?? 0}, Guidance End: ${c.end ?? 1}`;
+  };
+  return Object.fromEntries(units.map((c, i) => [`ControlNet ${i}`, label(c)]));
 }
 
 /** Traces a ControlNet: inputs sample, timestep, encoder_hidden_states, controlnet_cond, conditioning_scale [1]; one output per residual. */

@@ -9,7 +9,7 @@ import type { WeightDType } from '../engine/quantize.ts';
 import { heatMap } from '../io/heatmap.ts';
 import { enlarge, toRgb8 } from '../io/image.ts';
 import type { PreviewImage } from '../models/latent-preview.ts';
-import { type ControlNetUnit, controlNetLabel, readControlImage } from '../pipelines/controlnet.ts';
+import { type ControlNetUnit, controlNetLabels, readControlImage } from '../pipelines/controlnet.ts';
 import { DEFAULTS } from '../pipelines/generate.ts';
 import { MASK_BLUR, outpaintCanvas } from '../pipelines/inpaint.ts';
 import { maskFromImage } from '../pipelines/masks.ts';
@@ -126,7 +126,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
     ...(p.promptSyntax === false ? { 'Prompt syntax': 'off' } : {}),
     ...(inpaint ? { 'Mask blur': inpaint.blur } : {}),
     ...personalLabels(personal),
-    ...Object.fromEntries(p.controlnet.map((c, i) => [`ControlNet ${i}`, controlNetLabel({ ...c, canny: { low: c.cannyLow, high: c.cannyHigh } })])),
+    ...controlNetLabels(p.controlnet),
   };
   const infotexts = result.seeds.map((seed) =>
     formatParameters({ ...sampling(p), seed, width, height, denoisingStrength: initImage ? strength : undefined, extra }),

@@ -84,6 +84,7 @@ describe("A1111's ControlNet extension API", () => {
     const info = JSON.parse(res.body.info);
     expect(info.notes.join(' ')).not.toMatch(/alwayson_scripts/);
     expect(info.infotexts[0]).toMatch(/ControlNet 0: "Module: canny, Model: tiny-controlnet, Weight: 0\.8, Threshold A: 50, Threshold B: 200, Guidance Start: 0, Guidance End: 0\.5"/);
+    expect(info.extra_generation_params['ControlNet 0']).toMatch(/^Module: canny, Model: tiny-controlnet, Weight: 0\.8/);
     const job = (await server.queue.list({ offset: 0, limit: 1 })).jobs[0];
     expect(job.params.controlnet).toMatchObject([{ model: 'tiny-controlnet', fit: 'cover', weight: 0.8, start: 0, end: 0.5, preprocess: 'canny', cannyLow: 50, cannyHigh: 200 }]);
   });

@@ -9,7 +9,8 @@ import { INPAINT_FILLS } from '../../pipelines/inpaint.ts';
 import { type JobQueue, type JobRecord, QueueFullError } from '../jobs.ts';
 import { A1111Activity, type A1111Request, jobTimestamp } from './activity.ts';
 import { EmbeddingIndex, type SdapiModelRegistry } from './catalog.ts';
-import { controlNetScript, controlNetUnits } from './controlnet.ts';
+import { controlNetLabels } from '../../pipelines/controlnet.ts';
+import { type NativeControlNet, controlNetScript, controlNetUnits } from './controlnet.ts';
 import { SdapiError, parseBody } from './errors.ts';
 import { decodeBase64Image, pngSize, prepareInitImage } from './images.ts';
 import type { SdapiStore } from './index.ts';
@@ -146,7 +147,10 @@ async function answer(kind: Kind, request: Txt2ImgRequest | Img2ImgRequest, plan
     seed_resize_from_w: request.seed_resize_from_w,
     seed_resize_from_h: request.seed_resize_from_h,
     denoising_strength: kind === 'img2img' ? request.denoising_strength : null,
-    extra_generation_params: plan.params.loras ? { Lora: (plan.params.loras as { name: string; weight: number }[]).map((l) => `${l.name}:${l.weight}`).join(', ') } : {},
+    extra_generation_params: {
+      ...(plan.params.loras ? { Lora: (plan.params.loras as { name: string; weight: number }[]).map((l) => `${l.name}:${l.weight}`).join(', ') } : {}),
+      ...controlNetLabels(plan.params.controlnet as NativeControlNet[] | undefined),
+    },
     index_of_first_image: 0,
     infotexts,
     styles: request.styles,
