@@ -8,7 +8,7 @@ import { crossAttentionMaps } from '../../src/pipelines/attention-maps.ts';
 import { edit } from '../../src/pipelines/edit.ts';
 import { generate } from '../../src/pipelines/generate.ts';
 import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
-import { TINY_SDXL, referenceCase } from '../fixtures.ts';
+import { TINY_SD, TINY_SDXL, referenceCase } from '../fixtures.ts';
 import { maxAbsDiff } from '../schedulers/reference.ts';
 
 function reference(name: string) {
@@ -177,6 +177,11 @@ describe('editing and img2img on SDXL (the added conditions reach every UNet gra
     expect(result.tokens.map((t) => t.token)).toEqual(['a', 'photo', 'of', 'a', 'cat']);
     for (const t of result.tokens) expect(t.map.length).toBe(result.mapHeight * result.mapWidth);
     expect(result.tokens.every((t) => t.map.every((v) => v >= 0 && v <= 1))).toBe(true);
+  });
+
+  it('size conditioning on a model without added conditions is refused by name before any work', async () => {
+    const tinySd = StableDiffusion.load(TINY_SD);
+    await expect(generate(tinySd, { prompts: ['x'], steps: 1, width: 64, height: 64, originalSize: [512, 512] })).rejects.toThrow(/originalSize: size conditioning is SDXL's; tiny-sd is not an SDXL model/);
   });
 
   it('img2img runs the last ⌊steps · strength⌋ steps from the encoded picture', async () => {
