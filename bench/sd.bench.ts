@@ -6,6 +6,7 @@
 // it reached, and a figure above the peak is reported as an error (exit code 1), not as a result.
 //
 //   npm run bench:sd [-- --sizes 512,256] [--dtype fp32,q8] [--steps 3] [--decodes 1] [--fp16]
+//                       [--first-run] [--model DIR]   (first run: an empty graph cache against a warm one)
 //                       [--session-options JSON] [--plain groupNorm] [--release]   (experiments; see sd-measure.ts)
 
 import { spawn } from 'node:child_process';
@@ -14,7 +15,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { WEIGHT_DTYPES, type WeightDType, defaultThreads } from '../src/engine/index.ts';
 import { relativeError } from './compare.ts';
 import { type Peak, measurePeak } from './peak.ts';
@@ -183,6 +184,8 @@ async function main(): Promise<void> {
       plain: { type: 'string' },
       release: { type: 'boolean', default: false },
       dtype: { type: 'string', default: 'fp32' },
+      'first-run': { type: 'boolean', default: false },
+      model: { type: 'string' },
     },
   });
   const dtypes = values.dtype.split(',');
@@ -191,7 +194,7 @@ async function main(): Promise<void> {
   if (values['session-options']) experiment.push('--session-options', values['session-options']);
   if (values.plain) experiment.push('--plain', values.plain);
   if (values.release) experiment.push('--release');
-  const model = ensureRandomCheckpoint({ fp16: values.fp16 });
+  const model = values.model ?? ensureRandomCheckpoint({ fp16: values.fp16 });
   const sizes = values.sizes.split(',').map(Number);
   const flops = new Map(sizes.map((size) => [size, stageFlops(model, size)]));
   const before = loadAverage();
@@ -214,12 +217,41 @@ async function main(): Promise<void> {
       results.push(result);
     }
   }
+  const firstRuns: string[] = [];
+  if (values['first-run']) {
+    for (const size of sizes) for (const dtype of dtypes) firstRuns.push(await firstRunRow(model, size, dtype, experiment));
+  }
   process.stderr.write('measuring the fp32 peak again…\n');
   peaks.push(await measurePeak());
   const config = experiment.length ? `; experiment: ${experiment.join(' ')}` : '; engine defaults';
   const { text, errors } = report(results, flops, peaks, `${values.fp16 ? 'fp16' : 'fp32'} random SD-1.5 (${model})${config}`, { before, after: loadAverage() });
   console.log(text);
+  if (firstRuns.length) console.log(['', 'first run (an empty graph cache) against the next run on the same cache:', ...firstRuns].join('\n'));
   if (errors.length) process.exitCode = 1;
+}
+
+/** Time to the first UNet step: configs, text encoder session and run, UNet session, one step. */
+const toFirstStep = (r: StageResult) => r.loadS + r.textSessionS + r.textEncodeS + r.unetSessionS + r.unetFirstStepS;
+
+/**
+ * The first-run row: one child on an empty graph cache (it builds ONNX Runtime's optimised graphs,
+ * and for q8 the int8 weights), then one on the cache it left, each to its first UNet step.
+ */
+async function firstRunRow(model: string, size: number, dtype: string, experiment: string[]): Promise<string> {
+  const cache = join(model, '..', `first-run-cache-${process.pid}`);
+  rmSync(cache, { recursive: true, force: true });
+  try {
+    const args = ['--model', model, '--size', String(size), '--dtype', dtype, '--cache', cache, '--steps', '1', '--decodes', '0', ...experiment];
+    process.stderr.write(`first run at ${size}² ${dtype} (empty cache)…\n`);
+    const first = await runChild(args);
+    process.stderr.write(`warm run at ${size}² ${dtype}…\n`);
+    const warm = await runChild(args);
+    const ratio = toFirstStep(first) / toFirstStep(warm);
+    return `  ${size}² ${dtype}: to the first UNet step ${s(toFirstStep(first))} (UNet session ${s(first.unetSessionS)}) vs ${s(toFirstStep(warm))} warm (${ratio.toFixed(2)}×, goal ≤ 1.5×); ` +
+      `peak RSS ${gb(first.peakRssBytes)} vs ${gb(warm.peakRssBytes)} warm`;
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
 }
 
 await main();
