@@ -1,25 +1,21 @@
 // `nuri generate --controlnet PATH:IMAGE[:SCALE]` end to end on tiny-sd + tiny-controlnet, the
 // Canny preprocessor, and the flag checks (one line on stderr, nothing written).
 
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runNuri } from '../support/cli.ts';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { readPngText } from '../../src/io/png.ts';
 import { type ControlFlags, checkControlFlags, parseControlSpec } from '../../src/cli/control-options.ts';
 import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'nuri.js');
 const CONTROLNET = join(FIXTURES, 'tiny-controlnet');
 const EDGES = join(FIXTURES, referenceCase('controlnet_forward').control_image_png as string);
 const PICTURE = join(FIXTURES, 'reference-2', 'inpaint_image_128.png');
 
-function nuri(args: string[], cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 120_000, env: { ...process.env, NURI_CACHE: process.env.NURI_CACHE ?? join(cwd, 'cache') } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const nuri = (args: string[], cwd: string) => runNuri(args, { cwd, env: { ...process.env, NURI_CACHE: process.env.NURI_CACHE ?? join(cwd, 'cache') } });
 
 describe('--controlnet spec', () => {
   it('reads PATH:IMAGE and PATH:IMAGE:SCALE', () => {
@@ -31,9 +27,9 @@ describe('--controlnet spec', () => {
 });
 
 describe('nuri generate --controlnet', () => {
-  it('draws with two ControlNets (one from a Canny edge map of a picture) and records them in the PNG', () => {
+  it('draws with two ControlNets (one from a Canny edge map of a picture) and records them in the PNG', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-cli-cn-'));
-    const r = nuri(['generate', 'a house by a lake', '--model', TINY_SD, '--steps', '2', '--width', '64', '--height', '64', '--seed', '1',
+    const r = await nuri(['generate', 'a house by a lake', '--model', TINY_SD, '--steps', '2', '--width', '64', '--height', '64', '--seed', '1',
       '--controlnet', `${CONTROLNET}:${PICTURE}:0.7`, '--controlnet', `${CONTROLNET}:${PICTURE}`, '--control-preprocess', 'canny', '--canny-low', '50',
       '--control-end', '0.5', '--out', 'house.png'], dir);
     expect(r.stderr).toBe('');
@@ -43,9 +39,9 @@ describe('nuri generate --controlnet', () => {
     expect(extra?.['ControlNet 1']).toMatch(/Weight: 1,/);
   });
 
-  it('refuses a bad flag in one line, writing nothing', () => {
+  it('refuses a bad flag in one line, writing nothing', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-cli-cn-'));
-    const r = nuri(['generate', 'x', '--model', TINY_SD, '--out', 'x.png', '--controlnet', `${CONTROLNET}:/no/such.png`], dir);
+    const r = await nuri(['generate', 'x', '--model', TINY_SD, '--out', 'x.png', '--controlnet', `${CONTROLNET}:/no/such.png`], dir);
     expect(r.code).not.toBe(0);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/no control image at \/no\/such\.png/);

@@ -2,10 +2,10 @@
 // latents out, the heat-map grid; bad arguments give one line on stderr, a non-zero exit and no
 // output file, before any model runs.
 
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { runNuri } from '../support/cli.ts';
 import { describe, expect, it } from 'vitest';
 import { readSafetensors } from '../../src/engine/safetensors.ts';
 import { readImage } from '../../src/io/image.ts';
@@ -13,19 +13,15 @@ import { parseParameters } from '../../src/io/parameters.ts';
 import { readPngText } from '../../src/io/png.ts';
 import { TINY_SD } from '../fixtures.ts';
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'nuri.js');
 
-function nuri(args: string[], cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const nuri = (args: string[], cwd: string) => runNuri(args, { cwd });
 
 const SMALL = ['--model', TINY_SD, '--steps', '2', '--width', '64', '--height', '64', '--seed', '3'];
 
 describe('nuri edit', () => {
   it('writes source and edit side by side with the edit in the parameters, and latents [2,4,h,w]', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-edit-'));
-    const r = nuri(['edit', ...SMALL, '--prompt', 'a cat riding a bike', '--target', 'a dog riding a bike', '--cross-replace', '0.5', '--cross-replace', 'dog=0.2', '--local-blend', 'cat', '--out', 'e.png', '--save-latents', 'z.safetensors'], dir);
+    const r = await nuri(['edit', ...SMALL, '--prompt', 'a cat riding a bike', '--target', 'a dog riding a bike', '--cross-replace', '0.5', '--cross-replace', 'dog=0.2', '--local-blend', 'cat', '--out', 'e.png', '--save-latents', 'z.safetensors'], dir);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const grid = await readImage(join(dir, 'e.png'));
@@ -39,7 +35,7 @@ describe('nuri edit', () => {
 
   it("uses the model's own size and VAE factor: the default model (4×) edits 32-px pictures on 8×8 latents", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-edit-'));
-    const r = nuri(['edit', '--steps', '2', '--seed', '1', '--prompt', 'cat face', '--target', 'dog face', '--out', 'e.png', '--save-latents', 'z.safetensors'], dir);
+    const r = await nuri(['edit', '--steps', '2', '--seed', '1', '--prompt', 'cat face', '--target', 'dog face', '--out', 'e.png', '--save-latents', 'z.safetensors'], dir);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(readSafetensors(join(dir, 'z.safetensors')).get('latents')!.shape).toEqual([2, 4, 8, 8]);
@@ -55,9 +51,9 @@ describe('nuri edit', () => {
     ['a missing image', ['--image', 'none.png'], /--image: no such file/],
   ];
   for (const [what, args, message] of bad) {
-    it(`refuses ${what} in one line, writing nothing`, () => {
+    it(`refuses ${what} in one line, writing nothing`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'nuri-edit-'));
-      const r = nuri(['edit', ...SMALL, '--prompt', 'a cat riding a bike', '--out', 'x.png', ...args], dir);
+      const r = await nuri(['edit', ...SMALL, '--prompt', 'a cat riding a bike', '--out', 'x.png', ...args], dir);
       expect(r.code).not.toBe(0);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(message);
@@ -70,16 +66,16 @@ describe('nuri edit', () => {
 describe('nuri attention', () => {
   it('writes the image and one labelled heat map per token as one grid', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-attention-'));
-    const r = nuri(['attention', '--model', TINY_SD, '--steps', '2', '--width', '64', '--height', '64', '--prompt', 'a cat riding a bike', '--out', 'maps.png'], dir);
+    const r = await nuri(['attention', '--model', TINY_SD, '--steps', '2', '--width', '64', '--height', '64', '--prompt', 'a cat riding a bike', '--out', 'maps.png'], dir);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const grid = await readImage(join(dir, 'maps.png'));
     expect(grid.width).toBeGreaterThanOrEqual(6 * 64); // the image and 5 tokens in one row
   });
 
-  it('refuses a size that is not a multiple of 8 in one line', () => {
+  it('refuses a size that is not a multiple of 8 in one line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-attention-'));
-    const r = nuri(['attention', '--model', TINY_SD, '--width', '70', '--height', '64', '--prompt', 'a cat', '--out', 'maps.png'], dir);
+    const r = await nuri(['attention', '--model', TINY_SD, '--width', '70', '--height', '64', '--prompt', 'a cat', '--out', 'maps.png'], dir);
     expect(r.code).not.toBe(0);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/multiple of 8/);

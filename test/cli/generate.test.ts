@@ -1,27 +1,23 @@
 // `nuri generate` end to end: a PNG with A1111 parameters and latents out; bad arguments give one
 // line on stderr, a non-zero exit and no output file.
 
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { runNuri } from '../support/cli.ts';
 import { describe, expect, it } from 'vitest';
 import { readSafetensors } from '../../src/engine/safetensors.ts';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { readPngText } from '../../src/io/png.ts';
 import { TINY_SD } from '../fixtures.ts';
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'nuri.js');
 
-function nuri(args: string[], cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const nuri = (args: string[], cwd: string) => runNuri(args, { cwd });
 
 describe('nuri generate', () => {
-  it('writes a PNG with its parameters and the final latents', () => {
+  it('writes a PNG with its parameters and the final latents', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-cli-'));
-    const r = nuri(['generate', 'a photo of a cat', '--model', TINY_SD, '--steps', '3', '--width', '64', '--height', '64', '--seed', '5', '--scheduler', 'euler-a', '--out', 'cat.png', '--save-latents', 'z.safetensors'], dir);
+    const r = await nuri(['generate', 'a photo of a cat', '--model', TINY_SD, '--steps', '3', '--width', '64', '--height', '64', '--seed', '5', '--scheduler', 'euler-a', '--out', 'cat.png', '--save-latents', 'z.safetensors'], dir);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const params = parseParameters(readPngText(join(dir, 'cat.png')).parameters);
@@ -41,9 +37,9 @@ describe('nuri generate', () => {
     ['a missing latents file', ['--latents', 'none.safetensors'], /no such file/],
   ];
   for (const [what, args, message] of bad) {
-    it(`refuses ${what} in one line, writing nothing`, () => {
+    it(`refuses ${what} in one line, writing nothing`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'nuri-cli-'));
-      const r = nuri(['generate', 'x', '--model', TINY_SD, '--out', 'x.png', ...args], dir);
+      const r = await nuri(['generate', 'x', '--model', TINY_SD, '--out', 'x.png', ...args], dir);
       expect(r.code).not.toBe(0);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(message);

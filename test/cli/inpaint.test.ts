@@ -3,24 +3,22 @@
 // where diffusers starts from the given latents), and a bad --outpaint refused in one line before
 // any work (outpainting itself: test/pipelines/inpaint.test.ts).
 
-import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, linkSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runNuri } from '../support/cli.ts';
 import { readSafetensors, writeSafetensors } from '../../src/engine/safetensors.ts';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { readPngText } from '../../src/io/png.ts';
 import { copyTinySd } from '../model-copy.ts';
 import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'nuri.js');
 const IMAGE = join(FIXTURES, 'reference-2', 'inpaint_image_128.png');
 const RECT = join(FIXTURES, 'reference-2', 'inpaint_mask_rect_128.png');
 
 function nuri(args: string[], cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, 'generate', 'a red bench in a park', ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stderr: r.stderr };
+  return runNuri(['generate', 'a red bench in a park', ...args], { cwd });
 }
 
 /** tiny-sd with the 9-channel tiny-sd-inpaint UNet: the pipeline case j ran. */
@@ -35,13 +33,13 @@ function tinyInpaintModel(): string {
 }
 
 describe('nuri generate: inpainting and outpainting', () => {
-  it('reproduces diffusers from --latents with masked_image_noise (9-channel UNet, strength 0.75)', () => {
+  it('reproduces diffusers from --latents with masked_image_noise (9-channel UNet, strength 0.75)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-inpaint-'));
     const ref = readSafetensors(referenceCase('pipeline_inpaint9_ddim_s0.75').file);
     const tensor = (name: string) => ({ dtype: 'F32' as const, shape: ref.get(name)!.shape, data: ref.get(name)!.data as Float32Array });
     writeSafetensors(join(dir, 'z.safetensors'), { latents: tensor('initial_latents'), masked_image_noise: tensor('masked_image_posterior_noise') });
     const args = ['--model', tinyInpaintModel(), '--init-image', IMAGE, '--mask', RECT, '--mask-blur', '0', '--strength', '0.75', '--steps', '10', '--latents', 'z.safetensors', '--save-latents', 'out.safetensors', '--out', 'x.png'];
-    const r = nuri(args, dir);
+    const r = await nuri(args, dir);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const ours = readSafetensors(join(dir, 'out.safetensors')).get('latents')!.data as Float32Array;
@@ -53,9 +51,9 @@ describe('nuri generate: inpainting and outpainting', () => {
   // (parseOutpaint's other refusals are unit-tested in test/pipelines/masks.test.ts)
   const refused: [string, string[], RegExp][] = [['an outpaint side that is not a multiple of 8', ['--init-image', IMAGE, '--outpaint', 'left=100'], /--outpaint.*left=100 is not a multiple of 8/]];
   for (const [what, args, message] of refused) {
-    it(`refuses ${what} in one line`, () => {
+    it(`refuses ${what} in one line`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'nuri-inpaint-'));
-      const r = nuri(['--model', TINY_SD, '--steps', '2', '--out', 'x.png', ...args], dir);
+      const r = await nuri(['--model', TINY_SD, '--steps', '2', '--out', 'x.png', ...args], dir);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toMatch(message);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);

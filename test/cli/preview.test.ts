@@ -1,11 +1,11 @@
 // `nuri generate --vae DIR --preview FILE --preview-every N`: the picture by TAESD, the preview file
 // written as sampling goes (the last one is the finished picture's preview), flags checked up front.
 
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runNuri } from '../support/cli.ts';
 import { readImage } from '../../src/io/image.ts';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { readPngText } from '../../src/io/png.ts';
@@ -13,18 +13,14 @@ import { checkVaeFlags } from '../../src/cli/preview.ts';
 import { FIXTURES, TINY_SD } from '../fixtures.ts';
 import { maxAbsDiff } from '../schedulers/reference.ts';
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'nuri.js');
 const TINY_TAESD = join(FIXTURES, 'tiny-taesd');
 
-function nuri(args: string[], cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stderr: r.stderr };
-}
+const nuri = (args: string[], cwd: string) => runNuri(args, { cwd });
 
 describe('nuri generate --vae --preview', () => {
   it('writes the picture with TAESD and the preview PNG atomically as it goes', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-preview-'));
-    const r = nuri(['generate', 'a cat', '--model', TINY_SD, '--vae', TINY_TAESD, '--steps', '3', '--width', '64', '--height', '64', '--seed', '2', '--preview', 'p.png', '--preview-every', '2', '--out', 'cat.png'], dir);
+    const r = await nuri(['generate', 'a cat', '--model', TINY_SD, '--vae', TINY_TAESD, '--steps', '3', '--width', '64', '--height', '64', '--seed', '2', '--preview', 'p.png', '--preview-every', '2', '--out', 'cat.png'], dir);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(parseParameters(readPngText(join(dir, 'cat.png')).parameters).extra).toMatchObject({ VAE: 'tiny-taesd' });
@@ -36,9 +32,9 @@ describe('nuri generate --vae --preview', () => {
     expect(readdirSync(dir).sort()).toEqual(['cat.png', 'p.png']); // no temporary file left
   });
 
-  it('refuses --preview-every without --preview before loading anything', () => {
+  it('refuses --preview-every without --preview before loading anything', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-preview-bad-'));
-    const r = nuri(['generate', 'a cat', '--model', TINY_SD, '--steps', '1', '--out', 'x.png', '--preview-every', '2'], dir);
+    const r = await nuri(['generate', 'a cat', '--model', TINY_SD, '--steps', '1', '--out', 'x.png', '--preview-every', '2'], dir);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/--preview-every needs --preview FILE/);
     expect(existsSync(join(dir, 'x.png'))).toBe(false);

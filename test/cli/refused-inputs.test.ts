@@ -2,22 +2,20 @@
 // exit 0, or an ONNX Runtime dump: each now exits non-zero with one line naming the file (and
 // the tensor or field), and writes no PNG.
 
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runNuri } from '../support/cli.ts';
 import { writeSafetensors } from '../../src/engine/safetensors.ts';
 import { copyTinySd, editJson } from '../model-copy.ts';
 import { TINY_SD } from '../fixtures.ts';
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'nuri.js');
 const LAYER = 'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q';
 
 function nuri(dir: string, model: string, extra: string[]) {
   const args = ['generate', 'a cat', '--model', model, '--steps', '2', '--width', '64', '--height', '64', '--out', 'x.png', ...extra];
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stderr: r.stderr };
+  return runNuri(args, { cwd: dir });
 }
 
 function lora(dir: string, rank: number, value = 0.01): string {
@@ -54,10 +52,10 @@ describe('nuri generate refuses inputs that would draw a wrong picture', () => {
     }],
   ];
   for (const [what, make] of cases) {
-    it(`refuses ${what}`, () => {
+    it(`refuses ${what}`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'nuri-refused-'));
       const { model = TINY_SD, args, names, message } = make(dir);
-      const r = nuri(dir, model, args);
+      const r = await nuri(dir, model, args);
       expect(r.code).not.toBe(0);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toContain(names);

@@ -1,27 +1,23 @@
 // `nuri generate --model tiny-sdxl` with SDXL's size-conditioning flags reproduces diffusers'
 // StableDiffusionXLPipeline run (sdxl_pipeline_euler_g5_negative_sizes) from the command line.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runNuri } from '../support/cli.ts';
 import { readSafetensors, writeSafetensors } from '../../src/engine/safetensors.ts';
 import { TINY_SDXL, referenceCase } from '../fixtures.ts';
 import { maxAbsDiff } from '../schedulers/reference.ts';
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'nuri.js');
 
-function nuri(args: string[], cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 120_000, env: { ...process.env, NURI_CACHE: join(cwd, 'cache') } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const nuri = (args: string[], cwd: string) => runNuri(args, { cwd, env: { ...process.env, NURI_CACHE: join(cwd, 'cache') } });
 
 describe('nuri generate on SDXL', () => {
-  it('--original-size WxH, --crop-top-left top,left, --target-size match diffusers within 1e-4', () => {
+  it('--original-size WxH, --crop-top-left top,left, --target-size match diffusers within 1e-4', async () => {
     const ref = readSafetensors(referenceCase('sdxl_pipeline_euler_g5_negative_sizes').file);
     const dir = mkdtempSync(join(tmpdir(), 'nuri-sdxl-cli-'));
     writeSafetensors(join(dir, 'noise.safetensors'), { latents: { dtype: 'F32', shape: [1, 4, 8, 8], data: ref.get('initial_latents')!.data as Float32Array } });
-    const r = nuri(
+    const r = await nuri(
       [
         'generate', 'an astronaut riding a horse on mars', '--negative-prompt', 'blurry, low quality', '--model', TINY_SDXL,
         '--scheduler', 'euler', '--steps', '6', '--guidance', '5', '--latents', 'noise.safetensors',
@@ -36,12 +32,12 @@ describe('nuri generate on SDXL', () => {
     expect(maxAbsDiff(ours, ref.get('latents_out')!.data as Float32Array)).toBeLessThan(1e-4);
   });
 
-  it('refuses a malformed size in one line', () => {
+  it('refuses a malformed size in one line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-sdxl-cli-'));
     for (const [args, message] of [
       [['--model', TINY_SDXL, '--target-size', '1024'], /--target-size.*WIDTHxHEIGHT/],
     ] as const) {
-      const r = nuri(['generate', 'x', '--steps', '1', '--out', 'x.png', ...args], dir);
+      const r = await nuri(['generate', 'x', '--steps', '1', '--out', 'x.png', ...args], dir);
       expect(r.code).not.toBe(0);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(message);

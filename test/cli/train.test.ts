@@ -2,10 +2,11 @@
 // with generate's fallbacks (tokenizer beside it or bundled; --config), Ctrl-C leaves a checkpoint
 // and exits 130, and DreamBooth's help says which learning rate each mode uses.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { BIN, runNuri } from '../support/cli.ts';
 import { describe, expect, it } from 'vitest';
 import { createImage } from '../../src/io/image.ts';
 import { writePng } from '../../src/io/png.ts';
@@ -13,13 +14,9 @@ import { loadLoraFile } from '../../src/models/lora.ts';
 import { loadStableDiffusion } from '../../src/models/load.ts';
 import { FIXTURES, TINY_SD } from '../fixtures.ts';
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'nuri.js');
 const SINGLE = join(FIXTURES, 'tiny-sd-single.safetensors');
 
-function nuri(args: string[], cwd: string) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 300_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const nuri = (args: string[], cwd: string) => runNuri(args, { cwd, timeout: 300_000 });
 
 describe('nuri train on a single-file checkpoint', () => {
   it('trains a LoRA with the bundled tokenizer and --config, and the file fits the model', async () => {
@@ -28,7 +25,7 @@ describe('nuri train on a single-file checkpoint', () => {
     for (let i = 0; i < 2; i++) await writePng(join(dir, 'images', `sq-${i}.png`), createImage(64, 64, [0.9, 0.1 * i, 0.2]));
     // The tiny text encoder's width (32) implies no head count: the YAML names it, as the single-file test's does.
     writeFileSync(join(dir, 'tiny.yaml'), `${readFileSync(join(FIXTURES, 'tiny-sd-single.yaml'), 'utf8').trimEnd()}\n      params:\n        num_heads: 4\n`);
-    const r = nuri(['train', 'lora', '--model', SINGLE, '--config', 'tiny.yaml', '--images', 'images', '--rank', '2', '--steps', '1', '--resolution', '64', '--out', 'out'], dir);
+    const r = await nuri(['train', 'lora', '--model', SINGLE, '--config', 'tiny.yaml', '--images', 'images', '--rank', '2', '--steps', '1', '--resolution', '64', '--out', 'out'], dir);
     expect(r.stderr).toMatch(/wrote .*pytorch_lora_weights\.safetensors/);
     expect(r.code).toBe(0);
     const read = loadLoraFile(join(dir, 'out', 'pytorch_lora_weights.safetensors'), loadStableDiffusion(TINY_SD));
@@ -36,9 +33,9 @@ describe('nuri train on a single-file checkpoint', () => {
     expect(read.layers.length).toBeGreaterThan(0);
   });
 
-  it('refuses a --tokenizer folder that does not exist, in one line', () => {
+  it('refuses a --tokenizer folder that does not exist, in one line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-cli-train-'));
-    const r = nuri(['train', 'lora', '--model', SINGLE, '--tokenizer', 'nope', '--images', 'images', '--out', 'out'], dir);
+    const r = await nuri(['train', 'lora', '--model', SINGLE, '--tokenizer', 'nope', '--images', 'images', '--out', 'out'], dir);
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe('nuri: --tokenizer: no such folder nope');
   });
@@ -67,8 +64,8 @@ describe('Ctrl-C during nuri train', () => {
 });
 
 describe('nuri train dreambooth --help', () => {
-  it('names both learning rates: the full fine-tune and the --lora-rank one', () => {
-    const r = nuri(['train', 'dreambooth', '--help'], tmpdir());
+  it('names both learning rates: the full fine-tune and the --lora-rank one', async () => {
+    const r = await nuri(['train', 'dreambooth', '--help'], tmpdir());
     expect(r.code).toBe(0);
     expect(r.stdout.replace(/\s+/g, ' ')).toMatch(/--lr <lr> peak learning rate \(default 5e-6; 1e-4 with --lora-rank\)/);
   });
