@@ -5,8 +5,8 @@
 //   npx tsx bench/q8-forms.bench.ts [--runs 5] [--cases conv3x3,linear] [--threads 2]
 //
 // Forms: fp32 (the reference), `integer` (DynamicQuantizeLinear → MatMulInteger / ConvInteger with
-// int8 weights, then Cast and one Mul by x_scale · w_scale; ORT fuses the MatMul chain into
-// DynamicQuantizeMatMul), `integer-u8` (the same with uint8 weights: ConvInteger's older type
+// int8 weights, then Cast and one Mul by x_scale · w_scale; ORT's optimiser may fuse the MatMul
+// chain into DynamicQuantizeMatMul), `integer-u8` (the same with uint8 weights: ConvInteger's older type
 // constraint), and `qdq` (DynamicQuantizeLinear → DequantizeLinear feeding the float op, weights
 // DequantizeLinear'd per channel, which ORT's QDQ fusions may turn into an integer kernel).
 

@@ -4,8 +4,8 @@
 // integer matrix product uint8 × int8 → int32, rescaled by x_scale · w_scale[channel].
 //
 // Forms measured on the development machine (AMD EPYC Zen 4, AVX-512 VNNI; bench/q8-forms.bench.ts):
-// MatMulInteger with int8 weights on the right runs at ~2× the fp32 MatMul (ONNX Runtime fuses it
-// into DynamicQuantizeMatMul); ConvInteger, int8 weights on the left, and QDQ convolutions are not
+// MatMulInteger with int8 weights on the right runs at ~2× the fp32 MatMul (ORT may fuse the chain
+// into DynamicQuantizeMatMul; not checked); ConvInteger, int8 weights on the left, and QDQ convolutions are not
 // faster than fp32 (ConvInteger with int8 weights was 5× slower), so a convolution becomes NHWC
 // patches of the uint8 activations and one MatMulInteger.
 
