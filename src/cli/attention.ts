@@ -10,7 +10,7 @@ import { writePng } from '../io/png.ts';
 import { crossAttentionMaps } from '../pipelines/attention-maps.ts';
 import { DEFAULTS } from '../pipelines/generate.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
-import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
+import { SCHEDULER_NAMES, type SchedulerName, defaultSchedulerFor } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import { type PromptFlags, type SamplerFlags, checkSamplerFlags, outputPng, promptFileOption, readPrompt, samplerExtra, timestepSpacingOption } from './inputs.ts';
 import { interruptible } from './interrupt.ts';
@@ -23,7 +23,7 @@ interface AttentionFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, P
   model?: string;
   negativePrompt?: string;
   steps: number;
-  scheduler: SchedulerName;
+  scheduler?: SchedulerName;
   guidance: number;
   seed?: number;
   width?: number;
@@ -43,7 +43,7 @@ export function registerAttention(program: Command): void {
   promptFileOption(command)
     .option('--negative-prompt <text>', 'what to steer away from')
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
-    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')}`, oneOf(SCHEDULER_NAMES), DEFAULTS.scheduler);
+    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (default: the model's own, as for generate)`, oneOf(SCHEDULER_NAMES));
   timestepSpacingOption(command)
     .option('--guidance <g>', 'classifier-free guidance scale', number(0, 100), DEFAULTS.guidance)
     .option('--seed <s>', 'random seed; random when omitted', integer(0, 2 ** 32 - 1))
@@ -65,10 +65,12 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
   const out = outputPng(flags.out);
   checkPersonalisationFiles(flags);
   checkVaeFlags(flags);
-  checkSamplerFlags(flags, flags.scheduler);
+  if (flags.scheduler) checkSamplerFlags(flags, flags.scheduler);
   const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
 
   const sd = await loadPipeline(flags.model ?? defaultModelPath(), loadOptionsFrom(flags));
+  const scheduler = flags.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig);
+  checkSamplerFlags(flags, scheduler);
   const personal = await applyPersonalisation(sd, flags);
   // crossAttentionMaps checks the size against the model's VAE factor.
   const width = flags.width ?? sd.defaultSize;
@@ -78,7 +80,7 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
     prompt: personal.expandPrompt(prompt),
     negativePrompt: flags.negativePrompt === undefined ? undefined : personal.expandPrompt(flags.negativePrompt),
     steps: flags.steps,
-    scheduler: flags.scheduler,
+    scheduler,
     timestepSpacing: flags.timestepSpacing,
     guidance: flags.guidance,
     seed,
@@ -99,7 +101,7 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
     prompt,
     negativePrompt: flags.negativePrompt,
     steps: flags.steps,
-    sampler: SAMPLER_LABELS[flags.scheduler],
+    sampler: SAMPLER_LABELS[scheduler],
     guidance: flags.guidance,
     seed,
     width,

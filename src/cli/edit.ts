@@ -14,7 +14,7 @@ import { type EditOptions, checkEdit, edit } from '../pipelines/edit.ts';
 import { DEFAULTS, makeSampler } from '../pipelines/generate.ts';
 import type { CrossReplace } from '../pipelines/prompt-to-prompt.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
-import { SCHEDULER_NAMES, type SchedulerName } from '../schedulers/index.ts';
+import { SCHEDULER_NAMES, type SchedulerName, defaultSchedulerFor } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import { type PromptFlags, type SamplerFlags, checkSamplerFlags, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt, samplerExtra, timestepSpacingOption } from './inputs.ts';
 import { interruptible } from './interrupt.ts';
@@ -76,7 +76,7 @@ export function registerEdit(program: Command): void {
     .option('--save-latents <file>', 'write the final latents as tensor "latents" [2,4,H/f,W/f] (source, edit)')
     .option('--negative-prompt <text>', 'what to steer away from')
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
-    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (ddim with --image)`, oneOf(SCHEDULER_NAMES));
+    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (default: the model's own, as for generate; ddim with --image)`, oneOf(SCHEDULER_NAMES));
   timestepSpacingOption(command)
     .option('--guidance <g>', 'classifier-free guidance scale', number(0, 100), DEFAULTS.guidance)
     .option('--eta <e>', "DDIM's η: 0 is deterministic (DDIM only)", number(0, 1))
@@ -97,20 +97,23 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
   if (prompt === undefined) throw new Error('no prompt: nuri edit --prompt "a cat riding a bike" --target "a dog riding a bike" --out edit.png');
   if (flags.out === undefined) throw new Error('--out FILE.png is required');
   const out = outputPng(flags.out);
-  const scheduler = flags.scheduler ?? 'ddim';
-  checkSamplerFlags(flags, scheduler);
+  if (flags.scheduler) checkSamplerFlags(flags, flags.scheduler);
   checkPersonalisationFiles(flags);
   checkVaeFlags(flags);
   if (flags.saveLatents) mustBeFolder(dirname(resolve(flags.saveLatents)), '--save-latents');
   if (flags.image && !existsSync(flags.image)) throw new Error(`--image: no such file ${flags.image}`);
   if (flags.image && flags.latents) throw new Error('--image and --latents cannot be combined');
-  if (flags.image && flags.scheduler && flags.scheduler !== 'ddim') throw new Error(`--image needs --scheduler ddim (its inversion is DDIM's), not ${flags.scheduler}`);
+  // Inverting a picture (DDIM inversion, then null-text) retraces DDIM's own steps: editing it needs DDIM.
+  if (flags.image && flags.scheduler && flags.scheduler !== 'ddim') throw new Error(`--image needs --scheduler ddim (the picture's inversion is DDIM's, and null-text inversion tunes for DDIM's steps), not ${flags.scheduler}`);
   if (flags.blendThreshold !== undefined && !flags.localBlend) throw new Error('--blend-threshold needs --local-blend');
   const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
   const given = flags.latents ? readLatents(flags.latents, 2) : undefined;
 
   // Loading reads configs only; the default size and the latent grid (H/f × W/f) are the model's.
   const sd = await loadPipeline(flags.model ?? defaultModelPath(), loadOptionsFrom(flags));
+  // Like generate, the model's own sampler unless one is named.
+  const scheduler = flags.scheduler ?? (flags.image ? 'ddim' : defaultSchedulerFor(sd.components.schedulerConfig));
+  checkSamplerFlags(flags, scheduler);
   const f = sd.vaeScaleFactor;
   let { width, height } = flags;
   let latents: Float32Array | undefined;

@@ -55,7 +55,7 @@ export function registerGenerate(program: Command): void {
   promptFileOption(command)
     .option('--negative-prompt <text>', 'what to steer away from')
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
-    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (default: the one the model's scheduler config names, ${DEFAULTS.scheduler} for SD 1.x's PNDM)`, oneOf(SCHEDULER_NAMES));
+    .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (default: the one the model's scheduler config names, ddim for SD 1.x's PNDM)`, oneOf(SCHEDULER_NAMES));
   timestepSpacingOption(command)
     .option('--guidance <g>', 'classifier-free guidance scale (≤ 1 disables it)', number(0, 100), DEFAULTS.guidance)
     .option('--eta <e>', "DDIM's η: 0 is deterministic, 1 is DDPM-like (DDIM only)", number(0, 1))

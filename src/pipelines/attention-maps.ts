@@ -57,6 +57,8 @@ export interface AttentionMapsResult {
   latents: Float32Array;
   shape: Shape4;
   seed: number;
+  /** The sampler that ran: the one asked for, else the model's own. */
+  scheduler: SchedulerName;
   mapHeight: number;
   mapWidth: number;
   /** One per prompt token of every chunk (BOS, EOS and padding left out; the syntax is no token). */
@@ -78,7 +80,7 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   const rng = new BatchGenerator([o.seed]);
   const noise = o.latents ?? rng.randn(size);
 
-  const { scheduler } = makeSampler(sd, o);
+  const { name, scheduler } = makeSampler(sd, o);
   const guided = o.guidance > 1;
   const text = await encodePromptEmbeddings(sd, [o.prompt], guided ? [o.negativePrompt ?? ''] : undefined, o);
   const { cond, uncond, tokens: contextTokens, chunks } = text;
@@ -103,7 +105,7 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
 
   const decoded = await sd.decodeLatents(latents, shape);
   const tokens = promptTokenMaps(sd, o.prompt, store, 0, { promptSyntax: o.promptSyntax, chunks });
-  return { image: imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), latents, shape, seed: o.seed, mapHeight, mapWidth, tokens };
+  return { image: imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), latents, shape, seed: o.seed, scheduler: name, mapHeight, mapWidth, tokens };
 }
 
 /**

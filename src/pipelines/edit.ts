@@ -35,6 +35,7 @@ export interface EditOptions extends PromptToPromptOptions {
   stepNoise?: readonly Float32Array[];
   negativePrompt?: string;
   steps?: number;
+  /** Default: the model's own; DDIM when editing a real picture (its inversion is DDIM's). */
   scheduler?: SchedulerName;
   /** Overrides the model's `timestep_spacing`. */
   timestepSpacing?: TimestepSpacing;
@@ -61,6 +62,8 @@ export interface EditResult {
   latents: Float32Array;
   shape: Shape4;
   seed: number;
+  /** The sampler that ran. */
+  scheduler: SchedulerName;
   plan: PromptToPromptPlan;
   inversion?: InvertedImage;
   /** With `attentionMaps`: the edit's cross-attention per target token, at mapHeight × mapWidth. */
@@ -79,6 +82,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
   const f = sd.vaeScaleFactor;
   const fromPicture = o.image ?? o.inversion;
+  if (fromPicture) o.scheduler ??= 'ddim';
   if (fromPicture && o.scheduler !== 'ddim') throw new Error(`editing a real picture needs the DDIM scheduler (its inversion is DDIM's), not ${o.scheduler}`);
   if (o.image) [o.width, o.height] = [o.image.width, o.image.height];
   if (o.inversion) [o.height, o.width] = [o.inversion.shape[2] * f, o.inversion.shape[3] * f];
@@ -107,7 +111,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
     noise = o.latents.length === item ? twice(o.latents) : o.latents;
   } else noise = rng.randn(2 * item);
 
-  const { scheduler } = makeSampler(sd, o);
+  const { name, scheduler } = makeSampler(sd, o);
   // One row of step noise, like one row of latents, is shared by both prompts.
   const stepNoise = o.stepNoise?.map((row) => (row.length === item ? twice(row) : row));
   if (stepNoise) checkStepNoise(stepNoise, scheduler.timesteps.length, shape);
@@ -157,7 +161,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   const decoded = await sd.decodeLatents(final, shape);
   const images: [RgbImage, RgbImage] = [imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), imageFromTensor(decoded.data, 1, decoded.shape, '0..1')];
   const attention = mapStore && { mapHeight: mapStore.options.height, mapWidth: mapStore.options.width, tokens: promptTokenMaps(sd, plan.target, mapStore, 0, plan) };
-  return { images, latents: final, shape, seed: o.seed, plan, inversion, attention };
+  return { images, latents: final, shape, seed: o.seed, scheduler: name, plan, inversion, attention };
 }
 
 /** [∅_t, ∅_t, source, edit]: the tuned null text stands in for both unconditional rows. */

@@ -125,7 +125,8 @@ export class BatchGenerator implements RandomSource {
   }
 }
 
-export const DEFAULTS = { steps: 30, scheduler: 'ddim' as SchedulerName, guidance: 7.5, seed: 0, width: 512, height: 512, strength: 0.75 };
+/** The sampler has no default here: a run without one takes the model's own (makeSampler). */
+export const DEFAULTS = { steps: 30, guidance: 7.5, seed: 0, width: 512, height: 512, strength: 0.75 };
 
 export interface SamplerOptions {
   scheduler?: SchedulerName;

@@ -13,6 +13,7 @@ import { type ControlNetUnit, controlNetLabels, readControlImage } from '../pipe
 import { DEFAULTS } from '../pipelines/generate.ts';
 import { MASK_BLUR, outpaintCanvas } from '../pipelines/inpaint.ts';
 import { maskFromImage } from '../pipelines/masks.ts';
+import type { SchedulerName } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import type { JobResult, JobRunner, RunnerContext } from './jobs.ts';
 import type { ModelRegistry } from './models.ts';
@@ -99,8 +100,9 @@ async function encodeAll(images: RgbImage[], parameters: (i: number) => string):
   return Promise.all(images.map(async (image, i) => ({ png: await encodePng(image, { parameters: parameters(i) }), parameters: parameters(i) })));
 }
 
-function sampling(p: { prompt: string; negativePrompt?: string; steps: number; scheduler: keyof typeof SAMPLER_LABELS; guidance: number; model: string }): GenerationParameters {
-  return { prompt: p.prompt, negativePrompt: p.negativePrompt, steps: p.steps, sampler: SAMPLER_LABELS[p.scheduler], guidance: p.guidance, model: p.model };
+/** The infotext's sampling fields; `scheduler` is the one that ran (the job's, else the model's own). */
+function sampling(p: { prompt: string; negativePrompt?: string; steps: number; guidance: number; model: string }, scheduler: SchedulerName): GenerationParameters {
+  return { prompt: p.prompt, negativePrompt: p.negativePrompt, steps: p.steps, sampler: SAMPLER_LABELS[scheduler], guidance: p.guidance, model: p.model };
 }
 
 async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
@@ -129,7 +131,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
     ...controlNetLabels(p.controlnet),
   };
   const infotexts = result.seeds.map((seed) =>
-    formatParameters({ ...sampling(p), seed, width, height, denoisingStrength: initImage ? strength : undefined, extra }),
+    formatParameters({ ...sampling(p, result.scheduler), seed, width, height, denoisingStrength: initImage ? strength : undefined, extra }),
   );
   return { images: await encodeAll(result.images, (i) => infotexts[i]), artifacts: [], info: { seeds: result.seeds, infotexts, width, height, warnings: [...sd.components.warnings, ...personal.warnings] } };
 }
@@ -192,7 +194,7 @@ async function runEdit(p: EditParams, ctx: RunnerContext, o: JobScope): Promise<
     onInversionStep: (s) => ctx.progress({ step: s.phase === 'ddim' ? s.step : p.steps + s.step, total: 2 * p.steps, phase: 'inverting', loss: s.loss }),
   });
   const extra = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target, ...(image ? { 'Null-text steps': p.nullTextSteps } : {}), ...personalLabels(personal) };
-  const infotexts = [p.prompt, p.target ?? p.prompt].map((prompt) => formatParameters({ ...sampling(p), prompt, seed: result.seed, width, height, extra }));
+  const infotexts = [p.prompt, p.target ?? p.prompt].map((prompt) => formatParameters({ ...sampling(p, result.scheduler), prompt, seed: result.seed, width, height, extra }));
   // With attentionMaps: the edit's heat maps follow the two pictures, as images 2, 3, ….
   const maps = result.attention && { ...heatMaps(result.attention, { width, height }, 2), mapWidth: result.attention.mapWidth, mapHeight: result.attention.mapHeight };
   return {
@@ -222,7 +224,7 @@ async function runAttention(p: AttentionParams, ctx: RunnerContext, o: JobScope)
     width,
     height,
   });
-  const infotext = formatParameters({ ...sampling(p), seed: result.seed, width, height });
+  const infotext = formatParameters({ ...sampling(p, result.scheduler), seed: result.seed, width, height });
   const { maps, tokens } = heatMaps(result, { width, height }, 1);
   return {
     images: await encodeAll([result.image, ...maps], () => infotext),

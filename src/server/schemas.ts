@@ -71,7 +71,7 @@ function bounded(limits: ServerLimits) {
 }
 
 /** LCM's timesteps come from its distillation grid: a spacing would be silently ignored. */
-function spacingApplies(p: { scheduler: string; timestepSpacing?: string }, ctx: z.RefinementCtx) {
+function spacingApplies(p: { scheduler?: string; timestepSpacing?: string }, ctx: z.RefinementCtx) {
   if (p.scheduler === 'lcm' && p.timestepSpacing !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['timestepSpacing'], message: 'does not apply to lcm: its timesteps come from its distillation grid' });
   }
@@ -92,7 +92,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     model: modelName.default('default'),
     negativePrompt: text.optional().describe('what to steer away from'),
     steps: steps(DEFAULTS.steps),
-    scheduler: z.enum(SCHEDULER_NAMES).default(DEFAULTS.scheduler),
+    scheduler: z.enum(SCHEDULER_NAMES).optional().describe("the sampler; default: the model's own (its scheduler config), ddim for SD 1.x's PNDM and for editing a real image"),
     timestepSpacing: z.enum(['leading', 'linspace', 'trailing']).optional().describe("which training timesteps the steps visit (default: the model's scheduler config; trailing for SD-Turbo); not with lcm"),
     guidance: z.number().min(0).max(100).default(DEFAULTS.guidance).describe('classifier-free guidance scale (≤ 1 disables it)'),
     seed: seed.optional(),
@@ -162,7 +162,6 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
   const edit = z
     .strictObject({
       ...sampling,
-      scheduler: z.enum(SCHEDULER_NAMES).default('ddim'),
       prompt: text.min(1).describe('the source prompt (describes `image` when one is given)'),
       target: text.optional().describe('the edited prompt (default: the source, for pure re-weighting)'),
       refine: z.boolean().default(false).describe('the target adds or removes words: align tokens instead of swapping words'),
@@ -183,7 +182,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     .superRefine(pixelLimit(limits))
     .superRefine(spacingApplies)
     .superRefine((p, ctx) => {
-      if (p.image !== undefined && p.scheduler !== 'ddim') ctx.addIssue({ code: 'custom', path: ['scheduler'], message: `editing a real image needs ddim (its inversion is DDIM's), not ${p.scheduler}` });
+      if (p.image !== undefined && p.scheduler !== undefined && p.scheduler !== 'ddim') ctx.addIssue({ code: 'custom', path: ['scheduler'], message: `editing a real image needs ddim (its inversion, DDIM then null-text, retraces DDIM's steps), not ${p.scheduler}` });
       if (p.blendThreshold !== undefined && !p.localBlend) ctx.addIssue({ code: 'custom', path: ['blendThreshold'], message: 'blendThreshold needs localBlend' });
     })
     .describe('Prompt-to-Prompt: the source and the edited prompt, from noise or from a real image');

@@ -12,6 +12,7 @@ import { readImage } from '../../src/io/image.ts';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { readPngText } from '../../src/io/png.ts';
 import { TINY_SD } from '../fixtures.ts';
+import { copyTinySd, editJson } from '../model-copy.ts';
 
 
 const nuri = (args: string[], cwd: string) => runNuri(args, { cwd });
@@ -42,6 +43,18 @@ describe('nuri edit', () => {
     expect(parseParameters(readPngText(join(dir, 'e.png')).parameters)).toMatchObject({ width: 32, height: 32 });
   });
 
+  it("samples with the model's own scheduler unless one is named, as generate does", async () => {
+    const model = copyTinySd();
+    editJson(model, 'scheduler/scheduler_config.json', (c) => (c._class_name = 'EulerDiscreteScheduler'));
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-edit-'));
+    const r = await nuri(['edit', ...SMALL, '--model', model, '--prompt', 'a cat riding a bike', '--target', 'a dog riding a bike', '--out', 'e.png'], dir);
+    expect(r.stderr).toBe('');
+    expect(parseParameters(readPngText(join(dir, 'e.png')).parameters).sampler).toBe('Euler');
+    const maps = await nuri(['attention', ...SMALL, '--model', model, '--prompt', 'a cat', '--out', 'm.png'], dir);
+    expect(maps.stderr).toBe('');
+    expect(parseParameters(readPngText(join(dir, 'm.png')).parameters).sampler).toBe('Euler');
+  });
+
   // Each spawn costs seconds; the other word checks are covered in-process (seq-aligner.test.ts).
   const bad: [string, string[], RegExp][] = [
     ['a re-weighted word that is not in the prompt', ['--reweight', 'horse=2'], /reweight: "horse" is not a word/],
@@ -49,6 +62,7 @@ describe('nuri edit', () => {
     ['a swap whose token counts differ', ['--target', 'a hippopotamus riding a bike'], /same number of tokens.*refine/],
     ['a fraction outside [0, 1]', ['--self-replace', '1.5'], /--self-replace/],
     ['a missing image', ['--image', 'none.png'], /--image: no such file/],
+    ['a picture to edit with a sampler other than DDIM', ['--image', join(TINY_SD, 'model_index.json'), '--scheduler', 'euler'], /--image needs --scheduler ddim.*null-text/],
   ];
   for (const [what, args, message] of bad) {
     it(`refuses ${what} in one line, writing nothing`, async () => {

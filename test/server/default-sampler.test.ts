@@ -1,0 +1,57 @@
+// Jobs without a scheduler take the model's own, as `nuri generate` does: a copy of the tiny model
+// whose scheduler config names Euler edits and maps attention with Euler; editing a real picture
+// stays on DDIM (its inversion is DDIM's) and refuses any other sampler by name.
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseParameters } from '../../src/io/parameters.ts';
+import { copyTinySd, editJson } from '../model-copy.ts';
+import { type TestServer, testServer } from './helpers.ts';
+
+let server: TestServer;
+let modelsDir: string;
+
+beforeAll(async () => {
+  const model = copyTinySd();
+  editJson(model, 'scheduler/scheduler_config.json', (c) => (c._class_name = 'EulerDiscreteScheduler'));
+  modelsDir = mkdtempSync(join(tmpdir(), 'nuri-sampler-models-'));
+  symlinkSync(model, join(modelsDir, 'euler-sd'));
+  server = await testServer({ models: modelsDir });
+});
+afterAll(async () => {
+  await server.close();
+  rmSync(modelsDir, { recursive: true, force: true });
+});
+
+const SMALL = { model: 'euler-sd', steps: 2, width: 64, height: 64, seed: 5, guidance: 1 };
+
+async function sampler(type: string, params: Record<string, unknown>): Promise<string | undefined> {
+  const id = await server.submit(type, params);
+  const done = await server.queue.wait(id);
+  expect(done.status, done.error ?? '').toBe('completed');
+  expect(done.params.scheduler).toBe(params.scheduler); // the record keeps what was asked
+  return parseParameters((done.info as { infotexts: string[] }).infotexts[0]).sampler;
+}
+
+describe("a job without a scheduler takes the model's own", () => {
+  it('edits and maps attention with the sampler the scheduler config names', async () => {
+    expect(await sampler('edit', { ...SMALL, prompt: 'a cat riding a bike', target: 'a dog riding a bike' })).toBe('Euler');
+    expect(await sampler('attention', { ...SMALL, prompt: 'a cat' })).toBe('Euler');
+    expect(await sampler('edit', { ...SMALL, prompt: 'a cat riding a bike', target: 'a dog riding a bike', scheduler: 'lms' })).toBe('LMS');
+  });
+
+  it('edits a real picture with DDIM, and refuses another sampler by name', async () => {
+    const form = new FormData();
+    const picture = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#2060d0' } }).png().toBuffer();
+    form.append('file', new Blob([new Uint8Array(picture)], { type: 'image/png' }), 'p.png');
+    const uploaded = await server.request('POST', '/api/v1/uploads', form);
+    const photo = { ...SMALL, prompt: 'a blue square', target: 'a red square', image: uploaded.body.name, nullTextSteps: 0 };
+    expect(await sampler('edit', photo)).toBe('DDIM');
+    const refused = await server.request('POST', '/api/v1/jobs', { type: 'edit', params: { ...photo, scheduler: 'euler' } });
+    expect(refused.status).toBe(400);
+    expect(refused.body.field).toBe('params.scheduler');
+    expect(refused.body.error).toMatch(/ddim.*inversion/);
+  });
+});
