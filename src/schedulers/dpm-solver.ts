@@ -84,10 +84,7 @@ export class DPMSolverMultistepScheduler extends SigmaScheduler<DPMSolverConfig>
       const sigmas = karrasSigmas(this.trainSigmas[0], this.trainSigmas[numTrainTimesteps - 1], numInferenceSteps);
       return { timesteps: sigmas.map((s) => roundHalfEven(this.timestepAt(s))), sigmas };
     }
-    const spacing = { stepsOffset, round: true };
-    const timesteps = timestepSpacing === 'trailing'
-      ? spacedTimesteps('trailing', numTrainTimesteps, numInferenceSteps, spacing)
-      : spacedTimesteps(timestepSpacing, numTrainTimesteps, numInferenceSteps + 1, spacing).slice(0, -1);
+    const timesteps = spacedTimesteps(timestepSpacing, numTrainTimesteps, numInferenceSteps, { stepsOffset, round: true, dropLast: timestepSpacing !== 'trailing' });
     return { timesteps, sigmas: timesteps.map((t) => this.sigmaAt(t)) };
   }
 

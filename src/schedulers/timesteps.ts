@@ -17,6 +17,11 @@ export interface SpacingOptions {
    * ones (Euler, LMS) keep linspace's fractional timesteps and interpolate σ between them.
    */
   round: boolean;
+  /**
+   * Space n + 1 points and drop the last (the one at the t = 0 end): DPM-Solver's linspace and
+   * leading schedules. Errors still count in steps, n.
+   */
+  dropLast?: boolean;
 }
 
 /** Descending timesteps for `n` inference steps out of `numTrainTimesteps`. */
@@ -24,29 +29,33 @@ export function spacedTimesteps(
   spacing: TimestepSpacing,
   numTrainTimesteps: number,
   n: number,
-  { stepsOffset, round }: SpacingOptions,
+  { stepsOffset, round, dropLast = false }: SpacingOptions,
 ): number[] {
-  if (!Number.isInteger(n) || n < 1 || n > numTrainTimesteps) {
-    throw new Error(`number of inference steps must be an integer in [1, ${numTrainTimesteps}], got ${n}`);
+  const extra = dropLast ? 1 : 0;
+  if (!Number.isInteger(n) || n < 1 || n + extra > numTrainTimesteps) {
+    throw new Error(`number of inference steps must be an integer in [1, ${numTrainTimesteps - extra}], got ${n}`);
   }
+  const points = n + extra;
+  const visited = (all: number[]) => (dropLast ? all.slice(0, -1) : all);
   switch (spacing) {
     case 'linspace': {
-      const points = numpyLinspace(0, numTrainTimesteps - 1, n).reverse();
-      return round ? points.map(roundHalfEven) : points;
+      const spaced = numpyLinspace(0, numTrainTimesteps - 1, points).reverse();
+      return visited(round ? spaced.map(roundHalfEven) : spaced);
     }
     case 'leading': {
-      const last = (m: number) => (m - 1) * Math.floor(numTrainTimesteps / m) + stepsOffset;
-      if (last(n) >= numTrainTimesteps) {
+      // The first timestep of `steps` steps (of steps + extra points).
+      const first = (steps: number) => (steps + extra - 1) * Math.floor(numTrainTimesteps / (steps + extra)) + stepsOffset;
+      if (first(n) >= numTrainTimesteps) {
         // SD's steps_offset 1 at n = T lands on timestep T itself (diffusers fails there too).
         let most = n - 1;
-        while (most > 1 && last(most) >= numTrainTimesteps) most--;
-        throw new Error(`${n} steps with leading spacing and steps_offset ${stepsOffset} reach timestep ${last(n)}, past the last training timestep ${numTrainTimesteps - 1}: use at most ${most} steps`);
+        while (most > 1 && first(most) >= numTrainTimesteps) most--;
+        throw new Error(`${n} steps with leading spacing and steps_offset ${stepsOffset} reach timestep ${first(n)}, past the last training timestep ${numTrainTimesteps - 1}: use at most ${most} steps`);
       }
-      const ratio = Math.floor(numTrainTimesteps / n);
-      return Array.from({ length: n }, (_, i) => (n - 1 - i) * ratio + stepsOffset);
+      const ratio = Math.floor(numTrainTimesteps / points);
+      return visited(Array.from({ length: points }, (_, i) => (points - 1 - i) * ratio + stepsOffset));
     }
     case 'trailing':
-      return numpyArange(numTrainTimesteps, 0, -numTrainTimesteps / n).map((t) => roundHalfEven(t) - 1);
+      return visited(numpyArange(numTrainTimesteps, 0, -numTrainTimesteps / points).map((t) => roundHalfEven(t) - 1));
   }
 }
 

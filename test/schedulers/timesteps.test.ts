@@ -55,6 +55,14 @@ describe('spacedTimesteps', () => {
     expect(spacedTimesteps('leading', 1000, 999, options)[0]).toBe(999);
     expect(spacedTimesteps('leading', 1000, 1000, { stepsOffset: 0, round: true })[0]).toBe(999);
   });
+  it("counts DPM-Solver's limit in its steps, though it spaces one point more and drops it", () => {
+    const dpm = (steps: number) => createScheduler('dpmpp-2m', { num_train_timesteps: 1000, steps_offset: 1, timestep_spacing: 'leading' }).setTimesteps(steps);
+    // 999 steps space 1000 points: the first at 999·1 + 1 = 1000, one past the end; 998 steps fit.
+    expect(() => dpm(999)).toThrow(/999 steps .* reach timestep 1000.*use at most 998 steps/);
+    expect(() => dpm(998)).not.toThrow();
+    expect(() => dpm(1000)).toThrow(/integer in \[1, 999\], got 1000/);
+    expect(spacedTimesteps('linspace', 1000, 3, { ...options, dropLast: true })).toEqual([999, 666, 333]);
+  });
   it('roundHalfEven', () => {
     expect([0.5, 1.5, 2.5, 2.4, 2.6, 3.5].map(roundHalfEven)).toEqual([0, 2, 2, 2, 3, 4]);
   });

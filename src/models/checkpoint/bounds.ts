@@ -17,8 +17,7 @@ export const CONFIG_BOUNDS = {
   /** sample_size, in latent or image pixels. */
   sampleSize: 16384,
   kernel: 15,
-  /** Scheduler training timesteps. */
-  trainTimesteps: 100_000,
+  // Scheduler training timesteps are bounded where the scheduler config is read (MAX_TRAIN_TIMESTEPS).
 } as const;
 
 /** A positive integer ≤ `max`, or an error naming the field and the bound. */
