@@ -5,7 +5,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Generator } from '../../src/engine/random.ts';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { parsePngText } from '../../src/io/png.ts';
@@ -108,6 +108,27 @@ describe('/sdapi/v1/txt2img', () => {
     ]);
     const alone = await call('POST', '/sdapi/v1/txt2img', { ...request, seed: 13, batch_size: 1, n_iter: 1 });
     expect((alone.json as Generation).images[0]).toBe(body.images[2]);
+  });
+
+  it('takes the infotexts and size from the job records, reading result PNGs only to send them', async () => {
+    const read = vi.spyOn(server.store, 'readInput');
+    try {
+      const r = await call('POST', '/sdapi/v1/txt2img', { prompt: 'green leaf', steps: 2, seed: 8, batch_size: 2, send_images: false });
+      expect(r.status).toBe(200);
+      expect((r.json as Generation).images).toEqual([]);
+      expect(read).not.toHaveBeenCalled();
+      const info = JSON.parse((r.json as Generation).info);
+      const [job] = await lastJobs(1);
+      expect(info.infotexts).toEqual(job.info.infotexts);
+      expect(info.infotexts.map((t: string) => parseParameters(t).seed)).toEqual([8, 9]);
+      expect(info).toMatchObject({ width: 32, height: 32 });
+      const sent = await call('POST', '/sdapi/v1/txt2img', { prompt: 'green leaf', steps: 2, seed: 8, batch_size: 2 });
+      expect(read).toHaveBeenCalledTimes(2);
+      const body = sent.json as Generation;
+      expect(JSON.parse(body.info).infotexts).toEqual(body.images.map((b64) => parsePngText(png(b64)).parameters));
+    } finally {
+      read.mockRestore();
+    }
   });
 
   it('accepts the joined sampler names, the legacy sampler_index, and numbers sent as strings', async () => {

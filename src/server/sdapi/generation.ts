@@ -3,7 +3,6 @@
 // echoed request and A1111's `info` JSON string. A client that hangs up cancels its jobs.
 
 import type { FastifyReply } from 'fastify';
-import { parsePngText } from '../../io/png.ts';
 // INPAINT_FILLS is in A1111's order: inpainting_fill 0–3 index it.
 import { INPAINT_FILLS } from '../../pipelines/inpaint.ts';
 import { type JobQueue, type JobRecord, QueueFullError } from '../jobs.ts';
@@ -12,7 +11,7 @@ import { EmbeddingIndex, type SdapiModelRegistry } from './catalog.ts';
 import { controlNetLabels } from '../../pipelines/controlnet.ts';
 import { type NativeControlNet, controlNetScript, controlNetUnits } from './controlnet.ts';
 import { SdapiError, parseBody } from './errors.ts';
-import { decodeBase64Image, pngSize, prepareInitImage } from './images.ts';
+import { decodeBase64Image, prepareInitImage } from './images.ts';
 import type { SdapiStore } from './index.ts';
 import type { GenerateValidator } from './native.ts';
 import type { SdapiOptions } from './options.ts';
@@ -107,19 +106,27 @@ async function submitAll(plan: GenerationPlan, tracked: A1111Request, { queue, v
   }
 }
 
+/** A finished generate job's infotexts, one per image, as the runner recorded them. */
+function recordInfotexts(record: JobRecord): string[] {
+  const infotexts = record.info.infotexts;
+  if (!Array.isArray(infotexts) || infotexts.length !== record.images.length || !infotexts.every((t) => typeof t === 'string')) {
+    throw new SdapiError(500, `job ${record.id} finished without an infotext per image`);
+  }
+  return infotexts;
+}
+
 async function answer(kind: Kind, request: Txt2ImgRequest | Img2ImgRequest, plan: GenerationPlan, records: JobRecord[], tracked: A1111Request, notes: string[], deps: GenerationDeps) {
   const failed = records.find((r) => r.status === 'failed');
   if (failed) throw new SdapiError(500, `generation failed: ${failed.error ?? 'unknown error'}`);
   const cancelled = records.filter((r) => r.status === 'cancelled').length;
   if (cancelled) notes.push(`interrupted: ${cancelled} of ${records.length} batch(es) were cancelled before they finished`);
 
-  const pngs: Buffer[] = [];
-  for (const record of records) {
-    if (record.status !== 'completed') continue;
-    for (const name of record.images) pngs.push(await deps.store.readInput(name));
-  }
-  const size = pngs.length ? pngSize(pngs[0]) : { width: request.width, height: request.height };
-  const infotexts = pngs.map((png) => parsePngText(png).parameters ?? '');
+  // The records hold each image's infotext and the size made; the PNGs are read only to be sent.
+  const completed = records.filter((r) => r.status === 'completed');
+  const infotexts = completed.flatMap(recordInfotexts);
+  const made = completed[0]?.info as { width?: number; height?: number } | undefined;
+  const size = made?.width && made.height ? { width: made.width, height: made.height } : { width: request.width, height: request.height };
+  const pngs = request.send_images ? await Promise.all(completed.flatMap((r) => r.images).map((name) => deps.store.readInput(name))) : [];
   const count = plan.batchSize * plan.iterations;
   const seeds = Array.from({ length: count }, (_, i) => plan.seed + i);
   const info = {
@@ -165,7 +172,7 @@ async function answer(kind: Kind, request: Txt2ImgRequest | Img2ImgRequest, plan
   // As A1111: without include_init_images the echo leaves out the pictures sent (init images and mask).
   if ('init_images' in request && !request.include_init_images) Object.assign(parameters, { init_images: null, mask: null });
   return {
-    images: request.send_images ? pngs.map((png) => png.toString('base64')) : [],
+    images: pngs.map((png) => png.toString('base64')),
     parameters,
     info: JSON.stringify(info),
   };

@@ -36,9 +36,3 @@ export async function prepareInitImage(bytes: Buffer, field: (string | number)[]
   if (options.invert) image = image.negate({ alpha: false });
   return image.png().toBuffer();
 }
-
-/** Width and height from a PNG's IHDR. */
-export function pngSize(png: Buffer): { width: number; height: number } {
-  if (png.length < 24 || png.toString('latin1', 12, 16) !== 'IHDR') throw new Error('not a PNG (no IHDR)');
-  return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
-}
