@@ -107,6 +107,7 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
     width,
     height,
     model: sd.name,
+    dtype: flags.dtype,
     extra: { ...samplerExtra(flags), ...personalisationExtra(flags, personal) },
   });
   await writePng(out, grid, { parameters });

@@ -190,6 +190,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
     width,
     height,
     model: sd.name,
+    dtype: flags.dtype,
     extra: { ...editExtra(flags, plan.target, plan.kind), ...samplerExtra(flags), ...personalisationExtra(flags, personal) },
   });
   await writePng(out, grid, { parameters });

@@ -179,6 +179,8 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
       height,
       model: sd.name,
       denoisingStrength: flags.initImage ? strength : undefined,
+      dtype: flags.dtype,
+      sizeConditioning,
       extra: { ...samplerExtra(flags), ...(flags.vae ? { VAE: basename(flags.vae) } : {}), ...(inpaint ? { 'Mask blur': flags.maskBlur } : {}), ...personalisationExtra(flags, personal), ...controlExtra(flags) },
     });
     await writePng(paths[i], image, { parameters });

@@ -21,12 +21,38 @@ export interface GenerationParameters {
   modelHash?: string;
   /** img2img strength ("Denoising strength"). */
   denoisingStrength?: number;
+  /** The UNet's and text encoder's weights when not fp32, e.g. "q8" ("Weight dtype"). */
+  dtype?: string;
+  /** SDXL's size and crop conditioning where given, in the library's order (sizes height first). */
+  sizeConditioning?: SizeConditioning;
   /** Further fields under their A1111 names, e.g. { 'Clip skip': 2 }. Parsed back as strings. */
   extra?: Record<string, string | number>;
 }
 
+/** SDXL's micro-conditioning: [height, width] sizes and a [top, left] crop, as generate() takes them. */
+export interface SizeConditioning {
+  originalSize?: readonly [number, number];
+  targetSize?: readonly [number, number];
+  cropTopLeft?: readonly [number, number];
+  negativeOriginalSize?: readonly [number, number];
+  negativeTargetSize?: readonly [number, number];
+  negativeCropTopLeft?: readonly [number, number];
+}
+
+// A1111 writes none of these (its crop is a setting, its sizes the output's): the keys follow Nuri's
+// flags, and the values are written as those flags take them (WxH; top,left).
+const SIZE_KEYS: [keyof SizeConditioning, string, 'size' | 'crop'][] = [
+  ['originalSize', 'Original size', 'size'],
+  ['targetSize', 'Target size', 'size'],
+  ['cropTopLeft', 'Crop top left', 'crop'],
+  ['negativeOriginalSize', 'Negative original size', 'size'],
+  ['negativeTargetSize', 'Negative target size', 'size'],
+  ['negativeCropTopLeft', 'Negative crop top left', 'crop'],
+];
+const DTYPE_KEY = 'Weight dtype';
+
 const NEGATIVE_PREFIX = 'Negative prompt:';
-const KNOWN_KEYS = new Set(['Steps', 'Sampler', 'CFG scale', 'Seed', 'Size', 'Model hash', 'Model', 'Denoising strength']);
+const KNOWN_KEYS = new Set(['Steps', 'Sampler', 'CFG scale', 'Seed', 'Size', 'Model hash', 'Model', 'Denoising strength', DTYPE_KEY, ...SIZE_KEYS.map(([, key]) => key)]);
 // A1111's re_param_code: `Key: value` or `Key: "json string"`, comma-separated.
 const FIELD = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
 const KEY = /^\w[\w \-/]+$/;
@@ -42,7 +68,12 @@ export function formatParameters(p: GenerationParameters): string {
     ['Model hash', p.modelHash],
     ['Model', p.model],
     ['Denoising strength', p.denoisingStrength],
+    [DTYPE_KEY, p.dtype === 'fp32' ? undefined : p.dtype],
   ];
+  for (const [field, key, kind] of SIZE_KEYS) {
+    const pair = p.sizeConditioning?.[field];
+    if (pair) fields.push([key, kind === 'size' ? `${pair[1]}x${pair[0]}` : `${pair[0]},${pair[1]}`]);
+  }
   for (const [key, value] of Object.entries(p.extra ?? {})) {
     if (!KEY.test(key) || KNOWN_KEYS.has(key)) throw new Error(`formatParameters: bad extra key ${JSON.stringify(key)}`);
     fields.push([key, value]);
@@ -102,8 +133,19 @@ export function parseParameters(text: string): GenerationParameters {
     else if (key === 'Model hash') result.modelHash = value;
     else if (key === 'Model') result.model = value;
     else if (key === 'Denoising strength' && isNumber) result.denoisingStrength = number;
-    else extra[key] = value;
+    else if (key === DTYPE_KEY && value) result.dtype = value;
+    else if (!readSizeConditioning(result, key, value)) extra[key] = value;
   }
   if (Object.keys(extra).length > 0) result.extra = extra;
   return result;
+}
+
+/** An SDXL size or crop field into `result.sizeConditioning`; false when `key` is none or the value does not read. */
+function readSizeConditioning(result: GenerationParameters, key: string, value: string): boolean {
+  const entry = SIZE_KEYS.find(([, k]) => k === key);
+  const pair = entry && (entry[2] === 'size' ? /^(\d+)x(\d+)$/ : /^(\d+),(\d+)$/).exec(value);
+  if (!entry || !pair) return false;
+  const [a, b] = [Number(pair[1]), Number(pair[2])];
+  result.sizeConditioning = { ...result.sizeConditioning, [entry[0]]: entry[2] === 'size' ? [b, a] : [a, b] };
+  return true;
 }

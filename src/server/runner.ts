@@ -7,6 +7,7 @@ import { PNG } from 'pngjs';
 import { AbortError, type GenerationParameters, type RgbImage, type StepProgress, type TokenAttention, attention, edit, encodePng, formatParameters, generate, readImage } from '../index.ts';
 import type { WeightDType } from '../engine/quantize.ts';
 import { heatMap } from '../io/heatmap.ts';
+import type { SizeConditioning } from '../io/parameters.ts';
 import { enlarge, toRgb8 } from '../io/image.ts';
 import type { PreviewImage } from '../models/latent-preview.ts';
 import { type ControlNetUnit, controlNetLabels, readControlImage } from '../pipelines/controlnet.ts';
@@ -101,8 +102,8 @@ async function encodeAll(images: RgbImage[], parameters: (i: number) => string):
 }
 
 /** The infotext's sampling fields; `scheduler` is the one that ran (the job's, else the model's own). */
-function sampling(p: { prompt: string; negativePrompt?: string; steps: number; guidance: number; model: string }, scheduler: SchedulerName): GenerationParameters {
-  return { prompt: p.prompt, negativePrompt: p.negativePrompt, steps: p.steps, sampler: SAMPLER_LABELS[scheduler], guidance: p.guidance, model: p.model };
+function sampling(p: { prompt: string; negativePrompt?: string; steps: number; guidance: number; model: string; dtype: WeightDType }, scheduler: SchedulerName): GenerationParameters {
+  return { prompt: p.prompt, negativePrompt: p.negativePrompt, steps: p.steps, sampler: SAMPLER_LABELS[scheduler], guidance: p.guidance, model: p.model, dtype: p.dtype };
 }
 
 async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
@@ -110,6 +111,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
   const { initImage, inpaint, width, height } = await paintInputs(p, ctx, sd.defaultSize);
   const strength = p.strength ?? (inpaint ? 1 : DEFAULTS.strength);
   const controlNets = await controlUnits(p, sd, ctx, o, width, height);
+  const sizeConditioning = sizeConditioningOf(p);
   const result = await generate(sd, {
     prompts: new Array(p.batch).fill(personal.expandPrompt(p.prompt)),
     ...samplerOptions(p, ctx, o),
@@ -121,6 +123,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
     strength,
     inpaint,
     controlNets,
+    ...sizeConditioning,
   });
   const extra = {
     ...(p.timestepSpacing ? { 'Timestep spacing': p.timestepSpacing } : {}),
@@ -131,9 +134,15 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
     ...controlNetLabels(p.controlnet),
   };
   const infotexts = result.seeds.map((seed) =>
-    formatParameters({ ...sampling(p, result.scheduler), seed, width, height, denoisingStrength: initImage ? strength : undefined, extra }),
+    formatParameters({ ...sampling(p, result.scheduler), seed, width, height, denoisingStrength: initImage ? strength : undefined, sizeConditioning, extra }),
   );
   return { images: await encodeAll(result.images, (i) => infotexts[i]), artifacts: [], info: { seeds: result.seeds, infotexts, width, height, warnings: [...sd.components.warnings, ...personal.warnings] } };
+}
+
+/** The job's SDXL size conditioning in the library's order: sizes height first, the crop top first. */
+function sizeConditioningOf(p: GenerateParams): SizeConditioning {
+  const hw = (size: { width: number; height: number } | undefined) => size && ([size.height, size.width] as const);
+  return { originalSize: hw(p.originalSize), targetSize: hw(p.targetSize), cropTopLeft: p.cropTopLeft && [p.cropTopLeft.top, p.cropTopLeft.left] };
 }
 
 /** The picture to start from, read at the job's size, and the mask (grown with the canvas when outpainting). */

@@ -62,6 +62,13 @@ const fraction = z.number().min(0).max(1);
 export const MAX_SEED = 2 ** 32 - 1;
 const seed = z.int().min(0).max(MAX_SEED).describe('random when absent; the one used is recorded');
 const clipSkip = z.int().min(1).max(12).describe('use the text encoder layer n from the end (1 = last)');
+const pixelSize = z.strictObject({ width: z.int().min(1).max(16384), height: z.int().min(1).max(16384) });
+/** SDXL's size and crop conditioning (the CLI's --original-size, --target-size, --crop-top-left). */
+const sizeConditioning = {
+  originalSize: pixelSize.optional().describe('SDXL: the size the picture should look taken at (default: the output size)'),
+  targetSize: pixelSize.optional().describe('SDXL: the size to aim for (default: the output size)'),
+  cropTopLeft: z.strictObject({ top: z.int().min(0).max(16384), left: z.int().min(0).max(16384) }).optional().describe('SDXL: where the picture should look cropped from (default: 0, 0)'),
+};
 
 function bounded(limits: ServerLimits) {
   const text = z.string().max(limits.maxPromptLength, limitMessage('maxPromptLength', limits, 'the text'));
@@ -124,6 +131,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
         .optional()
         .describe('outpainting: pixels to grow initImage by on each side (multiples of 8); the border is painted'),
       ...personal,
+      ...sizeConditioning,
       controlnet: z
         .array(
           z.strictObject({

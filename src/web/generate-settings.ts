@@ -26,6 +26,21 @@ export interface GenerateForm {
   /** img2img: an uploaded file or an earlier result, by its server name. */
   initImage?: { name: string; url: string };
   strength: number;
+  /** The UNet's and text encoder's weights. */
+  dtype: WeightDType;
+  /** SDXL's size and crop conditioning, as a PNG or an earlier job carried them (no controls of its own). */
+  sizeConditioning?: SizeConditioningParams;
+}
+
+/** The server's WEIGHT_DTYPES (engine/quantize.ts, which the page cannot import: it reads the CPU). */
+export const WEIGHT_DTYPES = ['fp32', 'q8'] as const;
+export type WeightDType = (typeof WEIGHT_DTYPES)[number];
+
+/** The generate job's SDXL fields. */
+export interface SizeConditioningParams {
+  originalSize?: { width: number; height: number };
+  targetSize?: { width: number; height: number };
+  cropTopLeft?: { top: number; left: number };
 }
 
 export const INITIAL_FORM: GenerateForm = {
@@ -43,6 +58,7 @@ export const INITIAL_FORM: GenerateForm = {
   loras: {},
   embeddings: [],
   strength: 0.6,
+  dtype: 'fp32',
 };
 
 /** The job's params; unset numbers are left out so the server's defaults apply. */
@@ -67,7 +83,27 @@ export function formToParams(form: GenerateForm, lastSeed: number | undefined): 
     params.initImage = form.initImage.name;
     params.strength = form.strength;
   }
+  if (form.dtype !== 'fp32') params.dtype = form.dtype;
+  Object.assign(params, form.sizeConditioning);
   return params;
+}
+
+/** The SDXL fields of a job's params, if it has any. */
+function sizeConditioningParams(p: Record<string, unknown>): SizeConditioningParams | undefined {
+  const picked = Object.fromEntries((['originalSize', 'targetSize', 'cropTopLeft'] as const).filter((k) => typeof p[k] === 'object' && p[k] !== null).map((k) => [k, p[k]]));
+  return Object.keys(picked).length ? (picked as SizeConditioningParams) : undefined;
+}
+
+/** How the form's SDXL conditioning reads, for notices and the form. */
+export function describeSizeConditioning(c: SizeConditioningParams): string {
+  const size = (s: { width: number; height: number }) => `${s.width}x${s.height}`;
+  return [
+    c.originalSize && `original size ${size(c.originalSize)}`,
+    c.targetSize && `target size ${size(c.targetSize)}`,
+    c.cropTopLeft && `crop top ${c.cropTopLeft.top}, left ${c.cropTopLeft.left}`,
+  ]
+    .filter(Boolean)
+    .join(', ');
 }
 
 /** The seed a finished job used (the server picks one when the request had none). */
@@ -100,6 +136,8 @@ export function jobToForm(job: Job, current: GenerateForm): GenerateForm {
     loras,
     embeddings: Array.isArray(p.embeddings) ? (p.embeddings as string[]) : [],
     strength: num(p.strength, current.strength),
+    dtype: (WEIGHT_DTYPES as readonly unknown[]).includes(p.dtype) ? (p.dtype as WeightDType) : 'fp32',
+    sizeConditioning: sizeConditioningParams(p),
   };
 }
 
@@ -121,5 +159,14 @@ export function parametersToForm(text: string, current: GenerateForm, models: st
     if (models.includes(p.model)) form.model = p.model;
     else notes.push(`model "${p.model}" is not on this server; kept ${current.model || 'the default'}`);
   }
+  // Weights and SDXL conditioning are the picture's too: without them a remake differs.
+  const dtype = p.dtype ?? 'fp32';
+  if ((WEIGHT_DTYPES as readonly string[]).includes(dtype)) form.dtype = dtype as WeightDType;
+  else notes.push(`weight dtype "${dtype}" is not one of Nuri's; kept ${current.dtype}`);
+  const c = p.sizeConditioning;
+  const size = (pair: readonly [number, number] | undefined) => pair && { width: pair[1], height: pair[0] };
+  form.sizeConditioning = c && sizeConditioningParams({ originalSize: size(c.originalSize), targetSize: size(c.targetSize), cropTopLeft: c.cropTopLeft && { top: c.cropTopLeft[0], left: c.cropTopLeft[1] } });
+  if (form.sizeConditioning) notes.push(`SDXL ${describeSizeConditioning(form.sizeConditioning)}`);
+  if (c?.negativeOriginalSize || c?.negativeTargetSize || c?.negativeCropTopLeft) notes.push("the negative size conditioning is not a server setting; the unconditional half repeats the picture's");
   return { form, notes };
 }

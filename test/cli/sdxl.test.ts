@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runNuri } from '../support/cli.ts';
 import { readSafetensors, writeSafetensors } from '../../src/engine/safetensors.ts';
+import { parseParameters } from '../../src/io/parameters.ts';
+import { readPngText } from '../../src/io/png.ts';
 import { TINY_SDXL, referenceCase } from '../fixtures.ts';
 import { maxAbsDiff } from '../schedulers/reference.ts';
 
@@ -30,6 +32,10 @@ describe('nuri generate on SDXL', () => {
     expect(r.code).toBe(0);
     const ours = readSafetensors(join(dir, 'out.safetensors')).get('latents')!.data as Float32Array;
     expect(maxAbsDiff(ours, ref.get('latents_out')!.data as Float32Array)).toBeLessThan(1e-4);
+    // The PNG records the conditioning, so that the picture can be made again.
+    const recorded = parseParameters(readPngText(join(dir, 'astronaut.png')).parameters);
+    expect(recorded.sizeConditioning).toEqual({ originalSize: [512, 768], cropTopLeft: [32, 64], targetSize: [1024, 1024] });
+    expect(recorded.extra).toBeUndefined();
   });
 
   it('refuses a malformed size in one line', async () => {

@@ -27,6 +27,15 @@ describe('formatParameters', () => {
     expect(formatParameters({ prompt: 'just a prompt' })).toBe('just a prompt');
   });
 
+  it('writes the weight dtype unless fp32, and SDXL sizes as WxH and the crop as top,left', () => {
+    expect(formatParameters({ prompt: 'p', steps: 2, dtype: 'fp32' })).toBe('p\nSteps: 2');
+    const text = formatParameters({ prompt: 'p', steps: 2, dtype: 'q8', sizeConditioning: { originalSize: [512, 768], cropTopLeft: [0, 256] } });
+    expect(text).toBe('p\nSteps: 2, Weight dtype: q8, Original size: 768x512, Crop top left: "0,256"');
+    // A value that does not read as a size stays an unknown field.
+    expect(parseParameters('p\nSteps: 2, Original size: big, Sampler: Euler')).toMatchObject({ extra: { 'Original size': 'big' } });
+    expect(() => formatParameters({ prompt: 'p', extra: { 'Weight dtype': 'q8' } })).toThrow('bad extra key');
+  });
+
   it('rejects extra keys that would not parse back or shadow known ones', () => {
     expect(() => formatParameters({ prompt: 'p', extra: { Steps: 3 } })).toThrow('bad extra key');
     expect(() => formatParameters({ prompt: 'p', extra: { 'a:b': 3 } })).toThrow('bad extra key');
@@ -53,6 +62,12 @@ describe('parseParameters', () => {
     'steps only': { prompt: 'a dog', steps: 1 },
     'multi-line prompts': { prompt: 'line one\nline two: more', negativePrompt: 'bad\nworse', seed: 0, steps: 4, sampler: 'PNDM' },
     'negative without settings': { prompt: 'a', negativePrompt: 'b' },
+    'q8 weights and SDXL size conditioning': {
+      prompt: 'a castle',
+      steps: 20,
+      dtype: 'q8',
+      sizeConditioning: { originalSize: [512, 768], targetSize: [1024, 1024], cropTopLeft: [0, 256], negativeOriginalSize: [256, 256], negativeTargetSize: [512, 512], negativeCropTopLeft: [8, 16] },
+    },
   };
   for (const [name, parameters] of Object.entries(cases)) {
     it(`inverts formatParameters: ${name}`, () => {

@@ -39,4 +39,27 @@ describe('an SDXL model on the server', () => {
     const image = Buffer.from(r.json.images[0] as string, 'base64');
     expect(parseParameters(parsePngText(image).parameters)).toMatchObject({ model: 'tiny-sdxl', width: 64, height: 64, steps: 2, seed: 4 });
   }, 120_000);
+
+  it('records the size conditioning and the weight dtype in the PNG, and remakes the picture from them', async () => {
+    const params = { model: 'tiny-sdxl', prompt: 'a photo of a cat', steps: 2, seed: 9, width: 64, height: 64, scheduler: 'euler', originalSize: { width: 768, height: 512 }, targetSize: { width: 1024, height: 1024 }, cropTopLeft: { top: 32, left: 64 } };
+    const run = async (p: Record<string, unknown>) => {
+      const done = await server.queue.wait(await server.submit('generate', p));
+      expect(done.status, done.error ?? '').toBe('completed');
+      return { png: await server.store.readInput(done.images[0]), text: (done.info.infotexts as string[])[0] };
+    };
+    const first = await run(params);
+    const read = parseParameters(parsePngText(first.png).parameters);
+    expect(read.sizeConditioning).toEqual({ originalSize: [512, 768], targetSize: [1024, 1024], cropTopLeft: [32, 64] });
+    expect(read.dtype).toBeUndefined(); // fp32 is not written
+    // Remade from what the PNG says alone: the same picture; without the conditioning, another.
+    const size = (hw: readonly [number, number] | undefined) => hw && { width: hw[1], height: hw[0] };
+    const c = read.sizeConditioning!;
+    const remade = await run({ model: read.model, prompt: read.prompt, steps: read.steps, seed: read.seed, width: read.width, height: read.height, scheduler: 'euler', originalSize: size(c.originalSize), targetSize: size(c.targetSize), cropTopLeft: { top: c.cropTopLeft![0], left: c.cropTopLeft![1] } });
+    expect(remade.png.equals(first.png)).toBe(true);
+    const plain = await run({ ...params, originalSize: undefined, targetSize: undefined, cropTopLeft: undefined });
+    expect(plain.png.equals(first.png)).toBe(false);
+    expect(parseParameters(plain.text).sizeConditioning).toBeUndefined();
+    const q8 = await run({ ...params, dtype: 'q8' });
+    expect(parseParameters(q8.text).dtype).toBe('q8');
+  }, 120_000);
 });

@@ -30,6 +30,22 @@ describe('generate settings (Studio)', () => {
     const { form: read, notes } = parametersToForm(text, form, ['default']);
     expect(read).toMatchObject({ prompt: 'a castle', negativePrompt: 'fog', steps: 30, scheduler: 'dpmpp-2m-karras', guidance: 6, seedMode: 'fixed', seed: 5, width: 512, height: 768, model: 'default' });
     expect(notes).toEqual(['model "sd15" is not on this server; kept default']);
+    expect(read.dtype).toBe('fp32');
     expect(parametersToForm('x\nSteps: 3, Sampler: DPM++ SDE, Seed: 1', form, []).notes).toEqual(['sampler "DPM++ SDE" is not one of Nuri\'s; kept ddim']);
+  });
+
+  it('restores the weight dtype and the SDXL size conditioning a PNG records, and sends them again', () => {
+    const text = formatParameters({ prompt: 'a castle', steps: 4, dtype: 'q8', sizeConditioning: { originalSize: [512, 768], targetSize: [1024, 1024], cropTopLeft: [0, 256], negativeOriginalSize: [64, 64], negativeTargetSize: [64, 64] } });
+    const { form: read, notes } = parametersToForm(text, form, ['default']);
+    expect(read.dtype).toBe('q8');
+    expect(read.sizeConditioning).toEqual({ originalSize: { width: 768, height: 512 }, targetSize: { width: 1024, height: 1024 }, cropTopLeft: { top: 0, left: 256 } });
+    expect(notes).toEqual(['SDXL original size 768x512, target size 1024x1024, crop top 0, left 256', expect.stringMatching(/negative size conditioning is not a server setting/)]);
+    const params = formToParams(read, undefined);
+    expect(params).toMatchObject({ dtype: 'q8', originalSize: { width: 768, height: 512 }, targetSize: { width: 1024, height: 1024 }, cropTopLeft: { top: 0, left: 256 } });
+    // A job's params restore the same way ("use these settings"); an fp32 job sends no dtype.
+    const job = { id: 'j', type: 'generate', status: 'completed', progress: { step: 4, total: 4 }, images: [], error: null, info: {}, params } as unknown as Job;
+    expect(formToParams(jobToForm(job, form), undefined)).toMatchObject(params);
+    expect(formToParams(form, undefined).dtype).toBeUndefined();
+    expect(parametersToForm('x\nSteps: 3, Weight dtype: fp8', form, []).notes).toEqual(['weight dtype "fp8" is not one of Nuri\'s; kept fp32']);
   });
 });

@@ -8,14 +8,14 @@ import { Gallery } from '../components/gallery.tsx';
 import { ImageBox } from '../components/image-box.tsx';
 import { ProgressPanel } from '../components/progress.tsx';
 import { SeedField } from '../components/seed-field.tsx';
-import { type GenerateForm, INITIAL_FORM, formToParams, jobSeed, jobToForm, parametersToForm } from '../generate-settings.ts';
+import { type GenerateForm, INITIAL_FORM, WEIGHT_DTYPES, type WeightDType, describeSizeConditioning, formToParams, jobSeed, jobToForm, parametersToForm } from '../generate-settings.ts';
 import { readPngParameters } from '../png-file.ts';
 import { SAMPLER_LABELS } from '../../schedulers/labels.ts';
 import type { SchedulerName } from '../../schedulers/index.ts';
 import { jobErrors, submitOnEnter } from '../form.ts';
 import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
 
-const FIELDS = ['prompt', 'negativePrompt', 'model', 'scheduler', 'steps', 'guidance', 'seed', 'width', 'height', 'batch', 'loras', 'embeddings', 'initImage', 'strength'];
+const FIELDS = ['prompt', 'negativePrompt', 'model', 'scheduler', 'dtype', 'originalSize', 'targetSize', 'cropTopLeft', 'steps', 'guidance', 'seed', 'width', 'height', 'batch', 'loras', 'embeddings', 'initImage', 'strength'];
 
 interface GeneratePageProps {
   catalogue: Catalogue;
@@ -102,7 +102,27 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
               </select>
             )}
           </Field>
+          <Field label="Weights" error={errors.dtype} hint="q8: int8, quantised at load">
+            {(id, d) => (
+              <select id={id} name="dtype" value={form.dtype} aria-describedby={d} onChange={(e) => set({ dtype: e.currentTarget.value as WeightDType })}>
+                {WEIGHT_DTYPES.map((dtype) => (
+                  <option key={dtype} value={dtype}>
+                    {dtype}
+                  </option>
+                ))}
+              </select>
+            )}
+          </Field>
         </div>
+        {form.sizeConditioning && (
+          <p class="notice size-conditioning">
+            SDXL conditioning from the picture: {describeSizeConditioning(form.sizeConditioning)}
+            {(errors.originalSize ?? errors.targetSize ?? errors.cropTopLeft) && <span class="error"> ({errors.originalSize ?? errors.targetSize ?? errors.cropTopLeft})</span>}{' '}
+            <button type="button" class="secondary" onClick={() => set({ sizeConditioning: undefined })}>
+              Clear
+            </button>
+          </p>
+        )}
         <div class="row">
           <Field label="Steps" error={errors.steps}>
             {(id, d) => <NumberInput id={id} name="steps" describedBy={d} value={form.steps} min={1} step={1} onChange={(steps) => set({ steps })} invalid={!!errors.steps} />}
