@@ -58,6 +58,17 @@ const FIELD = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
 const KEY = /^\w[\w \-/]+$/;
 
 export function formatParameters(p: GenerationParameters): string {
+  const lines = [p.prompt];
+  if (p.negativePrompt) lines.push(`${NEGATIVE_PREFIX} ${p.negativePrompt}`);
+  const settings = settingsFields(p)
+    .map(([key, value]) => `${key}: ${quote(value)}`)
+    .join(', ');
+  if (settings) lines.push(settings);
+  return lines.join('\n');
+}
+
+/** The settings line's fields in order, under their infotext names, values unquoted. */
+export function settingsFields(p: GenerationParameters): [string, string][] {
   const size = p.width !== undefined && p.height !== undefined ? `${p.width}x${p.height}` : undefined;
   const fields: [string, string | number | undefined][] = [
     ['Steps', p.steps],
@@ -78,14 +89,7 @@ export function formatParameters(p: GenerationParameters): string {
     if (!KEY.test(key) || KNOWN_KEYS.has(key)) throw new Error(`formatParameters: bad extra key ${JSON.stringify(key)}`);
     fields.push([key, value]);
   }
-  const lines = [p.prompt];
-  if (p.negativePrompt) lines.push(`${NEGATIVE_PREFIX} ${p.negativePrompt}`);
-  const settings = fields
-    .filter(([, value]) => value !== undefined)
-    .map(([key, value]) => `${key}: ${quote(String(value))}`)
-    .join(', ');
-  if (settings) lines.push(settings);
-  return lines.join('\n');
+  return fields.filter((f): f is [string, string | number] => f[1] !== undefined).map(([key, value]) => [key, String(value)]);
 }
 
 function quote(value: string): string {

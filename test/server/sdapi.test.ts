@@ -7,8 +7,8 @@ import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Generator } from '../../src/engine/random.ts';
-import { parseParameters } from '../../src/io/parameters.ts';
-import { parsePngText } from '../../src/io/png.ts';
+import { formatParameters, parseParameters } from '../../src/io/parameters.ts';
+import { encodePng, parsePngText } from '../../src/io/png.ts';
 import { loadClipTextModel } from '../../src/models/checkpoint/components.ts';
 import { LoraNetwork } from '../../src/models/lora.ts';
 import { writeEmbeddingFile } from '../../src/models/textual-inversion.ts';
@@ -382,6 +382,11 @@ describe('/sdapi/v1/png-info and the listings', () => {
     expect(r.json.info).toBe(JSON.parse(made.info).infotexts[0]);
     expect(r.json.parameters).toMatchObject({ Prompt: 'orange', 'Negative prompt': 'grey', Steps: '3', Seed: '21', 'CFG scale': '6', Sampler: 'Euler', 'Size-1': '32', 'Size-2': '32' });
     expect(r.json.items).toEqual({});
+    // Nuri's own fields (the weight dtype, SDXL's size conditioning) as written; unknown ones too.
+    const text = formatParameters({ prompt: 'tower', steps: 4, dtype: 'q8', sizeConditioning: { originalSize: [512, 768], cropTopLeft: [0, 64] }, extra: { Steps2: 'x' } });
+    const png = await encodePng({ width: 8, height: 8, channels: 3, data: new Float32Array(3 * 64) }, { parameters: text });
+    const fields = (await call('POST', '/sdapi/v1/png-info', { image: png.toString('base64') })).json.parameters;
+    expect(fields).toMatchObject({ Prompt: 'tower', Steps: '4', 'Weight dtype': 'q8', 'Original size': '768x512', 'Crop top left': '0,64', Steps2: 'x' });
   });
 
   it('lists samplers, models, LoRAs, embeddings and scripts in A1111 shapes', async () => {

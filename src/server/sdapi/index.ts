@@ -4,7 +4,7 @@
 
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { parsePngText } from '../../io/png.ts';
-import { parseParameters } from '../../io/parameters.ts';
+import { parseParameters, settingsFields } from '../../io/parameters.ts';
 import type { JobQueue } from '../jobs.ts';
 import type { ServerLimits } from '../schemas.ts';
 import { A1111Activity } from './activity.ts';
@@ -113,13 +113,10 @@ export function registerSdapi(app: FastifyInstance, deps: SdapiDeps): void {
 function infotextFields(text: string): Record<string, string | number> {
   const p = parseParameters(text);
   const fields: Record<string, string | number> = { Prompt: p.prompt, 'Negative prompt': p.negativePrompt ?? '' };
-  if (p.steps !== undefined) fields.Steps = String(p.steps);
-  if (p.sampler !== undefined) fields.Sampler = p.sampler;
-  if (p.guidance !== undefined) fields['CFG scale'] = String(p.guidance);
-  if (p.seed !== undefined) fields.Seed = String(p.seed);
-  if (p.width !== undefined && p.height !== undefined) Object.assign(fields, { 'Size-1': String(p.width), 'Size-2': String(p.height) });
-  if (p.modelHash !== undefined) fields['Model hash'] = p.modelHash;
-  if (p.model !== undefined) fields.Model = p.model;
-  if (p.denoisingStrength !== undefined) fields['Denoising strength'] = String(p.denoisingStrength);
+  // Unknown fields (and known ones whose values did not read) come back as they were written.
+  for (const [key, value] of settingsFields({ ...p, extra: undefined })) {
+    if (key === 'Size') Object.assign(fields, { 'Size-1': String(p.width), 'Size-2': String(p.height) });
+    else fields[key] = value;
+  }
   return { ...fields, ...p.extra };
 }
