@@ -98,6 +98,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     loras: o.registry.loras().map(({ name }) => ({ name })),
     embeddings: o.registry.embeddings().map((e) => ({ name: e.name, token: o.registry.embeddingToken(e) ?? null })),
     controlnets: o.registry.controlnets().map(({ name }) => ({ name })),
+    vaes: o.registry.vaes().map(({ name }) => ({ name })),
   }));
 
   registerEvents(app, o.queue);
@@ -109,6 +110,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
 /** Every model, LoRA, embedding and input image a job names must exist before it is queued. */
 function checkNames(type: string, params: Record<string, unknown>, o: AppOptions): void {
   o.registry.model(params.model as string, 'params.model');
+  if (typeof params.vae === 'string') o.registry.vae(params.vae, 'params.vae');
   for (const [i, lora] of ((params.loras as { name: string }[] | undefined) ?? []).entries()) o.registry.lora(lora.name, `params.loras.${i}.name`);
   for (const [i, name] of ((params.embeddings as string[] | undefined) ?? []).entries()) o.registry.embedding(name, `params.embeddings.${i}`);
   const controlnets = (params.controlnet as { model: string; image: string }[] | undefined) ?? [];

@@ -1,6 +1,7 @@
 // What the server can run: the models under --models (diffusers folders and single-file
-// .safetensors), the bundled default model, and the LoRAs, Textual Inversion embeddings and
-// ControlNets in DIR/loras, DIR/embeddings (AUTOMATIC1111's folder names) and DIR/controlnet. Listed afresh on each call, so a
+// .safetensors), the bundled default model, and the LoRAs, Textual Inversion embeddings,
+// ControlNets and VAEs in DIR/loras, DIR/embeddings (AUTOMATIC1111's folder names), DIR/controlnet
+// and DIR/vae. Listed afresh on each call, so a
 // file copied in (or written by a training job) appears without a restart.
 
 import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
@@ -25,6 +26,7 @@ export interface NamedFile {
 export const LORA_FOLDER = 'loras';
 export const EMBEDDING_FOLDER = 'embeddings';
 export const CONTROLNET_FOLDER = 'controlnet';
+export const VAE_FOLDER = 'vae';
 export const DEFAULT_MODEL = 'default';
 
 /** Thrown for a name the registry does not know; the HTTP layer answers 400 naming `field`. */
@@ -97,6 +99,18 @@ export class ModelRegistry {
     return this.files(CONTROLNET_FOLDER, true);
   }
 
+  /**
+   * VAEs a job may decode with instead of its model's (the CLI's --vae): AutoencoderKL .safetensors
+   * files, and AutoencoderKL or AutoencoderTiny (TAESD) folders (a config.json beside the weights).
+   */
+  vaes(): NamedFile[] {
+    return this.files(VAE_FOLDER, true);
+  }
+
+  vae(name: string, field = 'vae'): NamedFile {
+    return this.named(this.vaes(), name, field, 'VAE');
+  }
+
   controlnet(name: string, field = 'controlnet'): NamedFile {
     return this.named(this.controlnets(), name, field, 'ControlNet');
   }
@@ -128,7 +142,7 @@ export class ModelRegistry {
       const path = join(dir, entry.name);
       const name = relative(this.dir!, path).split('\\').join('/');
       if (isFolder(entry, path)) {
-        if (top && [LORA_FOLDER, EMBEDDING_FOLDER, CONTROLNET_FOLDER].includes(entry.name)) continue;
+        if (top && [LORA_FOLDER, EMBEDDING_FOLDER, CONTROLNET_FOLDER, VAE_FOLDER].includes(entry.name)) continue;
         if (existsSync(join(path, 'model_index.json'))) this.add(found, { name, path, format: 'diffusers' });
         else this.scan(path, found, false);
       } else if (entry.name.toLowerCase().endsWith('.safetensors')) {

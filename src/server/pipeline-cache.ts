@@ -14,6 +14,8 @@ export interface PipelineSpec {
   embeddings?: readonly string[];
   /** Weights of the UNet and text encoder ('q8': int8); a q8 and an fp32 pipeline of one model are two entries. */
   dtype?: WeightDType;
+  /** A VAE of the registry's vae/ in place of the model's own. */
+  vae?: string;
 }
 
 export interface LoadedPipeline {
@@ -64,12 +66,15 @@ export class PipelineCache {
       const model = this.registry.model(spec.model);
       const loras = (spec.loras ?? []).map(({ name, weight }) => ({ path: this.registry.lora(name).path, weight }));
       const embeddings = (spec.embeddings ?? []).map((name) => this.registry.embedding(name).path);
+      const vae = spec.vae === undefined ? undefined : this.registry.vae(spec.vae).path;
       await this.trim(this.maxLoaded - 1);
       // Another acquire of the same spec may have added it while trim awaited: share that load.
       entry = this.entries.find((e) => e.key === key);
       if (!entry) {
         const pipeline = (async () => {
-          const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false, previewVae: this.previewVae, dtype: spec.dtype });
+          const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false, dtype: spec.dtype, vae,
+            // A job's own VAE draws its previews too when it is tiny; the server's --preview-vae is for the others.
+            previewVae: vae === undefined ? this.previewVae : undefined });
           const personal = await personalise(sd.components, { loras, embeddings });
           return { sd, personal };
         })();
@@ -134,5 +139,5 @@ export async function releasePipeline({ sd }: Pick<LoadedPipeline, 'sd'>): Promi
 function cacheKey(spec: PipelineSpec): string {
   const loras = [...(spec.loras ?? [])].map((l) => `${l.name}:${l.weight}`).sort();
   const embeddings = [...(spec.embeddings ?? [])].sort();
-  return JSON.stringify([spec.model, loras, embeddings, spec.dtype ?? 'fp32']);
+  return JSON.stringify([spec.model, loras, embeddings, spec.dtype ?? 'fp32', spec.vae ?? null]);
 }

@@ -61,7 +61,7 @@ export function createRunner(options: RunnerOptions): JobRunner {
   };
 }
 
-async function load(ctx: RunnerContext, o: JobScope, spec: { model: string; loras?: GenerateParams['loras']; embeddings?: string[]; clipSkip?: number; dtype?: WeightDType }): Promise<LoadedPipeline> {
+async function load(ctx: RunnerContext, o: JobScope, spec: { model: string; loras?: GenerateParams['loras']; embeddings?: string[]; clipSkip?: number; dtype?: WeightDType; vae?: string }): Promise<LoadedPipeline> {
   ctx.progress({ step: 0, total: 0, phase: 'loading' });
   const loaded = await o.cache.acquire(spec);
   o.leases.push(loaded);
@@ -130,6 +130,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
     ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}),
     ...(p.promptSyntax === false ? { 'Prompt syntax': 'off' } : {}),
     ...(inpaint ? { 'Mask blur': inpaint.blur } : {}),
+    ...vaeLabel(p),
     ...personalLabels(personal),
     ...controlNetLabels(p.controlnet),
   };
@@ -156,6 +157,11 @@ async function paintInputs(p: GenerateParams, ctx: RunnerContext, defaultSize: n
   }
   const inpaint = mask && { mask, blur: p.maskBlur ?? MASK_BLUR, fill: p.inpaintFill };
   return { initImage, inpaint, width, height };
+}
+
+/** The infotext's VAE field (A1111's name for it), for a job that named its own. */
+function vaeLabel(p: { vae?: string }): Record<string, string> {
+  return p.vae === undefined ? {} : { VAE: p.vae };
 }
 
 /** The infotext fields that say which LoRAs and embeddings drew a picture. */
@@ -202,7 +208,7 @@ async function runEdit(p: EditParams, ctx: RunnerContext, o: JobScope): Promise<
     attentionMaps: p.attentionMaps,
     onInversionStep: (s) => ctx.progress({ step: s.phase === 'ddim' ? s.step : p.steps + s.step, total: 2 * p.steps, phase: 'inverting', loss: s.loss }),
   });
-  const extra = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target, ...(image ? { 'Null-text steps': p.nullTextSteps } : {}), ...personalLabels(personal) };
+  const extra = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target, ...(image ? { 'Null-text steps': p.nullTextSteps } : {}), ...vaeLabel(p), ...personalLabels(personal) };
   const infotexts = [p.prompt, p.target ?? p.prompt].map((prompt) => formatParameters({ ...sampling(p, result.scheduler), prompt, seed: result.seed, width, height, extra }));
   // With attentionMaps: the edit's heat maps follow the two pictures, as images 2, 3, ….
   const maps = result.attention && { ...heatMaps(result.attention, { width, height }, 2), mapWidth: result.attention.mapWidth, mapHeight: result.attention.mapHeight };
@@ -233,7 +239,7 @@ async function runAttention(p: AttentionParams, ctx: RunnerContext, o: JobScope)
     width,
     height,
   });
-  const infotext = formatParameters({ ...sampling(p, result.scheduler), seed: result.seed, width, height });
+  const infotext = formatParameters({ ...sampling(p, result.scheduler), seed: result.seed, width, height, extra: vaeLabel(p) });
   const { maps, tokens } = heatMaps(result, { width, height }, 1);
   return {
     images: await encodeAll([result.image, ...maps], () => infotext),

@@ -107,6 +107,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     height: side.optional(),
     clipSkip: clipSkip.optional(),
     promptSyntax: z.boolean().default(true).describe("read AUTOMATIC1111's emphasis syntax — (word), [word], (word:1.3), \\( — and BREAK; false reads the prompts literally"),
+    vae: z.string().min(1).max(500).optional().describe("a VAE from GET /api/v1/models (the models folder's vae/) that decodes (and encodes) instead of the model's own: an AutoencoderKL, or an AutoencoderTiny (TAESD: fast, a little less detail)"),
     dtype: z.enum(WEIGHT_DTYPES).default('fp32').describe("weights of the UNet and text encoder: fp32, or q8 (int8 per channel, quantised at load; the VAE stays fp32)"),
   };
   // LoRA files and Textual Inversion embeddings from the models folder, for the jobs that draw.

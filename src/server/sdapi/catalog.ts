@@ -18,6 +18,13 @@ export interface SdapiModelRegistry {
   embeddings(): Awaitable<readonly RegistryEntry[]>;
   /** ControlNet models (the extension's model_list); absent: none. */
   controlnets?(): Awaitable<readonly RegistryEntry[]>;
+  /** VAEs (sd-vae, override_settings.sd_vae); absent: none. */
+  vaes?(): Awaitable<readonly RegistryEntry[]>;
+}
+
+/** A1111's GET /sdapi/v1/sd-vae item: its model_name is the file's (or folder's) name. */
+export function sdVaeItem(vae: RegistryEntry) {
+  return { model_name: basename(vae.path), filename: vae.path };
 }
 
 /** The registry's name of the bundled model, which is always there. */

@@ -7,7 +7,7 @@ import type { FastifyReply } from 'fastify';
 import { INPAINT_FILLS } from '../../pipelines/inpaint.ts';
 import { type JobQueue, type JobRecord, QueueFullError } from '../jobs.ts';
 import { A1111Activity, type A1111Request, jobTimestamp } from './activity.ts';
-import { EmbeddingIndex, type SdapiModelRegistry } from './catalog.ts';
+import { EmbeddingIndex, type SdapiModelRegistry, sdVaeItem } from './catalog.ts';
 import { controlNetLabels } from '../../pipelines/controlnet.ts';
 import { type NativeControlNet, controlNetScript, controlNetUnits } from './controlnet.ts';
 import { SdapiError, parseBody } from './errors.ts';
@@ -36,9 +36,9 @@ export async function generateA1111(kind: Kind, body: unknown, reply: FastifyRep
   const request: Txt2ImgRequest | Img2ImgRequest = parseBody(schema, coerceNumbers(body as Record<string, unknown>, schema));
   const notes = unsupportedFieldNotes(body as Record<string, unknown>, schema);
 
-  const [models, loras, embeddingFiles] = await Promise.all([deps.models.models(), deps.models.loras(), deps.models.embeddings()]);
+  const [models, loras, embeddingFiles, vaes] = await Promise.all([deps.models.models(), deps.models.loras(), deps.models.embeddings(), deps.models.vaes?.() ?? []]);
   const embeddings = deps.embeddings.read(embeddingFiles).loaded;
-  const plan = planGeneration(request, { models, loras, embeddings, options: deps.options });
+  const plan = planGeneration(request, { models, vaes, loras, embeddings, options: deps.options });
   notes.push(...plan.notes);
   const controlnet = controlNetScript(request.alwayson_scripts);
   if (controlnet) plan.params.controlnet = await controlNetUnits(controlnet, (await deps.models.controlnets?.()) ?? [], (png) => deps.store.saveUpload(png), notes);
@@ -149,7 +149,7 @@ async function answer(kind: Kind, request: Txt2ImgRequest | Img2ImgRequest, plan
     face_restoration_model: null,
     sd_model_name: plan.model.name,
     sd_model_hash: null,
-    sd_vae_name: null,
+    sd_vae_name: plan.vae ? sdVaeItem(plan.vae).model_name : null,
     sd_vae_hash: null,
     seed_resize_from_w: request.seed_resize_from_w,
     seed_resize_from_h: request.seed_resize_from_h,

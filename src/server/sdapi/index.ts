@@ -8,7 +8,7 @@ import { parseParameters, settingsFields } from '../../io/parameters.ts';
 import type { JobQueue } from '../jobs.ts';
 import type { ServerLimits } from '../schemas.ts';
 import { A1111Activity } from './activity.ts';
-import { EmbeddingIndex, type SdapiModelRegistry, findModel, sdModelItem } from './catalog.ts';
+import { EmbeddingIndex, type SdapiModelRegistry, findModel, sdModelItem, sdVaeItem } from './catalog.ts';
 import { SdapiError, parseBody, sendError } from './errors.ts';
 import { generateA1111 } from './generation.ts';
 import { decodeBase64Image } from './images.ts';
@@ -76,7 +76,9 @@ export function registerSdapi(app: FastifyInstance, deps: SdapiDeps): void {
   app.post('/sdapi/v1/refresh-checkpoints', route(async () => null));
   app.get('/sdapi/v1/scripts', route(async () => ({ txt2img: [], img2img: [] })));
   // Listings clients fetch when they connect, of things Nuri has none of: empty, not 404.
-  for (const path of ['upscalers', 'latent-upscale-modes', 'sd-vae', 'hypernetworks', 'face-restorers', 'realesrgan-models', 'prompt-styles', 'script-info', 'extensions']) {
+  app.get('/sdapi/v1/sd-vae', route(async () => ((await deps.models.vaes?.()) ?? []).map(sdVaeItem)));
+  app.post('/sdapi/v1/refresh-vae', route(async () => null));
+  for (const path of ['upscalers', 'latent-upscale-modes', 'hypernetworks', 'face-restorers', 'realesrgan-models', 'prompt-styles', 'script-info', 'extensions']) {
     app.get(`/sdapi/v1/${path}`, route(async () => []));
   }
   // The ControlNet extension's own listings (its units ride on txt2img / img2img: sdapi/controlnet.ts).

@@ -1,5 +1,6 @@
-// A1111's settings (GET|POST /sdapi/v1/options). Two act on generation: `sd_model_checkpoint`
-// (the model of later requests without an override) and `CLIP_stop_at_last_layers` (clip skip).
+// A1111's settings (GET|POST /sdapi/v1/options). Three act on generation: `sd_model_checkpoint`
+// (the model of later requests without an override), `sd_vae` (their VAE) and
+// `CLIP_stop_at_last_layers` (clip skip).
 // Every other option is kept and echoed back, as clients read back what they set.
 
 import { z } from 'zod';
@@ -8,6 +9,9 @@ import { SdapiError, validationError } from './errors.ts';
 
 export const CLIP_SKIP_OPTION = 'CLIP_stop_at_last_layers';
 export const MODEL_OPTION = 'sd_model_checkpoint';
+/** A VAE by its sd-vae name, or A1111's "Automatic" and "None" (both: the model's own here). */
+export const VAE_OPTION = 'sd_vae';
+export const MODEL_OWN_VAE = ['Automatic', 'None'];
 
 const clipSkip = z.number().int().min(1).max(12);
 
@@ -22,7 +26,7 @@ export class SdapiOptions {
     [MODEL_OPTION]: DEFAULT_MODEL,
     [CLIP_SKIP_OPTION]: 1,
     samples_format: 'png',
-    sd_vae: 'Automatic',
+    [VAE_OPTION]: 'Automatic',
     show_progress_every_n_steps: 1,
     live_previews_enable: true,
     eta_ddim: 0,
@@ -34,6 +38,11 @@ export class SdapiOptions {
 
   get model(): string {
     return this.values[MODEL_OPTION] as string;
+  }
+
+  /** As sent: translate.ts resolves it per request, as VAEs come and go from the folder. */
+  get vae(): unknown {
+    return this.values[VAE_OPTION];
   }
 
   get clipSkip(): number {

@@ -7,13 +7,14 @@ import { type EmbeddingInfo, type RegistryEntry, embeddingsInPrompt, findModel }
 import { MAX_SEED } from '../schemas.ts';
 import { SdapiError } from './errors.ts';
 import { extractNetworks } from './extra-networks.ts';
-import { CLIP_SKIP_OPTION, MODEL_OPTION, type SdapiOptions } from './options.ts';
+import { CLIP_SKIP_OPTION, MODEL_OPTION, MODEL_OWN_VAE, type SdapiOptions, VAE_OPTION } from './options.ts';
 import type { A1111Request } from './request.ts';
 import { DEFAULT_SAMPLER, resolveSampler, samplerNames } from './samplers.ts';
 
 
 export interface TranslateContext {
   models: readonly RegistryEntry[];
+  vaes?: readonly RegistryEntry[];
   loras: readonly RegistryEntry[];
   embeddings: readonly EmbeddingInfo[];
   options: SdapiOptions;
@@ -29,6 +30,8 @@ export interface GenerationPlan {
   iterations: number;
   samplerLabel: string;
   model: RegistryEntry;
+  /** The VAE sd_vae chose (absent: the model's own). */
+  vae?: RegistryEntry;
   clipSkip: number;
   notes: string[];
 }
@@ -49,6 +52,11 @@ export function planGeneration(request: A1111Request, context: TranslateContext)
   if (typeof clipSkip !== 'number' || !Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > 12) {
     throw SdapiError.invalid(['override_settings', CLIP_SKIP_OPTION], 'must be an integer from 1 to 12');
   }
+  const wantedVae = overrides[VAE_OPTION] ?? context.options.vae;
+  delete overrides[VAE_OPTION];
+  if (typeof wantedVae !== 'string') throw SdapiError.invalid(['override_settings', VAE_OPTION], 'must be a VAE name (GET /sdapi/v1/sd-vae), "Automatic" or "None"', 'type_error.str');
+  const vae = MODEL_OWN_VAE.includes(wantedVae) ? undefined : findModel(context.vaes ?? [], wantedVae);
+  if (!vae && !MODEL_OWN_VAE.includes(wantedVae)) notes.push(`sd_vae ${JSON.stringify(wantedVae)} is not a VAE of this server (GET /sdapi/v1/sd-vae); the model's own was used`);
   for (const key of Object.keys(overrides)) notes.push(`override_settings.${key} is not supported and was ignored`);
 
   const samplerName = request.sampler_name ?? request.sampler_index ?? DEFAULT_SAMPLER;
@@ -89,9 +97,10 @@ export function planGeneration(request: A1111Request, context: TranslateContext)
   if (request.width !== null) params.width = request.width;
   if (request.height !== null) params.height = request.height;
   if (clipSkip > 1) params.clipSkip = clipSkip;
+  if (vae) params.vae = vae.name;
   if (loras.length) params.loras = loras;
   if (embeddings.length) params.embeddings = embeddings;
-  return { params, seed, subseed, batchSize, iterations, samplerLabel: sampler.label, model, clipSkip, notes };
+  return { params, seed, subseed, batchSize, iterations, samplerLabel: sampler.label, model, vae, clipSkip, notes };
 }
 
 /** The registry name of a LoRA a prompt tag names (by name or file stem); a clear 400 otherwise. */
