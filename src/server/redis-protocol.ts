@@ -1,6 +1,6 @@
 // What `nuri serve --redis` and `nuri worker` exchange through Redis, besides BullMQ's own keys:
 // the job data, the progress a worker reports, the return value naming the result blobs, and the
-// side keys (inputs, results, cancel requests). Bytes travel as Redis strings, never through a
+// side keys (inputs, results, cancel requests, who watches). Bytes travel as Redis strings, never through a
 // shared disk, so workers may run on other machines.
 
 import { Redis } from 'ioredis';
@@ -25,6 +25,14 @@ export const DEFAULT_LOCK_DURATION_MS = 30_000;
 
 /** How many times a job whose worker died is given to another worker before it is failed. */
 export const MAX_STALLED_RETRIES = 1;
+
+/**
+ * The watcher count outlives its last renewal by this: a server renews it every third of it while
+ * it has event streams open, so the count of a server that died without closing them lapses.
+ */
+export const WATCHERS_TTL_MS = 6_000;
+/** How stale a worker's idea of "someone watches" may be (it reads Redis at most this often). */
+export const WATCH_POLL_MS = 500;
 
 export interface RedisJobData {
   type: JobType;
@@ -59,6 +67,10 @@ export interface RedisKeys {
   cancel(jobId: string): string;
   /** Pub/sub channel carrying the ids of jobs to cancel to every worker. */
   cancelChannel: string;
+  /** Integer: the event streams open on all servers (expires unless renewed); workers build step previews only while it is above 0. */
+  watchers: string;
+  /** Set once a client asked for a running job's preview (A1111's /progress): that job's previews are built from then on. */
+  previewAsked(jobId: string): string;
 }
 
 export function redisKeys(prefix = DEFAULT_PREFIX): RedisKeys {
@@ -68,6 +80,8 @@ export function redisKeys(prefix = DEFAULT_PREFIX): RedisKeys {
     result: (jobId, attempt, index) => `${base}:result:${jobId}:${attempt}:${index}`,
     cancel: (jobId) => `${base}:cancel:${jobId}`,
     cancelChannel: `${base}:cancel`,
+    watchers: `${base}:watchers`,
+    previewAsked: (jobId) => `${base}:preview-asked:${jobId}`,
   };
 }
 

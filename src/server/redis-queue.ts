@@ -18,6 +18,7 @@ import {
   DEFAULT_PREFIX,
   QUEUE_NAME,
   SIDE_KEY_TTL_SECONDS,
+  WATCHERS_TTL_MS,
   checkRedisReachable,
   decodeProgress,
   redisKeys,
@@ -61,6 +62,11 @@ export class RedisQueue implements JobQueue {
   private submitting: Promise<unknown> = Promise.resolve();
   private meanJobSeconds = 5;
   private closed = false;
+  /** Event streams open on this server: its part of the watcher count in Redis. */
+  private watching = 0;
+  private renewWatchers?: NodeJS.Timeout;
+  /** Running jobs whose preview a client asked for (told to the workers once each). */
+  private readonly previewAsked = new Set<string>();
 
   private constructor(private readonly o: RedisQueueOptions) {
     this.queueSize = o.queueSize ?? DEFAULT_QUEUE_SIZE;
@@ -103,6 +109,8 @@ export class RedisQueue implements JobQueue {
     this.events.on('failed', ({ jobId, failedReason }) => this.handle(jobId, () => this.failed(jobId, failedReason)));
     const { jobs } = await this.o.store.list({ offset: 0, limit: Number.MAX_SAFE_INTEGER });
     await Promise.all(jobs.filter((r) => !isFinished(r)).map((record) => this.serial(record.id, () => this.resume(record))));
+    this.renewWatchers = setInterval(() => this.renewWatcherCount(), WATCHERS_TTL_MS / 3);
+    this.renewWatchers.unref();
   }
 
   async submit(type: JobType, params: Record<string, unknown>): Promise<JobRecord> {
@@ -196,12 +204,52 @@ export class RedisQueue implements JobQueue {
     return record;
   }
 
+  /** An event stream: counted in Redis while open, so that the workers build step previews. */
   subscribe(listener: (event: JobEvent) => void): () => void {
-    return this.watchers.subscribe(listener);
+    const unsubscribe = this.watchers.subscribe(listener);
+    this.countWatcher(1);
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      unsubscribe();
+      this.countWatcher(-1);
+    };
   }
 
   preview(id: string): Buffer | undefined {
-    return this.live.get(id)?.tracker.latestPreview;
+    const live = this.live.get(id);
+    if (live?.record.status === 'running' && !this.previewAsked.has(id)) {
+      // As the in-process queue does: once asked, the job's previews are built until it ends.
+      this.previewAsked.add(id);
+      this.redis.set(this.keys.previewAsked(id), '1', 'EX', SIDE_KEY_TTL_SECONDS).catch(() => this.previewAsked.delete(id));
+    }
+    return live?.tracker.latestPreview;
+  }
+
+  /**
+   * The watcher count is the sum over servers; each renews its expiry while it has streams open, so
+   * the part of a server that died lapses once no live server renews it. Redis trouble only costs
+   * previews: the errors are logged by the connection's handler.
+   */
+  private countWatcher(delta: 1 | -1): void {
+    this.watching += delta;
+    const key = this.keys.watchers;
+    if (delta > 0) {
+      this.redis.multi().incr(key).pexpire(key, WATCHERS_TTL_MS).exec().catch(() => {});
+      return;
+    }
+    this.redis
+      .decr(key)
+      .then((left) => (left <= 0 ? this.redis.del(key) : 0))
+      .catch(() => {});
+  }
+
+  /** Renews the count's expiry, and puts this server's part back if the count lapsed (a Redis restart). */
+  private renewWatcherCount(): void {
+    if (this.watching <= 0) return;
+    const key = this.keys.watchers;
+    this.redis.multi().set(key, this.watching, 'PX', WATCHERS_TTL_MS, 'NX').pexpire(key, WATCHERS_TTL_MS).exec().catch(() => {});
   }
 
   async pending(): Promise<number> {
@@ -217,6 +265,7 @@ export class RedisQueue implements JobQueue {
   /** Stops listening; the jobs in Redis go on in the workers and are collected at the next open. */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.renewWatchers);
     await this.submitting;
     await Promise.all(this.chains.values());
     await Promise.allSettled([this.events.close(), this.queue.close()]);
@@ -330,7 +379,7 @@ export class RedisQueue implements JobQueue {
 
   /** Removes what Redis still holds for a finished job; its record and files are on disk now. */
   private async forget(id: string, blobKeys: string[]): Promise<void> {
-    await this.redis.del(this.keys.inputs(id), this.keys.cancel(id), ...blobKeys);
+    await this.redis.del(this.keys.inputs(id), this.keys.cancel(id), this.keys.previewAsked(id), ...blobKeys);
     await (await this.queue.getJob(id))?.remove().catch(() => {});
   }
 
@@ -340,6 +389,7 @@ export class RedisQueue implements JobQueue {
     // Forgotten only once saved, so that get() and list() never fall back on an older disk state.
     await this.finish(live.record, status, error);
     this.live.delete(id);
+    this.previewAsked.delete(id);
   }
 
   private async finish(record: JobRecord, status: JobStatus, error: string | null): Promise<void> {

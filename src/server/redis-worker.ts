@@ -1,7 +1,8 @@
 // The worker side of the Redis queue (`nuri worker`): takes jobs from BullMQ, runs them with a
-// JobRunner, reports progress and previews as BullMQ job progress, and leaves the result bytes in
-// Redis for the server to collect. BullMQ's lock renewal is the heartbeat: a worker that dies
-// mid-job stops renewing, and the stalled-job check of another worker hands the job on once.
+// JobRunner, reports progress (and previews, while a server says someone watches) as BullMQ job
+// progress, and leaves the result bytes in Redis for the server to collect. BullMQ's lock renewal
+// is the heartbeat: a worker that dies mid-job stops renewing, and the stalled-job check of
+// another worker hands the job on once.
 
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -15,11 +16,13 @@ import {
   MAX_STALLED_RETRIES,
   QUEUE_NAME,
   SIDE_KEY_TTL_SECONDS,
+  WATCH_POLL_MS,
   checkRedisReachable,
   encodeProgress,
   redisKeys,
   type RedisJobData,
   type RedisJobReturn,
+  type RedisKeys,
 } from './redis-protocol.ts';
 
 export interface RedisWorkerOptions {
@@ -60,10 +63,13 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
     if (await redis.exists(keys.cancel(jobId))) throw new UnrecoverableError(CANCELLED_REASON);
     log(`job ${jobId} (${job.data.type}) started, attempt ${job.attemptsStarted}`);
 
+    const watch = new WatchState(redis, keys, jobId);
+    await watch.refresh();
     // Progress updates are sent in order; the last is awaited before the result is returned.
     let sent: Promise<unknown> = Promise.resolve();
     const context: RunnerContext = {
       signal,
+      wantsPreview: () => watch.wants(),
       progress: (p) => {
         sent = sent.then(() => job.updateProgress(encodeProgress(p) as object)).catch((error: Error) => log(`job ${jobId}: progress not sent: ${error.message}`));
       },
@@ -133,4 +139,40 @@ export async function startRedisWorker(options: RedisWorkerOptions): Promise<Red
       await redis.quit();
     },
   };
+}
+
+/**
+ * Whether anyone would see a job's step previews, as the servers tell through Redis: an event
+ * stream open on any server (the watcher count), or a client that asked for this job's preview.
+ * Read at most every WATCH_POLL_MS; the answer in between is the last one read.
+ */
+class WatchState {
+  private watched = false;
+  private readAt = 0;
+  private reading: Promise<void> | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly jobId: string,
+  ) {}
+
+  refresh(): Promise<void> {
+    this.reading ??= Promise.all([this.redis.get(this.keys.watchers), this.redis.exists(this.keys.previewAsked(this.jobId))])
+      .then(
+        ([count, asked]) => void (this.watched = Number(count) > 0 || asked > 0),
+        // Cannot tell: build them, as a worker did before it could.
+        () => void (this.watched = true),
+      )
+      .finally(() => {
+        this.readAt = Date.now();
+        this.reading = undefined;
+      });
+    return this.reading;
+  }
+
+  wants(): boolean {
+    if (Date.now() - this.readAt >= WATCH_POLL_MS) void this.refresh();
+    return this.watched;
+  }
 }

@@ -6,13 +6,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { createImage } from '../../src/io/image.ts';
 import { encodePng, parsePngText } from '../../src/io/png.ts';
-import { QueueFullError, type JobEvent, type JobRecord } from '../../src/server/jobs.ts';
-import { QUEUE_NAME } from '../../src/server/redis-protocol.ts';
+import { QueueFullError, type JobEvent, type JobRecord, type JobRunner } from '../../src/server/jobs.ts';
+import { QUEUE_NAME, redisKeys } from '../../src/server/redis-protocol.ts';
 import { RedisQueue } from '../../src/server/redis-queue.ts';
 import { startRedisWorker, type RedisWorker } from '../../src/server/redis-worker.ts';
 import { JobStore } from '../../src/server/store.ts';
@@ -264,12 +265,70 @@ describe('RedisQueue with BullMQ workers', () => {
     expect((await second.get(cancelled.id))?.status).toBe('cancelled');
   });
 
+  test('workers build previews only while someone watches: event streams on any server (counted in Redis, with an expiry), or a preview asked for', async () => {
+    const { outputs } = freshTest();
+    const queue = await openQueue(outputs);
+    const other = await openQueue(`${outputs}-other`); // a second server on the same Redis
+    const worker = await startRedisWorker({ url: redis.url, id: 'watched', prefix, runner: watchRecordingRunner() });
+    cleanups.push(() => worker.close());
+    const client = new Redis(redis.url);
+    cleanups.push(async () => client.disconnect());
+    const key = redisKeys(prefix).watchers;
+    const count = async (expected: string | null) => {
+      while ((await client.get(key)) !== expected) await sleep(20);
+    };
+    const wanted = async (q: RedisQueue, params = { steps: 3, stepMs: 30 }) => (await q.wait((await submit(q, params)).id)).info.wanted;
+
+    expect(await wanted(queue)).toEqual([false, false, false]);
+    const events: JobEvent[] = [];
+    const stopFirst = queue.subscribe((e) => events.push(e));
+    await count('1');
+    expect(await client.pttl(key)).toBeGreaterThan(0); // lapses unless a server renews it
+    const watchedJob = await submit(queue, { steps: 3, stepMs: 30 });
+    expect((await queue.wait(watchedJob.id)).info.wanted).toEqual([true, true, true]);
+    expect(events.filter((e) => e.id === watchedJob.id && e.type === 'preview')).toHaveLength(3);
+
+    const stopOther = other.subscribe(() => {});
+    await count('2');
+    stopFirst();
+    stopFirst(); // twice counts once
+    await count('1');
+    expect(await wanted(queue)).toEqual([true, true, true]); // the other server still watches
+    stopOther();
+    await count(null);
+    expect(await wanted(queue)).toEqual([false, false, false]);
+
+    // A1111's /progress asks for the running job's preview: its later steps build one.
+    const asked = await submit(queue, { steps: 15, stepMs: 60 });
+    while ((await queue.get(asked.id))!.progress.step < 2) await sleep(20);
+    queue.preview(asked.id);
+    const flags = (await queue.wait(asked.id)).info.wanted as boolean[];
+    expect(flags[0]).toBe(false);
+    expect(flags.at(-1)).toBe(true);
+    expect(await client.exists(redisKeys(prefix).previewAsked(asked.id))).toBe(0); // forgotten with the job
+  });
+
   test('an unreachable or malformed Redis URL fails at once, naming it', async () => {
     const store = new JobStore(join(dir, 'outputs-unreachable'));
     await expect(RedisQueue.open({ url: 'redis://127.0.0.1:1', store, modelsDir: dir })).rejects.toThrow(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1: .*ECONNREFUSED/);
     await expect(startRedisWorker({ url: 'localhost:6379', runner: sleepyRunner({ startsDir: dir, workerId: 'x' }) })).rejects.toThrow(/expected a URL like redis:\/\/host:6379/);
   });
 });
+
+/** Records per step whether the worker was told anyone watches (in info.wanted), and sends a preview only then. */
+function watchRecordingRunner(): JobRunner {
+  return async (job, ctx) => {
+    const { steps, stepMs } = job.params as { steps: number; stepMs: number };
+    const wanted: boolean[] = [];
+    for (let step = 1; step <= steps; step++) {
+      await sleep(stepMs);
+      wanted.push(ctx.wantsPreview?.() ?? true);
+      ctx.progress({ step, total: steps, phase: 'sampling', preview: wanted.at(-1) ? await encodePng(createImage(4, 4, [0, 0, 1])) : undefined });
+    }
+    const parameters = `watched job ${job.id}`;
+    return { images: [{ png: await encodePng(createImage(8, 8, [0, 0, 1]), { parameters }), parameters }], artifacts: [], info: { wanted } };
+  };
+}
 
 /** A worker in its own process, as `nuri worker` runs; resolves once it waits for jobs. */
 async function spawnWorker(id: string): Promise<ChildProcess> {
