@@ -75,9 +75,9 @@ export function registerSdapi(app: FastifyInstance, deps: SdapiDeps): void {
   app.get('/sdapi/v1/sd-models', route(async () => (await deps.models.models()).map(sdModelItem)));
   app.post('/sdapi/v1/refresh-checkpoints', route(async () => null));
   app.get('/sdapi/v1/scripts', route(async () => ({ txt2img: [], img2img: [] })));
-  // Listings clients fetch when they connect, of things Nuri has none of: empty, not 404.
   app.get('/sdapi/v1/sd-vae', route(async () => ((await deps.models.vaes?.()) ?? []).map(sdVaeItem)));
   app.post('/sdapi/v1/refresh-vae', route(async () => null));
+  // Listings clients fetch when they connect, of things Nuri has none of: empty, not 404.
   for (const path of ['upscalers', 'latent-upscale-modes', 'hypernetworks', 'face-restorers', 'realesrgan-models', 'prompt-styles', 'script-info', 'extensions']) {
     app.get(`/sdapi/v1/${path}`, route(async () => []));
   }
