@@ -1,8 +1,8 @@
 // What the server can run: the models under --models (diffusers folders and single-file
 // .safetensors), the bundled default model, and the LoRAs, Textual Inversion embeddings,
 // ControlNets and VAEs in DIR/loras, DIR/embeddings (AUTOMATIC1111's folder names), DIR/controlnet
-// and DIR/vae. Listed afresh on each call, so a
-// file copied in (or written by a training job) appears without a restart.
+// and DIR/vae. Listed afresh on each call, so a file copied in (or written by a training job)
+// appears without a restart.
 
 import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
