@@ -87,7 +87,7 @@ export function openApiDocument(schemas: JobSchemas, version: string): Record<st
           responses: { 201: { description: 'stored', ...json({ type: 'object', properties: { name: { type: 'string' } } }) }, 400: bad, 413: { description: 'over the upload size limit', ...json(ref('Error')) } },
         },
       },
-      '/api/v1/models': { get: { summary: 'models, LoRAs and embeddings', responses: { 200: { description: 'lists', ...json({ type: 'object' }) } } } },
+      '/api/v1/models': { get: { summary: 'models, LoRAs, embeddings, ControlNets and VAEs', responses: { 200: { description: 'lists', ...json({ type: 'object' }) } } } },
       '/api/v1/events': {
         get: {
           summary: 'Server-Sent Events: queue position, progress with ETA, previews, loss, completion, errors',
