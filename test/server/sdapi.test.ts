@@ -162,7 +162,7 @@ describe('/sdapi/v1/txt2img', () => {
         'enable_hr is not supported and was ignored',
         'restore_faces is not supported and was ignored',
         'alwayson_scripts is not supported and was ignored',
-        'override_settings.sd_vae is not supported and was ignored',
+        'sd_vae "vae-ft-mse" is not a VAE of this server (GET /sdapi/v1/sd-vae); the model\'s own was used',
         'some_extension_field is not an A1111 API field and was ignored',
         'eta applies to DDIM only and was ignored for Euler',
       ]),
