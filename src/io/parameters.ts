@@ -29,14 +29,24 @@ export interface GenerationParameters {
   extra?: Record<string, string | number>;
 }
 
-/** SDXL's micro-conditioning: [height, width] sizes and a [top, left] crop, as generate() takes them. */
+/**
+ * SDXL's micro-conditioning, as generate() takes it and a PNG records it. Sizes are [height, width]
+ * in pixels, crops [top, left] — height first, as diffusers' tuples.
+ */
 export interface SizeConditioning {
+  /** The size the picture "came from" (default: the output size). */
   originalSize?: readonly [number, number];
-  targetSize?: readonly [number, number];
+  /** Where the picture was cropped from it (default: [0, 0], uncropped). */
   cropTopLeft?: readonly [number, number];
+  /** The size to aim for (default: the output size). */
+  targetSize?: readonly [number, number];
+  /**
+   * The unconditional half's own sizes; diffusers uses them only when both negativeOriginalSize
+   * and negativeTargetSize are given, otherwise that half repeats the conditional one.
+   */
   negativeOriginalSize?: readonly [number, number];
-  negativeTargetSize?: readonly [number, number];
   negativeCropTopLeft?: readonly [number, number];
+  negativeTargetSize?: readonly [number, number];
 }
 
 // A1111 writes none of these (its crop is a setting, its sizes the output's): the keys follow Nuri's

@@ -3,26 +3,13 @@
 // (original size, crop top-left, target size) of each classifier-free-guidance half, as UNet feeds
 // `text_embeds` [B, P] and `time_ids` [B, 6].
 
+import type { SizeConditioning } from '../io/parameters.ts';
 import { timeIds } from '../models/sdxl-text.ts';
 import { type PromptEmbeddings, type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
 import type { Feeds, PromptConditioning, StableDiffusion } from './stable-diffusion.ts';
 
-/** Sizes are [height, width] in pixels, crops [top, left] — height first, as diffusers' tuples. */
-export interface SizeConditioningOptions {
-  /** The size the picture "came from" (default: the output size). */
-  originalSize?: readonly [number, number];
-  /** Where the picture was cropped from it (default: [0, 0], uncropped). */
-  cropTopLeft?: readonly [number, number];
-  /** The size to aim for (default: the output size). */
-  targetSize?: readonly [number, number];
-  /**
-   * The unconditional half's own sizes; diffusers uses them only when both negativeOriginalSize
-   * and negativeTargetSize are given, otherwise that half repeats the conditional one.
-   */
-  negativeOriginalSize?: readonly [number, number];
-  negativeCropTopLeft?: readonly [number, number];
-  negativeTargetSize?: readonly [number, number];
-}
+/** SDXL's size and crop conditioning; one type with what a PNG's parameters record (io/parameters.ts). */
+export type SizeConditioningOptions = SizeConditioning;
 
 const SIZE_KEYS = ['originalSize', 'cropTopLeft', 'targetSize', 'negativeOriginalSize', 'negativeCropTopLeft', 'negativeTargetSize'] as const;
 
