@@ -5,7 +5,14 @@
 
 import { join } from 'node:path';
 import { type Tensor, Tensor as T } from '../src/engine/index.ts';
+import { AutoencoderTiny } from '../src/models/autoencoder-tiny.ts';
+import { parseAutoencoderTinyConfig } from '../src/models/checkpoint/autoencoder-tiny-config.ts';
 import { loadClipTextModel, loadUNet, loadVae } from '../src/models/checkpoint/components.ts';
+import { parseVaeConfig } from '../src/models/checkpoint/vae-config.ts';
+import type { UNet2DConditionModel } from '../src/models/unet.ts';
+import { AutoencoderKL } from '../src/models/vae.ts';
+import { traceUNet } from '../src/pipelines/stable-diffusion.ts';
+import { SD15_VAE_CONFIG, TAESD_CONFIG } from './random-checkpoint.ts';
 
 function concrete(t: Tensor): number[] {
   return t.shape.map((d) => {
@@ -77,22 +84,39 @@ export interface StageFlops {
   vaeDecode: number;
 }
 
+/** One UNet call at batch 2 on size² pictures with context [tokens, width] (and SDXL's added conditions when it has them). */
+export function unetStepFlops(unet: UNet2DConditionModel, size: number, context: [number, number]): number {
+  const f = size / 8;
+  return countFlops([traceUNet(unet, [2, unet.config.in_channels, f, f], context).noise]).total;
+}
+
+/** A decoder of latents [1, channels, size/8, size/8]. */
+function decoderFlops(decode: (latents: Tensor) => Tensor, channels: number, size: number): number {
+  return countFlops([decode(T.input('latents', [1, channels, size / 8, size / 8]))]).total;
+}
+
+/** An AutoencoderKL folder's decoder on one size² picture. */
+function vaeDecodeFlops(dir: string, size: number): number {
+  const vae = loadVae(dir);
+  return decoderFlops((latents) => vae.decode(latents), vae.config.latent_channels, size);
+}
+
+/** The two decoders bench/taesd.bench.ts times, TAESD's and SD-1.5's, on one size² picture. */
+export function taesdComparisonFlops(size: number): { taesd: number; vae: number } {
+  const taesd = new AutoencoderTiny(parseAutoencoderTinyConfig(TAESD_CONFIG));
+  const vae = new AutoencoderKL(parseVaeConfig(SD15_VAE_CONFIG));
+  return {
+    taesd: decoderFlops((latents) => taesd.decode(latents), TAESD_CONFIG.latent_channels, size),
+    vae: decoderFlops((latents) => vae.decode(latents), SD15_VAE_CONFIG.latent_channels, size),
+  };
+}
+
 /** FLOPs of each stage of a guided txt2img run at size² for a diffusers folder (weights stay in their files). */
 export function stageFlops(model: string, size: number, prompts = 2): StageFlops {
   const text = loadClipTextModel(join(model, 'text_encoder'));
   const length = text.config.max_position_embeddings;
   const ids = T.input('input_ids', [prompts, length], 'int64');
   const textEncoder = countFlops([text.forward(ids).lastHiddenState]).total;
-
-  const unet = loadUNet(join(model, 'unet'));
-  const f = size / 8;
-  const sample = T.input('sample', [2, unet.config.in_channels, f, f]);
-  const timestep = T.input('timestep', [2]);
-  const context = T.input('encoder_hidden_states', [2, length, text.config.hidden_size]);
-  const unetStep = countFlops([unet.forward(sample, timestep, context)]).total;
-
-  const vae = loadVae(join(model, 'vae'));
-  const latents = T.input('latents', [1, vae.config.latent_channels, f, f]);
-  const vaeDecode = countFlops([vae.decode(latents)]).total;
-  return { textEncoder, unetStep, vaeDecode };
+  const unetStep = unetStepFlops(loadUNet(join(model, 'unet')), size, [length, text.config.hidden_size]);
+  return { textEncoder, unetStep, vaeDecode: vaeDecodeFlops(join(model, 'vae'), size) };
 }

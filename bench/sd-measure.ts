@@ -24,8 +24,9 @@ import { Generator, WEIGHT_DTYPES, type WeightDType, clearSessionCache, fusedKer
 import { compileClipText } from '../src/models/clip-text.ts';
 import type { Shape4 } from '../src/models/vae-runner.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
+import { median, peakRss, printResult, seconds } from './sd-report.ts';
 
-export interface StageResult {
+export interface StageResult extends UNetSteps {
   size: number;
   dtype: WeightDType;
   /** Seconds. */
@@ -37,11 +38,6 @@ export interface StageResult {
   textEncodeS: number;
   textRunS: number;
   textRunCpuS: number;
-  /** Every timed UNet step (after one warm-up), and their median. */
-  unetStepsS: number[];
-  unetStepS: number;
-  unetStepCpuS: number;
-  unetFirstStepS: number;
   /** First (cold) decode, and the median of the later ones. */
   vaeFirstDecodeS: number;
   vaeDecodeS: number;
@@ -57,25 +53,7 @@ function rssNow(): number {
   return process.memoryUsage.rss();
 }
 
-function peakRss(): number {
-  return process.resourceUsage().maxRSS * 1024; // reported in KiB
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
-/** The value, wall seconds, and CPU seconds of all threads (steadier than wall time when the cores are shared). */
-async function seconds<T>(f: () => Promise<T> | T): Promise<[T, number, number]> {
-  const t0 = performance.now();
-  const cpu = process.cpuUsage();
-  const value = await f();
-  const used = process.cpuUsage(cpu);
-  return [value, (performance.now() - t0) / 1000, (used.user + used.system) / 1e6];
-}
-
-function progress(line: string): void {
+export function progress(line: string): void {
   process.stderr.write(`  [${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 }
 
@@ -92,6 +70,30 @@ export interface MeasureOptions {
 function withSessionOptions(extra: ort.InferenceSession.SessionOptions): void {
   const create = ort.InferenceSession.create.bind(ort.InferenceSession) as (path: string | Uint8Array, options?: ort.InferenceSession.SessionOptions) => Promise<ort.InferenceSession>;
   (ort.InferenceSession as { create: unknown }).create = (path: string | Uint8Array, options: ort.InferenceSession.SessionOptions = {}) => create(path, { ...options, ...extra });
+}
+
+/** The timed UNet steps of a child: every step after the warm-up, their medians, and the warm-up. */
+export interface UNetSteps {
+  unetStepsS: number[];
+  unetStepS: number;
+  unetStepCpuS: number;
+  unetFirstStepS: number;
+}
+
+const TIMESTEPS = [981, 961, 941, 921, 901, 881, 861, 841, 821, 801];
+
+/** One warm-up step then `steps` timed ones of `step(timestep)`; `first` sees the warm-up's outputs. */
+export async function timeUNetSteps(steps: number, label: string, step: (timestep: number) => Promise<Record<string, { data: unknown }>>, first: (out: Record<string, { data: unknown }>) => void): Promise<UNetSteps> {
+  const wall: number[] = [];
+  const cpu: number[] = [];
+  for (let i = 0; i <= steps; i++) {
+    const [out, s, c] = await seconds(() => step(TIMESTEPS[i % TIMESTEPS.length]));
+    wall.push(s);
+    cpu.push(c);
+    progress(`${label}: UNet step ${i}${i ? '' : ' (warm-up)'} ${s.toFixed(2)} s (${c.toFixed(1)} CPU s)`);
+    if (i === 0) first(out);
+  }
+  return { unetStepsS: wall.slice(1), unetStepS: median(wall.slice(1)), unetStepCpuS: median(cpu.slice(1)), unetFirstStepS: wall[0] };
 }
 
 export async function measureResolution(model: string, size: number, { steps, decodes, cacheDir, release, dtype, saveOutputs }: MeasureOptions): Promise<StageResult> {
@@ -131,17 +133,10 @@ export async function measureResolution(model: string, size: number, { steps, de
   const f = size / 8;
   const shape: Shape4 = [2, sd.latentChannels, f, f];
   const latents = new Generator(0).randn(shape.reduce((a, b) => a * b, 1));
-  const stepTimes: number[] = [];
-  const stepCpu: number[] = [];
-  const timesteps = [981, 961, 941, 921, 901, 881, 861, 841, 821, 801];
-  for (let i = 0; i <= steps; i++) {
-    const [out, s, cpu] = await seconds(() => sd.predictNoise(unet, latents, shape, timesteps[i % timesteps.length], context));
-    stepTimes.push(s);
-    stepCpu.push(cpu);
-    progress(`${size}²: UNet step ${i}${i ? '' : ' (warm-up)'} ${s.toFixed(2)} s (${cpu.toFixed(1)} CPU s)`);
-    if (i === 0) rss.unetFirstStep = rssNow();
-    if (i === 0 && saveOutputs) writeFileSync(`${saveOutputs}.unet.f32`, out.noise_pred.data as Float32Array);
-  }
+  const unetSteps = await timeUNetSteps(steps, `${size}²`, (t) => sd.predictNoise(unet, latents, shape, t, context), (out) => {
+    rss.unetFirstStep = rssNow();
+    if (saveOutputs) writeFileSync(`${saveOutputs}.unet.f32`, out.noise_pred.data as Float32Array);
+  });
   rss.unetSteps = rssNow();
   if (release) {
     await unet.session.release();
@@ -162,7 +157,6 @@ export async function measureResolution(model: string, size: number, { steps, de
   }
   rss.vaeDecode = rssNow();
 
-  const timed = stepTimes.slice(1);
   return {
     size,
     dtype,
@@ -173,10 +167,7 @@ export async function measureResolution(model: string, size: number, { steps, de
     textEncodeS: median(textTimes),
     textRunS: median(textRunTimes),
     textRunCpuS: median(textRunCpu),
-    unetStepsS: timed,
-    unetStepS: median(timed),
-    unetStepCpuS: median(stepCpu.slice(1)),
-    unetFirstStepS: stepTimes[0],
+    ...unetSteps,
     vaeFirstDecodeS: decodeTimes[0],
     vaeDecodeS: decodes ? median(decodeTimes.slice(1)) : decodeTimes[0],
     vaeDecodeCpuS: decodes ? median(decodeCpu.slice(1)) : decodeCpu[0],
@@ -213,7 +204,7 @@ async function main(): Promise<void> {
   // The kernel's own view of the peak, to cross-check maxRSS.
   const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   if (hwm) result.rss.vmHWM = Number(hwm[1]) * 1024;
-  process.stdout.write(`@@result ${JSON.stringify(result)}\n`);
+  printResult(result);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

@@ -8,20 +8,31 @@
 //   npm run bench:sd [-- --sizes 512,256] [--dtype fp32,q8] [--steps 3] [--decodes 1] [--fp16]
 //                       [--first-run] [--model DIR]   (first run: an empty graph cache against a warm one)
 //                       [--session-options JSON] [--plain groupNorm] [--release]   (experiments; see sd-measure.ts)
+//                       [--sdxl 1024,512] [--taesd 512] [--picture ddim,lcm [--picture-runs cold,warm] [--picture-size 512]]
+//
+// The optional rows (bench/sd-rows.ts), each in child processes of its own, every dtype of --dtype:
+//   --sdxl SIZES     SDXL base's UNet step with guidance (random weights, 10.3 GB in fp32, written once
+//                    to .cache/bench/sdxl-random; --sdxl-unet DIR another), --steps timed steps after a warm-up
+//   --taesd SIZE     TAESD's decode against SD-1.5's VAE decode (bench/taesd.bench.ts)
+//   --picture KINDS  a picture prompt → PNG by `nuri generate` on the random SD-1.5: ddim (20 steps,
+//                    guidance 7.5, the VAE), lcm (4 steps, guidance 1, TAESD), on an empty graph cache
+//                    (cold) and on the one it left (warm); load time reported apart from the model runs
+//   --sizes none     leaves out the SD-1.5 stage rows (e.g. to measure only the rows above)
 
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { WEIGHT_DTYPES, type WeightDType, defaultThreads } from '../src/engine/index.ts';
-import { relativeError } from './compare.ts';
+import { readF32, relativeError } from './compare.ts';
 import { type Peak, measurePeak } from './peak.ts';
-import { ensureRandomCheckpoint } from './random-checkpoint.ts';
+import { ensureRandomCheckpoint, ensureRandomSdxlUNet, ensureRandomTaesd } from './random-checkpoint.ts';
 import { type StageFlops, stageFlops } from './sd-flops.ts';
 import type { StageResult } from './sd-measure.ts';
+import { type RateRow, gb, peakBound, rateTable, runChild as runMeasuringChild, s, table } from './sd-report.ts';
+import { type CacheState, PICTURES, type PictureKind, type Rows, pictureRows, sdxlRows, taesdRows } from './sd-rows.ts';
 
 /** Figures from other runs, printed as such: nothing in this run checks them. */
 const MEASURED_ELSEWHERE = [
@@ -31,12 +42,6 @@ const RSS_TARGET = 4.5e9;
 
 /** A child's figures, with the relative errors against the fp32 child of the same size. */
 type Measured = StageResult & { unetRelativeError?: number; textRelativeError?: number };
-
-function readF32(path: string): Float32Array {
-  const bytes = readFileSync(path);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-}
-
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -49,69 +54,12 @@ function loadAverage(): string {
   return os.loadavg().map((l) => l.toFixed(2)).join(', ');
 }
 
-/** Runs one resolution in a fresh Node process (with tsx's loader, as this one has). */
-function runChild(args: string[]): Promise<StageResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, join(here, 'sd-measure.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = out.split('\n').find((l) => l.startsWith('@@result '));
-      if (code !== 0 || !line) reject(new Error(`bench child ${args.join(' ')} exited with ${code}\n${out}`));
-      else resolvePromise(JSON.parse(line.slice('@@result '.length)) as StageResult);
-    });
-  });
+/** One SD resolution in a fresh Node process (bench/sd-measure.ts). */
+async function runChild(args: string[]): Promise<StageResult> {
+  return (await runMeasuringChild<StageResult>(join(here, 'sd-measure.ts'), args)).result;
 }
 
-const s = (x: number | undefined) => (x === undefined ? '—' : x < 10 ? `${x.toFixed(2)} s` : `${x.toFixed(1)} s`);
-const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
-const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
-
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd()).join('\n');
-}
-
-/** The peak a stage is held to: the better of the measurements before and after the stages. */
-interface PeakBound {
-  wall: number;
-  perCpuSecond: number;
-  threads: number;
-}
-
-function peakBound(peaks: Peak[], threads: number): PeakBound {
-  const at = (p: Peak, t: number) => p.fp32[t] ?? p.fp32[Math.max(...Object.keys(p.fp32).map(Number))];
-  const cpuAt = (p: Peak, t: number) => p.fp32PerCpuSecond[t] ?? p.fp32PerCpuSecond[Math.max(...Object.keys(p.fp32PerCpuSecond).map(Number))];
-  return { wall: Math.max(...peaks.map((p) => at(p, threads))), perCpuSecond: Math.max(...peaks.map((p) => cpuAt(p, threads))), threads };
-}
-
-interface RateRow {
-  dtype: string;
-  stage: string;
-  size: number;
-  flops: number;
-  wallS: number;
-  cpuS: number;
-}
-
-/** One line per stage: FLOPs, time, rates and fractions of the peak; errors for any figure above it. */
-function rateTable(rows: RateRow[], bound: PeakBound, errors: string[]): string {
-  const out = [['stage', 'size', 'dtype', 'GFLOP', 'median', 'CPU', 'GFLOP/s', 'of peak', 'GFLOP/CPU-s', 'of peak']];
-  for (const r of rows) {
-    const wallRate = r.flops / r.wallS / 1e9;
-    const cpuRate = r.flops / r.cpuS / 1e9;
-    // int8 products are not bound by the fp32 peak (VNNI does 4 int8 multiply–adds per fp32 lane)
-    const bounded = r.dtype === 'fp32' || r.stage.startsWith('VAE');
-    for (const [rate, peak, what] of [[wallRate, bound.wall, 'GFLOP/s'], [cpuRate, bound.perCpuSecond, 'GFLOP per CPU-second']] as const) {
-      if (bounded && rate > peak) errors.push(`ERROR: ${r.stage} at ${r.size}² (${r.dtype}): ${rate.toFixed(1)} ${what} is above the measured peak ${peak.toFixed(1)}: a measurement error, not a result`);
-    }
-    out.push([r.stage, `${r.size}²`, r.dtype, (r.flops / 1e9).toFixed(1), s(r.wallS), s(r.cpuS), wallRate.toFixed(1), pct(wallRate / bound.wall), cpuRate.toFixed(1), pct(cpuRate / bound.perCpuSecond)]);
-  }
-  return table(out);
-}
-
-function report(results: Measured[], flops: Map<number, StageFlops>, peaks: Peak[], weights: string, load: { before: string; after: string }): { text: string; errors: string[] } {
+function report(results: Measured[], flops: Map<number, StageFlops>, peaks: Peak[], weights: string, load: { before: string; after: string }, extra: Rows): { text: string; errors: string[] } {
   const cpus = os.cpus();
   const threads = defaultThreads();
   const bound = peakBound(peaks, threads);
@@ -137,11 +85,20 @@ function report(results: Measured[], flops: Map<number, StageFlops>, peaks: Peak
     const f = flops.get(r.size)!;
     rateRows.push({ dtype: r.dtype, stage: 'text encoder, 2 prompts', size: r.size, flops: f.textEncoder, wallS: r.textRunS, cpuS: r.textRunCpuS });
     rateRows.push({ dtype: r.dtype, stage: 'UNet step, batch 2', size: r.size, flops: f.unetStep, wallS: r.unetStepS, cpuS: r.unetStepCpuS });
-    rateRows.push({ dtype: r.dtype, stage: 'VAE decode, 1 image', size: r.size, flops: f.vaeDecode, wallS: r.vaeDecodeS, cpuS: r.vaeDecodeCpuS });
+    rateRows.push({ dtype: r.dtype, stage: 'VAE decode, 1 image', size: r.size, flops: f.vaeDecode, wallS: r.vaeDecodeS, cpuS: r.vaeDecodeCpuS, bounded: true });
   }
+  rateRows.push(...extra.rates);
   const errors: string[] = [];
-  lines.push(rateTable(rateRows, bound, errors), '');
+  lines.push(rateTable(rateRows, bound, errors), '', ...(extra.lines.length ? [...extra.lines, ''] : []));
+  if (results.length) lines.push(otherFigures(results));
+  lines.push('', 'measured elsewhere (not checked by this run):', ...MEASURED_ELSEWHERE.map((l) => `  ${l}`));
+  if (errors.length) lines.push('', ...errors);
+  return { text: lines.join('\n'), errors };
+}
 
+/** The SD-1.5 rows' loading times, cold runs, memory and q8 comparisons. */
+function otherFigures(results: Measured[]): string {
+  const lines: string[] = [];
   const rows: string[][] = [['other figures', ...results.map((r) => `${r.size}² ${r.dtype}`)]];
   const byStage = (label: string, pick: (r: StageResult) => number) => rows.push([label, ...results.map((r) => s(pick(r)))]);
   byStage('model load (configs, headers)', (r) => r.loadS);
@@ -168,9 +125,7 @@ function report(results: Measured[], flops: Map<number, StageFlops>, peaks: Peak
     lines.push(`UNet steps at ${r.size}²: ${r.unetStepsS.map((x) => x.toFixed(2)).join(', ')} s`);
     lines.push(`peak RSS at ${r.size}²: ${gb(r.peakRssBytes)} ${r.peakRssBytes <= RSS_TARGET ? 'within' : 'OVER'} the ${gb(RSS_TARGET)} target`);
   }
-  lines.push('', 'measured elsewhere (not checked by this run):', ...MEASURED_ELSEWHERE.map((l) => `  ${l}`));
-  if (errors.length) lines.push('', ...errors);
-  return { text: lines.join('\n'), errors };
+  return lines.join('\n');
 }
 
 async function main(): Promise<void> {
@@ -186,16 +141,26 @@ async function main(): Promise<void> {
       dtype: { type: 'string', default: 'fp32' },
       'first-run': { type: 'boolean', default: false },
       model: { type: 'string' },
+      sdxl: { type: 'string' },
+      'sdxl-unet': { type: 'string' },
+      taesd: { type: 'string' },
+      picture: { type: 'string' },
+      'picture-runs': { type: 'string', default: 'cold,warm' },
+      'picture-size': { type: 'string', default: '512' },
     },
   });
-  const dtypes = values.dtype.split(',');
+  const dtypes = values.dtype.split(',') as WeightDType[];
   for (const d of dtypes) if (!WEIGHT_DTYPES.includes(d as WeightDType)) throw new Error(`--dtype: expected ${WEIGHT_DTYPES.join(', ')} (comma-separated), got ${d}`);
   const experiment: string[] = [];
   if (values['session-options']) experiment.push('--session-options', values['session-options']);
   if (values.plain) experiment.push('--plain', values.plain);
   if (values.release) experiment.push('--release');
   const model = values.model ?? ensureRandomCheckpoint({ fp16: values.fp16 });
-  const sizes = values.sizes.split(',').map(Number);
+  const sizes = values.sizes === 'none' ? [] : values.sizes.split(',').map(Number);
+  const pictureKinds = (values.picture?.split(',') ?? []) as PictureKind[];
+  for (const k of pictureKinds) if (!(k in PICTURES)) throw new Error(`--picture: expected ${Object.keys(PICTURES).join(', ')} (comma-separated), got ${k}`);
+  const pictureRuns = values['picture-runs'].split(',') as CacheState[];
+  for (const r of pictureRuns) if (r !== 'cold' && r !== 'warm') throw new Error(`--picture-runs: expected cold, warm (comma-separated), got ${r}`);
   const flops = new Map(sizes.map((size) => [size, stageFlops(model, size)]));
   const before = loadAverage();
   process.stderr.write('measuring the fp32 peak…\n');
@@ -217,6 +182,17 @@ async function main(): Promise<void> {
       results.push(result);
     }
   }
+  const extra: Rows = { rates: [], lines: [] };
+  const add = (rows: Rows) => {
+    extra.rates.push(...rows.rates);
+    extra.lines.push(...rows.lines);
+  };
+  if (values.taesd) add(await taesdRows(Number(values.taesd), 3)); // the decoders after a cold run each, as bench:taesd
+  if (values.sdxl) add(await sdxlRows(values['sdxl-unet'] ?? ensureRandomSdxlUNet(), values.sdxl.split(',').map(Number), dtypes, Number(values.steps), outputs));
+  if (pictureKinds.length) {
+    const options = { model, taesd: ensureRandomTaesd(), kinds: pictureKinds, dtypes, runs: pictureRuns, size: Number(values['picture-size']), outputs };
+    extra.lines.push(...(await pictureRows(options)));
+  }
   const firstRuns: string[] = [];
   if (values['first-run']) {
     for (const size of sizes) for (const dtype of dtypes) firstRuns.push(await firstRunRow(model, size, dtype, experiment));
@@ -224,7 +200,7 @@ async function main(): Promise<void> {
   process.stderr.write('measuring the fp32 peak again…\n');
   peaks.push(await measurePeak());
   const config = experiment.length ? `; experiment: ${experiment.join(' ')}` : '; engine defaults';
-  const { text, errors } = report(results, flops, peaks, `${values.fp16 ? 'fp16' : 'fp32'} random SD-1.5 (${model})${config}`, { before, after: loadAverage() });
+  const { text, errors } = report(results, flops, peaks, `${values.fp16 ? 'fp16' : 'fp32'} random SD-1.5 (${model})${config}`, { before, after: loadAverage() }, extra);
   console.log(text);
   if (firstRuns.length) console.log(['', 'first run (an empty graph cache) against the next run on the same cache:', ...firstRuns].join('\n'));
   if (errors.length) process.exitCode = 1;

@@ -2,9 +2,10 @@
 // depend on the values): SD-1.5's AutoencoderKL (bench/random-checkpoint.ts's config, 84M
 // parameters) and TAESD (64 channels, blocks 1,3,3,3 / 3,3,3,1, ~2.4M parameters), one picture.
 //
-//   npm run bench:taesd [-- --size 512 --runs 3]
+//   npm run bench:taesd [-- --size 512 --runs 3] [--result]
 //
-// `measureTaesdDecode` is the function bench:sd can call for its table.
+// `npm run bench:sd -- --taesd` runs this file with --result (one `@@result {json}` line, in a
+// process of its own) for its rows.
 
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,25 +16,8 @@ import { parseVaeConfig } from '../src/models/checkpoint/vae-config.ts';
 import { TinyVaeRunner } from '../src/models/tiny-vae-runner.ts';
 import { type Shape4, VaeRunner } from '../src/models/vae-runner.ts';
 import { AutoencoderKL } from '../src/models/vae.ts';
-import { SD15_VAE_CONFIG } from './random-checkpoint.ts';
-
-/** TAESD as published (madebyollin/taesd's config.json). */
-export const TAESD_CONFIG = {
-  _class_name: 'AutoencoderTiny',
-  act_fn: 'relu',
-  block_out_channels: [64, 64, 64, 64],
-  decoder_block_out_channels: [64, 64, 64, 64],
-  encoder_block_out_channels: [64, 64, 64, 64],
-  in_channels: 3,
-  latent_channels: 4,
-  latent_magnitude: 3,
-  latent_shift: 0.5,
-  num_decoder_blocks: [3, 3, 3, 1],
-  num_encoder_blocks: [1, 3, 3, 3],
-  out_channels: 3,
-  scaling_factor: 1.0,
-  upsampling_scaling_factor: 2,
-};
+import { SD15_VAE_CONFIG, TAESD_CONFIG } from './random-checkpoint.ts';
+import { median, printResult, seconds } from './sd-report.ts';
 
 export interface DecodeTiming {
   /** Seconds to trace, emit and open the decoder session. */
@@ -51,26 +35,13 @@ export interface TaesdComparison {
   vae: DecodeTiming;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
-async function timed<T>(f: () => Promise<T>): Promise<[number, number]> {
-  const t0 = performance.now();
-  const cpu = process.cpuUsage();
-  await f();
-  const used = process.cpuUsage(cpu);
-  return [(performance.now() - t0) / 1000, (used.user + used.system) / 1e6];
-}
-
 async function timeDecoder(runner: VaeRunner | TinyVaeRunner, parameters: number, latents: Float32Array, shape: Shape4, runs: number): Promise<DecodeTiming> {
-  const [sessionS] = await timed(() => runner.compiledDecoder());
-  const [firstS] = await timed(() => runner.decodeLatents(latents, shape));
+  const [, sessionS] = await seconds(() => runner.compiledDecoder());
+  const [, firstS] = await seconds(() => runner.decodeLatents(latents, shape));
   const wall: number[] = [];
   const cpu: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const [s, c] = await timed(() => runner.decodeLatents(latents, shape));
+    const [, s, c] = await seconds(() => runner.decodeLatents(latents, shape));
     wall.push(s);
     cpu.push(c);
   }
@@ -100,6 +71,11 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     return i < 0 ? fallback : Number(process.argv[i + 1]);
   };
   const r = await measureTaesdDecode(arg('--size', 512), arg('--runs', 3));
+  if (process.argv.includes('--result')) printResult(r);
+  else printTable(r);
+}
+
+function printTable(r: TaesdComparison): void {
   const row = (name: string, t: DecodeTiming) =>
     `| ${name} | ${(t.parameters / 1e6).toFixed(1)}M | ${t.sessionS.toFixed(1)} | ${t.firstS.toFixed(2)} | ${t.medianS.toFixed(2)} | ${t.medianCpuS.toFixed(2)} |`;
   console.log(`decode of one ${r.size}² picture (latents [1, 4, ${r.size / 8}, ${r.size / 8}])`);

@@ -2,7 +2,7 @@
 //
 //   npx tsx scripts/eval-default.ts [--model models/default] [--checkpoint DIR [--ema]] [--colours]
 //                                   [--identity] [--names 300] [--count 200] [--eval-steps 20]
-//                                   [--json FILE] [--out grid.png]
+//                                   [--json FILE] [--out grid.png] [--dtype fp32|q8]
 //
 // 1. Colour words: the dominant hue of each colour prompt's image and the count of matches (the
 //    acceptance check; alone with --colours, which is quick enough to watch the UNet stage train).
@@ -27,6 +27,9 @@
 //    default size, a colour word re-weighted ×1/×2/×3, and how much of a noun's heat map lands on
 //    the object (src/training/edit-checks.ts), over --edit-seeds.
 //
+// --dtype q8 generates with int8 UNet and text encoder weights (as `nuri generate --dtype q8`), so
+// that every figure can be compared against the fp32 default.
+//
 // With --checkpoint, the UNet's weights come from a `nuri train unet` checkpoint folder (its EMA
 // weights with --ema) on top of --model, the pipeline it trains in. --out writes the colour
 // prompts' images side by side.
@@ -35,7 +38,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { COLOUR_PROMPTS, colourAgreement } from '../src/data/colour.ts';
 import { EmojiDataset } from '../src/data/emoji-dataset.ts';
-import { Generator, Tensor, compile, readSafetensors, sym } from '../src/engine/index.ts';
+import { Generator, Tensor, WEIGHT_DTYPES, type WeightDType, compile, readSafetensors, sym } from '../src/engine/index.ts';
 import { type RgbImage, imageToTensor } from '../src/io/image.ts';
 import { writePng } from '../src/io/png.ts';
 import { compileClipText } from '../src/models/clip-text.ts';
@@ -70,14 +73,17 @@ const { values } = parseArgs({
     count: { type: 'string', default: '200' },
     json: { type: 'string' },
     out: { type: 'string' },
+    dtype: { type: 'string', default: 'fp32' },
   },
 });
+const dtype = values.dtype as WeightDType;
+if (!WEIGHT_DTYPES.includes(dtype)) throw new Error(`--dtype: expected one of ${WEIGHT_DTYPES.join(', ')}, got ${values.dtype}`);
 const guidance = Number(values.guidance);
 const evalSteps = Number(values['eval-steps']);
 const began = performance.now();
 const seconds = (since = began) => (performance.now() - since) / 1000;
 
-const sd = StableDiffusion.load(values.model!);
+const sd = StableDiffusion.load(values.model!, { run: { dtype } });
 if (values.checkpoint) {
   const weights = readSafetensors(join(values.checkpoint, values.ema ? 'ema.safetensors' : 'weights.safetensors'));
   for (const p of sd.components.unet.parameters()) {
@@ -199,7 +205,7 @@ interface Evaluation {
 
 async function evaluate(): Promise<Evaluation> {
   const embed = await clipEmbedder(values.model!);
-  const untrained = StableDiffusion.load(values.model!);
+  const untrained = StableDiffusion.load(values.model!, { run: { dtype } });
   untrained.components.unet.init(new Generator(UNTRAINED_SEED));
   const count = Number(values.count);
   const splits = {} as Evaluation['splits'];
@@ -275,11 +281,11 @@ async function identityCheck(): Promise<Identity> {
       `have their own emoji among the 5 nearest of ${gallery.images.length} real images ` +
       `(reference: a real image, left out, finds its other style for ${pct(otherStyle)})`);
   }
-  console.log(`identity: ${size}×${size}, DDIM ${DEFAULTS.steps} steps, guidance ${guidance}, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
+  console.log(`identity: ${size}×${size}, DDIM ${DEFAULTS.steps} steps, guidance ${guidance}, ${dtype} weights, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
   return result;
 }
 
-const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED };
+const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED };
 function writeJson(result: Record<string, unknown>): void {
   if (!values.json) return;
   writeFileSync(values.json, `${JSON.stringify({ settings, ...result, wallSeconds: Math.round(seconds()) }, null, 2)}\n`);
