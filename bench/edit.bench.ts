@@ -161,7 +161,6 @@ async function measureNullText(sd: StableDiffusion) {
     forwards.push(since(t0));
   }
   const embedding = new Parameter('null_text_embedding', [1, ...sd.contextShape]);
-  embedding.trainable = true;
   embedding.setValue(uncond);
   t0 = performance.now();
   const gradStep = await compileNullTextStep(sd, encoded.shape, embedding);

@@ -153,13 +153,11 @@ async function convBackward(): Promise<void> {
     const graph = await E.compile({ inputs: [gy], outputs: { gx }, kernels: { convInputGrad: input } }, RUN);
     graphs.push({ label: `input gradient, ${input === 'conv' ? 'Conv with the flipped kernel' : 'ConvTranspose'}`, run: () => graph.run({ gy: feeds.gy }) });
   }
-  w.trainable = true;
   for (const weight of ['conv', 'im2col'] as const) {
     const [gw] = E.grad(E.conv2d(x, w.tensor, undefined, { padding: 1 }), [w.tensor], gy);
-    const graph = await E.compile({ inputs: [x, gy], outputs: { gw }, kernels: { convWeightGrad: weight } }, RUN);
+    const graph = await E.compile({ inputs: [x, gy], outputs: { gw }, kernels: { convWeightGrad: weight }, trainable: [w] }, RUN);
     graphs.push({ label: `weight gradient, ${weight === 'conv' ? 'big-kernel Conv' : 'im2col + one MatMul'}`, run: () => graph.run(feeds) });
   }
-  w.trainable = false;
   const timings = await timeInterleaved(graphs.map((g) => g.run));
   const [fwd] = timings;
   console.log(`\nconv 3×3 backward, 1×320×64×64 → 320 (interleaved; multiples of the forward, wall / CPU)`);

@@ -86,7 +86,7 @@ async function trainVae(flags: VaeFlags): Promise<void> {
   const shown = data.batch(Array.from({ length: Math.min(4, data.length) }, (_, i) => i));
   const validate = async (step: number) => {
     // Reconstructions of the first images through the posterior mean.
-    const runner = new VaeRunner(vae);
+    const runner = new VaeRunner(vae, {}, task.step.params);
     const enc = await runner.encodeImage(shown.pixels, shown.shape);
     const dec = await runner.decodeRaw(enc.mean, enc.shape);
     const dir = join(flags.out, 'validation');
@@ -197,6 +197,7 @@ async function trainUNet(flags: UNetFlags): Promise<void> {
   const task = await unetTrainingTask(components, data, { batch, captionDropout: flags.captionDropout, flip: flags.flip, snrGamma: flags.snrGamma });
   const ema = flags.emaDecay ? new EmaWeights(task.step.params, flags.emaDecay) : undefined;
   const sd = new StableDiffusion(components);
+  await sd.setTrainable(task.step.params); // validation samples feed the weights as they stand
   const prompts = flags.validationPrompt ?? [data.items[0].caption];
   const validate = async (step: number) => {
     const dir = join(flags.out, 'validation');

@@ -32,6 +32,12 @@ const FILE_DTYPE: Record<string, number> = { F32: 1, F16: 10, BF16: 16 };
 export interface GraphSpec {
   inputs: readonly Tensor[];
   outputs: Record<string, Tensor>;
+  /**
+   * Parameters that are graph inputs wherever the graph uses them, fed their current values at each
+   * run: what training updates between runs. Every other parameter is a constant of the graph (its
+   * checkpoint bytes, or an inline copy). The choice is part of the emitted graph, hence of its cache key.
+   */
+  trainable?: Iterable<Parameter>;
   /** How ops with more than one ONNX form are emitted; DEFAULT_KERNELS where not given. */
   kernels?: Partial<KernelForms>;
 }
@@ -77,8 +83,9 @@ export interface EmittedGraph {
   externalFiles: Map<string, string>;
   /** External-data file names → files computed from the checkpoint (int8 weights). */
   derivedFiles: Map<string, DerivedFile>;
-  /** Names of graph inputs in order: the declared inputs, then trainable parameters. */
+  /** Names of graph inputs in order: the declared inputs, then the trainable parameters the graph uses. */
   inputNames: string[];
+  /** The trainable parameters the graph uses, in the order of their inputs. */
   trainable: Parameter[];
   outputNames: string[];
 }
@@ -95,7 +102,8 @@ export class Emitter {
   /** For each symbolic size (by key), the first emitted value that has it on an axis. */
   private readonly dimCarriers = new Map<string, { name: string; axis: number }>();
   private readonly fileLinks = new Map<SafetensorsFile, string>();
-  private readonly trainable = new Map<Parameter, string>();
+  /** The trainable parameters reached so far (graph inputs). */
+  private readonly trainableInputs = new Set<Parameter>();
   private usesContribOps = false;
   private counter = 0;
   private readonly planned: PlannedWeight[] = [];
@@ -107,6 +115,7 @@ export class Emitter {
     private readonly declaredInputs: readonly Tensor[],
     readonly kernels: Readonly<KernelForms> = DEFAULT_KERNELS,
     readonly options: EmitOptions = {},
+    private readonly trainable: ReadonlySet<Parameter> = new Set(),
   ) {
     this.levels = options.weights === 'q8' ? weightLevels() : 127;
     for (const t of declaredInputs) {
@@ -165,11 +174,16 @@ export class Emitter {
     }
   }
 
+  /** Whether `p` is a graph input of this graph rather than a constant. */
+  isTrainable(p: Parameter): boolean {
+    return this.trainable.has(p);
+  }
+
   private parameter(p: Parameter): string {
-    if (p.trainable) {
-      const taken = [...this.trainable.keys()].some((q) => q.name === p.name) || this.declaredInputs.some((t) => this.names.get(t) === p.name);
+    if (this.trainable.has(p)) {
+      const taken = [...this.trainableInputs].some((q) => q.name === p.name) || this.declaredInputs.some((t) => this.names.get(t) === p.name);
       if (taken) throw new Error(`trainable parameter "${p.name}" has the same name as another graph input`);
-      this.trainable.set(p, p.name);
+      this.trainableInputs.add(p);
       return p.name;
     }
     const src = p.source;
@@ -208,7 +222,7 @@ export class Emitter {
    * now. Undefined for a trainable weight (it stays a float graph input).
    */
   quantizedWeight(p: Parameter, layout: QuantizedLayout): { values: string; scales: string } | undefined {
-    if (p.trainable || !p.source) return undefined;
+    if (this.trainable.has(p) || !p.source) return undefined;
     const key = `${layout}:${p.name}`;
     const known = this.quantized.get(key);
     if (known) return known;
@@ -354,7 +368,7 @@ export class Emitter {
         node.output = (node.output as string[]).map(rename);
       }
     }
-    const trainable = [...this.trainable.keys()];
+    const trainable = [...this.trainableInputs];
     const inputNames = new Set([...this.declaredInputs.map((t) => this.names.get(t)!), ...trainable.map((p) => p.name)]);
     const clash = outputNames.find((name) => inputNames.has(name));
     if (clash) throw new Error(`graph output "${clash}" has the same name as a graph input`);
@@ -386,7 +400,7 @@ export class Emitter {
 }
 
 export function emitGraph(spec: GraphSpec, options: EmitOptions = {}): EmittedGraph {
-  return new Emitter(spec.inputs, { ...DEFAULT_KERNELS, ...spec.kernels }, options).build(spec.outputs);
+  return new Emitter(spec.inputs, { ...DEFAULT_KERNELS, ...spec.kernels }, options, new Set(spec.trainable)).build(spec.outputs);
 }
 
 /** int8 [K, Cout] values and [Cout] scales of a linear [Cout, K] or convolution [Cout, Cin, kh, kw] weight. */

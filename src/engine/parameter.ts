@@ -1,6 +1,6 @@
 // A named weight. Frozen weights that come from a checkpoint stay in the file: the emitted ONNX graph
 // points at their bytes by offset. Weights held in memory (initialised, trained, converted) are inline
-// initializers when frozen and graph inputs when trainable.
+// initializers when frozen, and graph inputs where a graph is compiled with them trainable (GraphSpec.trainable).
 
 import { shapeToString } from './dims.ts';
 import { float16ToFloat32, bfloat16ToFloat32, type SafetensorsEntry, SafetensorsFile } from './safetensors.ts';
@@ -28,7 +28,6 @@ function rowRange(file: SafetensorsFile, entry: SafetensorsEntry, { start, count
 
 export class Parameter {
   source: ParameterSource | undefined;
-  trainable = false;
   private cachedLeaf: Tensor | undefined;
 
   constructor(

@@ -124,7 +124,7 @@ export class ClipTextModel extends Module {
   /**
    * Appends one token-embedding row per value (each [C]) with ids tokenCount, tokenCount + 1, …
    * (the ids `ClipTokenizer.addToken` hands out in the same order). Returns the new rows' Parameters:
-   * set `trainable = true` on one to learn it with the rest of the table frozen.
+   * compile a graph with one trainable (GraphSpec.trainable) to learn it with the rest of the table frozen.
    */
   addTokenEmbeddings(values: readonly Float32Array[]): Parameter[] {
     const dim = this.config.hidden_size;
@@ -198,6 +198,8 @@ export interface ClipTextGraphOptions {
   length?: number;
   clipSkip?: number;
   run?: RunOptions;
+  /** Parameters that are graph inputs fed as they stand (GraphSpec.trainable). */
+  trainable?: Iterable<Parameter>;
 }
 
 /**
@@ -209,7 +211,7 @@ export async function compileClipText(model: ClipTextModel, options: ClipTextGra
   const out = model.forward(ids, { clipSkip: options.clipSkip });
   const outputs: Record<string, Tensor> = { last_hidden_state: out.lastHiddenState, pooled: out.pooled };
   if (out.textEmbeds) outputs.text_embeds = out.textEmbeds;
-  return compile({ inputs: [ids], outputs }, options.run);
+  return compile({ inputs: [ids], outputs, trainable: options.trainable }, options.run);
 }
 
 export interface EncodePromptsOptions {

@@ -5,7 +5,7 @@
 //
 // Prompt syntax and long prompts reach SDXL as token ids (`encodeSdxlTokenIds`), one row per chunk.
 
-import { type CompiledGraph, type RunOptions, Tensor, compile, sym } from '../engine/index.ts';
+import { type CompiledGraph, type Parameter, type RunOptions, Tensor, compile, sym } from '../engine/index.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import type { ClipTextModel } from './clip-text.ts';
 
@@ -24,6 +24,8 @@ export interface SdxlTextGraphOptions {
    */
   clipSkip?: number;
   run?: RunOptions;
+  /** Parameters that are graph inputs fed as they stand (GraphSpec.trainable). */
+  trainable?: Iterable<Parameter>;
 }
 
 /**
@@ -41,7 +43,7 @@ export async function compileSdxlTextEncoder(model: ClipTextModel, options: Sdxl
   const out = model.forward(ids, { outputHiddenStates: true });
   const outputs: Record<string, Tensor> = { hidden_states: out.hiddenStates![layers + 1 - fromEnd] };
   if (out.textEmbeds) outputs.text_embeds = out.textEmbeds;
-  return compile({ inputs: [ids], outputs }, options.run);
+  return compile({ inputs: [ids], outputs, trainable: options.trainable }, options.run);
 }
 
 export interface SdxlPromptEmbeddings {

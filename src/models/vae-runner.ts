@@ -5,7 +5,7 @@
 //   pipeline:  imageToLatents → scaling_factor · z, the latents a diffusion model works in;
 //              decodeLatents → z / scaling_factor decoded and mapped to [0, 1] (x/2 + 0.5, clamped).
 
-import { type CompiledGraph, type RandomSource, type RunOptions, Tensor, compile, firstNonFinite, sym } from '../engine/index.ts';
+import { type CompiledGraph, type Parameter, type RandomSource, type RunOptions, Tensor, compile, firstNonFinite, sym } from '../engine/index.ts';
 import { type AutoencoderKL, type VaeConfig, vaeDownscale } from './vae.ts';
 
 export type Shape4 = readonly [number, number, number, number];
@@ -80,9 +80,11 @@ export abstract class AutoencoderSessions<M extends AutoencoderModel> {
   private encoder: Promise<CompiledGraph> | undefined;
   private decoder: Promise<CompiledGraph> | undefined;
 
+  /** `trainable`: parameters the graphs take as inputs fed as they stand (a VAE being trained). */
   constructor(
     readonly vae: M,
     private readonly options: RunOptions = {},
+    private readonly trainable: Iterable<Parameter> = [],
   ) {}
 
   get config(): M['config'] {
@@ -103,7 +105,7 @@ export abstract class AutoencoderSessions<M extends AutoencoderModel> {
   compiledEncoder(): Promise<CompiledGraph> {
     this.encoder ??= (() => {
       const images = Tensor.input('images', [sym('B'), this.config.in_channels, sym('H'), sym('W')]);
-      return compile({ inputs: [images], outputs: this.encoderOutputs(images) }, this.options);
+      return compile({ inputs: [images], outputs: this.encoderOutputs(images), trainable: this.trainable }, this.options);
     })();
     return this.encoder;
   }
@@ -112,7 +114,7 @@ export abstract class AutoencoderSessions<M extends AutoencoderModel> {
   compiledDecoder(): Promise<CompiledGraph> {
     this.decoder ??= (() => {
       const latents = Tensor.input('latents', [sym('B'), this.config.latent_channels, sym('H'), sym('W')]);
-      return compile({ inputs: [latents], outputs: { image: this.vae.decode(latents) } }, this.options);
+      return compile({ inputs: [latents], outputs: { image: this.vae.decode(latents) }, trainable: this.trainable }, this.options);
     })();
     return this.decoder;
   }

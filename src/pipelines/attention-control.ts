@@ -133,6 +133,6 @@ function queries(layer: AttentionLayer): number {
  */
 export async function compileControlledUNet(sd: StableDiffusion, shape: Shape4, hook: ControlledHook, tokens = sd.contextShape[0]): Promise<CompiledGraph> {
   const { inputs, noise } = traceUNet(sd.components.unet, shape, [tokens, sd.contextShape[1]], { hook, inputs: hook.inputs });
-  return sd.keep(compile({ inputs, outputs: { noise_pred: noise, ...hook.outputs() } }, sd.run));
+  return sd.keep(compile({ inputs, outputs: { noise_pred: noise, ...hook.outputs() }, trainable: sd.trainable }, sd.run));
 }
 

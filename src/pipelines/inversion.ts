@@ -132,7 +132,6 @@ export async function nullTextInversion(
   if (scheduler.config.predictionType !== 'epsilon') throw new Error('null-text inversion needs an ε-prediction model');
   const tokens = contextTokens(sd, uncond, 1);
   const embedding = new Parameter('null_text_embedding', [1, tokens, sd.contextShape[1]]);
-  embedding.trainable = true;
   embedding.setValue(uncond);
   const [step, unet] = await Promise.all([compileNullTextStep(sd, shape, embedding), sd.unet(tokens)]);
   const steps = scheduler.timesteps.length;
@@ -192,7 +191,8 @@ export async function compileNullTextStep(sd: StableDiffusion, shape: Shape4, em
   const error = sub(previous, target);
   const loss = mean(mul(error, error));
   const [gradient] = grad(loss, [embedding.tensor]);
-  return sd.keep(compile({ inputs: [sample, timestep, epsCond, target, coefficients, guidance], outputs: { loss, grad: gradient } }, sd.run));
+  const inputs = [sample, timestep, epsCond, target, coefficients, guidance];
+  return sd.keep(compile({ inputs, outputs: { loss, grad: gradient }, trainable: [...sd.trainable, embedding] }, sd.run));
 }
 
 /** Guided DDIM sampling from the inversion's z_T with its per-step null-text embeddings: should give back z_0. */

@@ -2,7 +2,7 @@
 // diffusers folder or a single-file checkpoint, with the three model calls a pipeline makes:
 // encode prompts, predict noise (with classifier-free guidance), and decode latents.
 
-import { type CompiledGraph, type Dim, type RunOptions, Tensor, compile, sym } from '../engine/index.ts';
+import { type CompiledGraph, type Dim, type Parameter, type RunOptions, Tensor, compile, sym } from '../engine/index.ts';
 import { compileClipText, encodePrompts } from '../models/clip-text.ts';
 import { type ControlNetModel, controlResidualName } from '../models/controlnet.ts';
 import { type SdxlTextTower, compileSdxlTextEncoder, encodeSdxlPrompts, encodeSdxlTokenIds } from '../models/sdxl-text.ts';
@@ -53,6 +53,8 @@ export interface UNetGraphExtras {
   inputs?: readonly Tensor[];
   /** Called after tracing: the tensors the hook gathered, as named graph outputs. */
   outputs?: () => Record<string, Tensor>;
+  /** Parameters that are graph inputs fed as they stand (GraphSpec.trainable). */
+  trainable?: Iterable<Parameter>;
 }
 
 export type Feeds = Record<string, { data: Float32Array; shape: number[] }>;
@@ -82,6 +84,7 @@ export class StableDiffusion {
   private readonly textEncoderGraphs = new Map<number | undefined, Promise<CompiledGraph[]>>();
   /** Per-job UNet graphs (attention-controlled, null-text steps), most recently used first. */
   private keptGraphs: CompiledGraph[] = [];
+  private trainableParams: ReadonlySet<Parameter> = new Set();
 
   constructor(
     readonly components: StableDiffusionComponents,
@@ -109,6 +112,23 @@ export class StableDiffusion {
 
   get name(): string {
     return this.components.name;
+  }
+
+  /** The parameters a training run updates, which the model's graphs take as inputs (none outside training). */
+  get trainable(): ReadonlySet<Parameter> {
+    return this.trainableParams;
+  }
+
+  /**
+   * Declares the parameters a training run updates between steps: the UNet and text encoder graphs
+   * compiled from now on take them as inputs fed their current values, so that samples drawn while
+   * training see the weights as they stand. Graphs compiled before hold the old values as constants
+   * and are released.
+   */
+  async setTrainable(params: Iterable<Parameter>): Promise<void> {
+    this.trainableParams = new Set(params);
+    await this.releaseUNet();
+    await this.releaseTextEncoder();
   }
 
   /** Latent channels: latents are [B, channels, H/f, W/f] (an inpainting UNet takes more as its input). */
@@ -194,7 +214,7 @@ export class StableDiffusion {
   private textEncoder(clipSkip?: number): Promise<CompiledGraph[]> {
     let graphs = this.textEncoderGraphs.get(clipSkip);
     if (!graphs) {
-      const options = { length: this.components.tokenizer.modelMaxLength, clipSkip, run: this.run };
+      const options = { length: this.components.tokenizer.modelMaxLength, clipSkip, run: this.run, trainable: this.trainable };
       graphs = this.isSdxl
         ? Promise.all(this.textTowers().map((t) => compileSdxlTextEncoder(t.textEncoder, options)))
         : compileClipText(this.components.textEncoder, options).then((g) => [g]);
@@ -254,7 +274,7 @@ export class StableDiffusion {
    * KEPT_GRAPHS most recently used stay, so a server that edits at many sizes does not grow.
    */
   async keep(compiled: Promise<CompiledGraph>): Promise<CompiledGraph> {
-    // The new graph replaces a kept one of the same session (which it also holds): it carries this
+    // The new graph replaces a kept one of the same session (which it also holds): it feeds this
     // job's trainable parameters (a null-text embedding), the old one the previous job's.
     const graph = await compiled;
     const same = this.keptGraphs.find((g) => g.session === graph.session);
@@ -268,7 +288,7 @@ export class StableDiffusion {
   unet(tokens = this.contextShape[0]): Promise<CompiledGraph> {
     let graph = this.unetGraphs.get(tokens);
     if (!graph) {
-      graph = compileUNet(this.components.unet, [tokens, this.contextShape[1]], this.run);
+      graph = compileUNet(this.components.unet, [tokens, this.contextShape[1]], this.run, { trainable: this.trainable });
       this.unetGraphs.set(tokens, graph);
     }
     return graph;
@@ -278,7 +298,7 @@ export class StableDiffusion {
   controlledUNet(tokens = this.contextShape[0]): Promise<CompiledGraph> {
     let graph = this.controlledUNetGraphs.get(tokens);
     if (!graph) {
-      graph = compileUNet(this.components.unet, [tokens, this.contextShape[1]], this.run, { controlResiduals: true });
+      graph = compileUNet(this.components.unet, [tokens, this.contextShape[1]], this.run, { controlResiduals: true, trainable: this.trainable });
       this.controlledUNetGraphs.set(tokens, graph);
     }
     return graph;
@@ -363,5 +383,5 @@ export function traceUNet(unet: UNet2DConditionModel, shape: readonly Dim[], con
 /** Traces and compiles the UNet with symbolic batch and size; outputs noise_pred and the hook's. */
 export async function compileUNet(unet: UNet2DConditionModel, context: [number, number], run: RunOptions, extras: UNetGraphExtras = {}): Promise<CompiledGraph> {
   const { inputs, noise } = traceUNet(unet, [sym('B'), unet.config.in_channels, sym('H'), sym('W')], context, extras);
-  return compile({ inputs, outputs: { noise_pred: noise, ...extras.outputs?.() } }, run);
+  return compile({ inputs, outputs: { noise_pred: noise, ...extras.outputs?.() }, trainable: extras.trainable }, run);
 }

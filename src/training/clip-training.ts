@@ -60,7 +60,8 @@ export async function clipRetrievalAccuracy(model: ClipModel, tokenizer: ClipTok
   const length = model.config.text_config.max_position_embeddings;
   const inputs = clipInputs(model, n, length);
   const { logitsPerImage } = model.forward(inputs.inputIds, inputs.pixelValues);
-  const graph = await compile({ inputs: [inputs.inputIds, inputs.pixelValues], outputs: { logits: logitsPerImage } }, run);
+  // The weights are inputs fed as they stand: validation during training reuses one session.
+  const graph = await compile({ inputs: [inputs.inputIds, inputs.pixelValues], outputs: { logits: logitsPerImage }, trainable: model.parameters() }, run);
   const all = Array.from({ length: n }, (_, i) => i);
   const { pixels, captions, shape } = data.batch(all);
   const out = await graph.run({ input_ids: tokenIds(tokenizer, captions, length), pixel_values: { data: pixels, shape } });

@@ -110,7 +110,7 @@ export async function trainTextualInversion(o: TextualInversionRunOptions): Prom
   const data = await loadTrainingImages(o.images, resolution, { requireCaptions: false, onWarning: warn(o) });
   const batch = o.batch ?? 1;
   const { task, placeholder } = await textualInversionTask(sd, data, { token: o.token, initToken: o.initToken, batch, learnable: o.learnable, flip: o.flip });
-  const result = await run(o, label, task, PERSONALISE_DEFAULTS.textualInversion, { batch, resolution }, sampler(sd, o, resolution));
+  const result = await run(o, sd, label, task, PERSONALISE_DEFAULTS.textualInversion, { batch, resolution });
   return output(result, [saveLearnedEmbeds(o.out, placeholder)]);
 }
 
@@ -131,7 +131,7 @@ export async function trainLora(o: LoraRunOptions): Promise<TrainingOutput> {
     captionDropout: o.captionDropout ?? defaults.captionDropout,
     seed: o.seed,
   });
-  const result = await run(o, 'train lora', task, defaults, { batch, resolution }, sampler(sd, o, resolution));
+  const result = await run(o, sd, 'train lora', task, defaults, { batch, resolution });
   const file = join(o.out, LORA_WEIGHTS_FILE);
   network.save(file, o.keyStyle ?? defaults.keyStyle, { base_model: modelName(o) });
   return output(result, [file]);
@@ -178,7 +178,7 @@ export async function trainDreamBooth(o: DreamBoothRunOptions): Promise<Training
     trainTextEncoder: o.trainTextEncoder,
     lora: lora ? { rank: o.loraRank!, alpha: o.loraAlpha, seed: o.seed } : undefined,
   });
-  const result = await run(o, 'train dreambooth', task, { lr: lora ? defaults.loraLr : defaults.lr, steps: defaults.steps }, { batch, resolution }, sampler(sd, o, resolution));
+  const result = await run(o, sd, 'train dreambooth', task, { lr: lora ? defaults.loraLr : defaults.lr, steps: defaults.steps }, { batch, resolution });
   const path = exportDreamBooth(sd, typeof o.model === 'string' ? o.model : modelName(o), o.out, { network, trainTextEncoder: o.trainTextEncoder });
   return output(result, [path]);
 }
@@ -199,10 +199,13 @@ function warn(o: PersonaliseRunOptions): (message: string) => void {
   return (message) => o.onLog?.(`warning: ${message}`);
 }
 
-async function run(o: PersonaliseRunOptions, label: string, task: TrainingTask, defaults: { lr: number; steps: number }, settled: { batch: number; resolution: number }, validate?: TrainingTaskRun['validate']): Promise<TrainResult> {
+async function run(o: PersonaliseRunOptions, sd: StableDiffusion, label: string, task: TrainingTask, defaults: { lr: number; steps: number }, settled: { batch: number; resolution: number }): Promise<TrainResult> {
   // Stopped while preparing (loading, encoding the images, compiling the step): nothing to checkpoint yet.
   throwIfAborted(o.signal, label);
+  // The model's own graphs (samples now, generations after) feed the trained weights as they stand.
+  await sd.setTrainable(task.step.params);
   o.onLog?.(describeRun(label, task, o.steps ?? defaults.steps, settled.batch, o.gradAccum));
+  const validate = sampler(sd, o, settled.resolution);
   return runTrainingTask(o, { task, defaultLr: defaults.lr, defaultSteps: defaults.steps, validate, config: { command: label, ...recordedSettings(o), ...settled } });
 }
 

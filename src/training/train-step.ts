@@ -33,13 +33,12 @@ const gradName = (p: Parameter) => `grad.${p.name}`;
 const metricName = (k: string) => `metric.${k}`;
 
 /**
- * Marks `params` trainable and compiles loss + gradients. Trainable parameters are graph inputs,
- * so updating their values does not change the graph: the session is built once per run.
+ * Compiles loss + gradients with `params` trainable. Trainable parameters are graph inputs, so
+ * updating their values does not change the graph: the session is built once per run.
  */
 export async function compileTrainStep(spec: TrainStepSpec): Promise<TrainStep> {
   if (spec.loss.rank !== 0) throw new Error(`training loss must be a scalar, got ${spec.loss}`);
   if (!spec.params.length) throw new Error('nothing to train: no parameters were given');
-  for (const p of spec.params) p.trainable = true;
   const grads = grad(spec.loss, spec.params.map((p) => p.tensor));
   const outputs: Record<string, Tensor> = { loss: spec.loss };
   spec.params.forEach((p, i) => (outputs[gradName(p)] = grads[i]));
@@ -47,7 +46,7 @@ export async function compileTrainStep(spec: TrainStepSpec): Promise<TrainStep> 
     if (t.rank !== 0) throw new Error(`metric "${k}" must be a scalar, got ${t}`);
     outputs[metricName(k)] = t;
   }
-  const graph = await compile({ inputs: spec.inputs, outputs }, spec.run);
+  const graph = await compile({ inputs: spec.inputs, outputs, trainable: spec.params }, spec.run);
   const metricKeys = Object.keys(spec.metrics ?? {});
   return {
     params: spec.params,

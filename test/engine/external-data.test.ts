@@ -51,9 +51,9 @@ function writeWeights(path: string): Record<string, Float32Array> {
   return { 'conv.weight': convWeight, 'conv.bias': convBias, 'lin.weight': linWeight, 'lin.bias': linBias };
 }
 
-async function runModel(model: TinyModel, xv: Float32Array, options: E.RunOptions = {}): Promise<{ y: Float32Array; graph: E.CompiledGraph }> {
+async function runModel(model: TinyModel, xv: Float32Array, options: E.RunOptions = {}, trainable: E.Parameter[] = []): Promise<{ y: Float32Array; graph: E.CompiledGraph }> {
   const x = E.Tensor.input('x', [E.sym('N'), 2, 4, 4]);
-  const graph = await E.compile({ inputs: [x], outputs: { y: model.forward(x) } }, options);
+  const graph = await E.compile({ inputs: [x], outputs: { y: model.forward(x) }, trainable }, options);
   const r = await graph.run({ x: { data: xv, shape: [2, 2, 4, 4] } });
   expect(r.y.shape).toEqual([2, 5]);
   return { y: r.y.data as Float32Array, graph };
@@ -106,8 +106,9 @@ describe('weights as external data', () => {
 
     const model = new TinyModel();
     for (const p of model.all) p.bindFile(file, file.entry(p.name));
-    model.convBias.trainable = true; // F16 in the file: fed as float32 through Parameter.value()
-    const { y } = await runModel(model, xv);
+    // convBias is F16 in the file: fed as float32 through Parameter.value()
+    const { y, graph } = await runModel(model, xv, {}, [model.convBias]);
+    expect(graph.graph.inputNames).toEqual(['x', 'conv.bias']);
     expect(readdirSync(join(dir, 'env-cache', 'graphs'))).toHaveLength(1);
 
     const inline = new TinyModel();

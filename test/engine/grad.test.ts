@@ -277,7 +277,6 @@ describe('composites and parameters', () => {
     norm.weight.setValue(rand(6, 8, 0.5, 1.5));
     norm.bias.setValue(rand(6, 9));
     const params = [...lin.parameters(), ...norm.parameters()];
-    for (const p of params) p.trainable = true;
     await gradCheck((x) => norm.forward(E.gelu(lin.forward(x))), [arg([2, 3, 4], [-2, 2])], { params });
   });
 
@@ -288,7 +287,6 @@ describe('composites and parameters', () => {
     const gn = new E.GroupNorm('gn', 2, 4);
     for (const m of [c1, c2, gn]) m.init(rng);
     const params = [c1, c2, gn].flatMap((m) => m.parameters());
-    for (const p of params) p.trainable = true;
     await gradCheck((x) => gn.forward(c2.forward(E.silu(c1.forward(x)))), [arg([2, 2, 6, 6])], { params, maxCoords: 48 });
   });
 
@@ -325,12 +323,11 @@ describe('gradients with a symbolic batch', () => {
     conv.init(rng);
     lin.init(rng);
     const params = [...conv.parameters(), ...lin.parameters()];
-    for (const p of params) p.trainable = true;
     const build = async (batch: E.Dim) => {
       const x = E.Tensor.input('x', [batch, 2, 4, 4]);
       const loss = lossOf(x, conv, lin);
       const grads = E.grad(loss, [x, ...params.map((p) => p.tensor)]);
-      return E.compile({ inputs: [x], outputs: { loss, ...Object.fromEntries(grads.map((g, i) => [`g${i}`, g])) } });
+      return E.compile({ inputs: [x], outputs: { loss, ...Object.fromEntries(grads.map((g, i) => [`g${i}`, g])) }, trainable: params });
     };
     const symbolic = await build(E.sym('B'));
     for (const b of [2, 3]) {

@@ -479,8 +479,7 @@ describe('errors name what is wrong', () => {
     await expect(E.compile({ inputs: [a, E.Tensor.input('a', [2])], outputs: { y: a } })).rejects.toThrow(/"a" is declared twice/);
     await expect(E.compile({ inputs: [a], outputs: { a: E.neg(a) } })).rejects.toThrow(/output "a".*same name as a graph input/);
     const p = new E.Parameter('a', [2]);
-    p.trainable = true;
-    await expect(E.compile({ inputs: [a], outputs: { y: E.add(a, p.tensor) } })).rejects.toThrow(/parameter "a".*same name/);
+    await expect(E.compile({ inputs: [a], outputs: { y: E.add(a, p.tensor) }, trainable: [p] })).rejects.toThrow(/parameter "a".*same name/);
   });
 
   it('mismatched operands name both shapes', () => {

@@ -52,15 +52,14 @@ describe('training a conv net', () => {
     const net = new StripeNet();
     for (const m of net.modules) m.init(rng);
     const params = net.parameters();
-    for (const p of params) p.trainable = true;
 
     const x = E.Tensor.input('images', [8, 1, 8, 8]);
     const target = E.Tensor.input('target', [8, 2]);
     const logits = net.forward(x);
     const loss = crossEntropy(logits, target);
     const grads = E.grad(loss, params.map((p) => p.tensor));
-    const step = await E.compile({ inputs: [x, target], outputs: { loss, ...Object.fromEntries(grads.map((g, i) => [`g${i}`, g])) } });
-    const predict = await E.compile({ inputs: [x], outputs: { logits } });
+    const step = await E.compile({ inputs: [x, target], outputs: { loss, ...Object.fromEntries(grads.map((g, i) => [`g${i}`, g])) }, trainable: params });
+    const predict = await E.compile({ inputs: [x], outputs: { logits }, trainable: params });
 
     // A fresh batch every step, so falling loss means learning the patterns, not memorising 8 images.
     const batch = () => {
@@ -90,13 +89,12 @@ describe('optimisers', () => {
   it('SGD fits a linear regression and its step is w − lr·g (with momentum: v = μv + g)', async () => {
     const w = new E.Parameter('w', [3, 1]);
     w.setValue(new Float32Array(3));
-    w.trainable = true;
     const x = E.Tensor.input('x', [16, 3]);
     const y = E.Tensor.input('y', [16, 1]);
     const err = E.sub(E.matmul(x, w.tensor), y);
     const loss = E.mean(E.mul(err, err));
     const [gw] = E.grad(loss, [w.tensor]);
-    const graph = await E.compile({ inputs: [x, y], outputs: { loss, gw } });
+    const graph = await E.compile({ inputs: [x, y], outputs: { loss, gw }, trainable: [w] });
     const xv = rand(48, 1);
     const truth = [0.5, -1, 2];
     const yv = Float32Array.from({ length: 16 }, (_, i) => truth.reduce((s, t, j) => s + t * xv[i * 3 + j], 0));

@@ -67,14 +67,13 @@ describe('ClipVisionModel', () => {
   it('passes gradients to the patch convolution, class token and projection', async () => {
     const model = freshModel();
     const trained = [model.embeddings.patchEmbedding.weight, model.embeddings.classEmbedding, model.visualProjection!.weight];
-    for (const p of trained) p.trainable = true;
     const pixels = Tensor.input('pixel_values', [2, 3, 32, 32]);
     const target = Tensor.constant(new Generator(9).randn(2 * 8), [2, 8]);
     const loss = sum(mul(model.forward(pixels).imageEmbeds!, target));
     const grads = grad(loss, trained.map((p) => p.tensor));
     const outputs: Record<string, Tensor> = { loss };
     grads.forEach((g, i) => (outputs[`g${i}`] = g));
-    const graph = await compile({ inputs: [pixels], outputs });
+    const graph = await compile({ inputs: [pixels], outputs, trainable: trained });
     const feed = { pixel_values: { data: new Generator(5).randn(2 * PIXELS), shape: [2, 3, 32, 32] } };
     const result = await graph.run(feed);
     trained.forEach((p, i) => {

@@ -39,14 +39,13 @@ describe('ClipModel', () => {
   it('computes scaled cosine logits and a contrastive loss with gradients to every part', async () => {
     const model = freshModel();
     const trained = [model.logitScale, model.text.textProjection!.weight, model.vision.visualProjection!.weight, model.vision.embeddings.classEmbedding, model.text.embeddings.tokenEmbedding.weight];
-    for (const p of trained) p.trainable = true;
     const ids = Tensor.input('input_ids', [N, L], 'int64');
     const pixels = Tensor.input('pixel_values', [N, 3, 16, 16]);
     const out = model.forward(ids, pixels);
     const loss = clipContrastiveLoss(out.logitsPerText);
     const outputs: Record<string, Tensor> = { loss, logits: out.logitsPerText, logitsPerImage: out.logitsPerImage };
     grad(loss, trained.map((p) => p.tensor)).forEach((g, i) => (outputs[`g${i}`] = g));
-    const graph = await compile({ inputs: [ids, pixels], outputs });
+    const graph = await compile({ inputs: [ids, pixels], outputs, trainable: trained });
     const result = await graph.run({ input_ids: { data: tokenIds(), shape: [N, L] }, pixel_values: { data: new Generator(2).randn(N * 3 * 16 * 16), shape: [N, 3, 16, 16] } });
 
     const logits = result.logits.data as Float32Array;

@@ -34,7 +34,7 @@ describe('kept per-job graphs', () => {
 
   it("a later job's graph of the same session is the one returned: it feeds that job's trainable parameters", async () => {
     const sd = StableDiffusion.load(TINY_SD);
-    const embedding = () => Object.assign(new Parameter('null_text_embedding', [1, ...sd.contextShape]), { trainable: true });
+    const embedding = () => new Parameter('null_text_embedding', [1, ...sd.contextShape]);
     const [a, b] = [embedding(), embedding()];
     const first = await compileNullTextStep(sd, [1, 4, 8, 8], a);
     const second = await compileNullTextStep(sd, [1, 4, 8, 8], b);

@@ -36,11 +36,11 @@ describe('diffusionLoss', () => {
     const context = Tensor.input('encoder_hidden_states', [2, 77, 32]);
     const out = diffusionLoss(unet, inputs, context, 'epsilon');
     // One graph for loss, gradients and the intermediate tensors (a second compile costs seconds).
-    for (const p of params) p.trainable = true;
     const grads = grad(out.loss, params.map((p) => p.tensor));
     const graph = await compile({
       inputs: [...Object.values(inputs), context],
       outputs: { loss: out.loss, noisy: out.noisyLatents, pred: out.prediction, ...Object.fromEntries(grads.map((g, i) => [`g${i}`, g])) },
+      trainable: params,
     });
     const timesteps = [...(ref.get('timesteps')!.data as BigInt64Array)].map(Number);
     const feeds = {

@@ -8,9 +8,9 @@ import type { Emitter, QuantizedLayout } from '../emit.ts';
 import type { Parameter } from '../parameter.ts';
 import type { OpNode, Tensor } from '../tensor.ts';
 
-/** The frozen parameter behind a tensor, if the tensor is one. */
-function frozenParam(t: Tensor): Parameter | undefined {
-  return t.origin.kind === 'param' && !t.origin.param.trainable ? t.origin.param : undefined;
+/** The frozen parameter behind a tensor, if the tensor is one (a trainable one is a float graph input). */
+function frozenParam(e: Emitter, t: Tensor): Parameter | undefined {
+  return t.origin.kind === 'param' && !e.isTrainable(t.origin.param) ? t.origin.param : undefined;
 }
 
 /** uint8 activations (per-tensor scale and zero point), then acc · x_scale · w_scale[channel]. */
@@ -26,7 +26,7 @@ function integerProduct(e: Emitter, x: string, weight: Parameter, layout: Quanti
 export function emitQuantizedLinear(e: Emitter, n: OpNode): string | undefined {
   const [x, wt] = n.inputs;
   if (wt.origin.kind !== 'op' || wt.origin.node.spec.type !== 'Transpose' || wt.rank !== 2) return undefined;
-  const weight = frozenParam(wt.origin.node.inputs[0]);
+  const weight = frozenParam(e, wt.origin.node.inputs[0]);
   if (!weight) return undefined;
   return integerProduct(e, e.value(x), weight, 'linear', (xq) => xq);
 }
@@ -46,7 +46,7 @@ interface ConvAttrs {
 export function emitQuantizedConv(e: Emitter, n: OpNode, out: Tensor): string | undefined {
   const [x, w, bias] = n.inputs;
   const a = n.attrs as unknown as ConvAttrs;
-  const weight = frozenParam(w);
+  const weight = frozenParam(e, w);
   if (!weight || a.group !== 1 || a.dilations.some((d) => d !== 1)) return undefined;
   const [kh, kw] = [w.shape[2] as number, w.shape[3] as number];
   const [sh, sw] = a.strides;
