@@ -35,7 +35,7 @@ it('keeps the most recently used pipelines, and never evicts one a job holds', a
   // Back to the default model: the tiny one, least recently used, goes; the default loads anew and works.
   const reloaded = await cache.acquire({ model: 'default' });
   expect(reloaded.sd).not.toBe(first.sd);
-  expect(cache.loaded()).toEqual([JSON.stringify(['default', [], [], 'fp32'])]);
+  expect(cache.loaded()).toEqual([JSON.stringify(['default', [], [], 'fp32', null])]);
   const out = await generate(reloaded.sd, { prompts: ['a blue heart'], steps: 1, seed: 2 });
   expect(out.images).toHaveLength(1);
   reloaded.release();
