@@ -10,7 +10,7 @@ import { type Dim, SymDim } from './dims.ts';
 import type { Parameter } from './parameter.ts';
 import { type WeightDType, convToPatchOrder, quantizeRows, transposeRows, weightLevels } from './quantize.ts';
 import type { SafetensorsFile } from './safetensors.ts';
-import { type Attrs, type DType, Tensor, type TypedData } from './tensor.ts';
+import { type Attrs, type DType, type OpNode, Tensor, type TypedData, reachableOps } from './tensor.ts';
 
 const { onnx } = onnxProto;
 
@@ -51,9 +51,16 @@ export interface KernelForms {
   convInputGrad: 'conv' | 'convTranspose';
   /** dL/dW of a convolution: im2col and one MatMul, or one Conv of the input with the output gradient (static sizes only). */
   convWeightGrad: 'im2col' | 'conv';
+  /**
+   * Bytes of forward intermediates that gradients may keep instead of recomputing (attention's P,
+   * [B, heads, Lq, Lk] fp32 per layer). Smallest first while the total fits; symbolic sizes are
+   * never kept. All kept values are alive together between the forward and the backward, so this
+   * adds up to that much to a training step's peak. 0 recomputes everything.
+   */
+  keptBytes: number;
 }
 
-export const DEFAULT_KERNELS: Readonly<KernelForms> = { convInputGrad: 'conv', convWeightGrad: 'im2col' };
+export const DEFAULT_KERNELS: Readonly<KernelForms> = { convInputGrad: 'conv', convWeightGrad: 'im2col', keptBytes: 512 * 2 ** 20 };
 
 export interface EmitOptions {
   /** 'q8': frozen linear and convolution weights become int8 per output channel (quantize.ts). */
@@ -105,6 +112,10 @@ export class Emitter {
   /** The trainable parameters reached so far (graph inputs). */
   private readonly trainableInputs = new Set<Parameter>();
   private usesContribOps = false;
+  private opset = OPSET;
+  /** Ops whose intermediate a gradient keeps (planKept), and the value names they kept. */
+  private readonly granted = new Set<OpNode>();
+  private readonly keptValues = new Map<OpNode, string>();
   private counter = 0;
   private readonly planned: PlannedWeight[] = [];
   private readonly quantized = new Map<string, { values: string; scales: string }>();
@@ -127,6 +138,36 @@ export class Emitter {
           if (!this.symbolSources.has(d.symbols[0])) this.symbolSources.set(d.symbols[0], { name: t.origin.kind === 'input' ? t.origin.name : '', axis });
         }
       });
+    }
+  }
+
+  /** Whether `node`'s emitter should hand an intermediate to its gradient (then call keep). */
+  keeps(node: OpNode): boolean {
+    return this.granted.has(node);
+  }
+
+  keep(node: OpNode, value: string): void {
+    this.keptValues.set(node, value);
+  }
+
+  /** The value `node` kept for its gradient, if it was granted and emitted. */
+  kept(node: OpNode): string | undefined {
+    return this.keptValues.get(node);
+  }
+
+  /** Grants the ops' keep requests (OpSpec.keeps) found among the outputs, smallest first, within kernels.keptBytes. */
+  private planKept(outputs: readonly Tensor[]): void {
+    const requests = new Map<OpNode, number>();
+    for (const t of reachableOps(outputs)) {
+      const node = (t.origin as { node: OpNode }).node;
+      const request = node.spec.keeps?.(node, t);
+      if (request) requests.set(request.node, request.bytes);
+    }
+    let total = 0;
+    for (const [node, bytes] of [...requests].sort((a, b) => a[1] - b[1])) {
+      if (total + bytes > this.kernels.keptBytes) break;
+      total += bytes;
+      this.granted.add(node);
     }
   }
 
@@ -292,10 +333,15 @@ export class Emitter {
     return this.nodeOutputs(opType, inputs, attrs, { ...options, outputs: 1 })[0];
   }
 
-  /** Appends one ONNX node with `outputs` outputs and returns their names. */
-  nodeOutputs(opType: string, inputs: string[], attrs: Attrs = {}, options: { domain?: string; outputs: number }): string[] {
-    const outputs = Array.from({ length: options.outputs }, () => this.fresh(opType));
+  /**
+   * Appends one ONNX node and returns its outputs' names: `outputs` is their count, or which of
+   * them to produce (the others are left out, named ''). `opset`: the version the op needs.
+   */
+  nodeOutputs(opType: string, inputs: string[], attrs: Attrs = {}, options: { domain?: string; outputs: number | readonly boolean[]; opset?: number }): string[] {
+    const wanted = typeof options.outputs === 'number' ? new Array<boolean>(options.outputs).fill(true) : options.outputs;
+    const outputs = wanted.map((w) => (w ? this.fresh(opType) : ''));
     if (options.domain === 'com.microsoft') this.usesContribOps = true;
+    if (options.opset) this.opset = Math.max(this.opset, options.opset);
     this.nodes.push({
       opType,
       domain: options.domain ?? '',
@@ -349,6 +395,7 @@ export class Emitter {
   }
 
   build(outputs: Record<string, Tensor>): EmittedGraph {
+    this.planKept(Object.values(outputs));
     const outputNames: string[] = [];
     const graphOutputs: Record<string, unknown>[] = [];
     const renames = new Map<string, string>();
@@ -373,7 +420,7 @@ export class Emitter {
     const clash = outputNames.find((name) => inputNames.has(name));
     if (clash) throw new Error(`graph output "${clash}" has the same name as a graph input`);
     const inputs = [...this.declaredInputs.map((t) => valueInfo(this.names.get(t)!, t)), ...trainable.map((p) => valueInfo(p.name, p.tensor))];
-    const opsetImport = [{ domain: '', version: OPSET }];
+    const opsetImport = [{ domain: '', version: this.opset }];
     if (this.usesContribOps) opsetImport.push({ domain: 'com.microsoft', version: 1 });
     const model = onnx.ModelProto.create({
       irVersion: IR_VERSION,

@@ -19,6 +19,12 @@ export interface OpSpec {
   emit(e: Emitter, node: OpNode, out: Tensor): string;
   /** Gradients for each input given the output's gradient `g`; undefined where none flows. */
   vjp?(g: Tensor, node: OpNode, out: Tensor): (Tensor | undefined)[];
+  /**
+   * For an op that can read a value another op computes anyway (a gradient reusing its forward's
+   * intermediate): that op, and the bytes kept alive from one to the other. The emitter grants
+   * these within a budget; see Emitter.keeps.
+   */
+  keeps?(node: OpNode, out: Tensor): { node: OpNode; bytes: number } | undefined;
 }
 
 export interface OpNode {
@@ -95,4 +101,20 @@ export function isFloat(dtype: DType): boolean {
 /** Creates the output Tensor of a primitive op. */
 export function makeOp(spec: OpSpec, inputs: readonly Tensor[], shape: readonly Dim[], dtype: DType, attrs: Attrs = {}): Tensor {
   return new Tensor(shape, dtype, { kind: 'op', node: { spec, inputs, attrs } });
+}
+
+/** Every op output reachable from `roots`, each once (iteratively: graphs are deep). */
+export function reachableOps(roots: readonly Tensor[]): Tensor[] {
+  const seen = new Set<Tensor>();
+  const stack = [...roots];
+  const found: Tensor[] = [];
+  while (stack.length) {
+    const t = stack.pop()!;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    if (t.origin.kind !== 'op') continue;
+    found.push(t);
+    stack.push(...t.origin.node.inputs);
+  }
+  return found;
 }

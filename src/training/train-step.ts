@@ -2,7 +2,7 @@
 // Each run feeds a micro-batch and returns the loss, a gradient per trainable parameter and any
 // scalar metrics (reconstruction vs KL, …) the loss wants to report.
 
-import { type CompiledGraph, type Feeds, type Parameter, type RunOptions, type Tensor, compile, grad } from '../engine/index.ts';
+import { type CompiledGraph, type Feeds, type KernelForms, type Parameter, type RunOptions, type Tensor, compile, grad } from '../engine/index.ts';
 
 export interface TrainStepSpec {
   /** Graph inputs fed per micro-batch (latents, noise, timesteps, token ids, …). */
@@ -14,6 +14,8 @@ export interface TrainStepSpec {
   /** Extra scalar outputs reported with the loss, e.g. `{ kl, reconstruction }`. */
   metrics?: Record<string, Tensor>;
   run?: RunOptions;
+  /** ONNX forms of the graph, e.g. `{ keptBytes }`: how much of the forward the backward may keep. */
+  kernels?: Partial<KernelForms>;
 }
 
 export interface StepOutput {
@@ -46,7 +48,7 @@ export async function compileTrainStep(spec: TrainStepSpec): Promise<TrainStep> 
     if (t.rank !== 0) throw new Error(`metric "${k}" must be a scalar, got ${t}`);
     outputs[metricName(k)] = t;
   }
-  const graph = await compile({ inputs: spec.inputs, outputs, trainable: spec.params }, spec.run);
+  const graph = await compile({ inputs: spec.inputs, outputs, trainable: spec.params, kernels: spec.kernels }, spec.run);
   const metricKeys = Object.keys(spec.metrics ?? {});
   return {
     params: spec.params,

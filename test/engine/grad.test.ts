@@ -251,21 +251,33 @@ describe('nn ops', () => {
       await gradCheck((x, w, b) => E.groupNorm(x, 3, w, b, 1e-3), [arg([2, 6, 5], [-2, 2]), arg([6], [0.5, 1.5]), arg([6])]);
     });
 
-    // Both forms of the score gradient (dense and low-rank, see attentionGradForm) at each forward form.
+    // Both forms of the score gradient (dense and low-rank, see attentionGradForm) at each forward
+    // form, with P recomputed in the backward (no budget to keep it).
     for (const form of ['dense', 'low-rank'] as const) {
-      it(`attention (${mode}, ${form} gradient): q, k, v with different lengths`, async () => {
+      it(`attention (${mode}, ${form} gradient, P recomputed): q, k, v with different lengths`, async () => {
         E.fusedKernels.attention = fused;
-        E.attentionGradForm.form = form;
-        try {
-          await gradCheck((q, k, v) => E.attention(q, k, v, 2), [arg([2, 3, 4], [-1.5, 1.5]), arg([2, 5, 4], [-1.5, 1.5]), arg([2, 5, 4])]);
-          await gradCheck((x) => E.attention(x, x, x, 1, 0.7), [arg([1, 4, 3], [-1.5, 1.5])]);
-        } finally {
-          E.attentionGradForm.form = 'auto';
-        }
+        await attentionGradChecks(form, { keptBytes: 0 });
       });
     }
   }
+
+  // P kept from the forward (ONNX Attention returning it): the forward form is the same either way.
+  for (const form of ['dense', 'low-rank'] as const) {
+    it(`attention (${form} gradient, P kept from the forward): q, k, v with different lengths`, async () => {
+      await attentionGradChecks(form, { keptBytes: 2 ** 20 });
+    });
+  }
 });
+
+async function attentionGradChecks(form: 'dense' | 'low-rank', kernels: Partial<E.KernelForms>): Promise<void> {
+  E.attentionGradForm.form = form;
+  try {
+    await gradCheck((q, k, v) => E.attention(q, k, v, 2), [arg([2, 3, 4], [-1.5, 1.5]), arg([2, 5, 4], [-1.5, 1.5]), arg([2, 5, 4])], { kernels });
+    await gradCheck((x) => E.attention(x, x, x, 1, 0.7), [arg([1, 4, 3], [-1.5, 1.5])], { kernels });
+  } finally {
+    E.attentionGradForm.form = 'auto';
+  }
+}
 
 describe('composites and parameters', () => {
   it('Linear → GELU → LayerNorm through trainable parameters', async () => {

@@ -137,6 +137,13 @@ const ATTENTION: OpSpec = {
   emit: (e, n) => {
     const [q, k, v] = n.inputs;
     const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
+    if (e.keeps(n)) {
+      // ONNX's own Attention (opset 23) is a fused kernel that can also return P, which the backward
+      // then reads (ATTENTION_PROBS) instead of recomputing it.
+      const [out, , , p] = e.nodeOutputs('Attention', [e.value(q), e.value(k), e.value(v)], { q_num_heads: heads, kv_num_heads: heads, scale, qk_matmul_output_mode: 3 }, { opset: 23, outputs: [true, false, false, true] });
+      e.keep(n, p);
+      return out;
+    }
     if (fusedKernels.attention) {
       return e.node('MultiHeadAttention', [e.value(q), e.value(k), e.value(v)], { num_heads: heads, scale }, { domain: 'com.microsoft' });
     }
@@ -146,15 +153,36 @@ const ATTENTION: OpSpec = {
     const [q, k, v] = n.inputs;
     const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
     const s = scale.float;
-    // P is recomputed rather than kept from the forward: one [B, heads, Lq, Lk] tensor per layer
-    // alive at a time instead of all of them at once (gigabytes at 4096 queries).
-    const p = attentionProbs(q, k, heads, s);
+    const p = makeOp(ATTENTION_PROBS, [q, k, out], [q.shape[0], heads, q.shape[1], k.shape[1]], q.dtype, n.attrs);
     const [qh, kh, vh, gh, oh] = [q, k, v, g, out].map((t) => splitHeads(t, heads));
     // Softmax backward needs rowsum(gp ∘ P), which equals rowsum(g ∘ P·V) per head: [Lq, D]-sized work.
     const r = sum(mul(gh, oh), -1, true);
     const d = qh.shape[3];
     const grads = typeof d === 'number' && useLowRankAttentionGrad(d) ? lowRankAttentionGrads(p, qh, kh, vh, gh, r, d) : denseAttentionGrads(p, qh, kh, vh, gh, r);
     return [mergeHeads(mul(grads.gq, s)), mergeHeads(mul(grads.gk, s)), mergeHeads(grads.gv)];
+  },
+};
+
+/**
+ * The backward's P [B, heads, Lq, Lk] for the attention op that made `out` (its inputs: q, k, out).
+ * Within the graph's budget for kept intermediates (KernelForms.keptBytes) the forward returns P
+ * and this is that value; beyond it P is recomputed here, so only one layer's P is alive at a time.
+ * It exists only inside gradients; a second derivative through it is not defined.
+ */
+const ATTENTION_PROBS: OpSpec = {
+  type: 'AttentionProbs',
+  keeps: (n, out) => {
+    const forward = n.inputs[2].origin;
+    if (forward.kind !== 'op' || forward.node.spec !== ATTENTION) return undefined;
+    const size = out.shape.reduce<number | undefined>((a, d) => (a !== undefined && typeof d === 'number' ? a * d : undefined), 1);
+    return size === undefined ? undefined : { node: forward.node, bytes: 4 * size };
+  },
+  emit: (e, n) => {
+    const forward = n.inputs[2].origin;
+    const kept = forward.kind === 'op' ? e.kept(forward.node) : undefined;
+    if (kept) return kept;
+    const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
+    return e.value(attentionProbs(n.inputs[0], n.inputs[1], heads, scale.float));
   },
 };
 
