@@ -35,14 +35,20 @@ export interface Catalogue {
   loras: string[];
   /** Textual Inversion embeddings: the file's name, and the word a prompt uses for it. */
   embeddings: { name: string; token?: string }[];
+  /** ControlNets of the models folder's controlnet/. */
+  controlnets: string[];
 }
 
-/** A refused request; `field` is the parameter the server blamed (e.g. "width"), if any. */
+/**
+ * A refused request; `field` is the parameter the server blamed (e.g. "width"), if any, and `path`
+ * where inside it ("controlnet.1.start" for params.controlnet.1.start).
+ */
 export class ApiError extends Error {
   constructor(
     message: string,
     readonly status: number,
     readonly field?: string,
+    readonly path?: string,
   ) {
     super(message);
   }
@@ -59,16 +65,17 @@ async function request<T>(path: string, init?: RequestInit): Promise<T> {
   if (!response.ok) {
     const message = typeof body.error === 'string' ? body.error : typeof body.message === 'string' ? body.message : `HTTP ${response.status}`;
     // The field is shown by where the message goes: "params.width: over the limit" → "over the limit".
-    throw new ApiError(message.replace(/^params\.[\w.]+:\s*/, ''), response.status, fieldName(body.field));
+    const path = fieldPath(body.field);
+    throw new ApiError(message.replace(/^params\.[\w.]+:\s*/, ''), response.status, path?.split('.').find((p) => !/^\d+$/.test(p)), path);
   }
   return body as T;
 }
 
-/** "params.width" or ["params", "width"] → "width". */
-function fieldName(field: unknown): string | undefined {
+/** "params.controlnet.0.model" or ["params", "controlnet", 0, "model"] → "controlnet.0.model" (its field: "controlnet"). */
+function fieldPath(field: unknown): string | undefined {
   const path = Array.isArray(field) ? field.map(String) : typeof field === 'string' ? field.split('.') : [];
-  const last = path.filter((p) => p !== 'params' && !/^\d+$/.test(p));
-  return last.length > 0 ? last[0] : undefined;
+  const inside = path[0] === 'params' ? path.slice(1) : path;
+  return inside.length > 0 ? inside.join('.') : undefined;
 }
 
 /** Trades the server's API token for its session cookie (sent with every later request, images and events too). */
@@ -109,7 +116,7 @@ export async function getCatalogue(): Promise<Catalogue> {
     return { name: m.name, defaultSize: m.defaultSize ?? m.width ?? m.size };
   });
   const embeddings = (raw.embeddings ?? []).map((e) => (typeof e === 'string' ? { name: e } : { name: String((e as { name: unknown }).name), token: (e as { token?: string }).token ?? undefined }));
-  return { models, loras: names(raw.loras), embeddings };
+  return { models, loras: names(raw.loras), embeddings, controlnets: names(raw.controlnets) };
 }
 
 /** The name an image URL serves (what params take to reuse a result as an input). */

@@ -2,10 +2,13 @@
 
 import type { ApiError } from './api.ts';
 
-/** The server's refusal as an error beside the field it names, or as a general one. */
+/**
+ * The server's refusal as an error beside the field it names, or as a general one. A field with
+ * parts (a ControlNet unit's `start`) also gets the error under its path, "controlnet.0.start".
+ */
 export function fieldErrors(refused: ApiError | undefined, fields: readonly string[]): { errors: Record<string, string>; general?: string } {
   if (!refused) return { errors: {} };
-  if (refused.field && fields.includes(refused.field)) return { errors: { [refused.field]: refused.message } };
+  if (refused.field && fields.includes(refused.field)) return { errors: { [refused.field]: refused.message, ...(refused.path ? { [refused.path]: refused.message } : {}) } };
   return { errors: {}, general: refused.message };
 }
 
@@ -14,6 +17,8 @@ export function fieldErrors(refused: ApiError | undefined, fields: readonly stri
  * its layers cannot make, a swap whose words have different token counts) and names the option.
  */
 export function failureField(message: string): string | undefined {
+  // A ControlNet that cannot be loaded ("ControlNet not found: …/controlnet/NAME.safetensors").
+  if (/controlnet/i.test(message)) return 'controlnet';
   if (/word swap|target/i.test(message)) return 'target';
   if (/^reweight/i.test(message)) return 'reweight';
   if (/local.blend/i.test(message)) return 'localBlend';

@@ -2,9 +2,12 @@
 // ("use these settings"), and from a PNG's A1111 `parameters` text.
 
 import { type GenerationParameters, parseParameters } from '../io/parameters.ts';
+import type { InpaintFill, OUTPAINT_SIDES } from '../pipelines/inpaint.ts';
 import type { SchedulerName } from '../schedulers/index.ts';
 import { samplerFromLabel } from '../schedulers/labels.ts';
 import type { Job } from './api.ts';
+import { type ControlUnitForm, controlUnitFromParams, controlUnitFromText, controlUnitParams } from './controlnet-settings.ts';
+import { type Mask, maskCoverage } from './mask.ts';
 
 export type SeedMode = 'random' | 'fixed' | 'last';
 
@@ -26,6 +29,15 @@ export interface GenerateForm {
   /** img2img: an uploaded file or an earlier result, by its server name. */
   initImage?: { name: string; url: string };
   strength: number;
+  /** Inpainting over initImage: 1 where it is repainted (brushed, or an uploaded mask). */
+  mask?: Mask;
+  /** Gaussian σ of the mask's edge in pixels (the server's maskBlur). */
+  maskBlur: number;
+  /** What the masked area starts from below strength 1 (AUTOMATIC1111's "Masked content"). */
+  inpaintFill: InpaintFill;
+  /** Outpainting: pixels added to initImage on each side, multiples of 8. */
+  outpaint: Record<OutpaintSide, number>;
+  controlnets: ControlUnitForm[];
   /** The UNet's and text encoder's weights. */
   dtype: WeightDType;
   /** SDXL's size and crop conditioning, as a PNG or an earlier job carried them (no controls of its own). */
@@ -43,6 +55,13 @@ export interface SizeConditioningParams {
   cropTopLeft?: { top: number; left: number };
 }
 
+export type OutpaintSide = (typeof OUTPAINT_SIDES)[number];
+/** Every side the server takes (a Record, so a side it adds is a type error here), as labelled. */
+export const OUTPAINT_LABELS: Record<OutpaintSide, string> = { left: 'Left', right: 'Right', top: 'Top', bottom: 'Bottom' };
+const OUTPAINT_SIDE_NAMES = Object.keys(OUTPAINT_LABELS) as OutpaintSide[];
+/** AUTOMATIC1111's labels for the server's fills, in its order (inpainting_fill 0–3). */
+export const INPAINT_FILL_LABELS: Record<InpaintFill, string> = { fill: 'fill', original: 'original', 'latent-noise': 'latent noise', 'latent-nothing': 'latent nothing' };
+
 export const INITIAL_FORM: GenerateForm = {
   prompt: '',
   negativePrompt: '',
@@ -59,10 +78,29 @@ export const INITIAL_FORM: GenerateForm = {
   embeddings: [],
   strength: 0.6,
   dtype: 'fp32',
+  maskBlur: 4,
+  inpaintFill: 'original',
+  outpaint: { left: 0, right: 0, top: 0, bottom: 0 },
+  controlnets: [],
 };
 
-/** The job's params; unset numbers are left out so the server's defaults apply. */
-export function formToParams(form: GenerateForm, lastSeed: number | undefined): Record<string, unknown> {
+/** Whether the mask repaints anything (an empty one is plain img2img). */
+export function hasMask(form: GenerateForm): boolean {
+  return form.mask !== undefined && maskCoverage(form.mask) > 0;
+}
+
+/** The margins that grow the canvas; none: not outpainting. */
+export function outpaintMargins(form: GenerateForm): Partial<Record<OutpaintSide, number>> | undefined {
+  // An emptied box (NaN) adds nothing.
+  const sides = OUTPAINT_SIDE_NAMES.filter((side) => form.outpaint[side] > 0);
+  return sides.length > 0 ? Object.fromEntries(sides.map((side) => [side, form.outpaint[side]])) : undefined;
+}
+
+/**
+ * The job's params; unset numbers are left out so the server's defaults apply. `maskUpload` is the
+ * server's name of the mask's PNG (the page uploads it first); every ControlNet unit has its image.
+ */
+export function formToParams(form: GenerateForm, lastSeed: number | undefined, maskUpload?: string): Record<string, unknown> {
   const params: Record<string, unknown> = { prompt: form.prompt, scheduler: form.scheduler };
   if (form.negativePrompt.trim()) params.negativePrompt = form.negativePrompt;
   if (form.model) params.model = form.model;
@@ -82,9 +120,18 @@ export function formToParams(form: GenerateForm, lastSeed: number | undefined): 
   if (form.initImage) {
     params.initImage = form.initImage.name;
     params.strength = form.strength;
+    if (maskUpload !== undefined && hasMask(form)) params.mask = maskUpload;
+    const outpaint = outpaintMargins(form);
+    if (outpaint) params.outpaint = outpaint;
+    if (params.mask !== undefined || outpaint) {
+      if (Number.isFinite(form.maskBlur)) params.maskBlur = form.maskBlur;
+      params.inpaintFill = form.inpaintFill;
+    }
   }
   if (form.dtype !== 'fp32') params.dtype = form.dtype;
   Object.assign(params, form.sizeConditioning);
+  const units = form.controlnets.filter((u): u is ControlUnitForm & { image: { name: string; url: string } } => u.image !== undefined);
+  if (units.length > 0) params.controlnet = units.map(controlUnitParams);
   return params;
 }
 
@@ -138,11 +185,19 @@ export function jobToForm(job: Job, current: GenerateForm): GenerateForm {
     strength: num(p.strength, current.strength),
     dtype: (WEIGHT_DTYPES as readonly unknown[]).includes(p.dtype) ? (p.dtype as WeightDType) : 'fp32',
     sizeConditioning: sizeConditioningParams(p),
+    maskBlur: num(p.maskBlur, current.maskBlur),
+    inpaintFill: typeof p.inpaintFill === 'string' && p.inpaintFill in INPAINT_FILL_LABELS ? (p.inpaintFill as InpaintFill) : current.inpaintFill,
+    outpaint: { ...INITIAL_FORM.outpaint, ...(typeof p.outpaint === 'object' && p.outpaint !== null ? (p.outpaint as Partial<Record<OutpaintSide, number>>) : {}) },
+    // Result images are served back; an upload is reused by its name without a picture.
+    controlnets: Array.isArray(p.controlnet) ? p.controlnet.map((c) => controlUnitFromParams(c as Record<string, unknown>, (name) => (name.startsWith('upload-') ? '' : `/api/v1/images/${encodeURIComponent(name)}`))) : [],
   };
 }
 
-/** A PNG's `parameters` text (Nuri's or AUTOMATIC1111's) applied to the form; unknown models are kept out. */
-export function parametersToForm(text: string, current: GenerateForm, models: string[]): { form: GenerateForm; notes: string[] } {
+/**
+ * A PNG's `parameters` text (Nuri's or AUTOMATIC1111's) applied to the form; unknown models are
+ * kept out. Inpainting's settings and the ControlNet units come back; their pictures cannot.
+ */
+export function parametersToForm(text: string, current: GenerateForm, models: string[], controlnets: string[] = []): { form: GenerateForm; notes: string[] } {
   const p: GenerationParameters = parseParameters(text);
   const notes: string[] = [];
   const form: GenerateForm = { ...current, prompt: p.prompt, negativePrompt: p.negativePrompt ?? '' };
@@ -168,5 +223,20 @@ export function parametersToForm(text: string, current: GenerateForm, models: st
   form.sizeConditioning = c && sizeConditioningParams({ originalSize: size(c.originalSize), targetSize: size(c.targetSize), cropTopLeft: c.cropTopLeft && { top: c.cropTopLeft[0], left: c.cropTopLeft[1] } });
   if (form.sizeConditioning) notes.push(`SDXL ${describeSizeConditioning(form.sizeConditioning)}`);
   if (c?.negativeOriginalSize || c?.negativeTargetSize || c?.negativeCropTopLeft) notes.push("the negative size conditioning is not a server setting; the unconditional half repeats the picture's");
+  if (p.denoisingStrength !== undefined) form.strength = p.denoisingStrength;
+  const extra = p.extra ?? {};
+  const blur = Number(extra['Mask blur']);
+  if (extra['Mask blur'] !== undefined && Number.isFinite(blur)) form.maskBlur = blur;
+  const fill = Object.entries(INPAINT_FILL_LABELS).find(([, label]) => label === String(extra['Masked content'] ?? '').toLowerCase());
+  if (fill) form.inpaintFill = fill[0] as InpaintFill;
+  // "ControlNet 0", "ControlNet 1", … (older versions of the extension: one "ControlNet").
+  const units = Object.entries(extra).filter(([key]) => /^ControlNet( \d+)?$/.test(key));
+  if (units.length > 0) {
+    form.controlnets = units.map(([key, value]) => {
+      const read = controlUnitFromText(key, String(value), controlnets, controlnets[0] ?? '');
+      notes.push(...read.notes);
+      return read.unit;
+    });
+  }
   return { form, notes };
 }

@@ -3,7 +3,7 @@
 // where diffusers starts from the given latents), and a bad --outpaint refused in one line before
 // any work (outpainting itself: test/pipelines/inpaint.test.ts).
 
-import { cpSync, existsSync, linkSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { runNuri } from '../support/cli.ts';
 import { readSafetensors, writeSafetensors } from '../../src/engine/safetensors.ts';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { readPngText } from '../../src/io/png.ts';
-import { copyTinySd } from '../model-copy.ts';
+import { tinyInpaintModel } from '../model-copy.ts';
 import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';
 
 const IMAGE = join(FIXTURES, 'reference-2', 'inpaint_image_128.png');
@@ -19,17 +19,6 @@ const RECT = join(FIXTURES, 'reference-2', 'inpaint_mask_rect_128.png');
 
 function nuri(args: string[], cwd: string) {
   return runNuri(['generate', 'a red bench in a park', ...args], { cwd });
-}
-
-/** tiny-sd with the 9-channel tiny-sd-inpaint UNet: the pipeline case j ran. */
-function tinyInpaintModel(): string {
-  const model = copyTinySd();
-  rmSync(join(model, 'unet'), { recursive: true });
-  cpSync(join(FIXTURES, 'tiny-sd-inpaint', 'unet'), join(model, 'unet'), {
-    recursive: true,
-    filter: (source, destination) => (source.endsWith('.safetensors') ? (linkSync(source, destination), false) : true),
-  });
-  return model;
 }
 
 describe('nuri generate: inpainting and outpainting', () => {

@@ -1,9 +1,16 @@
-// The Generate form as params, from a finished job ("use these settings") and from A1111 text.
+// The Generate form as params, from a finished job ("use these settings") and from A1111 text,
+// with inpainting and ControlNet units checked against the server's own schema and names.
 
 import { describe, expect, it } from 'vitest';
 import { formatParameters } from '../../src/io/parameters.ts';
-import type { Job } from '../../src/web/api.ts';
-import { INITIAL_FORM, formToParams, jobSeed, jobToForm, parametersToForm } from '../../src/web/generate-settings.ts';
+import { controlNetLabels } from '../../src/pipelines/controlnet.ts';
+import { INPAINT_FILLS, MASK_BLUR, OUTPAINT_SIDES } from '../../src/pipelines/inpaint.ts';
+import { jobSchemas } from '../../src/server/schemas.ts';
+import { ApiError, type Job } from '../../src/web/api.ts';
+import { controlUnitErrors, controlUnitParams, newControlUnit } from '../../src/web/controlnet-settings.ts';
+import { fieldErrors, jobErrors } from '../../src/web/form.ts';
+import { INITIAL_FORM, INPAINT_FILL_LABELS, OUTPAINT_LABELS, formToParams, jobSeed, jobToForm, parametersToForm } from '../../src/web/generate-settings.ts';
+import { emptyMask, paintSegment } from '../../src/web/mask.ts';
 
 const form = { ...INITIAL_FORM, prompt: 'red apple', model: 'default', width: 32, height: 32 };
 
@@ -47,5 +54,96 @@ describe('generate settings (Studio)', () => {
     expect(formToParams(jobToForm(job, form), undefined)).toMatchObject(params);
     expect(formToParams(form, undefined).dtype).toBeUndefined();
     expect(parametersToForm('x\nSteps: 3, Weight dtype: fp8', form, []).notes).toEqual(['weight dtype "fp8" is not one of Nuri\'s; kept fp32']);
+  });
+});
+
+describe('inpainting and ControlNet settings (Studio)', () => {
+  const schema = jobSchemas().generate;
+  const painted = (() => {
+    const mask = emptyMask(32, 32);
+    paintSegment(mask, { x: 4, y: 4 }, { x: 20, y: 4 }, 3, 1);
+    return mask;
+  })();
+  const unit = { ...newControlUnit('tiny-controlnet'), image: { name: 'upload-edges.png', url: 'data:' }, preprocess: 'canny' as const, cannyLow: 50, weight: 0.8, end: 0.5 };
+  const inpaint = { ...form, initImage: { name: 'upload-photo.png', url: 'data:' }, strength: 0.75, mask: painted, maskBlur: 8, inpaintFill: 'latent-noise' as const };
+
+  it("sends the mask's upload, its blur and fill, the outpaint margins and the units, as the server's schema takes them", () => {
+    const params = formToParams({ ...inpaint, outpaint: { left: 16, right: 0, top: NaN, bottom: 8 }, controlnets: [unit] }, undefined, 'upload-mask.png');
+    expect(params).toMatchObject({ initImage: 'upload-photo.png', strength: 0.75, mask: 'upload-mask.png', maskBlur: 8, inpaintFill: 'latent-noise', outpaint: { left: 16, bottom: 8 } });
+    expect(params.controlnet).toEqual([{ model: 'tiny-controlnet', image: 'upload-edges.png', fit: 'fill', weight: 0.8, start: 0, end: 0.5, preprocess: 'canny', cannyLow: 50, cannyHigh: 200 }]);
+    expect(schema.safeParse(params).success).toBe(true);
+    // Nothing painted and no margins: plain img2img, and no blur or fill the server would refuse.
+    const plain = formToParams({ ...inpaint, mask: emptyMask(32, 32) }, undefined, 'upload-mask.png');
+    expect(plain).not.toHaveProperty('mask');
+    expect(plain).not.toHaveProperty('maskBlur');
+    expect(plain).not.toHaveProperty('inpaintFill');
+    expect(schema.safeParse(plain).success).toBe(true);
+    // No starting picture: the mask stays on the page.
+    expect(formToParams({ ...inpaint, initImage: undefined }, undefined, 'upload-mask.png')).not.toHaveProperty('mask');
+  });
+
+  it("starts from the server's own defaults and names", () => {
+    const parsed = schema.parse({ prompt: 'x', controlnet: [{ model: 'tiny-controlnet', image: 'upload-edges.png' }] });
+    expect(controlUnitParams({ ...newControlUnit('tiny-controlnet'), image: { name: 'upload-edges.png', url: '' } })).toEqual(parsed.controlnet[0]);
+    expect(INITIAL_FORM.maskBlur).toBe(MASK_BLUR);
+    expect(Object.keys(INPAINT_FILL_LABELS).sort()).toEqual([...INPAINT_FILLS].sort());
+    expect(Object.keys(OUTPAINT_LABELS)).toEqual([...OUTPAINT_SIDES]);
+  });
+
+  it('"use these settings" brings back the fill, blur, margins and units (an upload by name, a result by its URL)', () => {
+    const params = { prompt: 'a bench', initImage: 'upload-photo.png', mask: 'upload-mask.png', maskBlur: 2, inpaintFill: 'fill', outpaint: { top: 64 }, controlnet: [{ ...controlUnitParams(unit), image: 'job-1-1.png' }, controlUnitParams(unit)] };
+    const job = { id: 'j', type: 'generate', status: 'completed', progress: { step: 1, total: 1 }, images: [], error: null, info: {}, params } as Job;
+    const back = jobToForm(job, form);
+    expect(back).toMatchObject({ maskBlur: 2, inpaintFill: 'fill', outpaint: { left: 0, right: 0, top: 64, bottom: 0 } });
+    expect(back.controlnets.map((u) => u.image)).toEqual([{ name: 'job-1-1.png', url: '/api/v1/images/job-1-1.png' }, { name: 'upload-edges.png', url: '' }]);
+    expect(back.controlnets[1]).toMatchObject({ model: 'tiny-controlnet', preprocess: 'canny', cannyLow: 50, weight: 0.8, end: 0.5 });
+  });
+
+  it("reads inpainting's and the ControlNet extension's fields from AUTOMATIC1111's text, and Nuri's own", () => {
+    const a1111 = formatParameters({
+      prompt: 'a bench',
+      steps: 20,
+      sampler: 'Euler a',
+      guidance: 7,
+      seed: 1,
+      width: 512,
+      height: 512,
+      denoisingStrength: 0.75,
+      extra: {
+        'Mask blur': 8,
+        'Masked content': 'latent nothing',
+        'ControlNet 0': 'Module: canny, Model: control_v11p_sd15_canny [d14c016b], Weight: 0.6, Resize Mode: Crop and Resize, Low Vram: False, Processor Res: 512, Threshold A: 64, Threshold B: 128, Guidance Start: 0.1, Guidance End: 0.9, Pixel Perfect: False, Control Mode: Balanced',
+        'ControlNet 1': 'Module: openpose_full, Model: tiny-controlnet, Weight: 1, Resize Mode: Just Resize, Guidance Start: 0, Guidance End: 1',
+      },
+    });
+    const { form: read, notes } = parametersToForm(a1111, form, ['default'], ['tiny-controlnet']);
+    expect(read).toMatchObject({ strength: 0.75, maskBlur: 8, inpaintFill: 'latent-nothing' });
+    expect(read.controlnets).toEqual([
+      { ...newControlUnit('tiny-controlnet'), preprocess: 'canny', cannyLow: 64, cannyHigh: 128, weight: 0.6, start: 0.1, end: 0.9, fit: 'cover' },
+      { ...newControlUnit('tiny-controlnet'), fit: 'fill' },
+    ]);
+    expect(notes).toEqual([
+      'ControlNet 0: model "control_v11p_sd15_canny" is not on this server; chose tiny-controlnet',
+      'ControlNet 0: choose its control image',
+      'ControlNet 1: preprocessor "openpose_full" is not one of Nuri\'s (none, canny); give it a ready-made control image',
+      'ControlNet 1: choose its control image',
+    ]);
+
+    // What the server writes (runner.ts: controlNetLabels) comes back as it was sent.
+    const nuri = formatParameters({ prompt: 'a bench', steps: 2, extra: controlNetLabels([{ model: 'tiny-controlnet', weight: 0.8, start: 0, end: 0.5, preprocess: 'canny', cannyLow: 50, cannyHigh: 200 }]) });
+    const again = parametersToForm(nuri, form, ['default'], ['tiny-controlnet']).form.controlnets[0];
+    expect(controlUnitParams({ ...again, image: unit.image })).toEqual(controlUnitParams(unit));
+  });
+
+  it("puts each error beside its unit's field: the server's path, or the ControlNet a failed run names", () => {
+    const units = [newControlUnit('tiny-controlnet'), newControlUnit('gone')];
+    const refused = fieldErrors(new ApiError('start (0.7) must be below end (0.2)', 400, 'controlnet', 'controlnet.1.start'), ['controlnet']);
+    expect(refused.errors).toEqual({ controlnet: 'start (0.7) must be below end (0.2)', 'controlnet.1.start': 'start (0.7) must be below end (0.2)' });
+    expect(controlUnitErrors(refused.errors, units)).toEqual({ unit: [{}, { start: 'start (0.7) must be below end (0.2)' }] });
+    const failed = jobErrors({ job: { status: 'failed', error: 'ControlNet not found: /srv/models/controlnet/gone.safetensors' } }, ['controlnet', 'width']);
+    expect(failed.errors).toEqual({ controlnet: 'ControlNet not found: /srv/models/controlnet/gone.safetensors' });
+    expect(controlUnitErrors(failed.errors, units)).toEqual({ unit: [{}, { model: 'ControlNet not found: /srv/models/controlnet/gone.safetensors' }] });
+    // A message that names no unit's model stays with the whole ControlNet section.
+    expect(controlUnitErrors({ controlnet: 'ControlNet: out of memory' }, units)).toEqual({ unit: [{}, {}], general: 'ControlNet: out of memory' });
   });
 });

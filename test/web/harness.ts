@@ -6,12 +6,13 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import chromium from '@sparticuz/chromium';
-import { type Browser, chromium as playwright } from 'playwright-core';
+import { type Browser, type Locator, type Page, chromium as playwright } from 'playwright-core';
+import { expect } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '../..');
 const BUILT = join(ROOT, 'dist/web/index.html');
 /** The page's sources, and the shared modules it bundles. */
-const SOURCES = ['src/web', 'src/io/parameters.ts', 'src/io/png-text.ts', 'src/schedulers/labels.ts', 'src/tokenizers/words.ts'];
+const SOURCES = ['src/web', 'src/io/parameters.ts', 'src/io/png-text.ts', 'src/schedulers/labels.ts', 'src/tokenizers/words.ts', 'src/pipelines/masks.ts'];
 
 function newestChange(path: string): number {
   const stat = statSync(path);
@@ -81,4 +82,21 @@ export function startNuriServe(args: string[], env: NodeJS.ProcessEnv = {}): Pro
 
 export async function launchChromium(): Promise<Browser> {
   return playwright.launch({ executablePath: await chromium.executablePath(), args: chromium.args, headless: true });
+}
+
+/** Waits in the page are for a loaded 2-core machine, where a step or a fetch can take seconds. */
+export const POLL = { timeout: 30_000, interval: 50 };
+
+/** The job status the page shows in a region's progress panel, once it is one of `statuses`. */
+export async function waitForStatus(region: Locator, statuses: string[], timeout = 60_000): Promise<string> {
+  const panel = region.locator('.progress');
+  await expect.poll(async () => panel.getAttribute('data-status'), { timeout, interval: 50 }).toSatisfy((s) => statuses.includes(s ?? ''));
+  return (await panel.getAttribute('data-status'))!;
+}
+
+/** A screenshot into `dir`, and into $NURI_STUDIO_SCREENSHOTS too when set (the README's pictures). */
+export async function saveScreenshot(page: Page, dir: string, name: string): Promise<void> {
+  await page.screenshot({ path: join(dir, `${name}.png`) });
+  const docs = process.env.NURI_STUDIO_SCREENSHOTS;
+  if (docs) await page.screenshot({ path: join(docs, `${name}.png`) });
 }

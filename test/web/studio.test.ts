@@ -7,11 +7,11 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatParameters } from '../../src/io/parameters.ts';
 import { insertTextChunks } from '../../src/io/png.ts';
-import { type RunningServer, ensureStudioBuilt, launchChromium, startNuriServe } from './harness.ts';
+import { POLL, type RunningServer, ensureStudioBuilt, launchChromium, saveScreenshot, startNuriServe, waitForStatus } from './harness.ts';
 
 interface JobJson {
   id: string;
@@ -28,8 +28,6 @@ let dir: string;
 let server: RunningServer;
 let browser: Browser;
 let page: Page;
-/** Waits in the page are for a loaded 2-core machine, where a step or a fetch can take seconds. */
-const POLL = { timeout: 30_000, interval: 50 };
 
 async function api<T>(path: string): Promise<T> {
   const response = await fetch(server.url + path);
@@ -48,19 +46,7 @@ async function latestResult(): Promise<JobJson> {
   return jobs.find((j) => j.type === 'generate' && j.status === 'completed' && j.images.length > 0)!;
 }
 
-async function screenshot(name: string): Promise<void> {
-  const path = join(dir, 'screenshots', `${name}.png`);
-  await page.screenshot({ path });
-  const docs = process.env.NURI_STUDIO_SCREENSHOTS;
-  if (docs) await page.screenshot({ path: join(docs, `${name}.png`) });
-}
-
-/** The job status the page shows in a region's progress panel, once it is one of `statuses`. */
-async function waitForStatus(region: Locator, statuses: string[], timeout = 60_000): Promise<string> {
-  const panel = region.locator('.progress');
-  await expect.poll(async () => panel.getAttribute('data-status'), { timeout, interval: 50 }).toSatisfy((s) => statuses.includes(s ?? ''));
-  return (await panel.getAttribute('data-status'))!;
-}
+const screenshot = (name: string) => saveScreenshot(page, join(dir, 'screenshots'), name);
 
 /** Records, inside the page, every progress value and preview image the region shows. */
 async function recordProgress(region: string): Promise<void> {

@@ -86,7 +86,8 @@ export function settingsLine(job: Job): string {
     p.guidance !== undefined && `CFG ${String(p.guidance)}`,
     jobSize(job).width > 1 && `${jobSize(job).width}×${jobSize(job).height}`,
     typeof p.model === 'string' && p.model,
-    typeof p.initImage === 'string' && `img2img ${String(p.strength ?? '')}`,
+    typeof p.initImage === 'string' && `${p.mask !== undefined ? 'inpaint' : p.outpaint !== undefined ? 'outpaint' : 'img2img'} ${String(p.strength ?? '')}`,
+    Array.isArray(p.controlnet) && p.controlnet.length > 0 && `ControlNet ${p.controlnet.map((c: { model?: unknown }) => String(c.model)).join(', ')}`,
   ];
   return parts.filter(Boolean).join(' · ');
 }

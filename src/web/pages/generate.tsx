@@ -1,21 +1,28 @@
-// Generate: txt2img and img2img with every setting the server takes, live progress and previews,
-// and the gallery of past results. A PNG dropped on the page fills the form from its parameters.
+// Generate: txt2img, img2img, inpainting and outpainting (a mask painted over the starting image)
+// and ControlNet units, with every setting the server takes, live progress and previews, and the
+// gallery of past results. A PNG dropped on the page fills the form from its parameters; the form
+// is kept in the browser across reloads.
 
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { type Catalogue, type Job, imageName, uploadFile } from '../api.ts';
 import { Field, ModelField, NumberInput } from '../components/field.tsx';
 import { Gallery } from '../components/gallery.tsx';
+import { ControlNetUnits } from '../components/controlnet-units.tsx';
 import { ImageBox } from '../components/image-box.tsx';
+import { InpaintFields } from '../components/inpaint-fields.tsx';
 import { ProgressPanel } from '../components/progress.tsx';
 import { SeedField } from '../components/seed-field.tsx';
-import { type GenerateForm, INITIAL_FORM, WEIGHT_DTYPES, type WeightDType, describeSizeConditioning, formToParams, jobSeed, jobToForm, parametersToForm } from '../generate-settings.ts';
+import { type GenerateForm, WEIGHT_DTYPES, type WeightDType, describeSizeConditioning, formToParams, hasMask, jobSeed, jobToForm, parametersToForm } from '../generate-settings.ts';
+import { type Mask, resizeMask } from '../mask.ts';
+import { fileDataUrl, maskPng } from '../mask-canvas.ts';
+import { loadSettings, saveSettings } from '../saved-settings.ts';
 import { readPngParameters } from '../png-file.ts';
 import { SAMPLER_LABELS } from '../../schedulers/labels.ts';
 import type { SchedulerName } from '../../schedulers/index.ts';
 import { jobErrors, submitOnEnter } from '../form.ts';
 import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
 
-const FIELDS = ['prompt', 'negativePrompt', 'model', 'scheduler', 'dtype', 'originalSize', 'targetSize', 'cropTopLeft', 'steps', 'guidance', 'seed', 'width', 'height', 'batch', 'loras', 'embeddings', 'initImage', 'strength'];
+const FIELDS = ['prompt', 'negativePrompt', 'model', 'scheduler', 'dtype', 'originalSize', 'targetSize', 'cropTopLeft', 'steps', 'guidance', 'seed', 'width', 'height', 'batch', 'loras', 'embeddings', 'initImage', 'strength', 'mask', 'maskBlur', 'inpaintFill', 'outpaint', 'controlnet'];
 
 interface GeneratePageProps {
   catalogue: Catalogue;
@@ -24,9 +31,16 @@ interface GeneratePageProps {
 }
 
 export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
-  const [form, setForm] = useState<GenerateForm>(INITIAL_FORM);
+  const [saved] = useState(() => loadSettings(localStorage));
+  const [form, setForm] = useState<GenerateForm>(saved.form);
   const set = (patch: Partial<GenerateForm>) => setForm((f) => ({ ...f, ...patch }));
-  const [sizeTouched, setSizeTouched] = useState(false);
+  const [sizeTouched, setSizeTouched] = useState(saved.sizeTouched);
+  useEffect(() => saveSettings(localStorage, { form, sizeTouched }), [form, sizeTouched]);
+  // Errors the page finds before sending (a unit without its image, a mask that did not upload).
+  const [pageErrors, setPageErrors] = useState<Record<string, string>>({});
+  // The server's name of each mask already uploaded, at the size it was sent.
+  const sentMasks = useRef(new WeakMap<Mask, { size: string; name: string }>());
+  const sending = useRef(false);
   const [lastSeed, setLastSeed] = useState<number>();
   const [historyVersion, setHistoryVersion] = useState(0);
   const [notice, setNotice] = useState<string>();
@@ -40,22 +54,47 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
   // The model's own size until the user picks one.
   const model = catalogue.models.find((m) => m.name === form.model) ?? catalogue.models[0];
   useEffect(() => {
-    if (!form.model && model) set({ model: model.name });
+    // A kept model that is no longer on the server gives way to the first one.
+    if (model && form.model !== model.name) set({ model: model.name });
     if (!sizeTouched && model?.defaultSize) set({ width: model.defaultSize, height: model.defaultSize });
   }, [model?.name, model?.defaultSize, sizeTouched]);
 
-  const { errors, general } = jobErrors(state, FIELDS);
-  const submit = (e?: Event) => {
+  const shown = state.job?.status === 'completed' ? state.job.images : [];
+  const [w, h] = [Number.isFinite(form.width) ? form.width : model?.defaultSize ?? 1, Number.isFinite(form.height) ? form.height : model?.defaultSize ?? 1];
+
+  const server = jobErrors(state, FIELDS);
+  const errors = { ...server.errors, ...pageErrors };
+  const submit = async (e?: Event) => {
     e?.preventDefault();
-    if (busy) return;
-    void start('generate', formToParams(form, lastSeed));
+    if (busy || sending.current) return;
+    const missing = form.controlnets.findIndex((u) => !u.image);
+    if (missing >= 0) return setPageErrors({ [`controlnet.${missing}.image`]: 'choose a control image for this unit' });
+    setPageErrors({});
+    sending.current = true;
+    try {
+      void start('generate', formToParams(form, lastSeed, await uploadMask()));
+    } catch (error) {
+      setPageErrors({ mask: `the mask could not be sent: ${(error as Error).message}` });
+    } finally {
+      sending.current = false;
+    }
+  };
+  /** The painted mask as an upload (once per mask and size); undefined when nothing is painted. */
+  const uploadMask = async (): Promise<string | undefined> => {
+    if (!form.initImage || !form.mask || !hasMask(form)) return undefined;
+    const size = `${w}x${h}`;
+    const sent = sentMasks.current.get(form.mask);
+    if (sent?.size === size) return sent.name;
+    const name = await uploadFile(await maskPng(resizeMask(form.mask, w, h)), 'mask.png');
+    sentMasks.current.set(form.mask, { size, name });
+    return name;
   };
 
   const readSettings = async (file: File) => {
     try {
       const text = await readPngParameters(file);
       if (text === undefined) return setNotice(`${file.name} has no generation parameters`);
-      const { form: next, notes } = parametersToForm(text, form, catalogue.models.map((m) => m.name));
+      const { form: next, notes } = parametersToForm(text, form, catalogue.models.map((m) => m.name), catalogue.controlnets);
       setForm(next);
       setSizeTouched(true);
       setNotice([`Settings read from ${file.name}`, ...notes].join('; '));
@@ -69,17 +108,21 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
     e.preventDefault();
     void readSettings(file);
   };
-  const uploadInit = async (file: File) => {
+  /** Sends a picked picture; a data: URL shows it again after a reload. */
+  const uploadPicture = async (file: File): Promise<{ name: string; url: string } | undefined> => {
     try {
-      const name = await uploadFile(file, file.name);
-      set({ initImage: { name, url: URL.createObjectURL(file) } });
+      const [name, url] = await Promise.all([uploadFile(file, file.name), fileDataUrl(file)]);
+      return { name, url };
     } catch (error) {
       setNotice(`upload failed: ${(error as Error).message}`);
+      return undefined;
     }
   };
-
-  const shown = state.job?.status === 'completed' ? state.job.images : [];
-  const [w, h] = [Number.isFinite(form.width) ? form.width : 1, Number.isFinite(form.height) ? form.height : 1];
+  const uploadInit = async (file: File) => {
+    const initImage = await uploadPicture(file);
+    // A mask belongs to the picture it was painted on.
+    if (initImage) set({ initImage, mask: undefined });
+  };
   return (
     <div class="page generate" onDragOver={(e) => e.preventDefault()} onDrop={onDrop}>
       <form class="panel" onSubmit={submit} noValidate aria-label="Generate settings">
@@ -158,10 +201,12 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
               {(id, d) => <input id={id} type="file" accept="image/png,image/jpeg,image/webp" aria-describedby={d} onChange={(e) => e.currentTarget.files?.[0] && void uploadInit(e.currentTarget.files[0])} />}
             </Field>
           )}
-          <Field label={`Strength: ${form.strength}`} error={errors.strength} hint="how much of the starting image is replaced">
+          <Field label={`Strength: ${form.strength}`} error={errors.strength} hint="denoising strength: how much of the starting image is replaced">
             {(id, d) => <input id={id} type="range" min={0} max={1} step={0.05} value={form.strength} disabled={!form.initImage} aria-describedby={d} onInput={(e) => set({ strength: e.currentTarget.valueAsNumber })} />}
           </Field>
+          {form.initImage && <InpaintFields form={{ ...form, initImage: form.initImage }} set={set} errors={errors} width={w} height={h} />}
         </fieldset>
+        <ControlNetUnits controlnets={catalogue.controlnets} units={form.controlnets} onChange={(controlnets) => set({ controlnets })} upload={uploadPicture} errors={errors} />
         <Field label="Read settings from a PNG" hint="or drop a PNG made by Nuri or AUTOMATIC1111 anywhere on the page">
           {(id, d) => <input id={id} type="file" accept="image/png" aria-describedby={d} onChange={(e) => e.currentTarget.files?.[0] && void readSettings(e.currentTarget.files[0])} />}
         </Field>
@@ -170,9 +215,9 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
             {notice}
           </p>
         )}
-        {general && (
+        {server.general && (
           <p class="error" role="alert">
-            {general}
+            {server.general}
           </p>
         )}
         <button type="submit" class="primary" disabled={busy}>
@@ -195,7 +240,7 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
         <Gallery
           version={historyVersion}
           onUse={(job) => (setForm((f) => jobToForm(job, f)), setSizeTouched(true), setNotice('Settings taken from the chosen result'))}
-          onImg2img={(_, url) => set({ initImage: { name: imageName(url), url } })}
+          onImg2img={(_, url) => set({ initImage: { name: imageName(url), url }, mask: undefined })}
           onEdit={onEdit}
         />
       </div>

@@ -1,0 +1,58 @@
+// Inpainting and outpainting over the starting image: the mask, its blur, what the masked area
+// starts from, and the margins that grow the canvas (the server's mask, maskBlur, inpaintFill and
+// outpaint fields).
+
+import type { InpaintFill } from '../../pipelines/inpaint.ts';
+import { type GenerateForm, INPAINT_FILL_LABELS, OUTPAINT_LABELS, type OutpaintSide } from '../generate-settings.ts';
+import { Field, NumberInput } from './field.tsx';
+import { MaskEditor } from './mask-editor.tsx';
+
+interface InpaintFieldsProps {
+  form: GenerateForm & { initImage: { url: string } };
+  set: (patch: Partial<GenerateForm>) => void;
+  errors: Record<string, string>;
+  /** The job's size. */
+  width: number;
+  height: number;
+}
+
+export function InpaintFields({ form, set, errors, width, height }: InpaintFieldsProps) {
+  return (
+    <>
+      <MaskEditor imageUrl={form.initImage.url} width={width} height={height} mask={form.mask} onChange={(mask) => set({ mask })} error={errors.mask} />
+      <div class="row">
+        <Field label="Mask blur" error={errors.maskBlur} hint="px; soft edge of the repainted area">
+          {(id, d) => <NumberInput id={id} name="maskBlur" describedBy={d} value={form.maskBlur} min={0} max={64} step={1} onChange={(maskBlur) => set({ maskBlur })} invalid={!!errors.maskBlur} />}
+        </Field>
+        <Field label="Masked content" error={errors.inpaintFill} hint="where the mask or the outpaint border starts from, below strength 1">
+          {(id, d) => (
+            <select id={id} name="inpaintFill" value={form.inpaintFill} aria-describedby={d} onChange={(e) => set({ inpaintFill: e.currentTarget.value as InpaintFill })}>
+              {Object.entries(INPAINT_FILL_LABELS).map(([value, label]) => (
+                <option key={value} value={value}>
+                  {label}
+                </option>
+              ))}
+            </select>
+          )}
+        </Field>
+      </div>
+      <fieldset class={`outpaint ${errors.outpaint ? 'has-error' : ''}`} aria-describedby={errors.outpaint ? 'outpaint-error' : undefined}>
+        <legend>Outpaint: grow the canvas (px, multiples of 8)</legend>
+        <div class="row">
+          {(Object.entries(OUTPAINT_LABELS) as [OutpaintSide, string][]).map(([side, label]) => (
+            <Field key={side} label={label}>
+              {(id, d) => (
+                <NumberInput id={id} name={`outpaint-${side}`} describedBy={d} value={form.outpaint[side]} min={0} step={8} onChange={(v) => set({ outpaint: { ...form.outpaint, [side]: v } })} invalid={!!errors[`outpaint.${side}`]} />
+              )}
+            </Field>
+          ))}
+        </div>
+        {errors.outpaint && (
+          <small id="outpaint-error" class="error" role="alert" data-field-error>
+            {errors.outpaint}
+          </small>
+        )}
+      </fieldset>
+    </>
+  );
+}
