@@ -100,3 +100,23 @@ export async function saveScreenshot(page: Page, dir: string, name: string): Pro
   const docs = process.env.NURI_STUDIO_SCREENSHOTS;
   if (docs) await page.screenshot({ path: join(docs, `${name}.png`) });
 }
+
+export interface Studio {
+  server: RunningServer;
+  browser: Browser;
+  page: Page;
+  close(): Promise<void>;
+}
+
+/**
+ * The page built, `nuri serve` with `args` and its outputs in `dir` (graph cache: $NURI_CACHE, or
+ * one in `dir`), and a Chromium page open on it that reports the page's own errors.
+ */
+export async function openStudio(dir: string, args: string[], viewport: { width: number; height: number }): Promise<Studio> {
+  await ensureStudioBuilt();
+  const [server, browser] = await Promise.all([startNuriServe(['--outputs', join(dir, 'outputs'), ...args], { NURI_CACHE: process.env.NURI_CACHE ?? join(dir, 'cache') }), launchChromium()]);
+  const page = await browser.newPage({ viewport });
+  page.on('pageerror', (error) => console.error('page error:', error.message));
+  await page.goto(server.url);
+  return { server, browser, page, close: async () => (await browser.close(), await server.stop()) };
+}

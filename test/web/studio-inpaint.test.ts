@@ -7,14 +7,14 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { parsePngText } from '../../src/io/png.ts';
 import { FIXTURES, TINY_SD } from '../fixtures.ts';
 import { tinyInpaintModel } from '../model-copy.ts';
-import { POLL, type RunningServer, ensureStudioBuilt, launchChromium, saveScreenshot, startNuriServe, waitForStatus } from './harness.ts';
+import { POLL, type RunningServer, type Studio, openStudio, saveScreenshot, waitForStatus } from './harness.ts';
 
 const SIZE = 64;
 const EDGES = join(FIXTURES, 'reference-2', 'controlnet_cond_128.png');
@@ -22,8 +22,8 @@ const EDGES = join(FIXTURES, 'reference-2', 'controlnet_cond_128.png');
 let dir: string;
 let inpaintModel: string;
 let photo: string;
+let studio: Studio;
 let server: RunningServer;
-let browser: Browser;
 let page: Page;
 
 interface JobJson {
@@ -60,19 +60,12 @@ beforeAll(async () => {
   // The starting picture at the job's size, so the kept pixels can be compared one for one.
   photo = join(dir, 'photo.png');
   await sharp(join(FIXTURES, 'reference-2', 'inpaint_image_128.png')).resize(SIZE, SIZE).png().toFile(photo);
-  await ensureStudioBuilt();
-  [server, browser] = await Promise.all([
-    startNuriServe(['--models', models, '--outputs', join(dir, 'outputs')], { NURI_CACHE: process.env.NURI_CACHE ?? join(dir, 'cache') }),
-    launchChromium(),
-  ]);
-  page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-  page.on('pageerror', (error) => console.error('page error:', error.message));
-  await page.goto(server.url);
+  studio = await openStudio(dir, ['--models', models], { width: 1280, height: 1000 });
+  ({ server, page } = studio);
 }, 180_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await server?.stop();
+  await studio?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
   if (inpaintModel) rmSync(dirname(inpaintModel), { recursive: true, force: true });
 });

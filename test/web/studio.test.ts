@@ -7,11 +7,11 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatParameters } from '../../src/io/parameters.ts';
 import { insertTextChunks } from '../../src/io/png.ts';
-import { POLL, type RunningServer, ensureStudioBuilt, launchChromium, saveScreenshot, startNuriServe, waitForStatus } from './harness.ts';
+import { POLL, type RunningServer, type Studio, openStudio, saveScreenshot, waitForStatus } from './harness.ts';
 
 interface JobJson {
   id: string;
@@ -25,8 +25,8 @@ interface JobJson {
 }
 
 let dir: string;
+let studio: Studio;
 let server: RunningServer;
-let browser: Browser;
 let page: Page;
 
 async function api<T>(path: string): Promise<T> {
@@ -80,16 +80,12 @@ async function dropFile(target: string, bytes: Buffer, name: string): Promise<vo
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'nuri-studio-'));
   mkdirSync(join(dir, 'screenshots'));
-  await ensureStudioBuilt();
-  [server, browser] = await Promise.all([startNuriServe(['--outputs', join(dir, 'outputs')], { NURI_CACHE: process.env.NURI_CACHE ?? join(dir, 'cache') }), launchChromium()]);
-  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.on('pageerror', (error) => console.error('page error:', error.message));
-  await page.goto(server.url);
+  studio = await openStudio(dir, [], { width: 1280, height: 800 });
+  ({ server, page } = studio);
 }, 180_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await server?.stop();
+  await studio?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
