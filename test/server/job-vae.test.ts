@@ -17,7 +17,8 @@ beforeAll(async () => {
   symlinkSync(TINY_SD, join(modelsDir, 'tiny-sd'));
   mkdirSync(join(modelsDir, 'vae'));
   symlinkSync(join(FIXTURES, 'tiny-taesd'), join(modelsDir, 'vae', 'tiny-taesd'));
-  server = await testServer({ models: modelsDir, queueSize: 4 });
+  // Two resident pipelines: the model with its own VAE and with the tiny one, each loaded once.
+  server = await testServer({ models: modelsDir, queueSize: 4, maxLoaded: 2 });
 });
 afterAll(async () => {
   await server.close();
@@ -44,7 +45,6 @@ describe("a job's own VAE", () => {
     expect(parseParameters(own.infotext).extra?.VAE).toBeUndefined();
     // The same noise, decoded by the same VAE again: the same picture (the pipeline is cached per VAE).
     expect((await run('generate', { ...SMALL, vae: 'tiny-taesd' })).png.equals(tiny.png)).toBe(true);
-    expect(parseParameters((await run('attention', { ...SMALL, vae: 'tiny-taesd' })).infotext).extra).toMatchObject({ VAE: 'tiny-taesd' });
   });
 
   it('refuses a VAE the server does not have, or a path, naming the field', async () => {
