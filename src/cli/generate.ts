@@ -57,7 +57,7 @@ export function registerGenerate(program: Command): void {
     .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
     .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (default: the one the model's scheduler config names, ddim for SD 1.x's PNDM)`, oneOf(SCHEDULER_NAMES));
   timestepSpacingOption(command)
-    .option('--guidance <g>', 'classifier-free guidance scale (≤ 1 disables it)', number(0, 100), DEFAULTS.guidance)
+    .option('--guidance <g>', 'guidance scale: classifier-free (≤ 1 disables it), or an LCM-distilled UNet\'s own input', number(0, 100), DEFAULTS.guidance)
     .option('--eta <e>', "DDIM's η: 0 is deterministic, 1 is DDPM-like (DDIM only)", number(0, 1))
     .option('--seed <s>', 'random seed (image i of a batch uses seed + i); random when omitted', integer(0, 2 ** 32 - 1))
     .option('--width <w>', "image width, a multiple of 8 (default: the model's own size, 512 for SD 1.5)", imageSize)

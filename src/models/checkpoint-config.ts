@@ -26,6 +26,8 @@ export type UNetConfigJson = {
   attention_head_dim: number | number[];
   use_linear_projection: boolean;
   transformer_layers_per_block: number;
+  /** An LCM-distilled UNet's guidance embedding width, read off its cond_proj tensor. */
+  time_cond_proj_dim?: number;
 };
 
 export type VaeConfigJson = {

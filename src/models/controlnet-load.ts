@@ -75,7 +75,8 @@ function loadSingleFileControlNet(path: string, base: UNetConfig | undefined): C
     conditioningChannels = shape(hint(0)!)[1];
   }
   const config: ControlNetConfig = {
-    unet: { ...base, in_channels: shape(sampleConv)[1] },
+    // A ControlNet's time embedding takes no guidance condition, whatever its base UNet's does.
+    unet: { ...base, in_channels: shape(sampleConv)[1], time_cond_proj_dim: null },
     conditioning_channels: conditioningChannels,
     conditioning_embedding_out_channels: widths,
     controlnet_conditioning_channel_order: 'rgb',

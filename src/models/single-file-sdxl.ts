@@ -19,7 +19,7 @@ import { inFile, readConfigFile } from './checkpoint/config-file.ts';
 import { UNET_PREFIX, VAE_PREFIX } from './checkpoint-config.ts';
 import { ClipTextModel } from './clip-text.ts';
 import { parseClipTextConfig } from './checkpoint/clip-config.ts';
-import { type ParameterMap, type Target, assertNotPickle, sd1TextTarget, sd2TextTargets, singleFileLocator, unetName, vaeTarget } from './single-file.ts';
+import { type ParameterMap, type Target, assertNotPickle, guidanceEmbeddingWidth, sd1TextTarget, sd2TextTargets, singleFileLocator, unetName, vaeTarget } from './single-file.ts';
 import { parseVaeConfig } from './checkpoint/vae-config.ts';
 import { UNet2DConditionModel } from './unet.ts';
 import { type UNetConfig, parseUNetConfig } from './checkpoint/unet-config.ts';
@@ -187,6 +187,12 @@ export function loadSdxlSingleFile(path: string, options: LoadSdxlSingleFileOpti
   }
   const file = SafetensorsFile.open(path);
   const configs = options.config === undefined ? baseConfigs(file) : folderConfigs(options.config);
+  const lcm = guidanceEmbeddingWidth(file);
+  if (lcm && configs.unet.time_cond_proj_dim == null) {
+    // SDXL base's configs with an LCM-distilled UNet (LCM-SDXL): its width from the tensor, its sampler LCM's.
+    configs.unet = { ...configs.unet, time_cond_proj_dim: lcm.width };
+    configs.scheduler = { ...configs.scheduler, _class_name: 'LCMScheduler' };
+  }
   const { maps, unmapped } = mapSdxlKeys(file, configs);
   if (unmapped.length) {
     const shown = unmapped.slice(0, 12).join(', ');

@@ -45,7 +45,14 @@ export interface SingleFileMapping {
 }
 
 // The fields of each diffusers config.json that the key mapping needs.
-export type UNetLayout = { layers_per_block: number; down_block_types: readonly string[]; up_block_types: readonly string[]; transformer_layers_per_block?: number | readonly number[]; addition_embed_type?: string | null };
+export type UNetLayout = {
+  layers_per_block: number;
+  down_block_types: readonly string[];
+  up_block_types: readonly string[];
+  transformer_layers_per_block?: number | readonly number[];
+  addition_embed_type?: string | null;
+  time_cond_proj_dim?: number | null;
+};
 type VaeLayout = { layers_per_block: number; block_out_channels: readonly number[] };
 type TextLayout = { num_hidden_layers: number; hidden_size: number };
 
@@ -140,6 +147,8 @@ export function unetName(key: string, config: UNetLayout): string | undefined {
   const depthAt = (level: number) => (typeof depths === 'number' ? depths : depths[level] ?? 1);
   let m: RegExpExecArray | null;
   if ((m = /^time_embed\.([02])\.(weight|bias)$/.exec(key))) return `time_embedding.linear_${m[1] === '0' ? 1 : 2}.${m[2]}`;
+  // LCM-distilled checkpoints keep diffusers' name for the guidance projection; some converters write time_embed.
+  if (/^time_embed(ding)?\.cond_proj\.weight$/.test(key)) return config.time_cond_proj_dim ? 'time_embedding.cond_proj.weight' : undefined;
   if ((m = /^label_emb\.0\.([02])\.(weight|bias)$/.exec(key))) return config.addition_embed_type !== 'text_time' ? undefined : `add_embedding.linear_${m[1] === '0' ? 1 : 2}.${m[2]}`;
   if ((m = /^input_blocks\.0\.0\.(weight|bias)$/.exec(key))) return `conv_in.${m[1]}`;
   if ((m = /^out\.([02])\.(weight|bias)$/.exec(key))) return `${m[1] === '0' ? 'conv_norm_out' : 'conv_out'}.${m[2]}`;
@@ -306,6 +315,21 @@ export function mapSingleFileKeys(
   return mapping;
 }
 
+/** The names single files give an LCM-distilled UNet's guidance projection [C, time_cond_proj_dim]. */
+const COND_PROJ_KEYS = [`${UNET_PREFIX}time_embedding.cond_proj.weight`, `${UNET_PREFIX}time_embed.cond_proj.weight`];
+
+/**
+ * An LCM-distilled UNet in a single file, which names neither its guidance embedding width nor its
+ * sampler: the width read off the cond_proj tensor, undefined for other checkpoints.
+ */
+export function guidanceEmbeddingWidth(file: SafetensorsFile): { key: string; width: number } | undefined {
+  const key = COND_PROJ_KEYS.find((k) => file.has(k));
+  const shape = key === undefined ? undefined : file.entry(key).shape;
+  if (!key || !shape) return undefined;
+  if (shape.length !== 2) throw new Error(`${file.path}: tensor "${key}" should be [channels, time_cond_proj_dim], found [${shape.join(', ')}]`);
+  return { key, width: shape[1]! };
+}
+
 /** A TensorLocator for `bindLocated` over one model's part of the mapping. */
 export function singleFileLocator(file: SafetensorsFile, map: ParameterMap): TensorLocator {
   return (name) => {
@@ -330,6 +354,12 @@ export function openSingleFileCheckpoint(path: string, options: { originalConfig
   assertNotPickle(path);
   const file = SafetensorsFile.open(path);
   const config = options.originalConfigYaml === undefined ? detectSingleFileConfig(file) : parseOriginalConfig(options.originalConfigYaml, file);
+  const lcm = guidanceEmbeddingWidth(file);
+  if (lcm) {
+    config.unet = { ...config.unet, time_cond_proj_dim: lcm.width };
+    config.scheduler = { ...config.scheduler, _class_name: 'LCMScheduler' };
+    config.notes.push(`${lcm.key}: an LCM-distilled UNet (guidance embedding width ${lcm.width}); it samples with LCMScheduler and no unconditional pass unless --scheduler says otherwise`);
+  }
   const mapping = mapSingleFileKeys(file, checkpointKind(file), config.unet, config.vae, config.text_encoder);
   const warnings = [...config.notes];
   if (mapping.unmapped.length) {

@@ -5,6 +5,7 @@
 //                                   │ (skips) ─────────────────► │ (concatenated on channels)
 //   timestep [B] ─ sinusoids ─ time_embedding ─► every resnet;   text states [B, 77, C] ─► every cross-attention
 //   (SDXL, addition_embed_type "text_time": + add_embedding(pooled text, sinusoids of the 6 size/crop numbers))
+//   (LCM-distilled, time_cond_proj_dim: the guidance-scale embedding joins the sinusoids through cond_proj)
 //
 // Any H and W: stride-2 convs round odd sizes up (9 → 5 → 3) and each upsampler resizes to the
 // skip it meets next (3 → 5 → 9), as diffusers' `forward_upsample_size` does.
@@ -38,6 +39,12 @@ export interface UNetForwardOptions {
   attentionHook?: AttentionHook;
   /** SDXL's added conditions; required exactly when the config's addition_embed_type is "text_time". */
   added?: AddedConditions;
+  /**
+   * [B, time_cond_proj_dim]: an LCM-distilled UNet's guidance-scale embedding (diffusers'
+   * timestep_cond, see guidance-embedding.ts), projected by time_embedding.cond_proj and added to
+   * the timestep's sinusoids. Without it the projection is skipped, as in diffusers.
+   */
+  timestepCond?: Tensor;
   /**
    * ControlNet residuals (diffusers' down_block_additional_residuals / mid_block_additional_residual):
    * called with each skip connection in order (index 0 = conv_in's; 12 for SD) and then with the
@@ -166,18 +173,25 @@ class UpBlock extends Module {
   }
 }
 
-/** linear_1 → SiLU → linear_2 on the sinusoidal embedding. */
+/** linear_1 → SiLU → linear_2 on the sinusoidal embedding (plus cond_proj of a condition, when it has one). */
 class TimestepEmbedding extends Module {
   readonly linear_1: Linear;
   readonly linear_2: Linear;
+  /** condDim → inChannels, no bias (LCM's guidance-scale embedding). */
+  readonly cond_proj: Linear | undefined;
 
-  constructor(name: string, inChannels: number, dim: number) {
+  constructor(name: string, inChannels: number, dim: number, condDim?: number) {
     super(name);
     this.linear_1 = new Linear(joinName(name, 'linear_1'), inChannels, dim);
     this.linear_2 = new Linear(joinName(name, 'linear_2'), dim, dim);
+    this.cond_proj = condDim ? new Linear(joinName(name, 'cond_proj'), condDim, inChannels, false) : undefined;
   }
 
-  forward(x: Tensor): Tensor {
+  forward(x: Tensor, condition?: Tensor): Tensor {
+    if (condition) {
+      if (!this.cond_proj) throw new Error('unet: timestep_cond given to a UNet whose config has no time_cond_proj_dim');
+      x = add(x, this.cond_proj.forward(condition));
+    }
     return this.linear_2.forward(silu(this.linear_1.forward(x)));
   }
 }
@@ -200,7 +214,7 @@ export class UNet2DConditionModel extends Module {
     const levels = channels.length;
     const tembChannels = c.time_embedding_dim ?? channels[0] * 4;
     this.conv_in = new Conv2d('conv_in', c.in_channels, channels[0], c.conv_in_kernel, { padding: (c.conv_in_kernel - 1) / 2 });
-    this.time_embedding = new TimestepEmbedding('time_embedding', channels[0], tembChannels);
+    this.time_embedding = new TimestepEmbedding('time_embedding', channels[0], tembChannels, c.time_cond_proj_dim ?? undefined);
     this.add_embedding = c.addition_embed_type === 'text_time' ? new TimestepEmbedding('add_embedding', c.projection_class_embeddings_input_dim!, tembChannels) : undefined;
 
     const shape = (level: number, layers: number, inChannels: number, outChannels: number, type: string): BlockShape => ({
@@ -236,7 +250,7 @@ export class UNet2DConditionModel extends Module {
     const hook = options.attentionHook;
     let calls = 0;
     const site = (place: AttentionPlace): HookSite | undefined => hook && { hook, place, nextLayer: () => calls++ };
-    let temb = this.time_embedding.forward(this.timeProjection(timestep));
+    let temb = this.time_embedding.forward(this.timeProjection(timestep), options.timestepCond);
     if (this.add_embedding) temb = add(temb, this.add_embedding.forward(this.addedEmbeddingInput(options.added)));
     else if (options.added) throw new Error('unet: added conditions (text_embeds, time_ids) given to a UNet whose config has no addition_embed_type');
     const f: ForwardContext = { temb, context: encoderHiddenStates, site };

@@ -71,7 +71,7 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   const f = sd.vaeScaleFactor;
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
   refuseInpaintingUNet(sd, 'attention maps');
-  checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch: 1, width: o.width, height: o.height, guided: o.guidance > 1 });
+  checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch: 1, width: o.width, height: o.height, guided: sd.classifierFree(o.guidance) });
   const [h, w] = [o.height / f, o.width / f];
   const [mapHeight, mapWidth] = mapGrid(sd, h, w, options.mapDownscale);
   const shape: Shape4 = [1, sd.latentChannels, h, w];
@@ -81,7 +81,7 @@ export async function crossAttentionMaps(sd: StableDiffusion, options: Attention
   const noise = o.latents ?? rng.randn(size);
 
   const { name, scheduler } = makeSampler(sd, o);
-  const guided = o.guidance > 1;
+  const guided = sd.classifierFree(o.guidance);
   const text = await encodePromptEmbeddings(sd, [o.prompt], guided ? [o.negativePrompt ?? ''] : undefined, o);
   const { cond, uncond, tokens: contextTokens, chunks } = text;
   const added = addedForEmbeddings(sd, text, { width: o.width, height: o.height, guided }, 1);

@@ -88,7 +88,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   if (o.inversion) [o.height, o.width] = [o.inversion.shape[2] * f, o.inversion.shape[3] * f];
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
   refuseInpaintingUNet(sd, 'edit');
-  checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch: 2, width: o.width, height: o.height, guided: o.guidance > 1 });
+  checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch: 2, width: o.width, height: o.height, guided: sd.classifierFree(o.guidance) });
   const plan = checkEdit(sd, o);
   const tokenizer = sd.components.tokenizer;
   const blend = o.localBlend && new LocalBlend(tokenizer, [plan.source, plan.target], o.localBlend, plan);
@@ -116,7 +116,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   const stepNoise = o.stepNoise?.map((row) => (row.length === item ? twice(row) : row));
   if (stepNoise) checkStepNoise(stepNoise, scheduler.timesteps.length, shape);
   const latents = noise.map((v) => v * scheduler.initNoiseSigma);
-  const guided = o.guidance > 1;
+  const guided = sd.classifierFree(o.guidance);
   // The negatives are encoded even without guidance: their chunks count in the plan's context length.
   const negative = o.negativePrompt ?? '';
   const text = await encodePromptEmbeddings(sd, [plan.source, plan.target], [negative, negative], o);

@@ -168,7 +168,9 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   if (!o.inpaint) refuseInpaintingUNet(sd, 'generate');
   const f = sd.vaeScaleFactor;
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
-  checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch, width: o.width, height: o.height, guided: o.guidance > 1 });
+  // An LCM-distilled UNet takes the guidance as an input: one batch, no negative prompt.
+  const classifierFree = sd.classifierFree(o.guidance);
+  checkPictureSize(sd.components.unet.config, sd.components.vae.config, { batch, width: o.width, height: o.height, guided: classifierFree });
   checkSizeConditioning(sd, o);
   const shape: Shape4 = [batch, sd.latentChannels, o.height / f, o.width / f];
   const size = shape.reduce((a, b) => a * b, 1);
@@ -201,9 +203,9 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   }
   if (o.stepNoise) checkStepNoise(o.stepNoise, timesteps.length, shape);
 
-  const negatives = o.guidance > 1 ? new Array<string>(batch).fill(o.negativePrompt ?? '') : undefined;
+  const negatives = classifierFree ? new Array<string>(batch).fill(o.negativePrompt ?? '') : undefined;
   const { cond, uncond, tokens, added } = sd.isSdxl
-    ? await encodeSdxlConditioning(sd, { ...o, guided: o.guidance > 1 })
+    ? await encodeSdxlConditioning(sd, { ...o, guided: classifierFree })
     : { ...(await encodePromptEmbeddings(sd, o.prompts, negatives, o)), added: undefined };
   if (sd.releaseSessions) await sd.releaseTextEncoder();
   const guided = uncond !== undefined;
@@ -223,11 +225,12 @@ export interface DenoiseOptions {
   timesteps: readonly number[];
   latents: Float32Array;
   shape: Shape4;
-  /** [B, 77 · chunks, C] conditional and (for guidance > 1) unconditional token states. */
+  /** [B, 77 · chunks, C] conditional and (with classifier-free guidance) unconditional token states. */
   cond: Float32Array;
   uncond?: Float32Array;
   /** SDXL's added conditions (text_embeds, time_ids) of each half, batched like cond / uncond. */
   added?: { cond: Feeds; uncond?: Feeds };
+  /** The guidance scale: classifier-free with `uncond`, or the input of an LCM-distilled UNet. */
   guidance: number;
   rng: RandomSource;
   eta?: number;
@@ -261,12 +264,12 @@ export function stepCallback<P = StepProgress>(o: { onProgress?: StepCallback<P>
 /** The sampling loop: one UNet run per step (uncond and cond batched together), scheduler math in TS. */
 export async function denoise(sd: StableDiffusion, unet: CompiledGraph, o: DenoiseOptions): Promise<Float32Array> {
   const [b, c, h, w] = o.shape;
-  const guided = o.guidance > 1 && o.uncond !== undefined;
+  const guided = sd.classifierFree(o.guidance) && o.uncond !== undefined;
   const context = guided ? concat(o.uncond!, o.cond) : o.cond;
   const latentShape: Shape4 = [guided ? 2 * b : b, c, h, w];
   const extra = o.conditioning ? o.conditioning.length / (b * h * w) : 0;
   const unetShape: Shape4 = [latentShape[0], c + extra, h, w];
-  const added = o.added && (guided ? concatFeeds(o.added.uncond!, o.added.cond) : o.added.cond);
+  const added = { ...(o.added && (guided ? concatFeeds(o.added.uncond!, o.added.cond) : o.added.cond)), ...sd.guidanceFeeds(o.guidance, latentShape[0]) };
   let latents = o.latents;
   for (let i = 0; i < o.timesteps.length; i++) {
     throwIfAborted(o.signal, 'sampling');

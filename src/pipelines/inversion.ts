@@ -76,6 +76,7 @@ export const NULL_TEXT_DEFAULTS = { innerSteps: 10, learningRate: 1e-2, epsilon:
 
 export async function invertImage(sd: StableDiffusion, o: InversionOptions): Promise<InvertedImage> {
   if (sd.isSdxl) throw new Error(`image inversion (DDIM and null-text) is not supported on SDXL models yet (${sd.name})`);
+  if (sd.embedsGuidance) throw new Error(`image inversion (DDIM and null-text) needs classifier-free guidance; ${sd.name} is LCM-distilled (its UNet takes the guidance as time_cond_proj_dim input)`);
   const { width, height } = o.image;
   if (width % 8 || height % 8) throw new Error(`inversion: the picture must be a multiple of 8 in size, got ${width}×${height}`);
   const pixels = imageToTensor([o.image], '-1..1');

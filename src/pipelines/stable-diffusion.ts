@@ -16,6 +16,7 @@ import { type LoadModelOptions, type StableDiffusionComponents, loadStableDiffus
 import { VaeMismatchError, loadOtherVae } from '../models/other-vae.ts';
 import { TinyVaeRunner } from '../models/tiny-vae-runner.ts';
 import type { AttentionHook, UNet2DConditionModel } from '../models/unet.ts';
+import { guidanceScaleEmbedding } from '../models/guidance-embedding.ts';
 import { type DecodedImages, type ImageToLatentsOptions, type Shape4, VaeRunner } from '../models/vae-runner.ts';
 import { vaeDownscale } from '../models/vae.ts';
 
@@ -149,6 +150,25 @@ export class StableDiffusion {
   /** Whether this is an SDXL model: two text towers and the UNet's added conditions (text_embeds, time_ids). */
   get isSdxl(): boolean {
     return this.components.unet.add_embedding !== undefined;
+  }
+
+  /** Whether the UNet takes the guidance scale as an input (LCM-distilled: config time_cond_proj_dim). */
+  get embedsGuidance(): boolean {
+    return this.components.unet.config.time_cond_proj_dim !== null;
+  }
+
+  /**
+   * Whether a run at `guidance` has classifier-free guidance's unconditional half: guidance > 1,
+   * and a UNet that does not take the guidance as an input (an LCM-distilled one never has it).
+   */
+  classifierFree(guidance: number): boolean {
+    return guidance > 1 && !this.embedsGuidance;
+  }
+
+  /** The UNet's `timestep_cond` for `rows` rows: LCM's embedding of w = guidance − 1; nothing for other UNets. */
+  guidanceFeeds(guidance: number, rows: number): Feeds {
+    const dim = this.components.unet.config.time_cond_proj_dim;
+    return dim === null ? {} : { timestep_cond: { data: guidanceScaleEmbedding(guidance - 1, dim, rows), shape: [rows, dim] } };
   }
 
   /** [tokens, C]: C sums both towers' widths for SDXL. */
@@ -360,8 +380,9 @@ function loadPreviewVae(path: string, components: StableDiffusionComponents): Au
 
 /**
  * Traces the UNet at `shape` [B, C, H, W] (dims may be symbolic): its graph inputs — sample, timestep,
- * encoder_hidden_states [B, ...context], for SDXL text_embeds [B, P] and time_ids [B, 6], the hook's
- * own, and one per ControlNet residual when asked — and its output.
+ * encoder_hidden_states [B, ...context], for SDXL text_embeds [B, P] and time_ids [B, 6], for an
+ * LCM-distilled UNet timestep_cond [B, time_cond_proj_dim], the hook's own, and one per ControlNet
+ * residual when asked — and its output.
  */
 export function traceUNet(unet: UNet2DConditionModel, shape: readonly Dim[], context: [number, number], extras: UNetGraphExtras = {}): { inputs: Tensor[]; noise: Tensor } {
   const [b, c, h, w] = shape;
@@ -370,13 +391,15 @@ export function traceUNet(unet: UNet2DConditionModel, shape: readonly Dim[], con
   const states = Tensor.input('encoder_hidden_states', [b, ...context]);
   const { addition_time_embed_dim: timeDim, projection_class_embeddings_input_dim: addedDim } = unet.config;
   const added = unet.add_embedding ? { textEmbeds: Tensor.input('text_embeds', [b, addedDim! - 6 * timeDim!]), timeIds: Tensor.input('time_ids', [b, 6]) } : undefined;
+  const condDim = unet.config.time_cond_proj_dim;
+  const timestepCond = condDim === null ? undefined : Tensor.input('timestep_cond', [b, condDim]);
   const residuals: Tensor[] = [];
   const controlResidual = (feature: Tensor, index: number | 'mid') => {
     residuals.push(Tensor.input(controlResidualName(index), feature.shape));
     return residuals.at(-1)!;
   };
-  const noise = unet.forward(sample, timestep, states, { attentionHook: extras.hook, added, controlResidual: extras.controlResiduals ? controlResidual : undefined });
-  const addedInputs = added ? [added.textEmbeds, added.timeIds] : [];
+  const noise = unet.forward(sample, timestep, states, { attentionHook: extras.hook, added, timestepCond, controlResidual: extras.controlResiduals ? controlResidual : undefined });
+  const addedInputs = [...(added ? [added.textEmbeds, added.timeIds] : []), ...(timestepCond ? [timestepCond] : [])];
   return { inputs: [sample, timestep, states, ...addedInputs, ...(extras.inputs ?? []), ...residuals], noise };
 }
 

@@ -23,6 +23,7 @@ const CONTROLNET_FIELDS = ['conditioning_channels', 'conditioning_embedding_out_
 export function parseControlNetConfig(json: ConfigJson): ControlNetConfig {
   const r = new ConfigReader(json);
   r.only('global_pool_conditions', false);
+  r.only('time_cond_proj_dim', null);
   if (r.has('addition_embed_type')) throw new Error(`"addition_embed_type" ${JSON.stringify(json.addition_embed_type)} (an SDXL ControlNet) is not supported`);
   const unetJson = Object.fromEntries(Object.entries(json).filter(([k]) => !CONTROLNET_FIELDS.includes(k)));
   // A ControlNet has no up path; mirror the down block types so the UNet config reads as complete.

@@ -48,6 +48,11 @@ export interface UNetConfig {
   addition_time_embed_dim: number | undefined;
   /** Width of the added embedding's input: pooled text width + 6 · addition_time_embed_dim. */
   projection_class_embeddings_input_dim: number | undefined;
+  /**
+   * An LCM-distilled UNet's guidance-scale embedding width (LCM-Dreamshaper-v7, LCM-SDXL: 256): it
+   * takes w = guidance − 1 as `timestep_cond` and samples without an unconditional pass; null otherwise.
+   */
+  time_cond_proj_dim: number | null;
 }
 
 const DOWN_TYPES: readonly DownBlockType[] = ['CrossAttnDownBlock2D', 'DownBlock2D'];
@@ -71,7 +76,6 @@ const UNSUPPORTED: Record<string, unknown> = {
   resnet_skip_time_act: false,
   resnet_time_scale_shift: 'default',
   reverse_transformer_layers_per_block: null,
-  time_cond_proj_dim: null,
   time_embedding_act_fn: null,
   time_embedding_type: 'positional',
   timestep_post_act: null,
@@ -117,6 +121,8 @@ export function parseUNetConfig(json: ConfigJson): UNetConfig {
     conv_in_kernel: r.int('conv_in_kernel', 3, B.kernel),
     conv_out_kernel: r.int('conv_out_kernel', 3, B.kernel),
     ...additionEmbedding(r),
+    // The embedding's frequencies divide by half its width − 1: 2 or 3 would divide by zero.
+    time_cond_proj_dim: r.raw('time_cond_proj_dim') === null ? null : r.optionalInt('time_cond_proj_dim', B.channels, 4) ?? null,
   };
   if (c.addition_embed_type === 'text_time') {
     const timeDim = c.addition_time_embed_dim!;
