@@ -122,7 +122,7 @@ describe('Studio: inpainting', () => {
     expect(coreChanged / core).toBeGreaterThan(0.8);
   });
 
-  it('keeps the mask and the inpainting settings across a reload; invert, clear and the keyboard brush work', async () => {
+  it('keeps the mask and the inpainting settings across a reload; invert, clear, the keyboard brush and an uploaded mask image work', async () => {
     const painted = await maskCanvas().getAttribute('aria-label');
     await page.reload();
     await expect.poll(() => gen().getByLabel('Model', { exact: true }).inputValue(), POLL).toBe('tiny-sd-inpaint');
@@ -145,6 +145,12 @@ describe('Studio: inpainting', () => {
     await page.keyboard.press('Shift+ArrowRight');
     const stroke = await percent();
     expect(stroke).toBeGreaterThan(0);
+    await gen().getByRole('button', { name: 'Clear mask' }).click();
+
+    // An uploaded mask image (128 px, white on 22.7% of it) is read at the job's 64 px.
+    await gen().getByLabel(/^Upload a mask image/).setInputFiles(join(FIXTURES, 'reference-2', 'inpaint_mask_rect_128.png'));
+    await expect.poll(percent, POLL).toBeGreaterThan(0);
+    expect(Math.abs((await percent()) - 23)).toBeLessThanOrEqual(1);
     await gen().getByRole('button', { name: 'Clear mask' }).click();
     await gen().getByRole('button', { name: 'Remove starting image' }).click();
   });
