@@ -117,6 +117,19 @@ describe('single-file SDXL (original key names)', () => {
     await sd.releaseTextEncoder();
   });
 
+  it('an LCM-distilled UNet (LCM-SDXL): the cond_proj width into the UNet config, LCMScheduler as its sampler', () => {
+    const path = join(tmp, 'tiny-lcm-sdxl.safetensors');
+    const tensors: Map<string, WritableTensor> = new Map(readSafetensors(SINGLE));
+    const projection = Float32Array.from({ length: 32 * 8 }, (_, i) => Math.sin(i));
+    tensors.set('model.diffusion_model.time_embedding.cond_proj.weight', { dtype: 'F32', shape: [32, 8], data: projection });
+    writeSafetensors(path, tensors);
+    const single = loadStableDiffusion(path, { config: TINY_SDXL, tokenizer: join(TINY_SDXL, 'tokenizer') });
+    expect(single.warnings).toEqual([]);
+    expect(single.unet.config.time_cond_proj_dim).toBe(8);
+    expect(maxAbsDiff(single.unet.time_embedding.cond_proj!.weight.value(), projection)).toBe(0);
+    expect(single.schedulerConfig._class_name).toBe('LCMScheduler');
+  });
+
   it("without a config folder, a file that is not SDXL base's shape is refused naming the tensors and --config", () => {
     expect(() => loadStableDiffusion(SINGLE, { tokenizer: join(TINY_SDXL, 'tokenizer') })).toThrow(/not SDXL base's shapes:[\s\S]*input_blocks\.0\.0\.weight: expected \[320, 4, 3, 3\], found \[32, 4, 3, 3\][\s\S]*--config DIR/);
     expect(() => loadStableDiffusion(SINGLE, { config: join(TINY_SDXL, 'model_index.json'), tokenizer: join(TINY_SDXL, 'tokenizer') })).toThrow(/takes a diffusers SDXL folder/);
