@@ -139,6 +139,7 @@ export interface SamplerOptions {
 export function makeSampler(sd: StableDiffusion, o: SamplerOptions): { name: SchedulerName; scheduler: Scheduler } {
   const config = sd.components.schedulerConfig;
   const name = o.scheduler ?? defaultSchedulerFor(config);
+  if (o.eta !== undefined && name !== 'ddim') throw new Error(`eta is DDIM's η; the ${name} sampler has none`);
   if (name === 'lcm' && o.timestepSpacing) throw new Error('LCM takes its timesteps from its distillation grid (original_inference_steps): a timestep spacing does not apply to it');
   const scheduler = createScheduler(name, {
     ...config,

@@ -78,9 +78,13 @@ function bounded(limits: ServerLimits) {
 }
 
 /** LCM's timesteps come from its distillation grid: a spacing would be silently ignored. */
-function spacingApplies(p: { scheduler?: string; timestepSpacing?: string }, ctx: z.RefinementCtx) {
+function spacingApplies(p: { scheduler?: string; timestepSpacing?: string; eta?: number }, ctx: z.RefinementCtx) {
   if (p.scheduler === 'lcm' && p.timestepSpacing !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['timestepSpacing'], message: 'does not apply to lcm: its timesteps come from its distillation grid' });
+  }
+  // A named sampler is checked here; the model's own is checked when the job runs (makeSampler).
+  if (p.eta !== undefined && p.scheduler !== undefined && p.scheduler !== 'ddim') {
+    ctx.addIssue({ code: 'custom', path: ['eta'], message: `is DDIM's η; the ${p.scheduler} sampler has none` });
   }
 }
 

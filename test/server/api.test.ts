@@ -160,6 +160,7 @@ describe('validation', () => {
       [{ type: 'generate', params: { prompt: 'x', strength: 0.5 } }, 'params.strength'],
       [{ type: 'generate', params: { prompt: 'x', timestepSpacing: 'uniform' } }, 'params.timestepSpacing'],
       [{ type: 'generate', params: { prompt: 'x', scheduler: 'lcm', timestepSpacing: 'trailing' } }, 'params.timestepSpacing'],
+      [{ type: 'generate', params: { prompt: 'x', scheduler: 'euler', eta: 0.5 } }, 'params.eta'],
       [{ type: 'generate', params: { prompt: 'x', mask: 'upload-missing.png' } }, 'params.mask'],
       [{ type: 'generate', params: { prompt: 'x', initImage: 'upload-missing.png', maskBlur: 2 } }, 'params.maskBlur'],
       [{ type: 'generate', params: { prompt: 'x', outpaint: { left: 12 } } }, 'params.outpaint.left'],

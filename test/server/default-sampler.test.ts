@@ -41,6 +41,13 @@ describe("a job without a scheduler takes the model's own", () => {
     expect(await sampler('attention', { ...SMALL, prompt: 'a cat' })).toBe('Euler');
   });
 
+  it("refuses DDIM's eta when the model's own sampler has none, instead of ignoring it", async () => {
+    const id = await server.submit('generate', { ...SMALL, prompt: 'a cat', eta: 0.5 });
+    const done = await server.queue.wait(id);
+    expect(done.status).toBe('failed');
+    expect(done.error).toMatch(/eta is DDIM's η; the euler sampler has none/);
+  });
+
   it('edits a real picture with DDIM, and refuses another sampler by name', async () => {
     const form = new FormData();
     const picture = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#2060d0' } }).png().toBuffer();
