@@ -124,7 +124,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     .strictObject({
       ...sampling,
       prompt: text.min(1).describe('what to draw'),
-      eta: fraction.optional().describe("DDIM's η: 0 is deterministic"),
+      eta: fraction.optional().describe("DDIM's η: 0 is deterministic; refused with a sampler that has none"),
       batch: z.int().min(1).max(limits.maxBatch, limitMessage('maxBatch', limits, 'batch')).default(1),
       initImage: fileName.optional().describe('img2img: an upload or an earlier result image to start from'),
       strength: z.number().min(0.01).max(1).optional().describe(`img2img: how much to change the picture, default ${DEFAULTS.strength}; 1 when inpainting`),
