@@ -5,9 +5,9 @@
 // Single files name the projection's tensor two ways; both load.
 
 import { join } from 'node:path';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type CompiledGraph, Generator, Tensor } from '../../src/engine/index.ts';
 import { readSafetensors, writeSafetensors } from '../../src/engine/safetensors.ts';
 import { loadUNet } from '../../src/models/checkpoint/components.ts';
@@ -108,6 +108,7 @@ describe('an LCM-distilled UNet', () => {
 
 describe('an LCM-distilled single file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'nuri-lcm-single-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const stored = readSafetensors(join(FIXTURES, 'tiny-sd-single.safetensors'));
   // The fixture's YAML names no head count, which a 32-wide text encoder needs (as test/models/single-file.test.ts adds).
   const yaml = join(dir, 'tiny-sd-single.yaml');

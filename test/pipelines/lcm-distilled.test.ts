@@ -2,10 +2,10 @@
 // LCMScheduler by default, one UNet batch per step — no unconditional half — with the guidance
 // scale going in as timestep_cond (w = guidance − 1), from the library and from `nuri generate`.
 
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { dirname, join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { Generator } from '../../src/engine/index.ts';
 import { readSafetensors } from '../../src/engine/safetensors.ts';
 import { parseParameters } from '../../src/io/parameters.ts';
@@ -18,6 +18,8 @@ import { runNuri } from '../support/cli.ts';
 import { COND_WIDTH, TIME_CHANNELS, writeLcmDistilled } from '../support/lcm-distilled.ts';
 
 const model = writeLcmDistilled(new Generator(3).randn(TIME_CHANNELS * COND_WIDTH).map((v) => 0.5 * v));
+const cliDir = mkdtempSync(join(tmpdir(), 'nuri-lcm-cli-'));
+afterAll(() => [dirname(model), cliDir].forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 
 describe('an LCM-distilled model', () => {
@@ -61,7 +63,7 @@ describe('an LCM-distilled model', () => {
   });
 
   it('nuri generate --model <folder> --steps 4 makes the same picture', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'nuri-lcm-cli-'));
+    const dir = cliDir;
     const cli = await runNuri(['generate', 'a red apple', '--model', model, '--negative-prompt', 'blurry', '--steps', '4', '--guidance', '8', '--seed', '1', '--width', '64', '--height', '64', '--out', 'apple.png', '--save-latents', 'z.safetensors'], { cwd: dir });
     expect(cli.stderr).toBe('');
     expect(cli.code).toBe(0);
