@@ -170,7 +170,10 @@ async function trainUNet(): Promise<void> {
 async function measureMilestones(): Promise<unknown> {
   const { names } = plan.identity!;
   mkdirSync(dirs.identity, { recursive: true });
-  const steps = keepMilestones(join(dirs.unet, 'checkpoints'), plan.identity!.every, milestones);
+  // Milestones kept here, and those measured on an earlier machine (their figures travel, their checkpoints do not).
+  const measured = readdirSync(dirs.identity).flatMap((f) => /^step-(\d+)\.json$/.exec(f)?.[1] ?? []).map(Number);
+  const kept = keepMilestones(join(dirs.unet, 'checkpoints'), plan.identity!.every, milestones);
+  const steps = [...new Set([...kept, ...measured])].sort((a, b) => a - b);
   const rows: { step: number; train: number; heldout: number }[] = [];
   for (const step of steps) {
     const json = join(dirs.identity, `step-${step}.json`);

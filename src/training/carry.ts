@@ -9,8 +9,10 @@
 // double the size): the resumed run starts AdamW afresh (zero moments, step count 0, so its bias
 // correction treats them as new) at the step and learning rate where the run stopped, with its
 // RNG and data order as they were. Kept milestones and the fresh base pipeline do not travel
-// (the base is rebuilt from the carried stages; the resumed UNet overwrites its weights).
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+// (the base is rebuilt from the carried stages; the resumed UNet overwrites its weights), but the
+// identity figures already measured on milestones do (identity/step-N.json), since their
+// checkpoints are gone on the next machine.
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../engine/index.ts';
 import { latestCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
@@ -24,6 +26,17 @@ const CARRIED: readonly { stage: string; path: string }[] = [
 ];
 /** Training state inside a stage's folder, which never travels. */
 const LEFT_BEHIND = new Set(['checkpoints', 'milestones', 'validation']);
+/** Measured milestones: WORK/identity/step-N.json (scripts/train-default.ts). */
+const IDENTITY = 'identity';
+const isIdentityFigure = (file: string) => /^step-\d+\.json$/.test(file);
+
+/** Copies the identity figures from one work or progress folder to another. */
+function copyIdentityFigures(from: string, to: string): void {
+  if (!existsSync(join(from, IDENTITY))) return;
+  const files = readdirSync(join(from, IDENTITY)).filter(isIdentityFigure);
+  if (files.length) mkdirSync(join(to, IDENTITY), { recursive: true });
+  for (const file of files) cpSync(join(from, IDENTITY, file), join(to, IDENTITY, file));
+}
 
 export interface CarryManifest {
   packedAt: string;
@@ -66,6 +79,7 @@ export function packProgress(work: string, progress: string): CarryManifest {
     writeJson(join(target, 'trainer.json'), state);
     manifest.unetStep = state.step;
   }
+  copyIdentityFigures(work, progress);
   writeJson(join(progress, 'manifest.json'), manifest);
   return manifest;
 }
@@ -90,6 +104,7 @@ export function unpackProgress(progress: string, work: string): CarryManifest | 
     utimesSync(markerPath, base + i, base + i);
   });
   writeJson(join(work, 'costs.json'), manifest.costs);
+  copyIdentityFigures(progress, work);
   const carried = join(progress, 'unet-checkpoint');
   if (manifest.unetStep !== undefined && existsSync(carried)) {
     const state = readJson<TrainerState>(join(carried, 'trainer.json'));

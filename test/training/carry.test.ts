@@ -31,6 +31,10 @@ function workFolder(): string {
   marker('clip', 20);
   marker('latents', 30);
   writeFileSync(join(work, 'costs.json'), JSON.stringify({ vae: 10, clip: 20, unet: 5 }));
+  // A measured milestone, and a half-written one that must not travel.
+  mkdirSync(join(work, 'identity'));
+  writeFileSync(join(work, 'identity', 'step-50.json'), '{"identity": {"train": {"rate": 0.25}}}');
+  writeFileSync(join(work, 'identity', 'step-75.json.tmp'), '{');
   saveCheckpoint(join(work, 'unet', 'checkpoints'), {
     state: { format: 1, step: 75, rng: [5, 6, 7, 8], data: { epoch: 2, index: 3 }, optimizer: { step: 75 }, emaUpdates: 75 },
     weights: new Map([['unet.w', weight]]),
@@ -83,6 +87,16 @@ describe('carrying the default model training between machines', () => {
     expect([...checkpoint.optimizer.get('v.unet.w')!].every((x) => x === 0)).toBe(true);
     checkpoint.weights.get('unet.w')!.forEach((x, i) => expect(Math.abs(x - weight[i])).toBeLessThan(1e-4));
     checkpoint.ema!.get('unet.w')!.forEach((x, i) => expect(Math.abs(x - weight[i] / 2)).toBeLessThan(1e-4));
+  });
+
+  it('carries the identity figures measured on milestones, not half-written ones', () => {
+    const source = workFolder();
+    const progress = join(source, 'progress');
+    packProgress(source, progress);
+    const work = mkdtempSync(join(tmpdir(), 'nuri-carry-to-'));
+    unpackProgress(progress, work);
+    expect(readFileSync(join(work, 'identity', 'step-50.json'), 'utf8')).toBe('{"identity": {"train": {"rate": 0.25}}}');
+    expect(existsSync(join(work, 'identity', 'step-75.json.tmp'))).toBe(false);
   });
 
   it('leaves a work folder that already has stages alone', () => {
