@@ -71,6 +71,15 @@ afterAll(async () => {
 });
 
 const gen = () => page.getByRole('region', { name: 'Generate' });
+
+/** The page, with the mask editor or a ControlNet unit open, still fits a 390-px phone screen. */
+async function fitsAPhone(): Promise<void> {
+  await page.setViewportSize({ width: 390, height: 844 });
+  // What sticks out, innermost first, to say which control is too wide.
+  const wide = await page.evaluate(`[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > 390 && ![...e.children].some((c) => c.getBoundingClientRect().right > 390)).map((e) => e.tagName.toLowerCase() + '.' + e.className + ' ' + (e.getAttribute('aria-label') ?? e.textContent.slice(0, 30)))`);
+  expect(await page.evaluate('document.documentElement.scrollWidth'), String(wide)).toBeLessThanOrEqual(390);
+  await page.setViewportSize({ width: 1280, height: 1000 });
+}
 const maskCanvas = () => gen().getByRole('application', { name: /^Mask over the starting image/ });
 
 describe('Studio: inpainting', () => {
@@ -152,6 +161,7 @@ describe('Studio: inpainting', () => {
     await expect.poll(percent, POLL).toBeGreaterThan(0);
     expect(Math.abs((await percent()) - 23)).toBeLessThanOrEqual(1);
     await gen().getByRole('button', { name: 'Clear mask' }).click();
+    await fitsAPhone();
     await gen().getByRole('button', { name: 'Remove starting image' }).click();
   });
 });
@@ -205,5 +215,6 @@ describe('Studio: ControlNet', () => {
     await expect.poll(() => errorBeside(1, 'ControlNet model').textContent(), POLL).toMatch(/^ControlNet not found: .*gone\.safetensors$/);
     expect(await unit(1).getByLabel('ControlNet model').getAttribute('aria-invalid')).toBe('true');
     expect(await gen().locator('form > p.error').count()).toBe(0);
+    await fitsAPhone();
   });
 });
