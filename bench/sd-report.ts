@@ -2,7 +2,10 @@
 // CPU time beside wall time, and printing rates against the machine's measured peak.
 
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Peak } from './peak.ts';
+import { sampleTree } from './tree-rss.ts';
 
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -30,22 +33,42 @@ export function printResult(result: unknown): void {
 
 /**
  * Runs a measuring script in a fresh Node process (with tsx's loader, as this one has), so that its
- * peak RSS is its own; resolves to the `@@result` it printed and the wall seconds from spawn to exit.
+ * peak RSS is its own; resolves to the `@@result` it printed, the wall seconds from spawn to exit,
+ * and the largest resident memory of the child and every process under it at once (sampled: a
+ * child process of its own counts too).
  */
-export function runChild<T>(script: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ result: T; wallS: number }> {
+export function runChild<T>(script: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ result: T; wallS: number; treePeakBytes: number; processes: number }> {
   return new Promise((resolvePromise, reject) => {
     const t0 = performance.now();
     const child = spawn(process.execPath, [...process.execArgv, script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env });
+    const sampler = sampleTree(child.pid!);
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
       const wallS = (performance.now() - t0) / 1000;
+      const { peakBytes, processes } = sampler.stop();
       const line = out.split('\n').find((l) => l.startsWith('@@result '));
       if (code !== 0 || !line) reject(new Error(`bench child ${script} ${args.join(' ')} exited with ${code}\n${out}`));
-      else resolvePromise({ result: JSON.parse(line.slice('@@result '.length)) as T, wallS });
+      else resolvePromise({ result: JSON.parse(line.slice('@@result '.length)) as T, wallS, treePeakBytes: peakBytes, processes });
     });
   });
+}
+
+/**
+ * Waits until every graph in a graph cache has its optimised form (written by the child a first run
+ * leaves when it exits, one graph at a time) and sums what their stats files say.
+ */
+export async function optimisedGraphsBuilt(cache: string, timeoutS = 3600): Promise<{ graphs: number; seconds: number; peakRssBytes: number }> {
+  const root = join(cache, 'graphs');
+  const folders = existsSync(root) ? readdirSync(root).map((d) => join(root, d)).filter((d) => existsSync(join(d, 'model.onnx'))) : [];
+  const stats = (d: string) => readdirSync(d).find((f) => f.startsWith('optimized-') && f.endsWith('.build.json'));
+  for (let waited = 0; folders.some((d) => !stats(d)); waited += 1) {
+    if (waited > timeoutS) throw new Error(`optimised graphs not written within ${timeoutS} s in ${cache}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const read = folders.map((d) => JSON.parse(readFileSync(join(d, stats(d)!), 'utf8')) as { seconds: number; peakRssBytes: number });
+  return { graphs: read.length, seconds: read.reduce((a, r) => a + r.seconds, 0), peakRssBytes: Math.max(0, ...read.map((r) => r.peakRssBytes)) };
 }
 
 export const s = (x: number | undefined) => (x === undefined ? '—' : x < 10 ? `${x.toFixed(2)} s` : `${x.toFixed(1)} s`);

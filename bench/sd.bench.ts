@@ -6,7 +6,7 @@
 // it reached, and a figure above the peak is reported as an error (exit code 1), not as a result.
 //
 //   npm run bench:sd [-- --sizes 512,256] [--dtype fp32,q8] [--steps 3] [--decodes 1] [--fp16]
-//                       [--first-run] [--model DIR]   (first run: an empty graph cache against a warm one)
+//                       [--first-run] [--first-run-only] [--model DIR]   (first run: an empty graph cache against a warm one)
 //                       [--session-options JSON] [--plain groupNorm] [--release]   (experiments; see sd-measure.ts)
 //                       [--sdxl 1024,512] [--taesd 512] [--picture ddim,lcm [--picture-runs cold,warm] [--picture-size 512]]
 //
@@ -57,6 +57,12 @@ function loadAverage(): string {
 /** One SD resolution in a fresh Node process (bench/sd-measure.ts). */
 async function runChild(args: string[]): Promise<StageResult> {
   return (await runMeasuringChild<StageResult>(join(here, 'sd-measure.ts'), args)).result;
+}
+
+/** runChild, with the peak RSS of the child and every process it started (sd-report.ts). */
+async function runChildSampled(args: string[]): Promise<{ result: StageResult; treePeakBytes: number; processes: number }> {
+  const { result, treePeakBytes, processes } = await runMeasuringChild<StageResult>(join(here, 'sd-measure.ts'), args);
+  return { result, treePeakBytes: Math.max(treePeakBytes, result.peakRssBytes), processes };
 }
 
 function report(results: Measured[], flops: Map<number, StageFlops>, peaks: Peak[], weights: string, load: { before: string; after: string }, extra: Rows): { text: string; errors: string[] } {
@@ -140,6 +146,7 @@ async function main(): Promise<void> {
       release: { type: 'boolean', default: false },
       dtype: { type: 'string', default: 'fp32' },
       'first-run': { type: 'boolean', default: false },
+      'first-run-only': { type: 'boolean', default: false },
       model: { type: 'string' },
       sdxl: { type: 'string' },
       'sdxl-unet': { type: 'string' },
@@ -161,6 +168,13 @@ async function main(): Promise<void> {
   for (const k of pictureKinds) if (!(k in PICTURES)) throw new Error(`--picture: expected ${Object.keys(PICTURES).join(', ')} (comma-separated), got ${k}`);
   const pictureRuns = values['picture-runs'].split(',') as CacheState[];
   for (const r of pictureRuns) if (r !== 'cold' && r !== 'warm') throw new Error(`--picture-runs: expected cold, warm (comma-separated), got ${r}`);
+  if (values['first-run-only']) {
+    const before = loadAverage();
+    const rows: string[] = [];
+    for (const size of sizes) for (const dtype of dtypes) rows.push(await firstRunRow(model, size, dtype, experiment));
+    console.log([`machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores; onnxruntime-node ${ortVersion()}; ${model}`, `load average (1, 5, 15 min) before: ${before}, after: ${loadAverage()}`, '', FIRST_RUN_HEADING, ...rows].join('\n'));
+    return;
+  }
   const flops = new Map(sizes.map((size) => [size, stageFlops(model, size)]));
   const before = loadAverage();
   process.stderr.write('measuring the fp32 peak…\n');
@@ -202,31 +216,41 @@ async function main(): Promise<void> {
   const config = experiment.length ? `; experiment: ${experiment.join(' ')}` : '; engine defaults';
   const { text, errors } = report(results, flops, peaks, `${values.fp16 ? 'fp16' : 'fp32'} random SD-1.5 (${model})${config}`, { before, after: loadAverage() }, extra);
   console.log(text);
-  if (firstRuns.length) console.log(['', 'first run (an empty graph cache) against the next run on the same cache:', ...firstRuns].join('\n'));
+  if (firstRuns.length) console.log(['', FIRST_RUN_HEADING, ...firstRuns].join('\n'));
   if (errors.length) process.exitCode = 1;
 }
 
 /** Time to the first UNet step: configs, text encoder session and run, UNet session, one step. */
 const toFirstStep = (r: StageResult) => r.loadS + r.textSessionS + r.textEncodeS + r.unetSessionS + r.unetFirstStepS;
 
+const FIRST_RUN_HEADING = 'first run (an empty graph cache) against the next run on the same cache; peak RSS of the run and every process it started:';
+
 /**
  * The first-run row: one child on an empty graph cache (it builds ONNX Runtime's optimised graphs,
- * and for q8 the int8 weights), then one on the cache it left, each to its first UNet step.
+ * and for q8 the int8 weights), then one on the cache it left, each to its first UNet step. Each
+ * peak is that of the child and every process under it (tree-rss.ts), and the two first UNet
+ * predictions must be the same.
  */
 async function firstRunRow(model: string, size: number, dtype: string, experiment: string[]): Promise<string> {
   const cache = join(model, '..', `first-run-cache-${process.pid}`);
+  const outputs = join(model, '..', `first-run-outputs-${process.pid}`);
   rmSync(cache, { recursive: true, force: true });
+  mkdirSync(outputs, { recursive: true });
   try {
     const args = ['--model', model, '--size', String(size), '--dtype', dtype, '--cache', cache, '--steps', '1', '--decodes', '0', ...experiment];
     process.stderr.write(`first run at ${size}² ${dtype} (empty cache)…\n`);
-    const first = await runChild(args);
+    const first = await runChildSampled([...args, '--save-outputs', join(outputs, 'first')]);
     process.stderr.write(`warm run at ${size}² ${dtype}…\n`);
-    const warm = await runChild(args);
-    const ratio = toFirstStep(first) / toFirstStep(warm);
-    return `  ${size}² ${dtype}: to the first UNet step ${s(toFirstStep(first))} (UNet session ${s(first.unetSessionS)}) vs ${s(toFirstStep(warm))} warm (${ratio.toFixed(2)}×, goal ≤ 1.5×); ` +
-      `peak RSS ${gb(first.peakRssBytes)} vs ${gb(warm.peakRssBytes)} warm`;
+    const warm = await runChildSampled([...args, '--save-outputs', join(outputs, 'warm')]);
+    const difference = relativeError(readF32(join(outputs, 'first.unet.f32')), readF32(join(outputs, 'warm.unet.f32')));
+    const ratio = toFirstStep(first.result) / toFirstStep(warm.result);
+    const load = loadAverage();
+    return `  ${size}² ${dtype}: to the first UNet step ${s(toFirstStep(first.result))} (UNet session ${s(first.result.unetSessionS)}) vs ${s(toFirstStep(warm.result))} warm (UNet session ${s(warm.result.unetSessionS)}): ` +
+      `${ratio.toFixed(2)}× (goal ≤ 1.5×); peak RSS ${gb(first.treePeakBytes)} (${first.processes} process${first.processes === 1 ? '' : 'es'}) vs ${gb(warm.treePeakBytes)} warm; ` +
+      `first vs warm UNet prediction: relative error ${difference.toExponential(1)}; load average ${load}`;
   } finally {
     rmSync(cache, { recursive: true, force: true });
+    rmSync(outputs, { recursive: true, force: true });
   }
 }
 

@@ -8,7 +8,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import onnxProto from 'onnx-proto';
 import { type Dim, SymDim } from './dims.ts';
 import type { Parameter } from './parameter.ts';
-import { type WeightDType, convToPatchOrder, quantizeRows, transposeRows, weightLevels } from './quantize.ts';
+import { type WeightDType, quantizeTransposed, weightLevels } from './quantize.ts';
 import type { SafetensorsFile } from './safetensors.ts';
 import { type Attrs, type DType, type OpNode, Tensor, type TypedData, reachableOps } from './tensor.ts';
 
@@ -271,7 +271,7 @@ export class Emitter {
     const k = p.size / cout;
     let names: { values: string; scales: string };
     if (p.source.kind === 'data') {
-      const { values, scales } = quantizeForLayout(p.source.data, p.shape, layout, this.levels);
+      const { values, scales } = quantizeTransposed(p.source.data, cout, layout === 'conv' ? p.shape[1] : k, this.levels);
       names = { values: this.initializer(values, [k, cout], 'int8', `${p.name}_q8`), scales: this.initializer(scales, [cout], 'float32', `${p.name}_scale`) };
     } else {
       const align = (n: number) => Math.ceil(n / 64) * 64;
@@ -312,7 +312,8 @@ export class Emitter {
     const fd = openSync(path, 'w');
     try {
       for (const { param, layout, valuesOffset, scalesOffset } of this.planned) {
-        const { values, scales } = quantizeForLayout(param.value(), param.shape, layout, this.levels);
+        const rows = param.shape[0];
+        const { values, scales } = quantizeTransposed(param.value(), rows, layout === 'conv' ? param.shape[1] : param.size / rows, this.levels);
         writeSync(fd, values, 0, values.length, valuesOffset);
         writeSync(fd, new Uint8Array(scales.buffer, scales.byteOffset, scales.byteLength), 0, scales.byteLength, scalesOffset);
       }
@@ -448,13 +449,6 @@ export class Emitter {
 
 export function emitGraph(spec: GraphSpec, options: EmitOptions = {}): EmittedGraph {
   return new Emitter(spec.inputs, { ...DEFAULT_KERNELS, ...spec.kernels }, options, new Set(spec.trainable)).build(spec.outputs);
-}
-
-/** int8 [K, Cout] values and [Cout] scales of a linear [Cout, K] or convolution [Cout, Cin, kh, kw] weight. */
-function quantizeForLayout(w: Float32Array, shape: readonly number[], layout: QuantizedLayout, levels: number): { values: Int8Array; scales: Float32Array } {
-  const rows = shape[0];
-  const { values, scales } = quantizeRows(layout === 'conv' ? convToPatchOrder(w, shape) : w, rows, levels);
-  return { values: transposeRows(values, rows), scales };
 }
 
 function valueInfo(name: string, t: Tensor): Record<string, unknown> {

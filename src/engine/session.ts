@@ -2,9 +2,11 @@
 // of the emitted graph, so tracing the same model twice reuses its session) and runs them.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { arch, availableParallelism, cpus, homedir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { dimKey, shapeToString } from './dims.ts';
 import { emitGraph, type EmittedGraph, type GraphSpec } from './emit.ts';
@@ -224,34 +226,85 @@ async function createSession(graph: EmittedGraph, hash: string, options: RunOpti
 // and kernels of its own version: the file name says which CPU and version made it.
 const OPTIMIZED_NAME = `optimized-${ort.env.versions.common}-${arch()}-${createHash('sha256').update(cpus()[0]?.model ?? '').digest('hex').slice(0, 8)}`;
 
-/** A session from the cached optimised graph, creating that graph first when there is none. */
+/**
+ * A session from the cached optimised graph when there is one. Otherwise (a graph's first run) the
+ * session is optimised here without saving, and a child process (optimize-graph.mjs) writes the
+ * optimised graph once this process has exited: saving it took the first SD-1.5 run about a minute
+ * and 1.1 GB more memory, which no one should wait for before their first picture.
+ */
 async function createFromOptimized(dir: string, modelPath: string, sessionOptions: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
   const optimized = join(dir, `${OPTIMIZED_NAME}.onnx`);
   if (existsSync(optimized)) return ort.InferenceSession.create(optimized, { ...sessionOptions, graphOptimizationLevel: 'disabled' });
-  // Names unique to this process, so concurrent first runs do not write the same files.
-  const pending = `${optimized}.${process.pid}.tmp`;
-  const weights = join(dir, optimizedWeightsName(process.pid));
-  const session = await ort.InferenceSession.create(modelPath, {
-    ...sessionOptions,
-    optimizedModelFilePath: pending,
-    extra: { session: { optimized_model_external_initializers_file_name: optimizedWeightsName(process.pid) } },
-  });
-  // Publish only if no other process did: link() fails when the name exists, so the published
-  // graph is always one complete pair (graph + the weights file it names). The loser removes its copy.
-  try {
-    linkSync(pending, optimized);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    rmSync(weights, { force: true });
-  } finally {
-    rmSync(pending, { force: true });
-  }
+  const session = await ort.InferenceSession.create(modelPath, { ...sessionOptions, graphOptimizationLevel: FIRST_RUN_OPTIMIZATION });
+  scheduleOptimizedGraph(dir, modelPath, sessionOptions);
   return session;
 }
 
-function optimizedWeightsName(pid: number): string {
+/** Builders started by this process that have not finished, by graph folder. */
+const builders = new Map<string, { child: ChildProcess; done: Promise<boolean> }>();
+
+/** Starts the child that will write this folder's optimised graph after this process (once per folder). */
+function scheduleOptimizedGraph(dir: string, modelPath: string, sessionOptions: ort.InferenceSession.SessionOptions): void {
+  if (builders.has(dir)) return;
+  const pid = '$PID'; // the child fills in its own id: its temporary names are its own
+  const job = {
+    model: modelPath,
+    output: join(dir, `${OPTIMIZED_NAME}.onnx.${pid}.tmp`),
+    weights: optimizedWeightsName(pid),
+    publish: join(dir, `${OPTIMIZED_NAME}.onnx`),
+    lock: join(dir, '..', '..', BUILDER_LOCK),
+    stats: join(dir, `${OPTIMIZED_NAME}.build.json`),
+    level: CACHED_OPTIMIZATION,
+    threads: sessionOptions.intraOpNumThreads,
+    executionProvider: sessionOptions.executionProviders?.[0],
+  };
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, [BUILDER, JSON.stringify(job)], { detached: true, stdio: ['pipe', 'ignore', 'inherit'] });
+  } catch {
+    return; // no cache this time; the next run tries again
+  }
+  const done = new Promise<boolean>((resolve) => {
+    child.on('error', () => resolve(false));
+    child.on('exit', (code) => resolve(code === 0));
+  });
+  done.then(() => builders.delete(dir));
+  builders.set(dir, { child, done });
+  // Neither the child nor the pipe keeps this process alive: the pipe closing at exit is the signal.
+  child.unref();
+  (child.stdin as (NodeJS.WritableStream & { unref?: () => void }) | null)?.unref?.();
+  child.stdin?.on('error', () => {});
+}
+
+/**
+ * Writes now the optimised graphs this process's first runs left to children, and waits for them:
+ * true when every one was published (by its child or by another process). A process that frees its
+ * sessions first (tests, a server going idle) can build its cache without exiting.
+ */
+export async function optimizeCachedGraphs(): Promise<boolean> {
+  const pending = [...builders.values()];
+  for (const { child } of pending) {
+    child.ref(); // now waited for
+    child.stdin?.end();
+  }
+  return (await Promise.all(pending.map(({ done }) => done))).every(Boolean);
+}
+
+function optimizedWeightsName(pid: number | string): string {
   return `${OPTIMIZED_NAME}.${pid}.weights`;
 }
+
+/**
+ * How the first run of a graph optimises its own session (it runs without the cached graph):
+ * measured on the SD-1.5 UNet (bench/sd-session-options.ts), see the README's first-run figures.
+ */
+const FIRST_RUN_OPTIMIZATION = 'all';
+/** The level of the optimised graph the child writes and later runs load (optimisation then off). */
+const CACHED_OPTIMIZATION = 'all';
+
+const BUILDER = fileURLToPath(new URL('./optimize-graph.mjs', import.meta.url));
+/** In the cache folder: held (pid inside) by the one builder that runs at a time. */
+const BUILDER_LOCK = 'graph-optimizer.lock';
 
 /** This runtime's optimised graph's weights file, named after the process that wrote it. */
 const OPTIMIZED_WEIGHTS = new RegExp(`^${OPTIMIZED_NAME.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(\\d+)\\.weights$`);

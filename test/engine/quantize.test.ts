@@ -42,19 +42,42 @@ describe('quantizeRows', () => {
   });
 
   it('lays a conv weight out in NHWC patch order and transposes to [K, Cout]', () => {
-    // w[o, c, i, j] = 1000·o + 100·c + 10·i + j for [2, 3, 2, 2]
-    const shape = [2, 3, 2, 2];
+    // w[o, c, i, j] = 1000·o + 100·c + 10·i + j for [2, 3, 2, 2], every value exact in int8 after
+    // scaling: each row's largest is its last, 1000·o + 211 → 127.
     const w = Float32Array.from({ length: 24 }, (_, n) => {
       const [o, c, i, j] = [Math.floor(n / 12), Math.floor(n / 4) % 3, Math.floor(n / 2) % 2, n % 2];
       return 1000 * o + 100 * c + 10 * i + j;
     });
-    const patch = E.convToPatchOrder(w, shape);
-    // [o, i, j, c]: the first patch of output 0 is taps (0,0) for c = 0, 1, 2, then (0,1) …
-    expect([...patch.subarray(0, 6)]).toEqual([0, 100, 200, 1, 101, 201]);
-    expect(patch[12]).toBe(1000);
-    expect([...E.transposeRows(Int8Array.of(1, 2, 3, 4, 5, 6), 2)]).toEqual([1, 4, 2, 5, 3, 6]);
+    const { values, scales } = E.quantizeTransposed(w, 2, 3);
+    const byRow = E.quantizeRows(w, 2);
+    expect([...scales]).toEqual([...byRow.scales]);
+    // values[k, o] with k = (i·2 + j)·3 + c: the patch of output o in NHWC order
+    for (let o = 0; o < 2; o++)
+      for (let c = 0; c < 3; c++)
+        for (let i = 0; i < 2; i++) for (let j = 0; j < 2; j++) expect(values[((i * 2 + j) * 3 + c) * 2 + o]).toBe(byRow.values[((o * 3 + c) * 2 + i) * 2 + j]);
+    // A linear [Cout, K] is one tap of K channels: a plain transpose.
+    expect([...E.quantizeTransposed(Float32Array.of(1, 2, 3, 4, 5, 6), 2, 3, 127).values]).toEqual([...transposed(E.quantizeRows(Float32Array.of(1, 2, 3, 4, 5, 6), 2).values, 2, 3)]);
+    expect(() => E.quantizeTransposed(new Float32Array(12), 2, 4)).toThrow(/do not split into 4 channels/);
+  });
+
+  it('matches the three-pass form on shapes larger than its 64-row blocks', () => {
+    const [cout, cin, taps] = [70, 5, 9];
+    const w = rand(cout * cin * taps, 3);
+    const { values, scales } = E.quantizeTransposed(w, cout, cin);
+    const patchOrder = new Float32Array(w.length);
+    for (let o = 0; o < cout; o++) for (let c = 0; c < cin; c++) for (let t = 0; t < taps; t++) patchOrder[(o * taps + t) * cin + c] = w[(o * cin + c) * taps + t];
+    const reference = E.quantizeRows(patchOrder, cout);
+    expect([...scales]).toEqual([...reference.scales]);
+    expect([...values]).toEqual([...transposed(reference.values, cout, cin * taps)]);
   });
 });
+
+/** [rows, n] → [n, rows]. */
+function transposed(values: Int8Array, rows: number, n: number): Int8Array {
+  const out = new Int8Array(values.length);
+  for (let r = 0; r < rows; r++) for (let i = 0; i < n; i++) out[i * rows + r] = values[r * n + i];
+  return out;
+}
 
 
 describe('q8 layers against fp32', () => {

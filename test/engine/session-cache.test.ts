@@ -2,10 +2,11 @@
 // checkpoint rewritten in place is not served from the old optimised graph), safe for two
 // processes building the same graph at once (each writes its own temporary files, one publishes,
 // the other removes its copy, neither reads a half-built entry), and cleaned of the temporary
-// files of killed processes.
+// files of killed processes. A graph's first run optimises its session itself; a child process
+// writes the optimised graph after it exits (or when asked), and a child that fails leaves no cache.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -76,6 +77,8 @@ w.bindFile(file, file.entry('w'));
 const x = E.Tensor.input('x', [2, ${IN}]);
 const graph = await E.compile({ inputs: [x], outputs: { y: E.linear(x, w.tensor) } }, { cacheDir: ${JSON.stringify(cacheDir)} });
 console.log(JSON.stringify([...(await graph.run({ x: Float32Array.from(${JSON.stringify([...X])}) })).y.data as Float32Array]));
+await graph.release();
+if (!(await E.optimizeCachedGraphs())) throw new Error('optimised graph not published');
 `,
     );
     const children = [0, 1].map(() => spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
@@ -103,6 +106,68 @@ console.log(JSON.stringify([...(await graph.run({ x: Float32Array.from(${JSON.st
     expect(files.filter((f) => f.includes('.tmp'))).toEqual([]);
     expect(files.filter((f) => f.endsWith('.weights'))).toHaveLength(1);
     expect(files.filter((f) => f.startsWith('optimized-') && f.endsWith('.onnx'))).toHaveLength(1);
+    expect(existsSync(join(cacheDir, 'graph-optimizer.lock'))).toBe(false);
+  });
+
+  it('writes the optimised graph in a child after the first run exits; later runs load it and compute the same', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-cache-after-'));
+    const cacheDir = join(dir, 'cache');
+    const weights = join(dir, 'w.safetensors');
+    writeWeights(weights, 1);
+    const script = join(dir, 'first.mts');
+    writeFileSync(
+      script,
+      `import * as E from ${JSON.stringify(join(ROOT, 'src', 'engine', 'index.ts'))};
+const file = E.SafetensorsFile.open(${JSON.stringify(weights)});
+const w = new E.Parameter('w', [${OUT}, ${IN}]);
+w.bindFile(file, file.entry('w'));
+const x = E.Tensor.input('x', [2, ${IN}]);
+const graph = await E.compile({ inputs: [x], outputs: { y: E.linear(x, w.tensor) } }, { cacheDir: ${JSON.stringify(cacheDir)} });
+console.log(JSON.stringify([...(await graph.run({ x: Float32Array.from(${JSON.stringify([...X])}) })).y.data as Float32Array]));
+`,
+    );
+    const first = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, encoding: 'utf8' });
+    expect(first.status).toBe(0);
+    const [folder] = graphFolders(cacheDir);
+    const published = () => readdirSync(folder).some((f) => f.startsWith('optimized-') && f.endsWith('.onnx'));
+    // The child starts once its parent has gone: the graph appears shortly after, complete.
+    for (let waited = 0; !published() && waited < 60_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+    expect(published()).toBe(true);
+    E.clearSessionCache();
+    expect(JSON.stringify([...(await run(weights, cacheDir))])).toBe(first.stdout.trim());
+    expect(readdirSync(folder).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('runs on when the child cannot write the optimised graph: no cache, nothing half-written, the next run the same', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-cache-fail-'));
+    const cacheDir = join(dir, 'cache');
+    const path = join(dir, 'w.safetensors');
+    writeWeights(path, 1);
+    const first = await run(path, cacheDir);
+    const [folder] = graphFolders(cacheDir);
+    // The child will find the graph's weights gone (the cache folder emptied under it, say).
+    const link = readdirSync(folder).find((f) => f.endsWith('.safetensors'))!;
+    rmSync(join(folder, link));
+    expect(await E.optimizeCachedGraphs()).toBe(false);
+    expect(readdirSync(folder).filter((f) => f.startsWith('optimized-'))).toEqual([]);
+    expect(existsSync(join(cacheDir, 'graph-optimizer.lock'))).toBe(false);
+    E.clearSessionCache();
+    expect(await run(path, cacheDir)).toEqual(first);
+    expect(await E.optimizeCachedGraphs()).toBe(true); // the next run schedules it again, and it works
+    E.clearSessionCache();
+    expect(await run(path, cacheDir)).toEqual(first);
+  });
+
+  it("takes over a dead builder's lock", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-cache-lock-'));
+    const cacheDir = join(dir, 'cache');
+    const path = join(dir, 'w.safetensors');
+    writeWeights(path, 1);
+    await run(path, cacheDir);
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    writeFileSync(join(cacheDir, 'graph-optimizer.lock'), String(dead));
+    expect(await E.optimizeCachedGraphs()).toBe(true);
+    expect(existsSync(join(cacheDir, 'graph-optimizer.lock'))).toBe(false);
   });
 
   it("removes a killed process's temporary files and orphaned optimised weights on the next build", async () => {
@@ -111,6 +176,7 @@ console.log(JSON.stringify([...(await graph.run({ x: Float32Array.from(${JSON.st
     const path = join(dir, 'w.safetensors');
     writeWeights(path, 1);
     await run(path, cacheDir);
+    await E.optimizeCachedGraphs();
     const [folder] = graphFolders(cacheDir);
     const published = readdirSync(folder).find((f) => f.endsWith('.weights'))!;
     const dead = spawnSync(process.execPath, ['-e', '']).pid!;
