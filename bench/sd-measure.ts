@@ -3,7 +3,7 @@
 // calls of a guided txt2img run: the text encoder on 2 prompts, UNet steps at batch 2, and the VAE
 // decoding one image. Prints one `@@result {json}` line for the parent.
 //
-//   npx tsx bench/sd-measure.ts --model DIR --size 512 [--steps 3] [--decodes 1] [--dtype fp32|q8] [--save-outputs PREFIX]
+//   npx tsx bench/sd-measure.ts --model DIR --size 512 [--steps 3] [--decodes 1] [--dtype fp32|q8] [--save-outputs PREFIX] [--leave-cache-build]
 //
 // --save-outputs writes the text encoder's states and the first UNet prediction (PREFIX.text.f32,
 // PREFIX.unet.f32, raw float32) for comparing dtypes: the UNet is fed fixed random context states,
@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { Generator, WEIGHT_DTYPES, type WeightDType, clearSessionCache, fusedKernels } from '../src/engine/index.ts';
+import { Generator, WEIGHT_DTYPES, type WeightDType, clearSessionCache, fusedKernels, optimizeCachedGraphs } from '../src/engine/index.ts';
 import { compileClipText } from '../src/models/clip-text.ts';
 import type { Shape4 } from '../src/models/vae-runner.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
@@ -189,6 +189,7 @@ async function main(): Promise<void> {
       release: { type: 'boolean', default: false },
       dtype: { type: 'string', default: 'fp32' },
       'save-outputs': { type: 'string' },
+      'leave-cache-build': { type: 'boolean', default: false },
     },
   });
   if (!WEIGHT_DTYPES.includes(values.dtype as WeightDType)) throw new Error(`--dtype: expected one of ${WEIGHT_DTYPES.join(', ')}`);
@@ -205,6 +206,10 @@ async function main(): Promise<void> {
   const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   if (hwm) result.rss.vmHWM = Number(hwm[1]) * 1024;
   printResult(result);
+  // Graphs first run here are optimised into the cache by child processes; by default they run now,
+  // so that the next measurement starts on a finished cache. --leave-cache-build exits first, as
+  // `nuri generate` does: the children then write the cache after this process (bench:sd --first-run).
+  if (!values['leave-cache-build']) await optimizeCachedGraphs();
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

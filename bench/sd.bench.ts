@@ -31,7 +31,7 @@ import { type Peak, measurePeak } from './peak.ts';
 import { ensureRandomCheckpoint, ensureRandomSdxlUNet, ensureRandomTaesd } from './random-checkpoint.ts';
 import { type StageFlops, stageFlops } from './sd-flops.ts';
 import type { StageResult } from './sd-measure.ts';
-import { type RateRow, gb, peakBound, rateTable, runChild as runMeasuringChild, s, table } from './sd-report.ts';
+import { type RateRow, gb, optimisedGraphsBuilt, peakBound, rateTable, runChild as runMeasuringChild, s, table } from './sd-report.ts';
 import { type CacheState, PICTURES, type PictureKind, type Rows, pictureRows, sdxlRows, taesdRows } from './sd-rows.ts';
 
 /** Figures from other runs, printed as such: nothing in this run checks them. */
@@ -239,7 +239,9 @@ async function firstRunRow(model: string, size: number, dtype: string, experimen
   try {
     const args = ['--model', model, '--size', String(size), '--dtype', dtype, '--cache', cache, '--steps', '1', '--decodes', '0', ...experiment];
     process.stderr.write(`first run at ${size}² ${dtype} (empty cache)…\n`);
-    const first = await runChildSampled([...args, '--save-outputs', join(outputs, 'first')]);
+    const first = await runChildSampled([...args, '--save-outputs', join(outputs, 'first'), '--leave-cache-build']);
+    process.stderr.write(`waiting for the optimised graphs the first run left to child processes…\n`);
+    const build = await optimisedGraphsBuilt(cache);
     process.stderr.write(`warm run at ${size}² ${dtype}…\n`);
     const warm = await runChildSampled([...args, '--save-outputs', join(outputs, 'warm')]);
     const difference = relativeError(readF32(join(outputs, 'first.unet.f32')), readF32(join(outputs, 'warm.unet.f32')));
@@ -247,6 +249,7 @@ async function firstRunRow(model: string, size: number, dtype: string, experimen
     const load = loadAverage();
     return `  ${size}² ${dtype}: to the first UNet step ${s(toFirstStep(first.result))} (UNet session ${s(first.result.unetSessionS)}) vs ${s(toFirstStep(warm.result))} warm (UNet session ${s(warm.result.unetSessionS)}): ` +
       `${ratio.toFixed(2)}× (goal ≤ 1.5×); peak RSS ${gb(first.treePeakBytes)} (${first.processes} process${first.processes === 1 ? '' : 'es'}) vs ${gb(warm.treePeakBytes)} warm; ` +
+      `then ${build.graphs} optimised graphs written by children after it exited, one at a time: ${s(build.seconds)} in all, peak RSS ${gb(build.peakRssBytes)}; ` +
       `first vs warm UNet prediction: relative error ${difference.toExponential(1)}; load average ${load}`;
   } finally {
     rmSync(cache, { recursive: true, force: true });

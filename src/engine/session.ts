@@ -3,7 +3,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { arch, availableParallelism, cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -228,9 +228,9 @@ const OPTIMIZED_NAME = `optimized-${ort.env.versions.common}-${arch()}-${createH
 
 /**
  * A session from the cached optimised graph when there is one. Otherwise (a graph's first run) the
- * session is optimised here without saving, and a child process (optimize-graph.mjs) writes the
- * optimised graph once this process has exited: saving it took the first SD-1.5 run about a minute
- * and 1.1 GB more memory, which no one should wait for before their first picture.
+ * session is optimised here without saving, and a child process (optimize-graph.mjs) started when
+ * this process exits writes the optimised graph: saving it doubled the CPU time of the first SD-1.5
+ * UNet session and added 1 GB to its peak, which no one should wait for before their first picture.
  */
 async function createFromOptimized(dir: string, modelPath: string, sessionOptions: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
   const optimized = join(dir, `${OPTIMIZED_NAME}.onnx`);
@@ -240,54 +240,68 @@ async function createFromOptimized(dir: string, modelPath: string, sessionOption
   return session;
 }
 
-/** Builders started by this process that have not finished, by graph folder. */
-const builders = new Map<string, { child: ChildProcess; done: Promise<boolean> }>();
+interface BuildJob {
+  model: string;
+  output: string;
+  weights: string;
+  publish: string;
+  lock: string;
+  stats: string;
+  level: string;
+  threads?: number;
+  executionProvider?: string;
+}
 
-/** Starts the child that will write this folder's optimised graph after this process (once per folder). */
+/** Optimised graphs this process's first runs left for a child to write, by graph folder. */
+const pendingBuilds = new Map<string, BuildJob>();
+let builderAtExit = false;
+
+/** Leaves this folder's optimised graph to the child started when this process exits. */
 function scheduleOptimizedGraph(dir: string, modelPath: string, sessionOptions: ort.InferenceSession.SessionOptions): void {
-  if (builders.has(dir)) return;
-  const pid = '$PID'; // the child fills in its own id: its temporary names are its own
-  const job = {
+  if (!builderAtExit) process.once('exit', () => void startBuilder(false));
+  builderAtExit = true;
+  pendingBuilds.set(dir, {
     model: modelPath,
-    output: join(dir, `${OPTIMIZED_NAME}.onnx.${pid}.tmp`),
-    weights: optimizedWeightsName(pid),
+    // The child puts its own id in place of $PID: its temporary names are its own.
+    output: join(dir, `${OPTIMIZED_NAME}.onnx.$PID.tmp`),
+    weights: optimizedWeightsName('$PID'),
     publish: join(dir, `${OPTIMIZED_NAME}.onnx`),
     lock: join(dir, '..', '..', BUILDER_LOCK),
     stats: join(dir, `${OPTIMIZED_NAME}.build.json`),
     level: CACHED_OPTIMIZATION,
     threads: sessionOptions.intraOpNumThreads,
-    executionProvider: sessionOptions.executionProviders?.[0],
-  };
-  let child: ChildProcess;
-  try {
-    child = spawn(process.execPath, [BUILDER, JSON.stringify(job)], { detached: true, stdio: ['pipe', 'ignore', 'inherit'] });
-  } catch {
-    return; // no cache this time; the next run tries again
-  }
-  const done = new Promise<boolean>((resolve) => {
-    child.on('error', () => resolve(false));
-    child.on('exit', (code) => resolve(code === 0));
+    executionProvider: sessionOptions.executionProviders?.[0] as string | undefined,
   });
-  done.then(() => builders.delete(dir));
-  builders.set(dir, { child, done });
-  // Neither the child nor the pipe keeps this process alive: the pipe closing at exit is the signal.
-  child.unref();
-  (child.stdin as (NodeJS.WritableStream & { unref?: () => void }) | null)?.unref?.();
-  child.stdin?.on('error', () => {});
 }
 
 /**
- * Writes now the optimised graphs this process's first runs left to children, and waits for them:
- * true when every one was published (by its child or by another process). A process that frees its
- * sessions first (tests, a server going idle) can build its cache without exiting.
+ * Starts one child for every pending graph. At exit it is left running on its own (spawning is
+ * synchronous, so it starts even from an 'exit' handler); otherwise the promise says whether every
+ * graph was published.
  */
-export async function optimizeCachedGraphs(): Promise<boolean> {
-  const pending = [...builders.values()];
-  for (const { child } of pending) {
-    child.ref(); // now waited for
-    child.stdin?.end();
-  }
-  return (await Promise.all(pending.map(({ done }) => done))).every(Boolean);
+function startBuilder(wait: boolean): Promise<boolean> {
+  const jobs = [...pendingBuilds.values()];
+  pendingBuilds.clear();
+  if (!jobs.length) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    try {
+      const child = spawn(process.execPath, [BUILDER, JSON.stringify(jobs)], { detached: true, stdio: wait ? ['ignore', 'ignore', 'inherit'] : 'ignore' });
+      child.on('error', () => resolve(false));
+      child.on('exit', (code) => resolve(code === 0));
+      if (!wait) child.unref();
+    } catch {
+      resolve(false); // no cache this time: the next run tries again
+    }
+  });
+}
+
+/**
+ * Writes now the optimised graphs this process's first runs left for a child, and waits for it:
+ * true when every one was published (by it or by another process). Otherwise they are written when
+ * the process exits; a process that runs on (tests, a server going idle) can call this.
+ */
+export function optimizeCachedGraphs(): Promise<boolean> {
+  return startBuilder(true);
 }
 
 function optimizedWeightsName(pid: number | string): string {
