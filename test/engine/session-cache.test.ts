@@ -36,6 +36,17 @@ async function run(path: string, cacheDir: string): Promise<Float32Array> {
   return out;
 }
 
+/** A child script's lines that compile y = x·Wᵀ on this cache, run it and print the output as JSON (leaving `graph`). */
+function childRun(weights: string, cacheDir: string): string {
+  return `import * as E from ${JSON.stringify(join(ROOT, 'src', 'engine', 'index.ts'))};
+const file = E.SafetensorsFile.open(${JSON.stringify(weights)});
+const w = new E.Parameter('w', [${OUT}, ${IN}]);
+w.bindFile(file, file.entry('w'));
+const x = E.Tensor.input('x', [2, ${IN}]);
+const graph = await E.compile({ inputs: [x], outputs: { y: E.linear(x, w.tensor) } }, { cacheDir: ${JSON.stringify(cacheDir)} });
+console.log(JSON.stringify([...(await graph.run({ x: Float32Array.from(${JSON.stringify([...X])}) })).y.data as Float32Array]));`;
+}
+
 const graphFolders = (cacheDir: string) => readdirSync(join(cacheDir, 'graphs')).map((d) => join(cacheDir, 'graphs', d));
 
 describe('graph cache', () => {
@@ -68,15 +79,9 @@ describe('graph cache', () => {
     writeFileSync(
       script,
       `import { existsSync, writeFileSync } from 'node:fs';
-import * as E from ${JSON.stringify(join(ROOT, 'src', 'engine', 'index.ts'))};
 writeFileSync(${JSON.stringify(dir)} + '/ready-' + process.pid, '');
 while (!existsSync(${JSON.stringify(join(dir, 'go'))})) await new Promise((r) => setTimeout(r, 2));
-const file = E.SafetensorsFile.open(${JSON.stringify(weights)});
-const w = new E.Parameter('w', [${OUT}, ${IN}]);
-w.bindFile(file, file.entry('w'));
-const x = E.Tensor.input('x', [2, ${IN}]);
-const graph = await E.compile({ inputs: [x], outputs: { y: E.linear(x, w.tensor) } }, { cacheDir: ${JSON.stringify(cacheDir)} });
-console.log(JSON.stringify([...(await graph.run({ x: Float32Array.from(${JSON.stringify([...X])}) })).y.data as Float32Array]));
+${childRun(weights, cacheDir)}
 await graph.release();
 if (!(await E.optimizeCachedGraphs())) throw new Error('optimised graph not published');
 `,
@@ -115,17 +120,7 @@ if (!(await E.optimizeCachedGraphs())) throw new Error('optimised graph not publ
     const weights = join(dir, 'w.safetensors');
     writeWeights(weights, 1);
     const script = join(dir, 'first.mts');
-    writeFileSync(
-      script,
-      `import * as E from ${JSON.stringify(join(ROOT, 'src', 'engine', 'index.ts'))};
-const file = E.SafetensorsFile.open(${JSON.stringify(weights)});
-const w = new E.Parameter('w', [${OUT}, ${IN}]);
-w.bindFile(file, file.entry('w'));
-const x = E.Tensor.input('x', [2, ${IN}]);
-const graph = await E.compile({ inputs: [x], outputs: { y: E.linear(x, w.tensor) } }, { cacheDir: ${JSON.stringify(cacheDir)} });
-console.log(JSON.stringify([...(await graph.run({ x: Float32Array.from(${JSON.stringify([...X])}) })).y.data as Float32Array]));
-`,
-    );
+    writeFileSync(script, childRun(weights, cacheDir));
     const first = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, encoding: 'utf8' });
     expect(first.status).toBe(0);
     const [folder] = graphFolders(cacheDir);
