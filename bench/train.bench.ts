@@ -17,7 +17,7 @@ import { loadUNet } from '../src/models/checkpoint/components.ts';
 import { createScheduler } from '../src/schedulers/index.ts';
 import { type TrainStep, compileTrainStep, diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising } from '../src/training/index.ts';
 
-const { values: args } = parseArgs({ options: { 'kept-mib': { type: 'string', default: String(DEFAULT_KERNELS.keptBytes / 2 ** 20) }, 'grad-form': { type: 'string', default: 'auto' } } });
+const { values: args } = parseArgs({ options: { 'kept-mib': { type: 'string', default: String(DEFAULT_KERNELS.keptBytes / 2 ** 20) }, 'grad-form': { type: 'string', default: 'auto' }, 'kept-forward': { type: 'string', default: DEFAULT_KERNELS.keptAttentionForward } } });
 const gradForms = ['auto', 'dense', 'low-rank'] as const;
 if (!gradForms.includes(args['grad-form'] as never)) throw new Error(`--grad-form: one of ${gradForms.join(', ')}, got "${args['grad-form']}"`);
 attentionGradForm.form = args['grad-form'] as (typeof gradForms)[number];
@@ -77,7 +77,7 @@ for (const budget of budgetsMib) {
   const context = Tensor.input('encoder_hidden_states', [BATCH, 77, 32]);
   const { loss } = diffusionLoss(unet, inputs, context);
   const t0 = performance.now();
-  const step = await compileTrainStep({ inputs: [...Object.values(inputs), context], loss, params: unet.parameters(), kernels: { keptBytes: budget * 2 ** 20 } });
+  const step = await compileTrainStep({ inputs: [...Object.values(inputs), context], loss, params: unet.parameters(), kernels: { keptBytes: budget * 2 ** 20, keptAttentionForward: args['kept-forward'] as 'plain' } });
   steps.push({ budget, step, optimizer: new AdamW(step.params, { lr: 1e-5 }), compileMs: performance.now() - t0 });
 }
 let optimiserMs = 0;
@@ -93,7 +93,7 @@ const [forward, ...measured] = await interleavedMedians([
 const count = steps[0].step.params.reduce((s, p) => s + p.size, 0);
 
 const ms = (x: { wall: number; cpu: number }) => `${x.wall.toFixed(1)} ms wall, ${x.cpu.toFixed(1)} ms CPU`;
-console.log(`tiny fixture UNet (${(count / 1e6).toFixed(2)}M parameters), batch ${BATCH}, latents ${LATENT.join('×')}, median of ${REPEATS}, interleaved, attention score gradient ${attentionGradForm.form}`);
+console.log(`tiny fixture UNet (${(count / 1e6).toFixed(2)}M parameters), batch ${BATCH}, latents ${LATENT.join('×')}, median of ${REPEATS}, interleaved, attention score gradient ${attentionGradForm.form}, kept-P forward ${args['kept-forward']}`);
 console.log(`  forward alone (inference graph)        ${ms(forward)}`);
 for (const [i, { budget, compileMs }] of steps.entries()) {
   const m = measured[i];

@@ -58,9 +58,14 @@ export interface KernelForms {
    * adds up to that much to a training step's peak. 0 recomputes everything.
    */
   keptBytes: number;
+  /**
+   * The forward of an attention layer whose P is kept: ONNX's fused `Attention` (opset 23) returning
+   * P, or plain ops (MatMul, Softmax, MatMul) sharing P with the backward.
+   */
+  keptAttentionForward: 'onnx-attention' | 'plain';
 }
 
-export const DEFAULT_KERNELS: Readonly<KernelForms> = { convInputGrad: 'conv', convWeightGrad: 'im2col', keptBytes: 512 * 2 ** 20 };
+export const DEFAULT_KERNELS: Readonly<KernelForms> = { convInputGrad: 'conv', convWeightGrad: 'im2col', keptBytes: 512 * 2 ** 20, keptAttentionForward: 'onnx-attention' };
 
 export interface EmitOptions {
   /** 'q8': frozen linear and convolution weights become int8 per output channel (quantize.ts). */

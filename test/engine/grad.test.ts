@@ -261,11 +261,13 @@ describe('nn ops', () => {
     }
   }
 
-  // P kept from the forward (ONNX Attention returning it): the forward form is the same either way.
-  for (const form of ['dense', 'low-rank'] as const) {
-    it(`attention (${form} gradient, P kept from the forward): q, k, v with different lengths`, async () => {
-      await attentionGradChecks(form, { keptBytes: 2 ** 20 });
-    });
+  // P kept from the forward, which is then ONNX's Attention returning P or plain ops sharing it.
+  for (const keptAttentionForward of ['onnx-attention', 'plain'] as const) {
+    for (const form of ['dense', 'low-rank'] as const) {
+      it(`attention (${form} gradient, P kept from a ${keptAttentionForward} forward): q, k, v with different lengths`, async () => {
+        await attentionGradChecks(form, { keptBytes: 2 ** 20, keptAttentionForward });
+      });
+    }
   }
 });
 

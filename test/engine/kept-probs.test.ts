@@ -29,8 +29,8 @@ function opTypes(spec: E.GraphSpec): { ops: string[]; opset: number } {
 const count = (ops: string[], type: string) => ops.filter((o) => o === type).length;
 
 describe('attention probabilities kept from the forward', () => {
-  for (const form of ['dense', 'low-rank'] as const) {
-    it(`gives the gradients of the recomputed path (${form} score gradient)`, async () => {
+  for (const [form, keptAttentionForward] of [['dense', 'onnx-attention'], ['low-rank', 'onnx-attention'], ['low-rank', 'plain']] as const) {
+    it(`gives the gradients of the recomputed path (${form} score gradient, ${keptAttentionForward} forward)`, async () => {
       E.attentionGradForm.form = form;
       try {
         const feeds = {
@@ -40,7 +40,7 @@ describe('attention probabilities kept from the forward', () => {
         };
         const results = [];
         for (const keptBytes of [0, 2 ** 20]) {
-          const graph = await E.compile({ ...twoLayers(2, 7), kernels: { keptBytes } });
+          const graph = await E.compile({ ...twoLayers(2, 7), kernels: { keptBytes, keptAttentionForward } });
           results.push(await graph.run(feeds));
         }
         const [recomputed, kept] = results;

@@ -137,6 +137,11 @@ const ATTENTION: OpSpec = {
   emit: (e, n) => {
     const [q, k, v] = n.inputs;
     const { heads, scale } = n.attrs as { heads: number; scale: { float: number } };
+    if (e.keeps(n) && e.kernels.keptAttentionForward === 'plain') {
+      const p = attentionProbs(q, k, heads, scale.float);
+      e.keep(n, e.value(p));
+      return e.value(mergeHeads(matmul(p, splitHeads(v, heads))));
+    }
     if (e.keeps(n)) {
       // ONNX's own Attention (opset 23) is a fused kernel that can also return P, which the backward
       // then reads (ATTENTION_PROBS) instead of recomputing it.
