@@ -15,7 +15,8 @@ export interface GenerateForm {
   prompt: string;
   negativePrompt: string;
   model: string;
-  scheduler: SchedulerName;
+  /** '' leaves the sampler to the model (its own scheduler config), as `nuri generate` does. */
+  scheduler: SchedulerName | '';
   steps: number;
   guidance: number;
   seedMode: SeedMode;
@@ -66,7 +67,7 @@ export const INITIAL_FORM: GenerateForm = {
   prompt: '',
   negativePrompt: '',
   model: '',
-  scheduler: 'ddim',
+  scheduler: '',
   steps: 20,
   guidance: 7.5,
   seedMode: 'random',
@@ -101,7 +102,8 @@ export function outpaintMargins(form: GenerateForm): Partial<Record<OutpaintSide
  * server's name of the mask's PNG (the page uploads it first); every ControlNet unit has its image.
  */
 export function formToParams(form: GenerateForm, lastSeed: number | undefined, maskUpload?: string): Record<string, unknown> {
-  const params: Record<string, unknown> = { prompt: form.prompt, scheduler: form.scheduler };
+  const params: Record<string, unknown> = { prompt: form.prompt };
+  if (form.scheduler) params.scheduler = form.scheduler;
   if (form.negativePrompt.trim()) params.negativePrompt = form.negativePrompt;
   if (form.model) params.model = form.model;
   const numbers: [string, number][] = [
@@ -172,7 +174,8 @@ export function jobToForm(job: Job, current: GenerateForm): GenerateForm {
     prompt: typeof p.prompt === 'string' ? p.prompt : current.prompt,
     negativePrompt: typeof p.negativePrompt === 'string' ? p.negativePrompt : '',
     model: typeof p.model === 'string' ? p.model : current.model,
-    scheduler: typeof p.scheduler === 'string' ? (p.scheduler as SchedulerName) : current.scheduler,
+    // A job that named no sampler ran the model's own.
+    scheduler: typeof p.scheduler === 'string' ? (p.scheduler as SchedulerName) : '',
     steps: num(p.steps, current.steps),
     guidance: num(p.guidance, current.guidance),
     seedMode: seed === undefined ? 'random' : 'fixed',
@@ -208,7 +211,7 @@ export function parametersToForm(text: string, current: GenerateForm, models: st
   if (p.sampler !== undefined) {
     const scheduler = samplerFromLabel(p.sampler);
     if (scheduler) form.scheduler = scheduler;
-    else notes.push(`sampler "${p.sampler}" is not one of Nuri's; kept ${current.scheduler}`);
+    else notes.push(`sampler "${p.sampler}" is not one of Nuri's; kept ${current.scheduler || "the model's own"}`);
   }
   if (p.model !== undefined) {
     if (models.includes(p.model)) form.model = p.model;

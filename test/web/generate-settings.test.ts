@@ -16,7 +16,9 @@ const form = { ...INITIAL_FORM, prompt: 'red apple', model: 'default', width: 32
 
 describe('generate settings (Studio)', () => {
   it('leaves unset numbers and a random seed to the server; fixed and last seeds are sent', () => {
-    expect(formToParams({ ...form, steps: NaN }, 7)).toEqual({ prompt: 'red apple', scheduler: 'ddim', model: 'default', guidance: 7.5, width: 32, height: 32, batch: 1 });
+    // No sampler by default: the model's own runs, as with `nuri generate`.
+    expect(formToParams({ ...form, steps: NaN }, 7)).toEqual({ prompt: 'red apple', model: 'default', guidance: 7.5, width: 32, height: 32, batch: 1 });
+    expect(formToParams({ ...form, scheduler: 'euler' }, 7).scheduler).toBe('euler');
     expect(formToParams({ ...form, seedMode: 'fixed', seed: 42 }, 7).seed).toBe(42);
     expect(formToParams({ ...form, seedMode: 'last', seed: 42 }, 7).seed).toBe(7);
     const img2img = formToParams({ ...form, loras: { ink: 0.5 }, embeddings: ['cat-toy'], initImage: { name: 'upload-1.png', url: 'blob:x' }, strength: 0.3 }, undefined);
@@ -30,6 +32,8 @@ describe('generate settings (Studio)', () => {
     const back = jobToForm(job, form);
     expect(back).toMatchObject({ seedMode: 'fixed', seed: 99, width: 48, height: 40 });
     expect(formToParams(back, undefined)).toEqual({ ...params, width: 48, height: 40, embeddings: undefined });
+    const { scheduler: _, ...ownSampler } = params;
+    expect(jobToForm({ ...job, params: ownSampler }, { ...form, scheduler: 'lms' }).scheduler).toBe('');
   });
 
   it("reads AUTOMATIC1111's parameters, keeping what this server cannot do out of the form", () => {
@@ -38,7 +42,7 @@ describe('generate settings (Studio)', () => {
     expect(read).toMatchObject({ prompt: 'a castle', negativePrompt: 'fog', steps: 30, scheduler: 'dpmpp-2m-karras', guidance: 6, seedMode: 'fixed', seed: 5, width: 512, height: 768, model: 'default' });
     expect(notes).toEqual(['model "sd15" is not on this server; kept default']);
     expect(read.dtype).toBe('fp32');
-    expect(parametersToForm('x\nSteps: 3, Sampler: DPM++ SDE, Seed: 1', form, []).notes).toEqual(['sampler "DPM++ SDE" is not one of Nuri\'s; kept ddim']);
+    expect(parametersToForm('x\nSteps: 3, Sampler: DPM++ SDE, Seed: 1', form, []).notes).toEqual(['sampler "DPM++ SDE" is not one of Nuri\'s; kept the model\'s own']);
   });
 
   it('restores the weight dtype and the SDXL size conditioning a PNG records, and sends them again', () => {

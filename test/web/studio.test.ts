@@ -119,7 +119,7 @@ describe('Studio: Generate', () => {
     await card.getByRole('button', { name: /Use these settings/ }).click();
     expect(await gen().getByLabel('Prompt', { exact: true }).inputValue()).toBe('red apple');
     expect(await gen().getByLabel('Steps').inputValue()).toBe('8');
-    expect(await gen().getByLabel('Sampler').inputValue()).toBe(job.params.scheduler);
+    expect(await gen().getByLabel('Sampler').inputValue()).toBe(job.params.scheduler ?? '');
     expect(await gen().getByRole('radio', { name: 'fixed' }).isChecked()).toBe(true);
     expect(await gen().getByLabel('Seed value').inputValue()).toBe(String(job.params.seed));
 

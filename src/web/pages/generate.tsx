@@ -136,7 +136,8 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
           <ModelField label="Model" models={catalogue.models} value={form.model} error={errors.model} onChange={(model) => set({ model })} />
           <Field label="Sampler" error={errors.scheduler}>
             {(id, d) => (
-              <select id={id} name="scheduler" value={form.scheduler} aria-describedby={d} onChange={(e) => set({ scheduler: e.currentTarget.value as SchedulerName })}>
+              <select id={id} name="scheduler" value={form.scheduler} aria-describedby={d} onChange={(e) => set({ scheduler: e.currentTarget.value as SchedulerName | '' })}>
+                <option value="">the model's own</option>
                 {Object.entries(SAMPLER_LABELS).map(([name, label]) => (
                   <option key={name} value={name}>
                     {label}
