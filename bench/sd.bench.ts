@@ -24,7 +24,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { WEIGHT_DTYPES, type WeightDType, defaultThreads } from '../src/engine/index.ts';
 import { readF32, relativeError } from './compare.ts';
 import { type Peak, measurePeak } from './peak.ts';
@@ -232,9 +232,10 @@ const FIRST_RUN_HEADING = 'first run (an empty graph cache) against the next run
  * predictions must be the same.
  */
 async function firstRunRow(model: string, size: number, dtype: string, experiment: string[]): Promise<string> {
-  const cache = join(model, '..', `first-run-cache-${process.pid}`);
-  const outputs = join(model, '..', `first-run-outputs-${process.pid}`);
-  rmSync(cache, { recursive: true, force: true });
+  // In the temporary folder, not beside the model (which may be read-only, like the shared fixtures).
+  const scratch = mkdtempSync(join(os.tmpdir(), 'nuri-first-run-'));
+  const cache = join(scratch, 'cache');
+  const outputs = join(scratch, 'outputs');
   mkdirSync(outputs, { recursive: true });
   try {
     const args = ['--model', model, '--size', String(size), '--dtype', dtype, '--cache', cache, '--steps', '1', '--decodes', '0', ...experiment];
@@ -252,8 +253,7 @@ async function firstRunRow(model: string, size: number, dtype: string, experimen
       `then ${build.graphs} optimised graphs written by children after it exited, one at a time: ${s(build.seconds)} in all, peak RSS ${gb(build.peakRssBytes)}; ` +
       `first vs warm UNet prediction: relative error ${difference.toExponential(1)}; load average ${load}`;
   } finally {
-    rmSync(cache, { recursive: true, force: true });
-    rmSync(outputs, { recursive: true, force: true });
+    rmSync(scratch, { recursive: true, force: true });
   }
 }
 
