@@ -145,7 +145,8 @@ export interface RandomCheckpointOptions {
   log?: (line: string) => void;
 }
 
-function benchRoot(options: RandomCheckpointOptions): string {
+/** Where benchmarks keep their checkpoints, graph cache and outputs: never beside a model given to them (it may be read-only, as ../shared is). */
+export function benchRoot(options: RandomCheckpointOptions = {}): string {
   return options.root ?? process.env.NURI_BENCH_DIR ?? join(repoRoot, '.cache', 'bench');
 }
 

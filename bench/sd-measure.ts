@@ -25,6 +25,7 @@ import { compileClipText } from '../src/models/clip-text.ts';
 import type { Shape4 } from '../src/models/vae-runner.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 import { median, peakRss, printResult, seconds } from './sd-report.ts';
+import { benchRoot } from './random-checkpoint.ts';
 
 export interface StageResult extends UNetSteps {
   size: number;
@@ -199,7 +200,7 @@ async function main(): Promise<void> {
     if (!(kernel in fusedKernels)) throw new Error(`--plain: unknown kernel ${kernel}; known: ${Object.keys(fusedKernels).join(', ')}`);
     fusedKernels[kernel as keyof typeof fusedKernels] = false;
   }
-  const cacheDir = values.cache ?? join(values.model, '..', 'graphs');
+  const cacheDir = values.cache ?? join(benchRoot(), 'graphs');
   const options = { steps: Number(values.steps), decodes: Number(values.decodes), cacheDir, release: values.release, dtype: values.dtype as WeightDType, saveOutputs: values['save-outputs'] };
   const result = await measureResolution(values.model, Number(values.size), options);
   // The kernel's own view of the peak, to cross-check maxRSS.

@@ -18,7 +18,7 @@ import { emitGraph } from '../src/engine/emit.ts';
 import { Tensor, type WeightDType, fusedKernels, sym } from '../src/engine/index.ts';
 import { loadUNet } from '../src/models/checkpoint/components.ts';
 import { loadVae } from '../src/models/checkpoint/components.ts';
-import { ensureRandomCheckpoint } from './random-checkpoint.ts';
+import { benchRoot, ensureRandomCheckpoint } from './random-checkpoint.ts';
 
 type SessionOptions = ort.InferenceSession.SessionOptions;
 
@@ -120,7 +120,7 @@ async function runVariant(name: string, component: string, size: number, runs: n
   const { graph, feeds } = traceComponent(component, model, size, dtype);
   const traceS = (performance.now() - t0trace) / 1000;
   const hash = createHash('sha256').update(graph.bytes).digest('hex').slice(0, 24);
-  const dir = join(model, '..', 'graphs-experiments', hash);
+  const dir = join(benchRoot(), 'graphs-experiments', hash);
   mkdirSync(dir, { recursive: true });
   for (const [link, source] of graph.externalFiles) if (!existsSync(join(dir, link))) linkSync(source, join(dir, link));
   const t0derived = performance.now();

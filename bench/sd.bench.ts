@@ -28,7 +28,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { WEIGHT_DTYPES, type WeightDType, defaultThreads } from '../src/engine/index.ts';
 import { readF32, relativeError } from './compare.ts';
 import { type Peak, measurePeak } from './peak.ts';
-import { ensureRandomCheckpoint, ensureRandomSdxlUNet, ensureRandomTaesd } from './random-checkpoint.ts';
+import { benchRoot, ensureRandomCheckpoint, ensureRandomSdxlUNet, ensureRandomTaesd } from './random-checkpoint.ts';
 import { type StageFlops, stageFlops } from './sd-flops.ts';
 import type { StageResult } from './sd-measure.ts';
 import { type RateRow, gb, optimisedGraphsBuilt, peakBound, rateTable, runChild as runMeasuringChild, s, table } from './sd-report.ts';
@@ -180,7 +180,7 @@ async function main(): Promise<void> {
   process.stderr.write('measuring the fp32 peak…\n');
   const peaks = [await measurePeak()];
   const results: Measured[] = [];
-  const outputs = join(model, '..', 'outputs');
+  const outputs = join(benchRoot(), 'outputs');
   mkdirSync(outputs, { recursive: true });
   for (const size of sizes) {
     for (const dtype of dtypes) {
