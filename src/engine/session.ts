@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { arch, availableParallelism, cpus, homedir } from 'node:os';
+import { arch, availableParallelism, constants as osConstants, cpus, homedir, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
@@ -277,9 +277,9 @@ function scheduleOptimizedGraph(dir: string, modelPath: string, sessionOptions: 
 /**
  * Starts one child for every pending graph. At exit it is left running on its own (spawning is
  * synchronous, so it starts even from an 'exit' handler); otherwise the promise says whether every
- * graph was published.
+ * graph was published. A low-priority child yields the cores to whatever this process runs next.
  */
-function startBuilder(wait: boolean): Promise<boolean> {
+function startBuilder(wait: boolean, lowPriority = false): Promise<boolean> {
   const jobs = [...pendingBuilds.values()];
   pendingBuilds.clear();
   if (!jobs.length) return Promise.resolve(true);
@@ -288,6 +288,7 @@ function startBuilder(wait: boolean): Promise<boolean> {
       const child = spawn(process.execPath, [BUILDER, JSON.stringify(jobs)], { detached: true, stdio: wait ? ['ignore', 'ignore', 'inherit'] : 'ignore' });
       child.on('error', () => resolve(false));
       child.on('exit', (code) => resolve(code === 0));
+      if (lowPriority && child.pid) lowerPriority(child.pid);
       if (!wait) child.unref();
     } catch {
       resolve(false); // no cache this time: the next run tries again
@@ -296,12 +297,32 @@ function startBuilder(wait: boolean): Promise<boolean> {
 }
 
 /**
+ * Makes a process the machine's last in line. A detached child leads a session of its own, which
+ * Linux schedules as a group of its own (autogroup): its nice value counts only inside the group,
+ * so the group's is lowered too. Best effort: a system that refuses keeps the default priority.
+ */
+function lowerPriority(pid: number): void {
+  try {
+    setPriority(pid, osConstants.priority.PRIORITY_LOW);
+  } catch {}
+  try {
+    writeFileSync(`/proc/${pid}/autogroup`, String(osConstants.priority.PRIORITY_LOW));
+  } catch {}
+}
+
+/**
  * Writes now the optimised graphs this process's first runs left for a child, and waits for it:
  * true when every one was published (by it or by another process). Otherwise they are written when
  * the process exits; a process that runs on (tests, a server going idle) can call this.
+ * `lowPriority`: the child runs niced, so work that arrives meanwhile keeps the cores.
  */
-export function optimizeCachedGraphs(): Promise<boolean> {
-  return startBuilder(true);
+export function optimizeCachedGraphs(options: { lowPriority?: boolean } = {}): Promise<boolean> {
+  return startBuilder(true, options.lowPriority);
+}
+
+/** Whether graphs run for the first time here still wait for their optimised form to be written. */
+export function hasPendingGraphBuilds(): boolean {
+  return pendingBuilds.size > 0;
 }
 
 function optimizedWeightsName(pid: number | string): string {

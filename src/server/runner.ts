@@ -6,6 +6,7 @@
 import { PNG } from 'pngjs';
 import { AbortError, type GenerationParameters, type RgbImage, type StepProgress, type TokenAttention, attention, edit, encodePng, formatParameters, generate, readImage } from '../index.ts';
 import type { WeightDType } from '../engine/quantize.ts';
+import { hasPendingGraphBuilds, optimizeCachedGraphs } from '../engine/session.ts';
 import { heatMap } from '../io/heatmap.ts';
 import type { SizeConditioning } from '../io/parameters.ts';
 import { enlarge, toRgb8 } from '../io/image.ts';
@@ -27,6 +28,12 @@ export interface RunnerOptions {
   cache: PipelineCache;
   /** Enlarge step previews to at least this side in pixels. Default 0: latent-sized (1/8 of the image for SD), the cheapest to encode and send; clients scale them up. */
   previewSize?: number;
+  /**
+   * Once no job has run for this long, write the optimised graphs of models that ran for the first
+   * time (a low-priority child, see optimizeCachedGraphs): a server runs for weeks, or is killed,
+   * before its exit would write them. Default 2,000 ms.
+   */
+  graphBuildIdleMs?: number;
 }
 
 function throwIfAborted(signal: AbortSignal): void {
@@ -39,10 +46,12 @@ interface JobScope extends RunnerOptions {
 }
 
 export function createRunner(options: RunnerOptions): JobRunner {
+  const idle = idleGraphBuilder(options.graphBuildIdleMs ?? 2000);
   return async (job, ctx) => {
-    throwIfAborted(ctx.signal);
+    idle.jobStarted();
     const scope: JobScope = { ...options, leases: [] };
     try {
+      throwIfAborted(ctx.signal);
       switch (job.type) {
         case 'generate':
           return await runGenerate(job.params as GenerateParams, ctx, scope);
@@ -57,7 +66,25 @@ export function createRunner(options: RunnerOptions): JobRunner {
       }
     } finally {
       for (const lease of scope.leases) lease.release();
+      idle.jobEnded();
     }
+  };
+}
+
+/** Starts optimizeCachedGraphs once `delayMs` pass with no job running and graphs are waiting. */
+function idleGraphBuilder(delayMs: number) {
+  let running = 0;
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    jobStarted() {
+      running++;
+      clearTimeout(timer);
+    },
+    jobEnded() {
+      if (--running > 0 || !hasPendingGraphBuilds()) return;
+      timer = setTimeout(() => void optimizeCachedGraphs({ lowPriority: true }), delayMs);
+      timer.unref(); // a process that is done anyway writes them at exit
+    },
   };
 }
 
