@@ -116,7 +116,10 @@ export function rateTable(rows: RateRow[], bound: PeakBound, errors: string[]): 
     for (const [rate, peak, what] of [[wallRate, bound.wall, 'GFLOP/s'], [cpuRate, bound.perCpuSecond, 'GFLOP per CPU-second']] as const) {
       if (bounded && rate > peak) errors.push(`ERROR: ${r.stage} at ${r.size}² (${r.dtype}): ${rate.toFixed(1)} ${what} is above the measured peak ${peak.toFixed(1)}: a measurement error, not a result`);
     }
-    out.push([r.stage, `${r.size}²`, r.dtype, (r.flops / 1e9).toFixed(1), s(r.wallS), s(r.cpuS), wallRate.toFixed(1), pct(wallRate / bound.wall), cpuRate.toFixed(1), pct(cpuRate / bound.perCpuSecond)]);
+    // An int8 stage's rate is in fp32-equivalent FLOPs: a fraction of the fp32 peak would mislead.
+    const of = (rate: number, peak: number) => (bounded ? pct(rate / peak) : 'int8');
+    out.push([r.stage, `${r.size}²`, r.dtype, (r.flops / 1e9).toFixed(1), s(r.wallS), s(r.cpuS), wallRate.toFixed(1), of(wallRate, bound.wall), cpuRate.toFixed(1), of(cpuRate, bound.perCpuSecond)]);
   }
-  return table(out);
+  const note = rows.some((r) => !(r.bounded ?? r.dtype === 'fp32')) ? ['', 'int8: the stage\'s products are int8 (VNNI: 4 multiply–adds per fp32 lane), its GFLOP/s counts them as fp32 would be; no fp32 peak bounds it.'] : [];
+  return [table(out), ...note].join('\n');
 }

@@ -162,9 +162,11 @@ async function main(): Promise<void> {
   if (values['session-options']) experiment.push('--session-options', values['session-options']);
   if (values.plain) experiment.push('--plain', values.plain);
   if (values.release) experiment.push('--release');
-  const model = values.model ?? ensureRandomCheckpoint({ fp16: values.fp16 });
   const sizes = values.sizes === 'none' ? [] : values.sizes.split(',').map(Number);
   const pictureKinds = (values.picture?.split(',') ?? []) as PictureKind[];
+  // The SD-1.5 checkpoint (4 GB, written once) only where a row runs it: not for SDXL alone.
+  const usesSd15 = sizes.length > 0 || pictureKinds.length > 0 || values.taesd !== undefined;
+  const model = values.model ?? (usesSd15 ? ensureRandomCheckpoint({ fp16: values.fp16 }) : '');
   for (const k of pictureKinds) if (!(k in PICTURES)) throw new Error(`--picture: expected ${Object.keys(PICTURES).join(', ')} (comma-separated), got ${k}`);
   const pictureRuns = values['picture-runs'].split(',') as CacheState[];
   for (const r of pictureRuns) if (r !== 'cold' && r !== 'warm') throw new Error(`--picture-runs: expected cold, warm (comma-separated), got ${r}`);
@@ -202,7 +204,8 @@ async function main(): Promise<void> {
     extra.lines.push(...rows.lines);
   };
   if (values.taesd) add(await taesdRows(Number(values.taesd), 3)); // the decoders after a cold run each, as bench:taesd
-  if (values.sdxl) add(await sdxlRows(values['sdxl-unet'] ?? ensureRandomSdxlUNet(), values.sdxl.split(',').map(Number), dtypes, Number(values.steps), outputs));
+  const sdxlUNet = values.sdxl ? (values['sdxl-unet'] ?? ensureRandomSdxlUNet()) : undefined;
+  if (values.sdxl) add(await sdxlRows(sdxlUNet!, values.sdxl.split(',').map(Number), dtypes, Number(values.steps), outputs));
   if (pictureKinds.length) {
     const options = { model, taesd: ensureRandomTaesd(), kinds: pictureKinds, dtypes, runs: pictureRuns, size: Number(values['picture-size']), outputs };
     extra.lines.push(...(await pictureRows(options)));
@@ -214,7 +217,8 @@ async function main(): Promise<void> {
   process.stderr.write('measuring the fp32 peak again…\n');
   peaks.push(await measurePeak());
   const config = experiment.length ? `; experiment: ${experiment.join(' ')}` : '; engine defaults';
-  const { text, errors } = report(results, flops, peaks, `${values.fp16 ? 'fp16' : 'fp32'} random SD-1.5 (${model})${config}`, { before, after: loadAverage() }, extra);
+  const weights = [...(usesSd15 ? [`${values.fp16 ? 'fp16' : 'fp32'} random SD-1.5 (${model})`] : []), ...(sdxlUNet ? [`random SDXL base UNet (${sdxlUNet})`] : [])];
+  const { text, errors } = report(results, flops, peaks, `${weights.join(', ') || 'none'}${config}`, { before, after: loadAverage() }, extra);
   console.log(text);
   if (firstRuns.length) console.log(['', FIRST_RUN_HEADING, ...firstRuns].join('\n'));
   if (errors.length) process.exitCode = 1;
