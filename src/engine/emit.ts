@@ -100,6 +100,8 @@ export interface EmittedGraph {
   /** The trainable parameters the graph uses, in the order of their inputs. */
   trainable: Parameter[];
   outputNames: string[];
+  /** Bytes of the float convolution weights fixed in the graph: what ONNX Runtime's `all` level re-lays out (session.ts). */
+  frozenConvWeightBytes: number;
 }
 
 type OnnxAttr = Record<string, unknown>;
@@ -126,6 +128,7 @@ export class Emitter {
   private readonly quantized = new Map<string, { values: string; scales: string }>();
   private plannedBytes = 0;
   private readonly levels: number;
+  private readonly frozenConvWeights = new Set<Parameter>();
 
   constructor(
     private readonly declaredInputs: readonly Tensor[],
@@ -254,6 +257,11 @@ export class Emitter {
     });
     if (src.entry.dtype === 'F32') return stored;
     return this.node('Cast', [stored], { to: ONNX_DTYPE.float32 });
+  }
+
+  /** Notes a float convolution's weight: counted when it is a frozen parameter (not a computed or trainable one). */
+  noteConvWeight(w: Tensor): void {
+    if (w.origin.kind === 'param' && !this.trainable.has(w.origin.param)) this.frozenConvWeights.add(w.origin.param);
   }
 
   /** Whether frozen linear and convolution weights are emitted as int8. */
@@ -448,6 +456,7 @@ export class Emitter {
       inputNames: [...this.declaredInputs.map((t) => this.names.get(t)!), ...trainable.map((p) => p.name)],
       trainable,
       outputNames,
+      frozenConvWeightBytes: [...this.frozenConvWeights].reduce((bytes, p) => bytes + 4 * p.size, 0),
     };
   }
 }

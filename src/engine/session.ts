@@ -219,7 +219,7 @@ async function createSession(graph: EmittedGraph, hash: string, options: RunOpti
   }
   if (external.length) return ort.InferenceSession.create(graph.bytes, { ...sessionOptions, externalData: external });
   if (options.cacheOptimizedGraphs === false) return ort.InferenceSession.create(modelPath, sessionOptions);
-  return createFromOptimized(dir, modelPath, sessionOptions);
+  return createFromOptimized(dir, modelPath, sessionOptions, firstRunOptimization(graph));
 }
 
 // ONNX Runtime's optimised graphs hold CPU-specific layouts (NCHWc blocks sized to the vector width)
@@ -232,10 +232,10 @@ const OPTIMIZED_NAME = `optimized-${ort.env.versions.common}-${arch()}-${createH
  * this process exits writes the optimised graph: saving it doubled the CPU time of the first SD-1.5
  * UNet session and added 1 GB to its peak, which no one should wait for before their first picture.
  */
-async function createFromOptimized(dir: string, modelPath: string, sessionOptions: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+async function createFromOptimized(dir: string, modelPath: string, sessionOptions: ort.InferenceSession.SessionOptions, firstRunLevel: FirstRunLevel): Promise<ort.InferenceSession> {
   const optimized = join(dir, `${OPTIMIZED_NAME}.onnx`);
   if (existsSync(optimized)) return ort.InferenceSession.create(optimized, { ...sessionOptions, graphOptimizationLevel: 'disabled' });
-  const session = await ort.InferenceSession.create(modelPath, { ...sessionOptions, graphOptimizationLevel: FIRST_RUN_OPTIMIZATION });
+  const session = await ort.InferenceSession.create(modelPath, { ...sessionOptions, graphOptimizationLevel: firstRunLevel });
   scheduleOptimizedGraph(dir, modelPath, sessionOptions);
   return session;
 }
@@ -329,11 +329,24 @@ function optimizedWeightsName(pid: number | string): string {
   return `${OPTIMIZED_NAME}.${pid}.weights`;
 }
 
+type FirstRunLevel = 'basic' | 'all';
+
 /**
- * How the first run of a graph optimises its own session (it runs without the cached graph):
- * measured on the SD-1.5 UNet (bench/sd-session-options.ts), see the README's first-run figures.
+ * How a graph's first run (no optimised graph cached yet) optimises its own session. ONNX Runtime's
+ * `all` level re-lays out every float convolution weight into NCHWc blocks before the first step, a
+ * cost that grows with those weights, while what it buys depends on the feature maps. Measured
+ * quiet on the 2-vCPU EPYC (`npx tsx bench/sd-session-options.ts --component unet|vae --size N
+ * --variants default,optBasic`): the SD-1.5 UNet's session took 13.6 s at `all` against 3.0 s at
+ * `basic`, for steps no faster at 512² (10.1 s against 10.1–10.7) and 5% faster at 256²; the VAE
+ * decoder's took 0.4 s against 0.1 s, for a 512² decode 20% faster (14.1 s against 17.6 s). So a
+ * graph holding more float conv weights than this starts at `basic`; the graph the child caches
+ * for later runs is optimised at `all` either way.
  */
-const FIRST_RUN_OPTIMIZATION = 'all';
+const FIRST_RUN_CONV_WEIGHT_LIMIT = 512 * 2 ** 20;
+
+function firstRunOptimization(graph: EmittedGraph): FirstRunLevel {
+  return graph.frozenConvWeightBytes > FIRST_RUN_CONV_WEIGHT_LIMIT ? 'basic' : 'all';
+}
 /** The level of the optimised graph the child writes and later runs load (optimisation then off). */
 const CACHED_OPTIMIZATION = 'all';
 

@@ -76,3 +76,19 @@ describe('GraphSpec.trainable', () => {
     expect(one.ops).toContain('MatMul');
   });
 });
+
+describe('EmittedGraph.frozenConvWeightBytes', () => {
+  it('counts the float convolution weights fixed in the graph: not trainable ones, not int8 ones, each weight once', () => {
+    const a = new E.Parameter('a', [8, 3, 3, 3]); // 216 values
+    const b = new E.Parameter('b', [4, 8, 1, 1]); // 32 values
+    a.setValue(rand(216, 1));
+    b.setValue(rand(32, 2));
+    const x = E.Tensor.input('x', [1, 3, 6, 6]);
+    const h = E.conv2d(x, a.tensor, undefined, { padding: 1 });
+    const y = E.add(E.conv2d(h, b.tensor), E.conv2d(h, b.tensor)); // b used twice
+    const bytes = (trainable: E.Parameter[], weights?: 'q8') => emitGraph({ inputs: [x], outputs: { y }, trainable }, { weights }).frozenConvWeightBytes;
+    expect(bytes([])).toBe(4 * (216 + 32));
+    expect(bytes([a])).toBe(4 * 32);
+    expect(bytes([], 'q8')).toBe(0);
+  });
+});

@@ -75,7 +75,12 @@ function convAttrs(o: ConvOptions): ConvAttrs {
 
 const CONV: OpSpec = {
   type: 'Conv',
-  emit: (e, n, out) => (e.quantizesWeights ? emitQuantizedConv(e, n, out) : undefined) ?? e.node('Conv', n.inputs.map((i) => e.value(i)), n.attrs),
+  emit: (e, n, out) => {
+    const quantized = e.quantizesWeights ? emitQuantizedConv(e, n, out) : undefined;
+    if (quantized) return quantized;
+    e.noteConvWeight(n.inputs[1]);
+    return e.node('Conv', n.inputs.map((i) => e.value(i)), n.attrs);
+  },
   vjp: (g, n) => {
     const [x, w, bias] = n.inputs;
     const a = n.attrs as unknown as ConvAttrs;
