@@ -164,6 +164,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
     onStep: preview === undefined ? undefined : previewWriter(sd, preview, flags.previewEvery),
     onProgress: (p) => bar.update(p.step),
   }).finally(() => bar.stop());
+  for (const warning of result.warnings) console.error(`warning: ${warning}`);
 
   const paths = result.images.map((_, i) => (batch === 1 ? out : out.replace(/\.png$/i, `-${i + 1}.png`)));
   for (const [i, image] of result.images.entries()) {

@@ -94,6 +94,8 @@ export interface GenerateResult {
   seeds: number[];
   /** The sampler that ran (the model's own when none was named). */
   scheduler: SchedulerName;
+  /** Options that had no effect, said in words (e.g. a negative prompt without classifier-free guidance). */
+  warnings: string[];
 }
 
 /** A random source drawing each batch item's share from its own seeded generator. */
@@ -205,6 +207,7 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
   if (o.stepNoise) checkStepNoise(o.stepNoise, timesteps.length, shape);
 
   const negatives = classifierFree ? new Array<string>(batch).fill(o.negativePrompt ?? '') : undefined;
+  const warnings = !classifierFree && o.negativePrompt ? [unusedNegativePrompt(sd, o.guidance)] : [];
   const { cond, uncond, tokens, added } = sd.isSdxl
     ? await encodeSdxlConditioning(sd, { ...o, guided: classifierFree })
     : { ...(await encodePromptEmbeddings(sd, o.prompts, negatives, o)), added: undefined };
@@ -218,7 +221,13 @@ export async function generate(sd: StableDiffusion, options: GenerateOptions): P
 
   const decoded = await sd.decodeLatents(latents, shape);
   const images = Array.from({ length: batch }, (_, i) => imageFromTensor(decoded.data, i, decoded.shape, '0..1'));
-  return { images: inpaint ? inpaint.overlay(images) : images, latents, shape, seeds, scheduler: name };
+  return { images: inpaint ? inpaint.overlay(images) : images, latents, shape, seeds, scheduler: name, warnings };
+}
+
+/** Why a negative prompt did nothing: only the unconditional half of classifier-free guidance reads it. */
+function unusedNegativePrompt(sd: StableDiffusion, guidance: number): string {
+  const why = sd.embedsGuidance ? `${sd.name} is LCM-distilled (its UNet takes the guidance scale as an input, with no unconditional pass)` : `guidance ${guidance} ≤ 1 runs no unconditional pass`;
+  return `the negative prompt was not used: ${why}`;
 }
 
 export interface DenoiseOptions {

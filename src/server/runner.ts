@@ -164,7 +164,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
   const infotexts = result.seeds.map((seed) =>
     formatParameters({ ...sampling(p, result.scheduler), seed, width, height, denoisingStrength: initImage ? strength : undefined, sizeConditioning, extra }),
   );
-  return { images: await encodeAll(result.images, (i) => infotexts[i]), artifacts: [], info: { seeds: result.seeds, infotexts, width, height, warnings: [...sd.components.warnings, ...personal.warnings] } };
+  return { images: await encodeAll(result.images, (i) => infotexts[i]), artifacts: [], info: { seeds: result.seeds, infotexts, width, height, warnings: [...sd.components.warnings, ...personal.warnings, ...result.warnings] } };
 }
 
 /** The job's SDXL size conditioning in the library's order: sizes height first, the crop top first. */

@@ -77,6 +77,13 @@ describe('txt2img matches diffusers on tiny-sd', () => {
     expect(maxAbsDiff(a.latents.subarray(a.latents.length / 2), second.latents)).toBeLessThan(1e-5);
   });
 
+  it('says when a negative prompt had no effect: at guidance ≤ 1 there is no unconditional pass to read it', async () => {
+    const options = { prompts: ['a photo of a cat'], negativePrompt: 'blurry', steps: 2, width: 64, height: 64, seed: 1 };
+    expect((await generate(sd, { ...options, guidance: 1 })).warnings).toEqual(['the negative prompt was not used: guidance 1 ≤ 1 runs no unconditional pass']);
+    expect((await generate(sd, { ...options, guidance: 7.5 })).warnings).toEqual([]);
+    expect((await generate(sd, { ...options, negativePrompt: '', guidance: 1 })).warnings).toEqual([]);
+  });
+
   it('img2img runs the last ⌊steps·strength⌋ steps from the noised picture, which shapes the result', async () => {
     const picture = (value: number) => ({ width: 64, height: 64, channels: 3 as const, data: new Float32Array(3 * 64 * 64).fill(value) });
     const run = async (value: number, strength: number) => {

@@ -38,6 +38,7 @@ describe('an LCM-distilled model', () => {
     calls.length = 0;
     const result = await run(8);
     expect(result.scheduler).toBe('lcm');
+    expect(result.warnings).toEqual([expect.stringMatching(/^the negative prompt was not used: .* is LCM-distilled/)]);
     expect(calls).toHaveLength(4);
     for (const call of calls) {
       expect(call.rows).toBe(1); // no unconditional half, whatever the guidance
@@ -65,7 +66,7 @@ describe('an LCM-distilled model', () => {
   it('nuri generate --model <folder> --steps 4 makes the same picture', async () => {
     const dir = cliDir;
     const cli = await runNuri(['generate', 'a red apple', '--model', model, '--negative-prompt', 'blurry', '--steps', '4', '--guidance', '8', '--seed', '1', '--width', '64', '--height', '64', '--out', 'apple.png', '--save-latents', 'z.safetensors'], { cwd: dir });
-    expect(cli.stderr).toBe('');
+    expect(cli.stderr.trim()).toMatch(/^warning: the negative prompt was not used: .* is LCM-distilled[^\n]*$/);
     expect(cli.code).toBe(0);
     expect(existsSync(join(dir, 'apple.png'))).toBe(true);
     expect(parseParameters(readPngText(join(dir, 'apple.png')).parameters)).toMatchObject({ steps: 4, sampler: 'LCM', guidance: 8, seed: 1 });
