@@ -5,6 +5,7 @@
 // tried; the graph and its hard-linked external weights are laid out exactly as session.ts does.
 //
 //   npx tsx bench/sd-session-options.ts --component unet|vae --size 256 [--runs 2] [--variants a,b] [--dtype fp32|q8]
+//                                       [--batch 2]   (UNet rows: 2 = a guided step, 1 = one without guidance, as LCM's)
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -89,7 +90,7 @@ interface VariantResult {
 
 
 /** Traces the component with symbolic sizes and emits it; returns the graph and feeds for one size. */
-function traceComponent(component: string, model: string, size: number, dtype: WeightDType) {
+function traceComponent(component: string, model: string, size: number, dtype: WeightDType, batch: number) {
   const f = size / 8;
   if (component === 'unet') {
     const unet = loadUNet(join(model, 'unet'));
@@ -99,9 +100,9 @@ function traceComponent(component: string, model: string, size: number, dtype: W
     const context = Tensor.input('encoder_hidden_states', [b, 77, 768]);
     const graph = emitGraph({ inputs: [sample, timestep, context], outputs: { noise_pred: unet.forward(sample, timestep, context) } }, { weights: dtype });
     const feeds = {
-      sample: new ort.Tensor('float32', new Float32Array(2 * 4 * f * f).fill(0.5), [2, 4, f, f]),
-      timestep: new ort.Tensor('float32', Float32Array.of(500, 500), [2]),
-      encoder_hidden_states: new ort.Tensor('float32', new Float32Array(2 * 77 * 768).fill(0.1), [2, 77, 768]),
+      sample: new ort.Tensor('float32', new Float32Array(batch * 4 * f * f).fill(0.5), [batch, 4, f, f]),
+      timestep: new ort.Tensor('float32', new Float32Array(batch).fill(500), [batch]),
+      encoder_hidden_states: new ort.Tensor('float32', new Float32Array(batch * 77 * 768).fill(0.1), [batch, 77, 768]),
     };
     return { graph, feeds };
   }
@@ -111,13 +112,13 @@ function traceComponent(component: string, model: string, size: number, dtype: W
   return { graph, feeds: { latents: new ort.Tensor('float32', new Float32Array(4 * f * f).fill(0.5), [1, 4, f, f]) } };
 }
 
-async function runVariant(name: string, component: string, size: number, runs: number, dtype: WeightDType): Promise<VariantResult> {
+async function runVariant(name: string, component: string, size: number, runs: number, dtype: WeightDType, batch: number): Promise<VariantResult> {
   const variant = VARIANTS[name];
   if (!variant) throw new Error(`unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`);
   for (const k of variant.plain ?? []) fusedKernels[k] = false;
   const model = ensureRandomCheckpoint();
   const t0trace = performance.now();
-  const { graph, feeds } = traceComponent(component, model, size, dtype);
+  const { graph, feeds } = traceComponent(component, model, size, dtype, batch);
   const traceS = (performance.now() - t0trace) / 1000;
   const hash = createHash('sha256').update(graph.bytes).digest('hex').slice(0, 24);
   const dir = join(benchRoot(), 'graphs-experiments', hash);
@@ -182,22 +183,23 @@ async function main(): Promise<void> {
       variants: { type: 'string', default: Object.keys(VARIANTS).join(',') },
       child: { type: 'string' },
       dtype: { type: 'string', default: 'fp32' },
+      batch: { type: 'string', default: '2' },
     },
   });
   const size = Number(values.size);
   const runs = Number(values.runs);
   if (values.child) {
-    const result = await runVariant(values.child, values.component, size, runs, values.dtype as WeightDType);
+    const result = await runVariant(values.child, values.component, size, runs, values.dtype as WeightDType, Number(values.batch));
     process.stdout.write(`@@result ${JSON.stringify(result)}\n`);
     return;
   }
   ensureRandomCheckpoint();
   const gb = (b: number) => (b / 1e9).toFixed(2);
-  console.log(`${values.component} at ${size}² (${values.component === 'unet' ? 'batch 2' : 'batch 1'}), ${runs} runs; ${os.cpus()[0]?.model}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`);
+  console.log(`${values.component} at ${size}² (${values.component === 'unet' ? `batch ${values.batch}` : 'batch 1'}), ${runs} runs; ${os.cpus()[0]?.model}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(', ')}`);
   console.log('variant              trace s  derived s  session s (CPU)  runs s (first, …)       CPU s per run          RSS after session (file)  after runs (file)  peak RSS (GB)  at session');
   for (const name of values.variants.split(',')) {
     process.stderr.write(`  ${name}…\n`);
-    const r = await child(['--child', name, '--component', values.component, '--size', values.size, '--runs', values.runs, '--dtype', values.dtype]);
+    const r = await child(['--child', name, '--component', values.component, '--size', values.size, '--runs', values.runs, '--dtype', values.dtype, '--batch', values.batch]);
     const line = [name.padEnd(20), r.traceS.toFixed(1).padStart(7), r.derivedS.toFixed(1).padStart(9), `${r.sessionS.toFixed(1)} (${r.sessionCpuS.toFixed(1)})`.padStart(11), r.runsS.map((x) => x.toFixed(2)).join(', ').padStart(22), r.runsCpuS.map((x) => x.toFixed(1)).join(', ').padStart(20), `${gb(r.rssAfterSession)} (${gb(r.rssFileAfterSession)})`.padStart(25), `${gb(r.rssAfterRuns)} (${gb(r.rssFileAfterRuns)})`.padStart(18), gb(r.peakRss).padStart(14), gb(r.peakAfterSession).padStart(15)];
     console.log(line.join('  '));
   }
