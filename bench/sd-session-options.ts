@@ -125,7 +125,7 @@ async function runVariant(name: string, component: string, size: number, runs: n
   mkdirSync(dir, { recursive: true });
   for (const [link, source] of graph.externalFiles) if (!existsSync(join(dir, link))) linkSync(source, join(dir, link));
   const t0derived = performance.now();
-  for (const [name, derived] of graph.derivedFiles) if (!existsSync(join(dir, name))) derived.write(join(dir, name));
+  for (const [name, derived] of graph.derivedFiles) if (!existsSync(join(dir, name))) await derived.write(join(dir, name));
   const derivedS = (performance.now() - t0derived) / 1000;
   const rssAfterDerived = process.memoryUsage.rss();
   const modelPath = join(dir, 'model.onnx');

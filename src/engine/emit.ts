@@ -4,11 +4,11 @@
 // places a hard link with that name beside the written graph (ONNX Runtime only reads external
 // data from the model's own folder).
 
-import { closeSync, openSync, writeSync } from 'node:fs';
 import onnxProto from 'onnx-proto';
 import { type Dim, SymDim } from './dims.ts';
 import type { Parameter } from './parameter.ts';
 import { type WeightDType, quantizeTransposed, weightLevels } from './quantize.ts';
+import { type QuantizeItem, writeQuantizedFile } from './quantize-file.ts';
 import type { SafetensorsFile } from './safetensors.ts';
 import { type Attrs, type DType, type OpNode, Tensor, type TypedData, reachableOps } from './tensor.ts';
 
@@ -76,7 +76,7 @@ export interface EmitOptions {
 export interface DerivedFile {
   /** The checkpoint files its contents come from (their identity keys the cache). */
   sources: string[];
-  write(path: string): void;
+  write(path: string): Promise<void>;
 }
 
 /** How a frozen weight is laid out as an int8 right-hand operand [K, Cout]. */
@@ -320,19 +320,15 @@ export class Emitter {
     return `weights-q8-l${this.levels}.bin`;
   }
 
-  /** Writes every planned int8 weight (one at a time, so memory stays near one tensor's float copy). */
-  private writeQuantized(path: string): void {
-    const fd = openSync(path, 'w');
-    try {
-      for (const { param, layout, valuesOffset, scalesOffset } of this.planned) {
-        const rows = param.shape[0];
-        const { values, scales } = quantizeTransposed(param.value(), rows, layout === 'conv' ? param.shape[1] : param.size / rows, this.levels);
-        writeSync(fd, values, 0, values.length, valuesOffset);
-        writeSync(fd, new Uint8Array(scales.buffer, scales.byteOffset, scales.byteLength), 0, scales.byteLength, scalesOffset);
-      }
-    } finally {
-      closeSync(fd);
-    }
+  /** Writes every planned int8 weight (quantize-file.ts: one at a time per thread, so memory stays near a tensor's float copy each). */
+  private writeQuantized(path: string): Promise<void> {
+    const items = this.planned.map(({ param, layout, valuesOffset, scalesOffset }) => {
+      const { file, entry } = param.source as { file: { path: string }; entry: { dataOffset: number; dtype: string } };
+      if (entry.dtype !== 'F32' && entry.dtype !== 'F16' && entry.dtype !== 'BF16') throw new Error(`${file.path}: ${param.name} is ${entry.dtype}; int8 weights are made from F32, F16 or BF16 tensors`);
+      const rows = param.shape[0];
+      return { file: file.path, offset: entry.dataOffset, dtype: entry.dtype, count: param.size, rows, cin: layout === 'conv' ? param.shape[1] : param.size / rows, levels: this.levels, valuesOffset, scalesOffset } satisfies QuantizeItem;
+    });
+    return writeQuantizedFile(path, this.plannedBytes, items);
   }
 
   initializer(data: TypedData, shape: readonly number[], dtype: DType, hint = 'const'): string {

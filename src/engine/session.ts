@@ -205,7 +205,7 @@ async function createSession(graph: EmittedGraph, hash: string, options: RunOpti
     const path = join(dir, name);
     if (!existsSync(path)) {
       const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-      derived.write(temporary);
+      await derived.write(temporary);
       renameSync(temporary, path);
     }
     if (external.length) external.push({ path: name, data: readFileSync(path) });

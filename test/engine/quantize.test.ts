@@ -3,13 +3,14 @@
 // file, strides, padding, symbolic sizes) against the same layers in fp32.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import onnxProto from 'onnx-proto';
 import { join } from 'node:path';
 import * as E from '../../src/engine/index.ts';
 import { emitGraph } from '../../src/engine/emit.ts';
-import { SafetensorsFile, writeSafetensors } from '../../src/engine/safetensors.ts';
+import { SafetensorsFile, float16ToFloat32, float32ToFloat16, writeSafetensors } from '../../src/engine/safetensors.ts';
+import { writeQuantizedFile } from '../../src/engine/quantize-file.ts';
 import { relativeError } from '../../bench/compare.ts';
 import { rand } from './helpers.ts';
 
@@ -69,6 +70,43 @@ describe('quantizeRows', () => {
     const reference = E.quantizeRows(patchOrder, cout);
     expect([...scales]).toEqual([...reference.scales]);
     expect([...values]).toEqual([...transposed(reference.values, cout, cin * taps)]);
+  });
+});
+
+describe('writeQuantizedFile', () => {
+  it('writes the same bytes split across worker threads as on one thread, from F32 and F16 tensors', async () => {
+    const conv = rand(40 * 6 * 9, 31); // [40, 6, 3, 3]
+    const linear = rand(24 * 50, 32); // [24, 50]
+    const half = rand(16 * 12, 33); // [16, 12], stored as F16
+    const source = join(dir, 'to-quantise.safetensors');
+    writeSafetensors(source, {
+      conv: { dtype: 'F32', shape: [40, 6, 3, 3], data: conv },
+      linear: { dtype: 'F32', shape: [24, 50], data: linear },
+      half: { dtype: 'F16', shape: [16, 12], data: float32ToFloat16(half) },
+    });
+    const file = SafetensorsFile.open(source);
+    let at = 0;
+    const place = (bytes: number) => ((at += bytes), at - bytes);
+    const item = (name: string, rows: number, cin: number) => {
+      const e = file.entry(name);
+      const count = e.shape.reduce((a, b) => a * b, 1);
+      return { file: source, offset: e.dataOffset, dtype: e.dtype as 'F32' | 'F16', count, rows, cin, levels: 127, valuesOffset: place(count), scalesOffset: place(4 * rows) };
+    };
+    const items = [item('conv', 40, 6), item('linear', 24, 50), item('half', 16, 12)];
+    const inline = join(dir, 'q8-inline.bin');
+    const threaded = join(dir, 'q8-threads.bin');
+    await writeQuantizedFile(inline, at, items, { threads: 1 });
+    await writeQuantizedFile(threaded, at, items, { threads: 2, parallelFrom: 0 });
+    const bytes = readFileSync(inline);
+    expect(bytes.length).toBe(at);
+    expect(readFileSync(threaded).equals(bytes)).toBe(true);
+    // and they are quantizeTransposed's values and scales where the plan put them
+    const expected = E.quantizeTransposed(conv, 40, 6);
+    expect([...new Int8Array(bytes.buffer, bytes.byteOffset + items[0].valuesOffset, items[0].count)]).toEqual([...expected.values]);
+    expect([...new Float32Array(bytes.buffer.slice(bytes.byteOffset + items[0].scalesOffset, bytes.byteOffset + items[0].scalesOffset + 160))]).toEqual([...expected.scales]);
+    const halfValues = file.read('half').data as Uint16Array;
+    expect([...new Int8Array(bytes.buffer, bytes.byteOffset + items[2].valuesOffset, items[2].count)]).toEqual([...E.quantizeTransposed(float16ToFloat32(halfValues), 16, 12).values]);
+    file.close();
   });
 });
 
