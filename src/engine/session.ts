@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { arch, availableParallelism, constants as osConstants, cpus, homedir, setPriority } from 'node:os';
+import { arch, availableParallelism, constants as osConstants, cpus, freemem, homedir, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
@@ -279,10 +279,9 @@ function scheduleOptimizedGraph(dir: string, modelPath: string, sessionOptions: 
  * synchronous, so it starts even from an 'exit' handler); otherwise the promise says whether every
  * graph was published. A low-priority child yields the cores to whatever this process runs next.
  */
-function startBuilder(wait: boolean, lowPriority = false): Promise<boolean> {
-  const jobs = [...pendingBuilds.values()];
-  pendingBuilds.clear();
-  if (!jobs.length) return Promise.resolve(true);
+function startBuilder(wait: boolean, lowPriority = false, withinMemory = false): Promise<boolean> {
+  const jobs = [...pendingBuilds.entries()].filter(([, job]) => !withinMemory || fitsInFreeMemory(job)).map(([dir, job]) => (pendingBuilds.delete(dir), job));
+  if (!jobs.length) return Promise.resolve(pendingBuilds.size === 0);
   return new Promise((resolve) => {
     try {
       const child = spawn(process.execPath, [BUILDER, JSON.stringify(jobs)], { detached: true, stdio: wait ? ['ignore', 'ignore', 'inherit'] : 'ignore' });
@@ -294,6 +293,18 @@ function startBuilder(wait: boolean, lowPriority = false): Promise<boolean> {
       resolve(false); // no cache this time: the next run tries again
     }
   });
+}
+
+/**
+ * Whether the machine has room for a build beside what runs now: the child holds its graph's
+ * weights in float32 (the SD-1.5 UNet's build peaked at 3.9 GB for 3.4 GB of fp32 weights), so it
+ * asks for 2.5× the weights files (fp16 checkpoints double in float32) of memory available.
+ */
+function fitsInFreeMemory(job: BuildJob): boolean {
+  const dir = join(job.model, '..');
+  let bytes = 0;
+  for (const name of readdirSync(dir)) if (name !== 'model.onnx' && !name.startsWith('optimized-') && !TEMP_FILE.test(name)) bytes += statSync(join(dir, name)).size;
+  return 2.5 * bytes < freemem();
 }
 
 /**
@@ -315,9 +326,11 @@ function lowerPriority(pid: number): void {
  * true when every one was published (by it or by another process). Otherwise they are written when
  * the process exits; a process that runs on (tests, a server going idle) can call this.
  * `lowPriority`: the child runs niced, so work that arrives meanwhile keeps the cores.
+ * `withinMemory`: only graphs whose build fits in the memory available now (fitsInFreeMemory); the
+ * others stay pending (false), for a later call or the exit.
  */
-export function optimizeCachedGraphs(options: { lowPriority?: boolean } = {}): Promise<boolean> {
-  return startBuilder(true, options.lowPriority);
+export function optimizeCachedGraphs(options: { lowPriority?: boolean; withinMemory?: boolean } = {}): Promise<boolean> {
+  return startBuilder(true, options.lowPriority, options.withinMemory);
 }
 
 /** Whether graphs run for the first time here still wait for their optimised form to be written. */

@@ -30,8 +30,9 @@ export interface RunnerOptions {
   previewSize?: number;
   /**
    * Once no job has run for this long, write the optimised graphs of models that ran for the first
-   * time (a low-priority child, see optimizeCachedGraphs): a server runs for weeks, or is killed,
-   * before its exit would write them. Default 2,000 ms.
+   * time (a low-priority child, see optimizeCachedGraphs, for the graphs whose build fits in the
+   * memory available beside the loaded models; the others at exit): a server runs for weeks, or is
+   * killed, before its exit would write them. Default 2,000 ms.
    */
   graphBuildIdleMs?: number;
 }
@@ -82,7 +83,8 @@ function idleGraphBuilder(delayMs: number) {
     },
     jobEnded() {
       if (--running > 0 || !hasPendingGraphBuilds()) return;
-      timer = setTimeout(() => void optimizeCachedGraphs({ lowPriority: true }), delayMs);
+      // Within the memory available: the server still holds its loaded models while the child builds.
+      timer = setTimeout(() => void optimizeCachedGraphs({ lowPriority: true, withinMemory: true }), delayMs);
       timer.unref(); // a process that is done anyway writes them at exit
     },
   };
