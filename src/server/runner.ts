@@ -172,7 +172,15 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
 /** The job's SDXL size conditioning in the library's order: sizes height first, the crop top first. */
 function sizeConditioningOf(p: GenerateParams): SizeConditioning {
   const hw = (size: { width: number; height: number } | undefined) => size && ([size.height, size.width] as const);
-  return { originalSize: hw(p.originalSize), targetSize: hw(p.targetSize), cropTopLeft: p.cropTopLeft && ([p.cropTopLeft.top, p.cropTopLeft.left] as const) };
+  const tl = (crop: { top: number; left: number } | undefined) => crop && ([crop.top, crop.left] as const);
+  return {
+    originalSize: hw(p.originalSize),
+    targetSize: hw(p.targetSize),
+    cropTopLeft: tl(p.cropTopLeft),
+    negativeOriginalSize: hw(p.negativeOriginalSize),
+    negativeTargetSize: hw(p.negativeTargetSize),
+    negativeCropTopLeft: tl(p.negativeCropTopLeft),
+  };
 }
 
 /** The picture to start from, read at the job's size, and the mask (grown with the canvas when outpainting). */

@@ -63,12 +63,25 @@ export const MAX_SEED = 2 ** 32 - 1;
 const seed = z.int().min(0).max(MAX_SEED).describe('random when absent; the one used is recorded');
 const clipSkip = z.int().min(1).max(12).describe('use the text encoder layer n from the end (1 = last)');
 const pixelSize = z.strictObject({ width: z.int().min(1).max(16384), height: z.int().min(1).max(16384) });
+const cropCorner = z.strictObject({ top: z.int().min(0).max(16384), left: z.int().min(0).max(16384) });
 /** SDXL's size and crop conditioning (the CLI's --original-size, --target-size, --crop-top-left). */
 const sizeConditioning = {
   originalSize: pixelSize.optional().describe('SDXL: the size the picture should look taken at (default: the output size)'),
   targetSize: pixelSize.optional().describe('SDXL: the size to aim for (default: the output size)'),
-  cropTopLeft: z.strictObject({ top: z.int().min(0).max(16384), left: z.int().min(0).max(16384) }).optional().describe('SDXL: where the picture should look cropped from (default: 0, 0)'),
+  cropTopLeft: cropCorner.optional().describe('SDXL: where the picture should look cropped from (default: 0, 0)'),
+  // The CLI's --negative-* twins: the unconditional half's own sizes, used only as a pair (diffusers).
+  negativeOriginalSize: pixelSize.optional().describe('SDXL: the unconditional half\'s original size (with negativeTargetSize; otherwise that half repeats originalSize)'),
+  negativeTargetSize: pixelSize.optional().describe('SDXL: the unconditional half\'s target size (with negativeOriginalSize)'),
+  negativeCropTopLeft: cropCorner.optional().describe('SDXL: the unconditional half\'s crop (default: 0, 0; with the negative sizes)'),
 };
+
+/** The negative sizes go together, as the CLI's flags do: one alone would be silently ignored. */
+function negativeSizesPaired(p: { negativeOriginalSize?: unknown; negativeTargetSize?: unknown }, ctx: z.RefinementCtx): void {
+  if ((p.negativeOriginalSize === undefined) !== (p.negativeTargetSize === undefined)) {
+    const missing = p.negativeOriginalSize === undefined ? 'negativeOriginalSize' : 'negativeTargetSize';
+    ctx.addIssue({ code: 'custom', path: [missing], message: 'negativeOriginalSize and negativeTargetSize are given together (the unconditional half repeats the conditional sizes otherwise)' });
+  }
+}
 
 function bounded(limits: ServerLimits) {
   const text = z.string().max(limits.maxPromptLength, limitMessage('maxPromptLength', limits, 'the text'));
@@ -157,6 +170,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     })
     .superRefine(pixelLimit(limits))
     .superRefine(spacingApplies)
+    .superRefine(negativeSizesPaired)
     .superRefine((p, ctx) => {
       if (p.strength !== undefined && p.initImage === undefined) ctx.addIssue({ code: 'custom', path: ['strength'], message: 'strength needs initImage' });
       p.controlnet.forEach((c, i) => {

@@ -61,5 +61,14 @@ describe('an SDXL model on the server', () => {
     expect(parseParameters(plain.text).sizeConditioning).toBeUndefined();
     const q8 = await run({ ...params, dtype: 'q8' });
     expect(parseParameters(q8.text).dtype).toBe('q8');
+    // The unconditional half's own sizes (guidance > 1), as the CLI's --negative-* flags: recorded, and they change the picture.
+    const guided = { ...params, guidance: 5 };
+    const negatives = { negativeOriginalSize: { width: 512, height: 512 }, negativeTargetSize: { width: 1024, height: 1024 }, negativeCropTopLeft: { top: 0, left: 16 } };
+    const withNegatives = await run({ ...guided, ...negatives });
+    expect(parseParameters(withNegatives.text).sizeConditioning).toMatchObject({ negativeOriginalSize: [512, 512], negativeTargetSize: [1024, 1024], negativeCropTopLeft: [0, 16] });
+    expect(withNegatives.png.equals((await run(guided)).png)).toBe(false);
+    const alone = await server.request('POST', '/api/v1/jobs', { type: 'generate', params: { ...guided, negativeOriginalSize: { width: 512, height: 512 } } });
+    expect(alone.status).toBe(400);
+    expect(JSON.stringify(alone.body)).toMatch(/negativeTargetSize.*given together|given together.*negativeTargetSize/);
   }, 120_000);
 });
