@@ -49,12 +49,16 @@ export interface GenerateForm {
 export const WEIGHT_DTYPES = ['fp32', 'q8'] as const;
 export type WeightDType = (typeof WEIGHT_DTYPES)[number];
 
-/** The generate job's SDXL fields. */
+/** The generate job's SDXL fields (the negative ones: the unconditional half's own, sizes given together). */
 export interface SizeConditioningParams {
   originalSize?: { width: number; height: number };
   targetSize?: { width: number; height: number };
   cropTopLeft?: { top: number; left: number };
+  negativeOriginalSize?: { width: number; height: number };
+  negativeTargetSize?: { width: number; height: number };
+  negativeCropTopLeft?: { top: number; left: number };
 }
+const SIZE_CONDITIONING_KEYS = ['originalSize', 'targetSize', 'cropTopLeft', 'negativeOriginalSize', 'negativeTargetSize', 'negativeCropTopLeft'] as const;
 
 export type OutpaintSide = (typeof OUTPAINT_SIDES)[number];
 /** Every side the server takes (a Record, so a side it adds is a type error here), as labelled. */
@@ -139,7 +143,7 @@ export function formToParams(form: GenerateForm, lastSeed: number | undefined, m
 
 /** The SDXL fields of a job's params, if it has any. */
 function sizeConditioningParams(p: Record<string, unknown>): SizeConditioningParams | undefined {
-  const picked = Object.fromEntries((['originalSize', 'targetSize', 'cropTopLeft'] as const).filter((k) => typeof p[k] === 'object' && p[k] !== null).map((k) => [k, p[k]]));
+  const picked = Object.fromEntries(SIZE_CONDITIONING_KEYS.filter((k) => typeof p[k] === 'object' && p[k] !== null).map((k) => [k, p[k]]));
   return Object.keys(picked).length ? (picked as SizeConditioningParams) : undefined;
 }
 
@@ -150,6 +154,9 @@ export function describeSizeConditioning(c: SizeConditioningParams): string {
     c.originalSize && `original size ${size(c.originalSize)}`,
     c.targetSize && `target size ${size(c.targetSize)}`,
     c.cropTopLeft && `crop top ${c.cropTopLeft.top}, left ${c.cropTopLeft.left}`,
+    c.negativeOriginalSize && `negative original size ${size(c.negativeOriginalSize)}`,
+    c.negativeTargetSize && `negative target size ${size(c.negativeTargetSize)}`,
+    c.negativeCropTopLeft && `negative crop top ${c.negativeCropTopLeft.top}, left ${c.negativeCropTopLeft.left}`,
   ]
     .filter(Boolean)
     .join(', ');
@@ -223,9 +230,16 @@ export function parametersToForm(text: string, current: GenerateForm, models: st
   else notes.push(`weight dtype "${dtype}" is not one of Nuri's; kept ${current.dtype}`);
   const c = p.sizeConditioning;
   const size = (pair: readonly [number, number] | undefined) => pair && { width: pair[1], height: pair[0] };
-  form.sizeConditioning = c && sizeConditioningParams({ originalSize: size(c.originalSize), targetSize: size(c.targetSize), cropTopLeft: c.cropTopLeft && { top: c.cropTopLeft[0], left: c.cropTopLeft[1] } });
+  const crop = (pair: readonly [number, number] | undefined) => pair && { top: pair[0], left: pair[1] };
+  form.sizeConditioning = c && sizeConditioningParams({
+    originalSize: size(c.originalSize),
+    targetSize: size(c.targetSize),
+    cropTopLeft: crop(c.cropTopLeft),
+    negativeOriginalSize: size(c.negativeOriginalSize),
+    negativeTargetSize: size(c.negativeTargetSize),
+    negativeCropTopLeft: crop(c.negativeCropTopLeft),
+  });
   if (form.sizeConditioning) notes.push(`SDXL ${describeSizeConditioning(form.sizeConditioning)}`);
-  if (c?.negativeOriginalSize || c?.negativeTargetSize || c?.negativeCropTopLeft) notes.push("the negative size conditioning is not a server setting; the unconditional half repeats the picture's");
   if (p.denoisingStrength !== undefined) form.strength = p.denoisingStrength;
   const extra = p.extra ?? {};
   const blur = Number(extra['Mask blur']);

@@ -49,10 +49,11 @@ describe('generate settings (Studio)', () => {
     const text = formatParameters({ prompt: 'a castle', steps: 4, dtype: 'q8', sizeConditioning: { originalSize: [512, 768], targetSize: [1024, 1024], cropTopLeft: [0, 256], negativeOriginalSize: [64, 64], negativeTargetSize: [64, 64] } });
     const { form: read, notes } = parametersToForm(text, form, ['default']);
     expect(read.dtype).toBe('q8');
-    expect(read.sizeConditioning).toEqual({ originalSize: { width: 768, height: 512 }, targetSize: { width: 1024, height: 1024 }, cropTopLeft: { top: 0, left: 256 } });
-    expect(notes).toEqual(['SDXL original size 768x512, target size 1024x1024, crop top 0, left 256', expect.stringMatching(/negative size conditioning is not a server setting/)]);
+    const negatives = { negativeOriginalSize: { width: 64, height: 64 }, negativeTargetSize: { width: 64, height: 64 } };
+    expect(read.sizeConditioning).toEqual({ originalSize: { width: 768, height: 512 }, targetSize: { width: 1024, height: 1024 }, cropTopLeft: { top: 0, left: 256 }, ...negatives });
+    expect(notes).toEqual(['SDXL original size 768x512, target size 1024x1024, crop top 0, left 256, negative original size 64x64, negative target size 64x64']);
     const params = formToParams(read, undefined);
-    expect(params).toMatchObject({ dtype: 'q8', originalSize: { width: 768, height: 512 }, targetSize: { width: 1024, height: 1024 }, cropTopLeft: { top: 0, left: 256 } });
+    expect(params).toMatchObject({ dtype: 'q8', originalSize: { width: 768, height: 512 }, targetSize: { width: 1024, height: 1024 }, cropTopLeft: { top: 0, left: 256 }, ...negatives });
     // A job's params restore the same way ("use these settings"); an fp32 job sends no dtype.
     const job = { id: 'j', type: 'generate', status: 'completed', progress: { step: 4, total: 4 }, images: [], error: null, info: {}, params } as unknown as Job;
     expect(formToParams(jobToForm(job, form), undefined)).toMatchObject(params);
