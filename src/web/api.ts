@@ -37,6 +37,8 @@ export interface Catalogue {
   embeddings: { name: string; token?: string }[];
   /** ControlNets of the models folder's controlnet/. */
   controlnets: string[];
+  /** VAEs of the models folder's vae/. */
+  vaes: string[];
 }
 
 /**
@@ -116,7 +118,7 @@ export async function getCatalogue(): Promise<Catalogue> {
     return { name: m.name, defaultSize: m.defaultSize ?? m.width ?? m.size };
   });
   const embeddings = (raw.embeddings ?? []).map((e) => (typeof e === 'string' ? { name: e } : { name: String((e as { name: unknown }).name), token: (e as { token?: string }).token ?? undefined }));
-  return { models, loras: names(raw.loras), embeddings, controlnets: names(raw.controlnets) };
+  return { models, loras: names(raw.loras), embeddings, controlnets: names(raw.controlnets), vaes: names(raw.vaes) };
 }
 
 /** The name an image URL serves (what params take to reuse a result as an input). */

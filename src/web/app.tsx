@@ -23,7 +23,7 @@ function pageFromHash(): PageName {
 
 export function App() {
   const [page, setPage] = useState<PageName>(pageFromHash);
-  const [catalogue, setCatalogue] = useState<Catalogue>({ models: [], loras: [], embeddings: [], controlnets: [] });
+  const [catalogue, setCatalogue] = useState<Catalogue>({ models: [], loras: [], embeddings: [], controlnets: [], vaes: [] });
   const [catalogueError, setCatalogueError] = useState<string>();
   const [editSource, setEditSource] = useState<EditSource>();
 

@@ -41,6 +41,8 @@ export interface GenerateForm {
   controlnets: ControlUnitForm[];
   /** The UNet's and text encoder's weights. */
   dtype: WeightDType;
+  /** A VAE of the server's models folder (vae/) that decodes instead of the model's own; '' for the model's. */
+  vae: string;
   /** SDXL's size and crop conditioning, as a PNG or an earlier job carried them (no controls of its own). */
   sizeConditioning?: SizeConditioningParams;
 }
@@ -83,6 +85,7 @@ export const INITIAL_FORM: GenerateForm = {
   embeddings: [],
   strength: 0.6,
   dtype: 'fp32',
+  vae: '',
   maskBlur: 4,
   inpaintFill: 'original',
   outpaint: { left: 0, right: 0, top: 0, bottom: 0 },
@@ -135,6 +138,7 @@ export function formToParams(form: GenerateForm, lastSeed: number | undefined, m
     }
   }
   if (form.dtype !== 'fp32') params.dtype = form.dtype;
+  if (form.vae) params.vae = form.vae;
   Object.assign(params, form.sizeConditioning);
   const units = form.controlnets.filter((u): u is ControlUnitForm & { image: { name: string; url: string } } => u.image !== undefined);
   if (units.length > 0) params.controlnet = units.map(controlUnitParams);
@@ -194,6 +198,7 @@ export function jobToForm(job: Job, current: GenerateForm): GenerateForm {
     embeddings: Array.isArray(p.embeddings) ? (p.embeddings as string[]) : [],
     strength: num(p.strength, current.strength),
     dtype: (WEIGHT_DTYPES as readonly unknown[]).includes(p.dtype) ? (p.dtype as WeightDType) : 'fp32',
+    vae: typeof p.vae === 'string' ? p.vae : '',
     sizeConditioning: sizeConditioningParams(p),
     maskBlur: num(p.maskBlur, current.maskBlur),
     inpaintFill: typeof p.inpaintFill === 'string' && p.inpaintFill in INPAINT_FILL_LABELS ? (p.inpaintFill as InpaintFill) : current.inpaintFill,
@@ -204,10 +209,10 @@ export function jobToForm(job: Job, current: GenerateForm): GenerateForm {
 }
 
 /**
- * A PNG's `parameters` text (Nuri's or AUTOMATIC1111's) applied to the form; unknown models are
- * kept out. Inpainting's settings and the ControlNet units come back; their pictures cannot.
+ * A PNG's `parameters` text (Nuri's or AUTOMATIC1111's) applied to the form; unknown models and
+ * VAEs are kept out. Inpainting's settings and the ControlNet units come back; their pictures cannot.
  */
-export function parametersToForm(text: string, current: GenerateForm, models: string[], controlnets: string[] = []): { form: GenerateForm; notes: string[] } {
+export function parametersToForm(text: string, current: GenerateForm, models: string[], controlnets: string[] = [], vaes: string[] = []): { form: GenerateForm; notes: string[] } {
   const p: GenerationParameters = parseParameters(text);
   const notes: string[] = [];
   const form: GenerateForm = { ...current, prompt: p.prompt, negativePrompt: p.negativePrompt ?? '' };
@@ -242,6 +247,10 @@ export function parametersToForm(text: string, current: GenerateForm, models: st
   if (form.sizeConditioning) notes.push(`SDXL ${describeSizeConditioning(form.sizeConditioning)}`);
   if (p.denoisingStrength !== undefined) form.strength = p.denoisingStrength;
   const extra = p.extra ?? {};
+  // "VAE: name" (Nuri's jobs) or "VAE: file.safetensors" (AUTOMATIC1111, `nuri generate --vae`); none: the model's own.
+  const vae = extra.VAE === undefined ? '' : String(extra.VAE).replace(/\.(safetensors|pt|ckpt)$/i, '');
+  form.vae = vaes.includes(vae) ? vae : '';
+  if (vae && !form.vae) notes.push(`VAE "${extra.VAE}" is not on this server; the model's own decodes`);
   const blur = Number(extra['Mask blur']);
   if (extra['Mask blur'] !== undefined && Number.isFinite(blur)) form.maskBlur = blur;
   const fill = Object.entries(INPAINT_FILL_LABELS).find(([, label]) => label === String(extra['Masked content'] ?? '').toLowerCase());

@@ -78,7 +78,15 @@ function sameShape(value: unknown, saved: unknown): boolean {
 function sizeConditioning(value: unknown): SizeConditioningParams | undefined {
   const saved = (typeof value === 'object' && value !== null ? value : {}) as Record<string, Record<string, unknown> | undefined>;
   const numbers = (key: string, names: string[]) => (names.every((n) => typeof saved[key]?.[n] === 'number') ? Object.fromEntries(names.map((n) => [n, saved[key]![n]])) : undefined);
-  const parts = { originalSize: numbers('originalSize', ['width', 'height']), targetSize: numbers('targetSize', ['width', 'height']), cropTopLeft: numbers('cropTopLeft', ['top', 'left']) };
+  const [size, crop] = [['width', 'height'], ['top', 'left']];
+  const parts = {
+    originalSize: numbers('originalSize', size),
+    targetSize: numbers('targetSize', size),
+    cropTopLeft: numbers('cropTopLeft', crop),
+    negativeOriginalSize: numbers('negativeOriginalSize', size),
+    negativeTargetSize: numbers('negativeTargetSize', size),
+    negativeCropTopLeft: numbers('negativeCropTopLeft', crop),
+  };
   const kept = Object.fromEntries(Object.entries(parts).filter(([, v]) => v !== undefined));
   return Object.keys(kept).length > 0 ? (kept as SizeConditioningParams) : undefined;
 }

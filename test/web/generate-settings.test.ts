@@ -60,6 +60,23 @@ describe('generate settings (Studio)', () => {
     expect(formToParams(form, undefined).dtype).toBeUndefined();
     expect(parametersToForm('x\nSteps: 3, Weight dtype: fp8', form, []).notes).toEqual(['weight dtype "fp8" is not one of Nuri\'s; kept fp32']);
   });
+
+  it('restores the VAE a PNG names when the server has it (A1111 names the file), and sends it as the job\'s vae', () => {
+    const vaes = ['vae-ft-mse', 'taesd'];
+    const a1111 = parametersToForm('a castle\nSteps: 20, Sampler: Euler, VAE: vae-ft-mse.safetensors', form, [], [], vaes);
+    expect(a1111.form.vae).toBe('vae-ft-mse');
+    expect(a1111.notes).toEqual([]);
+    expect(formToParams(a1111.form, undefined).vae).toBe('vae-ft-mse');
+    const missing = parametersToForm('a castle\nSteps: 20, VAE: orangemix.vae.pt', { ...form, vae: 'taesd' }, [], [], vaes);
+    expect(missing.form.vae).toBe('');
+    expect(missing.notes).toEqual(['VAE "orangemix.vae.pt" is not on this server; the model\'s own decodes']);
+    // A picture made with the model's own VAE says none, and sends none.
+    const own = parametersToForm('a castle\nSteps: 20', { ...form, vae: 'taesd' }, [], [], vaes).form;
+    expect(own.vae).toBe('');
+    expect(formToParams(own, undefined)).not.toHaveProperty('vae');
+    const job = { id: 'j', type: 'generate', status: 'completed', progress: { step: 1, total: 1 }, images: [], error: null, info: {}, params: { prompt: 'x', vae: 'taesd' } } as unknown as Job;
+    expect(jobToForm(job, form).vae).toBe('taesd');
+  });
 });
 
 describe('inpainting and ControlNet settings (Studio)', () => {

@@ -30,7 +30,7 @@ const form: GenerateForm = {
   height: 64,
   strength: 0.8,
   dtype: 'q8',
-  sizeConditioning: { originalSize: { width: 1024, height: 768 }, cropTopLeft: { top: 0, left: 32 } },
+  sizeConditioning: { originalSize: { width: 1024, height: 768 }, cropTopLeft: { top: 0, left: 32 }, negativeOriginalSize: { width: 512, height: 512 }, negativeTargetSize: { width: 1024, height: 1024 } },
   initImage: photo,
   mask,
   maskBlur: 2,

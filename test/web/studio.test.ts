@@ -4,13 +4,14 @@
 // maps, and a Textual Inversion run whose token reaches the Generate page's picker.
 // Screenshots of each page go to the test's temp folder (and to $NURI_STUDIO_SCREENSHOTS if set).
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatParameters } from '../../src/io/parameters.ts';
 import { insertTextChunks } from '../../src/io/png.ts';
+import { FIXTURES } from '../fixtures.ts';
 import { POLL, type RunningServer, type Studio, openStudio, saveScreenshot, waitForStatus } from './harness.ts';
 
 interface JobJson {
@@ -80,6 +81,9 @@ async function dropFile(target: string, bytes: Buffer, name: string): Promise<vo
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'nuri-studio-'));
   mkdirSync(join(dir, 'screenshots'));
+  // A VAE in the models folder's vae/, for the form's VAE choice.
+  mkdirSync(join(dir, 'outputs', 'models', 'vae'), { recursive: true });
+  symlinkSync(join(FIXTURES, 'tiny-taesd'), join(dir, 'outputs', 'models', 'vae', 'tiny-taesd'));
   studio = await openStudio(dir, [], { width: 1280, height: 800 });
   ({ server, page } = studio);
 }, 180_000);
@@ -141,7 +145,7 @@ describe('Studio: Generate', () => {
     await expect.poll(() => gen().getByLabel('Prompt', { exact: true }).inputValue(), POLL).toBe('red apple');
     expect(await gen().getByLabel('Seed value').inputValue()).toBe(String(job.params.seed));
 
-    const a1111 = formatParameters({ prompt: 'green heart, <lora:none:1>', negativePrompt: 'blurry', steps: 12, sampler: 'Euler a', guidance: 5, seed: 99, width: 48, height: 40, model: 'v1-5-pruned' });
+    const a1111 = formatParameters({ prompt: 'green heart, <lora:none:1>', negativePrompt: 'blurry', steps: 12, sampler: 'Euler a', guidance: 5, seed: 99, width: 48, height: 40, model: 'v1-5-pruned', extra: { VAE: 'tiny-taesd.safetensors' } });
     await dropFile('.page.generate', insertTextChunks(png, { parameters: a1111 }), 'a1111.png');
     await expect.poll(() => gen().getByLabel('Prompt', { exact: true }).inputValue(), POLL).toBe('green heart, <lora:none:1>');
     expect(await gen().getByLabel('Negative prompt').inputValue()).toBe('blurry');
@@ -151,6 +155,9 @@ describe('Studio: Generate', () => {
     expect(await gen().getByLabel('Seed value').inputValue()).toBe('99');
     expect([await gen().getByLabel('Width').inputValue(), await gen().getByLabel('Height').inputValue()]).toEqual(['48', '40']);
     expect(await gen().getByRole('status').filter({ hasText: 'a1111.png' }).textContent()).toContain('model "v1-5-pruned" is not on this server');
+    // The VAE it names is in the models folder: chosen. (This TAESD does not fit the default model: back to its own.)
+    expect(await gen().getByLabel('VAE').inputValue()).toBe('tiny-taesd');
+    await gen().getByLabel('VAE').selectOption('');
 
     // Every multiple of 8 is a size the model draws (the UNet upsamples to each skip's size): 48×40 runs.
     await gen().getByLabel('Steps').fill('2');

@@ -22,7 +22,7 @@ import type { SchedulerName } from '../../schedulers/index.ts';
 import { jobErrors, submitOnEnter } from '../form.ts';
 import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
 
-const FIELDS = ['prompt', 'negativePrompt', 'model', 'scheduler', 'dtype', 'originalSize', 'targetSize', 'cropTopLeft', 'steps', 'guidance', 'seed', 'width', 'height', 'batch', 'loras', 'embeddings', 'initImage', 'strength', 'mask', 'maskBlur', 'inpaintFill', 'outpaint', 'controlnet'];
+const FIELDS = ['prompt', 'negativePrompt', 'model', 'scheduler', 'dtype', 'vae', 'originalSize', 'targetSize', 'cropTopLeft', 'negativeOriginalSize', 'negativeTargetSize', 'negativeCropTopLeft', 'steps', 'guidance', 'seed', 'width', 'height', 'batch', 'loras', 'embeddings', 'initImage', 'strength', 'mask', 'maskBlur', 'inpaintFill', 'outpaint', 'controlnet'];
 
 interface GeneratePageProps {
   catalogue: Catalogue;
@@ -94,7 +94,7 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
     try {
       const text = await readPngParameters(file);
       if (text === undefined) return setNotice(`${file.name} has no generation parameters`);
-      const { form: next, notes } = parametersToForm(text, form, catalogue.models.map((m) => m.name), catalogue.controlnets);
+      const { form: next, notes } = parametersToForm(text, form, catalogue.models.map((m) => m.name), catalogue.controlnets, catalogue.vaes);
       setForm(next);
       setSizeTouched(true);
       setNotice([`Settings read from ${file.name}`, ...notes].join('; '));
@@ -157,11 +157,23 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
               </select>
             )}
           </Field>
+          <Field label="VAE" error={errors.vae} hint="decodes instead of the model's own (models folder's vae/)">
+            {(id, d) => (
+              <select id={id} name="vae" value={form.vae} aria-describedby={d} onChange={(e) => set({ vae: e.currentTarget.value })}>
+                <option value="">the model's own</option>
+                {[...new Set([...catalogue.vaes, ...(form.vae ? [form.vae] : [])])].map((name) => (
+                  <option key={name} value={name}>
+                    {name}
+                  </option>
+                ))}
+              </select>
+            )}
+          </Field>
         </div>
         {form.sizeConditioning && (
           <p class="notice size-conditioning">
             SDXL conditioning from the picture: {describeSizeConditioning(form.sizeConditioning)}
-            {(errors.originalSize ?? errors.targetSize ?? errors.cropTopLeft) && <span class="error"> ({errors.originalSize ?? errors.targetSize ?? errors.cropTopLeft})</span>}{' '}
+            {sizeConditioningError(errors) && <span class="error"> ({sizeConditioningError(errors)})</span>}{' '}
             <button type="button" class="secondary" onClick={() => set({ sizeConditioning: undefined })}>
               Clear
             </button>
@@ -307,4 +319,9 @@ function Pickers({ catalogue, form, set, errors }: PickersProps) {
       </fieldset>
     </>
   );
+}
+
+/** The server's complaint about any of the SDXL conditioning fields (shown beside the notice that holds them). */
+function sizeConditioningError(errors: Partial<Record<string, string>>): string | undefined {
+  return errors.originalSize ?? errors.targetSize ?? errors.cropTopLeft ?? errors.negativeOriginalSize ?? errors.negativeTargetSize ?? errors.negativeCropTopLeft;
 }
