@@ -3,6 +3,8 @@
 // alone at the same batch. Target: a full step ≤ 3.5× the forward (issue 15: ≤ 3×). Also the peak RSS.
 //
 //   npm run bench:train -- [--kept-mib 0,512,1536] [--grad-form auto|dense|low-rank]
+//                          [--unet DIR --batch 8 --latent 32]   (another diffusers UNet folder: e.g. the
+//                          default model's, whose heads are 16–64 wide where the fixture's are 4)
 //
 // --kept-mib: one training graph per budget for kept attention probabilities (KernelForms.keptBytes,
 // MiB; 0 recomputes P in the backward), all timed in the same rounds. The peak RSS is the process's:
@@ -17,7 +19,16 @@ import { loadUNet } from '../src/models/checkpoint/components.ts';
 import { createScheduler } from '../src/schedulers/index.ts';
 import { type TrainStep, compileTrainStep, diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising } from '../src/training/index.ts';
 
-const { values: args } = parseArgs({ options: { 'kept-mib': { type: 'string', default: String(DEFAULT_KERNELS.keptBytes / 2 ** 20) }, 'grad-form': { type: 'string', default: 'auto' }, 'kept-forward': { type: 'string', default: DEFAULT_KERNELS.keptAttentionForward } } });
+const { values: args } = parseArgs({
+  options: {
+    'kept-mib': { type: 'string', default: String(DEFAULT_KERNELS.keptBytes / 2 ** 20) },
+    'grad-form': { type: 'string', default: 'auto' },
+    'kept-forward': { type: 'string', default: DEFAULT_KERNELS.keptAttentionForward },
+    unet: { type: 'string' },
+    batch: { type: 'string', default: '8' },
+    latent: { type: 'string', default: '32' },
+  },
+});
 const gradForms = ['auto', 'dense', 'low-rank'] as const;
 if (!gradForms.includes(args['grad-form'] as never)) throw new Error(`--grad-form: one of ${gradForms.join(', ')}, got "${args['grad-form']}"`);
 attentionGradForm.form = args['grad-form'] as (typeof gradForms)[number];
@@ -26,8 +37,11 @@ if (budgetsMib.some((b) => !(b >= 0))) throw new Error(`--kept-mib: a comma-sepa
 const FIXTURES = process.env.NURI_FIXTURES ?? join(import.meta.dirname, '..', '..', 'shared', 'fixtures');
 const TINY_SD = join(FIXTURES, 'tiny-sd');
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 7);
-const BATCH = 8;
-const LATENT: [number, number, number] = [4, 32, 32];
+const UNET = args.unet ?? join(TINY_SD, 'unet');
+const unetConfig = JSON.parse(readFileSync(join(UNET, 'config.json'), 'utf8')) as { in_channels: number; cross_attention_dim: number };
+const BATCH = Number(args.batch);
+const LATENT: [number, number, number] = [unetConfig.in_channels, Number(args.latent), Number(args.latent)];
+const CONTEXT = unetConfig.cross_attention_dim;
 
 /**
  * Median wall and CPU times (ms) of several functions measured in turn within each round, so that a
@@ -58,23 +72,23 @@ const shape = [BATCH, ...LATENT] as [number, number, number, number];
 const { timesteps, noise } = drawNoising(rng, BATCH, latentSize, 1000);
 const feeds: Feeds = {
   ...diffusionFeeds(alphasCumprod, rng.randn(BATCH * latentSize), shape, noise, timesteps),
-  encoder_hidden_states: { data: rng.randn(BATCH * 77 * 32), shape: [BATCH, 77, 32] },
+  encoder_hidden_states: { data: rng.randn(BATCH * 77 * CONTEXT), shape: [BATCH, 77, CONTEXT] },
 };
 
 // Forward alone: the inference graph (frozen weights), as sampling runs it.
-const frozen = loadUNet(join(TINY_SD, 'unet'));
+const frozen = loadUNet(UNET);
 const sample = Tensor.input('sample', shape);
 const t = Tensor.input('timestep', [BATCH]);
-const ctx = Tensor.input('encoder_hidden_states', [BATCH, 77, 32]);
+const ctx = Tensor.input('encoder_hidden_states', [BATCH, 77, CONTEXT]);
 const forwardGraph = await compile({ inputs: [sample, t, ctx], outputs: { eps: frozen.forward(sample, t, ctx) } });
 const forwardFeeds = { sample: feeds.latents, timestep: feeds.timestep, encoder_hidden_states: feeds.encoder_hidden_states };
 
 // Training steps: every UNet parameter trainable, one graph per budget for kept attention P.
 const steps: { budget: number; step: TrainStep; optimizer: AdamW; compileMs: number }[] = [];
 for (const budget of budgetsMib) {
-  const unet = loadUNet(join(TINY_SD, 'unet'));
+  const unet = loadUNet(UNET);
   const inputs = diffusionInputs(BATCH, LATENT);
-  const context = Tensor.input('encoder_hidden_states', [BATCH, 77, 32]);
+  const context = Tensor.input('encoder_hidden_states', [BATCH, 77, CONTEXT]);
   const { loss } = diffusionLoss(unet, inputs, context);
   const t0 = performance.now();
   const step = await compileTrainStep({ inputs: [...Object.values(inputs), context], loss, params: unet.parameters(), kernels: { keptBytes: budget * 2 ** 20, keptAttentionForward: args['kept-forward'] as 'plain' } });
@@ -93,7 +107,7 @@ const [forward, ...measured] = await interleavedMedians([
 const count = steps[0].step.params.reduce((s, p) => s + p.size, 0);
 
 const ms = (x: { wall: number; cpu: number }) => `${x.wall.toFixed(1)} ms wall, ${x.cpu.toFixed(1)} ms CPU`;
-console.log(`tiny fixture UNet (${(count / 1e6).toFixed(2)}M parameters), batch ${BATCH}, latents ${LATENT.join('×')}, median of ${REPEATS}, interleaved, attention score gradient ${attentionGradForm.form}, kept-P forward ${args['kept-forward']}`);
+console.log(`${args.unet ? `UNet ${args.unet}` : 'tiny fixture UNet'} (${(count / 1e6).toFixed(2)}M parameters), batch ${BATCH}, latents ${LATENT.join('×')}, median of ${REPEATS}, interleaved, attention score gradient ${attentionGradForm.form}, kept-P forward ${args['kept-forward']}`);
 console.log(`  forward alone (inference graph)        ${ms(forward)}`);
 for (const [i, { budget, compileMs }] of steps.entries()) {
   const m = measured[i];

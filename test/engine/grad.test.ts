@@ -404,6 +404,31 @@ describe('gradients with symbolic spatial sizes', () => {
     });
   }
 
+  it('conv weight gradients sum over the batch alike in both forms (im2col folds the batch into one Gemm)', async () => {
+    const options = { padding: [1, 2, 0, 1] as [number, number, number, number], stride: [2, 1] as [number, number], dilation: [1, 2] as [number, number] };
+    const [n, h, w] = [3, 9, 7];
+    const x = E.Tensor.input('x', [n, 4, h, w]);
+    const wt = E.Tensor.input('w', [5, 4, 3, 2]);
+    const y = E.conv2d(x, wt, undefined, options);
+    const r = E.Tensor.input('r', y.shape);
+    const [gw] = E.grad(E.sum(E.mul(y, r)), [wt]);
+    const feeds = { x: { data: rand(n * 4 * h * w, 6), shape: [n, 4, h, w] }, w: { data: rand(120, 7), shape: [5, 4, 3, 2] }, r: { data: rand((y.shape as number[]).reduce((a, b) => a * b, 1), 8), shape: y.shape as number[] } };
+    const run = async (form: 'im2col' | 'conv') => (await (await E.compile({ inputs: [x, wt, r], outputs: { gw }, kernels: { convWeightGrad: form } })).run(feeds)).gw.data as Float32Array;
+    const im2col = await run('im2col');
+    expectClose(im2col, await run('conv'), 1e-5, 1e-5);
+    // and the sum over the batch is the sum of each item's gradient
+    const item = (i: number) => {
+      const one = E.Tensor.input('x', [1, 4, h, w]);
+      const yi = E.conv2d(one, wt, undefined, options);
+      const ri = E.Tensor.input('r', yi.shape);
+      const [g] = E.grad(E.sum(E.mul(yi, ri)), [wt]);
+      const per = (t: { data: Float32Array; shape: number[] }) => ({ data: t.data.slice((i * t.data.length) / n, ((i + 1) * t.data.length) / n), shape: [1, ...t.shape.slice(1)] });
+      return E.compile({ inputs: [one, wt, ri], outputs: { g } }).then((graph) => graph.run({ x: per(feeds.x), w: feeds.w, r: per(feeds.r) })).then((o) => o.g.data as Float32Array);
+    };
+    const items = await Promise.all([0, 1, 2].map(item));
+    expectClose(im2col, im2col.map((_, k) => items[0][k] + items[1][k] + items[2][k]), 1e-5, 1e-5);
+  });
+
   it('an input the loss does not use gets zeros of its run-time shape', async () => {
     const x = E.Tensor.input('x', [E.sym('B'), 2]);
     const unused = E.Tensor.input('unused', [E.sym('B'), 3]);

@@ -6,16 +6,27 @@ import { type OpSpec, type Tensor, makeOp } from '../tensor.ts';
 import { add } from './elementwise.ts';
 import { emitQuantizedConv, emitQuantizedLinear } from './quantized.ts';
 import { sum, sumTo } from './reduce.ts';
-import { concat, slice, transpose, transposeLast } from './shape.ts';
+import { concat, reshape, slice, transpose, transposeLast } from './shape.ts';
 
 const MATMUL: OpSpec = {
   type: 'MatMul',
   emit: (e, n) => (e.quantizesWeights ? emitQuantizedLinear(e, n) : undefined) ?? e.node('MatMul', [e.value(n.inputs[0]), e.value(n.inputs[1])]),
   vjp: (g, n) => {
     const [a, b] = n.inputs;
-    return [sumTo(matmul(g, transposeLast(b)), a.shape), sumTo(matmul(transposeLast(a), g), b.shape)];
+    return [sumTo(matmul(g, transposeLast(b)), a.shape), rightGrad(a, g, b)];
   },
 };
+
+/**
+ * dL/db of a·b. For a [..., M, K] with batch axes against a matrix b [K, N] (a linear layer's
+ * weight) the batch is folded into the contraction: one [K, ··M]×[··M, N] product. A batched
+ * product summed over the batch wrote the gradient once per item: on the default model's UNet at
+ * batch 32 those sums were a fifth of the training step's kernel time.
+ */
+function rightGrad(a: Tensor, g: Tensor, b: Tensor): Tensor {
+  if (b.rank === 2 && a.rank > 2) return matmul(transposeLast(reshape(a, [-1, a.shape[a.rank - 1]])), reshape(g, [-1, g.shape[g.rank - 1]]));
+  return sumTo(matmul(transposeLast(a), g), b.shape);
+}
 
 /** Batched matrix product [..., M, K] × [..., K, N] → [..., M, N]; batch axes broadcast. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
@@ -220,9 +231,12 @@ function isStaticSpatial(x: Tensor, g: Tensor): boolean {
 
 /**
  * dL/dW of conv2d(x, W) given the output gradient g (groups of 1). Per kernel tap (i, j), a strided
- * slice of the padded input lines up with the output grid; the taps stacked are the im2col matrix
- * P [N, Cin·kh·kw, oh·ow], and dWᵀ = Σ_n P·gᵀ is one batched MatMul. Slice ends come from g's
- * run-time shape, so this works at symbolic sizes too.
+ * slice of the padded input lines up with the output grid; the taps stacked are the im2col matrix,
+ * laid out [Cin·kh·kw, N·oh·ow] (the input's batch axis moved behind its channels first), so that
+ * dW = g·Pᵀ is one Gemm that sums over the batch and the positions at once. (A batched MatMul per
+ * item, [N, Cin·K, Cout], then a ReduceSum over N wrote and read N times the gradient: on the
+ * default model's UNet at batch 32 those ReduceSums were 27% of the training step's kernel time.)
+ * Slice ends come from g's run-time shape, so this works at symbolic sizes too.
  */
 function emitIm2colWeightGrad(e: Emitter, x: Tensor, g: Tensor, a: ConvAttrs, kernel: [number, number]): string {
   const [kh, kw] = kernel;
@@ -230,7 +244,7 @@ function emitIm2colWeightGrad(e: Emitter, x: Tensor, g: Tensor, a: ConvAttrs, ke
   const [dh, dw] = a.dilations;
   const [pt, pl, pb, pr] = a.pads;
   const int64 = (values: number[]) => e.initializer(BigInt64Array.from(values, BigInt), [values.length], 'int64');
-  let padded = e.value(x);
+  let padded = e.node('Transpose', [e.value(x)], { perm: [1, 0, 2, 3] }); // [Cin, N, H, W]
   if (pt || pl || pb || pr) padded = e.node('Pad', [padded, int64([0, 0, pt, pl, 0, 0, pb, pr])], { mode: 'constant' });
   const gName = e.value(g);
   const outSize = e.node('Shape', [gName], { start: 2, end: 4 });
@@ -243,17 +257,15 @@ function emitIm2colWeightGrad(e: Emitter, x: Tensor, g: Tensor, a: ConvAttrs, ke
       const starts = [i * dh, j * dw];
       const ends = e.node('Add', [span, int64([starts[0] - sh + 1, starts[1] - sw + 1])]);
       const tap = e.node('Slice', [padded, int64(starts), ends, axes, steps]);
-      taps.push(e.node('Unsqueeze', [tap, int64([2])]));
+      taps.push(e.node('Unsqueeze', [tap, int64([1])]));
     }
   }
   const cin = x.shape[1] as number;
   const cout = g.shape[1] as number;
-  const stacked = taps.length === 1 ? taps[0] : e.node('Concat', taps, { axis: 2 }); // [N, Cin, K, oh, ow]
-  const patches = e.node('Reshape', [stacked, int64([0, cin * kh * kw, -1])]); // [N, Cin·K, P]
-  const gT = e.node('Transpose', [e.node('Reshape', [gName, int64([0, cout, -1])])], { perm: [0, 2, 1] }); // [N, P, Cout]
-  const perItem = e.node('MatMul', [patches, gT]); // [N, Cin·K, Cout]
-  const summed = e.node('ReduceSum', [perItem, int64([0])], { keepdims: 0 });
-  return e.node('Reshape', [e.node('Transpose', [summed], { perm: [1, 0] }), int64([cout, cin, kh, kw])]);
+  const stacked = taps.length === 1 ? taps[0] : e.node('Concat', taps, { axis: 1 }); // [Cin, K, N, oh, ow]
+  const patches = e.node('Reshape', [stacked, int64([cin * kh * kw, -1])]); // [Cin·K, N·P]
+  const gRows = e.node('Reshape', [e.node('Transpose', [gName], { perm: [1, 0, 2, 3] }), int64([cout, -1])]); // [Cout, N·P]
+  return e.node('Reshape', [e.node('Gemm', [gRows, patches], { transB: 1 }), int64([cout, cin, kh, kw])]);
 }
 
 /** The same gradient as one convolution of x with g as the kernel (batch and channel axes swapped). */
