@@ -71,10 +71,7 @@ function rowScales(w: Float32Array, rows: number, levels: number, caller: string
   return scales;
 }
 
-/**
- * Math.round (half up) for the |x| ≤ 127 met here, without its branches: on normally distributed
- * weights (random signs) Math.round took 14 ns a value, this 4.8.
- */
+/** Math.round (half up) for the |x| ≤ 127 met here, without its branches, which mispredict on weights of random sign. */
 function roundHalfUp(x: number): number {
   return Math.floor(x + 0.5);
 }
@@ -85,8 +82,8 @@ function roundHalfUp(x: number): number {
  * rows reordered to NHWC patch order [kh, kw, Cin] and transposed, so that K = kh·kw·Cin indexes the
  * patches of uint8 activations. The first run of a q8 model quantises every weight of its UNet (860M
  * values for SD-1.5) before its first step, so each value is quantised where its byte is written,
- * 64 rows at a time: 6.7 s for the SD-1.5 UNet's weights, against 7.9 s quantising in row order
- * first and then transposing, and 14.4 s that way with Math.round (quiet, 2-vCPU EPYC).
+ * 64 rows at a time, with no row-order copy in between (the README's first-run section has the
+ * time of the whole int8 file, from bench/sd-session-options.ts).
  */
 export function quantizeTransposed(w: Float32Array, rows: number, cin: number, levels = 127): QuantizedRows {
   const scales = rowScales(w, rows, levels, 'quantizeTransposed');

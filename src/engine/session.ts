@@ -280,7 +280,12 @@ function scheduleOptimizedGraph(dir: string, modelPath: string, sessionOptions: 
  * graph was published. A low-priority child yields the cores to whatever this process runs next.
  */
 function startBuilder(wait: boolean, lowPriority = false, withinMemory = false): Promise<boolean> {
-  const jobs = [...pendingBuilds.entries()].filter(([, job]) => !withinMemory || fitsInFreeMemory(job)).map(([dir, job]) => (pendingBuilds.delete(dir), job));
+  const jobs: BuildJob[] = [];
+  for (const [dir, job] of pendingBuilds) {
+    if (withinMemory && !fitsInFreeMemory(job)) continue; // stays pending
+    jobs.push(job);
+    pendingBuilds.delete(dir);
+  }
   if (!jobs.length) return Promise.resolve(pendingBuilds.size === 0);
   return new Promise((resolve) => {
     try {
