@@ -53,15 +53,24 @@ export async function writeQuantizedFile(path: string, bytes: number, items: Qua
   await Promise.all(shares.map((share) => runWorker(path, share)));
 }
 
-/** Quantises and writes items into the existing file at `path` (a worker thread runs this too). */
+/**
+ * Quantises and writes items into the existing file at `path` (a worker thread runs this too). The
+ * floats are read, and the int8 values built, in buffers sized once for the largest item: with a
+ * fresh buffer per weight, the first touch of new memory made reading from the page cache several
+ * times slower than the copy itself.
+ */
 export function writeItems(path: string, items: QuantizeItem[]): void {
   const out = openSync(path, 'r+');
   const files = new Map<string, number>();
+  const largest = Math.max(0, ...items.map((item) => item.count));
+  const bytes = new Uint8Array(largest * 4);
+  const floats = new Float32Array(largest);
+  const int8 = new Int8Array(largest);
   try {
     for (const item of items) {
       let input = files.get(item.file);
       if (input === undefined) files.set(item.file, (input = openSync(item.file, 'r')));
-      const { values, scales } = quantizeTransposed(readFloats(input, item), item.rows, item.cin, item.levels);
+      const { values, scales } = quantizeTransposed(readFloats(input, item, bytes, floats), item.rows, item.cin, item.levels, int8);
       writeSync(out, values, 0, values.length, item.valuesOffset);
       writeSync(out, new Uint8Array(scales.buffer, scales.byteOffset, scales.byteLength), 0, scales.byteLength, item.scalesOffset);
     }
@@ -71,17 +80,18 @@ export function writeItems(path: string, items: QuantizeItem[]): void {
   }
 }
 
-function readFloats(fd: number, item: QuantizeItem): Float32Array {
+/** The item's values as floats, in `bytes` (F32) or `floats` (F16, BF16 converted). */
+function readFloats(fd: number, item: QuantizeItem, bytes: Uint8Array, floats: Float32Array): Float32Array {
   const width = item.dtype === 'F32' ? 4 : 2;
-  const bytes = new Uint8Array(item.count * width);
-  for (let done = 0; done < bytes.length; ) {
-    const n = readSync(fd, bytes, done, bytes.length - done, item.offset + done);
+  const length = item.count * width;
+  for (let done = 0; done < length; ) {
+    const n = readSync(fd, bytes, done, length - done, item.offset + done);
     if (n === 0) throw new Error(`${item.file}: ends before the ${item.count} ${item.dtype} values at byte ${item.offset}`);
     done += n;
   }
-  if (item.dtype === 'F32') return new Float32Array(bytes.buffer);
-  const bits = new Uint16Array(bytes.buffer);
-  return item.dtype === 'F16' ? float16ToFloat32(bits) : bfloat16ToFloat32(bits);
+  if (item.dtype === 'F32') return new Float32Array(bytes.buffer, 0, item.count);
+  const bits = new Uint16Array(bytes.buffer, 0, item.count);
+  return item.dtype === 'F16' ? float16ToFloat32(bits, floats) : bfloat16ToFloat32(bits, floats);
 }
 
 const WORKER = new URL('./quantize-worker.mjs', import.meta.url);

@@ -83,16 +83,17 @@ function roundHalfUp(x: number): number {
  * patches of uint8 activations. The first run of a q8 model quantises every weight of its UNet (860M
  * values for SD-1.5) before its first step, so each value is quantised where its byte is written,
  * 64 rows at a time, with no row-order copy in between (the README's first-run section has the
- * time of the whole int8 file, from bench/sd-session-options.ts).
+ * time of the whole int8 file, from bench/sd-session-options.ts). `into`: where to write the values
+ * (its first w.length bytes), instead of a new array.
  */
-export function quantizeTransposed(w: Float32Array, rows: number, cin: number, levels = 127): QuantizedRows {
+export function quantizeTransposed(w: Float32Array, rows: number, cin: number, levels = 127, into?: Int8Array): QuantizedRows {
   const scales = rowScales(w, rows, levels, 'quantizeTransposed');
   const n = w.length / rows;
   // A convolution's row is [Cin, taps] in the checkpoint and [taps, Cin] in patch order; a linear's
   // row is all channels (cin = n, one tap).
   if (!Number.isInteger(cin) || cin <= 0 || n % cin) throw new Error(`quantizeTransposed: rows of ${n} values do not split into ${cin} channels`);
   const taps = n / cin;
-  const values = new Int8Array(w.length);
+  const values = into ? into.subarray(0, w.length) : new Int8Array(w.length);
   const BLOCK = 64;
   for (let r0 = 0; r0 < rows; r0 += BLOCK) {
     const r1 = Math.min(rows, r0 + BLOCK);

@@ -366,11 +366,13 @@ function float16Table(): Uint32Array {
   return (f16Table = table);
 }
 
-export function float16ToFloat32(bits: Uint16Array): Float32Array {
+/** `into`: where to write the floats (its first bits.length values), instead of a new array. */
+export function float16ToFloat32(bits: Uint16Array, into?: Float32Array): Float32Array {
   const table = float16Table();
-  const out = new Uint32Array(bits.length);
+  const floats = into ? into.subarray(0, bits.length) : new Float32Array(bits.length);
+  const out = new Uint32Array(floats.buffer, floats.byteOffset, bits.length);
   for (let i = 0; i < bits.length; i++) out[i] = table[bits[i]!]!;
-  return new Float32Array(out.buffer);
+  return floats;
 }
 
 /** Round-to-nearest-even, overflow to ±inf, gradual underflow to subnormals, NaN stays NaN. */
@@ -410,10 +412,11 @@ export function float32ToFloat16(values: Float32Array): Uint16Array {
   return out;
 }
 
-export function bfloat16ToFloat32(bits: Uint16Array): Float32Array {
-  const out = new Uint32Array(bits.length);
+export function bfloat16ToFloat32(bits: Uint16Array, into?: Float32Array): Float32Array {
+  const floats = into ? into.subarray(0, bits.length) : new Float32Array(bits.length);
+  const out = new Uint32Array(floats.buffer, floats.byteOffset, bits.length);
   for (let i = 0; i < bits.length; i++) out[i] = bits[i]! << 16;
-  return new Float32Array(out.buffer);
+  return floats;
 }
 
 /** Round-to-nearest-even; NaN stays NaN even when its payload lies only in the dropped bits. */
