@@ -126,6 +126,25 @@ describe('optimisers', () => {
     expect(adam.stepCount).toBe(1);
   });
 
+  it('AdamW follows the textbook update over several steps (bias-corrected moments, decoupled decay)', () => {
+    const p = new E.Parameter('p', [5]);
+    const start = Float32Array.of(0.3, -1.2, 0.05, 2, -0.4);
+    p.setValue(start);
+    const lr = 0.02, beta1 = 0.8, beta2 = 0.95, eps = 1e-6, weightDecay = 0.1;
+    const adam = new E.AdamW([p], { lr, beta1, beta2, eps, weightDecay });
+    const w = Array.from(start), m = [0, 0, 0, 0, 0], v = [0, 0, 0, 0, 0];
+    for (let t = 1; t <= 6; t++) {
+      const g = rand(5, 40 + t);
+      adam.step([g]);
+      for (let i = 0; i < 5; i++) {
+        m[i] = beta1 * m[i] + (1 - beta1) * g[i];
+        v[i] = beta2 * v[i] + (1 - beta2) * g[i] ** 2;
+        w[i] = w[i] * (1 - lr * weightDecay) - (lr * (m[i] / (1 - beta1 ** t))) / (Math.sqrt(v[i] / (1 - beta2 ** t)) + eps);
+      }
+    }
+    expectClose(p.value(), w, 1e-6);
+  });
+
   it('AdamW resumes from its saved state exactly', () => {
     const make = () => {
       const p = new E.Parameter('p', [4]);
