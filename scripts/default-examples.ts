@@ -2,8 +2,9 @@
 //
 //   npx tsx scripts/default-examples.ts [--model models/default] [--out docs/default-model] [--work .cache/default-examples]
 //
-// Makes, from scratch and deterministically (fixed seeds), OUT/grid.png (64 prompts), OUT/p2p-cat-to-dog.png
-// and OUT/p2p-reweight.png (Prompt-to-Prompt), OUT/textual-inversion.png and OUT/dreambooth.png, and
+// Makes, from scratch and deterministically (fixed seeds), OUT/grid.png (64 prompts), OUT/p2p-cat-to-dog.png,
+// OUT/p2p-reweight.png and OUT/p2p-local-blend.png (Prompt-to-Prompt), OUT/textual-inversion.png and
+// OUT/dreambooth.png, and
 // OUT/README.md with the command lines that made them and their wall times. Everything but the
 // grid is made by running `nuri` itself, so the README shows commands a reader can run; the grid's
 // 64 images come from the pipeline API in one process (64 CLI starts would be most of the time),
@@ -38,8 +39,8 @@ const nuriBin = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'n
 
 /** Every picture is sampled alike: DDIM, 20 steps, guidance 7.5. */
 const SAMPLING = ['--steps', '20', '--scheduler', 'ddim', '--guidance', '7.5'];
-/** The model draws 32×32: tiles are enlarged (nearest neighbour) so that they can be seen. */
-const ZOOM = 4;
+/** Tiles are enlarged (nearest neighbour) to about 128 px, so that a small model's pictures can be seen. */
+const zoomFor = (size: number) => Math.max(1, Math.round(128 / size));
 const GRID_SEED = 1000;
 /** Images per pipeline call for the grid: a CFG batch of 2 × 16 keeps the UNet's memory small. */
 const GRID_BATCH = 16;
@@ -60,7 +61,10 @@ const GRID_PROMPTS = [
  * `--cross-replace` and `--self-replace` as given.
  */
 const SWAP = { source: 'cat face', target: 'dog face', seeds: [4, 6, 8], strong: { cross: '1', self: '0.8' } };
-const REWEIGHT = { prompt: 'large red circle', word: 'red', factors: [-20, -10, 10, 20], seeds: [1, 2] };
+/** Issue 11 asks that a weight of 2–3 visibly strengthen a colour word; the large factors show the direction. */
+const REWEIGHT = { prompt: 'large red circle', word: 'red', factors: [-10, 2, 3, 10], seeds: [1, 2] };
+/** Local blend: the edit is kept only where the word's attention is, the rest stays the source's. */
+const BLEND = { source: 'red heart', target: 'green heart', word: 'heart', seeds: [1, 2, 3] };
 /** Images per prompt in the personalisation pictures, from seed PERSONAL_SEED on. */
 const PERSONAL_COUNT = 6;
 const PERSONAL_SEED = 7;
@@ -116,7 +120,7 @@ interface Tile {
 /** Enlarged tiles with their captions, `columns` a row; a tile without an image is left blank. */
 async function writeTiles(name: string, tiles: Tile[], columns: number): Promise<void> {
   const side = tiles.find((t) => t.image)!.image!.width;
-  const images = tiles.map((t) => enlarge(t.image ?? createImage(side, side, [1, 1, 1]), ZOOM));
+  const images = tiles.map((t) => enlarge(t.image ?? createImage(side, side, [1, 1, 1]), zoomFor(side)));
   // Captions shrink to fit under their tile (≈ 0.55 em per character).
   const longest = Math.max(...tiles.map((t) => t.label.length));
   const fontSize = Math.max(8, Math.min(14, Math.floor(images[0].width / (0.55 * longest))));
@@ -214,6 +218,23 @@ async function main(): Promise<void> {
     await writeTiles('p2p-reweight.png', tiles, factors.length + 1);
   });
 
+  await part(`Prompt-to-Prompt: local blend on "${BLEND.word}"`, async () => {
+    const { source, target, word, seeds } = BLEND;
+    const tiles: Tile[] = [];
+    for (const seed of seeds) {
+      const row: Tile[] = [];
+      for (const [name, blend] of [['edit', []], ['blend', ['--local-blend', word]]] as const) {
+        const file = join(work, 'p2p', `blend-${seed}-${name}`);
+        nuri('edit', '--model', model, '--prompt', source, '--target', target, ...blend, ...SAMPLING, ...seeded(seed), '--save-latents', `${file}.safetensors`, '--out', `${file}.png`);
+        const [from, edited] = await editImages(sd, `${file}.safetensors`);
+        if (name === 'edit') row.push({ image: from, label: `${source}, seed ${seed}` });
+        row.push({ image: edited, label: name === 'edit' ? target : `${target}, blend "${word}"` });
+      }
+      tiles.push(...row);
+    }
+    await writeTiles('p2p-local-blend.png', tiles, 3);
+  });
+
   await part('Textual Inversion', async () => {
     const images = join(work, 'ti-images');
     const instances = await writeInstances(images, TI.subject, TI.split, size);
@@ -256,7 +277,7 @@ async function main(): Promise<void> {
     );
   });
 
-  writeReadme((performance.now() - started) / 1000);
+  writeReadme((performance.now() - started) / 1000, size);
 }
 
 /** A row of PERSONAL_COUNT tiles, blank after the given ones. */
@@ -279,13 +300,13 @@ function section(index: number, picture: string, text: string): string {
   return `## ${p.title}\n\n![${p.title}](${picture})\n\n${text}\n\n${commandBlock(index)}\n\nWall time: ${seconds(p.seconds)}.\n`;
 }
 
-function writeReadme(total: number): void {
+function writeReadme(total: number, size: number): void {
   const readme = `# Pictures from the default model
 
 Made by \`npm run examples:default\` (scripts/default-examples.ts) from \`${model}\`, from scratch,
 with fixed seeds; ${seconds(total)} in all on a machine with ${cpus().length} CPU cores. The commands below are the ones it ran, from the repository root, with its work folder
-\`${work}\`; every picture is sampled with DDIM, 20 steps, guidance 7.5, and shown ${ZOOM}× enlarged
-(the model draws 32×32). Images made with this model derive from Twemoji graphics by Twitter, Inc.
+\`${work}\`; every picture is sampled with DDIM, 20 steps, guidance 7.5, and shown ${zoomFor(size)}× enlarged
+(the model draws ${size}×${size}). Images made with this model derive from Twemoji graphics by Twitter, Inc.
 and other contributors, licensed under CC-BY 4.0, and Noto Emoji by Google LLC (Apache 2.0).
 
 ${section(0, 'grid.png', `Sixty-four captions of the training set, a row per theme (faces, animal faces, hearts, circles
@@ -304,12 +325,16 @@ ${section(2, 'p2p-reweight.png', `Re-weighting one word of the same prompt (\`--
 factor takes the word's colour out, a large one puts more in. This small model answers one word's
 weight far more weakly than Stable Diffusion does (where 2–5 is a visible change), so the factors
 are large.`)}
-${section(3, 'textual-inversion.png', `A new word \`${TI.token}\` learnt from two pictures (top row: the Twemoji and Noto "${TI.subject}"),
+${section(3, 'p2p-local-blend.png', `Local blend, one row per seed: the source "${BLEND.source}"; the word swap to "${BLEND.target}" with the paper's
+settings; and the same swap with \`--local-blend ${BLEND.word}\`, which keeps the edit only where "${BLEND.word}"'s
+cross-attention lies (above 0.3 of the mask's peak, the default threshold) and resets the rest
+to the source at every step.`)}
+${section(4, 'textual-inversion.png', `A new word \`${TI.token}\` learnt from two pictures (top row: the Twemoji and Noto "${TI.subject}"),
 starting from the embedding of "${TI.init}"; then the new word as the prompt (middle row) and the
 word it started from (bottom row), same seeds. Textual Inversion trains no model weight, only the
 new word's embedding row, so it can name only what the model can already draw: its subject is
 taken from the training set (DreamBooth, below, teaches the model a subject it never saw).`)}
-${section(4, 'dreambooth.png', `DreamBooth with class-prior preservation on a subject the model never saw: the held-out "${DB.subject}"
+${section(5, 'dreambooth.png', `DreamBooth with class-prior preservation on a subject the model never saw: the held-out "${DB.subject}"
 (top row, both styles; the held-out split is never trained on). Rank-${DB.rank} LoRA adapters are trained
 on "${DB.instancePrompt}" for the instance images and on "${DB.classPrompt}" for ${DB.classImages} pictures the model made of the
 class first; then, with the same seeds: "${DB.instancePrompt}" with the adapters, "${DB.classPrompt}" with the adapters,

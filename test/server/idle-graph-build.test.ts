@@ -1,18 +1,28 @@
 // A server's first job on a model optimises its sessions in the process without saving them; once
 // the runner has been idle for graphBuildIdleMs it has a low-priority child write the optimised
-// graphs, so the next load of that model is a warm one without waiting for the server's exit.
+// graphs, so the next load of that model is a warm one without waiting for the server's exit. A
+// graph whose build does not fit in the memory available then waits for a later call.
 import { existsSync, mkdtempSync, readdirSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { hasPendingGraphBuilds } from '../../src/engine/session.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { clearSessionCache, hasPendingGraphBuilds, optimizeCachedGraphs } from '../../src/engine/session.ts';
+import { generate } from '../../src/pipelines/generate.ts';
+import { StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { ModelRegistry } from '../../src/server/models.ts';
 import { PipelineCache } from '../../src/server/pipeline-cache.ts';
 import { createRunner } from '../../src/server/runner.ts';
 import { jobSchemas, parseJobRequest } from '../../src/server/schemas.ts';
 import { TINY_SD } from '../fixtures.ts';
 
-const cacheDir = mkdtempSync(join(tmpdir(), 'nuri-idle-build-'));
+/** The free memory session.ts sees: the machine's, unless a test sets `bytes`. */
+const freeMemory = vi.hoisted(() => ({ bytes: undefined as number | undefined }));
+vi.mock('node:os', async (original) => {
+  const os = await original<typeof import('node:os')>();
+  return { ...os, freemem: () => freeMemory.bytes ?? os.freemem() };
+});
+
+let cacheDir = mkdtempSync(join(tmpdir(), 'nuri-idle-build-'));
 process.env.NURI_CACHE = cacheDir; // read when each graph is compiled
 
 function optimisedGraphs(): { folders: number; optimised: number } {
@@ -51,4 +61,24 @@ describe('the server runner', () => {
     expect(hasPendingGraphBuilds()).toBe(false);
     await cache.clear();
   });
+
+  it('leaves a graph whose build does not fit in the free memory pending, and builds it once it fits', async () => {
+    cacheDir = mkdtempSync(join(tmpdir(), 'nuri-idle-build-memory-'));
+    process.env.NURI_CACHE = cacheDir;
+    clearSessionCache(); // a first run again, in the new cache
+    await generate(StableDiffusion.load(TINY_SD), { prompts: ['a dog'], steps: 1, width: 64, height: 64, seed: 2 });
+    expect(hasPendingGraphBuilds()).toBe(true);
+
+    freeMemory.bytes = 1024 * 1024; // 1 MiB: less than 2.5× any graph's weights
+    expect(await optimizeCachedGraphs({ withinMemory: true })).toBe(false);
+    expect(hasPendingGraphBuilds()).toBe(true);
+    expect(optimisedGraphs().optimised).toBe(0);
+
+    freeMemory.bytes = undefined;
+    expect(await optimizeCachedGraphs({ withinMemory: true })).toBe(true);
+    expect(hasPendingGraphBuilds()).toBe(false);
+    const now = optimisedGraphs();
+    expect(now.folders).toBeGreaterThanOrEqual(3);
+    expect(now.optimised).toBe(now.folders);
+  }, 120_000);
 });
