@@ -94,7 +94,7 @@ const libraryOut = mkdtempSync(join(os.tmpdir(), 'nuri-bench-library-'));
 const sd = StableDiffusion.load(defaultModelPath(), { defaultTokenizer: bundledTokenizer, releaseSessions: false });
 async function libraryJob(seed: number): Promise<void> {
   const { images, seeds } = await generate(sd, { prompts: ['a red apple'], steps, seed, onProgress: () => {} });
-  const parameters = formatParameters({ prompt: 'a red apple', steps, sampler: 'DDIM', guidance: 7.5, seed: seeds[0], width: 32, height: 32, model: 'default' });
+  const parameters = formatParameters({ prompt: 'a red apple', steps, sampler: 'DDIM', guidance: 7.5, seed: seeds[0], width: images[0].width, height: images[0].height, model: 'default' });
   await writePng(join(libraryOut, `${seed}.png`), images[0], { parameters });
 }
 
@@ -106,7 +106,7 @@ async function timed(run: () => Promise<void>): Promise<{ wall: number; cpu: num
   return { wall: performance.now() - t, cpu: (used.user + used.system) / 1000 };
 }
 
-console.log(`bench:serve — default model 32×32, ${steps} DDIM steps, guidance 7.5; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log(`bench:serve — default model ${sd.defaultSize}×${sd.defaultSize}, ${steps} DDIM steps, guidance 7.5; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 const cpuStart = process.cpuUsage();
 
 // Warm both paths (model load, graph compile, pipeline cache).

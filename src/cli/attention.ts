@@ -92,7 +92,7 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
     onProgress: (p) => bar.update(p.step),
   }).finally(() => bar.stop());
 
-  // Small pictures (the default model's 32 px) are shown enlarged, so that maps and labels can be read.
+  // Small pictures (the default model's 64 px) are shown enlarged, so that maps and labels can be read.
   const factor = Math.max(1, Math.ceil(MIN_TILE / Math.min(width, height)));
   const size = { width: width * factor, height: height * factor };
   const maps = result.tokens.map((t) => heatMap(t.map, result.mapHeight, result.mapWidth, { size }));

@@ -25,7 +25,7 @@ export function number(min: number, max = Infinity) {
 
 /** Image sizes: multiples of 8 (the VAE's downscale), from 8 to 4096. */
 export function imageSize(value: string): number {
-  const n = integer(8, 4096)(value); // the default model draws at 32 px; SD at 512
+  const n = integer(8, 4096)(value); // the default model draws at 64 px; SD at 512
   if (n % 8) throw new InvalidArgumentError('expected a multiple of 8');
   return n;
 }

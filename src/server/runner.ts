@@ -292,7 +292,7 @@ function heatMaps(a: { mapHeight: number; mapWidth: number; tokens: TokenAttenti
   return { maps, tokens };
 }
 
-/** Enlarges tiny pictures for display (e.g. the default model's 32 px), by a whole factor. */
+/** Enlarges tiny pictures for display (e.g. the default model's 64 px), by a whole factor. */
 export function enlargeTo(image: RgbImage, minSide: number): RgbImage {
   return enlarge(image, Math.max(1, Math.ceil(minSide / Math.min(image.width, image.height))));
 }

@@ -1,7 +1,7 @@
 // Which resolution attention maps and local blend read, chosen from the cross-attention layers a
 // UNet has: Stable Diffusion's 16×16 at 512 px, and the finest grid of a small UNet whose latent/4
-// level has none (the default model, where local blend used to fail with "no cross-attention layer
-// at 2×2").
+// level has none (the first-generation default model, where local blend failed with "no
+// cross-attention layer at 2×2"); then the shipped default model end to end.
 
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -43,21 +43,21 @@ describe('cross-attention grids of a UNet', () => {
   });
 });
 
-describe('on the default model (8×8 latents, no cross-attention at 2×2)', () => {
+describe('on the default model (16×16 latents, cross-attention at 16×16 and 8×8)', () => {
   let sd: StableDiffusion;
   beforeAll(() => {
     sd = StableDiffusion.load(join(import.meta.dirname, '..', '..', 'models', 'default'));
   });
 
-  it('heat maps come at the latents\' 8×8 and name the grid when asked for one it lacks', async () => {
+  it('heat maps come at the latents\' 16×16 and name the grid when asked for one it lacks', async () => {
     const result = await crossAttentionMaps(sd, { prompt: 'red heart', steps: 2, seed: 1 });
-    expect([result.mapHeight, result.mapWidth]).toEqual([8, 8]);
+    expect([result.mapHeight, result.mapWidth]).toEqual([16, 16]);
     expect(result.tokens.map((t) => t.token)).toEqual(['red', 'heart']);
     for (const { map } of result.tokens) {
-      expect(map).toHaveLength(64);
+      expect(map).toHaveLength(256);
       expect(map.every((v) => Number.isFinite(v) && v >= 0)).toBe(true);
     }
-    await expect(crossAttentionMaps(sd, { prompt: 'red heart', steps: 2, mapDownscale: 4 })).rejects.toThrow(/no cross-attention layers at 1\/4 .*8×8, 4×4/);
+    await expect(crossAttentionMaps(sd, { prompt: 'red heart', steps: 2, mapDownscale: 4 })).rejects.toThrow(/no cross-attention layers at 1\/4 .*16×16, 8×8/);
   });
 
   it('local blend works at the default size: outside the word\'s mask the edit keeps the source', async () => {
@@ -74,11 +74,11 @@ describe('on the default model (8×8 latents, no cross-attention at 2×2)', () =
       return kept;
     };
     // Nothing exceeds its own peak: a threshold of 1 keeps the source everywhere.
-    expect(await keptCells(1)).toBe(64);
-    // This model's maps are diffuse (most cells near the peak), so a high threshold is needed for a
-    // partial mask: some of the 8×8 cells are reset to the source, not all.
+    expect(await keptCells(1)).toBe(256);
+    // At a threshold inside the maps' range the mask is partial: some of the 16×16 cells are reset
+    // to the source, not all.
     const kept = await keptCells(0.9);
     expect(kept).toBeGreaterThan(0);
-    expect(kept).toBeLessThan(64);
+    expect(kept).toBeLessThan(256);
   });
 });

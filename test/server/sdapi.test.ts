@@ -1,5 +1,5 @@
 // The A1111 layer end to end over HTTP, driven with request bodies as A1111's own API
-// documentation writes them, on the bundled default model (32×32) and tiny-sd (64×64), 2–5 steps.
+// documentation writes them, on the bundled default model (64×64) and tiny-sd (64×64), 2–5 steps.
 
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -86,10 +86,10 @@ describe('/sdapi/v1/txt2img', () => {
     expect(info.seed).toBeGreaterThanOrEqual(0);
     expect(info.infotexts).toHaveLength(1);
     expect(info.sd_model_name).toBe('default');
-    expect(infotext(body.images[0])).toMatchObject({ prompt: 'puppy dog', steps: 5, sampler: 'Euler', guidance: 7, seed: info.seed, width: 32, height: 32 });
+    expect(infotext(body.images[0])).toMatchObject({ prompt: 'puppy dog', steps: 5, sampler: 'Euler', guidance: 7, seed: info.seed, width: 64, height: 64 });
     expect(parseParameters(info.infotexts[0]).seed).toBe(info.seed);
     // The request is echoed with A1111's defaults filled in.
-    expect(body.parameters).toMatchObject({ prompt: 'puppy dog', steps: 5, seed: -1, cfg_scale: 7, batch_size: 1, n_iter: 1, sampler_name: 'Euler', width: 32, height: 32 });
+    expect(body.parameters).toMatchObject({ prompt: 'puppy dog', steps: 5, seed: -1, cfg_scale: 7, batch_size: 1, n_iter: 1, sampler_name: 'Euler', width: 64, height: 64 });
     expect(info.notes).toEqual([]);
   });
 
@@ -121,7 +121,7 @@ describe('/sdapi/v1/txt2img', () => {
       const [job] = await lastJobs(1);
       expect(info.infotexts).toEqual(job.info.infotexts);
       expect(info.infotexts.map((t: string) => parseParameters(t).seed)).toEqual([8, 9]);
-      expect(info).toMatchObject({ width: 32, height: 32 });
+      expect(info).toMatchObject({ width: 64, height: 64 });
       const sent = await call('POST', '/sdapi/v1/txt2img', { prompt: 'green leaf', steps: 2, seed: 8, batch_size: 2 });
       expect(read).toHaveBeenCalledTimes(2);
       const body = sent.json as Generation;
@@ -380,7 +380,7 @@ describe('/sdapi/v1/png-info and the listings', () => {
     const r = await call('POST', '/sdapi/v1/png-info', { image: `data:image/png;base64,${made.images[0]}` });
     expect(r.status).toBe(200);
     expect(r.json.info).toBe(JSON.parse(made.info).infotexts[0]);
-    expect(r.json.parameters).toMatchObject({ Prompt: 'orange', 'Negative prompt': 'grey', Steps: '3', Seed: '21', 'CFG scale': '6', Sampler: 'Euler', 'Size-1': '32', 'Size-2': '32' });
+    expect(r.json.parameters).toMatchObject({ Prompt: 'orange', 'Negative prompt': 'grey', Steps: '3', Seed: '21', 'CFG scale': '6', Sampler: 'Euler', 'Size-1': '64', 'Size-2': '64' });
     expect(r.json.items).toEqual({});
     // Nuri's own fields (the weight dtype, SDXL's size conditioning) as written; unknown ones too.
     const text = formatParameters({ prompt: 'tower', steps: 4, dtype: 'q8', sizeConditioning: { originalSize: [512, 768], cropTopLeft: [0, 64] }, extra: { Steps2: 'x' } });

@@ -31,7 +31,7 @@ const common = {
   n_iter: optional(integer().min(1).max(100), 1),
   steps: optional(integer().min(1).max(1000), 50),
   cfg_scale: optional(z.number().min(0).max(100), 7),
-  /** Null: the model's own size (A1111 says 512; Nuri's bundled model is 32 px). */
+  /** Null: the model's own size (A1111 says 512; Nuri's bundled model is 64 px). */
   width: nullable(integer().min(8).multipleOf(8, 'must be a multiple of 8')),
   height: nullable(integer().min(8).multipleOf(8, 'must be a multiple of 8')),
   restore_faces: nullable(z.boolean()),
