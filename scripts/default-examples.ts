@@ -316,19 +316,19 @@ ${section(1, 'p2p-cat-to-dog.png', `Word swap with \`nuri edit\`, one row per se
 together with the source from the same noise, with the paper's settings (its cross-attention tied
 to the source's for 80% of the steps, its self-attention for 40%) and tied harder
 (\`--cross-replace ${SWAP.strong.cross} --self-replace ${SWAP.strong.self}\`); and "${SWAP.target}" from the same seed without
-Prompt-to-Prompt. The edits should keep the source's layout where the plain picture need not. On a
-model this small little of it survives: the paper's settings leave the edit close to the plain
-picture, and tying the attention for longer keeps only the source's outline and some of its
-colour.`)}
+Prompt-to-Prompt. The edits keep the source's outline (the round head of seed 4, the ears of seed 6)
+and draw a dog's face into it, where the plain picture from the same seed is another drawing; tying
+the attention harder keeps more of the source's colour.`)}
 ${section(2, 'p2p-reweight.png', `Re-weighting one word of the same prompt (\`--reweight ${REWEIGHT.word}=F\`, applied over all the steps with
 \`--cross-replace 1\`), one row per seed with the unedited picture in the middle (× 1): a negative
-factor takes the word's colour out, a large one puts more in. This small model answers one word's
-weight far more weakly than Stable Diffusion does (where 2–5 is a visible change), so the factors
-are large.`)}
+factor takes some of the word's colour out, a large one darkens it. This small model answers one
+word's weight far more weakly than Stable Diffusion does (where 2–5 is a visible change): at 2 and 3
+the change barely shows.`)}
 ${section(3, 'p2p-local-blend.png', `Local blend, one row per seed: the source "${BLEND.source}"; the word swap to "${BLEND.target}" with the paper's
 settings; and the same swap with \`--local-blend ${BLEND.word}\`, which keeps the edit only where "${BLEND.word}"'s
 cross-attention lies (above 0.3 of the mask's peak, the default threshold) and resets the rest
-to the source at every step.`)}
+to the source at every step. The swap alone already keeps the heart and the white around it, so
+the blended edit differs little from the plain swap here.`)}
 ${section(4, 'textual-inversion.png', `A new word \`${TI.token}\` learnt from two pictures (top row: the Twemoji and Noto "${TI.subject}"),
 starting from the embedding of "${TI.init}"; then the new word as the prompt (middle row) and the
 word it started from (bottom row), same seeds. Textual Inversion trains no model weight, only the
@@ -339,8 +339,8 @@ ${section(5, 'dreambooth.png', `DreamBooth with class-prior preservation on a su
 on "${DB.instancePrompt}" for the instance images and on "${DB.classPrompt}" for ${DB.classImages} pictures the model made of the
 class first; then, with the same seeds: "${DB.instancePrompt}" with the adapters, "${DB.classPrompt}" with the adapters,
 and "${DB.classPrompt}" from the model without them. The instance prompt draws the subject; prior
-preservation is meant to keep the class as it was, and here only partly does: "${DB.classPrompt}" keeps its
-layout but drifts in colour (a stronger --prior-loss-weight or more class images hold it closer).`)}`;
+preservation is meant to keep the class as it was, and here does not: "${DB.classPrompt}" with the adapters
+turns into a squarer, redder drawing (a stronger --prior-loss-weight or more class images hold it closer).`)}`;
   const path = join(out, 'README.md');
   writeFileSync(`${path}.tmp`, readme);
   renameSync(`${path}.tmp`, path);
