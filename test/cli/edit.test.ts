@@ -34,13 +34,13 @@ describe('nuri edit', () => {
     expect(latents.shape).toEqual([2, 4, 8, 8]);
   });
 
-  it("uses the model's own size and VAE factor: the default model (4×) edits 32-px pictures on 8×8 latents", async () => {
+  it("uses the model's own size and VAE factor: the default model (4×) edits 64-px pictures on 16×16 latents", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-edit-'));
     const r = await nuri(['edit', '--steps', '2', '--seed', '1', '--prompt', 'cat face', '--target', 'dog face', '--out', 'e.png', '--save-latents', 'z.safetensors'], dir);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(readSafetensors(join(dir, 'z.safetensors')).get('latents')!.shape).toEqual([2, 4, 8, 8]);
-    expect(parseParameters(readPngText(join(dir, 'e.png')).parameters)).toMatchObject({ width: 32, height: 32 });
+    expect(readSafetensors(join(dir, 'z.safetensors')).get('latents')!.shape).toEqual([2, 4, 16, 16]);
+    expect(parseParameters(readPngText(join(dir, 'e.png')).parameters)).toMatchObject({ width: 64, height: 64 });
   });
 
   it("samples with the model's own scheduler unless one is named, as generate does", async () => {

@@ -43,11 +43,11 @@ describe("the package entry ('nuri')", () => {
     const out = JSON.parse(r.stdout) as { names: string[]; size: number[]; seeds: number[]; steps: number[][]; aborted: unknown };
     const source = Object.keys(await import('../../src/index.ts')).sort();
     expect(out.names).toEqual(source); // index.js re-exports every value src/index.ts does
-    expect(out.size).toEqual([32, 32]);
+    expect(out.size).toEqual([64, 64]);
     expect(out.seeds).toEqual([3]);
     expect(out.steps.map(([step, total]) => [step, total])).toEqual([[1, 2], [2, 2]]);
     expect(out.steps[0][2]).toBeGreaterThan(out.steps[1][2]); // timesteps count down
-    expect(out.steps[0][3]).toBe(8); // the preview is at latent resolution
+    expect(out.steps[0][3]).toBe(16); // the preview is at latent resolution (64 px ÷ 4)
     expect(out.aborted).toEqual({ name: 'AbortError', isAbort: true });
   });
 

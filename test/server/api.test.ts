@@ -1,4 +1,4 @@
-// The native API end to end on the bundled default model (32×32, a few steps): each job kind,
+// The native API end to end on the bundled default model (64×64, a few steps): each job kind,
 // uploads, schema errors and limits, images, the OpenAPI document and the event stream.
 import { connect } from 'node:net';
 import sharp from 'sharp';
@@ -39,9 +39,9 @@ describe('generate', () => {
     for (const [i, url] of body.images.entries()) {
       expect(url).toMatch(/^\/api\/v1\/images\/job-.*\.png$/);
       const png = await image(url);
-      expect(await sharp(png).metadata()).toMatchObject({ width: 32, height: 32 });
+      expect(await sharp(png).metadata()).toMatchObject({ width: 64, height: 64 });
       const parameters = parseParameters(parsePngText(png).parameters);
-      expect(parameters).toMatchObject({ prompt: 'a red apple', negativePrompt: 'blurry', steps: 3, sampler: 'Euler', guidance: 7.5, seed: 42 + i, width: 32, height: 32, model: 'default' });
+      expect(parameters).toMatchObject({ prompt: 'a red apple', negativePrompt: 'blurry', steps: 3, sampler: 'Euler', guidance: 7.5, seed: 42 + i, width: 64, height: 64, model: 'default' });
     }
   });
 

@@ -27,7 +27,7 @@ it('keeps the most recently used pipelines, and never evicts one a job holds', a
   const tiny = await cache.acquire({ model: 'tiny-sd' });
   expect(cache.loaded()).toHaveLength(2);
   const { images } = await generate(again.sd, { prompts: ['a red apple'], steps: 1, seed: 1 });
-  expect(images[0].width).toBe(32);
+  expect(images[0].width).toBe(64);
   again.release();
   expect(cache.loaded()).toHaveLength(1);
   tiny.release();

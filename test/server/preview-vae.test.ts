@@ -51,7 +51,7 @@ describe('server previews', () => {
     const cache = new PipelineCache(registry(), 1, TINY_TAESD);
     const { reports, result } = await runJob(cache, { model: 'default', prompt: 'a red apple', steps: 2, seed: 1 }, () => true);
     const meta = await sharp(reports[0].preview!).metadata();
-    expect(meta.width).toBe(8); // the default model's 32-px picture has 8×8 latents
+    expect(meta.width).toBe(16); // the default model's 64-px picture has 16×16 latents
     expect(JSON.stringify(result.info.warnings)).toMatch(/previews without the tiny VAE: .*tiny-taesd: this VAE has 4 latent channels at 1\/8/);
     await cache.clear();
   });

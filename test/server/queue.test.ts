@@ -113,7 +113,7 @@ describe('restart', () => {
       expect(files.filter((f) => f.endsWith('.tmp'))).toEqual([]);
       const pngs = files.filter((f) => f.endsWith('.png'));
       expect(pngs.length).toBe(2);
-      for (const f of pngs) expect((await sharp(f).metadata()).width).toBe(32);
+      for (const f of pngs) expect((await sharp(f).metadata()).width).toBe(64);
       for (const f of files.filter((f) => f.endsWith('.json'))) expect(() => JSON.parse(readFileSync(f, 'utf8'))).not.toThrow();
     } finally {
       await second.close();

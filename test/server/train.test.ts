@@ -68,7 +68,11 @@ it('trains a LoRA on captioned uploads, which a generate job then applies', asyn
   expect(source).toMatchObject({ prompt: 'a blue square', extra: { Lora: 'blue-things:0.8' } });
   expect(edit.prompt).toBe('a red square');
   const pixels = async (name: string) => sharp(Buffer.from(await (await fetch(`${server.url}/api/v1/images/${name}`)).arrayBuffer())).raw().toBuffer();
-  expect(await pixels(edited.images[0])).toEqual(await pixels(generated.images[0]));
+  // The source row is denoised in a batch of two through the Prompt-to-Prompt graph: its pixels may
+  // differ from the plain run's by float rounding, one level at most.
+  const [source8, generated8] = [await pixels(edited.images[0]), await pixels(generated.images[0])];
+  expect(source8.length).toBe(generated8.length);
+  expect(source8.reduce((m, v, i) => Math.max(m, Math.abs(v - generated8[i])), 0)).toBeLessThanOrEqual(1);
 });
 
 // Pipelines of one model share ONNX Runtime sessions (cached by graph): a training job that frees

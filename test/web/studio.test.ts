@@ -99,7 +99,7 @@ describe('Studio: Generate', () => {
   it('Enter generates: progress moves, previews change, the result reaches the gallery, and its settings come back', async () => {
     await gen().getByLabel('Prompt', { exact: true }).fill('red apple');
     await gen().getByLabel('Steps').fill('8');
-    await expect.poll(() => gen().getByLabel('Width').inputValue(), POLL).toBe('32'); // the model's own size
+    await expect.poll(() => gen().getByLabel('Width').inputValue(), POLL).toBe('64'); // the model's own size
     await recordProgress('Generate');
     await gen().getByLabel('Prompt', { exact: true }).press('Enter');
     expect(await waitForStatus(gen(), ['completed', 'failed'])).toBe('completed');
@@ -112,7 +112,7 @@ describe('Studio: Generate', () => {
     const job = await latestJob();
     expect(job).toMatchObject({ status: 'completed', params: { prompt: 'red apple', steps: 8 } });
     const card = gen().locator(`.card[data-job="${job.id}"]`);
-    await expect.poll(() => card.locator('img').evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth), POLL).toBe(32);
+    await expect.poll(() => card.locator('img').evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth), POLL).toBe(64);
     expect(await card.locator('img').getAttribute('src')).toBe(job.images[0]);
     await screenshot('generate');
 
