@@ -24,7 +24,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await server?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  // The server's low-priority graph builder may still be writing into dir/cache: retry while it does.
+  if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
 });
 
 it('asks for the token, refuses a wrong one beside its field, then generates with the cookie', async () => {

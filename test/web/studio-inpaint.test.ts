@@ -66,7 +66,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await studio?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  // The server's low-priority graph builder may still be writing into dir/cache: retry while it does.
+  if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
   if (inpaintModel) rmSync(dirname(inpaintModel), { recursive: true, force: true });
 });
 
