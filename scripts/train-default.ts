@@ -12,8 +12,8 @@
 //              at every milestone of the UNet stage: its EMA weights every `every` steps, kept
 //              while it trains (WORK/unet/milestones) and measured afterwards (WORK/identity/)
 //
-// RECIPE is --recipe (default recipes/default-v2, the 64×64 second generation; recipes/default is
-// the recipe of the shipped 32×32 model). Hyperparameters are in RECIPE/training.json, which also
+// RECIPE is --recipe (default recipes/default-v2, the 64×64 second generation; recipes/default-v3
+// carries it on with a second learning-rate cycle; recipes/default is the 32×32 first generation). Hyperparameters are in RECIPE/training.json, which also
 // names the work folder (~/.cache/nuri/<work>, or $NURI_TRAIN_DIR, or --work) and where the model
 // goes (`output`, relative to the repository; without it WORK/model, so a recipe in progress never
 // replaces the shipped models/default). The work folder is outside the repository so a fresh

@@ -46,6 +46,13 @@ export function keyValue(valueParser: (v: string) => number) {
   };
 }
 
+/** Positive step counts, comma-separated: `--lr-cycles 8000,6000`. */
+export function stepList(value: string): number[] {
+  const parts = value.split(',');
+  if (!parts.every((p) => /^\s*\d+\s*$/.test(p) && Number(p) > 0)) throw new InvalidArgumentError('expected positive step counts separated by commas, e.g. 8000,6000');
+  return parts.map(Number);
+}
+
 /** Repeatable plain values. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];

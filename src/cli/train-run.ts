@@ -9,7 +9,7 @@ import { type TrainingTaskRun, type TrainingProgress, type TrainingRunOptions, c
 import type { ImageFolderDataset } from '../data/folder.ts';
 import { loadImageSource } from '../training/training-images.ts';
 import { interruptible } from './interrupt.ts';
-import { integer, number, oneOf } from './options.ts';
+import { integer, number, oneOf, stepList } from './options.ts';
 import { progressBar } from './shared.ts';
 
 /** The common flags, as commander parses them: the library's run options without the callbacks. */
@@ -29,6 +29,8 @@ export function trainingOptions(command: Command, defaults: { lr: number; batch:
     .option('--lr <lr>', `peak learning rate (${defaults.lrHelp ?? `default ${learningRate(defaults.lr)}`})`, number(0))
     .option('--lr-schedule <kind>', `learning-rate schedule: ${LR_SCHEDULES.join(', ')}`, oneOf(LR_SCHEDULES), 'constant')
     .option('--warmup <n>', 'linear warm-up steps', integer(0), 0)
+    .option('--lr-cycles <n,n,...>', 'warm restarts: lengths of the schedule\'s cycles (summing to --steps), each warmed up and decayed anew', stepList)
+    .option('--lr-cycle-decay <f>', "each cycle's peak rate as a fraction of the one before's", number(0, 1))
     .option('--batch <b>', `images per micro-batch (default ${defaults.batch})`, integer(1, 4096))
     .option('--grad-accum <n>', 'micro-batches per optimiser step (gradients averaged)', integer(1, 4096), 1)
     .option('--resolution <r>', 'training image size in pixels (square; images are resized and centre-cropped)', integer(8, 4096))

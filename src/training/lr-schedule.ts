@@ -15,6 +15,14 @@ export interface LrScheduleOptions {
   /** Total optimiser steps; the decaying schedules reach `minLr` here. */
   totalSteps?: number;
   minLr?: number;
+  /**
+   * Warm restarts (SGDR, Loshchilov & Hutter 2017): the lengths of successive cycles, summing to
+   * totalSteps; each warms up and decays as a whole schedule over its own length would. A run
+   * lengthened by a cycle repeats the shorter run's rates exactly, so it can resume from its end.
+   */
+  cycles?: number[];
+  /** Each cycle's peak is the one before's times this (default 1: the same peak). */
+  cycleDecay?: number;
 }
 
 /** Linear ramp over the first `warmup` steps: step 0 already trains, at lr/warmup (as diffusers' warm-up does at its first update). */
@@ -27,6 +35,23 @@ function warmupFactor(step: number, warmup: number): number {
  * cosine: warm-up, then half a cosine from lr down to minLr at totalSteps (Loshchilov & Hutter).
  */
 export function lrSchedule(options: LrScheduleOptions): LrSchedule {
+  const { cycles, cycleDecay = 1 } = options;
+  if (!cycles) return oneCycle(options);
+  if (options.kind === 'constant') throw new Error('learning-rate cycles need a decaying schedule (linear or cosine)');
+  if (!cycles.length || cycles.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error(`learning-rate cycles must be positive step counts, got ${cycles.join(',')}`);
+  const sum = cycles.reduce((a, b) => a + b, 0);
+  if (sum !== options.totalSteps) throw new Error(`learning-rate cycles ${cycles.join('+')} = ${sum} steps, but the run has ${options.totalSteps}`);
+  if (!(cycleDecay > 0 && cycleDecay <= 1)) throw new Error(`learning-rate cycle decay must be in (0, 1], got ${cycleDecay}`);
+  const schedules = cycles.map((n, k) => oneCycle({ ...options, lr: options.lr * cycleDecay ** k, totalSteps: n }));
+  const starts = cycles.map((_, k) => cycles.slice(0, k).reduce((a, b) => a + b, 0));
+  return (step) => {
+    let k = cycles.length - 1;
+    while (k > 0 && step < starts[k]) k--;
+    return schedules[k](step - starts[k]);
+  };
+}
+
+function oneCycle(options: LrScheduleOptions): LrSchedule {
   const { kind, lr } = options;
   const warmup = options.warmup ?? 0;
   const minLr = options.minLr ?? 0;

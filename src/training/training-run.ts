@@ -34,6 +34,10 @@ export interface TrainingRunOptions {
   /** Peak learning rate (each method has its default). */
   lr?: number;
   lrSchedule?: LrScheduleName;
+  /** Warm restarts: the lengths of the schedule's cycles, summing to `steps` (lr-schedule.ts). */
+  lrCycles?: number[];
+  /** Each cycle's peak rate relative to the one before (default 1). */
+  lrCycleDecay?: number;
   /** Linear warm-up steps. */
   warmup?: number;
   /** Images per micro-batch (default 1). */
@@ -90,13 +94,14 @@ export function checkOutput(o: Pick<TrainingRunOptions, 'out' | 'resume' | 'onLo
  * whose `progress` names the step and the checkpoint.
  */
 export async function runTrainingTask(o: TrainingRunOptions, run: TrainingTaskRun): Promise<TrainResult> {
+  const steps = o.steps ?? run.defaultSteps;
+  const lr = o.lr ?? run.defaultLr;
+  // A schedule that cannot be is refused before the output folder is made.
+  const schedule = lrSchedule({ kind: o.lrSchedule ?? TRAINING_DEFAULTS.lrSchedule, lr, warmup: o.warmup ?? 0, totalSteps: steps, cycles: o.lrCycles, cycleDecay: o.lrCycleDecay });
   mkdirSync(o.out, { recursive: true });
   const checkpointDir = checkOutput({ out: o.out, resume: o.resume }); // the caller has logged its notes
-  const steps = o.steps ?? run.defaultSteps;
   const params = run.task.step.params;
-  const lr = o.lr ?? run.defaultLr;
   const optimizer = new AdamW(params, { lr, weightDecay: o.weightDecay ?? TRAINING_DEFAULTS.weightDecay });
-  const schedule = lrSchedule({ kind: o.lrSchedule ?? TRAINING_DEFAULTS.lrSchedule, lr, warmup: o.warmup ?? 0, totalSteps: steps });
   const result = await train({
     task: run.task,
     optimizer,

@@ -41,6 +41,22 @@ describe('nuri train on a single-file checkpoint', () => {
   });
 });
 
+describe('nuri train --lr-cycles', () => {
+  it('refuses a list that is not step counts, or that does not add up to --steps, in one line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-cli-train-'));
+    mkdirSync(join(dir, 'images'));
+    await writePng(join(dir, 'images', 'sq.png'), createImage(64, 64, [0.9, 0.1, 0.2]));
+    const args = ['train', 'lora', '--model', TINY_SD, '--images', 'images', '--rank', '2', '--resolution', '64', '--lr-schedule', 'cosine', '--out', 'out'];
+    const bad = await nuri([...args, '--steps', '10', '--lr-cycles', '6,x'], dir);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toMatch(/^error: option '--lr-cycles <n,n,...>' argument '6,x' is invalid\. expected positive step counts separated by commas/);
+    const short = await nuri([...args, '--steps', '10', '--lr-cycles', '6,2'], dir);
+    expect(short.code).toBe(1);
+    expect(short.stderr.trim().split('\n').at(-1)).toBe('nuri: learning-rate cycles 6+2 = 8 steps, but the run has 10');
+    expect(existsSync(join(dir, 'out'))).toBe(false);
+  });
+});
+
 describe('Ctrl-C during nuri train', () => {
   it('saves a checkpoint, says how to resume, and exits 130', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nuri-cli-train-'));

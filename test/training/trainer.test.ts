@@ -130,4 +130,16 @@ describe('lrSchedule', () => {
     expect(cos(10)).toBeCloseTo(0.2, 12);
     expect(() => lrSchedule({ kind: 'cosine', lr: 1 })).toThrow(/totalSteps/);
   });
+
+  it('restarts in cycles: the first cycle is the shorter run exactly, the next warms up again to a decayed peak', () => {
+    const short = lrSchedule({ kind: 'cosine', lr: 1, warmup: 2, totalSteps: 8 });
+    const cycled = lrSchedule({ kind: 'cosine', lr: 1, warmup: 2, totalSteps: 14, cycles: [8, 6], cycleDecay: 0.5 });
+    for (let k = 0; k < 8; k++) expect(cycled(k)).toBe(short(k));
+    const second = lrSchedule({ kind: 'cosine', lr: 0.5, warmup: 2, totalSteps: 6 });
+    for (let k = 8; k < 14; k++) expect(cycled(k)).toBe(second(k - 8));
+    expect([cycled(7), cycled(8), cycled(9)]).toEqual([short(7), 0.25, 0.5]);
+    expect(() => lrSchedule({ kind: 'cosine', lr: 1, totalSteps: 10, cycles: [8, 6] })).toThrow(/8\+6 = 14 steps, but the run has 10/);
+    expect(() => lrSchedule({ kind: 'constant', lr: 1, cycles: [4] })).toThrow(/decaying schedule/);
+    expect(() => lrSchedule({ kind: 'linear', lr: 1, totalSteps: 4, cycles: [4], cycleDecay: 2 })).toThrow(/cycle decay/);
+  });
 });
