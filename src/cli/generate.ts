@@ -8,7 +8,7 @@ import { checkLatentsFit, checkStepNoiseSteps } from '../io/latents-file.ts';
 import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
-import { DEFAULTS, generate, makeSampler } from '../pipelines/generate.ts';
+import { DEFAULTS, generate, makeSampler, samplerDefaults } from '../pipelines/generate.ts';
 import { INPAINT_FILLS, MASK_BLUR, type InpaintFill, type OutpaintAmounts, outpaintCanvas, parseOutpaint } from '../pipelines/inpaint.ts';
 import { maskFromImage } from '../pipelines/masks.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
@@ -27,9 +27,9 @@ import { type SizeConditioningFlags, sizeConditioningFrom, sizeConditioningOptio
 interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags, SamplerFlags, ControlFlags, SizeConditioningFlags, PreviewFlags {
   model?: string;
   negativePrompt?: string;
-  steps: number;
+  steps?: number;
   scheduler?: SchedulerName;
-  guidance: number;
+  guidance?: number;
   seed?: number;
   width?: number;
   height?: number;
@@ -54,10 +54,10 @@ export function registerGenerate(program: Command): void {
   vaeOption(loadOptions(command)).option('--prompt <text>', 'what to draw');
   promptFileOption(command)
     .option('--negative-prompt <text>', 'what to steer away from')
-    .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
+    .option('--steps <n>', `denoising steps (default ${DEFAULTS.steps}; 4 with the lcm sampler)`, integer(1, 1000))
     .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (default: the one the model's scheduler config names, ddim for SD 1.x's PNDM)`, oneOf(SCHEDULER_NAMES));
   timestepSpacingOption(command)
-    .option('--guidance <g>', 'guidance scale: classifier-free (≤ 1 disables it), or an LCM-distilled UNet\'s own input', number(0, 100), DEFAULTS.guidance)
+    .option('--guidance <g>', `guidance scale: classifier-free (≤ 1 disables it), or an LCM-distilled UNet's own input (default ${DEFAULTS.guidance}; LCM-distilled 8.5; LCM-LoRA with the lcm sampler 1)`, number(0, 100))
     .option('--eta <e>', "DDIM's η: 0 is deterministic, 1 is DDPM-like (DDIM only)", number(0, 1))
     .option('--seed <s>', 'random seed (image i of a batch uses seed + i); random when omitted', integer(0, 2 ** 32 - 1))
     .option('--width <w>', "image width, a multiple of 8 (default: the model's own size, 512 for SD 1.5)", imageSize)
@@ -111,6 +111,9 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   const sd = await loadPipeline(modelPath, { ...loadOptionsFrom(flags), releaseSessions: true });
   const scheduler = flags.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig);
   checkSamplerFlags(flags, scheduler);
+  const runDefaults = samplerDefaults(sd, scheduler);
+  const steps = flags.steps ?? runDefaults.steps;
+  const guidance = flags.guidance ?? runDefaults.guidance;
   const f = sd.vaeScaleFactor;
   let { width, height, batch } = flags;
   let latents: Float32Array | undefined;
@@ -122,9 +125,9 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
     }
     [batch, width, height, latents] = [b, w * f, h * f, given.data];
     // Inpainting below strength 1 runs only the schedule's last ⌊steps·strength⌋ steps.
-    const sampler = makeSampler(sd, { ...flags, scheduler }).scheduler;
-    const steps = flags.initImage ? img2imgTimesteps(sampler, strength).timesteps.length : sampler.timesteps.length;
-    checkStepNoiseSteps(flags.latents!, given, steps, scheduler);
+    const sampler = makeSampler(sd, { ...flags, scheduler, steps }).scheduler;
+    const stepsRun = flags.initImage ? img2imgTimesteps(sampler, strength).timesteps.length : sampler.timesteps.length;
+    checkStepNoiseSteps(flags.latents!, given, stepsRun, scheduler);
   }
   batch ??= 1;
   width ??= sd.defaultSize;
@@ -138,14 +141,14 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   }
   const inpaint = mask && { mask, blur: flags.maskBlur, fill: flags.inpaintFill, maskedImageNoise: given?.maskedImageNoise, imageNoise: given?.imageNoise };
   const controlNets = await controlUnits(sd, flags, width, height);
-  const bar = progressBar('generating', flags.initImage ? Math.max(1, Math.floor(flags.steps * strength)) : flags.steps);
+  const bar = progressBar('generating', flags.initImage ? Math.max(1, Math.floor(steps * strength)) : steps);
   const result = await generate(sd, {
     prompts: new Array(batch).fill(personal.expandPrompt(prompt)),
     negativePrompt: flags.negativePrompt === undefined ? undefined : personal.expandPrompt(flags.negativePrompt),
-    steps: flags.steps,
+    steps,
     scheduler,
     timestepSpacing: flags.timestepSpacing,
-    guidance: flags.guidance,
+    guidance,
     eta: flags.eta,
     seed,
     width,
@@ -171,9 +174,9 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
     const parameters = formatParameters({
       prompt,
       negativePrompt: flags.negativePrompt,
-      steps: flags.steps,
+      steps,
       sampler: SAMPLER_LABELS[scheduler],
-      guidance: flags.guidance,
+      guidance,
       // Given latents are the noise: the seed drew nothing that made this image.
       seed: given ? undefined : result.seeds[i],
       width,

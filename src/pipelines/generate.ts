@@ -44,11 +44,13 @@ export interface GenerateOptions extends PromptSyntaxOptions, SizeConditioningOp
   prompts: string[];
   /** One negative prompt for all images; none means the empty prompt (SDXL with force_zeros_for_empty_prompt: zero embeddings). */
   negativePrompt?: string;
+  /** Default: the sampler's (samplerDefaults: 4 for LCM, else 30). */
   steps?: number;
   /** The sampler; by default the model's own (see defaultSchedulerFor). */
   scheduler?: SchedulerName;
   /** Overrides the model's `timestep_spacing` ("trailing" for SD-Turbo's few steps). */
   timestepSpacing?: TimestepSpacing;
+  /** Default: samplerDefaults (8.5 for an LCM-distilled UNet, 1 for LCM-LoRA, else 7.5). */
   guidance?: number;
   /** DDIM's η (0: deterministic). */
   eta?: number;
@@ -130,6 +132,16 @@ export class BatchGenerator implements RandomSource {
 /** The sampler has no default here: a run without one takes the model's own (makeSampler). */
 export const DEFAULTS = { steps: 30, guidance: 7.5, seed: 0, width: 512, height: 512, strength: 0.75 };
 
+/**
+ * Steps and guidance for a run that names none. The LCM sampler draws in a few steps: 4, with
+ * guidance 8.5 as the input of an LCM-distilled UNet (diffusers' LatentConsistencyModelPipeline)
+ * and 1 otherwise (LCM-LoRA: no unconditional pass); any other sampler 30 steps at 7.5.
+ */
+export function samplerDefaults(sd: StableDiffusion, scheduler: SchedulerName): { steps: number; guidance: number } {
+  if (scheduler === 'lcm') return { steps: 4, guidance: sd.embedsGuidance ? 8.5 : 1 };
+  return { steps: DEFAULTS.steps, guidance: sd.embedsGuidance ? 8.5 : DEFAULTS.guidance };
+}
+
 export interface SamplerOptions {
   scheduler?: SchedulerName;
   timestepSpacing?: TimestepSpacing;
@@ -164,7 +176,16 @@ export function checkStepNoise(stepNoise: readonly Float32Array[], steps: number
 
 export async function generate(sd: StableDiffusion, options: GenerateOptions): Promise<GenerateResult> {
   // Without a size, the one the model was trained for (the default model is small).
-  const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize, strength: options.strength ?? (options.inpaint ? 1 : DEFAULTS.strength) };
+  const runDefaults = samplerDefaults(sd, options.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig));
+  const o = {
+    ...DEFAULTS,
+    ...options,
+    steps: options.steps ?? runDefaults.steps,
+    guidance: options.guidance ?? runDefaults.guidance,
+    width: options.width ?? sd.defaultSize,
+    height: options.height ?? sd.defaultSize,
+    strength: options.strength ?? (options.inpaint ? 1 : DEFAULTS.strength),
+  };
   const batch = o.prompts.length;
   if (!batch) throw new Error('generate: no prompt');
   if (o.inpaint && !o.initImage) throw new Error('generate: inpainting needs initImage, the picture to repaint');

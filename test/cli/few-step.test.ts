@@ -67,6 +67,17 @@ describe('nuri generate with few-step samplers', () => {
     expect(b.reduce((m, v, i) => Math.max(m, Math.abs(v - a[i]!)), 0)).toBeLessThanOrEqual(1e-6);
   });
 
+  it('picks 4 steps and guidance 1 for --scheduler lcm when neither is given (the LCM-LoRA recipe)', async () => {
+    const dir = temp();
+    const r = await nuri(['generate', 'a cat', '--model', TINY_SD, ...SMALL, '--lora', writeLcmStyleLora().path, '--scheduler', 'lcm', '--seed', '7', '--out', 'a.png'], dir);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(parameters(join(dir, 'a.png'))).toMatchObject({ steps: 4, sampler: 'LCM', guidance: 1 });
+    const plain = await nuri(['generate', 'a cat', '--model', TINY_SD, ...SMALL, '--steps', '2', '--seed', '7', '--out', 'b.png'], dir);
+    expect(plain.code).toBe(0);
+    expect(parameters(join(dir, 'b.png'))).toMatchObject({ steps: 2, guidance: 7.5 });
+  });
+
   it("takes the sampler from the model's scheduler config (SD-Turbo: EulerDiscreteScheduler, trailing) and records --timestep-spacing", async () => {
     const dir = temp();
     const turbo = copyTinySd();

@@ -53,6 +53,14 @@ describe('an LCM-distilled model', () => {
     expect(maxDiff((await run(8)).latents, result.latents)).toBe(0);
   });
 
+  it("draws with diffusers' LCM defaults when the run names no steps or guidance: 4 steps at 8.5", async () => {
+    calls.length = 0;
+    const defaults = await generate(sd, { prompts: ['a red apple'], seed: 1, width: 64, height: 64 });
+    expect(calls).toHaveLength(4);
+    expect([...calls[0].feeds.timestep_cond.data]).toEqual([...guidanceScaleEmbedding(7.5, COND_WIDTH)]);
+    expect(maxDiff(defaults.latents, (await generate(sd, { prompts: ['a red apple'], steps: 4, guidance: 8.5, seed: 1, width: 64, height: 64 })).latents)).toBe(0);
+  });
+
   it('draws attention maps with one UNet batch per step', async () => {
     calls.length = 0;
     const maps = await crossAttentionMaps(sd, { prompt: 'a red apple', scheduler: 'lcm', steps: 2, guidance: 8, width: 64, height: 64 });
@@ -72,5 +80,12 @@ describe('an LCM-distilled model', () => {
     expect(parseParameters(readPngText(join(dir, 'apple.png')).parameters)).toMatchObject({ steps: 4, sampler: 'LCM', guidance: 8, seed: 1 });
     const library = await run(8);
     expect(maxDiff(readSafetensors(join(dir, 'z.safetensors')).get('latents')!.data as Float32Array, library.latents)).toBeLessThan(1e-5);
+  });
+
+  it('nuri generate without --steps or --guidance records the LCM defaults it drew with', async () => {
+    const cli = await runNuri(['generate', 'a red apple', '--model', model, '--seed', '1', '--width', '64', '--height', '64', '--out', 'plain.png'], { cwd: cliDir });
+    expect(cli.stderr).toBe('');
+    expect(cli.code).toBe(0);
+    expect(parseParameters(readPngText(join(cliDir, 'plain.png')).parameters)).toMatchObject({ steps: 4, sampler: 'LCM', guidance: 8.5 });
   });
 });
