@@ -2,7 +2,7 @@
 // of the emitted graph, so tracing the same model twice reuses its session) and runs them.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { arch, availableParallelism, constants as osConstants, cpus, freemem, homedir, setPriority } from 'node:os';
 import { join } from 'node:path';
@@ -395,12 +395,25 @@ function contentIdentity(path: string): string {
   return `${s.size}:${s.mtimeNs}:${s.dev}:${s.ino}`;
 }
 
-/** Hard-links the checkpoint beside the graph; false when the filesystem will not (then bytes are copied). */
+/**
+ * Hard-links the checkpoint beside the graph; false when the filesystem will not (then bytes are
+ * copied). The link is to the file itself: link(2) does not follow a symbolic link, and ONNX
+ * Runtime refuses external data that resolves outside the graph's folder, so a checkpoint linked
+ * into a models folder is linked by its real path (and a link made to the symbolic link is redone).
+ */
 function placeLink(source: string, link: string): boolean {
-  const sameFile = () => statSync(link).ino === statSync(source).ino && statSync(link).dev === statSync(source).dev;
+  const real = realpathSync(source);
+  const sameFile = () => {
+    const [l, s] = [lstatSync(link), statSync(real)];
+    return l.ino === s.ino && l.dev === s.dev;
+  };
   try {
-    if (existsSync(link)) return sameFile();
-    linkSync(source, link);
+    if (lstatSync(link, { throwIfNoEntry: false })) {
+      if (sameFile()) return true;
+      if (!lstatSync(link).isSymbolicLink()) return false;
+      unlinkSync(link);
+    }
+    linkSync(real, link);
     return true;
   } catch {
     // Another process may have linked it first.

@@ -2,7 +2,8 @@
 // the cache folder) give the same results as the same weights held inline, for F32, F16 and BF16.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as E from '../../src/engine/index.ts';
@@ -143,5 +144,31 @@ describe('weights as external data', () => {
     for (const p of inline.all) p.setValue(values[p.name]);
     const base = (await runModel(inline, xv)).y;
     expectClose(r.y.data as Float32Array, Array.from(base, (v, i) => v + (i % 5) + 1), 1e-6, 1e-6);
+  });
+
+  it('a checkpoint reached through a symbolic link is linked by its real path (ONNX Runtime refuses data outside the graph folder)', async () => {
+    const real = join(dir, 'real.safetensors');
+    const values = writeWeights(real);
+    const linked = join(dir, 'linked.safetensors');
+    symlinkSync(real, linked);
+    const file = SafetensorsFile.open(linked);
+    const model = new TinyModel();
+    for (const p of model.all) p.bindFile(file, file.entry(p.name));
+    const cacheDir = join(dir, 'through-link');
+    const xv = rand(64, 8);
+    const inline = new TinyModel();
+    for (const p of inline.all) p.setValue(values[p.name]);
+    const reference = (await runModel(inline, xv)).y;
+    expectClose((await runModel(model, xv, { cacheDir })).y, reference, 1e-6, 1e-6);
+    const folder = join(cacheDir, 'graphs', readdirSync(join(cacheDir, 'graphs'))[0]);
+    expect(lstatSync(join(folder, 'weights0.safetensors')).ino).toBe(statSync(real).ino);
+
+    // A cache an earlier version left, its link made to the symbolic link itself, is mended.
+    E.clearSessionCache();
+    unlinkSync(join(folder, 'weights0.safetensors'));
+    execFileSync('ln', ['-P', linked, join(folder, 'weights0.safetensors')]); // a hard link to the symlink, as link(2) makes
+    expect(lstatSync(join(folder, 'weights0.safetensors')).isSymbolicLink()).toBe(true);
+    expectClose((await runModel(model, xv, { cacheDir })).y, reference, 1e-6, 1e-6);
+    expect(lstatSync(join(folder, 'weights0.safetensors')).ino).toBe(statSync(real).ino);
   });
 });
