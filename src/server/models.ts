@@ -1,7 +1,8 @@
 // What the server can run: the models under --models (diffusers folders and single-file
 // .safetensors), the bundled default model, and the LoRAs, Textual Inversion embeddings,
 // ControlNets and VAEs in DIR/loras, DIR/embeddings (AUTOMATIC1111's folder names), DIR/controlnet
-// and DIR/vae. Listed afresh on each call, so a file copied in (or written by a training job)
+// and DIR/vae — and, as in A1111, a `NAME.vae.safetensors` among the checkpoints is a VAE, not a
+// checkpoint, and a `NAME.yaml` beside `NAME.safetensors` is its original config. Listed afresh on each call, so a file copied in (or written by a training job)
 // appears without a restart.
 
 import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
@@ -15,6 +16,8 @@ export interface ModelEntry {
   name: string;
   path: string;
   format: 'diffusers' | 'single-file';
+  /** A single file's original config, `NAME.yaml` beside `NAME.safetensors` (A1111's convention). */
+  config?: string;
 }
 
 export interface NamedFile {
@@ -53,7 +56,15 @@ export class ModelRegistry {
 
   models(): ModelEntry[] {
     const found: ModelEntry[] = [{ name: DEFAULT_MODEL, path: this.defaultPath, format: 'diffusers' }];
-    if (this.dir && existsSync(this.dir)) this.scan(this.dir, found, true);
+    const add = (entry: ModelEntry) => found.some((m) => m.name === entry.name) || found.push(entry);
+    this.scanCheckpoints({
+      folder: (name, path) => add({ name, path, format: 'diffusers' }),
+      file: (name, path) => {
+        if (isVaeBesideCheckpoints(path)) return;
+        const config = path.replace(/\.safetensors$/i, '.yaml');
+        add({ name: name.replace(/\.safetensors$/i, ''), path, format: 'single-file', ...(existsSync(config) ? { config } : {}) });
+      },
+    });
     return found;
   }
 
@@ -66,7 +77,7 @@ export class ModelRegistry {
     if (!this.sizes.has(key)) {
       let size: number | undefined;
       try {
-        size = StableDiffusion.load(entry.path, { defaultTokenizer: this.defaultTokenizer }).defaultSize;
+        size = StableDiffusion.load(entry.path, this.loadOptions(entry)).defaultSize;
       } catch {
         size = undefined; // a broken model is reported when a job loads it, not in the listing
       }
@@ -76,6 +87,11 @@ export class ModelRegistry {
   }
 
   private readonly sizes = new Map<string, number | undefined>();
+
+  /** What loading a model of the registry needs beside its path: the fallback tokenizer, its YAML. */
+  loadOptions(entry: ModelEntry): { defaultTokenizer: string; config?: string } {
+    return { defaultTokenizer: this.defaultTokenizer, ...(entry.config ? { config: entry.config } : {}) };
+  }
 
   /** The word a prompt uses for an embedding (read from the file's header); undefined for a broken file. */
   embeddingToken(file: NamedFile): string | undefined {
@@ -101,10 +117,18 @@ export class ModelRegistry {
 
   /**
    * VAEs a job may decode with instead of its model's (the CLI's --vae): AutoencoderKL .safetensors
-   * files, and AutoencoderKL or AutoencoderTiny (TAESD) folders (a config.json beside the weights).
+   * files, and AutoencoderKL or AutoencoderTiny (TAESD) folders (a config.json beside the weights),
+   * in DIR/vae; then the `NAME.vae.safetensors` files among the checkpoints (named "NAME.vae").
    */
   vaes(): NamedFile[] {
-    return this.files(VAE_FOLDER, true);
+    const found = this.files(VAE_FOLDER, true);
+    this.scanCheckpoints({
+      file: (_, path) => {
+        const name = basename(path).replace(/\.safetensors$/i, '');
+        if (isVaeBesideCheckpoints(path) && !found.some((f) => f.name === name)) found.push({ name, path });
+      },
+    });
+    return found;
   }
 
   vae(name: string, field = 'vae'): NamedFile {
@@ -136,23 +160,27 @@ export class ModelRegistry {
     return found;
   }
 
-  private scan(dir: string, found: ModelEntry[], top: boolean): void {
-    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      if (entry.name.startsWith('.')) continue;
-      const path = join(dir, entry.name);
-      const name = relative(this.dir!, path).split('\\').join('/');
-      if (isFolder(entry, path)) {
-        if (top && [LORA_FOLDER, EMBEDDING_FOLDER, CONTROLNET_FOLDER, VAE_FOLDER].includes(entry.name)) continue;
-        if (existsSync(join(path, 'model_index.json'))) this.add(found, { name, path, format: 'diffusers' });
-        else this.scan(path, found, false);
-      } else if (entry.name.toLowerCase().endsWith('.safetensors')) {
-        this.add(found, { name: name.replace(/\.safetensors$/i, ''), path, format: 'single-file' });
+  /**
+   * Walks the checkpoints under --models (in name order, skipping the LoRA, embedding, ControlNet
+   * and VAE folders): a diffusers pipeline folder (model_index.json) is one entry, other folders
+   * are walked, and .safetensors files are visited. `name` is the path under --models.
+   */
+  private scanCheckpoints(visit: { folder?: (name: string, path: string) => unknown; file: (name: string, path: string) => unknown }): void {
+    const walk = (dir: string, top: boolean) => {
+      for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+        if (entry.name.startsWith('.')) continue;
+        const path = join(dir, entry.name);
+        const name = relative(this.dir!, path).split('\\').join('/');
+        if (isFolder(entry, path)) {
+          if (top && [LORA_FOLDER, EMBEDDING_FOLDER, CONTROLNET_FOLDER, VAE_FOLDER].includes(entry.name)) continue;
+          if (existsSync(join(path, 'model_index.json'))) visit.folder?.(name, path);
+          else walk(path, false);
+        } else if (entry.name.toLowerCase().endsWith('.safetensors')) {
+          visit.file(name, path);
+        }
       }
-    }
-  }
-
-  private add(found: ModelEntry[], entry: ModelEntry): void {
-    if (!found.some((m) => m.name === entry.name)) found.push(entry);
+    };
+    if (this.dir && existsSync(this.dir)) walk(this.dir, true);
   }
 
   /** The .safetensors under DIR/folder by file name; with `modelFolders`, a folder with a config.json is one entry. */
@@ -176,6 +204,11 @@ export class ModelRegistry {
     walk(dir);
     return out;
   }
+}
+
+/** A1111's convention for a checkpoint's own VAE: `NAME.vae.safetensors` beside `NAME.safetensors`. */
+function isVaeBesideCheckpoints(path: string): boolean {
+  return path.toLowerCase().endsWith('.vae.safetensors');
 }
 
 /** A folder, or a link to one (models are often linked in from elsewhere). */

@@ -72,7 +72,7 @@ export class PipelineCache {
       entry = this.entries.find((e) => e.key === key);
       if (!entry) {
         const pipeline = (async () => {
-          const sd = await loadPipeline(model.path, { defaultTokenizer: this.registry.defaultTokenizer, releaseSessions: false, dtype: spec.dtype, vae,
+          const sd = await loadPipeline(model.path, { ...this.registry.loadOptions(model), releaseSessions: false, dtype: spec.dtype, vae,
             // A job's own VAE draws its previews too when it is tiny; the server's --preview-vae is for the others.
             previewVae: vae === undefined ? this.previewVae : undefined });
           const personal = await personalise(sd.components, { loras, embeddings });

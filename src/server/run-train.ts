@@ -34,10 +34,10 @@ export async function runTraining(jobId: string, p: TrainParams, ctx: RunnerCont
   let keep = false;
   const warnings: string[] = [];
   // A full DreamBooth run copies the model folder, so it takes the path; the others a model we can free.
-  const sd = p.method === 'dreambooth' && p.loraRank === undefined ? undefined : await loadPipeline(model.path, { defaultTokenizer: registry.defaultTokenizer });
+  const sd = p.method === 'dreambooth' && p.loraRank === undefined ? undefined : await loadPipeline(model.path, registry.loadOptions(model));
   const common: PersonaliseRunOptions = {
     model: sd ?? model.path,
-    load: { defaultTokenizer: registry.defaultTokenizer },
+    load: registry.loadOptions(model),
     images,
     out,
     steps: p.steps,

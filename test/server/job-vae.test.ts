@@ -1,7 +1,8 @@
 // A job's own VAE: `vae` names one of the models folder's vae/ (here the TAESD fixture, an
 // AutoencoderTiny folder), checked like `model` before the job is queued; /sdapi maps A1111's
-// override_settings.sd_vae (and the sd_vae option) onto it and lists the folder at /sdapi/v1/sd-vae.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+// override_settings.sd_vae (and the sd_vae option) onto it and lists the folder at /sdapi/v1/sd-vae,
+// with A1111's "Automatic": a checkpoint file's NAME.vae.safetensors beside it.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +18,11 @@ beforeAll(async () => {
   symlinkSync(TINY_SD, join(modelsDir, 'tiny-sd'));
   mkdirSync(join(modelsDir, 'vae'));
   symlinkSync(join(FIXTURES, 'tiny-taesd'), join(modelsDir, 'vae', 'tiny-taesd'));
+  // A1111's layout for a checkpoint with its own VAE: NAME.vae.safetensors beside NAME.safetensors.
+  symlinkSync(join(FIXTURES, 'tiny-sd-single.safetensors'), join(modelsDir, 'single.safetensors'));
+  symlinkSync(join(TINY_SD, 'vae', 'diffusion_pytorch_model.safetensors'), join(modelsDir, 'single.vae.safetensors'));
+  // …and NAME.yaml, its original config (the tiny text encoder's head count is not implied by its width).
+  writeFileSync(join(modelsDir, 'single.yaml'), `${readFileSync(join(FIXTURES, 'tiny-sd-single.yaml'), 'utf8').trimEnd()}\n      params:\n        num_heads: 4\n`);
   // Two resident pipelines: the model with its own VAE and with the tiny one, each loaded once.
   server = await testServer({ models: modelsDir, queueSize: 4, maxLoaded: 2 });
 });
@@ -36,8 +42,8 @@ async function run(type: string, params: Record<string, unknown>) {
 describe("a job's own VAE", () => {
   it('is listed, decodes the picture instead of the model\'s VAE, and is named in the infotext', async () => {
     const listed = await server.request('GET', '/api/v1/models');
-    expect(listed.body.vaes).toEqual([{ name: 'tiny-taesd' }]);
-    expect(listed.body.models.map((m: { name: string }) => m.name)).not.toContain('vae/tiny-taesd');
+    expect(listed.body.vaes).toEqual([{ name: 'tiny-taesd' }, { name: 'single.vae' }]);
+    expect(listed.body.models.map((m: { name: string }) => m.name)).toEqual(['default', 'single', 'tiny-sd']);
     const own = await run('generate', SMALL);
     const tiny = await run('generate', { ...SMALL, vae: 'tiny-taesd' });
     expect(tiny.png.equals(own.png)).toBe(false);
@@ -52,7 +58,7 @@ describe("a job's own VAE", () => {
       const res = await server.request('POST', '/api/v1/jobs', { type: 'generate', params: { ...SMALL, vae } });
       expect(res.status, vae).toBe(400);
       expect(res.body.field).toBe('params.vae');
-      expect(res.body.error).toMatch(/no VAE named .*known: tiny-taesd/);
+      expect(res.body.error).toMatch(/no VAE named .*known: tiny-taesd, single\.vae/);
     }
   });
 });
@@ -65,7 +71,10 @@ describe('A1111 sd_vae', () => {
   };
 
   it('lists the vae/ folder at sd-vae, and maps override_settings.sd_vae and the sd_vae option onto the job', async () => {
-    expect((await server.request('GET', '/sdapi/v1/sd-vae')).body).toEqual([{ model_name: 'tiny-taesd', filename: join(modelsDir, 'vae', 'tiny-taesd') }]);
+    expect((await server.request('GET', '/sdapi/v1/sd-vae')).body).toEqual([
+      { model_name: 'tiny-taesd', filename: join(modelsDir, 'vae', 'tiny-taesd') },
+      { model_name: 'single.vae.safetensors', filename: join(modelsDir, 'single.vae.safetensors') },
+    ]);
     const chosen = await txt2img({ override_settings: { sd_model_checkpoint: 'tiny-sd', sd_vae: 'tiny-taesd' } });
     expect(chosen.job.params.vae).toBe('tiny-taesd');
     expect(chosen.info).toMatchObject({ sd_vae_name: 'tiny-taesd', notes: [] });
@@ -79,6 +88,14 @@ describe('A1111 sd_vae', () => {
     const unknown = await txt2img({ override_settings: { sd_model_checkpoint: 'tiny-sd', sd_vae: 'vae-ft-mse-840000-ema-pruned.safetensors' } });
     expect(unknown.job.params.vae).toBeUndefined();
     expect(unknown.info.notes).toEqual([expect.stringMatching(/sd_vae "vae-ft-mse-840000-ema-pruned.safetensors" is not a VAE of this server/)]);
+
+    // "Automatic" on a checkpoint file with NAME.vae.safetensors beside it: that VAE, as A1111 picks
+    // it (the checkpoint loads with its NAME.yaml); "None": the checkpoint's own.
+    const near = await txt2img({ override_settings: { sd_model_checkpoint: 'single', sd_vae: 'Automatic' } });
+    expect(near.job.params).toMatchObject({ model: 'single', vae: 'single.vae' });
+    expect(near.info).toMatchObject({ sd_vae_name: 'single.vae.safetensors', notes: [] });
+    expect(parseParameters(near.info.infotexts[0]).extra).toMatchObject({ VAE: 'single.vae' });
+    expect((await txt2img({ override_settings: { sd_model_checkpoint: 'single', sd_vae: 'None' } })).job.params.vae).toBeUndefined();
 
     expect((await server.request('POST', '/sdapi/v1/options', { sd_vae: 'tiny-taesd' })).status).toBe(200);
     try {

@@ -1,7 +1,7 @@
 // The A1111 layer's pure parts: `<lora:…>` tags, sampler names and model titles as clients send them.
 
 import { describe, expect, it } from 'vitest';
-import { findModel } from '../../src/server/sdapi/catalog.ts';
+import { findModel, vaeNearCheckpoint } from '../../src/server/sdapi/catalog.ts';
 import { extractNetworks } from '../../src/server/sdapi/extra-networks.ts';
 import { resolveSampler } from '../../src/server/sdapi/samplers.ts';
 
@@ -65,5 +65,19 @@ describe('findModel', () => {
     expect(findModel(models, 'dreamshaper.safetensors')?.name).toBe('sd15/dreamshaper');
     expect(findModel(models, 'dreamshaper')?.name).toBe('sd15/dreamshaper');
     expect(findModel(models, 'sdxl')).toBeUndefined();
+  });
+});
+
+describe('vaeNearCheckpoint (A1111\'s "Automatic" VAE)', () => {
+  const vaes = [
+    { name: 'vae-ft-mse', path: '/m/vae/vae-ft-mse.safetensors' },
+    { name: 'dreamy.vae', path: '/m/dreamy.vae.safetensors' },
+    { name: 'anime-v3-kl', path: '/m/vae/anime-v3-kl.safetensors' },
+  ];
+  it('finds the VAE whose file name starts with the checkpoint file\'s, for single files only', () => {
+    expect(vaeNearCheckpoint({ name: 'dreamy', path: '/m/dreamy.safetensors' }, vaes)?.name).toBe('dreamy.vae');
+    expect(vaeNearCheckpoint({ name: 'anime-v3', path: '/m/sub/anime-v3.safetensors' }, vaes)?.name).toBe('anime-v3-kl');
+    expect(vaeNearCheckpoint({ name: 'other', path: '/m/other.safetensors' }, vaes)).toBeUndefined();
+    expect(vaeNearCheckpoint({ name: 'dreamy', path: '/m/dreamy' }, vaes)).toBeUndefined(); // a diffusers folder has its own
   });
 });

@@ -27,6 +27,18 @@ export function sdVaeItem(vae: RegistryEntry) {
   return { model_name: basename(vae.path), filename: vae.path };
 }
 
+/**
+ * A1111's "Automatic" VAE for a checkpoint file: the first VAE (in listing order) whose file name
+ * starts with the checkpoint's file name less its extension — `NAME.vae.safetensors` beside
+ * `NAME.safetensors`, or `NAME….safetensors` in the VAE folder. None for a diffusers folder, which
+ * carries its own.
+ */
+export function vaeNearCheckpoint(model: RegistryEntry, vaes: readonly RegistryEntry[]): RegistryEntry | undefined {
+  if (!/\.safetensors$/i.test(model.path)) return undefined;
+  const stem = basename(model.path).replace(/\.safetensors$/i, '');
+  return vaes.find((vae) => basename(vae.path).startsWith(stem));
+}
+
 /** The registry's name of the bundled model, which is always there. */
 export { DEFAULT_MODEL } from '../models.ts';
 

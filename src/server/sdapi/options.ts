@@ -9,9 +9,13 @@ import { SdapiError, validationError } from './errors.ts';
 
 export const CLIP_SKIP_OPTION = 'CLIP_stop_at_last_layers';
 export const MODEL_OPTION = 'sd_model_checkpoint';
-/** A VAE by its sd-vae name, or A1111's "Automatic" and "None" (both: the model's own here). */
+/**
+ * A VAE by its sd-vae name, or A1111's "Automatic" (the checkpoint's own VAE file when it has one:
+ * vaeNearCheckpoint; else the model's VAE) and "None" (the model's VAE).
+ */
 export const VAE_OPTION = 'sd_vae';
-export const MODEL_OWN_VAE = ['Automatic', 'None'];
+export const AUTOMATIC_VAE = 'Automatic';
+export const NO_VAE = 'None';
 
 const clipSkip = z.number().int().min(1).max(12);
 
@@ -26,7 +30,7 @@ export class SdapiOptions {
     [MODEL_OPTION]: DEFAULT_MODEL,
     [CLIP_SKIP_OPTION]: 1,
     samples_format: 'png',
-    [VAE_OPTION]: 'Automatic',
+    [VAE_OPTION]: AUTOMATIC_VAE,
     show_progress_every_n_steps: 1,
     live_previews_enable: true,
     eta_ddim: 0,

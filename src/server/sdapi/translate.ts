@@ -3,11 +3,11 @@
 // field that asks for something Nuri does not do.
 
 import { randomInt } from 'node:crypto';
-import { type EmbeddingInfo, type RegistryEntry, embeddingsInPrompt, findModel } from './catalog.ts';
+import { type EmbeddingInfo, type RegistryEntry, embeddingsInPrompt, findModel, vaeNearCheckpoint } from './catalog.ts';
 import { MAX_SEED } from '../schemas.ts';
 import { SdapiError } from './errors.ts';
 import { extractNetworks } from './extra-networks.ts';
-import { CLIP_SKIP_OPTION, MODEL_OPTION, MODEL_OWN_VAE, type SdapiOptions, VAE_OPTION } from './options.ts';
+import { AUTOMATIC_VAE, CLIP_SKIP_OPTION, MODEL_OPTION, NO_VAE, type SdapiOptions, VAE_OPTION } from './options.ts';
 import type { A1111Request } from './request.ts';
 import { DEFAULT_SAMPLER, resolveSampler, samplerNames } from './samplers.ts';
 
@@ -55,8 +55,8 @@ export function planGeneration(request: A1111Request, context: TranslateContext)
   const wantedVae = overrides[VAE_OPTION] ?? context.options.vae;
   delete overrides[VAE_OPTION];
   if (typeof wantedVae !== 'string') throw SdapiError.invalid(['override_settings', VAE_OPTION], 'must be a VAE name (GET /sdapi/v1/sd-vae), "Automatic" or "None"', 'type_error.str');
-  const vae = MODEL_OWN_VAE.includes(wantedVae) ? undefined : findModel(context.vaes ?? [], wantedVae);
-  if (!vae && !MODEL_OWN_VAE.includes(wantedVae)) notes.push(`sd_vae ${JSON.stringify(wantedVae)} is not a VAE of this server (GET /sdapi/v1/sd-vae); the model's own was used`);
+  const vae = wantedVae === AUTOMATIC_VAE ? vaeNearCheckpoint(model, context.vaes ?? []) : wantedVae === NO_VAE ? undefined : findModel(context.vaes ?? [], wantedVae);
+  if (!vae && wantedVae !== AUTOMATIC_VAE && wantedVae !== NO_VAE) notes.push(`sd_vae ${JSON.stringify(wantedVae)} is not a VAE of this server (GET /sdapi/v1/sd-vae); the model's own was used`);
   for (const key of Object.keys(overrides)) notes.push(`override_settings.${key} is not supported and was ignored`);
 
   const samplerName = request.sampler_name ?? request.sampler_index ?? DEFAULT_SAMPLER;
