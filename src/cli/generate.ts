@@ -39,6 +39,8 @@ interface GenerateFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, Pr
   mask?: string;
   maskBlur: number;
   inpaintFill: InpaintFill;
+  onlyMasked?: boolean;
+  onlyMaskedPadding: number;
   outpaint?: OutpaintAmounts;
   latents?: string;
   saveLatents?: string;
@@ -68,6 +70,8 @@ export function registerGenerate(program: Command): void {
     .option('--mask <png>', 'inpainting: repaint --init-image where this picture is white, keep it where black')
     .option('--mask-blur <px>', 'inpainting: Gaussian blur of the mask in pixels (softens the seam; 0 for the hard edge diffusers uses)', number(0, 64), MASK_BLUR)
     .option('--inpaint-fill <how>', `what the masked area starts from below strength 1: ${INPAINT_FILLS.join(', ')}`, oneOf(INPAINT_FILLS), 'original')
+    .option('--only-masked', "inpainting: draw only the part around the mask, at --width × --height, and lay it into the picture, which keeps its own size (AUTOMATIC1111's \"Only masked\")")
+    .option('--only-masked-padding <px>', 'with --only-masked: pixels of the picture around the mask that the model sees', integer(0, 4096), 32)
     .option('--outpaint <sides>', 'grow the canvas of --init-image and paint the new border: left=128,right=128,top=…,bottom=… (pixels, multiples of 8)', outpaintAmounts)
     .option('--latents <file>', 'initial noise: safetensors with one fp32 tensor "latents" [B,4,H/f,W/f] (f: the VAE downscale, 8 for SD, 4 for the default model), optionally "step_noise" [S,B,4,H/f,W/f] (the noise of each sampler step); when inpainting, also "masked_image_noise" / "image_noise", and the latents start the run at any strength, as in diffusers')
     .option('--save-latents <file>', 'write the final latents as safetensors tensor "latents"');
@@ -95,6 +99,8 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   if ((flags.mask || flags.outpaint) && !flags.initImage) throw new Error(`${flags.mask ? '--mask' : '--outpaint'} needs --init-image, the picture to paint in`);
   if (flags.mask && !existsSync(flags.mask)) throw new Error(`--mask: no such file ${flags.mask}`);
   if (flags.latents && flags.outpaint) throw new Error('--latents and --outpaint cannot be combined: the canvas grows after the latents are read');
+  if (flags.onlyMasked && !flags.mask) throw new Error('--only-masked needs --mask, the area to draw');
+  if (flags.onlyMasked && flags.outpaint) throw new Error('--only-masked and --outpaint cannot be combined: outpainting draws the grown canvas whole');
   const inpainting = Boolean(flags.mask || flags.outpaint);
   if (flags.scheduler) checkSamplerFlags(flags, flags.scheduler);
   checkPersonalisationFiles(flags);
@@ -133,13 +139,16 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   width ??= sd.defaultSize;
   height ??= sd.defaultSize;
   const personal = await applyPersonalisation(sd, flags);
-  let initImage = flags.initImage ? await readImage(flags.initImage, { width, height }) : undefined;
-  let mask = flags.mask ? maskFromImage(await readImage(flags.mask, { width, height })) : undefined;
+  // "Only masked" keeps the picture at its own size (the mask is read at it); else both are read at the run's.
+  const onlyMasked = flags.onlyMasked ? { padding: flags.onlyMaskedPadding } : undefined;
+  let initImage = flags.initImage ? await readImage(flags.initImage, onlyMasked ? {} : { width, height }) : undefined;
+  const maskSize = onlyMasked ? { width: initImage!.width, height: initImage!.height } : { width, height };
+  let mask = flags.mask ? maskFromImage(await readImage(flags.mask, maskSize)) : undefined;
   if (flags.outpaint) {
     ({ image: initImage, mask } = outpaintCanvas(initImage!, flags.outpaint, mask));
     [width, height] = [initImage.width, initImage.height];
   }
-  const inpaint = mask && { mask, blur: flags.maskBlur, fill: flags.inpaintFill, maskedImageNoise: given?.maskedImageNoise, imageNoise: given?.imageNoise };
+  const inpaint = mask && { mask, blur: flags.maskBlur, fill: flags.inpaintFill, maskedImageNoise: given?.maskedImageNoise, imageNoise: given?.imageNoise, onlyMasked };
   const controlNets = await controlUnits(sd, flags, width, height);
   const bar = progressBar('generating', flags.initImage ? Math.max(1, Math.floor(steps * strength)) : steps);
   const result = await generate(sd, {
@@ -185,7 +194,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
       denoisingStrength: flags.initImage ? strength : undefined,
       dtype: flags.dtype,
       sizeConditioning,
-      extra: { ...samplerExtra(flags), ...(flags.vae ? { VAE: basename(flags.vae) } : {}), ...(inpaint ? { 'Mask blur': flags.maskBlur } : {}), ...personalisationExtra(flags, personal), ...controlExtra(flags) },
+      extra: { ...samplerExtra(flags), ...(flags.vae ? { VAE: basename(flags.vae) } : {}), ...(inpaint ? { 'Mask blur': flags.maskBlur } : {}), ...(onlyMasked ? { 'Inpaint area': 'Only masked', 'Masked area padding': onlyMasked.padding } : {}), ...personalisationExtra(flags, personal), ...controlExtra(flags) },
     });
     await writePng(paths[i], image, { parameters });
   }

@@ -166,6 +166,16 @@ export function imageToTensor(images: readonly RgbImage[], range: TensorRange): 
   return out;
 }
 
+/** The image scaled to width × height (stretched; Lanczos, in 8-bit sRGB as PIL's resize works). */
+export async function resizeImage(image: RgbImage, width: number, height: number): Promise<RgbImage> {
+  if (image.width === width && image.height === height) return image;
+  const { data, info } = await sharp(toRgb8(image), { raw: { width: image.width, height: image.height, channels: 3 } })
+    .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return fromRgb8(data, info.width, info.height, info.channels);
+}
+
 /** The image `factor` times larger, each pixel a factor × factor block (nearest neighbour: small model outputs stay crisp). */
 export function enlarge(image: RgbImage, factor: number): RgbImage {
   if (!Number.isInteger(factor) || factor < 1) throw new Error(`enlarge: the factor must be a whole number ≥ 1, got ${factor}`);

@@ -15,6 +15,7 @@ import { applyGuidance } from './guidance.ts';
 import { type PromptSyntaxOptions, encodePromptEmbeddings } from './prompt-embeddings.ts';
 import { type SizeConditioningOptions, checkSizeConditioning, encodeSdxlConditioning } from './sdxl-conditioning.ts';
 import { type InpaintOptions, type InpaintRun, appendChannels, prepareInpaint, refuseInpaintingUNet } from './inpaint.ts';
+import { cropForOnlyMasked } from './inpaint-only-masked.ts';
 import { type Feeds, StableDiffusion } from './stable-diffusion.ts';
 import type { CompiledGraph } from '../engine/session.ts';
 
@@ -175,6 +176,7 @@ export function checkStepNoise(stepNoise: readonly Float32Array[], steps: number
 }
 
 export async function generate(sd: StableDiffusion, options: GenerateOptions): Promise<GenerateResult> {
+  if (options.inpaint?.onlyMasked && options.initImage) return generateOnlyMasked(sd, { ...options, inpaint: options.inpaint, initImage: options.initImage });
   // Without a size, the one the model was trained for (the default model is small).
   const runDefaults = samplerDefaults(sd, options.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig));
   const o = {
@@ -335,4 +337,20 @@ function concat(a: Float32Array, b: Float32Array): Float32Array {
   out.set(a);
   out.set(b, a.length);
   return out;
+}
+
+/**
+ * Inpainting "Only masked": the masked part of the picture is drawn at the run's size and laid back
+ * into the picture, which keeps its own size (the latents returned are the drawn part's).
+ */
+async function generateOnlyMasked(sd: StableDiffusion, options: GenerateOptions & { initImage: RgbImage; inpaint: InpaintOptions }): Promise<GenerateResult> {
+  const { onlyMasked, ...inpaint } = options.inpaint;
+  const crop = await cropForOnlyMasked(options.initImage, inpaint.mask, {
+    width: options.width ?? sd.defaultSize,
+    height: options.height ?? sd.defaultSize,
+    padding: onlyMasked!.padding,
+    blur: inpaint.blur ?? 0,
+  });
+  const drawn = await generate(sd, { ...options, initImage: crop.image, inpaint: { ...inpaint, mask: crop.mask, blur: 0 } });
+  return { ...drawn, images: await crop.paste(drawn.images) };
 }

@@ -36,6 +36,12 @@ export interface InpaintOptions {
   maskedImageNoise?: Float32Array;
   /** ε of the picture's VAE posterior sample [B, C, h, w], for a 4-channel UNet or strength < 1 (drawn when absent). */
   imageNoise?: Float32Array;
+  /**
+   * AUTOMATIC1111's "Only masked" (inpaint-only-masked.ts): the picture, of any size, is inpainted
+   * only around the mask, that part drawn at the run's width × height with `padding` pixels of
+   * context; the result is the whole picture. Without it the picture is the run's size.
+   */
+  onlyMasked?: { padding: number };
 }
 
 /** How an inpainting run differs from txt2img: where it starts, what the UNet sees, what each step keeps. */

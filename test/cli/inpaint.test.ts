@@ -1,7 +1,7 @@
 // `nuri generate --init-image --mask` end to end: a diffusers inpainting run reproduced from a
 // --latents file that also holds the posterior noise (case j, 9-channel UNet at strength 0.75,
-// where diffusers starts from the given latents), and a bad --outpaint refused in one line before
-// any work (outpainting itself: test/pipelines/inpaint.test.ts).
+// where diffusers starts from the given latents), --only-masked, and a bad --outpaint refused in one
+// line before any work (outpainting itself: test/pipelines/inpaint.test.ts).
 
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { runNuri } from '../support/cli.ts';
 import { readSafetensors, writeSafetensors } from '../../src/engine/safetensors.ts';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { readPngText } from '../../src/io/png.ts';
+import { readImage } from '../../src/io/image.ts';
 import { tinyInpaintModel } from '../model-copy.ts';
 import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';
 
@@ -37,8 +38,21 @@ describe('nuri generate: inpainting and outpainting', () => {
     expect(parseParameters(readPngText(join(dir, 'x.png')).parameters)).toMatchObject({ width: 128, height: 128, denoisingStrength: 0.75 });
   });
 
+  it('--only-masked draws around the mask at --width × --height and writes the picture at its own size', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-inpaint-'));
+    const r = await nuri(['--model', TINY_SD, '--init-image', IMAGE, '--mask', RECT, '--only-masked', '--only-masked-padding', '8', '--width', '64', '--height', '64', '--steps', '2', '--seed', '1', '--out', 'x.png'], dir);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const written = await readImage(join(dir, 'x.png'));
+    expect([written.width, written.height]).toEqual([128, 128]);
+    expect(parseParameters(readPngText(join(dir, 'x.png')).parameters)).toMatchObject({ width: 64, height: 64, extra: { 'Inpaint area': 'Only masked', 'Masked area padding': '8' } });
+  });
+
   // (parseOutpaint's other refusals are unit-tested in test/pipelines/masks.test.ts)
-  const refused: [string, string[], RegExp][] = [['an outpaint side that is not a multiple of 8', ['--init-image', IMAGE, '--outpaint', 'left=100'], /--outpaint.*left=100 is not a multiple of 8/]];
+  const refused: [string, string[], RegExp][] = [
+    ['an outpaint side that is not a multiple of 8', ['--init-image', IMAGE, '--outpaint', 'left=100'], /--outpaint.*left=100 is not a multiple of 8/],
+    ['--only-masked without --mask', ['--init-image', IMAGE, '--only-masked'], /--only-masked needs --mask/],
+  ];
   for (const [what, args, message] of refused) {
     it(`refuses ${what} in one line`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'nuri-inpaint-'));
