@@ -159,6 +159,7 @@ async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): 
     ...(p.clipSkip ? { 'Clip skip': p.clipSkip } : {}),
     ...(p.promptSyntax === false ? { 'Prompt syntax': 'off' } : {}),
     ...(inpaint ? { 'Mask blur': inpaint.blur } : {}),
+    ...(p.onlyMasked ? { 'Inpaint area': 'Only masked', 'Masked area padding': p.onlyMasked.padding } : {}),
     ...vaeLabel(p),
     ...personalLabels(personal),
     ...controlNetLabels(p.controlnet),
@@ -183,16 +184,20 @@ function sizeConditioningOf(p: GenerateParams): SizeConditioning {
   };
 }
 
-/** The picture to start from, read at the job's size, and the mask (grown with the canvas when outpainting). */
+/**
+ * The picture to start from, read at the job's size (at its own with onlyMasked, the mask then read
+ * at that), and the mask (grown with the canvas when outpainting).
+ */
 async function paintInputs(p: GenerateParams, ctx: RunnerContext, defaultSize: number) {
   let [width, height] = [p.width ?? defaultSize, p.height ?? defaultSize];
-  let initImage = p.initImage === undefined ? undefined : await readImage(await ctx.readInput(p.initImage), { width, height });
-  let mask = p.mask === undefined ? undefined : maskFromImage(await readImage(await ctx.readInput(p.mask), { width, height }));
+  let initImage = p.initImage === undefined ? undefined : await readImage(await ctx.readInput(p.initImage), p.onlyMasked ? {} : { width, height });
+  const maskSize = p.onlyMasked && initImage ? { width: initImage.width, height: initImage.height } : { width, height };
+  let mask = p.mask === undefined ? undefined : maskFromImage(await readImage(await ctx.readInput(p.mask), maskSize));
   if (p.outpaint && initImage) {
     ({ image: initImage, mask } = outpaintCanvas(initImage, p.outpaint, mask));
     [width, height] = [initImage.width, initImage.height];
   }
-  const inpaint = mask && { mask, blur: p.maskBlur ?? MASK_BLUR, fill: p.inpaintFill };
+  const inpaint = mask && { mask, blur: p.maskBlur ?? MASK_BLUR, fill: p.inpaintFill, onlyMasked: p.onlyMasked };
   return { initImage, inpaint, width, height };
 }
 

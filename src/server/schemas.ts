@@ -144,6 +144,10 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
       mask: fileName.optional().describe('inpainting: an upload, white where initImage is repainted, black where it is kept'),
       maskBlur: z.number().min(0).max(64).optional().describe('inpainting: Gaussian blur of the mask in pixels, default 4 (0: the hard edge diffusers uses)'),
       inpaintFill: z.enum(INPAINT_FILLS).optional().describe("inpainting below strength 1: what the masked area starts from, default 'original'"),
+      onlyMasked: z
+        .strictObject({ padding: z.int().min(0).max(4096).default(32).describe('pixels of the picture around the mask that the model sees') })
+        .optional()
+        .describe("inpainting, AUTOMATIC1111's \"Only masked\": the part around the mask is drawn at width × height and laid into initImage, which keeps its own size"),
       outpaint: z
         .strictObject(Object.fromEntries(OUTPAINT_SIDES.map((side) => [side, z.int().min(0).max(2048).multipleOf(8).optional()])) as Record<(typeof OUTPAINT_SIDES)[number], z.ZodOptional<z.ZodInt>>)
         .optional()
@@ -183,6 +187,8 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
       for (const field of ['maskBlur', 'inpaintFill'] as const) {
         if (p[field] !== undefined && p.mask === undefined && p.outpaint === undefined) ctx.addIssue({ code: 'custom', path: [field], message: `${field} needs mask or outpaint` });
       }
+      if (p.onlyMasked && p.mask === undefined) ctx.addIssue({ code: 'custom', path: ['onlyMasked'], message: 'onlyMasked needs mask, the area to draw' });
+      if (p.onlyMasked && p.outpaint !== undefined) ctx.addIssue({ code: 'custom', path: ['onlyMasked'], message: 'onlyMasked and outpaint cannot be combined: outpainting draws the grown canvas whole' });
     })
     .describe('txt2img, img2img with initImage, inpainting with initImage and mask, outpainting with initImage and outpaint');
 

@@ -278,6 +278,24 @@ describe('/sdapi/v1/img2img with a mask', () => {
     expect(bad.status).toBe(422);
     expect(bad.json.detail[0].loc).toEqual(['body', 'inpainting_fill']);
   });
+  it('inpaints "only masked" by default, as A1111 (inpaint_full_res): the picture keeps its size, the masked part drawn at width × height', async () => {
+    const source = await sharp({ create: { width: 48, height: 40, channels: 3, background: { r: 30, g: 30, b: 220 } } }).png().toBuffer();
+    const spot = Buffer.alloc(48 * 40 * 3);
+    for (let y = 10; y < 20; y++) spot.fill(255, (y * 48 + 20) * 3, (y * 48 + 30) * 3);
+    const mask = (await sharp(spot, { raw: { width: 48, height: 40, channels: 3 } }).png().toBuffer()).toString('base64');
+    const request = { prompt: 'red circle', seed: 3, steps: 2, width: 32, height: 32, init_images: [source.toString('base64')], mask, mask_blur: 0, inpaint_full_res_padding: 4 };
+    const r = await call('POST', '/sdapi/v1/img2img', request);
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect((await lastJobs(1))[0].params).toMatchObject({ onlyMasked: { padding: 4 }, width: 32, height: 32 });
+    const { data, info } = await sharp(png((r.json as Generation).images[0])).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([48, 40]);
+    for (let i = 0; i < 48 * 40; i++) if (Math.floor(i / 48) >= 30) expect([data[i * 3], data[i * 3 + 1], data[i * 3 + 2]]).toEqual([30, 30, 220]);
+    expect(JSON.parse((r.json as Generation).info).infotexts[0]).toMatch(/Inpaint area: Only masked, Masked area padding: 4/);
+
+    const whole = await call('POST', '/sdapi/v1/img2img', { ...request, inpaint_full_res: false });
+    expect((await lastJobs(1))[0].params.onlyMasked).toBeUndefined();
+    expect((await sharp(png((whole.json as Generation).images[0])).metadata()).width).toBe(32);
+  });
 });
 
 describe('/sdapi/v1/progress and /interrupt', () => {

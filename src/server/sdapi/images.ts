@@ -18,10 +18,11 @@ export function decodeBase64Image(value: string, field: (string | number)[]): Bu
 const FITS = ['fill', 'cover', 'contain', 'fill'] as const;
 
 /**
- * The init image (or mask) as a PNG at the size asked for (when one is), resized the way `resize_mode` says;
- * a 422 naming the field when the bytes are not an image sharp can decode.
+ * The init image (or mask) as a PNG at the size asked for (when one is, and not `ownSize`, as
+ * "Only masked" inpainting keeps it), resized the way `resize_mode` says; a 422 naming the field
+ * when the bytes are not an image sharp can decode.
  */
-export async function prepareInitImage(bytes: Buffer, field: (string | number)[], size: { width: number | null; height: number | null }, resizeMode: number, options: { invert?: boolean } = {}): Promise<Buffer> {
+export async function prepareInitImage(bytes: Buffer, field: (string | number)[], size: { width: number | null; height: number | null }, resizeMode: number, options: { invert?: boolean; ownSize?: boolean } = {}): Promise<Buffer> {
   let image = sharp(bytes);
   try {
     await image.metadata();
@@ -29,7 +30,7 @@ export async function prepareInitImage(bytes: Buffer, field: (string | number)[]
     throw SdapiError.invalid(field, 'is not a PNG, JPEG or WebP image');
   }
   image = image.rotate().flatten({ background: '#ffffff' });
-  if (size.width !== null && size.height !== null) {
+  if (size.width !== null && size.height !== null && !options.ownSize) {
     image = image.resize(size.width, size.height, { fit: FITS[resizeMode], position: 'centre', background: '#ffffff' });
   }
   // A mask's inpainting_mask_invert: white and black swap.
