@@ -40,6 +40,8 @@ export async function readControlImage(source: string | Buffer, o: { width: numb
 export interface ControlNetSettings {
   model: string;
   weight: number;
+  /** How the control image met the output size (readControlImage; default 'fill'). */
+  fit?: 'fill' | 'cover';
   start?: number;
   end?: number;
   preprocess?: ControlPreprocessor;
@@ -49,13 +51,15 @@ export interface ControlNetSettings {
 
 /**
  * PNG parameters as AUTOMATIC1111's ControlNet extension writes them, one `ControlNet N` entry per
- * unit: `Module: canny, Model: …, Weight: 1, Threshold A: 100, Threshold B: 200, Guidance Start: 0, Guidance End: 1`.
+ * unit: `Module: canny, Model: …, Weight: 1, Resize Mode: Just Resize, Threshold A: 100, Threshold B: 200,
+ * Guidance Start: 0, Guidance End: 1` (its resize modes: "Just Resize" stretches, "Crop and Resize" covers).
  */
 export function controlNetLabels(units: readonly ControlNetSettings[] = []): Record<string, string> {
   const label = (c: ControlNetSettings) => {
     const module = c.preprocess ?? 'none';
     const thresholds = module === 'canny' ? `, Threshold A: ${c.cannyLow ?? CANNY_DEFAULTS.low}, Threshold B: ${c.cannyHigh ?? CANNY_DEFAULTS.high}` : '';
-    return `Module: ${module}, Model: ${c.model}, Weight: ${c.weight}${thresholds}, Guidance Start: ${c.start ?? 0}, Guidance End: ${c.end ?? 1}`;
+    const resize = c.fit === 'cover' ? 'Crop and Resize' : 'Just Resize';
+    return `Module: ${module}, Model: ${c.model}, Weight: ${c.weight}, Resize Mode: ${resize}${thresholds}, Guidance Start: ${c.start ?? 0}, Guidance End: ${c.end ?? 1}`;
   };
   return Object.fromEntries(units.map((c, i) => [`ControlNet ${i}`, label(c)]));
 }

@@ -35,7 +35,7 @@ describe('nuri generate --controlnet', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const { extra } = parseParameters(readPngText(join(dir, 'house.png')).parameters);
-    expect(extra?.['ControlNet 0']).toBe('Module: canny, Model: tiny-controlnet, Weight: 0.7, Threshold A: 50, Threshold B: 200, Guidance Start: 0, Guidance End: 0.5');
+    expect(extra?.['ControlNet 0']).toBe('Module: canny, Model: tiny-controlnet, Weight: 0.7, Resize Mode: Just Resize, Threshold A: 50, Threshold B: 200, Guidance Start: 0, Guidance End: 0.5');
     expect(extra?.['ControlNet 1']).toMatch(/Weight: 1,/);
   });
 

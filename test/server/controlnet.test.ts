@@ -54,7 +54,7 @@ describe('native generate job with controlnet', () => {
   it('draws with a ControlNet and records it; the picture differs from one without', async () => {
     const image = await uploadEdges();
     const controlled = await generated({ ...base, controlnet: [{ model: 'tiny-controlnet', image, weight: 0.8, end: 0.5 }] });
-    expect(controlled.parameters.extra?.['ControlNet 0']).toBe('Module: none, Model: tiny-controlnet, Weight: 0.8, Guidance Start: 0, Guidance End: 0.5');
+    expect(controlled.parameters.extra?.['ControlNet 0']).toBe('Module: none, Model: tiny-controlnet, Weight: 0.8, Resize Mode: Just Resize, Guidance Start: 0, Guidance End: 0.5');
     const plain = await generated(base);
     expect(plain.png.equals(controlled.png)).toBe(false);
   });
@@ -83,7 +83,7 @@ describe("A1111's ControlNet extension API", () => {
     expect(res.status, JSON.stringify(res.body)).toBe(200);
     const info = JSON.parse(res.body.info);
     expect(info.notes.join(' ')).not.toMatch(/alwayson_scripts/);
-    expect(info.infotexts[0]).toMatch(/ControlNet 0: "Module: canny, Model: tiny-controlnet, Weight: 0\.8, Threshold A: 50, Threshold B: 200, Guidance Start: 0, Guidance End: 0\.5"/);
+    expect(info.infotexts[0]).toMatch(/ControlNet 0: "Module: canny, Model: tiny-controlnet, Weight: 0\.8, Resize Mode: Crop and Resize, Threshold A: 50, Threshold B: 200, Guidance Start: 0, Guidance End: 0\.5"/);
     expect(info.extra_generation_params['ControlNet 0']).toMatch(/^Module: canny, Model: tiny-controlnet, Weight: 0\.8/);
     const job = (await server.queue.list({ offset: 0, limit: 1 })).jobs[0];
     expect(job.params.controlnet).toMatchObject([{ model: 'tiny-controlnet', fit: 'cover', weight: 0.8, start: 0, end: 0.5, preprocess: 'canny', cannyLow: 50, cannyHigh: 200 }]);

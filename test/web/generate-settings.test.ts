@@ -155,6 +155,8 @@ describe('inpainting and ControlNet settings (Studio)', () => {
     const nuri = formatParameters({ prompt: 'a bench', steps: 2, extra: controlNetLabels([{ model: 'tiny-controlnet', weight: 0.8, start: 0, end: 0.5, preprocess: 'canny', cannyLow: 50, cannyHigh: 200 }]) });
     const again = parametersToForm(nuri, form, ['default'], ['tiny-controlnet']).form.controlnets[0];
     expect(controlUnitParams({ ...again, image: unit.image })).toEqual(controlUnitParams(unit));
+    const covered = formatParameters({ prompt: 'a bench', steps: 2, extra: controlNetLabels([{ model: 'tiny-controlnet', weight: 1, fit: 'cover' }]) });
+    expect(parametersToForm(covered, form, ['default'], ['tiny-controlnet']).form.controlnets[0].fit).toBe('cover');
   });
 
   it("puts each error beside its unit's field: the server's path, or the ControlNet a failed run names", () => {

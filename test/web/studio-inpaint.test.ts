@@ -190,7 +190,7 @@ describe('Studio: ControlNet', () => {
     expect(job.params.controlnet).toEqual([{ model: 'tiny-controlnet', image: expect.stringMatching(/^upload-/), fit: 'fill', weight: 0.8, start: 0, end: 0.5, preprocess: 'canny', cannyLow: 50, cannyHigh: 150 }]);
     expect(job.params).not.toHaveProperty('initImage');
     const parameters = parseParameters(parsePngText(await bytes(job.images[0])).parameters);
-    expect(parameters.extra?.['ControlNet 0']).toBe('Module: canny, Model: tiny-controlnet, Weight: 0.8, Threshold A: 50, Threshold B: 150, Guidance Start: 0, Guidance End: 0.5');
+    expect(parameters.extra?.['ControlNet 0']).toBe('Module: canny, Model: tiny-controlnet, Weight: 0.8, Resize Mode: Just Resize, Threshold A: 50, Threshold B: 150, Guidance Start: 0, Guidance End: 0.5');
     await saveScreenshot(page, dir, 'controlnet');
   });
 

@@ -76,7 +76,7 @@ export function jobSize(job: Job): { width: number; height: number } {
   return { width: pick('width'), height: pick('height') };
 }
 
-/** "seed 42 · 20 steps · DDIM · CFG 7.5 · 32×32 · model". */
+/** "seed 42 · 20 steps · DDIM · CFG 7.5 · 64×64 · model". */
 export function settingsLine(job: Job): string {
   const p = job.params;
   const parts = [
