@@ -36,6 +36,12 @@ export interface GenerateForm {
   maskBlur: number;
   /** What the masked area starts from below strength 1 (AUTOMATIC1111's "Masked content"). */
   inpaintFill: InpaintFill;
+  /**
+   * AUTOMATIC1111's "Only masked" inpaint area: the picture keeps its own size (the mask is painted
+   * at it) and the part around the mask, with this padding in pixels, is drawn at width × height.
+   */
+  onlyMasked: boolean;
+  onlyMaskedPadding: number;
   /** Outpainting: pixels added to initImage on each side, multiples of 8. */
   outpaint: Record<OutpaintSide, number>;
   controlnets: ControlUnitForm[];
@@ -88,6 +94,8 @@ export const INITIAL_FORM: GenerateForm = {
   vae: '',
   maskBlur: 4,
   inpaintFill: 'original',
+  onlyMasked: false,
+  onlyMaskedPadding: 32,
   outpaint: { left: 0, right: 0, top: 0, bottom: 0 },
   controlnets: [],
 };
@@ -95,6 +103,11 @@ export const INITIAL_FORM: GenerateForm = {
 /** Whether the mask repaints anything (an empty one is plain img2img). */
 export function hasMask(form: GenerateForm): boolean {
   return form.mask !== undefined && maskCoverage(form.mask) > 0;
+}
+
+/** Whether the job inpaints "only masked": asked for, and not outpainting. */
+export function onlyMaskedArea(form: GenerateForm): boolean {
+  return form.onlyMasked && outpaintMargins(form) === undefined;
 }
 
 /** The margins that grow the canvas; none: not outpainting. */
@@ -136,6 +149,8 @@ export function formToParams(form: GenerateForm, lastSeed: number | undefined, m
       if (Number.isFinite(form.maskBlur)) params.maskBlur = form.maskBlur;
       params.inpaintFill = form.inpaintFill;
     }
+    // Outpainting draws the grown canvas whole.
+    if (onlyMaskedArea(form) && params.mask !== undefined) params.onlyMasked = Number.isFinite(form.onlyMaskedPadding) ? { padding: form.onlyMaskedPadding } : {};
   }
   if (form.dtype !== 'fp32') params.dtype = form.dtype;
   if (form.vae) params.vae = form.vae;
@@ -202,6 +217,8 @@ export function jobToForm(job: Job, current: GenerateForm): GenerateForm {
     sizeConditioning: sizeConditioningParams(p),
     maskBlur: num(p.maskBlur, current.maskBlur),
     inpaintFill: typeof p.inpaintFill === 'string' && p.inpaintFill in INPAINT_FILL_LABELS ? (p.inpaintFill as InpaintFill) : current.inpaintFill,
+    onlyMasked: typeof p.onlyMasked === 'object' && p.onlyMasked !== null,
+    onlyMaskedPadding: num((p.onlyMasked as { padding?: unknown } | undefined)?.padding, current.onlyMaskedPadding),
     outpaint: { ...INITIAL_FORM.outpaint, ...(typeof p.outpaint === 'object' && p.outpaint !== null ? (p.outpaint as Partial<Record<OutpaintSide, number>>) : {}) },
     // Result images are served back; an upload is reused by its name without a picture.
     controlnets: Array.isArray(p.controlnet) ? p.controlnet.map((c) => controlUnitFromParams(c as Record<string, unknown>, (name) => (name.startsWith('upload-') ? '' : `/api/v1/images/${encodeURIComponent(name)}`))) : [],
@@ -255,6 +272,10 @@ export function parametersToForm(text: string, current: GenerateForm, models: st
   if (extra['Mask blur'] !== undefined && Number.isFinite(blur)) form.maskBlur = blur;
   const fill = Object.entries(INPAINT_FILL_LABELS).find(([, label]) => label === String(extra['Masked content'] ?? '').toLowerCase());
   if (fill) form.inpaintFill = fill[0] as InpaintFill;
+  // AUTOMATIC1111's "Inpaint area" and "Masked area padding" (absent: the whole picture).
+  form.onlyMasked = String(extra['Inpaint area'] ?? '').toLowerCase() === 'only masked';
+  const padding = Number(extra['Masked area padding']);
+  if (form.onlyMasked && extra['Masked area padding'] !== undefined && Number.isInteger(padding) && padding >= 0) form.onlyMaskedPadding = padding;
   // "ControlNet 0", "ControlNet 1", … (older versions of the extension: one "ControlNet").
   const units = Object.entries(extra).filter(([key]) => /^ControlNet( \d+)?$/.test(key));
   if (units.length > 0) {

@@ -102,6 +102,12 @@ describe('inpainting and ControlNet settings (Studio)', () => {
     expect(schema.safeParse(plain).success).toBe(true);
     // No starting picture: the mask stays on the page.
     expect(formToParams({ ...inpaint, initImage: undefined }, undefined, 'upload-mask.png')).not.toHaveProperty('mask');
+    // "Only masked" with its padding; not with an empty mask, nor when outpainting (the server refuses both).
+    const only = formToParams({ ...inpaint, onlyMasked: true, onlyMaskedPadding: 16 }, undefined, 'upload-mask.png');
+    expect(only.onlyMasked).toEqual({ padding: 16 });
+    expect(schema.safeParse(only).success).toBe(true);
+    expect(formToParams({ ...inpaint, onlyMasked: true, mask: emptyMask(32, 32) }, undefined, 'upload-mask.png')).not.toHaveProperty('onlyMasked');
+    expect(formToParams({ ...inpaint, onlyMasked: true, outpaint: { left: 16, right: 0, top: 0, bottom: 0 } }, undefined, 'upload-mask.png')).not.toHaveProperty('onlyMasked');
   });
 
   it("starts from the server's own defaults and names", () => {
@@ -116,7 +122,8 @@ describe('inpainting and ControlNet settings (Studio)', () => {
     const params = { prompt: 'a bench', initImage: 'upload-photo.png', mask: 'upload-mask.png', maskBlur: 2, inpaintFill: 'fill', outpaint: { top: 64 }, controlnet: [{ ...controlUnitParams(unit), image: 'job-1-1.png' }, controlUnitParams(unit)] };
     const job = { id: 'j', type: 'generate', status: 'completed', progress: { step: 1, total: 1 }, images: [], error: null, info: {}, params } as Job;
     const back = jobToForm(job, form);
-    expect(back).toMatchObject({ maskBlur: 2, inpaintFill: 'fill', outpaint: { left: 0, right: 0, top: 64, bottom: 0 } });
+    expect(back).toMatchObject({ maskBlur: 2, inpaintFill: 'fill', onlyMasked: false, outpaint: { left: 0, right: 0, top: 64, bottom: 0 } });
+    expect(jobToForm({ ...job, params: { ...params, outpaint: undefined, onlyMasked: { padding: 8 } } }, form)).toMatchObject({ onlyMasked: true, onlyMaskedPadding: 8 });
     expect(back.controlnets.map((u) => u.image)).toEqual([{ name: 'job-1-1.png', url: '/api/v1/images/job-1-1.png' }, { name: 'upload-edges.png', url: '' }]);
     expect(back.controlnets[1]).toMatchObject({ model: 'tiny-controlnet', preprocess: 'canny', cannyLow: 50, weight: 0.8, end: 0.5 });
   });
@@ -134,12 +141,14 @@ describe('inpainting and ControlNet settings (Studio)', () => {
       extra: {
         'Mask blur': 8,
         'Masked content': 'latent nothing',
+        'Inpaint area': 'Only masked',
+        'Masked area padding': 24,
         'ControlNet 0': 'Module: canny, Model: control_v11p_sd15_canny [d14c016b], Weight: 0.6, Resize Mode: Crop and Resize, Low Vram: False, Processor Res: 512, Threshold A: 64, Threshold B: 128, Guidance Start: 0.1, Guidance End: 0.9, Pixel Perfect: False, Control Mode: Balanced',
         'ControlNet 1': 'Module: openpose_full, Model: tiny-controlnet, Weight: 1, Resize Mode: Just Resize, Guidance Start: 0, Guidance End: 1',
       },
     });
     const { form: read, notes } = parametersToForm(a1111, form, ['default'], ['tiny-controlnet']);
-    expect(read).toMatchObject({ strength: 0.75, maskBlur: 8, inpaintFill: 'latent-nothing' });
+    expect(read).toMatchObject({ strength: 0.75, maskBlur: 8, inpaintFill: 'latent-nothing', onlyMasked: true, onlyMaskedPadding: 24 });
     expect(read.controlnets).toEqual([
       { ...newControlUnit('tiny-controlnet'), preprocess: 'canny', cannyLow: 64, cannyHigh: 128, weight: 0.6, start: 0.1, end: 0.9, fit: 'cover' },
       { ...newControlUnit('tiny-controlnet'), fit: 'fill' },

@@ -1,7 +1,8 @@
 // Inpainting and ControlNet from the Studio's Generate page, in headless Chromium against a real
 // `nuri serve` whose models folder holds the tiny fixtures: a mask brushed over the starting image
 // repaints only there (the result equals the picture beyond the stroke and its blur), the settings
-// and the mask survive a reload, and a ControlNet unit reaches the job; a refused unit field and a
+// and the mask survive a reload, "Only masked" keeps a picture's own size, and a ControlNet unit
+// reaches the job; a refused unit field and a
 // ControlNet that fails at run time show their errors beside the field.
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
@@ -163,6 +164,42 @@ describe('Studio: inpainting', () => {
     expect(Math.abs((await percent()) - 23)).toBeLessThanOrEqual(1);
     await gen().getByRole('button', { name: 'Clear mask' }).click();
     await fitsAPhone();
+    await gen().getByRole('button', { name: 'Remove starting image' }).click();
+  });
+
+  it('"Only masked" keeps a 96×64 picture at its size: the mask is painted at it, the job draws around it at 64 px', async () => {
+    const wide = join(dir, 'wide.png');
+    await sharp(join(FIXTURES, 'reference-2', 'inpaint_image_128.png')).resize(96, 64, { fit: 'fill' }).png().toFile(wide);
+    await gen().getByLabel('Upload a starting image').setInputFiles(wide);
+    await maskCanvas().waitFor();
+    await gen().getByLabel(/Only masked: keep/).check();
+    await gen().getByLabel('Padding').fill('8');
+    await expect.poll(() => maskCanvas().evaluate((c) => [(c as HTMLCanvasElement).width, (c as HTMLCanvasElement).height]), POLL).toEqual([96, 64]);
+    // A dot at (70, 20) in picture pixels, 12 px wide.
+    await gen().getByLabel(/^Brush size/).fill('12');
+    await maskCanvas().scrollIntoViewIfNeeded();
+    const box = (await maskCanvas().boundingBox())!;
+    await page.mouse.click(box.x + (70 / 96) * box.width, box.y + (20 / 64) * box.height);
+    await expect.poll(() => maskCanvas().getAttribute('aria-label'), POLL).toMatch(/ [1-9]\d*% painted$/);
+    await gen().getByRole('button', { name: 'Generate', exact: true }).click();
+    const status = await waitForStatus(gen(), ['completed', 'failed'], 120_000);
+    const job = await latestJob();
+    expect(status, job.error ?? '').toBe('completed');
+    expect(job.params).toMatchObject({ onlyMasked: { padding: 8 }, width: SIZE, height: SIZE, mask: expect.stringMatching(/^upload-/) });
+    expect(await sharp(join(dir, 'outputs', 'uploads', String(job.params.mask))).metadata()).toMatchObject({ width: 96, height: 64 });
+    const result = await bytes(job.images[0]);
+    expect(await sharp(result).metadata()).toMatchObject({ width: 96, height: 64 });
+    expect(parseParameters(parsePngText(result).parameters).extra).toMatchObject({ 'Inpaint area': 'Only masked', 'Masked area padding': '8' });
+    // Far from the dot (its 6-px radius, the blur's reach and slack), the picture is as it was.
+    const [before, after] = await Promise.all([rgb(readFileSync(wide)), rgb(result)]);
+    for (let y = 0; y < 64; y++) {
+      for (let x = 0; x < 96; x++) {
+        if (Math.hypot(x + 0.5 - 70, y + 0.5 - 20) <= 20) continue;
+        const i = 3 * (y * 96 + x);
+        expect([after[i], after[i + 1], after[i + 2]]).toEqual([before[i], before[i + 1], before[i + 2]]);
+      }
+    }
+    await gen().getByLabel(/Only masked: keep/).uncheck();
     await gen().getByRole('button', { name: 'Remove starting image' }).click();
   });
 });

@@ -1,6 +1,6 @@
 // Inpainting and outpainting over the starting image: the mask, its blur, what the masked area
-// starts from, and the margins that grow the canvas (the server's mask, maskBlur, inpaintFill and
-// outpaint fields).
+// starts from, the inpaint area (whole picture, or only masked with its padding), and the margins
+// that grow the canvas (the server's mask, maskBlur, inpaintFill, onlyMasked and outpaint fields).
 
 import type { InpaintFill } from '../../pipelines/inpaint.ts';
 import { type GenerateForm, INPAINT_FILL_LABELS, OUTPAINT_LABELS, type OutpaintSide } from '../generate-settings.ts';
@@ -11,7 +11,7 @@ interface InpaintFieldsProps {
   form: GenerateForm & { initImage: { url: string } };
   set: (patch: Partial<GenerateForm>) => void;
   errors: Record<string, string>;
-  /** The job's size. */
+  /** The mask's size: the job's, or the picture's own when inpainting only masked. */
   width: number;
   height: number;
 }
@@ -35,6 +35,16 @@ export function InpaintFields({ form, set, errors, width, height }: InpaintField
             </select>
           )}
         </Field>
+      </div>
+      <div class="row">
+        <label class="check">
+          <input type="checkbox" name="onlyMasked" checked={form.onlyMasked} onChange={(e) => set({ onlyMasked: e.currentTarget.checked })} /> Only masked: keep the picture's size, draw the masked part at the job's size
+        </label>
+        {form.onlyMasked && (
+          <Field label="Padding" error={errors.onlyMasked} hint="px of the picture around the mask that the model sees">
+            {(id, d) => <NumberInput id={id} name="onlyMaskedPadding" describedBy={d} value={form.onlyMaskedPadding} min={0} step={8} onChange={(onlyMaskedPadding) => set({ onlyMaskedPadding })} invalid={!!errors.onlyMasked} />}
+          </Field>
+        )}
       </div>
       <fieldset class={`outpaint ${errors.outpaint ? 'has-error' : ''}`} aria-describedby={errors.outpaint ? 'outpaint-error' : undefined}>
         <legend>Outpaint: grow the canvas (px, multiples of 8)</legend>

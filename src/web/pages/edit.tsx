@@ -15,6 +15,7 @@ export type { EditSource };
 import { jobErrors, submitOnEnter } from '../form.ts';
 import { plainPromptWords } from '../../tokenizers/prompt-syntax.ts';
 import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
+import { imageSize } from '../image-size.ts';
 
 
 const FIELDS = ['prompt', 'target', 'crossReplace', 'selfReplace', 'reweight', 'localBlend', 'steps', 'guidance', 'nullTextSteps', 'image', 'width', 'height', 'model'];
@@ -181,15 +182,6 @@ function sourceSize(source: EditSource | undefined): [number, number] {
   if (source.kind === 'upload') return [source.width, source.height];
   const { width, height } = jobSize(source.job);
   return [width, height];
-}
-
-function imageSize(url: string): Promise<{ width: number; height: number }> {
-  return new Promise((resolve, reject) => {
-    const image = new Image();
-    image.onload = () => resolve({ width: image.naturalWidth, height: image.naturalHeight });
-    image.onerror = () => reject(new Error('that file is not an image the browser can read'));
-    image.src = url;
-  });
 }
 
 interface SourcePickerProps {

@@ -12,7 +12,7 @@ import { ImageBox } from '../components/image-box.tsx';
 import { InpaintFields } from '../components/inpaint-fields.tsx';
 import { ProgressPanel } from '../components/progress.tsx';
 import { SeedField } from '../components/seed-field.tsx';
-import { type GenerateForm, WEIGHT_DTYPES, type WeightDType, describeSizeConditioning, formToParams, hasMask, jobSeed, jobToForm, parametersToForm } from '../generate-settings.ts';
+import { type GenerateForm, WEIGHT_DTYPES, type WeightDType, describeSizeConditioning, formToParams, hasMask, jobSeed, jobToForm, onlyMaskedArea, parametersToForm } from '../generate-settings.ts';
 import { type Mask, resizeMask } from '../mask.ts';
 import { fileDataUrl, maskPng } from '../mask-canvas.ts';
 import { loadSettings, saveSettings } from '../saved-settings.ts';
@@ -21,8 +21,9 @@ import { SAMPLER_LABELS } from '../../schedulers/labels.ts';
 import type { SchedulerName } from '../../schedulers/index.ts';
 import { jobErrors, submitOnEnter } from '../form.ts';
 import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
+import { useImageSize } from '../image-size.ts';
 
-const FIELDS = ['prompt', 'negativePrompt', 'model', 'scheduler', 'dtype', 'vae', 'originalSize', 'targetSize', 'cropTopLeft', 'negativeOriginalSize', 'negativeTargetSize', 'negativeCropTopLeft', 'steps', 'guidance', 'seed', 'width', 'height', 'batch', 'loras', 'embeddings', 'initImage', 'strength', 'mask', 'maskBlur', 'inpaintFill', 'outpaint', 'controlnet'];
+const FIELDS = ['prompt', 'negativePrompt', 'model', 'scheduler', 'dtype', 'vae', 'originalSize', 'targetSize', 'cropTopLeft', 'negativeOriginalSize', 'negativeTargetSize', 'negativeCropTopLeft', 'steps', 'guidance', 'seed', 'width', 'height', 'batch', 'loras', 'embeddings', 'initImage', 'strength', 'mask', 'maskBlur', 'inpaintFill', 'onlyMasked', 'outpaint', 'controlnet'];
 
 interface GeneratePageProps {
   catalogue: Catalogue;
@@ -61,6 +62,9 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
 
   const shown = state.job?.status === 'completed' ? state.job.images : [];
   const [w, h] = [Number.isFinite(form.width) ? form.width : model?.defaultSize ?? 1, Number.isFinite(form.height) ? form.height : model?.defaultSize ?? 1];
+  // The mask is painted at the job's size, or at the picture's own for "Only masked".
+  const initSize = useImageSize(form.initImage?.url);
+  const [maskW, maskH] = onlyMaskedArea(form) && initSize ? [initSize.width, initSize.height] : [w, h];
 
   const server = jobErrors(state, FIELDS);
   const errors = { ...server.errors, ...pageErrors };
@@ -82,10 +86,10 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
   /** The painted mask as an upload (once per mask and size); undefined when nothing is painted. */
   const uploadMask = async (): Promise<string | undefined> => {
     if (!form.initImage || !form.mask || !hasMask(form)) return undefined;
-    const size = `${w}x${h}`;
+    const size = `${maskW}x${maskH}`;
     const sent = sentMasks.current.get(form.mask);
     if (sent?.size === size) return sent.name;
-    const name = await uploadFile(await maskPng(resizeMask(form.mask, w, h)), 'mask.png');
+    const name = await uploadFile(await maskPng(resizeMask(form.mask, maskW, maskH)), 'mask.png');
     sentMasks.current.set(form.mask, { size, name });
     return name;
   };
@@ -217,7 +221,7 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
           <Field label={`Strength: ${form.strength}`} error={errors.strength} hint="denoising strength: how much of the starting image is replaced">
             {(id, d) => <input id={id} type="range" min={0} max={1} step={0.05} value={form.strength} disabled={!form.initImage} aria-describedby={d} onInput={(e) => set({ strength: e.currentTarget.valueAsNumber })} />}
           </Field>
-          {form.initImage && <InpaintFields form={{ ...form, initImage: form.initImage }} set={set} errors={errors} width={w} height={h} />}
+          {form.initImage && <InpaintFields form={{ ...form, initImage: form.initImage }} set={set} errors={errors} width={maskW} height={maskH} />}
         </fieldset>
         <ControlNetUnits controlnets={catalogue.controlnets} units={form.controlnets} onChange={(controlnets) => set({ controlnets })} upload={uploadPicture} errors={errors} />
         <Field label="Read settings from a PNG" hint="or drop a PNG made by Nuri or AUTOMATIC1111 anywhere on the page">
