@@ -76,8 +76,9 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   app.get(`${API}/images/:name`, async (request, reply) => {
     const path = o.store.imagePath((request.params as { name: string }).name);
     if (!path) return reply.code(404).send({ error: 'no such image', field: 'name' });
-    // Results never change; behind a token only the browser may keep them, not a shared proxy.
-    return reply.type('image/png').header('cache-control', `${o.token ? 'private' : 'public'}, max-age=31536000, immutable`).send(createReadStream(path));
+    // Results and uploads never change; behind a token only the browser may keep them, not a shared proxy.
+    const type = path.endsWith('.jpg') ? 'image/jpeg' : path.endsWith('.webp') ? 'image/webp' : 'image/png';
+    return reply.type(type).header('cache-control', `${o.token ? 'private' : 'public'}, max-age=31536000, immutable`).send(createReadStream(path));
   });
 
   app.post(`${API}/uploads`, async (request, reply) => {

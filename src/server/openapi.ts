@@ -78,7 +78,7 @@ export function openApiDocument(schemas: JobSchemas, version: string): Record<st
         post: { summary: 'cancel a job (a running one stops between two steps)', parameters: id, responses: { 200: { description: 'the job as it now stands', ...json(ref('Job')) }, 404: missing } },
       },
       '/api/v1/images/{name}': {
-        get: { summary: 'a result image (PNG with A1111 parameters)', parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }], responses: { 200: { description: 'PNG', content: { 'image/png': {} } }, 404: missing } },
+        get: { summary: 'a result image (PNG with A1111 parameters), or an upload by its name', parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }], responses: { 200: { description: 'the image', content: { 'image/png': {}, 'image/jpeg': {}, 'image/webp': {} } }, 404: missing } },
       },
       '/api/v1/uploads': {
         post: {

@@ -119,10 +119,14 @@ export class JobStore {
     return { images, artifacts };
   }
 
-  /** The path of a result image, or undefined for a name that is not one (no path can escape the folder). */
+  /**
+   * The path of a result image or an upload (what a job can name as its input, so a page can show
+   * a job's starting picture again), or undefined for a name that is not one (no path can escape
+   * the folders).
+   */
   imagePath(name: string): string | undefined {
-    if (!FILE_NAME.test(name) || !name.endsWith('.png')) return undefined;
-    const path = join(this.imagesDir, name);
+    if (!FILE_NAME.test(name) || !/\.(png|jpg|webp)$/.test(name)) return undefined;
+    const path = this.inputPath(name);
     return existsSync(path) ? path : undefined;
   }
 

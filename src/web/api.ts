@@ -121,6 +121,11 @@ export async function getCatalogue(): Promise<Catalogue> {
   return { models, loras: names(raw.loras), embeddings, controlnets: names(raw.controlnets), vaes: names(raw.vaes) };
 }
 
+/** Where the server serves a result image or an upload by the name a job's params give it. */
+export function imageUrl(name: string): string {
+  return `/api/v1/images/${encodeURIComponent(name)}`;
+}
+
 /** The name an image URL serves (what params take to reuse a result as an input). */
 export function imageName(url: string): string {
   return decodeURIComponent(url.slice(url.lastIndexOf('/') + 1));

@@ -5,7 +5,7 @@ import { type GenerationParameters, parseParameters } from '../io/parameters.ts'
 import type { InpaintFill, OUTPAINT_SIDES } from '../pipelines/inpaint.ts';
 import type { SchedulerName } from '../schedulers/index.ts';
 import { samplerFromLabel } from '../schedulers/labels.ts';
-import type { Job } from './api.ts';
+import { type Job, imageUrl } from './api.ts';
 import { type ControlUnitForm, controlUnitFromParams, controlUnitFromText, controlUnitParams } from './controlnet-settings.ts';
 import { type Mask, maskCoverage } from './mask.ts';
 
@@ -220,8 +220,10 @@ export function jobToForm(job: Job, current: GenerateForm): GenerateForm {
     onlyMasked: typeof p.onlyMasked === 'object' && p.onlyMasked !== null,
     onlyMaskedPadding: num((p.onlyMasked as { padding?: unknown } | undefined)?.padding, current.onlyMaskedPadding),
     outpaint: { ...INITIAL_FORM.outpaint, ...(typeof p.outpaint === 'object' && p.outpaint !== null ? (p.outpaint as Partial<Record<OutpaintSide, number>>) : {}) },
-    // Result images are served back; an upload is reused by its name without a picture.
-    controlnets: Array.isArray(p.controlnet) ? p.controlnet.map((c) => controlUnitFromParams(c as Record<string, unknown>, (name) => (name.startsWith('upload-') ? '' : `/api/v1/images/${encodeURIComponent(name)}`))) : [],
+    // Result images and uploads are served back by name: the starting picture and control images return.
+    initImage: typeof p.initImage === 'string' ? { name: p.initImage, url: imageUrl(p.initImage) } : undefined,
+    mask: undefined,
+    controlnets: Array.isArray(p.controlnet) ? p.controlnet.map((c) => controlUnitFromParams(c as Record<string, unknown>, imageUrl)) : [],
   };
 }
 

@@ -190,10 +190,16 @@ describe('validation', () => {
     expect(prompt.body.error).toContain('2000');
   });
 
-  it('serves result images only, by name', async () => {
-    for (const name of ['..%2Fjobs', '..%2F..%2Fetc%2Fpasswd', 'job-x.json', '.hidden.png']) {
+  it('serves result images and uploads only, by name', async () => {
+    for (const name of ['..%2Fjobs', '..%2F..%2Fetc%2Fpasswd', 'job-x.json', '.hidden.png', 'upload-nope.jpg']) {
       expect((await server.request('GET', `/api/v1/images/${name}`)).status).toBe(404);
     }
+    // An upload comes back as it was sent (a page shows a job's starting picture by its name).
+    const jpeg = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#3060c0' } }).jpeg().toBuffer();
+    const sent = await upload(jpeg, 'image/jpeg');
+    const back = await fetch(`${server.url}/api/v1/images/${sent.body.name}`);
+    expect([back.status, back.headers.get('content-type')]).toEqual([200, 'image/jpeg']);
+    expect(Buffer.from(await back.arrayBuffer()).equals(jpeg)).toBe(true);
     expect((await server.request('GET', '/api/v1/jobs/job-000000000000-000000')).status).toBe(404);
   });
 });

@@ -118,13 +118,18 @@ describe('inpainting and ControlNet settings (Studio)', () => {
     expect(Object.keys(OUTPAINT_LABELS)).toEqual([...OUTPAINT_SIDES]);
   });
 
-  it('"use these settings" brings back the fill, blur, margins and units (an upload by name, a result by its URL)', () => {
+  it('"use these settings" brings back the starting picture, fill, blur, margins and units (uploads and results by their URLs)', () => {
     const params = { prompt: 'a bench', initImage: 'upload-photo.png', mask: 'upload-mask.png', maskBlur: 2, inpaintFill: 'fill', outpaint: { top: 64 }, controlnet: [{ ...controlUnitParams(unit), image: 'job-1-1.png' }, controlUnitParams(unit)] };
     const job = { id: 'j', type: 'generate', status: 'completed', progress: { step: 1, total: 1 }, images: [], error: null, info: {}, params } as Job;
     const back = jobToForm(job, form);
     expect(back).toMatchObject({ maskBlur: 2, inpaintFill: 'fill', onlyMasked: false, outpaint: { left: 0, right: 0, top: 64, bottom: 0 } });
     expect(jobToForm({ ...job, params: { ...params, outpaint: undefined, onlyMasked: { padding: 8 } } }, form)).toMatchObject({ onlyMasked: true, onlyMaskedPadding: 8 });
-    expect(back.controlnets.map((u) => u.image)).toEqual([{ name: 'job-1-1.png', url: '/api/v1/images/job-1-1.png' }, { name: 'upload-edges.png', url: '' }]);
+    expect(back.controlnets.map((u) => u.image)).toEqual([{ name: 'job-1-1.png', url: '/api/v1/images/job-1-1.png' }, { name: 'upload-edges.png', url: '/api/v1/images/upload-edges.png' }]);
+    // The starting picture comes back too (its mask, painted on the page, does not).
+    expect(back.initImage).toEqual({ name: 'upload-photo.png', url: '/api/v1/images/upload-photo.png' });
+    expect(back.mask).toBeUndefined();
+    // A txt2img job's settings make a txt2img job again, whatever picture the page held.
+    expect(jobToForm({ ...job, params: { prompt: 'a bench' } }, back).initImage).toBeUndefined();
     expect(back.controlnets[1]).toMatchObject({ model: 'tiny-controlnet', preprocess: 'canny', cannyLow: 50, weight: 0.8, end: 0.5 });
   });
 
