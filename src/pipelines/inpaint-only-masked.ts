@@ -16,12 +16,16 @@ export interface Region {
   y2: number;
 }
 
-/** The bounding box of the mask's non-zero pixels grown by `padding` on each side (within the picture); undefined for an empty mask. */
+/**
+ * The bounding box of the mask's non-zero pixels (as an 8-bit mask has them: a blur's faint tail
+ * below ½ of a level is zero) grown by `padding` on each side, within the picture; undefined for
+ * an empty mask.
+ */
 export function maskedRegion(mask: Mask, padding: number): Region | undefined {
   let [x1, y1, x2, y2] = [mask.width, mask.height, 0, 0];
   for (let y = 0; y < mask.height; y++) {
     for (let x = 0; x < mask.width; x++) {
-      if (mask.data[y * mask.width + x] <= 0) continue;
+      if (mask.data[y * mask.width + x] < 0.5 / 255) continue;
       [x1, y1, x2, y2] = [Math.min(x1, x), Math.min(y1, y), Math.max(x2, x + 1), Math.max(y2, y + 1)];
     }
   }
