@@ -177,8 +177,11 @@ async function measureMilestones(): Promise<unknown> {
   const rows: { step: number; train: number; heldout: number }[] = [];
   for (const step of steps) {
     const json = join(dirs.identity, `step-${step}.json`);
-    if (!existsSync(json)) {
-      const checkpoint = join(milestones, checkpointName(step));
+    const checkpoint = join(milestones, checkpointName(step));
+    // A figure measured after its milestone was kept still holds (a longer run keeps the earlier
+    // milestones); one older than its milestone was made by a run that was redone.
+    const stale = existsSync(json) && existsSync(checkpoint) && statSync(json).mtimeMs < statSync(checkpoint).mtimeMs;
+    if (!existsSync(json) || stale) {
       const ema = existsSync(join(checkpoint, 'ema.safetensors')) ? ['--ema'] : [];
       const argv = ['--import', 'tsx', join(REPO, 'scripts', 'eval-default.ts'), '--model', dirs.base, '--checkpoint', checkpoint, ...ema, '--identity', '--names', String(names), '--json', `${json}.tmp`];
       await runChild('eval-default', argv, ['npx tsx scripts/eval-default.ts', ...argv.slice(3)]);
@@ -243,7 +246,8 @@ const stages: Stage[] = [
     run: async () => assembleDefaultModel({ unetPipeline: dirs.unet, clip: dirs.clip, staging: dirs.final, out: OUT, costs: readCosts(), resolution: plan.resolution }),
   },
   ...(plan.identity
-    ? [{ name: 'identity', inputs: ['unet'], dir: dirs.identity, product: join(dirs.identity, 'summary.json'), run: measureMilestones }]
+    ? // No `dir`: a rerun keeps the figures still valid (measureMilestones checks each against its milestone).
+      [{ name: 'identity', inputs: ['unet'], product: join(dirs.identity, 'summary.json'), run: measureMilestones }]
     : []),
 ];
 
