@@ -12,10 +12,10 @@ import type { SizeConditioning } from '../io/parameters.ts';
 import { enlarge, toRgb8 } from '../io/image.ts';
 import type { PreviewImage } from '../models/latent-preview.ts';
 import { type ControlNetUnit, controlNetLabels, readControlImage } from '../pipelines/controlnet.ts';
-import { DEFAULTS } from '../pipelines/generate.ts';
+import { DEFAULTS, samplerDefaults } from '../pipelines/generate.ts';
 import { MASK_BLUR, outpaintCanvas } from '../pipelines/inpaint.ts';
 import { maskFromImage } from '../pipelines/masks.ts';
-import type { SchedulerName } from '../schedulers/index.ts';
+import { type SchedulerName, defaultSchedulerFor } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import type { JobResult, JobRunner, RunnerContext } from './jobs.ts';
 import type { ModelRegistry } from './models.ts';
@@ -135,8 +135,11 @@ function sampling(p: { prompt: string; negativePrompt?: string; steps: number; g
   return { prompt: p.prompt, negativePrompt: p.negativePrompt, steps: p.steps, sampler: SAMPLER_LABELS[scheduler], guidance: p.guidance, model: p.model, dtype: p.dtype };
 }
 
-async function runGenerate(p: GenerateParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
-  const { sd, personal } = await load(ctx, o, p);
+async function runGenerate(params: GenerateParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
+  const { sd, personal } = await load(ctx, o, params);
+  // Steps and guidance the job left out are its sampler's (the model's own sampler when none is named).
+  const runDefaults = samplerDefaults(sd, params.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig));
+  const p = { ...params, steps: params.steps ?? runDefaults.steps, guidance: params.guidance ?? runDefaults.guidance };
   const { initImage, inpaint, width, height } = await paintInputs(p, ctx, sd.defaultSize);
   const strength = p.strength ?? (inpaint ? 1 : DEFAULTS.strength);
   const controlNets = await controlUnits(p, sd, ctx, o, width, height);

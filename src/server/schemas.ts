@@ -85,7 +85,8 @@ function negativeSizesPaired(p: { negativeOriginalSize?: unknown; negativeTarget
 
 function bounded(limits: ServerLimits) {
   const text = z.string().max(limits.maxPromptLength, limitMessage('maxPromptLength', limits, 'the text'));
-  const steps = (dflt: number) => z.int().min(1).max(limits.maxSteps, limitMessage('maxSteps', limits, 'steps')).default(dflt);
+  const anySteps = z.int().min(1).max(limits.maxSteps, limitMessage('maxSteps', limits, 'steps'));
+  const steps = Object.assign((dflt: number) => anySteps.default(dflt), { optional: () => anySteps.optional() });
   const side = z.int().min(8).max(4096).multipleOf(8).describe("a multiple of 8; default: the model's own size");
   return { text, steps, side };
 }
@@ -137,6 +138,9 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     .strictObject({
       ...sampling,
       prompt: text.min(1).describe('what to draw'),
+      // The sampler's defaults, as the CLI's: 30 at 7.5, or LCM's 4 steps (guidance 8.5 for an LCM-distilled UNet, 1 for LCM-LoRA).
+      steps: steps.optional().describe(`default ${DEFAULTS.steps}; 4 with the lcm sampler`),
+      guidance: z.number().min(0).max(100).optional().describe(`classifier-free guidance scale (≤ 1 disables it), or an LCM-distilled UNet's own input; default ${DEFAULTS.guidance}, with lcm 1 (8.5 for an LCM-distilled model)`),
       eta: fraction.optional().describe("DDIM's η: 0 is deterministic; refused with a sampler that has none"),
       batch: z.int().min(1).max(limits.maxBatch, limitMessage('maxBatch', limits, 'batch')).default(1),
       initImage: fileName.optional().describe('img2img: an upload or an earlier result image to start from'),

@@ -1,28 +1,34 @@
 // Jobs without a scheduler take the model's own, as `nuri generate` does: a copy of the tiny model
 // whose scheduler config names Euler edits and maps attention with Euler; editing a real picture
-// stays on DDIM (its inversion is DDIM's) and refuses any other sampler by name.
+// stays on DDIM (its inversion is DDIM's) and refuses any other sampler by name. A generate job
+// without steps or guidance takes its sampler's (an LCM-distilled model: 4 steps at 8.5).
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { copyTinySd, editJson } from '../model-copy.ts';
+import { writeLcmDistilled } from '../support/lcm-distilled.ts';
 import { type TestServer, testServer } from './helpers.ts';
 
 let server: TestServer;
 let modelsDir: string;
+let lcmModel: string;
 
 beforeAll(async () => {
   const model = copyTinySd();
   editJson(model, 'scheduler/scheduler_config.json', (c) => (c._class_name = 'EulerDiscreteScheduler'));
   modelsDir = mkdtempSync(join(tmpdir(), 'nuri-sampler-models-'));
   symlinkSync(model, join(modelsDir, 'euler-sd'));
+  lcmModel = writeLcmDistilled(new Float32Array(32 * 8).fill(0.01));
+  symlinkSync(lcmModel, join(modelsDir, 'lcm-sd'));
   server = await testServer({ models: modelsDir });
 });
 afterAll(async () => {
   await server.close();
   rmSync(modelsDir, { recursive: true, force: true });
+  if (lcmModel) rmSync(dirname(lcmModel), { recursive: true, force: true });
 });
 
 const SMALL = { model: 'euler-sd', steps: 2, width: 64, height: 64, seed: 5, guidance: 1 };
@@ -59,5 +65,16 @@ describe("a job without a scheduler takes the model's own", () => {
     expect(refused.status).toBe(400);
     expect(refused.body.field).toBe('params.scheduler');
     expect(refused.body.error).toMatch(/ddim.*inversion/);
+  });
+});
+
+describe('a generate job without steps or guidance', () => {
+  it("takes its sampler's: an LCM-distilled model draws 4 steps at 8.5, another model 30 at 7.5", async () => {
+    const lcm = await server.queue.wait(await server.submit('generate', { model: 'lcm-sd', prompt: 'a cat', width: 64, height: 64, seed: 1 }));
+    expect(lcm.status, lcm.error ?? '').toBe('completed');
+    expect(lcm.progress.total).toBe(4);
+    expect(parseParameters((lcm.info as { infotexts: string[] }).infotexts[0])).toMatchObject({ steps: 4, sampler: 'LCM', guidance: 8.5 });
+    const plain = await server.queue.wait(await server.submit('generate', { model: 'euler-sd', prompt: 'a cat', width: 64, height: 64, seed: 1 }));
+    expect(parseParameters((plain.info as { infotexts: string[] }).infotexts[0])).toMatchObject({ steps: 30, sampler: 'Euler', guidance: 7.5 });
   });
 });
