@@ -2,8 +2,8 @@
 // .safetensors), the bundled default model, and the LoRAs, Textual Inversion embeddings,
 // ControlNets and VAEs in DIR/loras, DIR/embeddings (AUTOMATIC1111's folder names), DIR/controlnet
 // and DIR/vae — and, as in A1111, a `NAME.vae.safetensors` among the checkpoints is a VAE, not a
-// checkpoint, and a `NAME.yaml` beside `NAME.safetensors` is its original config. Listed afresh on each call, so a file copied in (or written by a training job)
-// appears without a restart.
+// checkpoint, and a `NAME.yaml` beside `NAME.safetensors` is its original config. Listed afresh on
+// each call, so a file copied in (or written by a training job) appears without a restart.
 
 import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';

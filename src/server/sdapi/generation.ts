@@ -90,7 +90,7 @@ async function addMask(request: Img2ImgRequest, plan: GenerationPlan, notes: str
   plan.params.maskBlur = Math.max(bx, by);
   if (bx !== by) notes.push(`mask_blur_x ${bx} and mask_blur_y ${by} differ; the mask was blurred by ${Math.max(bx, by)} along both`);
   plan.params.inpaintFill = fill;
-  if (onlyMasked(request)) plan.params.onlyMasked = { padding: request.inpaint_full_res_padding };
+  if (onlyMasked(request)) plan.params.onlyMasked = { padding: Math.max(0, request.inpaint_full_res_padding) };
   if (!request.mask_round) notes.push('mask_round false is not supported; the mask is binarised at ½ for the UNet');
 }
 
