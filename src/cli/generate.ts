@@ -101,6 +101,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   if (flags.latents && flags.outpaint) throw new Error('--latents and --outpaint cannot be combined: the canvas grows after the latents are read');
   if (flags.onlyMasked && !flags.mask) throw new Error('--only-masked needs --mask, the area to draw');
   if (flags.onlyMasked && flags.outpaint) throw new Error('--only-masked and --outpaint cannot be combined: outpainting draws the grown canvas whole');
+  if (flags.onlyMasked && flags.controlnet?.length) throw new Error('--only-masked and --controlnet cannot be combined yet: the control image is not cut out with the picture');
   const inpainting = Boolean(flags.mask || flags.outpaint);
   if (flags.scheduler) checkSamplerFlags(flags, flags.scheduler);
   checkPersonalisationFiles(flags);

@@ -193,6 +193,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
       }
       if (p.onlyMasked && p.mask === undefined) ctx.addIssue({ code: 'custom', path: ['onlyMasked'], message: 'onlyMasked needs mask, the area to draw' });
       if (p.onlyMasked && p.outpaint !== undefined) ctx.addIssue({ code: 'custom', path: ['onlyMasked'], message: 'onlyMasked and outpaint cannot be combined: outpainting draws the grown canvas whole' });
+      if (p.onlyMasked && p.controlnet.length > 0) ctx.addIssue({ code: 'custom', path: ['onlyMasked'], message: 'onlyMasked and controlnet cannot be combined yet: the control images are not cut out with the picture' });
     })
     .describe('txt2img, img2img with initImage, inpainting with initImage and mask, outpainting with initImage and outpaint');
 

@@ -52,6 +52,7 @@ describe('nuri generate: inpainting and outpainting', () => {
   const refused: [string, string[], RegExp][] = [
     ['an outpaint side that is not a multiple of 8', ['--init-image', IMAGE, '--outpaint', 'left=100'], /--outpaint.*left=100 is not a multiple of 8/],
     ['--only-masked without --mask', ['--init-image', IMAGE, '--only-masked'], /--only-masked needs --mask/],
+    ['--only-masked with --controlnet', ['--init-image', IMAGE, '--mask', RECT, '--only-masked', '--controlnet', `${join(FIXTURES, 'tiny-controlnet')}:${IMAGE}`], /--only-masked and --controlnet cannot be combined yet/],
   ];
   for (const [what, args, message] of refused) {
     it(`refuses ${what} in one line`, async () => {

@@ -165,6 +165,7 @@ describe('validation', () => {
       [{ type: 'generate', params: { prompt: 'x', initImage: 'upload-missing.png', maskBlur: 2 } }, 'params.maskBlur'],
       [{ type: 'generate', params: { prompt: 'x', outpaint: { left: 12 } } }, 'params.outpaint.left'],
       [{ type: 'generate', params: { prompt: 'x', initImage: 'upload-missing.png', onlyMasked: {} } }, 'params.onlyMasked'],
+      [{ type: 'generate', params: { prompt: 'x', initImage: 'upload-missing.png', mask: 'upload-missing.png', onlyMasked: {}, controlnet: [{ model: 'x', image: 'upload-missing.png' }] } }, 'params.onlyMasked'],
       [{ type: 'edit', params: { prompt: 'x', image: '../../etc/passwd' } }, 'params.image'],
       [{ type: 'train', params: { method: 'lora', name: 'x', images: [] } }, 'params.images'],
     ];

@@ -65,12 +65,17 @@ export async function generateA1111(kind: Kind, body: unknown, reply: FastifyRep
   }
 }
 
-/** A1111's inpaint_full_res ("Only masked", its API's default): with a mask, the picture keeps its size. */
-const onlyMasked = (request: Img2ImgRequest) => request.mask !== null && request.mask !== undefined && request.inpaint_full_res !== false && request.inpaint_full_res !== 0;
+/**
+ * A1111's inpaint_full_res ("Only masked", its API's default): with a mask, the picture keeps its
+ * size. Not with ControlNet units (their control images would have to be cut out alike): those
+ * inpaint the whole picture, with a note.
+ */
+const onlyMasked = (request: Img2ImgRequest, plan: GenerationPlan) =>
+  request.mask !== null && request.mask !== undefined && request.inpaint_full_res !== false && request.inpaint_full_res !== 0 && plan.params.controlnet === undefined;
 
 async function addInitImage(request: Img2ImgRequest, plan: GenerationPlan, notes: string[], deps: GenerationDeps): Promise<void> {
   const bytes = decodeBase64Image(request.init_images[0], ['init_images', 0]);
-  const png = await prepareInitImage(bytes, ['init_images', 0], request, request.resize_mode, { ownSize: onlyMasked(request) });
+  const png = await prepareInitImage(bytes, ['init_images', 0], request, request.resize_mode, { ownSize: onlyMasked(request, plan) });
   plan.params.initImage = await deps.store.saveUpload(png);
   plan.params.strength = request.denoising_strength;
   if (request.init_images.length > 1) notes.push(`only init_images[0] is used; ${request.init_images.length - 1} more were ignored`);
@@ -83,14 +88,15 @@ async function addMask(request: Img2ImgRequest, plan: GenerationPlan, notes: str
   const fill = INPAINT_FILLS[request.inpainting_fill];
   if (fill === undefined) throw SdapiError.invalid(['inpainting_fill'], 'must be 0 (fill), 1 (original), 2 (latent noise) or 3 (latent nothing)');
   const bytes = decodeBase64Image(request.mask!, ['mask']);
-  const png = await prepareInitImage(bytes, ['mask'], request, request.resize_mode, { invert: request.inpainting_mask_invert === 1, ownSize: onlyMasked(request) });
+  const png = await prepareInitImage(bytes, ['mask'], request, request.resize_mode, { invert: request.inpainting_mask_invert === 1, ownSize: onlyMasked(request, plan) });
   plan.params.mask = await deps.store.saveUpload(png);
   // A1111 blurs along x and y separately; Nuri's blur is one σ for both.
   const [bx, by] = request.mask_blur === null ? [request.mask_blur_x, request.mask_blur_y] : [request.mask_blur, request.mask_blur];
   plan.params.maskBlur = Math.max(bx, by);
   if (bx !== by) notes.push(`mask_blur_x ${bx} and mask_blur_y ${by} differ; the mask was blurred by ${Math.max(bx, by)} along both`);
   plan.params.inpaintFill = fill;
-  if (onlyMasked(request)) plan.params.onlyMasked = { padding: Math.max(0, request.inpaint_full_res_padding) };
+  if (onlyMasked(request, plan)) plan.params.onlyMasked = { padding: Math.max(0, request.inpaint_full_res_padding) };
+  else if (request.inpaint_full_res !== false && request.inpaint_full_res !== 0) notes.push('inpaint_full_res (only masked) with ControlNet is not supported; the whole picture was inpainted at its size');
   if (!request.mask_round) notes.push('mask_round false is not supported; the mask is binarised at ½ for the UNet');
 }
 
