@@ -25,15 +25,15 @@ describe.skipIf(!present)('the default model', () => {
     expect(Buffer.from(a.images[0].data.buffer).equals(Buffer.from(b.images[0].data.buffer))).toBe(true);
   }, 60_000);
 
-  // The 64×64 second generation names 5 of the 8 hues at these settings (the 32×32 first named all
-  // 8): its greens come out yellow-green and its purple heart lavender, read as yellow and blue
-  // (README, "The default model"). The bound is what it does, so that a worse model fails.
-  it('follows colour words: the dominant hue matches in at least 5 of 8 prompts', async () => {
+  // The issue's bound (7 of 8), at guidance 5: the 64×64 second generation's greens and purple
+  // shift toward yellow and blue at 7.5 (5 of 8 there; README, "The default model"), a shift of
+  // classifier-free guidance, not of what the model learnt.
+  it('follows colour words: the dominant hue matches in at least 7 of 8 prompts (guidance 5)', async () => {
     const sd = StableDiffusion.load(MODEL);
-    const { images } = await generate(sd, { ...SETTINGS, prompts: COLOUR_PROMPTS.map(([p]) => p) });
+    const { images } = await generate(sd, { ...SETTINGS, guidance: 5, prompts: COLOUR_PROMPTS.map(([p]) => p) });
     const agreement = colourAgreement(images);
     const report = agreement.map(({ prompt, want, seen }) => `${prompt}: ${seen}${seen === want ? '' : ` (want ${want})`}`).join('; ');
-    expect(agreement.filter(({ want, seen }) => seen === want).length, report).toBeGreaterThanOrEqual(5);
+    expect(agreement.filter(({ want, seen }) => seen === want).length, report).toBeGreaterThanOrEqual(7);
   }, 180_000);
 
   it("carries its CLIP: the image tower and both projections load with the text encoder", async () => {
