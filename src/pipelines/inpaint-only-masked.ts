@@ -70,6 +70,13 @@ function cropImage(image: RgbImage, r: Region): RgbImage {
   return out;
 }
 
+function cropMask(mask: Mask, r: Region): Mask {
+  const [w, h] = [r.x2 - r.x1, r.y2 - r.y1];
+  const data = new Float32Array(w * h);
+  for (let y = 0; y < h; y++) data.set(mask.data.subarray((r.y1 + y) * mask.width + r.x1, (r.y1 + y) * mask.width + r.x2), y * w);
+  return { width: w, height: h, data };
+}
+
 const maskAsImage = (mask: Mask): RgbImage => ({ width: mask.width, height: mask.height, channels: 3, data: Float32Array.from({ length: 3 * mask.data.length }, (_, i) => mask.data[i % mask.data.length]) });
 const imageAsMask = (image: RgbImage): Mask => ({ width: image.width, height: image.height, data: image.data.slice(0, image.width * image.height) });
 
@@ -99,7 +106,7 @@ export async function cropForOnlyMasked(image: RgbImage, mask: Mask, o: { width:
   return {
     region,
     image: await resizeImage(cropImage(image, region), o.width, o.height),
-    mask: imageAsMask(await resizeImage(cropImage(maskAsImage(soft), region), o.width, o.height)),
+    mask: imageAsMask(await resizeImage(maskAsImage(cropMask(soft, region)), o.width, o.height)),
     paste: (drawn) =>
       Promise.all(
         drawn.map(async (picture) => {
