@@ -8,11 +8,11 @@ import { enlarge } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
 import { crossAttentionMaps } from '../pipelines/attention-maps.ts';
-import { DEFAULTS } from '../pipelines/generate.ts';
+import { samplerDefaults } from '../pipelines/generate.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName, defaultSchedulerFor } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
-import { type PromptFlags, type SamplerFlags, checkSamplerFlags, outputPng, promptFileOption, readPrompt, samplerExtra, timestepSpacingOption } from './inputs.ts';
+import { type PromptFlags, type SamplerFlags, checkSamplerFlags, outputPng, promptFileOption, readPrompt, samplerExtra, STEPS_HELP, GUIDANCE_HELP, timestepSpacingOption } from './inputs.ts';
 import { interruptible } from './interrupt.ts';
 import { checkVaeFlags, vaeOption } from './preview.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
@@ -22,9 +22,9 @@ import { defaultModelPath, progressBar } from './shared.ts';
 interface AttentionFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, PromptFlags, Pick<SamplerFlags, 'timestepSpacing'> {
   model?: string;
   negativePrompt?: string;
-  steps: number;
+  steps?: number;
   scheduler?: SchedulerName;
-  guidance: number;
+  guidance?: number;
   seed?: number;
   width?: number;
   height?: number;
@@ -42,10 +42,10 @@ export function registerAttention(program: Command): void {
   vaeOption(loadOptions(command)).option('--prompt <text>', 'what to draw');
   promptFileOption(command)
     .option('--negative-prompt <text>', 'what to steer away from')
-    .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
+    .option('--steps <n>', STEPS_HELP, integer(1, 1000))
     .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (default: the model's own, as for generate)`, oneOf(SCHEDULER_NAMES));
   timestepSpacingOption(command)
-    .option('--guidance <g>', 'classifier-free guidance scale', number(0, 100), DEFAULTS.guidance)
+    .option('--guidance <g>', GUIDANCE_HELP, number(0, 100))
     .option('--seed <s>', 'random seed; random when omitted', integer(0, 2 ** 32 - 1))
     .option('--width <w>', "image width, a multiple of 8 (default: the model's own size)", imageSize)
     .option('--height <h>', "image height, a multiple of 8 (default: the model's own size)", imageSize);
@@ -71,18 +71,19 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
   const sd = await loadPipeline(flags.model ?? defaultModelPath(), loadOptionsFrom(flags));
   const scheduler = flags.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig);
   checkSamplerFlags(flags, scheduler);
+  const { steps, guidance } = samplerDefaults(sd, { ...flags, scheduler });
   const personal = await applyPersonalisation(sd, flags);
   // crossAttentionMaps checks the size against the model's VAE factor.
   const width = flags.width ?? sd.defaultSize;
   const height = flags.height ?? sd.defaultSize;
-  const bar = progressBar('generating', flags.steps);
+  const bar = progressBar('generating', steps);
   const result = await crossAttentionMaps(sd, {
     prompt: personal.expandPrompt(prompt),
     negativePrompt: flags.negativePrompt === undefined ? undefined : personal.expandPrompt(flags.negativePrompt),
-    steps: flags.steps,
+    steps,
     scheduler,
     timestepSpacing: flags.timestepSpacing,
-    guidance: flags.guidance,
+    guidance,
     seed,
     width,
     height,
@@ -100,9 +101,9 @@ async function runAttention(flags: AttentionFlags, signal: AbortSignal): Promise
   const parameters = formatParameters({
     prompt,
     negativePrompt: flags.negativePrompt,
-    steps: flags.steps,
+    steps,
     sampler: SAMPLER_LABELS[scheduler],
-    guidance: flags.guidance,
+    guidance,
     seed,
     width,
     height,

@@ -11,12 +11,12 @@ import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
 import { type EditOptions, checkEdit, edit } from '../pipelines/edit.ts';
-import { DEFAULTS, makeSampler } from '../pipelines/generate.ts';
+import { makeSampler, samplerDefaults } from '../pipelines/generate.ts';
 import type { CrossReplace } from '../pipelines/prompt-to-prompt.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName, defaultSchedulerFor } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
-import { type PromptFlags, type SamplerFlags, checkSamplerFlags, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt, samplerExtra, timestepSpacingOption } from './inputs.ts';
+import { type PromptFlags, type SamplerFlags, checkSamplerFlags, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt, samplerExtra, STEPS_HELP, GUIDANCE_HELP, timestepSpacingOption } from './inputs.ts';
 import { interruptible } from './interrupt.ts';
 import { checkVaeFlags, vaeOption } from './preview.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
@@ -37,9 +37,9 @@ interface EditFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, Prompt
   latents?: string;
   saveLatents?: string;
   negativePrompt?: string;
-  steps: number;
+  steps?: number;
   scheduler?: SchedulerName;
-  guidance: number;
+  guidance?: number;
   seed?: number;
   width?: number;
   height?: number;
@@ -75,10 +75,10 @@ export function registerEdit(program: Command): void {
     .option('--latents <file>', 'initial noise: safetensors tensor "latents" [1 or 2,4,H/f,W/f], optionally "step_noise" [S,1 or 2,4,H/f,W/f]')
     .option('--save-latents <file>', 'write the final latents as tensor "latents" [2,4,H/f,W/f] (source, edit)')
     .option('--negative-prompt <text>', 'what to steer away from')
-    .option('--steps <n>', 'denoising steps', integer(1, 1000), DEFAULTS.steps)
+    .option('--steps <n>', STEPS_HELP, integer(1, 1000))
     .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (default: the model's own, as for generate; ddim with --image)`, oneOf(SCHEDULER_NAMES));
   timestepSpacingOption(command)
-    .option('--guidance <g>', 'classifier-free guidance scale', number(0, 100), DEFAULTS.guidance)
+    .option('--guidance <g>', GUIDANCE_HELP, number(0, 100))
     .option('--eta <e>', "DDIM's η: 0 is deterministic (DDIM only)", number(0, 1))
     .option('--seed <s>', 'random seed; random when omitted', integer(0, 2 ** 32 - 1))
     .option('--width <w>', 'image width, a multiple of 8', imageSize)
@@ -114,6 +114,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
   // Like generate, the model's own sampler unless one is named.
   const scheduler = flags.scheduler ?? (flags.image ? 'ddim' : defaultSchedulerFor(sd.components.schedulerConfig));
   checkSamplerFlags(flags, scheduler);
+  const { steps, guidance } = samplerDefaults(sd, { ...flags, scheduler });
   const f = sd.vaeScaleFactor;
   let { width, height } = flags;
   let latents: Float32Array | undefined;
@@ -124,7 +125,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
       throw new Error(`--latents ${flags.latents} has shape [${given.shape.join(', ')}], which does not fit --width ${width} --height ${height}`);
     }
     [width, height, latents] = [w * f, h * f, given.data];
-    checkStepNoiseSteps(flags.latents!, given, makeSampler(sd, { ...flags, scheduler }).scheduler.timesteps.length, scheduler);
+    checkStepNoiseSteps(flags.latents!, given, makeSampler(sd, { ...flags, scheduler, steps }).scheduler.timesteps.length, scheduler);
   }
   width ??= sd.defaultSize;
   height ??= sd.defaultSize;
@@ -142,10 +143,10 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
     latents,
     stepNoise: given?.stepNoise,
     negativePrompt: expand(flags.negativePrompt),
-    steps: flags.steps,
+    steps,
     scheduler,
     timestepSpacing: flags.timestepSpacing,
-    guidance: flags.guidance,
+    guidance,
     eta: flags.eta,
     seed,
     width,
@@ -156,17 +157,17 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
   const plan = checkEdit(sd, options);
   const image = flags.image ? await readImage(flags.image, { width, height }) : undefined;
 
-  const inversionBar = image && progressBar('inverting', 2 * flags.steps);
+  const inversionBar = image && progressBar('inverting', 2 * steps);
   let bar: Progress | undefined;
   const result = await edit(sd, {
     ...options,
     image,
     signal,
-    onInversionStep: (p) => inversionBar?.update(p.phase === 'ddim' ? p.step : flags.steps + p.step),
+    onInversionStep: (p) => inversionBar?.update(p.phase === 'ddim' ? p.step : steps + p.step),
     onProgress: (p) => {
       if (!bar) {
         inversionBar?.stop();
-        bar = progressBar('editing', flags.steps);
+        bar = progressBar('editing', steps);
       }
       bar.update(p.step);
     },
@@ -182,9 +183,9 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
   const parameters = formatParameters({
     prompt: plan.source,
     negativePrompt: flags.negativePrompt,
-    steps: flags.steps,
+    steps,
     sampler: SAMPLER_LABELS[scheduler],
-    guidance: flags.guidance,
+    guidance,
     // Given latents, or a picture inverted deterministically, leave the seed nothing to draw.
     seed: given || (flags.image && !flags.eta) ? undefined : seed,
     width,

@@ -14,7 +14,7 @@ import { maskFromImage } from '../pipelines/masks.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName, defaultSchedulerFor, img2imgTimesteps } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
-import { type PromptFlags, type SamplerFlags, checkSamplerFlags, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt, samplerExtra, timestepSpacingOption } from './inputs.ts';
+import { type PromptFlags, type SamplerFlags, checkSamplerFlags, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt, samplerExtra, STEPS_HELP, GUIDANCE_HELP, timestepSpacingOption } from './inputs.ts';
 import { type ControlFlags, checkControlFlags, controlExtra, controlOptions, controlUnits } from './control-options.ts';
 import { interruptible } from './interrupt.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';
@@ -56,10 +56,10 @@ export function registerGenerate(program: Command): void {
   vaeOption(loadOptions(command)).option('--prompt <text>', 'what to draw');
   promptFileOption(command)
     .option('--negative-prompt <text>', 'what to steer away from')
-    .option('--steps <n>', `denoising steps (default ${DEFAULTS.steps}; 4 with the lcm sampler)`, integer(1, 1000))
+    .option('--steps <n>', STEPS_HELP, integer(1, 1000))
     .option('--scheduler <name>', `sampler: ${SCHEDULER_NAMES.join(', ')} (default: the one the model's scheduler config names, ddim for SD 1.x's PNDM)`, oneOf(SCHEDULER_NAMES));
   timestepSpacingOption(command)
-    .option('--guidance <g>', `guidance scale: classifier-free (≤ 1 disables it), or an LCM-distilled UNet's own input (default ${DEFAULTS.guidance}; LCM-distilled 8.5; LCM-LoRA with the lcm sampler 1)`, number(0, 100))
+    .option('--guidance <g>', GUIDANCE_HELP, number(0, 100))
     .option('--eta <e>', "DDIM's η: 0 is deterministic, 1 is DDPM-like (DDIM only)", number(0, 1))
     .option('--seed <s>', 'random seed (image i of a batch uses seed + i); random when omitted', integer(0, 2 ** 32 - 1))
     .option('--width <w>', "image width, a multiple of 8 (default: the model's own size, 512 for SD 1.5)", imageSize)
@@ -118,9 +118,7 @@ async function runGenerate(positional: string | undefined, flags: GenerateFlags,
   const sd = await loadPipeline(modelPath, { ...loadOptionsFrom(flags), releaseSessions: true });
   const scheduler = flags.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig);
   checkSamplerFlags(flags, scheduler);
-  const runDefaults = samplerDefaults(sd, scheduler);
-  const steps = flags.steps ?? runDefaults.steps;
-  const guidance = flags.guidance ?? runDefaults.guidance;
+  const { steps, guidance } = samplerDefaults(sd, { ...flags, scheduler });
   const f = sd.vaeScaleFactor;
   let { width, height, batch } = flags;
   let latents: Float32Array | undefined;

@@ -7,6 +7,7 @@ import { dirname, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type LatentsFile, readLatentsFile } from '../io/latents-file.ts';
 import type { SchedulerName, TimestepSpacing } from '../schedulers/index.ts';
+import { DEFAULTS } from '../pipelines/generate.ts';
 import { oneOf } from './options.ts';
 
 /**
@@ -71,6 +72,10 @@ export interface SamplerFlags {
 const SPACINGS: readonly TimestepSpacing[] = ['leading', 'linspace', 'trailing'];
 
 /** --timestep-spacing, beside a command's --scheduler. */
+/** --steps and --guidance left out take the sampler's (`samplerDefaults`). */
+export const STEPS_HELP = `denoising steps (default ${DEFAULTS.steps}; 4 with the lcm sampler)`;
+export const GUIDANCE_HELP = `guidance scale: classifier-free (≤ 1 disables it), or an LCM-distilled UNet's own input (default ${DEFAULTS.guidance}; LCM-distilled 8.5; LCM-LoRA with the lcm sampler 1)`;
+
 export function timestepSpacingOption(command: Command): Command {
   return command.option('--timestep-spacing <s>', `which training timesteps the steps visit: ${SPACINGS.join(', ')} (default: the model's scheduler config; trailing for SD-Turbo)`, oneOf(SPACINGS));
 }

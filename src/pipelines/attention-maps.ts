@@ -8,7 +8,7 @@ import type { Shape4 } from '../models/vae-runner.ts';
 import type { SchedulerName, TimestepSpacing } from '../schedulers/index.ts';
 import { compileControlledUNet } from './attention-control.ts';
 import { AttentionStore, attentionMapGrid, crossAttentionGrids, tokenAttention } from './attention-store.ts';
-import { BatchGenerator, DEFAULTS, type StepProgress, denoise, makeSampler, stepCallback } from './generate.ts';
+import { BatchGenerator, DEFAULTS, type StepProgress, denoise, makeSampler, samplerDefaults, stepCallback } from './generate.ts';
 import { addedForEmbeddings } from './sdxl-conditioning.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
@@ -67,7 +67,7 @@ export interface AttentionMapsResult {
 
 export async function crossAttentionMaps(sd: StableDiffusion, options: AttentionMapsOptions): Promise<AttentionMapsResult> {
   // Without a size, the one the model was trained for; latents are the image over the VAE's factor f.
-  const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
+  const o = { ...DEFAULTS, ...options, ...samplerDefaults(sd, options), width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
   const f = sd.vaeScaleFactor;
   if (o.width % f || o.height % f) throw new Error(`width and height must be multiples of ${f}, got ${o.width}×${o.height}`);
   refuseInpaintingUNet(sd, 'attention maps');

@@ -10,7 +10,7 @@ import type { SchedulerName, TimestepSpacing } from '../schedulers/index.ts';
 import { PromptToPromptControl, compileControlledUNet } from './attention-control.ts';
 import { type TokenAttention, promptTokenMaps } from './attention-maps.ts';
 import { AttentionStore, attentionMapGrid } from './attention-store.ts';
-import { BatchGenerator, DEFAULTS, type StepProgress, checkStepNoise, denoise, makeSampler, stepCallback } from './generate.ts';
+import { BatchGenerator, DEFAULTS, type StepProgress, checkStepNoise, denoise, makeSampler, samplerDefaults, stepCallback } from './generate.ts';
 import { type InversionProgress, type InvertedImage, type NullTextOptions, invertImage } from './inversion.ts';
 import { LocalBlend, type LocalBlendOptions, blendLatents } from './local-blend.ts';
 import { type PromptToPromptOptions, type PromptToPromptPlan, planPromptToPrompt, promptToPromptFeeds } from './prompt-to-prompt.ts';
@@ -70,19 +70,23 @@ export interface EditResult {
   attention?: { mapHeight: number; mapWidth: number; tokens: TokenAttention[] };
 }
 
+/** Editing a real picture samples with DDIM unless the edit names a sampler: its inversion is DDIM's. */
+export function withPictureSampler<O extends { scheduler?: SchedulerName; image?: unknown; inversion?: unknown }>(options: O): O {
+  return options.image || options.inversion ? { ...options, scheduler: options.scheduler ?? 'ddim' } : options;
+}
+
 /** Checks an edit against the tokenizer alone (words, token counts, fractions): throws before any work. */
 export function checkEdit(sd: StableDiffusion, options: EditOptions): PromptToPromptPlan {
-  const plan = planPromptToPrompt(sd.components.tokenizer, options, options.steps ?? DEFAULTS.steps);
+  const plan = planPromptToPrompt(sd.components.tokenizer, options, samplerDefaults(sd, withPictureSampler(options)).steps);
   if (options.localBlend) new LocalBlend(sd.components.tokenizer, [plan.source, plan.target], options.localBlend, plan);
   return plan;
 }
 
 export async function edit(sd: StableDiffusion, options: EditOptions): Promise<EditResult> {
   // Without a size, the one the model was trained for; latents are the image over the VAE's factor f.
-  const o = { ...DEFAULTS, ...options, width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
+  const o = { ...DEFAULTS, ...withPictureSampler(options), ...samplerDefaults(sd, withPictureSampler(options)), width: options.width ?? sd.defaultSize, height: options.height ?? sd.defaultSize };
   const f = sd.vaeScaleFactor;
   const fromPicture = o.image ?? o.inversion;
-  if (fromPicture) o.scheduler ??= 'ddim';
   if (fromPicture && o.scheduler !== 'ddim') throw new Error(`editing a real picture needs the DDIM scheduler (its inversion is DDIM's), not ${o.scheduler}`);
   if (o.image) [o.width, o.height] = [o.image.width, o.image.height];
   if (o.inversion) [o.height, o.width] = [o.inversion.shape[2] * f, o.inversion.shape[3] * f];

@@ -134,13 +134,15 @@ export class BatchGenerator implements RandomSource {
 export const DEFAULTS = { steps: 30, guidance: 7.5, seed: 0, width: 512, height: 512, strength: 0.75 };
 
 /**
- * Steps and guidance for a run that names none. The LCM sampler draws in a few steps: 4, with
- * guidance 8.5 as the input of an LCM-distilled UNet (diffusers' LatentConsistencyModelPipeline)
- * and 1 otherwise (LCM-LoRA: no unconditional pass); any other sampler 30 steps at 7.5.
+ * A run's steps and guidance: what it asks, else its sampler's (the one it names, else the model's
+ * own). The LCM sampler draws in a few steps: 4, with guidance 8.5 as the input of an LCM-distilled
+ * UNet (diffusers' LatentConsistencyModelPipeline) and 1 otherwise (LCM-LoRA: no unconditional
+ * pass); any other sampler 30 steps at 7.5.
  */
-export function samplerDefaults(sd: StableDiffusion, scheduler: SchedulerName): { steps: number; guidance: number } {
-  if (scheduler === 'lcm') return { steps: 4, guidance: sd.embedsGuidance ? 8.5 : 1 };
-  return { steps: DEFAULTS.steps, guidance: sd.embedsGuidance ? 8.5 : DEFAULTS.guidance };
+export function samplerDefaults(sd: StableDiffusion, asked: { scheduler?: SchedulerName; steps?: number; guidance?: number }): { steps: number; guidance: number } {
+  const lcm = (asked.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig)) === 'lcm';
+  const guidance = sd.embedsGuidance ? 8.5 : lcm ? 1 : DEFAULTS.guidance;
+  return { steps: asked.steps ?? (lcm ? 4 : DEFAULTS.steps), guidance: asked.guidance ?? guidance };
 }
 
 export interface SamplerOptions {
@@ -178,12 +180,10 @@ export function checkStepNoise(stepNoise: readonly Float32Array[], steps: number
 export async function generate(sd: StableDiffusion, options: GenerateOptions): Promise<GenerateResult> {
   if (options.inpaint?.onlyMasked && options.initImage) return generateOnlyMasked(sd, { ...options, inpaint: options.inpaint, initImage: options.initImage });
   // Without a size, the one the model was trained for (the default model is small).
-  const runDefaults = samplerDefaults(sd, options.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig));
   const o = {
     ...DEFAULTS,
     ...options,
-    steps: options.steps ?? runDefaults.steps,
-    guidance: options.guidance ?? runDefaults.guidance,
+    ...samplerDefaults(sd, options),
     width: options.width ?? sd.defaultSize,
     height: options.height ?? sd.defaultSize,
     strength: options.strength ?? (options.inpaint ? 1 : DEFAULTS.strength),

@@ -12,10 +12,11 @@ import type { SizeConditioning } from '../io/parameters.ts';
 import { enlarge, toRgb8 } from '../io/image.ts';
 import type { PreviewImage } from '../models/latent-preview.ts';
 import { type ControlNetUnit, controlNetLabels, readControlImage } from '../pipelines/controlnet.ts';
+import { withPictureSampler } from '../pipelines/edit.ts';
 import { DEFAULTS, samplerDefaults } from '../pipelines/generate.ts';
 import { MASK_BLUR, outpaintCanvas } from '../pipelines/inpaint.ts';
 import { maskFromImage } from '../pipelines/masks.ts';
-import { type SchedulerName, defaultSchedulerFor } from '../schedulers/index.ts';
+import type { SchedulerName } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
 import type { JobResult, JobRunner, RunnerContext } from './jobs.ts';
 import type { ModelRegistry } from './models.ts';
@@ -113,7 +114,10 @@ function stepReporter(ctx: RunnerContext, o: RunnerOptions) {
 }
 
 /** The sampling settings every job kind shares, with the step reporter and the job's signal. */
-function samplerOptions(p: AttentionParams, ctx: RunnerContext, o: RunnerOptions) {
+/** A job's parameters with the steps and guidance it left out settled: its sampler's (`samplerDefaults`). */
+type Settled<P> = P & { steps: number; guidance: number };
+
+function samplerOptions(p: Settled<AttentionParams>, ctx: RunnerContext, o: RunnerOptions) {
   const { negativePrompt, steps, scheduler, timestepSpacing, guidance, seed, clipSkip, promptSyntax } = p;
   return { negativePrompt, steps, scheduler, timestepSpacing, guidance, seed, clipSkip, promptSyntax, signal: ctx.signal, onProgress: stepReporter(ctx, o) };
 }
@@ -137,9 +141,7 @@ function sampling(p: { prompt: string; negativePrompt?: string; steps: number; g
 
 async function runGenerate(params: GenerateParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
   const { sd, personal } = await load(ctx, o, params);
-  // Steps and guidance the job left out are its sampler's (the model's own sampler when none is named).
-  const runDefaults = samplerDefaults(sd, params.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig));
-  const p = { ...params, steps: params.steps ?? runDefaults.steps, guidance: params.guidance ?? runDefaults.guidance };
+  const p: Settled<GenerateParams> = { ...params, ...samplerDefaults(sd, params) };
   const { initImage, inpaint, width, height } = await paintInputs(p, ctx, sd.defaultSize);
   const strength = p.strength ?? (inpaint ? 1 : DEFAULTS.strength);
   const controlNets = await controlUnits(p, sd, ctx, o, width, height);
@@ -228,8 +230,9 @@ async function controlUnits(p: GenerateParams, sd: LoadedPipeline['sd'], ctx: Ru
   return units;
 }
 
-async function runEdit(p: EditParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
-  const { sd, personal } = await load(ctx, o, p);
+async function runEdit(params: EditParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
+  const { sd, personal } = await load(ctx, o, params);
+  const p: Settled<EditParams> = { ...params, ...samplerDefaults(sd, withPictureSampler(params)) };
   let width = p.width ?? sd.defaultSize;
   let height = p.height ?? sd.defaultSize;
   const image = p.image === undefined ? undefined : await readImage(await ctx.readInput(p.image), { width, height });
@@ -274,8 +277,9 @@ async function runEdit(p: EditParams, ctx: RunnerContext, o: JobScope): Promise<
   };
 }
 
-async function runAttention(p: AttentionParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
-  const { sd } = await load(ctx, o, p);
+async function runAttention(params: AttentionParams, ctx: RunnerContext, o: JobScope): Promise<JobResult> {
+  const { sd } = await load(ctx, o, params);
+  const p: Settled<AttentionParams> = { ...params, ...samplerDefaults(sd, params) };
   const width = p.width ?? sd.defaultSize;
   const height = p.height ?? sd.defaultSize;
   const result = await attention(sd, {

@@ -116,10 +116,11 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
   const sampling = {
     model: modelName.default('default'),
     negativePrompt: text.optional().describe('what to steer away from'),
-    steps: steps(DEFAULTS.steps),
+    // The sampler's defaults, as the CLI's: 30 at 7.5, or LCM's 4 steps (guidance 8.5 for an LCM-distilled UNet, 1 for LCM-LoRA).
+    steps: steps.optional().describe(`default ${DEFAULTS.steps}; 4 with the lcm sampler`),
     scheduler: z.enum(SCHEDULER_NAMES).optional().describe("the sampler; default: the model's own (its scheduler config), ddim for SD 1.x's PNDM and for editing a real image"),
     timestepSpacing: z.enum(['leading', 'linspace', 'trailing']).optional().describe("which training timesteps the steps visit (default: the model's scheduler config; trailing for SD-Turbo); not with lcm"),
-    guidance: z.number().min(0).max(100).default(DEFAULTS.guidance).describe('classifier-free guidance scale (≤ 1 disables it)'),
+    guidance: z.number().min(0).max(100).optional().describe(`classifier-free guidance scale (≤ 1 disables it), or an LCM-distilled UNet's own input; default ${DEFAULTS.guidance}, with lcm 1 (8.5 for an LCM-distilled model)`),
     seed: seed.optional(),
     width: side.optional(),
     height: side.optional(),
@@ -138,9 +139,6 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
     .strictObject({
       ...sampling,
       prompt: text.min(1).describe('what to draw'),
-      // The sampler's defaults, as the CLI's: 30 at 7.5, or LCM's 4 steps (guidance 8.5 for an LCM-distilled UNet, 1 for LCM-LoRA).
-      steps: steps.optional().describe(`default ${DEFAULTS.steps}; 4 with the lcm sampler`),
-      guidance: z.number().min(0).max(100).optional().describe(`classifier-free guidance scale (≤ 1 disables it), or an LCM-distilled UNet's own input; default ${DEFAULTS.guidance}, with lcm 1 (8.5 for an LCM-distilled model)`),
       eta: fraction.optional().describe("DDIM's η: 0 is deterministic; refused with a sampler that has none"),
       batch: z.int().min(1).max(limits.maxBatch, limitMessage('maxBatch', limits, 'batch')).default(1),
       initImage: fileName.optional().describe('img2img: an upload or an earlier result image to start from'),

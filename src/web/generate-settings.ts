@@ -4,7 +4,7 @@
 import { type GenerationParameters, parseParameters } from '../io/parameters.ts';
 import type { InpaintFill, OUTPAINT_SIDES } from '../pipelines/inpaint.ts';
 import type { SchedulerName } from '../schedulers/index.ts';
-import { samplerFromLabel } from '../schedulers/labels.ts';
+import { SAMPLER_LABELS, samplerFromLabel } from '../schedulers/labels.ts';
 import { type Job, imageUrl } from './api.ts';
 import { type ControlUnitForm, controlUnitFromParams, controlUnitFromText, controlUnitParams } from './controlnet-settings.ts';
 import { type Mask, maskCoverage } from './mask.ts';
@@ -188,6 +188,38 @@ export function jobSeed(job: Job): number | undefined {
   return candidates.find((s): s is number => typeof s === 'number');
 }
 
+/** What a finished job recorded in its first picture's infotext: the steps and guidance it ran, where its params left them to the server. */
+function ranWith(job: Job): GenerationParameters | undefined {
+  const infotexts = job.info.infotexts;
+  return Array.isArray(infotexts) && typeof infotexts[0] === 'string' ? parseParameters(infotexts[0]) : undefined;
+}
+
+/** "seed 42 · 20 steps · DDIM · CFG 7.5 · 64×64 · model". */
+export function settingsLine(job: Job): string {
+  const p = job.params;
+  const ran = ranWith(job);
+  const steps = p.steps ?? ran?.steps;
+  const guidance = p.guidance ?? ran?.guidance;
+  const { width, height } = jobSize(job);
+  const parts = [
+    jobSeed(job) !== undefined && `seed ${jobSeed(job)}`,
+    steps !== undefined && `${String(steps)} steps`,
+    typeof p.scheduler === 'string' ? (SAMPLER_LABELS[p.scheduler as SchedulerName] ?? p.scheduler) : ran?.sampler,
+    guidance !== undefined && `CFG ${String(guidance)}`,
+    width > 1 && `${width}×${height}`,
+    typeof p.model === 'string' && p.model,
+    typeof p.initImage === 'string' && `${p.mask !== undefined ? 'inpaint' : p.outpaint !== undefined ? 'outpaint' : 'img2img'} ${String(p.strength ?? '')}`,
+    Array.isArray(p.controlnet) && p.controlnet.length > 0 && `ControlNet ${p.controlnet.map((c: { model?: unknown }) => String(c.model)).join(', ')}`,
+  ];
+  return parts.filter(Boolean).join(' · ');
+}
+
+/** The size the job made (the server records it in info when the request left it to the model); 1×1 when neither says. */
+export function jobSize(job: Job): { width: number; height: number } {
+  const pick = (key: 'width' | 'height') => [job.params[key], job.info[key]].find((v): v is number => typeof v === 'number') ?? 1;
+  return { width: pick('width'), height: pick('height') };
+}
+
 /** "Use these settings": the form as it was for `job`, with its seed fixed. */
 export function jobToForm(job: Job, current: GenerateForm): GenerateForm {
   const p = job.params;
@@ -202,8 +234,8 @@ export function jobToForm(job: Job, current: GenerateForm): GenerateForm {
     model: typeof p.model === 'string' ? p.model : current.model,
     // A job that named no sampler ran the model's own.
     scheduler: typeof p.scheduler === 'string' ? (p.scheduler as SchedulerName) : '',
-    steps: num(p.steps, current.steps),
-    guidance: num(p.guidance, current.guidance),
+    steps: num(p.steps ?? ranWith(job)?.steps, current.steps),
+    guidance: num(p.guidance ?? ranWith(job)?.guidance, current.guidance),
     seedMode: seed === undefined ? 'random' : 'fixed',
     seed: seed ?? current.seed,
     width: num(p.width ?? job.info.width, current.width),

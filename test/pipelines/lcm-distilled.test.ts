@@ -12,6 +12,7 @@ import { parseParameters } from '../../src/io/parameters.ts';
 import { readPngText } from '../../src/io/png.ts';
 import { guidanceScaleEmbedding } from '../../src/models/guidance-embedding.ts';
 import { crossAttentionMaps } from '../../src/pipelines/attention-maps.ts';
+import { edit } from '../../src/pipelines/edit.ts';
 import { generate } from '../../src/pipelines/generate.ts';
 import { type Feeds, StableDiffusion } from '../../src/pipelines/stable-diffusion.ts';
 import { runNuri } from '../support/cli.ts';
@@ -59,6 +60,17 @@ describe('an LCM-distilled model', () => {
     expect(calls).toHaveLength(4);
     expect([...calls[0].feeds.timestep_cond.data]).toEqual([...guidanceScaleEmbedding(7.5, COND_WIDTH)]);
     expect(maxDiff(defaults.latents, (await generate(sd, { prompts: ['a red apple'], steps: 4, guidance: 8.5, seed: 1, width: 64, height: 64 })).latents)).toBe(0);
+  });
+
+  it('maps attention and edits with the same defaults', async () => {
+    calls.length = 0;
+    await crossAttentionMaps(sd, { prompt: 'a red apple', seed: 1, width: 64, height: 64 });
+    expect(calls).toHaveLength(4);
+    expect([...calls[0].feeds.timestep_cond.data]).toEqual([...guidanceScaleEmbedding(7.5, COND_WIDTH)]);
+    calls.length = 0;
+    await edit(sd, { source: 'a red apple', target: 'a green apple', seed: 1, width: 64, height: 64 });
+    expect(calls).toHaveLength(4);
+    expect(calls[0].feeds.timestep_cond.shape).toEqual([2, COND_WIDTH]); // source and edit, one batch
   });
 
   it('draws attention maps with one UNet batch per step', async () => {

@@ -1,7 +1,8 @@
 // Jobs without a scheduler take the model's own, as `nuri generate` does: a copy of the tiny model
 // whose scheduler config names Euler edits and maps attention with Euler; editing a real picture
 // stays on DDIM (its inversion is DDIM's) and refuses any other sampler by name. A generate job
-// without steps or guidance takes its sampler's (an LCM-distilled model: 4 steps at 8.5).
+// without steps or guidance takes its sampler's (an LCM-distilled model: 4 steps at 8.5), and so do
+// edit and attention jobs.
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -68,7 +69,7 @@ describe("a job without a scheduler takes the model's own", () => {
   });
 });
 
-describe('a generate job without steps or guidance', () => {
+describe('a job without steps or guidance', () => {
   it("takes its sampler's: an LCM-distilled model draws 4 steps at 8.5, another model 30 at 7.5", async () => {
     const lcm = await server.queue.wait(await server.submit('generate', { model: 'lcm-sd', prompt: 'a cat', width: 64, height: 64, seed: 1 }));
     expect(lcm.status, lcm.error ?? '').toBe('completed');
@@ -76,5 +77,14 @@ describe('a generate job without steps or guidance', () => {
     expect(parseParameters((lcm.info as { infotexts: string[] }).infotexts[0])).toMatchObject({ steps: 4, sampler: 'LCM', guidance: 8.5 });
     const plain = await server.queue.wait(await server.submit('generate', { model: 'euler-sd', prompt: 'a cat', width: 64, height: 64, seed: 1 }));
     expect(parseParameters((plain.info as { infotexts: string[] }).infotexts[0])).toMatchObject({ steps: 30, sampler: 'Euler', guidance: 7.5 });
+  });
+
+  it('edits and maps attention with the same defaults as a generate job', async () => {
+    for (const [type, params] of [['edit', { prompt: 'a cat riding a bike', target: 'a dog riding a bike' }], ['attention', { prompt: 'a cat' }]] as const) {
+      const lcm = await server.queue.wait(await server.submit(type, { ...params, model: 'lcm-sd', width: 64, height: 64, seed: 1 }));
+      expect(lcm.status, lcm.error ?? '').toBe('completed');
+      expect(lcm.progress.total).toBe(4);
+      expect(parseParameters((lcm.info as { infotexts: string[] }).infotexts[0])).toMatchObject({ steps: 4, sampler: 'LCM', guidance: 8.5 });
+    }
   });
 });

@@ -9,7 +9,7 @@ import { jobSchemas } from '../../src/server/schemas.ts';
 import { ApiError, type Job } from '../../src/web/api.ts';
 import { controlUnitErrors, controlUnitParams, newControlUnit } from '../../src/web/controlnet-settings.ts';
 import { fieldErrors, jobErrors } from '../../src/web/form.ts';
-import { INITIAL_FORM, INPAINT_FILL_LABELS, OUTPAINT_LABELS, formToParams, jobSeed, jobToForm, parametersToForm } from '../../src/web/generate-settings.ts';
+import { INITIAL_FORM, INPAINT_FILL_LABELS, OUTPAINT_LABELS, formToParams, jobSeed, jobToForm, parametersToForm, settingsLine } from '../../src/web/generate-settings.ts';
 import { emptyMask, paintSegment } from '../../src/web/mask.ts';
 
 const form = { ...INITIAL_FORM, prompt: 'red apple', model: 'default', width: 32, height: 32 };
@@ -34,6 +34,16 @@ describe('generate settings (Studio)', () => {
     expect(formToParams(back, undefined)).toEqual({ ...params, width: 48, height: 40, embeddings: undefined });
     const { scheduler: _, ...ownSampler } = params;
     expect(jobToForm({ ...job, params: ownSampler }, { ...form, scheduler: 'lms' }).scheduler).toBe('');
+  });
+
+  it('shows and restores the steps, sampler and guidance a job left to the server, from its infotext', () => {
+    const infotexts = [formatParameters({ prompt: 'red apple', steps: 4, sampler: 'LCM', guidance: 8.5, seed: 3, width: 64, height: 64, model: 'lcm' })];
+    const job = { id: 'j', type: 'generate', status: 'completed', progress: { step: 4, total: 4 }, images: [], error: null, info: { seeds: [3], infotexts, width: 64, height: 64 }, params: { prompt: 'red apple', model: 'lcm' } } as unknown as Job;
+    expect(settingsLine(job)).toBe('seed 3 · 4 steps · LCM · CFG 8.5 · 64×64 · lcm');
+    expect(jobToForm(job, form)).toMatchObject({ steps: 4, guidance: 8.5, scheduler: '' });
+    // What the job asked for wins over the record; a job still queued has no infotext.
+    expect(settingsLine({ ...job, params: { ...job.params, steps: 6, scheduler: 'ddim' } })).toBe('seed 3 · 6 steps · DDIM · CFG 8.5 · 64×64 · lcm');
+    expect(settingsLine({ ...job, status: 'queued', info: {} })).toBe('lcm');
   });
 
   it("reads AUTOMATIC1111's parameters, keeping what this server cannot do out of the form", () => {

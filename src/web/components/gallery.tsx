@@ -2,9 +2,7 @@
 
 import { useEffect, useState } from 'preact/hooks';
 import { type Job, listJobs } from '../api.ts';
-import { SAMPLER_LABELS } from '../../schedulers/labels.ts';
-import type { SchedulerName } from '../../schedulers/index.ts';
-import { jobSeed } from '../generate-settings.ts';
+import { jobSize, settingsLine } from '../generate-settings.ts';
 import { ImageBox } from './image-box.tsx';
 
 const PAGE = 24;
@@ -68,26 +66,4 @@ export function Gallery({ version, onUse, onImg2img, onEdit }: GalleryProps) {
       )}
     </section>
   );
-}
-
-/** The size the job made (the server records it in info when the request left it to the model). */
-export function jobSize(job: Job): { width: number; height: number } {
-  const pick = (key: 'width' | 'height') => [job.params[key], job.info[key]].find((v): v is number => typeof v === 'number') ?? 1;
-  return { width: pick('width'), height: pick('height') };
-}
-
-/** "seed 42 · 20 steps · DDIM · CFG 7.5 · 64×64 · model". */
-export function settingsLine(job: Job): string {
-  const p = job.params;
-  const parts = [
-    jobSeed(job) !== undefined && `seed ${jobSeed(job)}`,
-    p.steps !== undefined && `${String(p.steps)} steps`,
-    typeof p.scheduler === 'string' && (SAMPLER_LABELS[p.scheduler as SchedulerName] ?? p.scheduler),
-    p.guidance !== undefined && `CFG ${String(p.guidance)}`,
-    jobSize(job).width > 1 && `${jobSize(job).width}×${jobSize(job).height}`,
-    typeof p.model === 'string' && p.model,
-    typeof p.initImage === 'string' && `${p.mask !== undefined ? 'inpaint' : p.outpaint !== undefined ? 'outpaint' : 'img2img'} ${String(p.strength ?? '')}`,
-    Array.isArray(p.controlnet) && p.controlnet.length > 0 && `ControlNet ${p.controlnet.map((c: { model?: unknown }) => String(c.model)).join(', ')}`,
-  ];
-  return parts.filter(Boolean).join(' · ');
 }

@@ -6,7 +6,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { type Catalogue, type Job, imageName, listJobs, uploadFile } from '../api.ts';
 import { Field, NumberInput } from '../components/field.tsx';
-import { jobSize } from '../components/gallery.tsx';
+import { jobSize } from '../generate-settings.ts';
 import { ImageBox } from '../components/image-box.tsx';
 import { ProgressPanel } from '../components/progress.tsx';
 import { type EditSettings, type EditSource, classifyEdit, describeEdit, editParams, inverted, samplingOf } from '../edit-plan.ts';
