@@ -36,6 +36,10 @@ export interface ReadImageOptions {
    * crops the centre, 'contain' scales to fit and pads with white, 'fill' stretches.
    */
   fit?: 'cover' | 'contain' | 'fill';
+  /** Refuse pictures with more pixels than this (as decoded, before any resize): a small file can hold a huge picture. */
+  maxPixels?: number;
+  /** What errors call a picture given as bytes (default "the image data"), e.g. the request field it came from. */
+  name?: string;
 }
 
 const ACCEPTED_FORMATS = ['png', 'jpeg', 'webp'];
@@ -46,7 +50,7 @@ const ACCEPTED_FORMATS = ['png', 'jpeg', 'webp'];
  * size the image is resized (and centre-cropped for 'cover'). Errors name the file.
  */
 export async function readImage(source: string | Buffer, options: ReadImageOptions = {}): Promise<RgbImage> {
-  const path = typeof source === 'string' ? source : 'the image data';
+  const path = typeof source === 'string' ? source : (options.name ?? 'the image data');
   if (typeof source === 'string') {
     const info = await stat(source).catch((error: NodeJS.ErrnoException) => {
       throw new Error(`readImage: cannot open ${source}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
@@ -56,14 +60,18 @@ export async function readImage(source: string | Buffer, options: ReadImageOptio
 
   // The format by content, not by name: libvips also decodes GIF, TIFF, SVG, HEIF…, which Nuri
   // does not promise (SVG would even fetch what it references).
-  const format = await sharp(source)
+  const metadata = await sharp(source)
     .metadata()
-    .then((m) => m.format as string | undefined)
     .catch((error: Error) => {
       throw new Error(`readImage: ${path} is not a readable PNG, JPEG or WebP image: ${error.message}`);
     });
+  const format = metadata.format as string | undefined;
   if (!format || !ACCEPTED_FORMATS.includes(format)) {
     throw new Error(`readImage: ${path} is ${format ? `a ${format.toUpperCase()} image` : 'of an unknown format'} (by its content); only PNG, JPEG and WebP are read`);
+  }
+  const pixels = (metadata.width ?? 0) * (metadata.height ?? 0);
+  if (options.maxPixels !== undefined && pixels > options.maxPixels) {
+    throw new Error(`readImage: ${path} is ${metadata.width}×${metadata.height} (${(pixels / 1e6).toFixed(1)} megapixels), over the limit of ${(options.maxPixels / 1e6).toFixed(1)}`);
   }
   let pipeline = sharp(source).rotate().flatten({ background: '#ffffff' });
   if (options.width !== undefined || options.height !== undefined) {

@@ -193,11 +193,15 @@ function sizeConditioningOf(p: GenerateParams): SizeConditioning {
  * The picture to start from, read at the job's size (at its own with onlyMasked, the mask then read
  * at that), and the mask (grown with the canvas when outpainting).
  */
+/** Pictures kept at their own size (only-masked inpainting) are decoded whole, as floats: up to this many pixels (an 8K frame is 33 million). */
+export const KEPT_SIZE_MAX_PIXELS = 40_000_000;
+
 async function paintInputs(p: GenerateParams, ctx: RunnerContext, defaultSize: number) {
   let [width, height] = [p.width ?? defaultSize, p.height ?? defaultSize];
-  let initImage = p.initImage === undefined ? undefined : await readImage(await ctx.readInput(p.initImage), p.onlyMasked ? {} : { width, height });
+  const keptSize = p.onlyMasked ? { maxPixels: KEPT_SIZE_MAX_PIXELS } : { width, height };
+  let initImage = p.initImage === undefined ? undefined : await readImage(await ctx.readInput(p.initImage), { ...keptSize, name: `initImage ${p.initImage}` });
   const maskSize = p.onlyMasked && initImage ? { width: initImage.width, height: initImage.height } : { width, height };
-  let mask = p.mask === undefined ? undefined : maskFromImage(await readImage(await ctx.readInput(p.mask), maskSize));
+  let mask = p.mask === undefined ? undefined : maskFromImage(await readImage(await ctx.readInput(p.mask), { ...maskSize, name: `mask ${p.mask}` }));
   if (p.outpaint && initImage) {
     ({ image: initImage, mask } = outpaintCanvas(initImage, p.outpaint, mask));
     [width, height] = [initImage.width, initImage.height];
@@ -235,7 +239,7 @@ async function runEdit(params: EditParams, ctx: RunnerContext, o: JobScope): Pro
   const p: Settled<EditParams> = { ...params, ...samplerDefaults(sd, withPictureSampler(params)) };
   let width = p.width ?? sd.defaultSize;
   let height = p.height ?? sd.defaultSize;
-  const image = p.image === undefined ? undefined : await readImage(await ctx.readInput(p.image), { width, height });
+  const image = p.image === undefined ? undefined : await readImage(await ctx.readInput(p.image), { width, height, name: `image ${p.image}` });
   if (image) [width, height] = [image.width, image.height];
   const crossReplace = typeof p.crossReplace === 'number' ? { default: p.crossReplace } : p.crossReplace;
   const result = await edit(sd, {

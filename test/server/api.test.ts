@@ -82,6 +82,20 @@ describe('inpainting and outpainting jobs', () => {
   });
 });
 
+describe('only-masked inpainting', () => {
+  it('refuses a picture too large to keep at its own size, naming it, before anything runs', async () => {
+    // 8000 × 6000 in one bit per pixel: a few kilobytes of upload, 48 million pixels once decoded.
+    const huge = await sharp({ create: { width: 8000, height: 6000, channels: 3, background: '#000000' } }).png({ palette: true, colours: 2 }).toBuffer();
+    const picture = await upload(huge);
+    expect(picture.status).toBe(201);
+    const id = await server.submit('generate', { prompt: 'x', initImage: picture.body.name, mask: picture.body.name, onlyMasked: {}, steps: 2, width: 32, height: 32 });
+    const done = await server.queue.wait(id);
+    expect(done.status).toBe('failed');
+    expect(done.error).toBe(`readImage: initImage ${picture.body.name} is 8000×6000 (48.0 megapixels), over the limit of 40.0`);
+    expect(done.progress.step).toBe(0);
+  });
+});
+
 describe('uploads', () => {
   it('accepts only images, by their bytes, and within the size limit', async () => {
     const text = await upload(Buffer.from('not a picture at all'), 'image/png');
