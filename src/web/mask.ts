@@ -52,6 +52,34 @@ export function resizeMask(mask: Mask, width: number, height: number): Mask {
 }
 
 /**
+ * The mask at another size, both sizes read against the same picture as the server reads it: scaled
+ * to cover the size and centred (at the picture's own size, the picture itself). So a mask painted at
+ * the job's size lands on the same part of the picture at the picture's own size ("Only masked"), and
+ * back; what one size does not see of the picture is kept (0). Without the picture's size, a stretch.
+ */
+export function refitMask(mask: Mask, width: number, height: number, picture?: { width: number; height: number }): Mask {
+  if (!picture || (mask.width === width && mask.height === height)) return resizeMask(mask, width, height);
+  const from = coverView(picture, mask.width, mask.height);
+  const to = coverView(picture, width, height);
+  const out = emptyMask(width, height);
+  for (let y = 0; y < height; y++) {
+    const sy = Math.floor((to.top + (y + 0.5) / to.scale - from.top) * from.scale);
+    if (sy < 0 || sy >= mask.height) continue;
+    for (let x = 0; x < width; x++) {
+      const sx = Math.floor((to.left + (x + 0.5) / to.scale - from.left) * from.scale);
+      if (sx >= 0 && sx < mask.width) out.data[y * width + x] = mask.data[sy * mask.width + sx];
+    }
+  }
+  return out;
+}
+
+/** Where a width × height view of the picture (scaled to cover, centred) starts, in picture pixels, and its scale. */
+function coverView(picture: { width: number; height: number }, width: number, height: number) {
+  const scale = Math.max(width / picture.width, height / picture.height);
+  return { scale, left: (picture.width - width / scale) / 2, top: (picture.height - height / scale) / 2 };
+}
+
+/**
  * A mask image's pixels (RGBA, as a canvas gives them) as the server reads an uploaded mask:
  * transparency over white, PIL's grey level, then white from ½ up (127 keeps, 128 repaints).
  */

@@ -2,7 +2,7 @@
 // an uploaded mask image read as the server reads one, and the text kept across reloads.
 
 import { describe, expect, it } from 'vitest';
-import { decodeMask, emptyMask, encodeMask, invertMask, maskCoverage, maskFromRgba, maskToRgba, paintSegment, resizeMask } from '../../src/web/mask.ts';
+import { decodeMask, emptyMask, encodeMask, invertMask, maskCoverage, maskFromRgba, maskToRgba, paintSegment, refitMask, resizeMask } from '../../src/web/mask.ts';
 
 /** Rows of the mask as strings, '#' painted, '.' kept. */
 function picture(mask: { width: number; height: number; data: Float32Array }): string[] {
@@ -32,6 +32,23 @@ describe('Studio mask', () => {
     expect(maskCoverage(invertMask(mask))).toBe(6 / 8);
     expect(picture(resizeMask(mask, 8, 4))).toEqual(['####....', '####....', '........', '........']);
     expect(resizeMask(mask, 4, 2)).toBe(mask);
+  });
+
+  it("refits a mask between the job's size and the picture's own over the same part of the picture (Only masked)", () => {
+    // An 8×4 picture at a 4×4 job: scaled to cover, the job sees its middle four columns.
+    const photo = { width: 8, height: 4 };
+    const atJob = emptyMask(4, 4);
+    paintSegment(atJob, { x: 0.5, y: 0.5 }, { x: 0.5, y: 3.5 }, 0.5, 1); // the job's left column
+    const atPicture = refitMask(atJob, 8, 4, photo);
+    expect(picture(atPicture)).toEqual(['..#.....', '..#.....', '..#.....', '..#.....']);
+    expect(picture(refitMask(atPicture, 4, 4, photo))).toEqual(picture(atJob));
+    // At twice the size the job sees the same middle; paint the picture's edge and the job sees none of it.
+    expect(picture(refitMask(atJob, 8, 8, photo))).toEqual(Array(8).fill('##......'));
+    const edge = emptyMask(8, 4);
+    paintSegment(edge, { x: 0.5, y: 0.5 }, { x: 0.5, y: 3.5 }, 0.5, 1);
+    expect(maskCoverage(refitMask(edge, 4, 4, photo))).toBe(0);
+    // Without the picture's size: a stretch.
+    expect(picture(refitMask(atJob, 8, 4))).toEqual(['##......', '##......', '##......', '##......']);
   });
 
   it('reads a mask image as the server does: over white, grey level binarised at ½ (127 keeps, 128 repaints)', () => {

@@ -181,6 +181,15 @@ describe('Studio: inpainting', () => {
     const box = (await maskCanvas().boundingBox())!;
     await page.mouse.click(box.x + (70 / 96) * box.width, box.y + (20 / 64) * box.height);
     await expect.poll(() => maskCanvas().getAttribute('aria-label'), POLL).toMatch(/ [1-9]\d*% painted$/);
+    // Unticked, the mask is the job's 64×64 view of the picture (its middle, from x = 16): the dot
+    // stays on the same part of the picture, and comes back when ticked again.
+    const painted = (x: number, y: number) => maskCanvas().evaluate((c, [x, y]) => (c as HTMLCanvasElement).getContext('2d')!.getImageData(x, y, 1, 1).data[3] > 0, [x, y]);
+    await gen().getByLabel(/Only masked: keep/).uncheck();
+    await expect.poll(() => maskCanvas().evaluate((c) => (c as HTMLCanvasElement).width), POLL).toBe(64);
+    expect([await painted(54, 20), await painted(63, 20), await painted(40, 20)]).toEqual([true, false, false]);
+    await gen().getByLabel(/Only masked: keep/).check();
+    await expect.poll(() => maskCanvas().evaluate((c) => (c as HTMLCanvasElement).width), POLL).toBe(96);
+    expect([await painted(70, 20), await painted(54, 20)]).toEqual([true, false]);
     await gen().getByRole('button', { name: 'Generate', exact: true }).click();
     const status = await waitForStatus(gen(), ['completed', 'failed'], 120_000);
     const job = await latestJob();

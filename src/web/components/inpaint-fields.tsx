@@ -14,12 +14,14 @@ interface InpaintFieldsProps {
   /** The mask's size: the job's, or the picture's own when inpainting only masked. */
   width: number;
   height: number;
+  /** The picture's own size, once read. */
+  picture?: { width: number; height: number };
 }
 
-export function InpaintFields({ form, set, errors, width, height }: InpaintFieldsProps) {
+export function InpaintFields({ form, set, errors, width, height, picture }: InpaintFieldsProps) {
   return (
     <>
-      <MaskEditor imageUrl={form.initImage.url} width={width} height={height} mask={form.mask} onChange={(mask) => set({ mask })} error={errors.mask} />
+      <MaskEditor imageUrl={form.initImage.url} width={width} height={height} picture={picture} mask={form.mask} onChange={(mask) => set({ mask })} error={errors.mask} />
       <div class="row">
         <Field label="Mask blur" error={errors.maskBlur} hint="px; soft edge of the repainted area">
           {(id, d) => <NumberInput id={id} name="maskBlur" describedBy={d} value={form.maskBlur} min={0} max={64} step={1} onChange={(maskBlur) => set({ maskBlur })} invalid={!!errors.maskBlur} />}

@@ -5,13 +5,15 @@
 
 import { useEffect, useId, useRef, useState } from 'preact/hooks';
 import { drawMask, maskFromFile } from '../mask-canvas.ts';
-import { type Mask, emptyMask, invertMask, maskCoverage, paintSegment, resizeMask } from '../mask.ts';
+import { type Mask, emptyMask, invertMask, maskCoverage, paintSegment, refitMask } from '../mask.ts';
 
 interface MaskEditorProps {
   imageUrl: string;
   /** The job's size: the mask is painted at it. */
   width: number;
   height: number;
+  /** The picture's own size, once known: a mask painted at another size is refitted over the same part of it. */
+  picture?: { width: number; height: number };
   mask?: Mask;
   onChange: (mask: Mask | undefined) => void;
   error?: string;
@@ -19,7 +21,7 @@ interface MaskEditorProps {
 
 type Point = { x: number; y: number };
 
-export function MaskEditor({ imageUrl, width, height, mask, onChange, error }: MaskEditorProps) {
+export function MaskEditor({ imageUrl, width, height, picture, mask, onChange, error }: MaskEditorProps) {
   const id = useId();
   const canvas = useRef<HTMLCanvasElement>(null);
   // The mask being painted: strokes change it in place and redraw; it is handed over when a stroke ends.
@@ -31,13 +33,14 @@ export function MaskEditor({ imageUrl, width, height, mask, onChange, error }: M
   const [note, setNote] = useState<string>();
   const maxBrush = Math.max(4, Math.round(Math.max(width, height) / 2));
 
-  const shown = mask ? resizeMask(mask, width, height) : emptyMask(width, height);
+  const fitted = () => (mask ? refitMask(mask, width, height, picture) : emptyMask(width, height));
+  const shown = fitted();
   useEffect(() => {
     if (canvas.current) drawMask(canvas.current, shown);
-  }, [mask, width, height]);
+  }, [mask, width, height, picture?.width, picture?.height]);
 
   const begin = () => {
-    const base = mask ? resizeMask(mask, width, height) : emptyMask(width, height);
+    const base = fitted();
     working.current = { ...base, data: base.data.slice() };
   };
   const dab = (from: Point, to: Point) => {

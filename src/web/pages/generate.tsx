@@ -13,7 +13,7 @@ import { InpaintFields } from '../components/inpaint-fields.tsx';
 import { ProgressPanel } from '../components/progress.tsx';
 import { SeedField } from '../components/seed-field.tsx';
 import { type GenerateForm, WEIGHT_DTYPES, type WeightDType, describeSizeConditioning, formToParams, hasMask, jobSeed, jobToForm, onlyMaskedArea, parametersToForm } from '../generate-settings.ts';
-import { type Mask, resizeMask } from '../mask.ts';
+import { type Mask, refitMask } from '../mask.ts';
 import { fileDataUrl, maskPng } from '../mask-canvas.ts';
 import { loadSettings, saveSettings } from '../saved-settings.ts';
 import { readPngParameters } from '../png-file.ts';
@@ -89,7 +89,7 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
     const size = `${maskW}x${maskH}`;
     const sent = sentMasks.current.get(form.mask);
     if (sent?.size === size) return sent.name;
-    const name = await uploadFile(await maskPng(resizeMask(form.mask, maskW, maskH)), 'mask.png');
+    const name = await uploadFile(await maskPng(refitMask(form.mask, maskW, maskH, initSize)), 'mask.png');
     sentMasks.current.set(form.mask, { size, name });
     return name;
   };
@@ -221,7 +221,7 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
           <Field label={`Strength: ${form.strength}`} error={errors.strength} hint="denoising strength: how much of the starting image is replaced">
             {(id, d) => <input id={id} type="range" min={0} max={1} step={0.05} value={form.strength} disabled={!form.initImage} aria-describedby={d} onInput={(e) => set({ strength: e.currentTarget.valueAsNumber })} />}
           </Field>
-          {form.initImage && <InpaintFields form={{ ...form, initImage: form.initImage }} set={set} errors={errors} width={maskW} height={maskH} />}
+          {form.initImage && <InpaintFields form={{ ...form, initImage: form.initImage }} set={set} errors={errors} width={maskW} height={maskH} picture={initSize} />}
         </fieldset>
         <ControlNetUnits controlnets={catalogue.controlnets} units={form.controlnets} onChange={(controlnets) => set({ controlnets })} upload={uploadPicture} errors={errors} />
         <Field label="Read settings from a PNG" hint="or drop a PNG made by Nuri or AUTOMATIC1111 anywhere on the page">
