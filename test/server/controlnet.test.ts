@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { parsePngText } from '../../src/io/png.ts';
 import { FIXTURES, TINY_SD, referenceCase } from '../fixtures.ts';
@@ -87,6 +88,19 @@ describe("A1111's ControlNet extension API", () => {
     expect(info.extra_generation_params['ControlNet 0']).toMatch(/^Module: canny, Model: tiny-controlnet, Weight: 0\.8/);
     const job = (await server.queue.list({ offset: 0, limit: 1 })).jobs[0];
     expect(job.params.controlnet).toMatchObject([{ model: 'tiny-controlnet', fit: 'cover', weight: 0.8, start: 0, end: 0.5, preprocess: 'canny', cannyLow: 50, cannyHigh: 200 }]);
+  });
+
+  it('inpaints the whole picture when a unit runs, with a note: inpaint_full_res (on by default) is not done with ControlNet', async () => {
+    const picture = await sharp({ create: { width: 48, height: 40, channels: 3, background: '#2040c0' } }).png().toBuffer();
+    const mask = await sharp({ create: { width: 48, height: 40, channels: 3, background: '#ffffff' } }).png().toBuffer();
+    const request = { prompt: 'a house by a lake', steps: 2, width: 64, height: 64, seed: 5, override_settings: { sd_model_checkpoint: 'tiny-sd' } };
+    const res = await server.request('POST', '/sdapi/v1/img2img', { ...request, init_images: [picture.toString('base64')], mask: mask.toString('base64'), alwayson_scripts: { controlnet: { args: [unit] } } });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(JSON.parse(res.body.info).notes).toContain('inpaint_full_res (only masked) with ControlNet is not supported; the whole picture was inpainted at its size');
+    const job = (await server.queue.list({ offset: 0, limit: 1 })).jobs[0];
+    expect(job.params).toMatchObject({ controlnet: [{ model: 'tiny-controlnet' }], mask: expect.stringMatching(/^upload-/), width: 64, height: 64 });
+    expect(job.params.onlyMasked).toBeUndefined();
+    expect(await sharp(Buffer.from(res.body.images[0], 'base64')).metadata()).toMatchObject({ width: 64, height: 64 });
   });
 
   it('names an unavailable preprocessor and an unknown model', async () => {
