@@ -3,6 +3,7 @@
 
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { z } from 'zod';
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import { ConfigReader } from '../schedulers/config.ts';
 import type { DiffusersSchedulerConfig } from '../schedulers/index.ts';
@@ -32,6 +33,31 @@ export interface StableDiffusionComponents {
   name: string;
   /** What the user should know about how the model was read (guessed configs, unused tensors). */
   warnings: string[];
+  /** The sampling settings its makers chose (a folder's nuri.json), for runs that name none. */
+  defaults?: ModelDefaults;
+}
+
+export interface ModelDefaults {
+  steps?: number;
+  guidance?: number;
+}
+
+// nuri.json beside model_index.json: { "defaults": { "guidance": 5, "steps": 20 } }. Diffusers and
+// other tools ignore the file; a field Nuri does not read is refused, so a typo is not silently lost.
+const MODEL_SETTINGS = z.strictObject({
+  defaults: z.strictObject({ steps: z.int().min(1).max(1000).optional(), guidance: z.number().min(0).max(100).optional() }).optional(),
+});
+
+/** A model folder's nuri.json (none: undefined), checked field by field. */
+export function readModelDefaults(folder: string): ModelDefaults | undefined {
+  const path = join(folder, 'nuri.json');
+  if (!existsSync(path)) return undefined;
+  return parseConfigFile(path, 'nuri.json', (json) => {
+    const parsed = MODEL_SETTINGS.safeParse(json);
+    if (parsed.success) return parsed.data.defaults;
+    const issue = parsed.error.issues[0]!;
+    throw new Error(`${issue.path.join('.') || 'the file'}: ${issue.message}`);
+  });
 }
 
 export interface LoadModelOptions {
@@ -60,7 +86,7 @@ function loadFolder(path: string): StableDiffusionComponents {
   const textEncoder = loadClipTextModel(join(path, 'text_encoder'));
   const tokenizer = ClipTokenizer.fromFolder(join(path, 'tokenizer'));
   checkTokenizerFits(tokenizer, textEncoder, join(path, 'tokenizer'), join(path, 'text_encoder'));
-  const components = { tokenizer, textEncoder, unet, vae, schedulerConfig, name: basename(path), warnings: [] };
+  const components = { tokenizer, textEncoder, unet, vae, schedulerConfig, name: basename(path), warnings: [], defaults: readModelDefaults(path) };
   return unet.config.addition_embed_type === 'text_time' ? { ...components, ...loadSecondTextTower(path, components) } : components;
 }
 

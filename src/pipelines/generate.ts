@@ -137,12 +137,14 @@ export const DEFAULTS = { steps: 30, guidance: 7.5, seed: 0, width: 512, height:
  * A run's steps and guidance: what it asks, else its sampler's (the one it names, else the model's
  * own). The LCM sampler draws in a few steps: 4, with guidance 8.5 as the input of an LCM-distilled
  * UNet (diffusers' LatentConsistencyModelPipeline) and 1 otherwise (LCM-LoRA: no unconditional
- * pass); any other sampler 30 steps at 7.5.
+ * pass); any other sampler 30 steps at 7.5. A model folder's own defaults (nuri.json) come before
+ * those, except under an LCM-LoRA, whose few steps are the LoRA's, not the model's.
  */
 export function samplerDefaults(sd: StableDiffusion, asked: { scheduler?: SchedulerName; steps?: number; guidance?: number }): { steps: number; guidance: number } {
   const lcm = (asked.scheduler ?? defaultSchedulerFor(sd.components.schedulerConfig)) === 'lcm';
-  const guidance = sd.embedsGuidance ? 8.5 : lcm ? 1 : DEFAULTS.guidance;
-  return { steps: asked.steps ?? (lcm ? 4 : DEFAULTS.steps), guidance: asked.guidance ?? guidance };
+  const own = lcm && !sd.embedsGuidance ? undefined : sd.components.defaults;
+  const guidance = own?.guidance ?? (sd.embedsGuidance ? 8.5 : lcm ? 1 : DEFAULTS.guidance);
+  return { steps: asked.steps ?? own?.steps ?? (lcm ? 4 : DEFAULTS.steps), guidance: asked.guidance ?? guidance };
 }
 
 export interface SamplerOptions {

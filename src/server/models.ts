@@ -9,7 +9,15 @@ import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { bundledTokenizer, defaultModelPath } from '../models/bundled.ts';
 import { embeddingFileToken } from '../models/textual-inversion.ts';
+import { samplerDefaults } from '../pipelines/generate.ts';
 import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
+
+/** What a model gives a job that names no size, steps or guidance. */
+export interface ModelRunDefaults {
+  size: number;
+  steps: number;
+  guidance: number;
+}
 
 export interface ModelEntry {
   /** "default" for the bundled model; else the path under --models, without .safetensors. */
@@ -69,24 +77,26 @@ export class ModelRegistry {
   }
 
   /**
-   * The image side a model was trained for (what a job without width and height makes), read from
-   * its configs once per file version; undefined when they cannot be read.
+   * What a job that names no size, steps or guidance gets from a model: the image side it was trained
+   * for, and its own sampler's steps and guidance (`samplerDefaults`, with its folder's nuri.json).
+   * Read from its configs once per file version; undefined when they cannot be read.
    */
-  defaultSize(entry: ModelEntry): number | undefined {
+  defaults(entry: ModelEntry): ModelRunDefaults | undefined {
     const key = `${entry.path}@${statSync(entry.path).mtimeMs}`;
-    if (!this.sizes.has(key)) {
-      let size: number | undefined;
+    if (!this.runDefaults.has(key)) {
+      let found: ModelRunDefaults | undefined;
       try {
-        size = StableDiffusion.load(entry.path, this.loadOptions(entry)).defaultSize;
+        const sd = StableDiffusion.load(entry.path, this.loadOptions(entry));
+        found = { size: sd.defaultSize, ...samplerDefaults(sd, {}) };
       } catch {
-        size = undefined; // a broken model is reported when a job loads it, not in the listing
+        found = undefined; // a broken model is reported when a job loads it, not in the listing
       }
-      this.sizes.set(key, size);
+      this.runDefaults.set(key, found);
     }
-    return this.sizes.get(key);
+    return this.runDefaults.get(key);
   }
 
-  private readonly sizes = new Map<string, number | undefined>();
+  private readonly runDefaults = new Map<string, ModelRunDefaults | undefined>();
 
   /** What loading a model of the registry needs beside its path: the fallback tokenizer, its YAML. */
   loadOptions(entry: ModelEntry): { defaultTokenizer: string; config?: string } {

@@ -12,6 +12,8 @@ export interface SavedSettings {
   form: GenerateForm;
   /** The user chose the size (else it follows the model's). */
   sizeTouched: boolean;
+  /** The user chose the steps or guidance (else they follow the model's). */
+  samplingTouched: boolean;
 }
 
 type Picture = { name: string; url: string } | undefined;
@@ -24,6 +26,7 @@ export function saveSettings(storage: Pick<Storage, 'setItem'>, saved: SavedSett
     JSON.stringify({
       ...form,
       sizeTouched: saved.sizeTouched,
+      samplingTouched: saved.samplingTouched,
       // JSON has no NaN: an emptied number box is kept as null.
       width: Number.isFinite(form.width) ? form.width : null,
       height: Number.isFinite(form.height) ? form.height : null,
@@ -50,7 +53,7 @@ export function loadSettings(storage: Pick<Storage, 'getItem'>, base: GenerateFo
   } catch {
     raw = {};
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { form: base, sizeTouched: false };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { form: base, sizeTouched: false, samplingTouched: false };
   const form: GenerateForm = { ...base };
   const mutable = form as unknown as Record<string, unknown>;
   for (const [key, value] of Object.entries(base)) {
@@ -63,7 +66,7 @@ export function loadSettings(storage: Pick<Storage, 'getItem'>, base: GenerateFo
   form.initImage = picture(raw.initImage);
   form.mask = decodeMask(raw.mask);
   form.controlnets = Array.isArray(raw.controlnets) ? raw.controlnets.flatMap((u) => controlUnit(u)) : [];
-  return { form, sizeTouched: raw.sizeTouched === true };
+  return { form, sizeTouched: raw.sizeTouched === true, samplingTouched: raw.samplingTouched === true };
 }
 
 function sameShape(value: unknown, saved: unknown): boolean {

@@ -2,8 +2,8 @@
 // whose scheduler config names Euler edits and maps attention with Euler; editing a real picture
 // stays on DDIM (its inversion is DDIM's) and refuses any other sampler by name. A generate job
 // without steps or guidance takes its sampler's (an LCM-distilled model: 4 steps at 8.5), and so do
-// edit and attention jobs.
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+// edit and attention jobs; a model folder's nuri.json gives its own.
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
@@ -16,6 +16,7 @@ import { type TestServer, testServer } from './helpers.ts';
 let server: TestServer;
 let modelsDir: string;
 let lcmModel: string;
+let ownDefaults: string;
 
 beforeAll(async () => {
   const model = copyTinySd();
@@ -24,12 +25,15 @@ beforeAll(async () => {
   symlinkSync(model, join(modelsDir, 'euler-sd'));
   lcmModel = writeLcmDistilled(new Float32Array(32 * 8).fill(0.01));
   symlinkSync(lcmModel, join(modelsDir, 'lcm-sd'));
+  ownDefaults = copyTinySd();
+  writeFileSync(join(ownDefaults, 'nuri.json'), JSON.stringify({ defaults: { steps: 3, guidance: 5 } }));
+  symlinkSync(ownDefaults, join(modelsDir, 'own-sd'));
   server = await testServer({ models: modelsDir });
 });
 afterAll(async () => {
   await server.close();
   rmSync(modelsDir, { recursive: true, force: true });
-  if (lcmModel) rmSync(dirname(lcmModel), { recursive: true, force: true });
+  for (const dir of [lcmModel, ownDefaults]) if (dir) rmSync(dirname(dir), { recursive: true, force: true });
 });
 
 const SMALL = { model: 'euler-sd', steps: 2, width: 64, height: 64, seed: 5, guidance: 1 };
@@ -77,6 +81,17 @@ describe('a job without steps or guidance', () => {
     expect(parseParameters((lcm.info as { infotexts: string[] }).infotexts[0])).toMatchObject({ steps: 4, sampler: 'LCM', guidance: 8.5 });
     const plain = await server.queue.wait(await server.submit('generate', { model: 'euler-sd', prompt: 'a cat', width: 64, height: 64, seed: 1 }));
     expect(parseParameters((plain.info as { infotexts: string[] }).infotexts[0])).toMatchObject({ steps: 30, sampler: 'Euler', guidance: 7.5 });
+  });
+
+  it("takes a model folder's own (nuri.json), and the models listing says what each model gives", async () => {
+    const own = await server.queue.wait(await server.submit('generate', { model: 'own-sd', prompt: 'a cat', width: 64, height: 64, seed: 1 }));
+    expect(own.status, own.error ?? '').toBe('completed');
+    expect(parseParameters((own.info as { infotexts: string[] }).infotexts[0])).toMatchObject({ steps: 3, guidance: 5 });
+    const listed = (await server.request('GET', '/api/v1/models')).body.models;
+    const byName = (name: string) => listed.find((m: { name: string }) => m.name === name);
+    expect(byName('own-sd')).toMatchObject({ defaultSteps: 3, defaultGuidance: 5 });
+    expect(byName('lcm-sd')).toMatchObject({ defaultSteps: 4, defaultGuidance: 8.5 });
+    expect(byName('euler-sd')).toMatchObject({ defaultSteps: 30, defaultGuidance: 7.5 });
   });
 
   it('edits and maps attention with the same defaults as a generate job', async () => {

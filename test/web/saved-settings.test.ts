@@ -42,17 +42,18 @@ const form: GenerateForm = {
 describe('saved Generate settings (Studio)', () => {
   it('a reload gets back the form: the mask, inpainting, outpaint margins, ControlNet units and pictures', () => {
     const storage = memoryStorage();
-    saveSettings(storage, { form, sizeTouched: true });
+    saveSettings(storage, { form, sizeTouched: true, samplingTouched: true });
     const loaded = loadSettings(storage);
     expect(loaded.sizeTouched).toBe(true);
+    expect(loaded.samplingTouched).toBe(true);
     expect(loaded.form).toEqual(form); // NaN width included: an emptied box stays empty
   });
 
   it('leaves out what cannot come back: blob: URLs always, the pictures when the quota is full', () => {
     const storage = memoryStorage(2000);
-    saveSettings(storage, { form: { ...form, initImage: { name: 'upload-x.png', url: 'blob:http://x/1' } }, sizeTouched: false });
+    saveSettings(storage, { form: { ...form, initImage: { name: 'upload-x.png', url: 'blob:http://x/1' } }, sizeTouched: false, samplingTouched: false });
     expect(loadSettings(storage).form.initImage).toBeUndefined();
-    saveSettings(storage, { form, sizeTouched: false });
+    saveSettings(storage, { form, sizeTouched: false, samplingTouched: false });
     const loaded = loadSettings(storage).form;
     expect(loaded.initImage).toBeUndefined();
     expect(loaded.controlnets[0].image).toBeUndefined();
@@ -68,6 +69,6 @@ describe('saved Generate settings (Studio)', () => {
     expect(loaded.sizeConditioning).not.toHaveProperty('originalSize');
     expect(loaded.controlnets).toEqual([newControlUnit('tiny-controlnet')]);
     storage.items.set(STORAGE_KEY, '{not json');
-    expect(loadSettings(storage)).toEqual({ form: INITIAL_FORM, sizeTouched: false });
+    expect(loadSettings(storage)).toEqual({ form: INITIAL_FORM, sizeTouched: false, samplingTouched: false });
   });
 });

@@ -3,9 +3,10 @@
 // repaints only there (the result equals the picture beyond the stroke and its blur), the settings
 // and the mask survive a reload, "Only masked" keeps a picture's own size, and a ControlNet unit
 // reaches the job; a refused unit field and a
-// ControlNet that fails at run time show their errors beside the field.
+// ControlNet that fails at run time show their errors beside the field. The steps and guidance
+// follow the chosen model's own until the user sets them.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -14,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseParameters } from '../../src/io/parameters.ts';
 import { parsePngText } from '../../src/io/png.ts';
 import { FIXTURES, TINY_SD } from '../fixtures.ts';
-import { tinyInpaintModel } from '../model-copy.ts';
+import { copyTinySd, tinyInpaintModel } from '../model-copy.ts';
 import { POLL, type RunningServer, type Studio, openStudio, saveScreenshot, waitForStatus } from './harness.ts';
 
 const SIZE = 64;
@@ -22,6 +23,7 @@ const EDGES = join(FIXTURES, 'reference-2', 'controlnet_cond_128.png');
 
 let dir: string;
 let inpaintModel: string;
+let ownDefaults: string;
 let photo: string;
 let studio: Studio;
 let server: RunningServer;
@@ -55,6 +57,9 @@ beforeAll(async () => {
   inpaintModel = tinyInpaintModel();
   symlinkSync(TINY_SD, join(models, 'tiny-sd'));
   symlinkSync(inpaintModel, join(models, 'tiny-sd-inpaint'));
+  ownDefaults = copyTinySd();
+  writeFileSync(join(ownDefaults, 'nuri.json'), JSON.stringify({ defaults: { steps: 3, guidance: 5 } }));
+  symlinkSync(ownDefaults, join(models, 'own-sd'));
   symlinkSync(join(FIXTURES, 'tiny-controlnet'), join(models, 'controlnet', 'tiny-controlnet'));
   // A ControlNet whose file went away (a link into a moved folder): listed, and only loading it fails.
   symlinkSync(join(dir, 'moved', 'gone.safetensors'), join(models, 'controlnet', 'gone.safetensors'));
@@ -69,7 +74,7 @@ afterAll(async () => {
   await studio?.close();
   // The server's low-priority graph builder may still be writing into dir/cache: retry while it does.
   if (dir) rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
-  if (inpaintModel) rmSync(dirname(inpaintModel), { recursive: true, force: true });
+  for (const model of [inpaintModel, ownDefaults]) if (model) rmSync(dirname(model), { recursive: true, force: true });
 });
 
 const gen = () => page.getByRole('region', { name: 'Generate' });
@@ -84,9 +89,27 @@ async function fitsAPhone(): Promise<void> {
 }
 const maskCanvas = () => gen().getByRole('application', { name: /^Mask over the starting image/ });
 
+describe("Studio: a model's own steps and guidance", () => {
+  it("follows the chosen model's (a folder's nuri.json) until the user picks theirs", async () => {
+    const [model, steps, guidance] = [gen().getByLabel('Model', { exact: true }), gen().getByLabel('Steps'), gen().getByLabel('Guidance')];
+    await expect.poll(() => model.locator('option').count(), POLL).toBe(4);
+    const first = await model.inputValue();
+    await model.selectOption('own-sd');
+    await expect.poll(() => Promise.all([steps.inputValue(), guidance.inputValue()]), POLL).toEqual(['3', '5']);
+    await model.selectOption('tiny-sd');
+    await expect.poll(() => Promise.all([steps.inputValue(), guidance.inputValue()]), POLL).toEqual(['30', '7.5']);
+    await guidance.fill('6');
+    await model.selectOption('own-sd');
+    await page.waitForTimeout(200); // a change would come with the model's, at once
+    expect(await Promise.all([steps.inputValue(), guidance.inputValue()])).toEqual(['30', '6']);
+    await guidance.fill('7.5');
+    await model.selectOption(first);
+  });
+});
+
 describe('Studio: inpainting', () => {
   it('a brushed mask repaints only under the stroke and its blur; the job gets the mask, blur, fill and strength', async () => {
-    await expect.poll(() => gen().getByLabel('Model', { exact: true }).locator('option').count(), POLL).toBe(3);
+    await expect.poll(() => gen().getByLabel('Model', { exact: true }).locator('option').count(), POLL).toBe(4);
     await gen().getByLabel('Model', { exact: true }).selectOption('tiny-sd-inpaint');
     await gen().getByLabel('Prompt', { exact: true }).fill('a red bench');
     await gen().getByLabel('Steps').fill('4');

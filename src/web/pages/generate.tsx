@@ -36,7 +36,8 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
   const [form, setForm] = useState<GenerateForm>(saved.form);
   const set = (patch: Partial<GenerateForm>) => setForm((f) => ({ ...f, ...patch }));
   const [sizeTouched, setSizeTouched] = useState(saved.sizeTouched);
-  useEffect(() => saveSettings(localStorage, { form, sizeTouched }), [form, sizeTouched]);
+  const [samplingTouched, setSamplingTouched] = useState(saved.samplingTouched);
+  useEffect(() => saveSettings(localStorage, { form, sizeTouched, samplingTouched }), [form, sizeTouched, samplingTouched]);
   // Errors the page finds before sending (a unit without its image, a mask that did not upload).
   const [pageErrors, setPageErrors] = useState<Record<string, string>>({});
   // The server's name of each mask already uploaded, at the size it was sent.
@@ -59,6 +60,10 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
     if (model && form.model !== model.name) set({ model: model.name });
     if (!sizeTouched && model?.defaultSize) set({ width: model.defaultSize, height: model.defaultSize });
   }, [model?.name, model?.defaultSize, sizeTouched]);
+  // Likewise its steps and guidance (an LCM model's 4 steps, a folder's nuri.json), until the user picks theirs.
+  useEffect(() => {
+    if (!samplingTouched && model?.defaultSteps && model.defaultGuidance !== undefined) set({ steps: model.defaultSteps, guidance: model.defaultGuidance });
+  }, [model?.name, model?.defaultSteps, model?.defaultGuidance, samplingTouched]);
 
   const shown = state.job?.status === 'completed' ? state.job.images : [];
   const [w, h] = [Number.isFinite(form.width) ? form.width : model?.defaultSize ?? 1, Number.isFinite(form.height) ? form.height : model?.defaultSize ?? 1];
@@ -101,6 +106,7 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
       const { form: next, notes } = parametersToForm(text, form, catalogue.models.map((m) => m.name), catalogue.controlnets, catalogue.vaes);
       setForm(next);
       setSizeTouched(true);
+      setSamplingTouched(true);
       setNotice([`Settings read from ${file.name}`, ...notes].join('; '));
     } catch (error) {
       setNotice(`${file.name}: ${(error as Error).message}`);
@@ -185,10 +191,10 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
         )}
         <div class="row">
           <Field label="Steps" error={errors.steps}>
-            {(id, d) => <NumberInput id={id} name="steps" describedBy={d} value={form.steps} min={1} step={1} onChange={(steps) => set({ steps })} invalid={!!errors.steps} />}
+            {(id, d) => <NumberInput id={id} name="steps" describedBy={d} value={form.steps} min={1} step={1} onChange={(steps) => (setSamplingTouched(true), set({ steps }))} invalid={!!errors.steps} />}
           </Field>
           <Field label="Guidance" error={errors.guidance}>
-            {(id, d) => <NumberInput id={id} name="guidance" describedBy={d} value={form.guidance} min={0} step={0.5} onChange={(guidance) => set({ guidance })} invalid={!!errors.guidance} />}
+            {(id, d) => <NumberInput id={id} name="guidance" describedBy={d} value={form.guidance} min={0} step={0.5} onChange={(guidance) => (setSamplingTouched(true), set({ guidance }))} invalid={!!errors.guidance} />}
           </Field>
           <Field label="Batch" error={errors.batch}>
             {(id, d) => <NumberInput id={id} name="batch" describedBy={d} value={form.batch} min={1} step={1} onChange={(batch) => set({ batch })} invalid={!!errors.batch} />}
@@ -256,7 +262,7 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
         </div>
         <Gallery
           version={historyVersion}
-          onUse={(job) => (setForm((f) => jobToForm(job, f)), setSizeTouched(true), setNotice('Settings taken from the chosen result'))}
+          onUse={(job) => (setForm((f) => jobToForm(job, f)), setSizeTouched(true), setSamplingTouched(true), setNotice('Settings taken from the chosen result'))}
           onImg2img={(_, url) => set({ initImage: { name: imageName(url), url }, mask: undefined })}
           onEdit={onEdit}
         />
