@@ -33,6 +33,7 @@ import { parseArgs } from 'node:util';
 import { checkpointName } from '../src/training/checkpoint.ts';
 import { keepMilestones } from '../src/training/checkpoint-milestones.ts';
 import { describeProgress, packProgress, unpackProgress } from '../src/training/carry.ts';
+import type { ModelDefaults } from '../src/models/load.ts';
 import { assembleDefaultModel, measureLatents, writeBasePipeline } from '../src/training/default-model.ts';
 
 const REPO = resolve(import.meta.dirname, '..');
@@ -63,6 +64,8 @@ interface Plan {
   unet: Flags;
   /** Identity figure at every `every` UNet steps, over `names` training and held-out names. */
   identity?: { every: number; names: number };
+  /** The model's own sampling defaults (its nuri.json). */
+  defaults?: ModelDefaults;
 }
 const plan = JSON.parse(readFileSync(resolve(args.plan ?? join(RECIPE, 'training.json')), 'utf8')) as Plan;
 const WORK = resolve(args.work ?? process.env.NURI_TRAIN_DIR ?? join(homedir(), '.cache', 'nuri', plan.work));
@@ -243,7 +246,7 @@ const stages: Stage[] = [
     name: 'assemble',
     inputs: ['unet', 'clip'],
     product: join(OUT, 'model_index.json'),
-    run: async () => assembleDefaultModel({ unetPipeline: dirs.unet, clip: dirs.clip, staging: dirs.final, out: OUT, costs: readCosts(), resolution: plan.resolution }),
+    run: async () => assembleDefaultModel({ unetPipeline: dirs.unet, clip: dirs.clip, staging: dirs.final, out: OUT, costs: readCosts(), resolution: plan.resolution, defaults: plan.defaults }),
   },
   ...(plan.identity
     ? // No `dir`: a rerun keeps the figures still valid (measureMilestones checks each against its milestone).

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Generator } from '../engine/index.ts';
 import { loadEmojiDataset } from '../data/emoji-dataset.ts';
 import { parseEmojiSource } from '../data/emoji-source.ts';
+import type { ModelDefaults } from '../models/load.ts';
 import { IMAGE_ENCODER, writeImageEncoder } from '../models/pipeline-clip.ts';
 import { UNet2DConditionModel } from '../models/unet.ts';
 import { parseUNetConfig } from '../models/checkpoint/unet-config.ts';
@@ -132,6 +133,8 @@ export interface AssembleOptions {
   costs: Record<string, number>;
   /** Side of the images it draws, for the model card. */
   resolution: number;
+  /** Sampling defaults measured to suit it, written as its nuri.json. */
+  defaults?: ModelDefaults;
 }
 
 /** The shipped model: the trained pipeline plus the CLIP image tower, in fp16, with a model card. */
@@ -140,7 +143,8 @@ export function assembleDefaultModel(o: AssembleOptions): void {
   copyFolder(o.unetPipeline, o.staging, new Set(['checkpoints', 'milestones', 'validation']));
   writeImageEncoder(o.clip, o.staging);
   writeJson(join(o.staging, 'model_index.json'), modelIndex(true));
-  writeFileSync(join(o.staging, 'README.md'), modelCard(o.costs, o.resolution));
+  writeFileSync(join(o.staging, 'README.md'), modelCard(o.costs, o.resolution, o.defaults));
+  if (o.defaults) writeJson(join(o.staging, 'nuri.json'), { defaults: o.defaults });
   const temporary = `${o.out}.tmp-${process.pid}`;
   rmSync(temporary, { recursive: true, force: true });
   copyAsHalfPrecision(o.staging, temporary);
@@ -152,7 +156,7 @@ function minutes(seconds: number | undefined): string {
   return seconds === undefined ? '–' : `${Math.round(seconds / 60)} min`;
 }
 
-function modelCard(costs: Record<string, number>, resolution: number): string {
+function modelCard(costs: Record<string, number>, resolution: number, defaults: ModelDefaults | undefined): string {
   const total = Object.values(costs).reduce((a, b) => a + b, 0);
   return `# Nuri default model
 
@@ -165,7 +169,7 @@ Components: \`vae/\` (AutoencoderKL, 4× downsampling, 4 latent channels), \`tex
 \`tokenizer/\` (CLIP text tower over the real CLIP BPE vocabulary), \`unet/\`
 (UNet2DConditionModel with cross-attention), \`scheduler/\` (DDIM), and \`${IMAGE_ENCODER}/\`: the
 CLIP image tower trained with the text tower, with both projections (src/models/pipeline-clip.ts
-loads the pair as one CLIPModel). Weights are float16 safetensors.
+loads the pair as one CLIPModel). Weights are float16 safetensors.${defaults ? ` \`nuri.json\` gives the sampling defaults it was measured at: ${Object.entries(defaults).map(([k, v]) => `${k} ${v}`).join(', ')}.` : ''}
 
 Training wall time on a 2-core CPU machine shared with other work: VAE ${minutes(costs.vae)},
 CLIP ${minutes(costs.clip)}, UNet ${minutes(costs.unet)}; ${minutes(total)} in total, counting work
