@@ -16,8 +16,8 @@
 //    runs give the same numbers.
 //
 // 3. Identity (issue 11): one image per emoji name (up to --names training names, evenly spaced,
-//    and as many held-out ones), generated as `nuri generate` does by default (DDIM 30 steps,
-//    guidance 7.5; name i from seed i), and the share whose own emoji (either style) is among its
+//    and as many held-out ones), generated as `nuri generate` does by default (DDIM 30 steps, the
+//    model's guidance: 7.5 or its nuri.json's; name i from seed i), and the share whose own emoji (either style) is among its
 //    5 nearest real images by pixels, over every base image of both styles on white at the same
 //    size (src/training/emoji-identity.ts). Alone with --identity (quick on a checkpoint with a
 //    small --names, e.g. `--model WORK/base --checkpoint WORK/unet/checkpoints/checkpoint-N --ema
@@ -43,7 +43,7 @@ import { type RgbImage, imageToTensor } from '../src/io/image.ts';
 import { writePng } from '../src/io/png.ts';
 import { compileClipText } from '../src/models/clip-text.ts';
 import { loadPipelineClip } from '../src/models/pipeline-clip.ts';
-import { DEFAULTS, generate } from '../src/pipelines/generate.ts';
+import { generate, samplerDefaults } from '../src/pipelines/generate.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 import { tokenIds } from '../src/training/clip-training.ts';
 import { type IdentityResult, emojiGallery, identityAgreement, identityNames, otherStyleReference } from '../src/training/emoji-identity.ts';
@@ -68,7 +68,7 @@ const { values } = parseArgs({
     names: { type: 'string', default: '300' },
     steps: { type: 'string', default: '15' },
     'eval-steps': { type: 'string', default: '20' },
-    guidance: { type: 'string', default: '7.5' },
+    guidance: { type: 'string' },
     seed: { type: 'string', default: '3' },
     count: { type: 'string', default: '200' },
     json: { type: 'string' },
@@ -78,12 +78,14 @@ const { values } = parseArgs({
 });
 const dtype = values.dtype as WeightDType;
 if (!WEIGHT_DTYPES.includes(dtype)) throw new Error(`--dtype: expected one of ${WEIGHT_DTYPES.join(', ')}, got ${values.dtype}`);
-const guidance = Number(values.guidance);
 const evalSteps = Number(values['eval-steps']);
 const began = performance.now();
 const seconds = (since = began) => (performance.now() - since) / 1000;
 
 const sd = StableDiffusion.load(values.model!, { run: { dtype } });
+// The model's own steps and guidance (30 at 7.5, or its nuri.json's), as `nuri generate` draws with them.
+const own = samplerDefaults(sd, {});
+const guidance = values.guidance === undefined ? own.guidance : Number(values.guidance);
 if (values.checkpoint) {
   const weights = readSafetensors(join(values.checkpoint, values.ema ? 'ema.safetensors' : 'weights.safetensors'));
   for (const p of sd.components.unet.parameters()) {
@@ -272,7 +274,7 @@ async function identityCheck(): Promise<Identity> {
   const result = {} as Identity;
   for (const split of ['train', 'heldout'] as const) {
     const names = await identityNames(size, split, Number(values.names));
-    const images = await sample(sd, names.map((n) => n.name), `identity, ${split}`, DEFAULTS.steps);
+    const images = await sample(sd, names.map((n) => n.name), `identity, ${split}`, own.steps);
     const { nearest: _, ...score } = identityAgreement(gallery, images, names.map((n) => n.key));
     const { nearest: __, ...otherStyle } = otherStyleReference(gallery, names);
     result[split] = { ...score, otherStyle };
@@ -281,7 +283,7 @@ async function identityCheck(): Promise<Identity> {
       `have their own emoji among the 5 nearest of ${gallery.images.length} real images ` +
       `(reference: a real image, left out, finds its other style for ${pct(otherStyle)})`);
   }
-  console.log(`identity: ${size}×${size}, DDIM ${DEFAULTS.steps} steps, guidance ${guidance}, ${dtype} weights, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
+  console.log(`identity: ${size}×${size}, DDIM ${own.steps} steps, guidance ${guidance}, ${dtype} weights, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
   return result;
 }
 
@@ -296,7 +298,7 @@ async function promptToPromptCheck() {
   const start = performance.now();
   const seeds = values['edit-seeds']!.split(',').map(Number);
   const edits = await editChecks(sd, { seeds, onLine: (line) => console.log(line) });
-  console.log(`Prompt-to-Prompt: ${sd.defaultSize}×${sd.defaultSize}, DDIM ${DEFAULTS.steps} steps, guidance ${DEFAULTS.guidance}, seeds ${seeds.join(', ')} (${seconds(start).toFixed(0)} s)`);
+  console.log(`Prompt-to-Prompt: ${sd.defaultSize}×${sd.defaultSize}, DDIM ${own.steps} steps, guidance ${own.guidance}, seeds ${seeds.join(', ')} (${seconds(start).toFixed(0)} s)`);
   return edits;
 }
 
