@@ -16,10 +16,10 @@
 //    runs give the same numbers.
 //
 // 3. Identity (issue 11): one image per emoji name (up to --names training names, evenly spaced,
-//    and as many held-out ones), generated as `nuri generate` does by default (DDIM 30 steps, the
-//    model's guidance: 7.5 or its nuri.json's; name i from seed i), and the share whose own emoji (either style) is among its
-//    5 nearest real images by pixels, over every base image of both styles on white at the same
-//    size (src/training/emoji-identity.ts). Alone with --identity (quick on a checkpoint with a
+//    and as many held-out ones), generated as `nuri generate` does by default (DDIM, the model's
+//    steps and guidance: 30 at 7.5, or its nuri.json's; name i from seed i), and the share whose
+//    own emoji (either style) is among its 5 nearest real images by pixels, over every base image
+//    of both styles on white at the same size (src/training/emoji-identity.ts). Alone with --identity (quick on a checkpoint with a
 //    small --names, e.g. `--model WORK/base --checkpoint WORK/unet/checkpoints/checkpoint-N --ema
 //    --identity --names 40`).
 //

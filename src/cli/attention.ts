@@ -12,7 +12,7 @@ import { samplerDefaults } from '../pipelines/generate.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName, defaultSchedulerFor } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
-import { type PromptFlags, type SamplerFlags, checkSamplerFlags, outputPng, promptFileOption, readPrompt, samplerExtra, STEPS_HELP, GUIDANCE_HELP, timestepSpacingOption } from './inputs.ts';
+import { type PromptFlags, type SamplerFlags, checkSamplerFlags, GUIDANCE_HELP, outputPng, promptFileOption, readPrompt, samplerExtra, STEPS_HELP, timestepSpacingOption } from './inputs.ts';
 import { interruptible } from './interrupt.ts';
 import { checkVaeFlags, vaeOption } from './preview.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';

@@ -16,7 +16,7 @@ import type { CrossReplace } from '../pipelines/prompt-to-prompt.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName, defaultSchedulerFor } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
-import { type PromptFlags, type SamplerFlags, checkSamplerFlags, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt, samplerExtra, STEPS_HELP, GUIDANCE_HELP, timestepSpacingOption } from './inputs.ts';
+import { type PromptFlags, type SamplerFlags, checkSamplerFlags, GUIDANCE_HELP, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt, samplerExtra, STEPS_HELP, timestepSpacingOption } from './inputs.ts';
 import { interruptible } from './interrupt.ts';
 import { checkVaeFlags, vaeOption } from './preview.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';

@@ -14,7 +14,7 @@ import { maskFromImage } from '../pipelines/masks.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
 import { SCHEDULER_NAMES, type SchedulerName, defaultSchedulerFor, img2imgTimesteps } from '../schedulers/index.ts';
 import { SAMPLER_LABELS } from '../schedulers/labels.ts';
-import { type PromptFlags, type SamplerFlags, checkSamplerFlags, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt, samplerExtra, STEPS_HELP, GUIDANCE_HELP, timestepSpacingOption } from './inputs.ts';
+import { type PromptFlags, type SamplerFlags, checkSamplerFlags, GUIDANCE_HELP, mustBeFolder, outputPng, promptFileOption, readLatents, readPrompt, samplerExtra, STEPS_HELP, timestepSpacingOption } from './inputs.ts';
 import { type ControlFlags, checkControlFlags, controlExtra, controlOptions, controlUnits } from './control-options.ts';
 import { interruptible } from './interrupt.ts';
 import { type DeviceFlags, type LoadFlags, type PersonalisationFlags, applyPersonalisation, checkPersonalisationFiles, deviceOption, loadOptions, loadOptionsFrom, personalisationExtra, personalisationOptions } from './model-options.ts';

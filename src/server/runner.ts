@@ -113,10 +113,10 @@ function stepReporter(ctx: RunnerContext, o: RunnerOptions) {
   };
 }
 
-/** The sampling settings every job kind shares, with the step reporter and the job's signal. */
 /** A job's parameters with the steps and guidance it left out settled: its sampler's (`samplerDefaults`). */
 type Settled<P> = P & { steps: number; guidance: number };
 
+/** The sampling settings every job kind shares, with the step reporter and the job's signal. */
 function samplerOptions(p: Settled<AttentionParams>, ctx: RunnerContext, o: RunnerOptions) {
   const { negativePrompt, steps, scheduler, timestepSpacing, guidance, seed, clipSkip, promptSyntax } = p;
   return { negativePrompt, steps, scheduler, timestepSpacing, guidance, seed, clipSkip, promptSyntax, signal: ctx.signal, onProgress: stepReporter(ctx, o) };
@@ -189,13 +189,13 @@ function sizeConditioningOf(p: GenerateParams): SizeConditioning {
   };
 }
 
+/** Pictures kept at their own size (only-masked inpainting) are decoded whole, as floats: up to this many pixels (an 8K frame is 33 million). */
+export const KEPT_SIZE_MAX_PIXELS = 40_000_000;
+
 /**
  * The picture to start from, read at the job's size (at its own with onlyMasked, the mask then read
  * at that), and the mask (grown with the canvas when outpainting).
  */
-/** Pictures kept at their own size (only-masked inpainting) are decoded whole, as floats: up to this many pixels (an 8K frame is 33 million). */
-export const KEPT_SIZE_MAX_PIXELS = 40_000_000;
-
 async function paintInputs(p: GenerateParams, ctx: RunnerContext, defaultSize: number) {
   let [width, height] = [p.width ?? defaultSize, p.height ?? defaultSize];
   const keptSize = p.onlyMasked ? { maxPixels: KEPT_SIZE_MAX_PIXELS } : { width, height };
