@@ -146,13 +146,13 @@ describe('Studio: Generate', () => {
     await expect.poll(() => gen().getByLabel('Prompt', { exact: true }).inputValue(), POLL).toBe('red apple');
     expect(await gen().getByLabel('Seed value').inputValue()).toBe(String(job.params.seed));
 
-    const a1111 = formatParameters({ prompt: 'green heart, <lora:none:1>', negativePrompt: 'blurry', steps: 12, sampler: 'Euler a', guidance: 5, seed: 99, width: 48, height: 40, model: 'v1-5-pruned', extra: { VAE: 'tiny-taesd.safetensors' } });
+    const a1111 = formatParameters({ prompt: 'green heart, <lora:none:1>', negativePrompt: 'blurry', steps: 12, sampler: 'Euler a', guidance: 6, seed: 99, width: 48, height: 40, model: 'v1-5-pruned', extra: { VAE: 'tiny-taesd.safetensors' } });
     await dropFile('.page.generate', insertTextChunks(png, { parameters: a1111 }), 'a1111.png');
     await expect.poll(() => gen().getByLabel('Prompt', { exact: true }).inputValue(), POLL).toBe('green heart, <lora:none:1>');
     expect(await gen().getByLabel('Negative prompt').inputValue()).toBe('blurry');
     expect(await gen().getByLabel('Steps').inputValue()).toBe('12');
     expect(await gen().getByLabel('Sampler').inputValue()).toBe('euler-a');
-    expect(await gen().getByLabel('Guidance').inputValue()).toBe('5');
+    expect(await gen().getByLabel('Guidance').inputValue()).toBe('6');
     expect(await gen().getByLabel('Seed value').inputValue()).toBe('99');
     expect([await gen().getByLabel('Width').inputValue(), await gen().getByLabel('Height').inputValue()]).toEqual(['48', '40']);
     expect(await gen().getByRole('status').filter({ hasText: 'a1111.png' }).textContent()).toContain('model "v1-5-pruned" is not on this server');
