@@ -22,7 +22,7 @@ import { imageGrid } from '../src/io/grid.ts';
 import { type RgbImage, createImage, enlarge, imageFromTensor, readImage } from '../src/io/image.ts';
 import { writePng } from '../src/io/png.ts';
 import type { Shape4 } from '../src/models/vae-runner.ts';
-import { generate } from '../src/pipelines/generate.ts';
+import { generate, samplerDefaults } from '../src/pipelines/generate.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 
 const { values: args } = parseArgs({
@@ -37,8 +37,8 @@ const out = args.out!;
 const work = args.work!;
 const nuriBin = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'nuri.js');
 
-/** Every picture is sampled alike: DDIM, 20 steps, guidance 7.5. */
-const SAMPLING = ['--steps', '20', '--scheduler', 'ddim', '--guidance', '7.5'];
+/** Every picture is sampled alike: DDIM, 20 steps, at the model's own guidance (its nuri.json). */
+const SAMPLING = ['--steps', '20', '--scheduler', 'ddim'];
 /** Tiles are enlarged (nearest neighbour) to about 128 px, so that a small model's pictures can be seen. */
 const zoomFor = (size: number) => Math.max(1, Math.round(128 / size));
 const GRID_SEED = 1000;
@@ -169,7 +169,7 @@ async function main(): Promise<void> {
     const images: RgbImage[] = [];
     for (let i = 0; i < GRID_PROMPTS.length; i += GRID_BATCH) {
       const prompts = GRID_PROMPTS.slice(i, i + GRID_BATCH);
-      const result = await generate(sd, { prompts, steps: 20, scheduler: 'ddim', guidance: 7.5, seed: GRID_SEED + i });
+      const result = await generate(sd, { prompts, steps: 20, scheduler: 'ddim', seed: GRID_SEED + i });
       images.push(...result.images);
     }
     const line = `npx nuri generate --model ${model} "PROMPT" ${SAMPLING.join(' ')} --seed ${GRID_SEED}+i`;
@@ -305,7 +305,7 @@ function writeReadme(total: number, size: number): void {
 
 Made by \`npm run examples:default\` (scripts/default-examples.ts) from \`${model}\`, from scratch,
 with fixed seeds; ${seconds(total)} in all on a machine with ${cpus().length} CPU cores. The commands below are the ones it ran, from the repository root, with its work folder
-\`${work}\`; every picture is sampled with DDIM, 20 steps, guidance 7.5, and shown ${zoomFor(size)}× enlarged
+\`${work}\`; every picture is sampled with DDIM, 20 steps, the model's own guidance (${samplerDefaults(StableDiffusion.load(model), {}).guidance}, its \`nuri.json\`), and shown ${zoomFor(size)}× enlarged
 (the model draws ${size}×${size}). Images made with this model derive from Twemoji graphics by Twitter, Inc.
 and other contributors, licensed under CC-BY 4.0, and Noto Emoji by Google LLC (Apache 2.0).
 
@@ -316,9 +316,10 @@ ${section(1, 'p2p-cat-to-dog.png', `Word swap with \`nuri edit\`, one row per se
 together with the source from the same noise, with the paper's settings (its cross-attention tied
 to the source's for 80% of the steps, its self-attention for 40%) and tied harder
 (\`--cross-replace ${SWAP.strong.cross} --self-replace ${SWAP.strong.self}\`); and "${SWAP.target}" from the same seed without
-Prompt-to-Prompt. The edits keep the source's outline (the round head of seed 4, the ears of seed 6)
-and draw a dog's face into it, where the plain picture from the same seed is another drawing; tying
-the attention harder keeps more of the source's colour.`)}
+Prompt-to-Prompt. The edits of seeds 6 and 8 keep the source's outline (its ears and round head)
+and draw a dog's face into it, where the plain picture from the same seed is another drawing; that of
+seed 4 takes the plain drawing's outline instead. Tying the attention harder keeps more of the
+source's colour.`)}
 ${section(2, 'p2p-reweight.png', `Re-weighting one word of the same prompt (\`--reweight ${REWEIGHT.word}=F\`, applied over all the steps with
 \`--cross-replace 1\`), one row per seed with the unedited picture in the middle (× 1): a negative
 factor takes some of the word's colour out, a large one darkens it. This small model answers one
