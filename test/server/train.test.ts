@@ -61,15 +61,19 @@ it('trains a LoRA on captioned uploads, which a generate job then applies', asyn
   const generated = await server.queue.wait(await server.submit('generate', { prompt: 'a blue square', loras: [{ name: 'blue-things', weight: 0.8 }], steps: 2, seed: 1, width: 32, height: 32 }));
   expect(generated.status, generated.error ?? '').toBe('completed');
   expect(parseParameters((generated.info.infotexts as string[])[0]).extra).toMatchObject({ Lora: 'blue-things:0.8' });
-  // An edit of that result remakes it with the same LoRA (Studio sends the result's loras along), bit
-  // for bit at 32 px; at the model's 64 px the edit's batch of two rounds a few pixels one level apart.
+  // An edit of that result remakes it with the same LoRA (Studio sends the result's loras along): the
+  // edit's batch of two rounds a few values one level apart from the single picture, no more.
   const edited = await server.queue.wait(await server.submit('edit', { prompt: 'a blue square', target: 'a red square', loras: [{ name: 'blue-things', weight: 0.8 }], steps: 2, seed: 1, width: 32, height: 32 }));
   expect(edited.status, edited.error ?? '').toBe('completed');
   const [source, edit] = (edited.info.infotexts as string[]).map(parseParameters);
   expect(source).toMatchObject({ prompt: 'a blue square', extra: { Lora: 'blue-things:0.8' } });
   expect(edit.prompt).toBe('a red square');
   const pixels = async (name: string) => sharp(Buffer.from(await (await fetch(`${server.url}/api/v1/images/${name}`)).arrayBuffer())).raw().toBuffer();
-  expect(await pixels(edited.images[0])).toEqual(await pixels(generated.images[0]));
+  const [remade, original] = [await pixels(edited.images[0]), await pixels(generated.images[0])];
+  expect(remade.length).toBe(original.length);
+  const apart = remade.filter((v, i) => v !== original[i]).length;
+  expect(Math.max(...remade.map((v, i) => Math.abs(v - original[i])))).toBeLessThanOrEqual(1);
+  expect(apart, `${apart} of ${remade.length} values differ`).toBeLessThanOrEqual(remade.length / 100);
 });
 
 // Pipelines of one model share ONNX Runtime sessions (cached by graph): a training job that frees
