@@ -25,7 +25,7 @@ import { EmaWeights, type ReconstructionLoss } from '../training/index.ts';
 import { WEIGHTS_FILE, exportPipeline, writeComponent } from '../training/export.ts';
 import { unetTrainingTask } from '../training/unet-training.ts';
 import { vaeTrainingTask } from '../training/vae-training.ts';
-import { collect, number, oneOf } from './options.ts';
+import { collect, integer, number, oneOf } from './options.ts';
 import { bundledTokenizer } from './shared.ts';
 import { type TrainFlags, loadImages, mustExist, runTraining, trainingOptions } from './train-run.ts';
 
@@ -167,6 +167,8 @@ async function trainClip(flags: ClipFlags): Promise<void> {
 interface UNetFlags extends TrainFlags {
   model: string;
   captionDropout: number;
+  paddingDropout: number;
+  paddingDropoutFrom: number;
   emaDecay?: number;
   snrGamma?: number;
   validationPrompt?: string[];
@@ -179,6 +181,8 @@ function registerUNet(parent: Command): void {
     .description("train a pipeline's UNet with the DDPM loss (VAE and text encoder frozen); writes a whole pipeline folder")
     .requiredOption('--model <dir>', 'diffusers pipeline folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)')
     .option('--caption-dropout <p>', 'probability of training with the empty caption (needed for classifier-free guidance)', number(0, 1), 0.1)
+    .option('--padding-dropout <p>', "probability of training a caption with its padding states (after EOS) replaced by the empty prompt's, so the UNet reads the words", number(0, 1), 0)
+    .option('--padding-dropout-from <step>', 'the step from which --padding-dropout applies', integer(0), 0)
     .option('--snr-gamma <g>', 'min-SNR-γ loss weighting (Hang et al. 2023; 5 in the paper): noisier timesteps weigh more', number(0))
     .option('--ema-decay <d>', 'keep an exponential moving average of the weights (e.g. 0.9999) and export it', number(0, 0.999999))
     .option('--validation-prompt <text>', 'prompt for validation images (repeatable; default: the first caption)', collect)
@@ -194,7 +198,14 @@ async function trainUNet(flags: UNetFlags): Promise<void> {
   const resolution = flags.resolution ?? unet.config.sample_size * vaeDownscale(vae.config);
   const data = await loadImages(flags, resolution, true);
   const batch = flags.batch ?? 1;
-  const task = await unetTrainingTask(components, data, { batch, captionDropout: flags.captionDropout, flip: flags.flip, snrGamma: flags.snrGamma });
+  const task = await unetTrainingTask(components, data, {
+    batch,
+    captionDropout: flags.captionDropout,
+    paddingDropout: flags.paddingDropout,
+    paddingDropoutFrom: flags.paddingDropoutFrom,
+    flip: flags.flip,
+    snrGamma: flags.snrGamma,
+  });
   const ema = flags.emaDecay ? new EmaWeights(task.step.params, flags.emaDecay) : undefined;
   const sd = new StableDiffusion(components);
   await sd.setTrainable(task.step.params); // validation samples feed the weights as they stand

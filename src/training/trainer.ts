@@ -26,8 +26,8 @@ import type { TrainStep } from './train-step.ts';
 export interface TrainingTask {
   /** Compiled loss + gradients (compileTrainStep); its `params` are what the optimiser updates. */
   readonly step: TrainStep;
-  /** Feeds for the next micro-batch. Every random choice must be drawn from `rng`. */
-  nextBatch(rng: Generator): Promise<Feeds> | Feeds;
+  /** Feeds for the next micro-batch of optimiser step `step` (0-based). Every random choice must be drawn from `rng`. */
+  nextBatch(rng: Generator, step: number): Promise<Feeds> | Feeds;
   /** The data-order position (JSON-serialisable), saved in checkpoints. */
   dataState?(): unknown;
   loadDataState?(state: unknown): void;
@@ -134,7 +134,7 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
     const metricSums: Record<string, number> = {};
     let grads: Float32Array[] | undefined;
     for (let k = 0; k < accum; k++) {
-      const out = await task.step.run(await task.nextBatch(rng));
+      const out = await task.step.run(await task.nextBatch(rng, step));
       if (!Number.isFinite(out.loss)) throw new Error(`training diverged: the loss is ${out.loss} at step ${step + 1}`);
       lossSum += out.loss;
       for (const [name, v] of Object.entries(out.metrics)) metricSums[name] = (metricSums[name] ?? 0) + v;

@@ -24,6 +24,16 @@ export interface UNetTrainingOptions {
   batch: number;
   /** Probability of training a caption as "" so the model also learns the unconditional prediction (CFG). */
   captionDropout?: number;
+  /**
+   * Probability of training a caption with the states after its EOS token (the padding) replaced by
+   * the empty prompt's at the same positions. CLIP's causal attention lets every padding state
+   * repeat the whole caption, and a UNet trained on them reads the caption there, 70-odd times over,
+   * rather than from its words — which Prompt-to-Prompt's re-weighting and heat maps act on. With
+   * the padding sometimes uninformative the UNet must find the caption in the words and EOS.
+   */
+  paddingDropout?: number;
+  /** The optimiser step from which `paddingDropout` applies (default 0: from the start). */
+  paddingDropoutFrom?: number;
   flip?: boolean;
   /** Min-SNR-γ loss weighting (γ = 5 in the paper); off when absent. */
   snrGamma?: number;
@@ -60,6 +70,9 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
   const { batch } = options;
   const p = options.captionDropout ?? 0;
   if (!(p >= 0 && p <= 1)) throw new Error(`caption dropout must be a probability in [0, 1], got ${p}`);
+  const padP = options.paddingDropout ?? 0;
+  if (!(padP >= 0 && padP <= 1)) throw new Error(`padding dropout must be a probability in [0, 1], got ${padP}`);
+  const padFrom = options.paddingDropoutFrom ?? 0;
   const f = vaeDownscale(vae.config);
   const unetMultiple = 2 ** (unet.config.block_out_channels.length - 1);
   if (data.resolution % (f * unetMultiple)) throw new Error(`UNet training resolution must be a multiple of ${f * unetMultiple}, got ${data.resolution}`);
@@ -96,16 +109,28 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
     captions.forEach((t, i) => all.set(states.get(t)!, i * tokens * width));
     return all;
   };
+  /** Overwrites caption i's states from the position after its EOS on with the empty prompt's. */
+  const dropPadding = async (all: Float32Array, captions: string[], dropped: boolean[]): Promise<void> => {
+    if (!dropped.includes(true)) return;
+    const empty = await encode(['']);
+    dropped.forEach((drop, i) => {
+      if (!drop) return;
+      // BOS, the caption's tokens (truncated as the tokenizer does), EOS: the padding starts after them.
+      const from = Math.min(tokens, tokenizer.encode(captions[i]).length + 2) * width;
+      all.set(empty.subarray(from), i * tokens * width + from);
+    });
+  };
 
   const order = new ShuffledBatches(data.length, batch);
   return {
     step,
-    async nextBatch(rng) {
+    async nextBatch(rng, stepIndex) {
       // Every draw happens before the first await, in a fixed order: the run replays exactly.
       const indices = order.next(rng);
       const mirrored = indices.map(() => (options.flip ? rng.rand(1)[0] < 0.5 : false));
       // Items with caption variants (the emoji set) train with one drawn at random.
       const captions = indices.map((i) => (p > 0 && rng.rand(1)[0] < p ? '' : pickCaption(data.items[i], rng)));
+      const padding = padP > 0 && stepIndex >= padFrom ? captions.map(() => rng.rand(1)[0] < padP) : [];
       const eps = rng.randn(batch * latentSize);
       const { timesteps, noise } = drawNoising(rng, batch, latentSize, alphasCumprod.length);
 
@@ -115,9 +140,11 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
         for (let i = 0; i < latentSize; i++) z[b * latentSize + i] = mean[i] + std[i] * eps[b * latentSize + i];
       });
       const latents = scaleLatents(z, latentShape, vae.config);
+      const hidden = await encode(captions);
+      await dropPadding(hidden, captions, padding);
       return {
         ...diffusionFeeds(alphasCumprod, latents, latentShape, noise, timesteps),
-        encoder_hidden_states: { data: await encode(captions), shape: [batch, tokens, width] },
+        encoder_hidden_states: { data: hidden, shape: [batch, tokens, width] },
         ...(gamma === undefined ? {} : { loss_weight: { data: minSnrWeights(alphasCumprod, timesteps, gamma, predictionType), shape: [batch] } }),
       };
     },

@@ -37,7 +37,7 @@ describe('UNet training', () => {
     const task = await unetTrainingTask(sd, data, { batch: 2, captionDropout: 1, flip: true });
 
     // With dropout 1 every caption is "": the context is the empty prompt's token states.
-    const feeds = (await task.nextBatch(new Generator(1))) as Record<string, { data: Float32Array; shape: number[] }>;
+    const feeds = (await task.nextBatch(new Generator(1), 0)) as Record<string, { data: Float32Array; shape: number[] }>;
     const empty = (await encodePrompts(sd.textEncoder, sd.tokenizer, ['', ''])).data;
     expect(feeds.encoder_hidden_states.data).toEqual(empty);
     expect(feeds.latents.shape).toEqual([2, 4, 8, 8]);
@@ -57,5 +57,28 @@ describe('UNet training', () => {
     expect(params.filter((p) => !sameValues(byName.get(p.name)!.value(), p.value())).map((p) => p.name)).toEqual([]);
     expect(readFileSync(join(out, 'text_encoder', 'model.safetensors')).equals(readFileSync(join(TINY_SD, 'text_encoder', 'model.safetensors')))).toBe(true);
     expect(() => exportPipeline(TINY_SD, TINY_SD, {})).toThrow(/must differ/);
+  });
+
+  it("trains captions with the empty prompt's padding (the states after EOS) from --padding-dropout-from on", async () => {
+    const sd = loadStableDiffusion(TINY_SD);
+    const data = await ImageFolderDataset.load(images, { resolution: 64, requireCaptions: true });
+    /** The first item's token states at optimiser step `step`, from a fresh task: the same draws, only the step differs. */
+    const firstStates = async (step: number) => {
+      const task = await unetTrainingTask(sd, data, { batch: 2, paddingDropout: 1, paddingDropoutFrom: 5 });
+      const { data: states, shape } = ((await task.nextBatch(new Generator(1), step)) as Record<string, { data: Float32Array; shape: number[] }>).encoder_hidden_states;
+      return states.subarray(0, shape[1] * shape[2]);
+    };
+    const before = await firstStates(4);
+    const after = await firstStates(5);
+    const row = before.length;
+    const captions = data.items.map((i) => i.caption);
+    const own = (await encodePrompts(sd.textEncoder, sd.tokenizer, captions)).data;
+    const item = captions.findIndex((_, i) => sameValues(own.subarray(i * row, (i + 1) * row), before));
+    expect(item).toBeGreaterThanOrEqual(0); // before step 5: a caption's own states
+    const empty = (await encodePrompts(sd.textEncoder, sd.tokenizer, [''])).data;
+    const padding = (sd.tokenizer.encode(captions[item]).length + 2) * sd.textEncoder.config.hidden_size; // after BOS, the words, EOS
+    expect(sameValues(after.subarray(0, padding), before.subarray(0, padding))).toBe(true);
+    expect(sameValues(after.subarray(padding), empty.subarray(padding))).toBe(true);
+    expect(sameValues(before.subarray(padding), empty.subarray(padding))).toBe(false);
   });
 });
