@@ -213,7 +213,8 @@ async function trainUNet(flags: UNetFlags): Promise<void> {
   const validate = async (step: number) => {
     const dir = join(flags.out, 'validation');
     mkdirSync(dir, { recursive: true });
-    const guidance = flags.captionDropout > 0 ? 7.5 : 1;
+    // Without caption dropout the UNet never learnt the unconditional prediction guidance needs.
+    const guidance = flags.captionDropout > 0 ? undefined : 1;
     const { images } = await generate(sd, { prompts, steps: flags.validationSteps, guidance, seed: flags.seed, width: resolution, height: resolution });
     for (const [i, image] of images.entries()) await writePng(join(dir, `step-${step}-${i + 1}.png`), image, { text: { prompt: prompts[i] } });
   };

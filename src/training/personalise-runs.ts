@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { throwIfAborted } from '../engine/abort.ts';
 import type { RgbImage } from '../io/image.ts';
 import type { LoraKeyStyle } from '../models/lora.ts';
-import { DEFAULTS, generate } from '../pipelines/generate.ts';
+import { generate } from '../pipelines/generate.ts';
 import { type PipelineOptions, loadPipeline } from '../pipelines/load-pipeline.ts';
 import type { StableDiffusion } from '../pipelines/stable-diffusion.ts';
 import { LORA_WEIGHTS_FILE, dreamBoothTask, ensureClassImages, exportDreamBooth } from './dreambooth.ts';
@@ -38,7 +38,7 @@ export interface SampleOptions {
   every: number;
   /** For Textual Inversion, name the new token in it. */
   prompt: string;
-  /** Sampler steps (default 20), guidance (default 7.5), seed (default: the run's). */
+  /** Sampler steps (default 20), guidance (default: the model's own, as `nuri generate`), seed (default: the run's). */
   steps?: number;
   guidance?: number;
   seed?: number;
@@ -217,7 +217,7 @@ function sampler(sd: StableDiffusion, o: PersonaliseRunOptions, resolution: numb
   return {
     every: s.every,
     run: async (step) => {
-      const { images } = await generate(sd, { prompts: [s.prompt], steps: s.steps ?? 20, guidance: s.guidance ?? DEFAULTS.guidance, seed: s.seed ?? o.seed ?? 0, width: resolution, height: resolution, signal: o.signal });
+      const { images } = await generate(sd, { prompts: [s.prompt], steps: s.steps ?? 20, guidance: s.guidance, seed: s.seed ?? o.seed ?? 0, width: resolution, height: resolution, signal: o.signal });
       await s.onSample({ step, image: images[0] });
     },
   };
