@@ -181,7 +181,7 @@ function registerUNet(parent: Command): void {
     .description("train a pipeline's UNet with the DDPM loss (VAE and text encoder frozen); writes a whole pipeline folder")
     .requiredOption('--model <dir>', 'diffusers pipeline folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)')
     .option('--caption-dropout <p>', 'probability of training with the empty caption (needed for classifier-free guidance)', number(0, 1), 0.1)
-    .option('--padding-dropout <p>', "probability of training a caption with its padding states (after EOS) replaced by the empty prompt's, so the UNet reads the words", number(0, 1), 0)
+    .option('--padding-dropout <p>', "probability of training a caption with its end-of-text states (EOS and the padding) replaced by the empty prompt's, so the UNet reads the words", number(0, 1), 0)
     .option('--padding-dropout-from <step>', 'the step from which --padding-dropout applies', integer(0), 0)
     .option('--snr-gamma <g>', 'min-SNR-γ loss weighting (Hang et al. 2023; 5 in the paper): noisier timesteps weigh more', number(0))
     .option('--ema-decay <d>', 'keep an exponential moving average of the weights (e.g. 0.9999) and export it', number(0, 0.999999))

@@ -25,11 +25,11 @@ export interface UNetTrainingOptions {
   /** Probability of training a caption as "" so the model also learns the unconditional prediction (CFG). */
   captionDropout?: number;
   /**
-   * Probability of training a caption with the states after its EOS token (the padding) replaced by
-   * the empty prompt's at the same positions. CLIP's causal attention lets every padding state
-   * repeat the whole caption, and a UNet trained on them reads the caption there, 70-odd times over,
-   * rather than from its words — which Prompt-to-Prompt's re-weighting and heat maps act on. With
-   * the padding sometimes uninformative the UNet must find the caption in the words and EOS.
+   * Probability of training a caption with its end-of-text states (EOS and the padding, which CLIP's
+   * tokenizer fills with more EOS tokens) replaced by the empty prompt's at the same positions.
+   * CLIP's causal attention lets each of them sum up the whole caption, and a UNet trained on them
+   * reads the caption there, 70-odd times over, rather than from its words — which Prompt-to-Prompt's
+   * re-weighting and heat maps act on. With them sometimes uninformative the UNet must read the words.
    */
   paddingDropout?: number;
   /** The optimiser step from which `paddingDropout` applies (default 0: from the start). */
@@ -109,14 +109,14 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
     captions.forEach((t, i) => all.set(states.get(t)!, i * tokens * width));
     return all;
   };
-  /** Overwrites caption i's states from the position after its EOS on with the empty prompt's. */
+  /** Overwrites caption i's states from its EOS on with the empty prompt's. */
   const dropPadding = async (all: Float32Array, captions: string[], dropped: boolean[]): Promise<void> => {
     if (!dropped.includes(true)) return;
     const empty = await encode(['']);
     dropped.forEach((drop, i) => {
       if (!drop) return;
-      // BOS, the caption's tokens (truncated as the tokenizer does), EOS: the padding starts after them.
-      const from = Math.min(tokens, tokenizer.encode(captions[i]).length + 2) * width;
+      // BOS and the caption's tokens (truncated as the tokenizer does) stay; EOS follows them.
+      const from = Math.min(tokens - 1, tokenizer.encode(captions[i]).length + 1) * width;
       all.set(empty.subarray(from), i * tokens * width + from);
     });
   };

@@ -59,7 +59,7 @@ describe('UNet training', () => {
     expect(() => exportPipeline(TINY_SD, TINY_SD, {})).toThrow(/must differ/);
   });
 
-  it("trains captions with the empty prompt's padding (the states after EOS) from --padding-dropout-from on", async () => {
+  it("trains captions with the empty prompt's end-of-text states (EOS and the padding) from --padding-dropout-from on", async () => {
     const sd = loadStableDiffusion(TINY_SD);
     const data = await ImageFolderDataset.load(images, { resolution: 64, requireCaptions: true });
     /** The first item's token states at optimiser step `step`, from a fresh task: the same draws, only the step differs. */
@@ -76,7 +76,7 @@ describe('UNet training', () => {
     const item = captions.findIndex((_, i) => sameValues(own.subarray(i * row, (i + 1) * row), before));
     expect(item).toBeGreaterThanOrEqual(0); // before step 5: a caption's own states
     const empty = (await encodePrompts(sd.textEncoder, sd.tokenizer, [''])).data;
-    const padding = (sd.tokenizer.encode(captions[item]).length + 2) * sd.textEncoder.config.hidden_size; // after BOS, the words, EOS
+    const padding = (sd.tokenizer.encode(captions[item]).length + 1) * sd.textEncoder.config.hidden_size; // after BOS and the words
     expect(sameValues(after.subarray(0, padding), before.subarray(0, padding))).toBe(true);
     expect(sameValues(after.subarray(padding), empty.subarray(padding))).toBe(true);
     expect(sameValues(before.subarray(padding), empty.subarray(padding))).toBe(false);
