@@ -2,7 +2,7 @@
 //
 //   npx tsx scripts/eval-default.ts [--model models/default] [--checkpoint DIR [--ema]] [--colours]
 //                                   [--identity] [--names 300] [--count 200] [--eval-steps 20]
-//                                   [--json FILE] [--out grid.png] [--dtype fp32|q8]
+//                                   [--json FILE] [--out grid.png] [--dtype fp32|q8] [--empty-end-of-text]
 //
 // 1. Colour words: the dominant hue of each colour prompt's image and the count of matches (the
 //    acceptance check; alone with --colours, which is quick enough to watch the UNet stage train).
@@ -27,6 +27,10 @@
 //    default size, a colour word re-weighted ×1/×2/×3, and how much of a noun's heat map lands on
 //    the object (src/training/edit-checks.ts), over --edit-seeds.
 //
+// --empty-end-of-text generates with each prompt's end-of-text states (EOS and the padding) replaced
+// by the empty prompt's, as `nuri train unet --padding-dropout` trains: the identity figure then
+// says how much of the caption the UNet reads from its words alone.
+//
 // --dtype q8 generates with int8 UNet and text encoder weights (as `nuri generate --dtype q8`), so
 // that every figure can be compared against the fp32 default.
 //
@@ -49,6 +53,7 @@ import { tokenIds } from '../src/training/clip-training.ts';
 import { type IdentityResult, emojiGallery, identityAgreement, identityNames, otherStyleReference } from '../src/training/emoji-identity.ts';
 import { type Embeddings, frechetDistance, retrievalTopK } from '../src/training/frechet.ts';
 import { editChecks } from '../src/training/edit-checks.ts';
+import { emptyEndOfText } from '../src/training/unet-training.ts';
 
 /** Images generated per pipeline call: a CFG batch of 2 × 25 keeps the UNet session's memory small. */
 const GENERATE_BATCH = 25;
@@ -74,6 +79,7 @@ const { values } = parseArgs({
     json: { type: 'string' },
     out: { type: 'string' },
     dtype: { type: 'string', default: 'fp32' },
+    'empty-end-of-text': { type: 'boolean', default: false },
   },
 });
 const dtype = values.dtype as WeightDType;
@@ -85,6 +91,14 @@ const seconds = (since = began) => (performance.now() - since) / 1000;
 const sd = StableDiffusion.load(values.model!, { run: { dtype } });
 // The model's own steps and guidance (30 at 7.5, or its nuri.json's), as `nuri generate` draws with them.
 const own = samplerDefaults(sd, {});
+if (values['empty-end-of-text']) {
+  const encode = sd.encodeConditioning.bind(sd);
+  sd.encodeConditioning = async (prompts, clipSkip) => {
+    const [conditioning, empty] = await Promise.all([encode(prompts, clipSkip), encode([''], clipSkip)]);
+    emptyEndOfText(sd.components.tokenizer, conditioning.states, prompts, empty.states);
+    return conditioning;
+  };
+}
 const guidance = values.guidance === undefined ? own.guidance : Number(values.guidance);
 if (values.checkpoint) {
   const weights = readSafetensors(join(values.checkpoint, values.ema ? 'ema.safetensors' : 'weights.safetensors'));
@@ -283,11 +297,11 @@ async function identityCheck(): Promise<Identity> {
       `have their own emoji among the 5 nearest of ${gallery.images.length} real images ` +
       `(reference: a real image, left out, finds its other style for ${pct(otherStyle)})`);
   }
-  console.log(`identity: ${size}×${size}, DDIM ${own.steps} steps, guidance ${guidance}, ${dtype} weights, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
+  console.log(`identity: ${size}×${size}, DDIM ${own.steps} steps, guidance ${guidance}, ${dtype} weights${values['empty-end-of-text'] ? ', end-of-text states emptied' : ''}, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
   return result;
 }
 
-const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED };
+const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED, emptyEndOfText: values['empty-end-of-text'] };
 function writeJson(result: Record<string, unknown>): void {
   if (!values.json) return;
   writeFileSync(values.json, `${JSON.stringify({ settings, ...result, wallSeconds: Math.round(seconds()) }, null, 2)}\n`);

@@ -9,6 +9,7 @@
 import { type RunOptions, Tensor } from '../engine/index.ts';
 import { ShuffledBatches, type BatchOrderState } from '../data/batches.ts';
 import { pickCaption } from '../data/caption-variants.ts';
+import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { type ImageFolderDataset, flipHorizontal } from '../data/folder.ts';
 import { imageToTensor } from '../io/image.ts';
 import { compileClipText, encodePrompts } from '../models/clip-text.ts';
@@ -109,18 +110,6 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
     captions.forEach((t, i) => all.set(states.get(t)!, i * tokens * width));
     return all;
   };
-  /** Overwrites caption i's states from its EOS on with the empty prompt's. */
-  const dropPadding = async (all: Float32Array, captions: string[], dropped: boolean[]): Promise<void> => {
-    if (!dropped.includes(true)) return;
-    const empty = await encode(['']);
-    dropped.forEach((drop, i) => {
-      if (!drop) return;
-      // BOS and the caption's tokens (truncated as the tokenizer does) stay; EOS follows them.
-      const from = Math.min(tokens - 1, tokenizer.encode(captions[i]).length + 1) * width;
-      all.set(empty.subarray(from), i * tokens * width + from);
-    });
-  };
-
   const order = new ShuffledBatches(data.length, batch);
   return {
     step,
@@ -141,7 +130,7 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
       });
       const latents = scaleLatents(z, latentShape, vae.config);
       const hidden = await encode(captions);
-      await dropPadding(hidden, captions, padding);
+      if (padding.includes(true)) emptyEndOfText(tokenizer, hidden, captions.map((c, i) => (padding[i] ? c : undefined)), await encode(['']));
       return {
         ...diffusionFeeds(alphasCumprod, latents, latentShape, noise, timesteps),
         encoder_hidden_states: { data: hidden, shape: [batch, tokens, width] },
@@ -151,4 +140,20 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
     dataState: () => order.state(),
     loadDataState: (s) => order.loadState(s as BatchOrderState),
   };
+}
+
+/**
+ * Overwrites, in token states [B, 77, C], the end-of-text states (EOS and the padding after it) of
+ * each caption given with the empty prompt's at the same positions (`empty`: its [77, C] states);
+ * BOS and the caption's own tokens stay. Captions given as undefined keep all their states.
+ */
+export function emptyEndOfText(tokenizer: ClipTokenizer, states: Float32Array, captions: readonly (string | undefined)[], empty: Float32Array): void {
+  const row = empty.length;
+  const width = row / tokenizer.modelMaxLength;
+  captions.forEach((caption, i) => {
+    if (caption === undefined) return;
+    // EOS follows BOS and the caption's tokens (truncated as the tokenizer does).
+    const from = Math.min(tokenizer.modelMaxLength - 1, tokenizer.encode(caption).length + 1) * width;
+    states.set(empty.subarray(from), i * row + from);
+  });
 }
