@@ -9,7 +9,6 @@
 import { type RunOptions, Tensor } from '../engine/index.ts';
 import { ShuffledBatches, type BatchOrderState } from '../data/batches.ts';
 import { pickCaption } from '../data/caption-variants.ts';
-import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { type ImageFolderDataset, flipHorizontal } from '../data/folder.ts';
 import { imageToTensor } from '../io/image.ts';
 import { compileClipText, encodePrompts } from '../models/clip-text.ts';
@@ -17,6 +16,7 @@ import type { StableDiffusionComponents } from '../models/load.ts';
 import { VaeRunner, scaleLatents } from '../models/vae-runner.ts';
 import { vaeDownscale } from '../models/vae.ts';
 import { type PredictionType, createScheduler } from '../schedulers/index.ts';
+import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising, minSnrWeights } from './diffusion-loss.ts';
 import { compileTrainStep } from './train-step.ts';
 import type { TrainingTask } from './trainer.ts';
@@ -110,6 +110,7 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
     captions.forEach((t, i) => all.set(states.get(t)!, i * tokens * width));
     return all;
   };
+
   const order = new ShuffledBatches(data.length, batch);
   return {
     step,
