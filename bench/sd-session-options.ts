@@ -53,6 +53,7 @@ const VARIANTS: Record<string, Variant> = {
   saveOptimized: { optimizedGraph: 'save' },
   // ONNX Runtime's own log (stderr) with a timestamp per phase: where the first session's time goes.
   saveOptimizedVerbose: { optimizedGraph: 'save', options: { logSeverityLevel: 0 } },
+  verbose: { options: { logSeverityLevel: 0 } },
   // The optimisation alone, as a cache builder that runs nothing would do it: no arena, no prepacked copies.
   saveLean: { optimizedGraph: 'save', options: { enableCpuMemArena: false, extra: { session: { disable_prepacking: '1' } } } },
   loadOptimized: { optimizedGraph: 'load', options: { graphOptimizationLevel: 'disabled' } },

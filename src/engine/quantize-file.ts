@@ -7,7 +7,7 @@
 import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { quantizeTransposed } from './quantize.ts';
+import { TRANSPOSE_BLOCK_ROWS, quantizeTransposedBlock } from './quantize.ts';
 import { bfloat16ToFloat32, float16ToFloat32 } from './safetensors.ts';
 
 /** One weight to quantise: where its floats are in a checkpoint file, and where its int8 form goes. */
@@ -54,25 +54,33 @@ export async function writeQuantizedFile(path: string, bytes: number, items: Qua
 }
 
 /**
- * Quantises and writes items into the existing file at `path` (a worker thread runs this too). The
- * floats are read, and the int8 values built, in buffers sized once for the largest item: with a
- * fresh buffer per weight, the first touch of new memory made reading from the page cache several
- * times slower than the copy itself.
+ * Quantises and writes items into the existing file at `path` (a worker thread runs this too). Each
+ * weight is read TRANSPOSE_BLOCK_ROWS rows at a time, so its floats are still in cache when they
+ * are quantised (a whole weight of up to 118 MB read at once made the read and the pass over it each
+ * go at memory speed). The buffers are sized once for the largest item: with fresh ones per weight,
+ * the first touch of new memory made reading from the page cache several times slower than the copy.
  */
 export function writeItems(path: string, items: QuantizeItem[]): void {
   const out = openSync(path, 'r+');
   const files = new Map<string, number>();
-  const largest = Math.max(0, ...items.map((item) => item.count));
-  const bytes = new Uint8Array(largest * 4);
-  const floats = new Float32Array(largest);
-  const int8 = new Int8Array(largest);
+  const largestRow = Math.max(0, ...items.map((item) => item.count / item.rows));
+  const bytes = new Uint8Array(TRANSPOSE_BLOCK_ROWS * largestRow * 4);
+  const floats = new Float32Array(TRANSPOSE_BLOCK_ROWS * largestRow);
+  const values = new Int8Array(Math.max(0, ...items.map((item) => item.count)));
   try {
     for (const item of items) {
       let input = files.get(item.file);
       if (input === undefined) files.set(item.file, (input = openSync(item.file, 'r')));
-      const { values, scales } = quantizeTransposed(readFloats(input, item, bytes, floats), item.rows, item.cin, item.levels, int8);
-      writeSync(out, values, 0, values.length, item.valuesOffset);
-      writeSync(out, new Uint8Array(scales.buffer, scales.byteOffset, scales.byteLength), 0, scales.byteLength, item.scalesOffset);
+      const n = item.count / item.rows;
+      const weight = values.subarray(0, item.count);
+      const scales = new Float32Array(item.rows);
+      for (let r0 = 0; r0 < item.rows; r0 += TRANSPOSE_BLOCK_ROWS) {
+        const count = Math.min(TRANSPOSE_BLOCK_ROWS, item.rows - r0) * n;
+        const block = readFloats(input, item, r0 * n, count, bytes, floats);
+        quantizeTransposedBlock(block, r0, item.rows, item.cin, item.levels, weight, scales);
+      }
+      writeSync(out, weight, 0, weight.length, item.valuesOffset);
+      writeSync(out, new Uint8Array(scales.buffer), 0, scales.byteLength, item.scalesOffset);
     }
   } finally {
     closeSync(out);
@@ -80,17 +88,17 @@ export function writeItems(path: string, items: QuantizeItem[]): void {
   }
 }
 
-/** The item's values as floats, in `bytes` (F32) or `floats` (F16, BF16 converted). */
-function readFloats(fd: number, item: QuantizeItem, bytes: Uint8Array, floats: Float32Array): Float32Array {
+/** `count` of the item's values from value `first` on, as floats, in `bytes` (F32) or `floats` (F16, BF16 converted). */
+function readFloats(fd: number, item: QuantizeItem, first: number, count: number, bytes: Uint8Array, floats: Float32Array): Float32Array {
   const width = item.dtype === 'F32' ? 4 : 2;
-  const length = item.count * width;
+  const length = count * width;
   for (let done = 0; done < length; ) {
-    const n = readSync(fd, bytes, done, length - done, item.offset + done);
+    const n = readSync(fd, bytes, done, length - done, item.offset + first * width + done);
     if (n === 0) throw new Error(`${item.file}: ends before the ${item.count} ${item.dtype} values at byte ${item.offset}`);
     done += n;
   }
-  if (item.dtype === 'F32') return new Float32Array(bytes.buffer, 0, item.count);
-  const bits = new Uint16Array(bytes.buffer, 0, item.count);
+  if (item.dtype === 'F32') return new Float32Array(bytes.buffer, 0, count);
+  const bits = new Uint16Array(bytes.buffer, 0, count);
   return item.dtype === 'F16' ? float16ToFloat32(bits, floats) : bfloat16ToFloat32(bits, floats);
 }
 

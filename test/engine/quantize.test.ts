@@ -61,28 +61,31 @@ describe('quantizeRows', () => {
     expect(() => E.quantizeTransposed(new Float32Array(12), 2, 4)).toThrow(/do not split into 4 channels/);
   });
 
-  it('matches the three-pass form on shapes larger than its 64-row blocks', () => {
-    const [cout, cin, taps] = [70, 5, 9];
-    const w = rand(cout * cin * taps, 3);
-    const { values, scales } = E.quantizeTransposed(w, cout, cin);
-    const patchOrder = new Float32Array(w.length);
-    for (let o = 0; o < cout; o++) for (let c = 0; c < cin; c++) for (let t = 0; t < taps; t++) patchOrder[(o * taps + t) * cin + c] = w[(o * cin + c) * taps + t];
-    const reference = E.quantizeRows(patchOrder, cout);
-    expect([...scales]).toEqual([...reference.scales]);
-    expect([...values]).toEqual([...transposed(reference.values, cout, cin * taps)]);
+  it('matches the three-pass form on shapes larger than its 64-row blocks, in byte and in 4-row word stores', () => {
+    for (const cout of [70, 72]) {
+      const [cin, taps] = [5, 9];
+      const w = rand(cout * cin * taps, 3);
+      const { values, scales } = E.quantizeTransposed(w, cout, cin);
+      const patchOrder = new Float32Array(w.length);
+      for (let o = 0; o < cout; o++) for (let c = 0; c < cin; c++) for (let t = 0; t < taps; t++) patchOrder[(o * taps + t) * cin + c] = w[(o * cin + c) * taps + t];
+      const reference = E.quantizeRows(patchOrder, cout);
+      expect([...scales]).toEqual([...reference.scales]);
+      expect([...values]).toEqual([...transposed(reference.values, cout, cin * taps)]);
+      expect(Math.min(...values)).toBeLessThan(-100); // both signs reach the word stores
+    }
   });
 });
 
 describe('writeQuantizedFile', () => {
-  it('writes the same bytes split across worker threads as on one thread, from F32 and F16 tensors', async () => {
-    const conv = rand(40 * 6 * 9, 31); // [40, 6, 3, 3]
+  it('writes the same bytes split across worker threads as on one thread, from F32 and F16 tensors, a block of rows at a time', async () => {
+    const conv = rand(136 * 6 * 9, 31); // [136, 6, 3, 3]: blocks of 64, 64 and 8 rows
     const linear = rand(24 * 50, 32); // [24, 50]
-    const half = rand(16 * 12, 33); // [16, 12], stored as F16
+    const half = rand(70 * 12, 33); // [70, 12], stored as F16: blocks of 64 and 6 rows
     const source = join(dir, 'to-quantise.safetensors');
     writeSafetensors(source, {
-      conv: { dtype: 'F32', shape: [40, 6, 3, 3], data: conv },
+      conv: { dtype: 'F32', shape: [136, 6, 3, 3], data: conv },
       linear: { dtype: 'F32', shape: [24, 50], data: linear },
-      half: { dtype: 'F16', shape: [16, 12], data: float32ToFloat16(half) },
+      half: { dtype: 'F16', shape: [70, 12], data: float32ToFloat16(half) },
     });
     const file = SafetensorsFile.open(source);
     let at = 0;
@@ -92,7 +95,7 @@ describe('writeQuantizedFile', () => {
       const count = e.shape.reduce((a, b) => a * b, 1);
       return { file: source, offset: e.dataOffset, dtype: e.dtype as 'F32' | 'F16', count, rows, cin, levels: 127, valuesOffset: place(count), scalesOffset: place(4 * rows) };
     };
-    const items = [item('conv', 40, 6), item('linear', 24, 50), item('half', 16, 12)];
+    const items = [item('conv', 136, 6), item('linear', 24, 50), item('half', 70, 12)];
     const inline = join(dir, 'q8-inline.bin');
     const threaded = join(dir, 'q8-threads.bin');
     await writeQuantizedFile(inline, at, items, { threads: 1 });
@@ -101,11 +104,11 @@ describe('writeQuantizedFile', () => {
     expect(bytes.length).toBe(at);
     expect(readFileSync(threaded).equals(bytes)).toBe(true);
     // and they are quantizeTransposed's values and scales where the plan put them
-    const expected = E.quantizeTransposed(conv, 40, 6);
+    const expected = E.quantizeTransposed(conv, 136, 6);
     expect([...new Int8Array(bytes.buffer, bytes.byteOffset + items[0].valuesOffset, items[0].count)]).toEqual([...expected.values]);
-    expect([...new Float32Array(bytes.buffer.slice(bytes.byteOffset + items[0].scalesOffset, bytes.byteOffset + items[0].scalesOffset + 160))]).toEqual([...expected.scales]);
+    expect([...new Float32Array(bytes.buffer.slice(bytes.byteOffset + items[0].scalesOffset, bytes.byteOffset + items[0].scalesOffset + 4 * 136))]).toEqual([...expected.scales]);
     const halfValues = file.read('half').data as Uint16Array;
-    expect([...new Int8Array(bytes.buffer, bytes.byteOffset + items[2].valuesOffset, items[2].count)]).toEqual([...E.quantizeTransposed(float16ToFloat32(halfValues), 16, 12).values]);
+    expect([...new Int8Array(bytes.buffer, bytes.byteOffset + items[2].valuesOffset, items[2].count)]).toEqual([...E.quantizeTransposed(float16ToFloat32(halfValues), 70, 12).values]);
     file.close();
   });
 });
@@ -161,6 +164,12 @@ describe('q8 layers against fp32', () => {
     expect(ops.filter((op) => op === 'DynamicQuantizeLinear')).toHaveLength(4);
     expect(ops).not.toContain('Conv');
     expect(ops).not.toContain('MatMul');
+    // Nothing is left of the float forms: no node whose outputs no one reads (the linear's
+    // Transpose(W) was emitted before the int8 product took its place), no float weight.
+    const read = new Set([...graph!.node!.flatMap((n) => n.input!), ...graph!.output!.map((o) => o.name!)]);
+    expect(graph!.node!.filter((n) => !n.output!.some((o) => read.has(o))).map((n) => n.opType)).toEqual([]);
+    expect(graph!.initializer!.filter((t) => !read.has(t.name!))).toEqual([]);
+    expect(graph!.initializer!.map((t) => t.name).filter((name) => /^(c\d|lin)\.weight_\d+$/.test(name!))).toEqual([]);
   });
 
   it('weights in a safetensors file: the int8 file is derived once into the cache, same result as from memory', async () => {
