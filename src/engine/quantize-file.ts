@@ -7,7 +7,7 @@
 import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { TRANSPOSE_BLOCK_ROWS, quantizeTransposedBlock } from './quantize.ts';
+import { TRANSPOSE_BLOCK_ROWS, TransposedQuantizer } from './quantize.ts';
 import { bfloat16ToFloat32, float16ToFloat32 } from './safetensors.ts';
 
 /** One weight to quantise: where its floats are in a checkpoint file, and where its int8 form goes. */
@@ -55,32 +55,30 @@ export async function writeQuantizedFile(path: string, bytes: number, items: Qua
 
 /**
  * Quantises and writes items into the existing file at `path` (a worker thread runs this too). Each
- * weight is read TRANSPOSE_BLOCK_ROWS rows at a time, so its floats are still in cache when they
- * are quantised (a whole weight of up to 118 MB read at once made the read and the pass over it each
- * go at memory speed). The buffers are sized once for the largest item: with fresh ones per weight,
- * the first touch of new memory made reading from the page cache several times slower than the copy.
+ * weight is read TRANSPOSE_BLOCK_ROWS rows at a time straight into the quantizer's memory, so its
+ * floats are still in cache when they are quantised (a whole weight of up to 118 MB read at once
+ * made the read and the pass over it each go at memory speed).
  */
 export function writeItems(path: string, items: QuantizeItem[]): void {
   const out = openSync(path, 'r+');
   const files = new Map<string, number>();
-  const largestRow = Math.max(0, ...items.map((item) => item.count / item.rows));
-  const bytes = new Uint8Array(TRANSPOSE_BLOCK_ROWS * largestRow * 4);
-  const floats = new Float32Array(TRANSPOSE_BLOCK_ROWS * largestRow);
-  const values = new Int8Array(Math.max(0, ...items.map((item) => item.count)));
+  // 16-bit checkpoints are read here first, then widened into the quantizer's floats.
+  const bytes = new Uint8Array(TRANSPOSE_BLOCK_ROWS * Math.max(0, ...items.map((item) => item.count / item.rows)) * 2);
   try {
     for (const item of items) {
       let input = files.get(item.file);
       if (input === undefined) files.set(item.file, (input = openSync(item.file, 'r')));
       const n = item.count / item.rows;
-      const weight = values.subarray(0, item.count);
-      const scales = new Float32Array(item.rows);
+      const quantizer = new TransposedQuantizer(item.rows, item.cin, n, item.levels);
       for (let r0 = 0; r0 < item.rows; r0 += TRANSPOSE_BLOCK_ROWS) {
-        const count = Math.min(TRANSPOSE_BLOCK_ROWS, item.rows - r0) * n;
-        const block = readFloats(input, item, r0 * n, count, bytes, floats);
-        quantizeTransposedBlock(block, r0, item.rows, item.cin, item.levels, weight, scales);
+        const count = Math.min(TRANSPOSE_BLOCK_ROWS, item.rows - r0);
+        readFloats(input, item, r0 * n, quantizer.floats(count), bytes);
+        quantizer.quantize(r0, count);
       }
-      writeSync(out, weight, 0, weight.length, item.valuesOffset);
-      writeSync(out, new Uint8Array(scales.buffer), 0, scales.byteLength, item.scalesOffset);
+      const values = quantizer.values();
+      const scales = quantizer.scales();
+      writeSync(out, values, 0, values.length, item.valuesOffset);
+      writeSync(out, new Uint8Array(scales.buffer, scales.byteOffset, scales.byteLength), 0, scales.byteLength, item.scalesOffset);
     }
   } finally {
     closeSync(out);
@@ -88,18 +86,20 @@ export function writeItems(path: string, items: QuantizeItem[]): void {
   }
 }
 
-/** `count` of the item's values from value `first` on, as floats, in `bytes` (F32) or `floats` (F16, BF16 converted). */
-function readFloats(fd: number, item: QuantizeItem, first: number, count: number, bytes: Uint8Array, floats: Float32Array): Float32Array {
+/** The item's values from value `first` on into `floats` (F32 read in place; F16, BF16 read into `bytes` and widened). */
+function readFloats(fd: number, item: QuantizeItem, first: number, floats: Float32Array, bytes: Uint8Array): void {
   const width = item.dtype === 'F32' ? 4 : 2;
-  const length = count * width;
+  const target = width === 4 ? new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength) : bytes;
+  const length = floats.length * width;
   for (let done = 0; done < length; ) {
-    const n = readSync(fd, bytes, done, length - done, item.offset + first * width + done);
+    const n = readSync(fd, target, done, length - done, item.offset + first * width + done);
     if (n === 0) throw new Error(`${item.file}: ends before the ${item.count} ${item.dtype} values at byte ${item.offset}`);
     done += n;
   }
-  if (item.dtype === 'F32') return new Float32Array(bytes.buffer, 0, count);
-  const bits = new Uint16Array(bytes.buffer, 0, count);
-  return item.dtype === 'F16' ? float16ToFloat32(bits, floats) : bfloat16ToFloat32(bits, floats);
+  if (width === 4) return;
+  const bits = new Uint16Array(bytes.buffer, 0, floats.length);
+  if (item.dtype === 'F16') float16ToFloat32(bits, floats);
+  else bfloat16ToFloat32(bits, floats);
 }
 
 const WORKER = new URL('./quantize-worker.mjs', import.meta.url);

@@ -10,7 +10,7 @@
 // patches of the uint8 activations and one MatMulInteger.
 
 import { readFileSync } from 'node:fs';
-import { arch, endianness } from 'node:os';
+import { arch } from 'node:os';
 
 export type WeightDType = 'fp32' | 'q8';
 export const WEIGHT_DTYPES: readonly WeightDType[] = ['fp32', 'q8'];
@@ -30,61 +30,40 @@ export function weightLevels(): number {
 }
 
 export interface QuantizedRows {
-  /** round(w / scale[row]), in [−levels, levels], same layout as the input. */
+  /** floor(w · multiplier[row] + 0.5), in [−levels, levels]. */
   values: Int8Array;
   /** One scale per row: max |w| of the row ÷ levels (1 for an all-zero row). */
   scales: Float32Array;
 }
 
-/** Symmetric per-row int8 quantisation of a row-major [rows, n] matrix (rows: output channels). */
+/**
+ * Symmetric per-row int8 quantisation of a row-major [rows, n] matrix (rows: output channels), in
+ * float32 arithmetic: scale = max |w| ÷ levels, multiplier = levels ÷ max |w| (both 1 for an
+ * all-zero row), value = floor(w · multiplier + 0.5). Plain JavaScript, the definition that the
+ * WebAssembly kernels of `quantizeTransposed` are tested against (Math.fround of one double
+ * operation on float32 operands is the float32 operation's result).
+ */
 export function quantizeRows(w: Float32Array, rows: number, levels = 127): QuantizedRows {
-  const { scales, multipliers } = rowScales(w, rows, levels, 'quantizeRows');
+  checkRows(w.length, rows, levels, 'quantizeRows');
   const n = w.length / rows;
   const values = new Int8Array(w.length);
+  const scales = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
-    const m = multipliers[r];
-    for (let i = r * n; i < (r + 1) * n; i++) values[i] = roundHalfUp(w[i] * m);
+    let max = 0;
+    for (let i = r * n; i < (r + 1) * n; i++) max = Math.max(max, Math.abs(w[i])); // keeps a NaN
+    if (!(max <= MAX_FLOAT32)) throw new Error(`quantizeRows: row ${r} holds a non-finite weight`);
+    scales[r] = max > 0 ? max / levels : 1;
+    const multiplier = max > 0 ? Math.fround(levels / max) : 1;
+    for (let i = r * n; i < (r + 1) * n; i++) values[i] = Math.floor(Math.fround(Math.fround(w[i] * multiplier) + 0.5));
   }
   return { values, scales };
 }
 
-/**
- * Each row's scale, max |w| ÷ levels (1 for an all-zero row), and the multiplier levels ÷ max |w|
- * (double precision) that quantises its values. Four running maxima, so that the comparisons do not
- * wait on each other; Math.max keeps a NaN, and an infinity is the maximum, so one test of the
- * result finds any non-finite weight.
- */
-function rowScales(w: Float32Array, rows: number, levels: number, caller: string): { scales: Float32Array; multipliers: Float64Array } {
-  if (!Number.isInteger(rows) || rows <= 0 || w.length % rows) throw new Error(`${caller}: ${w.length} values do not split into ${rows} rows`);
-  if (!Number.isInteger(levels) || levels < 1 || levels > 127) throw new Error(`${caller}: levels must be 1–127, got ${levels}`);
-  const n = w.length / rows;
-  const scales = new Float32Array(rows);
-  const multipliers = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    const end = (r + 1) * n;
-    let m0 = 0;
-    let m1 = 0;
-    let m2 = 0;
-    let m3 = 0;
-    let i = r * n;
-    for (; i + 3 < end; i += 4) {
-      m0 = Math.max(m0, Math.abs(w[i]));
-      m1 = Math.max(m1, Math.abs(w[i + 1]));
-      m2 = Math.max(m2, Math.abs(w[i + 2]));
-      m3 = Math.max(m3, Math.abs(w[i + 3]));
-    }
-    for (; i < end; i++) m0 = Math.max(m0, Math.abs(w[i]));
-    const max = Math.max(m0, m1, m2, m3);
-    if (!(max <= Number.MAX_VALUE)) throw new Error(`${caller}: row ${r} holds a non-finite weight`);
-    scales[r] = max > 0 ? max / levels : 1;
-    multipliers[r] = max > 0 ? levels / max : 1;
-  }
-  return { scales, multipliers };
-}
+const MAX_FLOAT32 = 3.4028234663852886e38;
 
-/** Math.round (half up) for the |x| ≤ 127 met here, without its branches, which mispredict on weights of random sign. */
-function roundHalfUp(x: number): number {
-  return Math.floor(x + 0.5);
+function checkRows(length: number, rows: number, levels: number, caller: string): void {
+  if (!Number.isInteger(rows) || rows <= 0 || length % rows) throw new Error(`${caller}: ${length} values do not split into ${rows} rows`);
+  if (!Number.isInteger(levels) || levels < 1 || levels > 127) throw new Error(`${caller}: levels must be 1–127, got ${levels}`);
 }
 
 /**
@@ -95,61 +74,99 @@ function roundHalfUp(x: number): number {
  * instead of a new array.
  */
 export function quantizeTransposed(w: Float32Array, rows: number, cin: number, levels = 127, into?: Int8Array): QuantizedRows {
-  if (!Number.isInteger(rows) || rows <= 0 || w.length % rows) throw new Error(`quantizeTransposed: ${w.length} values do not split into ${rows} rows`);
+  checkRows(w.length, rows, levels, 'quantizeTransposed');
   const n = w.length / rows;
-  const values = into ? into.subarray(0, w.length) : new Int8Array(w.length);
-  const scales = new Float32Array(rows);
+  const quantizer = new TransposedQuantizer(rows, cin, n, levels);
   for (let r0 = 0; r0 < rows; r0 += TRANSPOSE_BLOCK_ROWS) {
-    const r1 = Math.min(rows, r0 + TRANSPOSE_BLOCK_ROWS);
-    quantizeTransposedBlock(w.subarray(r0 * n, r1 * n), r0, rows, cin, levels, values, scales);
+    const count = Math.min(TRANSPOSE_BLOCK_ROWS, rows - r0);
+    quantizer.floats(count).set(w.subarray(r0 * n, (r0 + count) * n));
+    quantizer.quantize(r0, count);
   }
-  return { values, scales };
+  const values = into ? into.subarray(0, w.length) : new Int8Array(w.length);
+  values.set(quantizer.values());
+  return { values, scales: quantizer.scales().slice() };
 }
 
 /**
- * Rows per block of `quantizeTransposedBlock` in `quantizeTransposed` and the int8 file writer: the
- * block's floats (64 rows of at most 11,520 values for SD's 3×3 convolutions, ~3 MB) stay in cache
- * between reading them, finding their rows' scales and quantising them.
+ * Rows per block of a `TransposedQuantizer`: a block's floats (64 rows of at most 11,520 values for
+ * SD's 3×3 convolutions, ~3 MB) stay in cache between being read, scaled and rounded.
  */
 export const TRANSPOSE_BLOCK_ROWS = 64;
 
+interface Kernels {
+  memory: WebAssembly.Memory;
+  rowScales(src: number, count: number, n: number, levels: number, scales: number, multipliers: number): number;
+  quantizeRows(src: number, count: number, n: number, multipliers: number, dst: number): void;
+  transposeRows(src: number, count: number, cin: number, taps: number, dst: number, rows: number, r0: number, scratch: number): void;
+}
+
+/** This thread's instance of quantize.wasm (built from quantize.wat): its memory grows to the largest weight quantised here, and stays. */
+let kernels: Kernels | undefined;
+
+function wasmKernels(): Kernels {
+  kernels ??= new WebAssembly.Instance(new WebAssembly.Module(readFileSync(new URL('./quantize.wasm', import.meta.url)))).exports as unknown as Kernels;
+  return kernels;
+}
+
 /**
- * `quantizeTransposed` of rows [r0, r0 + block rows) of a [rows, n] weight, given alone as `block`:
- * their int8 values go to their places in `values` ([K, rows]), their scales to `scales[r0…]`. The
- * first run of a q8 model quantises every weight of its UNet (860M values for SD-1.5) before its
- * first step, so the writer reads a weight a block at a time (quantize-file.ts) and each value is
- * quantised where its transposed byte is written.
+ * `quantizeTransposed` of one weight, a block of rows at a time, in WebAssembly SIMD (quantize.wat):
+ * put a block's floats in `floats(count)`, then `quantize(r0, count)`; when every row is done,
+ * `values()` is the [K, rows] operand and `scales()` the scales. The first run of a q8 model
+ * quantises every weight of its UNet (860M values for SD-1.5) before its first step, and the int8
+ * file writer (quantize-file.ts) reads each weight's blocks straight into `floats`. The kernels'
+ * memory is the thread's: one weight at a time, and a new quantizer invalidates the arrays an older
+ * one returned.
  */
-export function quantizeTransposedBlock(block: Float32Array, r0: number, rows: number, cin: number, levels: number, values: Int8Array, scales: Float32Array): void {
-  const n = values.length / rows;
-  const count = block.length / n;
-  if (!Number.isInteger(count) || r0 + count > rows) throw new Error(`quantizeTransposed: ${block.length} values from row ${r0} are not whole rows of a [${rows}, ${n}] weight`);
-  const { scales: blockScales, multipliers } = rowScales(block, count, levels, 'quantizeTransposed');
-  // A convolution's row is [Cin, taps] in the checkpoint and [taps, Cin] in patch order; a linear's
-  // row is all channels (cin = n, one tap).
-  if (!Number.isInteger(cin) || cin <= 0 || n % cin) throw new Error(`quantizeTransposed: rows of ${n} values do not split into ${cin} channels`);
-  scales.set(blockScales, r0);
-  const taps = n / cin;
-  // Four rows' bytes go out as one 32-bit store where the output rows are 4-byte aligned (every
-  // SD weight) on a little-endian machine: 25–35% faster than byte stores.
-  const words = rows % 4 === 0 && r0 % 4 === 0 && values.byteOffset % 4 === 0 && endianness() === 'LE' ? new Int32Array(values.buffer, values.byteOffset, values.length / 4) : undefined;
-  const w = block;
-  const m = multipliers;
-  for (let c = 0; c < cin; c++) {
-    for (let t = 0; t < taps; t++) {
-      const to = (t * cin + c) * rows + r0;
-      let k = c * taps + t; // block[r][c][t] for r = 0
-      if (words) {
-        for (let r = 0; r < count; r += 4, k += 4 * n) {
-          const q0 = roundHalfUp(w[k] * m[r]);
-          const q1 = roundHalfUp(w[k + n] * m[r + 1]);
-          const q2 = roundHalfUp(w[k + 2 * n] * m[r + 2]);
-          const q3 = roundHalfUp(w[k + 3 * n] * m[r + 3]);
-          words[(to + r) >> 2] = (q0 & 255) | ((q1 & 255) << 8) | ((q2 & 255) << 16) | (q3 << 24);
-        }
-      } else {
-        for (let r = 0; r < count; r++, k += n) values[to + r] = roundHalfUp(w[k] * m[r]);
-      }
-    }
+export class TransposedQuantizer {
+  private readonly k = wasmKernels();
+  private readonly taps: number;
+  private readonly at: { floats: number; bytes: number; values: number; scales: number; multipliers: number; scratch: number };
+
+  constructor(
+    readonly rows: number,
+    readonly cin: number,
+    readonly n: number,
+    readonly levels: number,
+  ) {
+    checkRows(rows * n, rows, levels, 'quantizeTransposed');
+    // A convolution's row is [Cin, taps] in the checkpoint and [taps, Cin] in patch order; a linear's
+    // row is all channels (cin = n, one tap).
+    if (!Number.isInteger(cin) || cin <= 0 || n % cin) throw new Error(`quantizeTransposed: rows of ${n} values do not split into ${cin} channels`);
+    this.taps = n / cin;
+    const block = Math.min(rows, TRANSPOSE_BLOCK_ROWS) * n;
+    const align = (bytes: number) => Math.ceil(bytes / 16) * 16;
+    const floats = 0;
+    const bytes = floats + align(4 * block);
+    const values = bytes + align(block);
+    const scales = values + align(rows * n);
+    const multipliers = scales + align(4 * rows);
+    const scratch = multipliers + 4 * TRANSPOSE_BLOCK_ROWS; // one 16 × 16 byte tile
+    this.at = { floats, bytes, values, scales, multipliers, scratch };
+    const needed = scratch + 256;
+    const have = this.k.memory.buffer.byteLength;
+    if (needed > have) this.k.memory.grow(Math.ceil((needed - have) / 65536));
+  }
+
+  /** Where the next block's floats go: `count` rows. */
+  floats(count: number): Float32Array {
+    return new Float32Array(this.k.memory.buffer, this.at.floats, count * this.n);
+  }
+
+  /** Quantises the block in `floats(count)` as rows r0 … r0 + count − 1 of the weight. */
+  quantize(r0: number, count: number): void {
+    if (!(count > 0 && count <= TRANSPOSE_BLOCK_ROWS && r0 >= 0 && r0 + count <= this.rows)) throw new Error(`quantizeTransposed: rows ${r0}–${r0 + count - 1} are not a block of a ${this.rows}-row weight`);
+    const { k, at } = this;
+    const bad = k.rowScales(at.floats, count, this.n, this.levels, at.scales + 4 * r0, at.multipliers);
+    if (bad) throw new Error(`quantizeTransposed: row ${r0 + bad - 1} holds a non-finite weight`);
+    k.quantizeRows(at.floats, count, this.n, at.multipliers, at.bytes);
+    k.transposeRows(at.bytes, count, this.cin, this.taps, at.values, this.rows, r0, at.scratch);
+  }
+
+  values(): Int8Array {
+    return new Int8Array(this.k.memory.buffer, this.at.values, this.rows * this.n);
+  }
+
+  scales(): Float32Array {
+    return new Float32Array(this.k.memory.buffer, this.at.scales, this.rows);
   }
 }

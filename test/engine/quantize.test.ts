@@ -11,6 +11,8 @@ import * as E from '../../src/engine/index.ts';
 import { emitGraph } from '../../src/engine/emit.ts';
 import { SafetensorsFile, float16ToFloat32, float32ToFloat16, writeSafetensors } from '../../src/engine/safetensors.ts';
 import { writeQuantizedFile } from '../../src/engine/quantize-file.ts';
+// @ts-expect-error: a plain-JS build script without type declarations
+import { assemble } from '../../scripts/build-wasm.mjs';
 import { relativeError } from '../../bench/compare.ts';
 import { rand } from './helpers.ts';
 
@@ -73,6 +75,25 @@ describe('quantizeRows', () => {
       expect([...values]).toEqual([...transposed(reference.values, cout, cin * taps)]);
       expect(Math.min(...values)).toBeLessThan(-100); // both signs reach the word stores
     }
+  });
+});
+
+describe('quantizeTransposed (WebAssembly)', () => {
+  it('is built from the committed text: quantize.wasm is quantize.wat assembled (npm run build:wasm)', async () => {
+    const engine = join(import.meta.dirname, '..', '..', 'src', 'engine');
+    const built: Uint8Array = await assemble(join(engine, 'quantize.wat'));
+    expect(Buffer.from(built).equals(readFileSync(join(engine, 'quantize.wasm')))).toBe(true);
+  });
+
+  it('names the row of a NaN or an infinity in any block, and scales an all-zero row by 1', () => {
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+      const w = rand(100 * 3, 41);
+      w[90 * 3 + 1] = bad; // row 90: the second block
+      expect(() => E.quantizeTransposed(w, 100, 3)).toThrow(/row 90 holds a non-finite weight/);
+    }
+    const { values, scales } = E.quantizeTransposed(Float32Array.of(0, 0, 0, 3, -1.5, 0), 2, 3);
+    expect([...scales]).toEqual([1, Math.fround(3 / 127)]);
+    expect([...values]).toEqual([0, 127, 0, -63, 0, 0]); // −1.5 · 127/3 = −63.5 → −63 (half up)
   });
 });
 
