@@ -24,7 +24,7 @@
 //    --identity --names 40`).
 //
 // 4. Prompt-to-Prompt (issue 11), alone with --edits: a word swap's layout kept, local blend at the
-//    default size, a colour word re-weighted ×1/×2/×3, and how much of a noun's heat map lands on
+//    default size, a colour word re-weighted ×0/×0.5/×1/×2/×3, and how much of a noun's heat map lands on
 //    the object (src/training/edit-checks.ts), over --edit-seeds.
 //
 // --empty-end-of-text generates with each prompt's end-of-text states (EOS and the padding) replaced

@@ -7,8 +7,10 @@
 //              without Prompt-to-Prompt)
 //   blend      local blend at the default size runs, and keeps the background: mean change outside
 //              the source's object against the mean change inside it
-//   reweight   a colour word re-weighted by 1, 2, 3: how much of the object and of the picture
-//              shows that hue, and how saturated it is
+//   reweight   a colour word re-weighted by 0, 0.5, 1, 2, 3: how much of the object and of the
+//              picture shows that hue, and how saturated it is (down-weighting shows whether the
+//              colour comes from the colour word at all: CLIP is causal, so the noun after it
+//              carries the colour too)
 //   heat maps  a noun's cross-attention map: its share of the map's mass that falls on the object,
 //              against the object's share of the picture (a map that ignores the object gets its
 //              area share; one that lands on it gets more)
@@ -38,7 +40,7 @@ export const REWEIGHTS: readonly (readonly [string, HueName])[] = [
   ['green apple', 'green'],
   ['yellow heart', 'yellow'],
 ];
-export const REWEIGHT_FACTORS = [1, 2, 3] as const;
+export const REWEIGHT_FACTORS = [0, 0.5, 1, 2, 3] as const;
 /** [prompt, noun]. */
 export const HEAT_MAPS: readonly (readonly [string, string])[] = [
   ['red apple', 'apple'],
