@@ -121,7 +121,7 @@ for (const [i, { budget, keptForward, compileMs }] of steps.entries()) {
   console.log(`    ratio step / forward                 ${(m.wall / forward.wall).toFixed(2)}× wall, ${(m.cpu / forward.cpu).toFixed(2)}× CPU  (target ≤ 3×)`);
   console.log(`    compile (trace + grad + emit + session) ${compileMs.toFixed(0)} ms`);
 }
-console.log(`  AdamW update (TS, last step)          ${optimiserMs.toFixed(1)} ms`);
+console.log(`  AdamW update (WebAssembly, last step)  ${optimiserMs.toFixed(1)} ms`);
 console.log(`  peak RSS (whole process)              ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
 // Released sessions write their NURI_ORT_PROFILE files.
 for (const graph of [forwardGraph, ...steps.map(({ step }) => step.graph)]) await graph.release();

@@ -11,6 +11,7 @@
 
 import { readFileSync } from 'node:fs';
 import { arch } from 'node:os';
+import { reserve, wasmKernels } from './wasm.ts';
 
 export type WeightDType = 'fp32' | 'q8';
 export const WEIGHT_DTYPES: readonly WeightDType[] = ['fp32', 'q8'];
@@ -94,18 +95,9 @@ export function quantizeTransposed(w: Float32Array, rows: number, cin: number, l
 export const TRANSPOSE_BLOCK_ROWS = 64;
 
 interface Kernels {
-  memory: WebAssembly.Memory;
   rowScales(src: number, count: number, n: number, levels: number, scales: number, multipliers: number): number;
   quantizeRows(src: number, count: number, n: number, multipliers: number, dst: number): void;
   transposeRows(src: number, count: number, cin: number, taps: number, dst: number, rows: number, r0: number, scratch: number): void;
-}
-
-/** This thread's instance of quantize.wasm (built from quantize.wat): its memory grows to the largest weight quantised here, and stays. */
-let kernels: Kernels | undefined;
-
-function wasmKernels(): Kernels {
-  kernels ??= new WebAssembly.Instance(new WebAssembly.Module(readFileSync(new URL('./quantize.wasm', import.meta.url)))).exports as unknown as Kernels;
-  return kernels;
 }
 
 /**
@@ -118,7 +110,7 @@ function wasmKernels(): Kernels {
  * one returned.
  */
 export class TransposedQuantizer {
-  private readonly k = wasmKernels();
+  private readonly k = wasmKernels<Kernels>('quantize');
   private readonly taps: number;
   private readonly at: { floats: number; bytes: number; values: number; scales: number; multipliers: number; scratch: number };
 
@@ -142,9 +134,7 @@ export class TransposedQuantizer {
     const multipliers = scales + align(4 * rows);
     const scratch = multipliers + 4 * TRANSPOSE_BLOCK_ROWS; // one 16 × 16 byte tile
     this.at = { floats, bytes, values, scales, multipliers, scratch };
-    const needed = scratch + 256;
-    const have = this.k.memory.buffer.byteLength;
-    if (needed > have) this.k.memory.grow(Math.ceil((needed - have) / 65536));
+    reserve(this.k.memory, scratch + 256);
   }
 
   /** Where the next block's floats go: `count` rows. */

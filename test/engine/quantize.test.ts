@@ -79,10 +79,14 @@ describe('quantizeRows', () => {
 });
 
 describe('quantizeTransposed (WebAssembly)', () => {
-  it('is built from the committed text: quantize.wasm is quantize.wat assembled (npm run build:wasm)', async () => {
+  it("is built from the committed text: each of the engine's .wasm is its .wat assembled (npm run build:wasm)", async () => {
     const engine = join(import.meta.dirname, '..', '..', 'src', 'engine');
-    const built: Uint8Array = await assemble(join(engine, 'quantize.wat'));
-    expect(Buffer.from(built).equals(readFileSync(join(engine, 'quantize.wasm')))).toBe(true);
+    const texts = readdirSync(engine).filter((name) => name.endsWith('.wat'));
+    expect(texts).toEqual(expect.arrayContaining(['quantize.wat', 'adamw.wat']));
+    for (const text of texts) {
+      const built: Uint8Array = await assemble(join(engine, text));
+      expect(Buffer.from(built).equals(readFileSync(join(engine, text.replace(/\.wat$/, '.wasm')))), text).toBe(true);
+    }
   });
 
   it('names the row of a NaN or an infinity in any block, and scales an all-zero row by 1', () => {

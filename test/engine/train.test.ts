@@ -145,6 +145,31 @@ describe('optimisers', () => {
     expectClose(p.value(), w, 1e-6);
   });
 
+  it('AdamW computes in float32 exactly as written, across its kernel\'s 16,384-weight chunks and a ragged tail', () => {
+    const size = 2 * 16384 + 7;
+    const p = new E.Parameter('p', [size]);
+    const start = rand(size, 60);
+    p.setValue(start);
+    const [lr, beta1, beta2, eps, weightDecay] = [0.01, 0.9, 0.999, 1e-8, 0.01];
+    const adam = new E.AdamW([p], { lr, beta1, beta2, eps, weightDecay });
+    // float32 arithmetic: Math.fround of each double operation on float32 operands is its float32 result
+    const f = Math.fround;
+    const w = Float32Array.from(start), m = new Float32Array(size), v = new Float32Array(size);
+    const [b1, b2] = [f(beta1), f(beta2)];
+    const [c1, c2] = [f(1 - b1), f(1 - b2)];
+    for (let t = 1; t <= 3; t++) {
+      const g = rand(size, 60 + t);
+      adam.step([g]);
+      const [s1, o2, decay] = [f(lr / (1 - beta1 ** t)), f(1 / (1 - beta2 ** t)), f(1 - lr * weightDecay)];
+      for (let i = 0; i < size; i++) {
+        m[i] = f(f(b1 * m[i]) + f(c1 * g[i]));
+        v[i] = f(f(b2 * v[i]) + f(c2 * f(g[i] * g[i])));
+        w[i] = f(f(w[i] * decay) - f(f(s1 * m[i]) / f(f(Math.sqrt(f(v[i] * o2))) + f(eps))));
+      }
+    }
+    expect(Buffer.from(p.value().buffer).equals(Buffer.from(w.buffer))).toBe(true);
+  });
+
   it('AdamW resumes from its saved state exactly', () => {
     const make = () => {
       const p = new E.Parameter('p', [4]);
