@@ -153,10 +153,11 @@ async function convBackward(): Promise<void> {
     const graph = await E.compile({ inputs: [gy], outputs: { gx }, kernels: { convInputGrad: input } }, RUN);
     graphs.push({ label: `input gradient, ${input === 'conv' ? 'Conv with the flipped kernel' : 'ConvTranspose'}`, run: () => graph.run({ gy: feeds.gy }) });
   }
-  for (const weight of ['conv', 'im2col'] as const) {
+  for (const weight of ['conv', 'im2col', 'gather'] as const) {
     const [gw] = E.grad(E.conv2d(x, w.tensor, undefined, { padding: 1 }), [w.tensor], gy);
     const graph = await E.compile({ inputs: [x, gy], outputs: { gw }, kernels: { convWeightGrad: weight }, trainable: [w] }, RUN);
-    graphs.push({ label: `weight gradient, ${weight === 'conv' ? 'big-kernel Conv' : 'im2col + one MatMul'}`, run: () => graph.run(feeds) });
+    const labels = { conv: 'big-kernel Conv', im2col: 'im2col + one MatMul', gather: 'one Gather of the patches + one MatMul' };
+    graphs.push({ label: `weight gradient, ${labels[weight]}`, run: () => graph.run(feeds) });
   }
   const timings = await timeInterleaved(graphs.map((g) => g.run));
   const [fwd] = timings;

@@ -3,7 +3,7 @@
 // alone at the same batch. Target: a full step ≤ 3.5× the forward (issue 15: ≤ 3×). Also the peak RSS.
 //
 //   npm run bench:train -- [--kept-mib 0,512,1536] [--kept-forward onnx-attention,plain] [--grad-form auto|dense|low-rank]
-//                          [--conv-input-grad conv|convTranspose] [--conv-weight-grad im2col|conv]
+//                          [--conv-input-grad conv|convTranspose] [--conv-weight-grad im2col,gather,conv]
 //                          [--unet DIR --batch 8 --latent 32]   (another diffusers UNet folder: e.g. the
 //                          default model's, whose heads are 16–64 wide where the fixture's are 4)
 //
@@ -11,7 +11,8 @@
 // MiB; 0 recomputes P in the backward), all timed in the same rounds. The peak RSS is the process's:
 // give one budget per run to compare peaks. --kept-forward: the forward of a kept layer (each form
 // listed gets a graph per non-zero budget). --grad-form: how the attention backward forms the score
-// gradient (engine `attentionGradForm`). --conv-*-grad: the convolution gradients' forms (KernelForms).
+// gradient (engine `attentionGradForm`). --conv-*-grad: the convolution gradients' forms (KernelForms;
+// each weight-gradient form listed gets its graphs, timed in the same rounds).
 
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
@@ -39,6 +40,8 @@ attentionGradForm.form = args['grad-form'] as (typeof gradForms)[number];
 const budgetsMib = args['kept-mib'].split(',').map(Number);
 const keptForwards = args['kept-forward'].split(',') as KernelForms['keptAttentionForward'][];
 if (keptForwards.some((f) => f !== 'onnx-attention' && f !== 'plain')) throw new Error(`--kept-forward: onnx-attention, plain or both (comma-separated), got "${args['kept-forward']}"`);
+const weightGrads = args['conv-weight-grad'].split(',') as KernelForms['convWeightGrad'][];
+if (weightGrads.some((f) => !['im2col', 'gather', 'conv'].includes(f))) throw new Error(`--conv-weight-grad: im2col, gather or conv (comma-separated), got "${args['conv-weight-grad']}"`);
 if (budgetsMib.some((b) => !(b >= 0))) throw new Error(`--kept-mib: a comma-separated list of MiB (≥ 0), got "${args['kept-mib']}"`);
 const FIXTURES = process.env.NURI_FIXTURES ?? join(import.meta.dirname, '..', '..', 'shared', 'fixtures');
 const TINY_SD = join(FIXTURES, 'tiny-sd');
@@ -90,15 +93,16 @@ const forwardGraph = await compile({ inputs: [sample, t, ctx], outputs: { eps: f
 const forwardFeeds = { sample: feeds.latents, timestep: feeds.timestep, encoder_hidden_states: feeds.encoder_hidden_states };
 
 // Training steps: every UNet parameter trainable, one graph per budget for kept attention P.
-const steps: { budget: number; keptForward: string; step: TrainStep; optimizer: AdamW; compileMs: number }[] = [];
-for (const [budget, keptForward] of budgetsMib.flatMap((b) => (b ? keptForwards.map((f) => [b, f] as const) : [[b, keptForwards[0]] as const]))) {
+const steps: { budget: number; keptForward: string; weightGrad: string; step: TrainStep; optimizer: AdamW; compileMs: number }[] = [];
+const budgetForms = budgetsMib.flatMap((b) => (b ? keptForwards.map((f) => [b, f] as const) : [[b, keptForwards[0]] as const]));
+for (const [budget, keptForward, weightGrad] of budgetForms.flatMap(([b, f]) => weightGrads.map((w) => [b, f, w] as const))) {
   const unet = loadUNet(UNET);
   const inputs = diffusionInputs(BATCH, LATENT);
   const context = Tensor.input('encoder_hidden_states', [BATCH, 77, CONTEXT]);
   const { loss } = diffusionLoss(unet, inputs, context);
   const t0 = performance.now();
-  const step = await compileTrainStep({ inputs: [...Object.values(inputs), context], loss, params: unet.parameters(), kernels: { keptBytes: budget * 2 ** 20, keptAttentionForward: keptForward, convInputGrad: args['conv-input-grad'] as 'conv', convWeightGrad: args['conv-weight-grad'] as 'im2col' } });
-  steps.push({ budget, keptForward, step, optimizer: new AdamW(step.params, { lr: 1e-5 }), compileMs: performance.now() - t0 });
+  const step = await compileTrainStep({ inputs: [...Object.values(inputs), context], loss, params: unet.parameters(), kernels: { keptBytes: budget * 2 ** 20, keptAttentionForward: keptForward, convInputGrad: args['conv-input-grad'] as 'conv', convWeightGrad: weightGrad } });
+  steps.push({ budget, keptForward, weightGrad, step, optimizer: new AdamW(step.params, { lr: 1e-5 }), compileMs: performance.now() - t0 });
 }
 let optimiserMs = 0;
 const [forward, ...measured] = await interleavedMedians([
@@ -113,11 +117,11 @@ const [forward, ...measured] = await interleavedMedians([
 const count = steps[0].step.params.reduce((s, p) => s + p.size, 0);
 
 const ms = (x: { wall: number; cpu: number }) => `${x.wall.toFixed(1)} ms wall, ${x.cpu.toFixed(1)} ms CPU`;
-console.log(`${args.unet ? `UNet ${args.unet}` : 'tiny fixture UNet'} (${(count / 1e6).toFixed(2)}M parameters), batch ${BATCH}, latents ${LATENT.join('×')}, median of ${REPEATS}, interleaved, attention score gradient ${attentionGradForm.form}, conv input gradient ${args['conv-input-grad']}, weight gradient ${args['conv-weight-grad']}`);
+console.log(`${args.unet ? `UNet ${args.unet}` : 'tiny fixture UNet'} (${(count / 1e6).toFixed(2)}M parameters), batch ${BATCH}, latents ${LATENT.join('×')}, median of ${REPEATS}, interleaved, attention score gradient ${attentionGradForm.form}, conv input gradient ${args['conv-input-grad']}`);
 console.log(`  forward alone (inference graph)        ${ms(forward)}`);
-for (const [i, { budget, keptForward, compileMs }] of steps.entries()) {
+for (const [i, { budget, keptForward, weightGrad, compileMs }] of steps.entries()) {
   const m = measured[i];
-  console.log(`  training step incl. AdamW, kept P ≤ ${budget} MiB${budget ? ` (${keptForward})` : ''}: ${ms(m)}`);
+  console.log(`  training step incl. AdamW, kept P ≤ ${budget} MiB${budget ? ` (${keptForward})` : ''}, conv weight gradient ${weightGrad}: ${ms(m)}`);
   console.log(`    ratio step / forward                 ${(m.wall / forward.wall).toFixed(2)}× wall, ${(m.cpu / forward.cpu).toFixed(2)}× CPU  (target ≤ 3×)`);
   console.log(`    compile (trace + grad + emit + session) ${compileMs.toFixed(0)} ms`);
 }

@@ -49,8 +49,11 @@ export interface GraphSpec {
 export interface KernelForms {
   /** dL/dx of a convolution: a plain Conv with the flipped kernel where it applies (stride 1, no groups), or always a ConvTranspose. */
   convInputGrad: 'conv' | 'convTranspose';
-  /** dL/dW of a convolution: im2col and one MatMul, or one Conv of the input with the output gradient (static sizes only). */
-  convWeightGrad: 'im2col' | 'conv';
+  /**
+   * dL/dW of a convolution: im2col and one MatMul; the same patches gathered by a constant index
+   * (static sizes only); or one Conv of the input with the output gradient (static spatial sizes only).
+   */
+  convWeightGrad: 'im2col' | 'gather' | 'conv';
   /**
    * Bytes of forward intermediates that gradients may keep instead of recomputing (attention's P,
    * [B, heads, Lq, Lk] fp32 per layer). Smallest first while the total fits; symbolic sizes are
@@ -65,7 +68,7 @@ export interface KernelForms {
   keptAttentionForward: 'onnx-attention' | 'plain';
 }
 
-export const DEFAULT_KERNELS: Readonly<KernelForms> = { convInputGrad: 'conv', convWeightGrad: 'im2col', keptBytes: 512 * 2 ** 20, keptAttentionForward: 'onnx-attention' };
+export const DEFAULT_KERNELS: Readonly<KernelForms> = { convInputGrad: 'conv', convWeightGrad: 'gather', keptBytes: 512 * 2 ** 20, keptAttentionForward: 'onnx-attention' };
 
 export interface EmitOptions {
   /** 'q8': frozen linear and convolution weights become int8 per output channel (quantize.ts). */

@@ -404,7 +404,7 @@ describe('gradients with symbolic spatial sizes', () => {
     });
   }
 
-  it('conv weight gradients sum over the batch alike in both forms (im2col folds the batch into one Gemm)', async () => {
+  it('conv weight gradients sum over the batch alike in every form (im2col and gather fold the batch into one product)', async () => {
     const options = { padding: [1, 2, 0, 1] as [number, number, number, number], stride: [2, 1] as [number, number], dilation: [1, 2] as [number, number] };
     const [n, h, w] = [3, 9, 7];
     const x = E.Tensor.input('x', [n, 4, h, w]);
@@ -413,9 +413,10 @@ describe('gradients with symbolic spatial sizes', () => {
     const r = E.Tensor.input('r', y.shape);
     const [gw] = E.grad(E.sum(E.mul(y, r)), [wt]);
     const feeds = { x: { data: rand(n * 4 * h * w, 6), shape: [n, 4, h, w] }, w: { data: rand(120, 7), shape: [5, 4, 3, 2] }, r: { data: rand((y.shape as number[]).reduce((a, b) => a * b, 1), 8), shape: y.shape as number[] } };
-    const run = async (form: 'im2col' | 'conv') => (await (await E.compile({ inputs: [x, wt, r], outputs: { gw }, kernels: { convWeightGrad: form } })).run(feeds)).gw.data as Float32Array;
+    const run = async (form: 'im2col' | 'gather' | 'conv') => (await (await E.compile({ inputs: [x, wt, r], outputs: { gw }, kernels: { convWeightGrad: form } })).run(feeds)).gw.data as Float32Array;
     const im2col = await run('im2col');
     expectClose(im2col, await run('conv'), 1e-5, 1e-5);
+    expectClose(im2col, await run('gather'), 1e-5, 1e-5);
     // and the sum over the batch is the sum of each item's gradient
     const item = (i: number) => {
       const one = E.Tensor.input('x', [1, 4, h, w]);

@@ -221,9 +221,51 @@ const CONV_WEIGHT_GRAD: OpSpec = {
   emit: (e, n) => {
     const [x, g] = n.inputs;
     const { a, kernel } = n.attrs as unknown as { a: ConvAttrs; kernel: [number, number] };
-    return e.kernels.convWeightGrad === 'im2col' || !isStaticSpatial(x, g) ? emitIm2colWeightGrad(e, x, g, a, kernel) : e.value(weightGradByConv(x, g, a, kernel));
+    const form = e.kernels.convWeightGrad;
+    if (form === 'gather' && isStatic(x) && isStatic(g)) return emitGatherWeightGrad(e, x, g, a, kernel);
+    return form !== 'conv' || !isStaticSpatial(x, g) ? emitIm2colWeightGrad(e, x, g, a, kernel) : e.value(weightGradByConv(x, g, a, kernel));
   },
 };
+
+function isStatic(t: Tensor): boolean {
+  return t.shape.every((d) => typeof d === 'number');
+}
+
+/**
+ * dL/dW of conv2d(x, W) at static sizes, its patches gathered in one op: x as rows of channels
+ * [N·H·W, Cin] (plus a zero row that padding reads), one Gather by a constant index [taps, N·oh·ow]
+ * into [taps, N·oh·ow, Cin], then one MatMul of g as [Cout, N·oh·ow] against each tap's rows,
+ * [taps, Cout, Cin]. The im2col form builds the same patches with a Pad, a Slice per tap and a
+ * Concat.
+ */
+function emitGatherWeightGrad(e: Emitter, x: Tensor, g: Tensor, a: ConvAttrs, kernel: [number, number]): string {
+  const [n, cin, h, w] = x.shape as number[];
+  const [, cout, oh, ow] = g.shape as number[];
+  const [kh, kw] = kernel;
+  const int64 = (values: number[]) => e.initializer(BigInt64Array.from(values, BigInt), [values.length], 'int64');
+  const zeroRow = n * h * w;
+  const index = new Int32Array(kh * kw * n * oh * ow);
+  let at = 0;
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      for (let b = 0; b < n; b++) {
+        for (let oy = 0; oy < oh; oy++) {
+          const y = oy * a.strides[0] + i * a.dilations[0] - a.pads[0];
+          for (let ox = 0; ox < ow; ox++) {
+            const xx = ox * a.strides[1] + j * a.dilations[1] - a.pads[1];
+            index[at++] = y >= 0 && y < h && xx >= 0 && xx < w ? (b * h + y) * w + xx : zeroRow;
+          }
+        }
+      }
+    }
+  }
+  const rows = e.node('Reshape', [e.node('Transpose', [e.value(x)], { perm: [0, 2, 3, 1] }), int64([n * h * w, cin])]);
+  const withZero = e.node('Concat', [rows, e.initializer(new Float32Array(cin), [1, cin], 'float32', 'zero_row')], { axis: 0 });
+  const patches = e.node('Gather', [withZero, e.initializer(index, [kh * kw, n * oh * ow], 'int32', 'patch_rows')], { axis: 0 }); // [K, N·P, Cin]
+  const gRows = e.node('Reshape', [e.node('Transpose', [e.value(g)], { perm: [1, 0, 2, 3] }), int64([cout, n * oh * ow])]);
+  const perTap = e.node('MatMul', [gRows, patches]); // [K, Cout, Cin]
+  return e.node('Reshape', [e.node('Transpose', [perTap], { perm: [1, 2, 0] }), int64([cout, cin, kh, kw])]);
+}
 
 function isStaticSpatial(x: Tensor, g: Tensor): boolean {
   return [x.shape[2], x.shape[3], g.shape[2], g.shape[3]].every((d) => typeof d === 'number');
