@@ -3,7 +3,7 @@
 
 import { dimEquals, shapeToString } from './dims.ts';
 import { add } from './ops/elementwise.ts';
-import { zerosLike } from './ops/shape.ts';
+import { concat, pad, zerosLike } from './ops/shape.ts';
 import type { Parameter } from './parameter.ts';
 import { Tensor, isFloat } from './tensor.ts';
 
@@ -58,10 +58,45 @@ export function grad(loss: Tensor, wrt: readonly Tensor[], seed?: Tensor): Tenso
       const gi = inputGrads[k];
       if (!gi || !needed.has(input) || !isFloat(input.dtype)) return;
       const previous = grads.get(input);
-      grads.set(input, previous ? add(previous, gi) : gi);
+      grads.set(input, previous ? accumulate(previous, gi) : gi);
     });
   }
   return wrt.map((w) => grads.get(w) ?? zerosFor(w));
+}
+
+/**
+ * a + b, two gradients of one tensor. Where each is one piece zero-padded along the same axis (a
+ * slice's gradient) and the pieces are side by side, their sum is the pieces joined, padded once:
+ * one Concat where two Pads and an Add wrote the whole tensor three times (the two halves of each
+ * GEGLU projection, in every transformer block's backward).
+ */
+function accumulate(a: Tensor, b: Tensor): Tensor {
+  const [pa, pb] = [padding(a), padding(b)];
+  if (pa && pb && pa.axis === pb.axis) {
+    const [first, second] = pa.before <= pb.before ? [pa, pb] : [pb, pa];
+    const firstEnd = first.before + (first.piece.shape[first.axis] as number);
+    if (firstEnd === second.before) {
+      const pads = new Array<number>(2 * a.rank).fill(0);
+      pads[first.axis] = first.before;
+      pads[a.rank + first.axis] = second.after;
+      return pad(concat([first.piece, second.piece], first.axis), pads);
+    }
+  }
+  return add(a, b);
+}
+
+/** The piece and its zero padding, when `t` is a piece zero-padded along one axis by known amounts. */
+function padding(t: Tensor): { piece: Tensor; axis: number; before: number; after: number } | undefined {
+  if (t.origin.kind !== 'op' || t.origin.node.spec.type !== 'Pad') return undefined;
+  const [piece, value] = t.origin.node.inputs;
+  if (value.origin.kind !== 'const' || value.origin.data[0] !== 0) return undefined;
+  const pads = t.origin.node.attrs.pads as unknown as readonly unknown[];
+  const axes = piece.shape.map((_, axis) => axis).filter((axis) => pads[axis] !== 0 || pads[piece.rank + axis] !== 0);
+  if (axes.length !== 1) return undefined;
+  const [axis] = axes;
+  const [before, after] = [pads[axis], pads[piece.rank + axis]];
+  if (typeof before !== 'number' || typeof after !== 'number' || typeof piece.shape[axis] !== 'number') return undefined;
+  return { piece, axis, before, after };
 }
 
 function zerosFor(t: Tensor): Tensor {

@@ -3,7 +3,9 @@
 // of non-smooth ops (relu, abs, max, maximum) are kept more than eps away from their kinks.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import onnxProto from 'onnx-proto';
 import * as E from '../../src/engine/index.ts';
+import { emitGraph } from '../../src/engine/emit.ts';
 import { type GradArg, expectClose, gradCheck, rand } from './helpers.ts';
 
 const fusedDefaults = { ...E.fusedKernels };
@@ -130,6 +132,28 @@ describe('shape ops', () => {
       const [p, q] = E.chunk(x, 2, 0);
       return E.mul(p, q);
     }, [arg([4, 3])]);
+  });
+
+  it('the gradients of side-by-side slices are joined by one Concat, not summed from zero-padded copies', async () => {
+    const x = E.Tensor.input('x', [2, 3, 8]);
+    const [value, gate] = E.chunk(x, 2, -1); // GEGLU's split
+    const [gx] = E.grad(E.sum(E.mul(value, gate)), [x]);
+    const { graph } = onnxProto.onnx.ModelProto.decode(emitGraph({ inputs: [x], outputs: { gx } }).bytes);
+    const ops = graph!.node!.map((n) => n.opType);
+    expect(ops).toContain('Concat');
+    expect(ops).not.toContain('Pad');
+    expect(ops).not.toContain('Add');
+    const data = rand(48, 70);
+    const got = (await (await E.compile({ inputs: [x], outputs: { gx } })).run({ x: { data, shape: [2, 3, 8] } })).gx.data as Float32Array;
+    const expected = new Float32Array(48);
+    for (let r = 0; r < 6; r++) {
+      for (let i = 0; i < 4; i++) {
+        const [v, g] = [data[r * 8 + i], data[r * 8 + 4 + i]];
+        expected[r * 8 + i] = g; // ∂(v·g)/∂v
+        expected[r * 8 + 4 + i] = v; // ∂(v·g)/∂g
+      }
+    }
+    expectClose(got, expected, 1e-6, 1e-6);
   });
 
   it('expand and expandAs sum the gradient back', async () => {
