@@ -1,8 +1,8 @@
 // Writes a q8 graph's int8 weights file (emit.ts plans it: where each weight's values and scales go).
 // A q8 model's first run waits for it before its first step: for the SD-1.5 UNet that is reading
-// 859M floats from the checkpoint and quantising them, ~10 s on one thread. Large files are split
-// across worker threads (quantize-worker.mjs), each reading its own weights and writing its own
-// byte ranges of the one file; small ones are written here.
+// 859M floats from the checkpoint and quantising them (quantize.wat), ~2 s on one thread. Large
+// files are split across worker threads (quantize-worker.mjs), each reading its own weights and
+// writing its own byte ranges of the one file; small ones are written here.
 
 import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
