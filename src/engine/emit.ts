@@ -51,7 +51,8 @@ export interface KernelForms {
   convInputGrad: 'conv' | 'convTranspose';
   /**
    * dL/dW of a convolution: im2col and one MatMul; the same patches gathered by a constant index
-   * (static sizes only); or one Conv of the input with the output gradient (static spatial sizes only).
+   * (static sizes only); or one Conv of the input with the output gradient (static spatial sizes
+   * only). A form that does not apply falls back to im2col.
    */
   convWeightGrad: 'im2col' | 'gather' | 'conv';
   /**
