@@ -428,6 +428,17 @@ describe('gradients with symbolic spatial sizes', () => {
     });
   }
 
+  it('the gather form: convolutions of one geometry share one index initializer', () => {
+    const x = E.Tensor.input('x', [2, 3, 6, 6]);
+    const [w1, w2, w3] = [E.Tensor.input('w1', [3, 3, 3, 3]), E.Tensor.input('w2', [3, 3, 3, 3]), E.Tensor.input('w3', [3, 3, 3, 3])];
+    const h = E.conv2d(E.conv2d(x, w1, undefined, { padding: 1 }), w2, undefined, { padding: 1 }); // same geometry twice
+    const y = E.conv2d(h, w3, undefined, { padding: 1, stride: 2 }); // another
+    const grads = E.grad(E.sum(y), [w1, w2, w3]);
+    const { graph } = onnxProto.onnx.ModelProto.decode(emitGraph({ inputs: [x, w1, w2, w3], outputs: Object.fromEntries(grads.map((g, i) => [`g${i}`, g])), kernels: { convWeightGrad: 'gather' } }).bytes);
+    expect(graph!.node!.filter((n) => n.opType === 'Gather')).toHaveLength(3);
+    expect(graph!.initializer!.filter((t) => t.name!.startsWith('patch_rows'))).toHaveLength(2);
+  });
+
   it('conv weight gradients sum over the batch alike in every form (im2col and gather fold the batch into one product)', async () => {
     const options = { padding: [1, 2, 0, 1] as [number, number, number, number], stride: [2, 1] as [number, number], dilation: [1, 2] as [number, number] };
     const [n, h, w] = [3, 9, 7];

@@ -244,33 +244,17 @@ function isStatic(t: Tensor): boolean {
  * dL/dW of conv2d(x, W) at static sizes, its patches gathered in one op: x as rows of channels
  * [N·H·W, Cin] (plus a zero row that padding reads), one Gather by a constant index [taps, N·oh·ow]
  * into [taps, N·oh·ow, Cin], then one MatMul of g as [Cout, N·oh·ow] against each tap's rows,
- * [taps, Cout, Cin], turned to [Cout, Cin, taps]. The im2col form builds the same patches with a Pad, a Slice per tap and a
- * Concat.
+ * [taps, Cout, Cin], turned to [Cout, Cin, taps]. The im2col form builds the same patches with a
+ * Pad, a Slice per tap and a Concat.
  */
 function emitGatherWeightGrad(e: Emitter, x: Tensor, g: Tensor, a: ConvAttrs, kernel: [number, number]): string {
   const [n, cin, h, w] = x.shape as number[];
   const [, cout, oh, ow] = g.shape as number[];
   const [kh, kw] = kernel;
   const int64 = (values: number[]) => e.initializer(BigInt64Array.from(values, BigInt), [values.length], 'int64');
-  const zeroRow = n * h * w;
-  const index = new Int32Array(kh * kw * n * oh * ow);
-  let at = 0;
-  for (let i = 0; i < kh; i++) {
-    for (let j = 0; j < kw; j++) {
-      for (let b = 0; b < n; b++) {
-        for (let oy = 0; oy < oh; oy++) {
-          const y = oy * a.strides[0] + i * a.dilations[0] - a.pads[0];
-          for (let ox = 0; ox < ow; ox++) {
-            const xx = ox * a.strides[1] + j * a.dilations[1] - a.pads[1];
-            index[at++] = y >= 0 && y < h && xx >= 0 && xx < w ? (b * h + y) * w + xx : zeroRow;
-          }
-        }
-      }
-    }
-  }
   const rows = e.node('Reshape', [e.node('Transpose', [e.value(x)], { perm: [0, 2, 3, 1] }), int64([n * h * w, cin])]);
   const withZero = e.node('Concat', [rows, e.initializer(new Float32Array(cin), [1, cin], 'float32', 'zero_row')], { axis: 0 });
-  const patches = e.node('Gather', [withZero, e.initializer(index, [kh * kw, n * oh * ow], 'int32', 'patch_rows')], { axis: 0 }); // [K, N·P, Cin]
+  const patches = e.node('Gather', [withZero, patchRows(e, [n, h, w], [oh, ow], a, kernel)], { axis: 0 }); // [K, N·P, Cin]
   const gRows = e.node('Reshape', [e.node('Transpose', [e.value(g)], { perm: [1, 0, 2, 3] }), int64([cout, n * oh * ow])]);
   const perTap = e.node('Reshape', [e.node('MatMul', [gRows, patches]), int64([kh * kw, cout * cin])]); // [K, Cout·Cin]
   // To [Cout·Cin, K] as a product with the K × K identity (transA): ORT's Transpose moving the tap
@@ -322,6 +306,40 @@ function emitIm2colWeightGrad(e: Emitter, x: Tensor, g: Tensor, a: ConvAttrs, ke
   const patches = e.node('Reshape', [stacked, int64([cin * kh * kw, -1])]); // [Cin·K, N·P]
   const gRows = e.node('Reshape', [e.node('Transpose', [gName], { perm: [1, 0, 2, 3] }), int64([cout, -1])]); // [Cout, N·P]
   return e.node('Reshape', [e.node('Gemm', [gRows, patches], { transB: 1 }), int64([cout, cin, kh, kw])]);
+}
+
+/** Each emitter's patch-row indices by geometry: convolutions of one shape share one initializer. */
+const patchIndices = new WeakMap<Emitter, Map<string, string>>();
+
+/**
+ * The constant index of the gather form: for each tap (i, j) and output position (b, oy, ox), the
+ * row of x (as [N·H·W, Cin]) it reads, or row N·H·W (the zero row) where it falls in the padding.
+ */
+function patchRows(e: Emitter, [n, h, w]: number[], [oh, ow]: number[], a: ConvAttrs, [kh, kw]: [number, number]): string {
+  let known = patchIndices.get(e);
+  if (!known) patchIndices.set(e, (known = new Map()));
+  const key = JSON.stringify([n, h, w, oh, ow, kh, kw, a.strides, a.dilations, a.pads]);
+  const cached = known.get(key);
+  if (cached) return cached;
+  const zeroRow = n * h * w;
+  const index = new Int32Array(kh * kw * n * oh * ow);
+  let at = 0;
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      for (let b = 0; b < n; b++) {
+        for (let oy = 0; oy < oh; oy++) {
+          const y = oy * a.strides[0] + i * a.dilations[0] - a.pads[0];
+          for (let ox = 0; ox < ow; ox++) {
+            const xx = ox * a.strides[1] + j * a.dilations[1] - a.pads[1];
+            index[at++] = y >= 0 && y < h && xx >= 0 && xx < w ? (b * h + y) * w + xx : zeroRow;
+          }
+        }
+      }
+    }
+  }
+  const name = e.initializer(index, [kh * kw, n * oh * ow], 'int32', 'patch_rows');
+  known.set(key, name);
+  return name;
 }
 
 /** The same gradient as one convolution of x with g as the kernel (batch and channel axes swapped). */
