@@ -1,5 +1,5 @@
 // `npm run bench:train`: the cost of one UNet training step on the tiny fixture UNet at batch 8
-// (32×32 latents): forward + backward in one graph, then AdamW in TS, against the forward pass
+// (32×32 latents): forward + backward in one graph, then AdamW (WebAssembly), against the forward pass
 // alone at the same batch. Target: a full step ≤ 3.5× the forward (issue 15: ≤ 3×). Also the peak RSS.
 //
 //   npm run bench:train -- [--kept-mib 0,512,1536] [--kept-forward onnx-attention,plain] [--grad-form auto|dense|low-rank]
