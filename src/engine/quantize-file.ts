@@ -8,7 +8,6 @@ import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { TRANSPOSE_BLOCK_ROWS, TransposedQuantizer } from './quantize.ts';
-import { bfloat16ToFloat32, float16ToFloat32 } from './safetensors.ts';
 
 /** One weight to quantise: where its floats are in a checkpoint file, and where its int8 form goes. */
 export interface QuantizeItem {
@@ -62,17 +61,19 @@ export async function writeQuantizedFile(path: string, bytes: number, items: Qua
 export function writeItems(path: string, items: QuantizeItem[]): void {
   const out = openSync(path, 'r+');
   const files = new Map<string, number>();
-  // 16-bit checkpoints are read here first, then widened into the quantizer's floats.
-  const bytes = new Uint8Array(TRANSPOSE_BLOCK_ROWS * Math.max(0, ...items.map((item) => item.count / item.rows)) * 2);
   try {
     for (const item of items) {
       let input = files.get(item.file);
       if (input === undefined) files.set(item.file, (input = openSync(item.file, 'r')));
       const n = item.count / item.rows;
       const quantizer = new TransposedQuantizer(item.rows, item.cin, n, item.levels);
+      const width = item.dtype === 'F32' ? 4 : 2;
       for (let r0 = 0; r0 < item.rows; r0 += TRANSPOSE_BLOCK_ROWS) {
         const count = Math.min(TRANSPOSE_BLOCK_ROWS, item.rows - r0);
-        readFloats(input, item, r0 * n, quantizer.floats(count), bytes);
+        // F32 is read in place; F16 and BF16 are read beside it and widened (quantize.wat).
+        const floats = quantizer.floats(count);
+        readFully(input, item, r0 * n * width, width === 4 ? new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength) : quantizer.halves(count));
+        if (item.dtype !== 'F32') quantizer.widen(item.dtype, count);
         quantizer.quantize(r0, count);
       }
       const values = quantizer.values();
@@ -86,20 +87,13 @@ export function writeItems(path: string, items: QuantizeItem[]): void {
   }
 }
 
-/** The item's values from value `first` on into `floats` (F32 read in place; F16, BF16 read into `bytes` and widened). */
-function readFloats(fd: number, item: QuantizeItem, first: number, floats: Float32Array, bytes: Uint8Array): void {
-  const width = item.dtype === 'F32' ? 4 : 2;
-  const target = width === 4 ? new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength) : bytes;
-  const length = floats.length * width;
-  for (let done = 0; done < length; ) {
-    const n = readSync(fd, target, done, length - done, item.offset + first * width + done);
+/** Fills `into` from the item's bytes, starting `from` bytes into the tensor. */
+function readFully(fd: number, item: QuantizeItem, from: number, into: Uint8Array): void {
+  for (let done = 0; done < into.length; ) {
+    const n = readSync(fd, into, done, into.length - done, item.offset + from + done);
     if (n === 0) throw new Error(`${item.file}: ends before the ${item.count} ${item.dtype} values at byte ${item.offset}`);
     done += n;
   }
-  if (width === 4) return;
-  const bits = new Uint16Array(bytes.buffer, 0, floats.length);
-  if (item.dtype === 'F16') float16ToFloat32(bits, floats);
-  else bfloat16ToFloat32(bits, floats);
 }
 
 const WORKER = new URL('./quantize-worker.mjs', import.meta.url);

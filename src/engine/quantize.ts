@@ -98,6 +98,8 @@ interface Kernels {
   rowScales(src: number, count: number, n: number, levels: number, scales: number, multipliers: number): number;
   quantizeRows(src: number, count: number, n: number, multipliers: number, dst: number): void;
   transposeRows(src: number, count: number, cin: number, taps: number, dst: number, rows: number, r0: number, scratch: number): void;
+  widenHalves(src: number, count: number, dst: number): void;
+  widenBfloat16(src: number, count: number, dst: number): void;
 }
 
 /**
@@ -112,7 +114,7 @@ interface Kernels {
 export class TransposedQuantizer {
   private readonly k = wasmKernels<Kernels>('quantize');
   private readonly taps: number;
-  private readonly at: { floats: number; bytes: number; values: number; scales: number; multipliers: number; scratch: number };
+  private readonly at: { floats: number; halves: number; bytes: number; values: number; scales: number; multipliers: number; scratch: number };
 
   constructor(
     readonly rows: number,
@@ -128,18 +130,29 @@ export class TransposedQuantizer {
     const block = Math.min(rows, TRANSPOSE_BLOCK_ROWS) * n;
     const align = (bytes: number) => Math.ceil(bytes / 16) * 16;
     const floats = 0;
-    const bytes = floats + align(4 * block);
+    const halves = floats + align(4 * block);
+    const bytes = halves + align(2 * block);
     const values = bytes + align(block);
     const scales = values + align(rows * n);
     const multipliers = scales + align(4 * rows);
     const scratch = multipliers + 4 * TRANSPOSE_BLOCK_ROWS; // one 16 × 16 byte tile
-    this.at = { floats, bytes, values, scales, multipliers, scratch };
+    this.at = { floats, halves, bytes, values, scales, multipliers, scratch };
     reserve(this.k.memory, scratch + 256);
   }
 
   /** Where the next block's floats go: `count` rows. */
   floats(count: number): Float32Array {
     return new Float32Array(this.k.memory.buffer, this.at.floats, count * this.n);
+  }
+
+  /** Where the next block goes as 16-bit floats (F16 or BF16 bytes, `count` rows), for `widen`. */
+  halves(count: number): Uint8Array {
+    return new Uint8Array(this.k.memory.buffer, this.at.halves, 2 * count * this.n);
+  }
+
+  /** Widens the block in `halves(count)` into `floats(count)`. */
+  widen(dtype: 'F16' | 'BF16', count: number): void {
+    (dtype === 'F16' ? this.k.widenHalves : this.k.widenBfloat16)(this.at.halves, count * this.n, this.at.floats);
   }
 
   /** Quantises the block in `floats(count)` as rows r0 … r0 + count − 1 of the weight. */

@@ -9,7 +9,8 @@ import onnxProto from 'onnx-proto';
 import { join } from 'node:path';
 import * as E from '../../src/engine/index.ts';
 import { emitGraph } from '../../src/engine/emit.ts';
-import { SafetensorsFile, float16ToFloat32, float32ToFloat16, writeSafetensors } from '../../src/engine/safetensors.ts';
+import { SafetensorsFile, bfloat16ToFloat32, float16ToFloat32, float32ToBfloat16, float32ToFloat16, writeSafetensors } from '../../src/engine/safetensors.ts';
+import { TransposedQuantizer } from '../../src/engine/quantize.ts';
 import { writeQuantizedFile } from '../../src/engine/quantize-file.ts';
 // @ts-expect-error: a plain-JS build script without type declarations
 import { assemble } from '../../scripts/build-wasm.mjs';
@@ -89,6 +90,17 @@ describe('quantizeTransposed (WebAssembly)', () => {
     }
   });
 
+  it('widens every half float exactly as the checkpoint reader does, and bfloat16 too', () => {
+    const quantizer = new TransposedQuantizer(1, 65536, 65536, 127);
+    const bits = Uint16Array.from({ length: 65536 }, (_, i) => i); // every half, NaNs, infinities and subnormals included
+    for (const [dtype, reference] of [['F16', float16ToFloat32], ['BF16', bfloat16ToFloat32]] as const) {
+      quantizer.halves(1).set(new Uint8Array(bits.buffer));
+      quantizer.widen(dtype, 1);
+      const widened = quantizer.floats(1);
+      expect(Buffer.from(widened.buffer, widened.byteOffset, widened.byteLength).equals(Buffer.from(reference(bits).buffer)), dtype).toBe(true);
+    }
+  });
+
   it('names the row of a NaN or an infinity in any block, and scales an all-zero row by 1', () => {
     for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
       const w = rand(100 * 3, 41);
@@ -102,15 +114,17 @@ describe('quantizeTransposed (WebAssembly)', () => {
 });
 
 describe('writeQuantizedFile', () => {
-  it('writes the same bytes split across worker threads as on one thread, from F32 and F16 tensors, a block of rows at a time', async () => {
+  it('writes the same bytes split across worker threads as on one thread, from F32, F16 and BF16 tensors, a block of rows at a time', async () => {
     const conv = rand(136 * 6 * 9, 31); // [136, 6, 3, 3]: blocks of 64, 64 and 8 rows
     const linear = rand(24 * 50, 32); // [24, 50]
     const half = rand(70 * 12, 33); // [70, 12], stored as F16: blocks of 64 and 6 rows
+    const brain = rand(20 * 13, 34); // [20, 13], stored as BF16 (13 values a row: the widening's tail)
     const source = join(dir, 'to-quantise.safetensors');
     writeSafetensors(source, {
       conv: { dtype: 'F32', shape: [136, 6, 3, 3], data: conv },
       linear: { dtype: 'F32', shape: [24, 50], data: linear },
       half: { dtype: 'F16', shape: [70, 12], data: float32ToFloat16(half) },
+      brain: { dtype: 'BF16', shape: [20, 13], data: float32ToBfloat16(brain) },
     });
     const file = SafetensorsFile.open(source);
     let at = 0;
@@ -118,9 +132,9 @@ describe('writeQuantizedFile', () => {
     const item = (name: string, rows: number, cin: number) => {
       const e = file.entry(name);
       const count = e.shape.reduce((a, b) => a * b, 1);
-      return { file: source, offset: e.dataOffset, dtype: e.dtype as 'F32' | 'F16', count, rows, cin, levels: 127, valuesOffset: place(count), scalesOffset: place(4 * rows) };
+      return { file: source, offset: e.dataOffset, dtype: e.dtype as 'F32' | 'F16' | 'BF16', count, rows, cin, levels: 127, valuesOffset: place(count), scalesOffset: place(4 * rows) };
     };
-    const items = [item('conv', 136, 6), item('linear', 24, 50), item('half', 70, 12)];
+    const items = [item('conv', 136, 6), item('linear', 24, 50), item('half', 70, 12), item('brain', 20, 13)];
     const inline = join(dir, 'q8-inline.bin');
     const threaded = join(dir, 'q8-threads.bin');
     await writeQuantizedFile(inline, at, items, { threads: 1 });
@@ -134,6 +148,8 @@ describe('writeQuantizedFile', () => {
     expect([...new Float32Array(bytes.buffer.slice(bytes.byteOffset + items[0].scalesOffset, bytes.byteOffset + items[0].scalesOffset + 4 * 136))]).toEqual([...expected.scales]);
     const halfValues = file.read('half').data as Uint16Array;
     expect([...new Int8Array(bytes.buffer, bytes.byteOffset + items[2].valuesOffset, items[2].count)]).toEqual([...E.quantizeTransposed(float16ToFloat32(halfValues), 70, 12).values]);
+    const brainValues = file.read('brain').data as Uint16Array;
+    expect([...new Int8Array(bytes.buffer, bytes.byteOffset + items[3].valuesOffset, items[3].count)]).toEqual([...E.quantizeTransposed(bfloat16ToFloat32(brainValues), 20, 13).values]);
     file.close();
   });
 });
