@@ -37,6 +37,11 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
   const set = (patch: Partial<GenerateForm>) => setForm((f) => ({ ...f, ...patch }));
   const [sizeTouched, setSizeTouched] = useState(saved.sizeTouched);
   const [samplingTouched, setSamplingTouched] = useState(saved.samplingTouched);
+  // Also kept in a ref, set in the input's own handler: an effect that applies the model's defaults
+  // may run after the user's input with the state of the render before it, and must not undo it.
+  const touched = useRef({ size: saved.sizeTouched, sampling: saved.samplingTouched });
+  const touchSize = () => ((touched.current.size = true), setSizeTouched(true));
+  const touchSampling = () => ((touched.current.sampling = true), setSamplingTouched(true));
   useEffect(() => saveSettings(localStorage, { form, sizeTouched, samplingTouched }), [form, sizeTouched, samplingTouched]);
   // Errors the page finds before sending (a unit without its image, a mask that did not upload).
   const [pageErrors, setPageErrors] = useState<Record<string, string>>({});
@@ -58,11 +63,13 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
   useEffect(() => {
     // A kept model that is no longer on the server gives way to the first one.
     if (model && form.model !== model.name) set({ model: model.name });
-    if (!sizeTouched && model?.defaultSize) set({ width: model.defaultSize, height: model.defaultSize });
+    const size = model?.defaultSize;
+    if (!sizeTouched && size) setForm((f) => (touched.current.size ? f : { ...f, width: size, height: size }));
   }, [model?.name, model?.defaultSize, sizeTouched]);
   // Likewise its steps and guidance (an LCM model's 4 steps, a folder's nuri.json), until the user picks theirs.
   useEffect(() => {
-    if (!samplingTouched && model?.defaultSteps && model.defaultGuidance !== undefined) set({ steps: model.defaultSteps, guidance: model.defaultGuidance });
+    const [steps, guidance] = [model?.defaultSteps, model?.defaultGuidance];
+    if (!samplingTouched && steps && guidance !== undefined) setForm((f) => (touched.current.sampling ? f : { ...f, steps, guidance }));
   }, [model?.name, model?.defaultSteps, model?.defaultGuidance, samplingTouched]);
 
   const shown = state.job?.status === 'completed' ? state.job.images : [];
@@ -105,8 +112,8 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
       if (text === undefined) return setNotice(`${file.name} has no generation parameters`);
       const { form: next, notes } = parametersToForm(text, form, catalogue.models.map((m) => m.name), catalogue.controlnets, catalogue.vaes);
       setForm(next);
-      setSizeTouched(true);
-      setSamplingTouched(true);
+      touchSize();
+      touchSampling();
       setNotice([`Settings read from ${file.name}`, ...notes].join('; '));
     } catch (error) {
       setNotice(`${file.name}: ${(error as Error).message}`);
@@ -191,10 +198,10 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
         )}
         <div class="row">
           <Field label="Steps" error={errors.steps}>
-            {(id, d) => <NumberInput id={id} name="steps" describedBy={d} value={form.steps} min={1} step={1} onChange={(steps) => (setSamplingTouched(true), set({ steps }))} invalid={!!errors.steps} />}
+            {(id, d) => <NumberInput id={id} name="steps" describedBy={d} value={form.steps} min={1} step={1} onChange={(steps) => (touchSampling(), set({ steps }))} invalid={!!errors.steps} />}
           </Field>
           <Field label="Guidance" error={errors.guidance}>
-            {(id, d) => <NumberInput id={id} name="guidance" describedBy={d} value={form.guidance} min={0} step={0.5} onChange={(guidance) => (setSamplingTouched(true), set({ guidance }))} invalid={!!errors.guidance} />}
+            {(id, d) => <NumberInput id={id} name="guidance" describedBy={d} value={form.guidance} min={0} step={0.5} onChange={(guidance) => (touchSampling(), set({ guidance }))} invalid={!!errors.guidance} />}
           </Field>
           <Field label="Batch" error={errors.batch}>
             {(id, d) => <NumberInput id={id} name="batch" describedBy={d} value={form.batch} min={1} step={1} onChange={(batch) => set({ batch })} invalid={!!errors.batch} />}
@@ -202,10 +209,10 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
         </div>
         <div class="row">
           <Field label="Width" error={errors.width} hint={model?.defaultSize ? `the model's size: ${model.defaultSize}` : undefined}>
-            {(id, d) => <NumberInput id={id} name="width" describedBy={d} value={form.width} min={8} step={8} onChange={(width) => (setSizeTouched(true), set({ width }))} invalid={!!errors.width} />}
+            {(id, d) => <NumberInput id={id} name="width" describedBy={d} value={form.width} min={8} step={8} onChange={(width) => (touchSize(), set({ width }))} invalid={!!errors.width} />}
           </Field>
           <Field label="Height" error={errors.height}>
-            {(id, d) => <NumberInput id={id} name="height" describedBy={d} value={form.height} min={8} step={8} onChange={(height) => (setSizeTouched(true), set({ height }))} invalid={!!errors.height} />}
+            {(id, d) => <NumberInput id={id} name="height" describedBy={d} value={form.height} min={8} step={8} onChange={(height) => (touchSize(), set({ height }))} invalid={!!errors.height} />}
           </Field>
         </div>
         <SeedField mode={form.seedMode} seed={form.seed} lastSeed={lastSeed} error={errors.seed} onChange={(seedMode, seed) => set({ seedMode, seed })} />
@@ -262,7 +269,7 @@ export function GeneratePage({ catalogue, onEdit }: GeneratePageProps) {
         </div>
         <Gallery
           version={historyVersion}
-          onUse={(job) => (setForm((f) => jobToForm(job, f)), setSizeTouched(true), setSamplingTouched(true), setNotice('Settings taken from the chosen result'))}
+          onUse={(job) => (setForm((f) => jobToForm(job, f)), touchSize(), touchSampling(), setNotice('Settings taken from the chosen result'))}
           onImg2img={(_, url) => set({ initImage: { name: imageName(url), url }, mask: undefined })}
           onEdit={onEdit}
         />
