@@ -169,6 +169,8 @@ interface UNetFlags extends TrainFlags {
   captionDropout: number;
   paddingDropout: number;
   paddingDropoutFrom: number;
+  wordIsolation: number;
+  wordIsolationFrom: number;
   emaDecay?: number;
   snrGamma?: number;
   validationPrompt?: string[];
@@ -183,6 +185,8 @@ function registerUNet(parent: Command): void {
     .option('--caption-dropout <p>', 'probability of training with the empty caption (needed for classifier-free guidance)', number(0, 1), 0.1)
     .option('--padding-dropout <p>', "probability of training a caption with its end-of-text states (EOS and the padding) replaced by the empty prompt's, so the UNet reads the words", number(0, 1), 0)
     .option('--padding-dropout-from <step>', 'the step from which --padding-dropout applies', integer(0), 0)
+    .option('--word-isolation <p>', 'probability of training a caption with each word encoded as if the words before it were absent (and its end-of-text states emptied), so each word carries its own meaning', number(0, 1), 0)
+    .option('--word-isolation-from <step>', 'the step from which --word-isolation applies', integer(0), 0)
     .option('--snr-gamma <g>', 'min-SNR-γ loss weighting (Hang et al. 2023; 5 in the paper): noisier timesteps weigh more', number(0))
     .option('--ema-decay <d>', 'keep an exponential moving average of the weights (e.g. 0.9999) and export it', number(0, 0.999999))
     .option('--validation-prompt <text>', 'prompt for validation images (repeatable; default: the first caption)', collect)
@@ -203,6 +207,8 @@ async function trainUNet(flags: UNetFlags): Promise<void> {
     captionDropout: flags.captionDropout,
     paddingDropout: flags.paddingDropout,
     paddingDropoutFrom: flags.paddingDropoutFrom,
+    wordIsolation: flags.wordIsolation,
+    wordIsolationFrom: flags.wordIsolationFrom,
     flip: flags.flip,
     snrGamma: flags.snrGamma,
   });

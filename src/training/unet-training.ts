@@ -6,7 +6,7 @@
 // step samples z = mean + std·ε from it, as encoding on the fly would, at a fraction of the cost.
 // Caption token states are cached per distinct caption for the same reason.
 
-import { type RunOptions, Tensor } from '../engine/index.ts';
+import { type CompiledGraph, type RunOptions, Tensor } from '../engine/index.ts';
 import { ShuffledBatches, type BatchOrderState } from '../data/batches.ts';
 import { pickCaption } from '../data/caption-variants.ts';
 import { type ImageFolderDataset, flipHorizontal } from '../data/folder.ts';
@@ -35,6 +35,16 @@ export interface UNetTrainingOptions {
   paddingDropout?: number;
   /** The optimiser step from which `paddingDropout` applies (default 0: from the start). */
   paddingDropoutFrom?: number;
+  /**
+   * Probability of training a caption with each word's states computed as if the words before it
+   * were not there (`isolatedWordStates`), and its end-of-text states emptied as `paddingDropout`
+   * does. CLIP is causal: in "red heart" the state of "heart" carries "red" too, and a UNet that
+   * reads the colour there is deaf to Prompt-to-Prompt's re-weighting of "red". With the words'
+   * states sometimes independent, each word must carry its own meaning.
+   */
+  wordIsolation?: number;
+  /** The optimiser step from which `wordIsolation` applies (default 0: from the start). */
+  wordIsolationFrom?: number;
   flip?: boolean;
   /** Min-SNR-γ loss weighting (γ = 5 in the paper); off when absent. */
   snrGamma?: number;
@@ -74,6 +84,9 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
   const padP = options.paddingDropout ?? 0;
   if (!(padP >= 0 && padP <= 1)) throw new Error(`padding dropout must be a probability in [0, 1], got ${padP}`);
   const padFrom = options.paddingDropoutFrom ?? 0;
+  const isoP = options.wordIsolation ?? 0;
+  if (!(isoP >= 0 && isoP <= 1)) throw new Error(`word isolation must be a probability in [0, 1], got ${isoP}`);
+  const isoFrom = options.wordIsolationFrom ?? 0;
   const f = vaeDownscale(vae.config);
   const unetMultiple = 2 ** (unet.config.block_out_channels.length - 1);
   if (data.resolution % (f * unetMultiple)) throw new Error(`UNet training resolution must be a multiple of ${f * unetMultiple}, got ${data.resolution}`);
@@ -110,6 +123,12 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
     captions.forEach((t, i) => all.set(states.get(t)!, i * tokens * width));
     return all;
   };
+  const isolatedStates = new Map<string, Float32Array>();
+  const isolate = async (caption: string): Promise<Float32Array> => {
+    let out = isolatedStates.get(caption);
+    if (!out) isolatedStates.set(caption, (out = await isolatedWordStates(tokenizer, await textGraph, caption, width)));
+    return out;
+  };
 
   const order = new ShuffledBatches(data.length, batch);
   return {
@@ -121,6 +140,8 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
       // Items with caption variants (the emoji set) train with one drawn at random.
       const captions = indices.map((i) => (p > 0 && rng.rand(1)[0] < p ? '' : pickCaption(data.items[i], rng)));
       const padding = padP > 0 && stepIndex >= padFrom ? captions.map(() => rng.rand(1)[0] < padP) : [];
+      // Drawn after (and only from its step on) so that runs without it replay as before.
+      const isolated = isoP > 0 && stepIndex >= isoFrom ? captions.map(() => rng.rand(1)[0] < isoP) : [];
       const eps = rng.randn(batch * latentSize);
       const { timesteps, noise } = drawNoising(rng, batch, latentSize, alphasCumprod.length);
 
@@ -131,7 +152,9 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
       });
       const latents = scaleLatents(z, latentShape, vae.config);
       const hidden = await encode(captions);
-      if (padding.includes(true)) emptyEndOfText(tokenizer, hidden, captions.map((c, i) => (padding[i] ? c : undefined)), await encode(['']));
+      for (const [i, caption] of captions.entries()) if (isolated[i]) hidden.set(await isolate(caption), i * tokens * width);
+      const emptied = captions.map((c, i) => (padding[i] || isolated[i] ? c : undefined));
+      if (emptied.some((c) => c !== undefined)) emptyEndOfText(tokenizer, hidden, emptied, await encode(['']));
       return {
         ...diffusionFeeds(alphasCumprod, latents, latentShape, noise, timesteps),
         encoder_hidden_states: { data: hidden, shape: [batch, tokens, width] },
@@ -141,6 +164,34 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
     dataState: () => order.state(),
     loadDataState: (s) => order.loadState(s as BatchOrderState),
   };
+}
+
+/**
+ * A caption's token states [77, C] with each word's tokens encoded as if the words before it were
+ * pad tokens (positions kept, so each word keeps its position embedding): a word's state then says
+ * nothing of the others. A word's own tokens still see each other, and the first word and BOS come
+ * out as in the caption's own encoding (causal attention). The end-of-text states are those of the
+ * caption with every word but the last replaced; `emptyEndOfText` is what training puts there.
+ */
+export async function isolatedWordStates(tokenizer: ClipTokenizer, graph: CompiledGraph, caption: string, width: number): Promise<Float32Array> {
+  const length = tokenizer.modelMaxLength;
+  const { ids, wordStarts } = tokenizer.encodeWithWordStarts(caption);
+  const kept = Math.min(ids.length, length - 2); // truncated as the tokenizer does
+  const starts = [...wordStarts.keys()].filter((i) => i < kept && (i === 0 || wordStarts[i]));
+  // Token ranges [from, to) of each word, in the padded sequence (BOS at 0); one empty word for "".
+  const words = starts.length ? starts.map((s, w) => [1 + s, 1 + (starts[w + 1] ?? kept)]) : [[1, 1]];
+  const rows = new BigInt64Array(words.length * length).fill(BigInt(tokenizer.padTokenId));
+  words.forEach(([from, to], w) => {
+    rows[w * length] = BigInt(tokenizer.bosTokenId);
+    for (let i = from; i < to; i++) rows[w * length + i] = BigInt(ids[i - 1]);
+    rows[w * length + to] = BigInt(tokenizer.eosTokenId);
+  });
+  const states = (await graph.run({ input_ids: { data: rows, shape: [words.length, length] } })).last_hidden_state.data as Float32Array;
+  // The last word's row gives BOS and the end-of-text states; each row gives its word's states.
+  const row = length * width;
+  const out = states.slice((words.length - 1) * row, words.length * row);
+  words.forEach(([from, to], w) => out.set(states.subarray(w * row + from * width, w * row + to * width), from * width));
+  return out;
 }
 
 /**

@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AdamW, Generator } from '../../src/engine/index.ts';
 import { ImageFolderDataset } from '../../src/data/folder.ts';
-import { encodePrompts } from '../../src/models/clip-text.ts';
+import { compileClipText, encodePrompts } from '../../src/models/clip-text.ts';
 import { loadStableDiffusion } from '../../src/models/load.ts';
 import { WEIGHTS_FILE, exportPipeline } from '../../src/training/export.ts';
 import { lrSchedule, train } from '../../src/training/index.ts';
-import { unetTrainingTask } from '../../src/training/unet-training.ts';
+import { isolatedWordStates, unetTrainingTask } from '../../src/training/unet-training.ts';
 import { TINY_SD } from '../fixtures.ts';
 import { writeToyShapes } from './toy-data.ts';
 
@@ -80,5 +80,46 @@ describe('UNet training', () => {
     expect(sameValues(after.subarray(0, padding), before.subarray(0, padding))).toBe(true);
     expect(sameValues(after.subarray(padding), empty.subarray(padding))).toBe(true);
     expect(sameValues(before.subarray(padding), empty.subarray(padding))).toBe(false);
+  });
+
+  it('--word-isolation: each word\'s states as if the words before it were absent, and the end-of-text emptied', async () => {
+    const sd = loadStableDiffusion(TINY_SD);
+    const { tokenizer, textEncoder } = sd;
+    const width = textEncoder.config.hidden_size;
+    const graph = await compileClipText(textEncoder, { length: tokenizer.modelMaxLength });
+    const at = (states: Float32Array, position: number) => states.subarray(position * width, (position + 1) * width);
+    const [red, blue] = [await isolatedWordStates(tokenizer, graph, 'red heart', width), await isolatedWordStates(tokenizer, graph, 'blue heart', width)];
+    const own = (await encodePrompts(textEncoder, tokenizer, ['red heart', 'blue heart'])).data;
+    const [ownRed, ownBlue] = [own.subarray(0, own.length / 2), own.subarray(own.length / 2)];
+    // BOS and the first word: causal attention already keeps them to themselves.
+    expect(sameValues(red.subarray(0, 2 * width), ownRed.subarray(0, 2 * width))).toBe(true);
+    // "heart" no longer knows which colour came before it; in the caption's own states it does.
+    expect(sameValues(at(red, 2), at(blue, 2))).toBe(true);
+    expect(sameValues(at(ownRed, 2), at(ownBlue, 2))).toBe(false);
+    expect(sameValues(at(red, 2), at(ownRed, 2))).toBe(false);
+    // "" has no words: its states are the empty prompt's.
+    expect(sameValues(await isolatedWordStates(tokenizer, graph, '', width), (await encodePrompts(textEncoder, tokenizer, [''])).data)).toBe(true);
+
+    // In training, from --word-isolation-from on: a caption's isolated word states, then the empty prompt's.
+    const data = await ImageFolderDataset.load(images, { resolution: 64, requireCaptions: true });
+    const firstStates = async (step: number) => {
+      const task = await unetTrainingTask(sd, data, { batch: 2, wordIsolation: 1, wordIsolationFrom: 5 });
+      const { data: states } = ((await task.nextBatch(new Generator(1), step)) as Record<string, { data: Float32Array }>).encoder_hidden_states;
+      return states.subarray(0, tokenizer.modelMaxLength * width);
+    };
+    const empty = (await encodePrompts(textEncoder, tokenizer, [''])).data;
+    const expected = async (caption: string) => {
+      const states = await isolatedWordStates(tokenizer, graph, caption, width);
+      const words = (tokenizer.encode(caption).length + 1) * width;
+      return new Float32Array([...states.subarray(0, words), ...empty.subarray(words)]);
+    };
+    const captions = [...new Set(data.items.map((i) => i.caption))];
+    const after = await firstStates(5);
+    const matches = await Promise.all(captions.map(async (c) => sameValues(after, await expected(c))));
+    expect(matches.filter(Boolean)).toHaveLength(1);
+    const before = await firstStates(4);
+    const ownStates = (await encodePrompts(textEncoder, tokenizer, [captions[matches.indexOf(true)]])).data;
+    expect(sameValues(before, ownStates)).toBe(true); // the same draws, before the step: the caption's own states
+    await graph.release();
   });
 });
