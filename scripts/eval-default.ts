@@ -29,7 +29,9 @@
 //
 // --empty-end-of-text generates with each prompt's end-of-text states (EOS and the padding) replaced
 // by the empty prompt's, as `nuri train unet --padding-dropout` trains: the identity figure then
-// says how much of the caption the UNet reads from its words alone.
+// says how much of the caption the UNet reads from its words alone. --isolated-words generates with
+// each word's states encoded as if the words before it were absent and the end-of-text states
+// emptied, as `nuri train unet --word-isolation` trains (the empty prompt stays as it is).
 //
 // --dtype q8 generates with int8 UNet and text encoder weights (as `nuri generate --dtype q8`), so
 // that every figure can be compared against the fp32 default.
@@ -53,7 +55,7 @@ import { tokenIds } from '../src/training/clip-training.ts';
 import { type IdentityResult, emojiGallery, identityAgreement, identityNames, otherStyleReference } from '../src/training/emoji-identity.ts';
 import { type Embeddings, frechetDistance, retrievalTopK } from '../src/training/frechet.ts';
 import { editChecks } from '../src/training/edit-checks.ts';
-import { emptyEndOfText } from '../src/training/unet-training.ts';
+import { emptyEndOfText, isolatedWordStates } from '../src/training/unet-training.ts';
 
 /** Images generated per pipeline call: a CFG batch of 2 × 25 keeps the UNet session's memory small. */
 const GENERATE_BATCH = 25;
@@ -80,6 +82,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
     dtype: { type: 'string', default: 'fp32' },
     'empty-end-of-text': { type: 'boolean', default: false },
+    'isolated-words': { type: 'boolean', default: false },
   },
 });
 const dtype = values.dtype as WeightDType;
@@ -96,6 +99,20 @@ if (values['empty-end-of-text']) {
   sd.encodeConditioning = async (prompts, clipSkip) => {
     const [conditioning, empty] = await Promise.all([encode(prompts, clipSkip), encode([''], clipSkip)]);
     emptyEndOfText(sd.components.tokenizer, conditioning.states, prompts, empty.states);
+    return conditioning;
+  };
+}
+if (values['isolated-words']) {
+  const { tokenizer, textEncoder } = sd.components;
+  const graph = compileClipText(textEncoder, { length: tokenizer.modelMaxLength });
+  const encode = sd.encodeConditioning.bind(sd);
+  sd.encodeConditioning = async (prompts, clipSkip) => {
+    const [conditioning, empty] = await Promise.all([encode(prompts, clipSkip), encode([''], clipSkip)]);
+    const row = empty.states.length;
+    for (const [i, prompt] of prompts.entries()) {
+      if (prompt) conditioning.states.set(await isolatedWordStates(tokenizer, await graph, prompt, row / tokenizer.modelMaxLength), i * row);
+    }
+    emptyEndOfText(tokenizer, conditioning.states, prompts.map((p) => p || undefined), empty.states);
     return conditioning;
   };
 }
@@ -297,11 +314,11 @@ async function identityCheck(): Promise<Identity> {
       `have their own emoji among the 5 nearest of ${gallery.images.length} real images ` +
       `(reference: a real image, left out, finds its other style for ${pct(otherStyle)})`);
   }
-  console.log(`identity: ${size}×${size}, DDIM ${own.steps} steps, guidance ${guidance}, ${dtype} weights${values['empty-end-of-text'] ? ', end-of-text states emptied' : ''}, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
+  console.log(`identity: ${size}×${size}, DDIM ${own.steps} steps, guidance ${guidance}, ${dtype} weights${values['empty-end-of-text'] ? ', end-of-text states emptied' : ''}${values['isolated-words'] ? ', words isolated' : ''}, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
   return result;
 }
 
-const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED, emptyEndOfText: values['empty-end-of-text'] };
+const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED, emptyEndOfText: values['empty-end-of-text'], isolatedWords: values['isolated-words'] };
 function writeJson(result: Record<string, unknown>): void {
   if (!values.json) return;
   writeFileSync(values.json, `${JSON.stringify({ settings, ...result, wallSeconds: Math.round(seconds()) }, null, 2)}\n`);
