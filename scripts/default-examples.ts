@@ -316,21 +316,22 @@ ${section(1, 'p2p-cat-to-dog.png', `Word swap with \`nuri edit\`, one row per se
 together with the source from the same noise, with the paper's settings (its cross-attention tied
 to the source's for 80% of the steps, its self-attention for 40%) and tied harder
 (\`--cross-replace ${SWAP.strong.cross} --self-replace ${SWAP.strong.self}\`); and "${SWAP.target}" from the same seed without
-Prompt-to-Prompt. The edit of seed 8 keeps the source's round head and draws a dog's face and
-ears into it, where the plain picture from the same seed is another drawing; at the paper's settings
-those of seeds 4 and 6 take a dog-face outline of their own, and tied harder seed 6 keeps the round
-head too. Tying the attention harder keeps more of the source's colour.`)}
+Prompt-to-Prompt. The edits of seeds 6 and 8 keep the source's round head and draw a dog's
+muzzle and colouring into it, where the plain pictures from the same seeds are other drawings (a
+whole dog; two standing figures); the source of seed 4 is a shapeless blob, and its edits take a
+pointed outline of their own. Tying the attention harder keeps more of the source's colour.`)}
 ${section(2, 'p2p-reweight.png', `Re-weighting one word of the same prompt (\`--reweight ${REWEIGHT.word}=F\`, applied over all the steps with
 \`--cross-replace 1\`), one row per seed with the unedited picture in the middle (× 1): a negative
-factor and a large one change the picture little (10 darkens the red slightly). This small model
+factor and a large one change the picture little (−10 pales the red slightly, 10 darkens it and
+squares the second seed's top). This small model
 answers one word's weight far more weakly than Stable Diffusion does (where 2–5 is a visible
 change): at 2 and 3 the change does not show.`)}
 ${section(3, 'p2p-local-blend.png', `Local blend, one row per seed: the source "${BLEND.source}"; the word swap to "${BLEND.target}" with the paper's
 settings; and the same swap with \`--local-blend ${BLEND.word}\`, which keeps the edit only where "${BLEND.word}"'s
 cross-attention lies (above 0.3 of the mask's peak, the default threshold) and resets the rest
-to the source at every step. Here the swap itself redraws the object (only seed 1 keeps the heart's
-outline), and the blended edit differs little from the plain swap: the white around the object is
-kept either way.`)}
+to the source at every step. Here the sources are red blobs rather than hearts, the swap draws a
+green heart (a green pepper-like shape for seed 2) over them, and the blended edit differs little
+from the plain swap: the white around the object is kept either way.`)}
 ${section(4, 'textual-inversion.png', `A new word \`${TI.token}\` learnt from two pictures (top row: the Twemoji and Noto "${TI.subject}"),
 starting from the embedding of "${TI.init}"; then the new word as the prompt (middle row) and the
 word it started from (bottom row), same seeds. Textual Inversion trains no model weight, only the
@@ -342,8 +343,8 @@ on "${DB.instancePrompt}" for the instance images and on "${DB.classPrompt}" for
 class first; then, with the same seeds: "${DB.instancePrompt}" with the adapters, "${DB.classPrompt}" with the adapters,
 and "${DB.classPrompt}" from the model without them. The instance prompt draws the subject; prior
 preservation is meant to keep the class as it was, and here does not: "${DB.classPrompt}" with the adapters
-turns into a squarer, more orange drawing with plainer expressions (a stronger --prior-loss-weight or
-more class images hold it closer).`)}`;
+turns into a lumpier, more orange drawing, all six with the same worried expression (a stronger
+--prior-loss-weight or more class images hold it closer).`)}`;
   const path = join(out, 'README.md');
   writeFileSync(`${path}.tmp`, readme);
   renameSync(`${path}.tmp`, path);
