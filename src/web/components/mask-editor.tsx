@@ -3,7 +3,7 @@
 // with Space; clear, invert, or a mask image uploaded instead. The mask has the job's pixel size,
 // and the picture is shown as the server reads it (scaled to cover, centred).
 
-import { useEffect, useId, useRef, useState } from 'preact/hooks';
+import { useId, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { drawMask, maskFromFile } from '../mask-canvas.ts';
 import { type Mask, emptyMask, invertMask, maskCoverage, paintSegment, refitMask } from '../mask.ts';
 
@@ -35,7 +35,8 @@ export function MaskEditor({ imageUrl, width, height, picture, mask, onChange, e
 
   const fitted = () => (mask ? refitMask(mask, width, height, picture) : emptyMask(width, height));
   const shown = fitted();
-  useEffect(() => {
+  // Before the browser paints: a canvas given a new size is cleared, and would show empty for a frame.
+  useLayoutEffect(() => {
     if (canvas.current) drawMask(canvas.current, shown);
   }, [mask, width, height, picture?.width, picture?.height]);
 
