@@ -15,7 +15,8 @@
 // RECIPE is --recipe (default recipes/default-v5, the shipped model: the 64×64 second generation,
 // recipes/default-v2, carried on with a second learning-rate cycle (recipes/default-v3), a third
 // that empties half the captions' end-of-text states (recipes/default-v4) and a fourth that also
-// isolates 30% of the captions' words; recipes/default is the 32×32 first generation). Hyperparameters are in RECIPE/training.json, which also names the work folder
+// isolates 30% of the captions' words; recipes/default is the 32×32 first generation).
+// Hyperparameters are in RECIPE/training.json, which also names the work folder
 // (~/.cache/nuri/<work>, or $NURI_TRAIN_DIR, or --work) and where the model
 // goes (`output`, relative to the repository; without it WORK/model, so a recipe in progress never
 // replaces the shipped models/default). The work folder is outside the repository so a fresh
