@@ -30,6 +30,7 @@ interface EditFlags extends LoadFlags, DeviceFlags, PersonalisationFlags, Prompt
   crossReplace?: CrossReplace;
   selfReplace?: number;
   reweight?: [string, number][];
+  reweightCarry?: boolean;
   localBlend?: string[];
   blendThreshold?: number;
   image?: string;
@@ -68,6 +69,8 @@ export function registerEdit(program: Command): void {
     .option('--cross-replace <F|WORD=F>', 'fraction of the steps the edit follows the source\'s cross-attention, for all words or one (default 0.8)', crossReplaceEntry)
     .option('--self-replace <F>', 'fraction of the steps the edit takes the source\'s self-attention (default 0.4)', fraction)
     .option('--reweight <WORD=FACTOR>', 'scale the attention to a word of the target (1 = unchanged); repeatable', keyValue(number(-100, 100)))
+    .option('--reweight-carry', "also scale what a re-weighted word left in the words after it (default: the model's nuri.json, else off)")
+    .option('--no-reweight-carry', "re-weight the word's attention only, as the paper does")
     .option('--local-blend <word>', 'change only where this word is (a word of either prompt); repeatable', collect)
     .option('--blend-threshold <t>', 'local blend: fraction of the mask peak that counts as inside (default 0.3)', fraction)
     .option('--image <file>', 'edit this picture: inverted with the source prompt first (DDIM, then null-text)')
@@ -138,6 +141,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
     crossReplace: flags.crossReplace,
     selfReplace: flags.selfReplace,
     reweight: flags.reweight && Object.fromEntries(flags.reweight),
+    reweightCarry: flags.reweightCarry,
     localBlend: flags.localBlend && { words: flags.localBlend, threshold: flags.blendThreshold },
     nullText: flags.nullTextSteps > 0 && { innerSteps: flags.nullTextSteps },
     latents,
@@ -192,7 +196,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
     height,
     model: sd.name,
     dtype: flags.dtype,
-    extra: { ...editExtra(flags, plan.target, plan.kind), ...samplerExtra(flags), ...personalisationExtra(flags, personal) },
+    extra: { ...editExtra(flags, plan.target, plan.kind, options.reweightCarry ?? sd.components.defaults?.reweightCarry ?? false), ...samplerExtra(flags), ...personalisationExtra(flags, personal) },
   });
   await writePng(out, grid, { parameters });
   if (flags.saveLatents) writeSafetensors(flags.saveLatents, { latents: { dtype: 'F32', shape: [...result.shape], data: result.latents } });
@@ -200,12 +204,13 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
 }
 
 /** The edit's own settings, as extra A1111 fields. */
-function editExtra(flags: EditFlags, target: string, kind: string): Record<string, string | number> {
+function editExtra(flags: EditFlags, target: string, kind: string, reweightCarry: boolean): Record<string, string | number> {
   const extra: Record<string, string | number> = { 'P2P edit': kind, 'P2P target': target };
   const cross = flags.crossReplace;
   if (cross) extra['P2P cross replace'] = [...(cross.default !== undefined ? [String(cross.default)] : []), ...Object.entries(cross.words ?? {}).map(([w, f]) => `${w}=${f}`)].join(' ');
   if (flags.selfReplace !== undefined) extra['P2P self replace'] = flags.selfReplace;
   if (flags.reweight) extra['P2P reweight'] = flags.reweight.map(([w, f]) => `${w}=${f}`).join(' ');
+  if (flags.reweight && reweightCarry) extra['P2P reweight carry'] = 'on';
   if (flags.localBlend) extra['P2P local blend'] = flags.localBlend.join(' ');
   if (flags.image) extra['Null-text steps'] = flags.nullTextSteps;
   return extra;

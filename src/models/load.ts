@@ -40,12 +40,16 @@ export interface StableDiffusionComponents {
 export interface ModelDefaults {
   steps?: number;
   guidance?: number;
+  /** Prompt-to-Prompt re-weights also move the states after the word (pipelines/reweight-carry.ts). */
+  reweightCarry?: boolean;
 }
 
-// nuri.json beside model_index.json: { "defaults": { "guidance": 5, "steps": 20 } }. Diffusers and
+// nuri.json beside model_index.json: { "defaults": { "guidance": 5, "steps": 20, "reweightCarry": true } }. Diffusers and
 // other tools ignore the file; a field Nuri does not read is refused, so a typo is not silently lost.
 const MODEL_SETTINGS = z.strictObject({
-  defaults: z.strictObject({ steps: z.int().min(1).max(1000).optional(), guidance: z.number().min(0).max(100).optional() }).optional(),
+  defaults: z
+    .strictObject({ steps: z.int().min(1).max(1000).optional(), guidance: z.number().min(0).max(100).optional(), reweightCarry: z.boolean().optional() })
+    .optional(),
 });
 
 /** A model folder's nuri.json (none: undefined), checked field by field. */

@@ -32,6 +32,11 @@ export interface PromptToPromptOptions extends PromptSyntaxOptions {
   selfReplace?: StepRange;
   /** Scales the cross-attention to words of the edited prompt (1 leaves a word as it is). */
   reweight?: Record<string, number>;
+  /**
+   * Also scale what a re-weighted word left in the states after it (reweight-carry.ts), for models
+   * that read a word's meaning from the words after it. Default: the model's nuri.json, else false.
+   */
+  reweightCarry?: boolean;
   /** The unconditional prompt: its chunks count towards the shared context length. */
   negativePrompt?: string;
 }
@@ -49,6 +54,8 @@ export interface PromptToPromptPlan {
   tokenMap: TokenMap;
   /** [tokens]: the factor on each edited token's cross-attention. */
   equalizer: Float32Array;
+  /** Each re-weighted word's factor and token positions in the edited prompt. */
+  reweighted: { word: string; factor: number; positions: number[] }[];
   /** [steps + 1][tokens]: the reference's α table (one row per UNet call, plus one). */
   crossAlphas: Float32Array[];
   /** UNet calls [start, end) whose self-attention is replaced. */
@@ -69,10 +76,12 @@ export function planPromptToPrompt(tokenizer: ClipTokenizer, options: PromptToPr
   const tokenMap = kind === 'refine' ? refinementMap(tokenizer, source, target, reading) : kind === 'replace' ? replacementMap(tokenizer, source, target, reading) : identityMap(tokens);
 
   const equalizer = new Float32Array(tokens).fill(1);
-  for (const [word, factor] of Object.entries(options.reweight ?? {})) {
+  const reweighted = Object.entries(options.reweight ?? {}).map(([word, factor]) => {
     if (!Number.isFinite(factor)) throw new Error(`reweight ${word}: the factor must be a finite number, got ${factor}`);
-    for (const i of wordTokens(tokenizer, edited, word, 'reweight')) equalizer[i] = factor;
-  }
+    const positions = wordTokens(tokenizer, edited, word, 'reweight');
+    for (const i of positions) equalizer[i] = factor;
+    return { word, factor, positions };
+  });
 
   const cross = typeof options.crossReplace === 'object' && !Array.isArray(options.crossReplace) ? (options.crossReplace as CrossReplace) : { default: options.crossReplace as StepRange | undefined };
   const rows = steps + 1;
@@ -89,7 +98,7 @@ export function planPromptToPrompt(tokenizer: ClipTokenizer, options: PromptToPr
   for (const [word, range] of Object.entries(cross.words ?? {})) fill(range, wordTokens(tokenizer, edited, word, 'cross-replace'), `cross-replace ${word}`);
 
   const selfSteps = stepBounds(options.selfReplace ?? P2P_DEFAULTS.selfReplace, steps, 'self-replace');
-  return { source, target, kind, chunks, promptSyntax, tokenMap, equalizer, crossAlphas, selfSteps };
+  return { source, target, kind, chunks, promptSyntax, tokenMap, equalizer, reweighted, crossAlphas, selfSteps };
 }
 
 /** The controller's graph inputs for UNet call `step`. */

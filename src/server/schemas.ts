@@ -207,6 +207,7 @@ export function jobSchemas(limits: ServerLimits = DEFAULT_LIMITS) {
         .describe("fraction of the steps the edit follows the source's cross-attention: one number, or per word"),
       selfReplace: fraction.optional(),
       reweight: z.record(z.string(), z.number().min(-100).max(100)).optional().describe('scale the attention to words of the target'),
+      reweightCarry: z.boolean().optional().describe("also scale what a re-weighted word left in the words after it (default: the model's nuri.json, else false)"),
       localBlend: z.array(z.string().min(1)).max(16).optional().describe('change only where these words are'),
       blendThreshold: fraction.optional(),
       image: fileName.optional().describe('edit this picture (an upload): inverted with the source prompt first'),

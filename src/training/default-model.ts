@@ -156,6 +156,16 @@ function minutes(seconds: number | undefined): string {
   return seconds === undefined ? '–' : `${Math.round(seconds / 60)} min`;
 }
 
+function describeDefaults(d: ModelDefaults): string {
+  return [
+    d.steps !== undefined && `${d.steps} steps`,
+    d.guidance !== undefined && `guidance ${d.guidance}`,
+    d.reweightCarry !== undefined && `Prompt-to-Prompt re-weights ${d.reweightCarry ? 'carried into the words after the word' : 'on the word alone'} (reweightCarry)`,
+  ]
+    .filter(Boolean)
+    .join(', ');
+}
+
 function modelCard(costs: Record<string, number>, resolution: number, defaults: ModelDefaults | undefined): string {
   const total = Object.values(costs).reduce((a, b) => a + b, 0);
   return `# Nuri default model
@@ -169,7 +179,7 @@ Components: \`vae/\` (AutoencoderKL, 4× downsampling, 4 latent channels), \`tex
 \`tokenizer/\` (CLIP text tower over the real CLIP BPE vocabulary), \`unet/\`
 (UNet2DConditionModel with cross-attention), \`scheduler/\` (DDIM), and \`${IMAGE_ENCODER}/\`: the
 CLIP image tower trained with the text tower, with both projections (src/models/pipeline-clip.ts
-loads the pair as one CLIPModel). Weights are float16 safetensors.${defaults ? ` \`nuri.json\` gives the sampling defaults it was measured at: ${Object.entries(defaults).map(([k, v]) => `${k} ${v}`).join(', ')}.` : ''}
+loads the pair as one CLIPModel). Weights are float16 safetensors.${defaults ? ` \`nuri.json\` gives the defaults it was measured at: ${describeDefaults(defaults)}.` : ''}
 
 Training wall time on a 2-core CPU machine shared with other work: VAE ${minutes(costs.vae)},
 CLIP ${minutes(costs.clip)}, UNet ${minutes(costs.unet)}; ${minutes(total)} in total, counting work

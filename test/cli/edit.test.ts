@@ -2,7 +2,7 @@
 // latents out, the heat-map grid; bad arguments give one line on stderr, a non-zero exit and no
 // output file, before any model runs.
 
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runNuri } from '../support/cli.ts';
@@ -53,6 +53,21 @@ describe('nuri edit', () => {
     const maps = await nuri(['attention', ...SMALL, '--model', model, '--prompt', 'a cat', '--out', 'm.png'], dir);
     expect(maps.stderr).toBe('');
     expect(parseParameters(readPngText(join(dir, 'm.png')).parameters).sampler).toBe('Euler');
+  });
+
+  it("carries a re-weight into the later words with --reweight-carry or the model's nuri.json, and says so in the parameters", async () => {
+    const model = copyTinySd();
+    writeFileSync(join(model, 'nuri.json'), JSON.stringify({ defaults: { reweightCarry: true } }));
+    const dir = mkdtempSync(join(tmpdir(), 'nuri-edit-'));
+    const run = async (out: string, ...flags: string[]) => {
+      const r = await nuri(['edit', ...SMALL, '--model', model, '--prompt', 'a red cat', '--reweight', 'red=0', ...flags, '--out', out], dir);
+      expect(r.stderr).toBe('');
+      return parseParameters(readPngText(join(dir, out)).parameters).extra;
+    };
+    expect(await run('carried.png')).toMatchObject({ 'P2P reweight': 'red=0', 'P2P reweight carry': 'on' });
+    expect(await run('plain.png', '--no-reweight-carry')).not.toHaveProperty('P2P reweight carry');
+    const [carried, plain] = [await readImage(join(dir, 'carried.png')), await readImage(join(dir, 'plain.png'))];
+    expect(carried.data).not.toEqual(plain.data);
   });
 
   // Each spawn costs seconds; the other word checks are covered in-process (seq-aligner.test.ts).

@@ -26,7 +26,7 @@ beforeAll(async () => {
   lcmModel = writeLcmDistilled(new Float32Array(32 * 8).fill(0.01));
   symlinkSync(lcmModel, join(modelsDir, 'lcm-sd'));
   ownDefaults = copyTinySd();
-  writeFileSync(join(ownDefaults, 'nuri.json'), JSON.stringify({ defaults: { steps: 3, guidance: 5 } }));
+  writeFileSync(join(ownDefaults, 'nuri.json'), JSON.stringify({ defaults: { steps: 3, guidance: 5, reweightCarry: true } }));
   symlinkSync(ownDefaults, join(modelsDir, 'own-sd'));
   server = await testServer({ models: modelsDir });
 });
@@ -92,6 +92,16 @@ describe('a job without steps or guidance', () => {
     expect(byName('own-sd')).toMatchObject({ defaultSteps: 3, defaultGuidance: 5 });
     expect(byName('lcm-sd')).toMatchObject({ defaultSteps: 4, defaultGuidance: 8.5 });
     expect(byName('euler-sd')).toMatchObject({ defaultSteps: 30, defaultGuidance: 7.5 });
+  });
+
+  it("carries an edit's re-weights into the later words as the model's nuri.json says, unless the job says otherwise", async () => {
+    const extra = async (params: Record<string, unknown>) => {
+      const done = await server.queue.wait(await server.submit('edit', { model: 'own-sd', prompt: 'a red cat', reweight: { red: 0 }, width: 64, height: 64, seed: 1, ...params }));
+      expect(done.status, done.error ?? '').toBe('completed');
+      return parseParameters((done.info as { infotexts: string[] }).infotexts[1]).extra;
+    };
+    expect(await extra({})).toMatchObject({ 'P2P reweight': 'red=0', 'P2P reweight carry': 'on' });
+    expect(await extra({ reweightCarry: false })).not.toHaveProperty('P2P reweight carry');
   });
 
   it('edits and maps attention with the same defaults as a generate job', async () => {

@@ -1,0 +1,89 @@
+// Re-weighting a word whose meaning the tokens after it carry (issue 11). CLIP's text encoder is
+// causal: in "red heart" the states of "heart", of EOS and of the padding have all attended to
+// "red", so scaling the cross-attention to "red" alone (Prompt-to-Prompt's re-weighting) leaves the
+// colour wherever a UNet reads it from the noun or the end of text. With the carry, every later state
+// also moves along what the word added to it:
+//
+//   s ← s + (g − 1) · (s − s∖w)
+//
+// where s∖w is the state with the word's tokens replaced by padding (positions kept), as Compel and
+// InvokeAI down-weight a word. g = f for f ≤ 1: ×0 takes the word out of every state, ×0.5 halfway.
+// Above 1 the step is damped, g = 1 + (f − 1)/4: extrapolating the end-of-text states at full
+// slope breaks the object's shape on the default model (README, "The default model"). The word's own
+// states stay (its attention carries its factor) and ×1 changes nothing. Several words add their
+// moves, each measured against the prompt's own states (a later re-weighted word moves with the
+// earlier ones, not with itself).
+
+import { isWeighted, layoutChunks } from '../tokenizers/prompt-tokens.ts';
+import { type PromptSyntaxOptions, planPromptChunks } from './prompt-embeddings.ts';
+import type { PromptToPromptPlan } from './prompt-to-prompt.ts';
+import type { StableDiffusion } from './stable-diffusion.ts';
+
+/** How far an up-weight (factor > 1) moves the later states, per unit of factor above 1. */
+export const UPWEIGHT_CARRY_SLOPE = 0.25;
+
+/** g of the formula above: the share of the word a later state keeps. */
+export function carryGain(factor: number): number {
+  return factor <= 1 ? factor : 1 + (factor - 1) * UPWEIGHT_CARRY_SLOPE;
+}
+
+/** Why this model cannot carry a re-weight, or undefined when it can. */
+export function reweightCarryRefusal(sd: StableDiffusion): string | undefined {
+  return sd.isSdxl ? "reweightCarry: SDXL's two text towers are not supported; re-weight without it" : undefined;
+}
+
+/**
+ * Moves the edited prompt's token states `states` ([77 · plan.chunks, C], the target's row of the
+ * edit's conditioning) in place for the plan's re-weighted words.
+ */
+export async function carryReweights(sd: StableDiffusion, plan: PromptToPromptPlan, states: Float32Array, options: PromptSyntaxOptions & { clipSkip?: number } = {}): Promise<void> {
+  const refusal = reweightCarryRefusal(sd);
+  if (refusal) throw new Error(refusal);
+  const words = plan.reweighted.filter((w) => w.factor !== 1 && w.positions.length);
+  if (!words.length) return;
+  const tokenizer = sd.components.tokenizer;
+  const read = planPromptChunks(tokenizer, [plan.target], { ...options, promptSyntax: plan.promptSyntax }).tokens[0]!;
+  const layout = layoutChunks(tokenizer, read, plan.chunks);
+  const positions = layout.ids.length;
+  if (states.length % positions) throw new Error(`reweightCarry: the target's states have ${states.length} values, not a multiple of its ${positions} positions`);
+  // Row 0: the target's own ids (for emphasis, below); row 1 + i: word i's tokens as padding.
+  const rows = new Int32Array((1 + words.length) * positions);
+  rows.set(layout.ids);
+  words.forEach((w, i) => {
+    rows.set(layout.ids, (1 + i) * positions);
+    for (const p of w.positions) rows[(1 + i) * positions + p] = tokenizer.padTokenId;
+  });
+  const encoded = (await sd.encodeTokenIds([rows], options.clipSkip)).states;
+  const size = states.length;
+  const masked = encoded.subarray(size);
+  // Emphasis weights each position and rescales the whole prompt by one ratio (weightStates); the
+  // masked rows take the prompt's own ratio, so that the states before a word still agree.
+  if (isWeighted(read)) {
+    const ratio = emphasisRatio(encoded.subarray(0, size), states, layout.weights);
+    for (let i = 0; i < masked.length; i++) masked[i] *= layout.weights[Math.floor((i % size) / (size / positions))]! * ratio;
+  }
+
+  const width = size / positions;
+  const own = states.slice();
+  words.forEach((w, i) => {
+    const step = carryGain(w.factor) - 1;
+    const without = masked.subarray(i * size, (i + 1) * size);
+    const itself = new Set(w.positions);
+    for (let p = 0; p < positions; p++) {
+      if (itself.has(p)) continue;
+      for (let c = p * width; c < (p + 1) * width; c++) states[c] += step * (own[c]! - without[c]!);
+    }
+  });
+}
+
+/** The ratio emphasis rescaled `weighted` by: weighted = raw · weight · ratio at every position. */
+function emphasisRatio(raw: Float32Array, weighted: Float32Array, weights: Float32Array): number {
+  const dim = raw.length / weights.length;
+  let [num, den] = [0, 0];
+  for (let i = 0; i < raw.length; i++) {
+    const unscaled = raw[i]! * weights[Math.floor(i / dim)]!;
+    num += weighted[i]! * unscaled;
+    den += unscaled * unscaled;
+  }
+  return den ? num / den : 1;
+}
