@@ -24,8 +24,9 @@
 //    --identity --names 40`).
 //
 // 4. Prompt-to-Prompt (issue 11), alone with --edits: a word swap's layout kept, local blend at the
-//    default size, a colour word re-weighted ×0/×0.5/×1/×2/×3, and how much of a noun's heat map lands on
-//    the object (src/training/edit-checks.ts), over --edit-seeds.
+//    default size, a colour word re-weighted ×0/×0.5/×1/×2/×3 (carried into the words after it when
+//    the model's nuri.json says reweightCarry, as `nuri edit` then does), and how much of a noun's heat
+//    map lands on the object (src/training/edit-checks.ts), over --edit-seeds.
 //
 // --empty-end-of-text generates with each prompt's end-of-text states (EOS and the padding) replaced
 // by the empty prompt's, as `nuri train unet --padding-dropout` trains: the identity figure then
@@ -318,7 +319,7 @@ async function identityCheck(): Promise<Identity> {
   return result;
 }
 
-const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED, emptyEndOfText: values['empty-end-of-text'], isolatedWords: values['isolated-words'] };
+const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED, emptyEndOfText: values['empty-end-of-text'], isolatedWords: values['isolated-words'], reweightCarry: sd.components.defaults?.reweightCarry ?? false };
 function writeJson(result: Record<string, unknown>): void {
   if (!values.json) return;
   writeFileSync(values.json, `${JSON.stringify({ settings, ...result, wallSeconds: Math.round(seconds()) }, null, 2)}\n`);
