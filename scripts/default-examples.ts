@@ -61,8 +61,8 @@ const GRID_PROMPTS = [
  * `--cross-replace` and `--self-replace` as given.
  */
 const SWAP = { source: 'cat face', target: 'dog face', seeds: [4, 6, 8], strong: { cross: '1', self: '0.8' } };
-/** Issue 11 asks that a weight of 2–3 visibly strengthen a colour word; the large factors show the direction. */
-const REWEIGHT = { prompt: 'large red circle', word: 'red', factors: [-10, 2, 3, 10], seeds: [1, 2] };
+/** Issue 11 asks that a weight of 2–3 visibly strengthen a colour word; 0 and 0.5 show whether the colour comes from it at all. */
+const REWEIGHT = { prompt: 'blue heart', word: 'blue', factors: [0, 0.5, 2, 3], seeds: [1, 2] };
 /** Local blend: the edit is kept only where the word's attention is, the rest stays the source's. */
 const BLEND = { source: 'red heart', target: 'green heart', word: 'heart', seeds: [1, 2, 3] };
 /** Images per prompt in the personalisation pictures, from seed PERSONAL_SEED on. */
@@ -321,11 +321,12 @@ muzzle and colouring into it, where the plain pictures from the same seeds are o
 whole dog; two standing figures); the source of seed 4 is a shapeless blob, and its edits take a
 pointed outline of their own. Tying the attention harder keeps more of the source's colour.`)}
 ${section(2, 'p2p-reweight.png', `Re-weighting one word of the same prompt (\`--reweight ${REWEIGHT.word}=F\`, applied over all the steps with
-\`--cross-replace 1\`), one row per seed with the unedited picture in the middle (× 1): a negative
-factor and a large one change the picture little (−10 pales the red slightly, 10 darkens it and
-squares the second seed's top). This small model
-answers one word's weight far more weakly than Stable Diffusion does (where 2–5 is a visible
-change): at 2 and 3 the change does not show.`)}
+\`--cross-replace 1\`), one row per seed with the unedited picture in the middle (× 1). The model's
+\`nuri.json\` carries a re-weight into the words after the word (\`reweightCarry\`;
+\`--no-reweight-carry\` re-weights the attention alone, as the paper does, and then nothing here
+changes): at 0, "heart" no longer carries "blue", and both seeds draw the red heart the model
+draws for "heart" alone; at 0.5 a pink-violet one; the first seed's blue lozenge becomes a heart on
+the way. At 2 and 3 the blue deepens only a little: it already fills the heart.`)}
 ${section(3, 'p2p-local-blend.png', `Local blend, one row per seed: the source "${BLEND.source}"; the word swap to "${BLEND.target}" with the paper's
 settings; and the same swap with \`--local-blend ${BLEND.word}\`, which keeps the edit only where "${BLEND.word}"'s
 cross-attention lies (above 0.3 of the mask's peak, the default threshold) and resets the rest
