@@ -7,9 +7,10 @@
 //   s ← s + (g − 1) · (s − s∖w)
 //
 // where s∖w is the state with the word's tokens replaced by padding (positions kept), as Compel and
-// InvokeAI down-weight a word. g = f for f ≤ 1: ×0 takes the word out of every state, ×0.5 halfway.
-// Above 1 the step is damped, g = 1 + (f − 1)/4: extrapolating the end-of-text states at full
-// slope breaks the object's shape on the default model (README, "The default model"). The word's own
+// InvokeAI down-weight a word. g = f between 0 and 1: ×0 takes the word out of every state, ×0.5
+// halfway. Outside [0, 1] the step is damped to a quarter, g = 1 + (f − 1)/4 above and f/4 below:
+// extrapolating the end-of-text states at full slope breaks the object's shape on the default model
+// (README, "The default model"; at ×−1 and ×−2 only red blots were left). The word's own
 // states stay (its attention carries its factor) and ×1 changes nothing. Several words add their
 // moves, each measured against the prompt's own states (a later re-weighted word moves with the
 // earlier ones, not with itself).
@@ -19,12 +20,13 @@ import { type PromptSyntaxOptions, planPromptChunks } from './prompt-embeddings.
 import type { PromptToPromptPlan } from './prompt-to-prompt.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
 
-/** How far an up-weight (factor > 1) moves the later states, per unit of factor above 1. */
-export const UPWEIGHT_CARRY_SLOPE = 0.25;
+/** How far a factor outside [0, 1] moves the later states, per unit of factor beyond 1 or below 0. */
+export const CARRY_EXTRAPOLATION_SLOPE = 0.25;
 
 /** g of the formula above: the share of the word a later state keeps. */
 export function carryGain(factor: number): number {
-  return factor <= 1 ? factor : 1 + (factor - 1) * UPWEIGHT_CARRY_SLOPE;
+  if (factor < 0) return factor * CARRY_EXTRAPOLATION_SLOPE;
+  return factor <= 1 ? factor : 1 + (factor - 1) * CARRY_EXTRAPOLATION_SLOPE;
 }
 
 /** Why this model cannot carry a re-weight, or undefined when it can. */
