@@ -326,7 +326,8 @@ ${section(2, 'p2p-reweight.png', `Re-weighting one word of the same prompt (\`--
 \`--no-reweight-carry\` re-weights the attention alone, as the paper does, and then nothing here
 changes): at 0, "heart" no longer carries "blue", and both seeds draw the red heart the model
 draws for "heart" alone; at 0.5 a pink-violet one; the first seed's blue lozenge becomes a heart on
-the way. At 2 and 3 the blue deepens only a little: it already fills the heart.`)}
+the way. At 2 and 3 little changes: above 1 only the word's attention is scaled, and this model
+draws the colour from the words after it.`)}
 ${section(3, 'p2p-local-blend.png', `Local blend, one row per seed: the source "${BLEND.source}"; the word swap to "${BLEND.target}" with the paper's
 settings; and the same swap with \`--local-blend ${BLEND.word}\`, which keeps the edit only where "${BLEND.word}"'s
 cross-attention lies (above 0.3 of the mask's peak, the default threshold) and resets the rest

@@ -7,26 +7,23 @@
 //   s ← s + (g − 1) · (s − s∖w)
 //
 // where s∖w is the state with the word's tokens replaced by padding (positions kept), as Compel and
-// InvokeAI down-weight a word. g = f between 0 and 1: ×0 takes the word out of every state, ×0.5
-// halfway. Outside [0, 1] the step is damped to a quarter, g = 1 + (f − 1)/4 above and f/4 below:
-// extrapolating the end-of-text states at full slope breaks the object's shape on the default model
-// (README, "The default model"; at ×−1 and ×−2 only red blots were left). The word's own
-// states stay (its attention carries its factor) and ×1 changes nothing. Several words add their
-// moves, each measured against the prompt's own states (a later re-weighted word moves with the
-// earlier ones, not with itself).
+// InvokeAI down-weight a word. g = f clamped to [0, 1]: ×0 (or less) takes the word out of every
+// later state, ×0.5 goes halfway, and ×1 and more leave them as they are. Extrapolating beyond
+// either end broke the pictures on the default model (README, "The default model": the end-of-text
+// states carry the object's shape; ×3 turned a green heart olive on a yellow ground even at a
+// quarter of the slope), so above 1 only the word's attention is scaled, as in the paper. The
+// word's own states always stay (its attention carries its factor). Several words add their moves,
+// each measured against the prompt's own states (a later re-weighted word moves with the earlier
+// ones, not with itself).
 
 import { isWeighted, layoutChunks } from '../tokenizers/prompt-tokens.ts';
 import { type PromptSyntaxOptions, planPromptChunks } from './prompt-embeddings.ts';
 import type { PromptToPromptPlan } from './prompt-to-prompt.ts';
 import type { StableDiffusion } from './stable-diffusion.ts';
 
-/** How far a factor outside [0, 1] moves the later states, per unit of factor beyond 1 or below 0. */
-export const CARRY_EXTRAPOLATION_SLOPE = 0.25;
-
 /** g of the formula above: the share of the word a later state keeps. */
 export function carryGain(factor: number): number {
-  if (factor < 0) return factor * CARRY_EXTRAPOLATION_SLOPE;
-  return factor <= 1 ? factor : 1 + (factor - 1) * CARRY_EXTRAPOLATION_SLOPE;
+  return Math.min(1, Math.max(0, factor));
 }
 
 /** Why this model cannot carry a re-weight, or undefined when it can. */
@@ -41,7 +38,7 @@ export function reweightCarryRefusal(sd: StableDiffusion): string | undefined {
 export async function carryReweights(sd: StableDiffusion, plan: PromptToPromptPlan, states: Float32Array, options: PromptSyntaxOptions & { clipSkip?: number } = {}): Promise<void> {
   const refusal = reweightCarryRefusal(sd);
   if (refusal) throw new Error(refusal);
-  const words = plan.reweighted.filter((w) => w.factor !== 1 && w.positions.length);
+  const words = plan.reweighted.filter((w) => carryGain(w.factor) !== 1 && w.positions.length);
   if (!words.length) return;
   const tokenizer = sd.components.tokenizer;
   const read = planPromptChunks(tokenizer, [plan.target], { ...options, promptSyntax: plan.promptSyntax }).tokens[0]!;
