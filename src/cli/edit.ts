@@ -196,7 +196,7 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
     height,
     model: sd.name,
     dtype: flags.dtype,
-    extra: { ...editExtra(flags, plan.target, plan.kind, options.reweightCarry ?? sd.components.defaults?.reweightCarry ?? false), ...samplerExtra(flags), ...personalisationExtra(flags, personal) },
+    extra: { ...editExtra(flags, plan.target, plan.kind, result.reweightCarry), ...samplerExtra(flags), ...personalisationExtra(flags, personal) },
   });
   await writePng(out, grid, { parameters });
   if (flags.saveLatents) writeSafetensors(flags.saveLatents, { latents: { dtype: 'F32', shape: [...result.shape], data: result.latents } });

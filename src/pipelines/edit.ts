@@ -66,6 +66,8 @@ export interface EditResult {
   /** The sampler that ran. */
   scheduler: SchedulerName;
   plan: PromptToPromptPlan;
+  /** Whether the re-weights were carried into the words after them (asked, or the model's nuri.json). */
+  reweightCarry: boolean;
   inversion?: InvertedImage;
   /** With `attentionMaps`: the edit's cross-attention per target token, at mapHeight × mapWidth. */
   attention?: { mapHeight: number; mapWidth: number; tokens: TokenAttention[] };
@@ -129,9 +131,8 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   const text = await encodePromptEmbeddings(sd, [plan.source, plan.target], [negative, negative], o);
   if (text.chunks !== plan.chunks) throw new Error(`edit: the prompts were planned in ${plan.chunks} chunks but encoded in ${text.chunks}`);
   const { cond, tokens } = text;
-  if (o.reweightCarry ?? (sd.components.defaults?.reweightCarry && !reweightCarryRefusal(sd))) {
-    await carryReweights(sd, plan, cond.subarray(tokens * sd.contextShape[1]), o);
-  }
+  const reweightCarry = o.reweightCarry ?? (sd.components.defaults?.reweightCarry === true && !reweightCarryRefusal(sd));
+  if (reweightCarry) await carryReweights(sd, plan, cond.subarray(tokens * sd.contextShape[1]), o);
   const uncond = guided ? text.uncond : undefined;
   const added = addedForEmbeddings(sd, text, { width: o.width, height: o.height, guided }, 2);
 
@@ -171,7 +172,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   const decoded = await sd.decodeLatents(final, shape);
   const images: [RgbImage, RgbImage] = [imageFromTensor(decoded.data, 0, decoded.shape, '0..1'), imageFromTensor(decoded.data, 1, decoded.shape, '0..1')];
   const attention = mapStore && { mapHeight: mapStore.options.height, mapWidth: mapStore.options.width, tokens: promptTokenMaps(sd, plan.target, mapStore, 0, plan) };
-  return { images, latents: final, shape, seed: o.seed, scheduler: name, plan, inversion, attention };
+  return { images, latents: final, shape, seed: o.seed, scheduler: name, plan, reweightCarry, inversion, attention };
 }
 
 /** [∅_t, ∅_t, source, edit]: the tuned null text stands in for both unconditional rows. */

@@ -261,8 +261,7 @@ async function runEdit(params: EditParams, ctx: RunnerContext, o: JobScope): Pro
     attentionMaps: p.attentionMaps,
     onInversionStep: (s) => ctx.progress({ step: s.phase === 'ddim' ? s.step : p.steps + s.step, total: 2 * p.steps, phase: 'inverting', loss: s.loss }),
   });
-  const carried = p.reweight && (p.reweightCarry ?? sd.components.defaults?.reweightCarry);
-  const reweights = p.reweight && { 'P2P reweight': Object.entries(p.reweight).map(([w, f]) => `${w}=${f}`).join(' '), ...(carried ? { 'P2P reweight carry': 'on' } : {}) };
+  const reweights = p.reweight && { 'P2P reweight': Object.entries(p.reweight).map(([w, f]) => `${w}=${f}`).join(' '), ...(result.reweightCarry ? { 'P2P reweight carry': 'on' } : {}) };
   const extra = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target, ...reweights, ...(image ? { 'Null-text steps': p.nullTextSteps } : {}), ...vaeLabel(p), ...personalLabels(personal) };
   const infotexts = [p.prompt, p.target ?? p.prompt].map((prompt) => formatParameters({ ...sampling(p, result.scheduler), prompt, seed: result.seed, width, height, extra }));
   // With attentionMaps: the edit's heat maps follow the two pictures, as images 2, 3, ….

@@ -103,6 +103,7 @@ describe('reweight carry in an edit', () => {
     const sd = StableDiffusion.load(model);
     const plain = await edit(sd, options);
     const carried = await edit(sd, { ...options, reweightCarry: true });
+    expect([plain.reweightCarry, carried.reweightCarry]).toEqual([false, true]);
     expect(carried.images[0].data).toEqual(plain.images[0].data); // the source row is untouched
     expect(carried.images[1].data).not.toEqual(plain.images[1].data);
     expect((await edit(sd, { ...options, reweight: { red: 1 }, reweightCarry: true })).images[1].data).toEqual((await edit(sd, { ...options, reweight: { red: 1 } })).images[1].data);
@@ -110,7 +111,9 @@ describe('reweight carry in an edit', () => {
     writeFileSync(join(model, 'nuri.json'), JSON.stringify({ defaults: { reweightCarry: true } }));
     const withDefault = StableDiffusion.load(model);
     expect(withDefault.components.defaults).toEqual({ reweightCarry: true });
-    expect((await edit(withDefault, options)).images[1].data).toEqual(carried.images[1].data);
+    const byDefault = await edit(withDefault, options);
+    expect(byDefault.reweightCarry).toBe(true);
+    expect(byDefault.images[1].data).toEqual(carried.images[1].data);
     expect((await edit(withDefault, { ...options, reweightCarry: false })).images[1].data).toEqual(plain.images[1].data);
   });
 
