@@ -97,7 +97,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   app.get(`${API}/models`, async () => ({
     models: o.registry.models().map((m) => {
       const own = o.registry.defaults(m);
-      return { name: m.name, format: m.format, defaultSize: own?.size ?? null, defaultSteps: own?.steps ?? null, defaultGuidance: own?.guidance ?? null };
+      return { name: m.name, format: m.format, defaultSize: own?.size ?? null, defaultSteps: own?.steps ?? null, defaultGuidance: own?.guidance ?? null, reweightCarry: own?.reweightCarry ?? false };
     }),
     loras: o.registry.loras().map(({ name }) => ({ name })),
     embeddings: o.registry.embeddings().map((e) => ({ name: e.name, token: o.registry.embeddingToken(e) ?? null })),

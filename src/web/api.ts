@@ -31,6 +31,8 @@ export interface ModelEntry {
   /** What a job that names no steps or guidance gets on it (its sampler's, or its folder's nuri.json). */
   defaultSteps?: number;
   defaultGuidance?: number;
+  /** Its edits carry re-weights into the words after them unless a job says otherwise (its nuri.json). */
+  reweightCarry?: boolean;
 }
 
 export interface Catalogue {
@@ -117,8 +119,8 @@ export async function getCatalogue(): Promise<Catalogue> {
   const names = (list: unknown[] = []) => list.map((e) => (typeof e === 'string' ? e : String((e as { name: unknown }).name)));
   const models = (raw.models ?? []).map((e): ModelEntry => {
     if (typeof e === 'string') return { name: e };
-    const m = e as { name: string; defaultSize?: number; width?: number; size?: number; defaultSteps?: number | null; defaultGuidance?: number | null };
-    return { name: m.name, defaultSize: m.defaultSize ?? m.width ?? m.size, defaultSteps: m.defaultSteps ?? undefined, defaultGuidance: m.defaultGuidance ?? undefined };
+    const m = e as { name: string; defaultSize?: number; width?: number; size?: number; defaultSteps?: number | null; defaultGuidance?: number | null; reweightCarry?: boolean };
+    return { name: m.name, defaultSize: m.defaultSize ?? m.width ?? m.size, defaultSteps: m.defaultSteps ?? undefined, defaultGuidance: m.defaultGuidance ?? undefined, reweightCarry: m.reweightCarry };
   });
   const embeddings = (raw.embeddings ?? []).map((e) => (typeof e === 'string' ? { name: e } : { name: String((e as { name: unknown }).name), token: (e as { token?: string }).token ?? undefined }));
   return { models, loras: names(raw.loras), embeddings, controlnets: names(raw.controlnets), vaes: names(raw.vaes) };

@@ -42,6 +42,8 @@ export interface EditSettings {
   selfReplace: number;
   /** Word of the target → weight; 1 leaves it unchanged. */
   reweight: Record<string, number>;
+  /** Carry the weights into the words after them; undefined: the model's own setting. */
+  reweightCarry?: boolean;
   localBlend: string[];
 }
 
@@ -60,6 +62,7 @@ export function editParams(settings: EditSettings, sampling: Record<string, unkn
     attentionMaps: true,
   };
   if (Object.keys(reweight).length > 0) params.reweight = reweight;
+  if (Object.keys(reweight).length > 0 && settings.reweightCarry !== undefined) params.reweightCarry = settings.reweightCarry;
   if (settings.localBlend.length > 0) params.localBlend = settings.localBlend;
   return params;
 }

@@ -89,9 +89,9 @@ describe('a job without steps or guidance', () => {
     expect(parseParameters((own.info as { infotexts: string[] }).infotexts[0])).toMatchObject({ steps: 3, guidance: 5 });
     const listed = (await server.request('GET', '/api/v1/models')).body.models;
     const byName = (name: string) => listed.find((m: { name: string }) => m.name === name);
-    expect(byName('own-sd')).toMatchObject({ defaultSteps: 3, defaultGuidance: 5 });
-    expect(byName('lcm-sd')).toMatchObject({ defaultSteps: 4, defaultGuidance: 8.5 });
-    expect(byName('euler-sd')).toMatchObject({ defaultSteps: 30, defaultGuidance: 7.5 });
+    expect(byName('own-sd')).toMatchObject({ defaultSteps: 3, defaultGuidance: 5, reweightCarry: true });
+    expect(byName('lcm-sd')).toMatchObject({ defaultSteps: 4, defaultGuidance: 8.5, reweightCarry: false });
+    expect(byName('euler-sd')).toMatchObject({ defaultSteps: 30, defaultGuidance: 7.5, reweightCarry: false });
   });
 
   it("carries an edit's re-weights into the later words as the model's nuri.json says, unless the job says otherwise", async () => {

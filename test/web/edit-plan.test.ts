@@ -30,6 +30,10 @@ describe('edit plan (Studio)', () => {
       localBlend: ['cat'],
     });
     expect(editParams({ ...settings, target: 'a dog', reweight: {}, localBlend: [] }, {})).not.toHaveProperty('reweight');
+    // The carry goes with weights, and only when the page set it (else the model's nuri.json decides).
+    expect(editParams(settings, {})).not.toHaveProperty('reweightCarry');
+    expect(editParams({ ...settings, reweightCarry: false }, {})).toMatchObject({ reweight: { fluffy: 2 }, reweightCarry: false });
+    expect(editParams({ ...settings, reweight: {}, reweightCarry: true }, {})).not.toHaveProperty('reweightCarry');
   });
 
   it("places the server's reasons beside the control they are about", () => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatParameters } from '../../src/io/parameters.ts';
+import { formatParameters, parseParameters } from '../../src/io/parameters.ts';
 import { insertTextChunks } from '../../src/io/png.ts';
 import { FIXTURES } from '../fixtures.ts';
 import { POLL, type RunningServer, type Studio, openStudio, saveScreenshot, waitForStatus } from './harness.ts';
@@ -250,6 +250,11 @@ describe('Studio: Edit', () => {
     expect(await waitForStatus(edit(), ['completed', 'failed'])).toBe('completed');
     const reweight = await latestJob();
     expect(reweight).toMatchObject({ status: 'completed', params: { target: 'cat face', reweight: { cat: 3 } }, info: { kind: 'reweight' } });
+    // The bundled model's nuri.json carries weights into the later words: shown checked, sent only when changed.
+    const carry = edit().getByRole('checkbox', { name: /carry each weight/ });
+    expect(await carry.isChecked()).toBe(true);
+    expect(reweight.params).not.toHaveProperty('reweightCarry');
+    expect(parseParameters((reweight.info as { infotexts: string[] }).infotexts[1]).extra).toMatchObject({ 'P2P reweight': 'cat=3', 'P2P reweight carry': 'on' });
     expect(await edit().locator('.heatmaps .map').count()).toBe(2);
     const [plain, heavier] = await Promise.all([source.images[0], reweight.images[1]].map((u) => fetch(server.url + u).then((r) => r.arrayBuffer())));
     expect(Buffer.from(plain).equals(Buffer.from(heavier))).toBe(false);

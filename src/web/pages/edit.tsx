@@ -18,7 +18,7 @@ import { isBusy, useEscapeToCancel, useJob } from '../use-job.ts';
 import { imageSize } from '../image-size.ts';
 
 
-const FIELDS = ['prompt', 'target', 'crossReplace', 'selfReplace', 'reweight', 'localBlend', 'steps', 'guidance', 'nullTextSteps', 'image', 'width', 'height', 'model'];
+const FIELDS = ['prompt', 'target', 'crossReplace', 'selfReplace', 'reweight', 'reweightCarry', 'localBlend', 'steps', 'guidance', 'nullTextSteps', 'image', 'width', 'height', 'model'];
 
 interface EditPageProps {
   catalogue: Catalogue;
@@ -28,7 +28,7 @@ interface EditPageProps {
 
 const INITIAL: EditSettings = { prompt: '', target: '', crossReplace: 0.8, selfReplace: 0.4, reweight: {}, localBlend: [] };
 
-export function EditPage({ source, onSource }: EditPageProps) {
+export function EditPage({ catalogue, source, onSource }: EditPageProps) {
   const [settings, setSettings] = useState<EditSettings>(INITIAL);
   const set = (patch: Partial<EditSettings>) => setSettings((s) => ({ ...s, ...patch }));
   const [photo, setPhoto] = useState({ steps: 20, guidance: 7.5, nullTextSteps: 10 });
@@ -51,6 +51,10 @@ export function EditPage({ source, onSource }: EditPageProps) {
   const targetWords = [...new Set(plainPromptWords(settings.target))];
   const blendWords = [...new Set([...sourceWords, ...targetWords])];
   const { errors, general: generalError } = jobErrors(state, FIELDS);
+  // The model the edit runs on (a result's own, else the default, listed first) and its carry setting.
+  const modelName = source?.kind === 'result' && typeof source.job.params.model === 'string' ? source.job.params.model : undefined;
+  const model = catalogue.models.find((m) => m.name === modelName) ?? catalogue.models[0];
+  const carry = settings.reweightCarry ?? model?.reweightCarry ?? false;
 
   const submit = (e?: Event) => {
     e?.preventDefault();
@@ -105,6 +109,10 @@ export function EditPage({ source, onSource }: EditPageProps) {
               </div>
             );
           })}
+          <label class="check">
+            <input type="checkbox" name="reweightCarry" checked={carry} onChange={(e) => set({ reweightCarry: e.currentTarget.checked })} /> carry each weight into the words after it
+            <small class="hint"> (a causal text encoder leaves a word's meaning in them too; {model?.name ?? 'the model'}'s own setting: {model?.reweightCarry ? 'on' : 'off'})</small>
+          </label>
           {errors.reweight && (
             <small id="reweight-error" class="error" role="alert" data-field-error>
               {errors.reweight}
