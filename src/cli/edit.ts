@@ -180,7 +180,9 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
     bar?.stop();
   });
 
-  const labels = [plan.source, plan.target];
+  // A re-weight keeps the words: the edit's label says what changed.
+  const weights = plan.reweighted.filter((w) => w.factor !== 1).map((w) => `${w.word} ×${w.factor}`);
+  const labels = [plan.source, weights.length ? `${plan.target} (${weights.join(', ')})` : plan.target];
   // Prompts are long next to small pictures: shrink the captions to fit (≈ 0.55 em per character).
   const fontSize = Math.max(8, Math.min(14, Math.floor(width / (0.55 * Math.max(...labels.map((l) => l.length))))));
   const grid = await imageGrid(result.images, { columns: 2, padding: 4, labels, fontSize });
