@@ -45,19 +45,21 @@ export async function carryReweights(sd: StableDiffusion, plan: PromptToPromptPl
   const layout = layoutChunks(tokenizer, read, plan.chunks);
   const positions = layout.ids.length;
   if (states.length % positions) throw new Error(`reweightCarry: the target's states have ${states.length} values, not a multiple of its ${positions} positions`);
-  // Row 0: the target's own ids (for emphasis, below); row 1 + i: word i's tokens as padding.
-  const rows = new Int32Array((1 + words.length) * positions);
-  rows.set(layout.ids);
+  // Row i: word i's tokens as padding; with emphasis, one more row first: the target's own ids.
+  const weighted = isWeighted(read);
+  const first = weighted ? 1 : 0;
+  const rows = new Int32Array((first + words.length) * positions);
+  if (weighted) rows.set(layout.ids);
   words.forEach((w, i) => {
-    rows.set(layout.ids, (1 + i) * positions);
-    for (const p of w.positions) rows[(1 + i) * positions + p] = tokenizer.padTokenId;
+    rows.set(layout.ids, (first + i) * positions);
+    for (const p of w.positions) rows[(first + i) * positions + p] = tokenizer.padTokenId;
   });
   const encoded = (await sd.encodeTokenIds([rows], options.clipSkip)).states;
   const size = states.length;
-  const masked = encoded.subarray(size);
+  const masked = encoded.subarray(first * size);
   // Emphasis weights each position and rescales the whole prompt by one ratio (weightStates); the
   // masked rows take the prompt's own ratio, so that the states before a word still agree.
-  if (isWeighted(read)) {
+  if (weighted) {
     const ratio = emphasisRatio(encoded.subarray(0, size), states, layout.weights);
     for (let i = 0; i < masked.length; i++) masked[i] *= layout.weights[Math.floor((i % size) / (size / positions))]! * ratio;
   }
