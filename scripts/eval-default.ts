@@ -51,6 +51,7 @@ import { writePng } from '../src/io/png.ts';
 import { compileClipText } from '../src/models/clip-text.ts';
 import { loadPipelineClip } from '../src/models/pipeline-clip.ts';
 import { generate, samplerDefaults } from '../src/pipelines/generate.ts';
+import { carriesReweightsByDefault } from '../src/pipelines/reweight-carry.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 import { tokenIds } from '../src/training/clip-training.ts';
 import { type IdentityResult, emojiGallery, identityAgreement, identityNames, otherStyleReference } from '../src/training/emoji-identity.ts';
@@ -319,7 +320,7 @@ async function identityCheck(): Promise<Identity> {
   return result;
 }
 
-const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED, emptyEndOfText: values['empty-end-of-text'], isolatedWords: values['isolated-words'], reweightCarry: sd.components.defaults?.reweightCarry ?? false };
+const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED, emptyEndOfText: values['empty-end-of-text'], isolatedWords: values['isolated-words'], reweightCarry: carriesReweightsByDefault(sd) };
 function writeJson(result: Record<string, unknown>): void {
   if (!values.json) return;
   writeFileSync(values.json, `${JSON.stringify({ settings, ...result, wallSeconds: Math.round(seconds()) }, null, 2)}\n`);

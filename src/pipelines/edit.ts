@@ -19,7 +19,7 @@ import type { Feeds, StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
 import { encodePromptEmbeddings } from './prompt-embeddings.ts';
 import { refuseInpaintingUNet } from './inpaint.ts';
-import { carryReweights, reweightCarryRefusal } from './reweight-carry.ts';
+import { carriesReweightsByDefault, carryReweights, reweightCarryRefusal } from './reweight-carry.ts';
 
 export interface EditOptions extends PromptToPromptOptions {
   /** Confine the edit to where these words are. */
@@ -131,7 +131,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   const text = await encodePromptEmbeddings(sd, [plan.source, plan.target], [negative, negative], o);
   if (text.chunks !== plan.chunks) throw new Error(`edit: the prompts were planned in ${plan.chunks} chunks but encoded in ${text.chunks}`);
   const { cond, tokens } = text;
-  const reweightCarry = o.reweightCarry ?? (sd.components.defaults?.reweightCarry === true && !reweightCarryRefusal(sd));
+  const reweightCarry = o.reweightCarry ?? carriesReweightsByDefault(sd);
   if (reweightCarry) await carryReweights(sd, plan, cond.subarray(tokens * sd.contextShape[1]), o);
   const uncond = guided ? text.uncond : undefined;
   const added = addedForEmbeddings(sd, text, { width: o.width, height: o.height, guided }, 2);

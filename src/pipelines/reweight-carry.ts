@@ -31,6 +31,11 @@ export function reweightCarryRefusal(sd: StableDiffusion): string | undefined {
   return sd.isSdxl ? "reweightCarry: SDXL's two text towers are not supported; re-weight without it" : undefined;
 }
 
+/** Whether a model's edits carry re-weights when the edit does not say: its nuri.json, where it can. */
+export function carriesReweightsByDefault(sd: StableDiffusion): boolean {
+  return sd.components.defaults?.reweightCarry === true && !reweightCarryRefusal(sd);
+}
+
 /**
  * Moves the edited prompt's token states `states` ([77 · plan.chunks, C], the target's row of the
  * edit's conditioning) in place for the plan's re-weighted words.

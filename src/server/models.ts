@@ -11,7 +11,7 @@ import { bundledTokenizer, defaultModelPath } from '../models/bundled.ts';
 import { embeddingFileToken } from '../models/textual-inversion.ts';
 import { samplerDefaults } from '../pipelines/generate.ts';
 import { StableDiffusion } from '../pipelines/stable-diffusion.ts';
-import { reweightCarryRefusal } from '../pipelines/reweight-carry.ts';
+import { carriesReweightsByDefault } from '../pipelines/reweight-carry.ts';
 
 /** What a model gives a job that names no size, steps or guidance. */
 export interface ModelRunDefaults {
@@ -90,7 +90,7 @@ export class ModelRegistry {
       let found: ModelRunDefaults | undefined;
       try {
         const sd = StableDiffusion.load(entry.path, this.loadOptions(entry));
-        found = { size: sd.defaultSize, ...samplerDefaults(sd, {}), reweightCarry: sd.components.defaults?.reweightCarry === true && !reweightCarryRefusal(sd) };
+        found = { size: sd.defaultSize, ...samplerDefaults(sd, {}), reweightCarry: carriesReweightsByDefault(sd) };
       } catch {
         found = undefined; // a broken model is reported when a job loads it, not in the listing
       }
