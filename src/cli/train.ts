@@ -173,6 +173,7 @@ interface UNetFlags extends TrainFlags {
   wordIsolationFrom: number;
   emaDecay?: number;
   snrGamma?: number;
+  grounding?: number;
   validationPrompt?: string[];
   validationSteps: number;
 }
@@ -188,6 +189,7 @@ function registerUNet(parent: Command): void {
     .option('--word-isolation <p>', 'probability of training a caption with each word encoded as if the words before it were absent (and its end-of-text states emptied), so each word carries its own meaning', number(0, 1), 0)
     .option('--word-isolation-from <step>', 'the step from which --word-isolation applies', integer(0), 0)
     .option('--snr-gamma <g>', 'min-SNR-γ loss weighting (Hang et al. 2023; 5 in the paper): noisier timesteps weigh more', number(0))
+    .option('--grounding <w>', "weight of a token-grounding loss (TokenCompose) pulling each caption word's cross-attention onto the object, for pictures on a white background", number(0))
     .option('--ema-decay <d>', 'keep an exponential moving average of the weights (e.g. 0.9999) and export it', number(0, 0.999999))
     .option('--validation-prompt <text>', 'prompt for validation images (repeatable; default: the first caption)', collect)
     .option('--validation-steps <n>', 'sampling steps for validation images', number(1, 1000), 20);
@@ -211,6 +213,7 @@ async function trainUNet(flags: UNetFlags): Promise<void> {
     wordIsolationFrom: flags.wordIsolationFrom,
     flip: flags.flip,
     snrGamma: flags.snrGamma,
+    grounding: flags.grounding,
   });
   const ema = flags.emaDecay ? new EmaWeights(task.step.params, flags.emaDecay) : undefined;
   const sd = new StableDiffusion(components);

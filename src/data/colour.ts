@@ -130,6 +130,20 @@ export function foregroundMask(image: RgbImage, thresholds: Partial<ColourThresh
   return mask;
 }
 
+/** A 0/1 mask averaged over the cells of a coarser grid (the attention map's). */
+export function areaAverage(mask: Uint8Array, width: number, height: number, cols: number, rows: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  const counts = new Float32Array(rows * cols);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const cell = Math.floor((y * rows) / height) * cols + Math.floor((x * cols) / width);
+      out[cell] += mask[y * width + x];
+      counts[cell]++;
+    }
+  }
+  return out.map((v, i) => v / counts[i]);
+}
+
 export interface HueStats {
   /** Share of the foreground (object) pixels that are chromatic and of the hue. */
   objectShare: number;

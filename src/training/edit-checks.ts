@@ -15,7 +15,7 @@
 //              against the object's share of the picture (a map that ignores the object gets its
 //              area share; one that lands on it gets more)
 import type { RgbImage } from '../io/image.ts';
-import { type HueName, type HueStats, foregroundMask, hueStats } from '../data/colour.ts';
+import { type HueName, type HueStats, areaAverage, foregroundMask, hueStats } from '../data/colour.ts';
 import { crossAttentionMaps } from '../pipelines/attention-maps.ts';
 import { edit } from '../pipelines/edit.ts';
 import { generate } from '../pipelines/generate.ts';
@@ -167,18 +167,4 @@ function meanChange(a: RgbImage, b: RgbImage, mask: Uint8Array): [number, number
     counts[k] += 3;
   }
   return [sums[0] / Math.max(1, counts[0]), sums[1] / Math.max(1, counts[1])];
-}
-
-/** A 0/1 mask averaged over the cells of a coarser grid (the attention map's). */
-function areaAverage(mask: Uint8Array, width: number, height: number, cols: number, rows: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  const counts = new Float32Array(rows * cols);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const cell = Math.floor((y * rows) / height) * cols + Math.floor((x * cols) / width);
-      out[cell] += mask[y * width + x];
-      counts[cell]++;
-    }
-  }
-  return out.map((v, i) => v / counts[i]);
 }

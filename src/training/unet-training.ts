@@ -6,7 +6,7 @@
 // step samples z = mean + std·ε from it, as encoding on the fly would, at a fraction of the cost.
 // Caption token states are cached per distinct caption for the same reason.
 
-import { type CompiledGraph, type RunOptions, Tensor } from '../engine/index.ts';
+import { type CompiledGraph, type Feeds, type RunOptions, Tensor, add, mul } from '../engine/index.ts';
 import { ShuffledBatches, type BatchOrderState } from '../data/batches.ts';
 import { pickCaption } from '../data/caption-variants.ts';
 import { type ImageFolderDataset, flipHorizontal } from '../data/folder.ts';
@@ -18,6 +18,7 @@ import { vaeDownscale } from '../models/vae.ts';
 import { type PredictionType, createScheduler } from '../schedulers/index.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising, minSnrWeights } from './diffusion-loss.ts';
+import { type GroundingLoss, groundedTokenWeights, groundingLoss, objectMasks } from './grounding.ts';
 import { compileTrainStep } from './train-step.ts';
 import type { TrainingTask } from './trainer.ts';
 
@@ -46,6 +47,12 @@ export interface UNetTrainingOptions {
   /** The optimiser step from which `wordIsolation` applies (default 0: from the start). */
   wordIsolationFrom?: number;
   flip?: boolean;
+  /**
+   * Weight of the token-grounding loss (`groundingLoss`, TokenCompose) added to the DDPM loss: each
+   * caption word's cross-attention is pulled onto the picture's object (what is not background
+   * white). Off when absent or 0.
+   */
+  grounding?: number;
   /** Min-SNR-γ loss weighting (γ = 5 in the paper); off when absent. */
   snrGamma?: number;
   run?: RunOptions;
@@ -105,9 +112,31 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
   const context = Tensor.input('encoder_hidden_states', [batch, tokens, width]);
   const gamma = options.snrGamma;
   const lossWeight = gamma === undefined ? undefined : Tensor.input('loss_weight', [batch]);
-  const { loss } = diffusionLoss(unet, inputs, context, predictionType, {}, lossWeight);
+  const groundingWeight = options.grounding ?? 0;
+  if (!(groundingWeight >= 0)) throw new Error(`grounding weight must be zero or more, got ${groundingWeight}`);
+  const grounding = groundingWeight > 0 ? groundingLoss(batch, tokens) : undefined;
+  const diffusion = diffusionLoss(unet, inputs, context, predictionType, { attentionHook: grounding?.hook }, lossWeight).loss;
   const graphInputs = [...Object.values(inputs), context, ...(lossWeight ? [lossWeight] : [])];
-  const step = await compileTrainStep({ inputs: graphInputs, loss, params: unet.parameters(), run: options.run });
+  let loss = diffusion;
+  let metrics: Record<string, Tensor> | undefined;
+  if (grounding) {
+    const groundingTerm = grounding.loss();
+    loss = add(diffusion, mul(groundingTerm, groundingWeight));
+    metrics = { diffusion, grounding: groundingTerm };
+    graphInputs.push(grounding.tokens, ...grounding.masks().map((m) => m.input));
+  }
+  const step = await compileTrainStep({ inputs: graphInputs, loss, metrics, params: unet.parameters(), run: options.run });
+  // Object masks per item and mirror image, at every map size the grounding loss asked for.
+  const maskCache = new Map<string, Float32Array[]>();
+  const masksOf = (item: number, mirrored: boolean): Float32Array[] => {
+    const key = `${item}:${mirrored}`;
+    let out = maskCache.get(key);
+    if (!out) {
+      const image = data.items[item].image;
+      maskCache.set(key, (out = objectMasks(mirrored ? flipHorizontal(image) : image, grounding!.masks())));
+    }
+    return out;
+  };
 
   const posteriors = await encodeDataset(new VaeRunner(vae, options.run), data, options.flip ?? false);
   const states = new Map<string, Float32Array>();
@@ -159,11 +188,24 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
         ...diffusionFeeds(alphasCumprod, latents, latentShape, noise, timesteps),
         encoder_hidden_states: { data: hidden, shape: [batch, tokens, width] },
         ...(gamma === undefined ? {} : { loss_weight: { data: minSnrWeights(alphasCumprod, timesteps, gamma, predictionType), shape: [batch] } }),
+        ...(grounding ? groundingFeeds(grounding, tokenizer, captions, indices.map((item, b) => masksOf(item, mirrored[b]))) : {}),
       };
     },
     dataState: () => order.state(),
     loadDataState: (s) => order.loadState(s as BatchOrderState),
   };
+}
+
+/** The grounding loss's feeds for a batch: its captions' token weights and each item's object masks (`masks[b][size]`). */
+function groundingFeeds(grounding: GroundingLoss, tokenizer: ClipTokenizer, captions: string[], masks: Float32Array[][]): Feeds {
+  const batch = captions.length;
+  const feeds: Feeds = { grounded_tokens: { data: groundedTokenWeights(tokenizer, captions), shape: [batch, tokenizer.modelMaxLength] } };
+  grounding.masks().forEach(({ name, height, width }, size) => {
+    const data = new Float32Array(batch * height * width);
+    masks.forEach((item, b) => data.set(item[size], b * height * width));
+    feeds[name] = { data, shape: [batch, height * width] };
+  });
+  return feeds;
 }
 
 /**
