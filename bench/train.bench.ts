@@ -6,6 +6,8 @@
 //                          [--conv-input-grad conv|convTranspose] [--conv-weight-grad im2col,gather,conv]
 //                          [--unet DIR --batch 8 --latent 32]   (another diffusers UNet folder: e.g. the
 //                          default model's, whose heads are 16–64 wide where the fixture's are 4)
+//                          [--grounding 0.1]   (one more step graph with the token-grounding loss,
+//                          nuri train unet --grounding: the cross-attention probabilities materialised)
 //
 // --kept-mib: one training graph per budget for kept attention probabilities (KernelForms.keptBytes,
 // MiB; 0 recomputes P in the backward), all timed in the same rounds. The peak RSS is the process's:
@@ -21,6 +23,8 @@ import { AdamW, DEFAULT_KERNELS, type Feeds, type KernelForms, Generator, Tensor
 import { loadUNet } from '../src/models/checkpoint/components.ts';
 import { createScheduler } from '../src/schedulers/index.ts';
 import { type TrainStep, compileTrainStep, diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising } from '../src/training/index.ts';
+import { groundingLoss } from '../src/training/grounding.ts';
+import { add, mul } from '../src/engine/index.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -32,6 +36,7 @@ const { values: args } = parseArgs({
     unet: { type: 'string' },
     batch: { type: 'string', default: '8' },
     latent: { type: 'string', default: '32' },
+    grounding: { type: 'string' },
   },
 });
 const gradForms = ['auto', 'dense', 'low-rank'] as const;
@@ -103,6 +108,29 @@ for (const [budget, keptForward, weightGrad] of budgetForms.flatMap(([b, f]) => 
   const t0 = performance.now();
   const step = await compileTrainStep({ inputs: [...Object.values(inputs), context], loss, params: unet.parameters(), kernels: { keptBytes: budget * 2 ** 20, keptAttentionForward: keptForward, convInputGrad: args['conv-input-grad'] as 'conv', convWeightGrad: weightGrad } });
   steps.push({ budget, keptForward, weightGrad, step, optimizer: new AdamW(step.params, { lr: 1e-5 }), compileMs: performance.now() - t0 });
+}
+// With --grounding: the first graph's kernels again, plus the grounding loss (random masks, the first 4 tokens grounded).
+const groundingWeight = args.grounding === undefined ? undefined : Number(args.grounding);
+if (groundingWeight !== undefined) {
+  if (!(groundingWeight > 0)) throw new Error(`--grounding: a positive weight, got "${args.grounding}"`);
+  const [first] = steps;
+  const unet = loadUNet(UNET);
+  const inputs = diffusionInputs(BATCH, LATENT);
+  const context = Tensor.input('encoder_hidden_states', [BATCH, 77, CONTEXT]);
+  const grounding = groundingLoss(BATCH, 77);
+  const { loss } = diffusionLoss(unet, inputs, context, 'epsilon', { attentionHook: grounding.hook });
+  const t0 = performance.now();
+  const step = await compileTrainStep({
+    inputs: [...Object.values(inputs), context, grounding.tokens, ...grounding.masks().map((m) => m.input)],
+    loss: add(loss, mul(grounding.loss(), groundingWeight)),
+    params: unet.parameters(),
+    kernels: { keptBytes: first.budget * 2 ** 20, keptAttentionForward: first.keptForward as KernelForms['keptAttentionForward'], convInputGrad: args['conv-input-grad'] as 'conv', convWeightGrad: first.weightGrad as KernelForms['convWeightGrad'] },
+  });
+  const tokens = new Float32Array(BATCH * 77);
+  for (let b = 0; b < BATCH; b++) for (let k = 1; k <= 4; k++) tokens[b * 77 + k] = 0.25;
+  feeds.grounded_tokens = { data: tokens, shape: [BATCH, 77] };
+  for (const m of grounding.masks()) feeds[m.name] = { data: rng.rand(BATCH * m.height * m.width), shape: [BATCH, m.height * m.width] };
+  steps.push({ budget: first.budget, keptForward: first.keptForward, weightGrad: `${first.weightGrad}, with grounding ${groundingWeight}`, step, optimizer: new AdamW(step.params, { lr: 1e-5 }), compileMs: performance.now() - t0 });
 }
 let optimiserMs = 0;
 const [forward, ...measured] = await interleavedMedians([
