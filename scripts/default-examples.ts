@@ -3,7 +3,7 @@
 //   npx tsx scripts/default-examples.ts [--model models/default] [--out docs/default-model] [--work .cache/default-examples]
 //
 // Makes, from scratch and deterministically (fixed seeds), OUT/grid.png (64 prompts), OUT/p2p-cat-to-dog.png,
-// OUT/p2p-reweight.png and OUT/p2p-local-blend.png (Prompt-to-Prompt), OUT/textual-inversion.png and
+// OUT/p2p-reweight.png, OUT/p2p-local-blend.png and OUT/p2p-heat-maps.png (Prompt-to-Prompt), OUT/textual-inversion.png and
 // OUT/dreambooth.png, and
 // OUT/README.md with the command lines that made them and their wall times. Everything but the
 // grid is made by running `nuri` itself, so the README shows commands a reader can run; the grid's
@@ -65,6 +65,8 @@ const SWAP = { source: 'cat face', target: 'dog face', seeds: [4, 6, 8], strong:
 const REWEIGHT = { prompt: 'blue heart', word: 'blue', factors: [0, 0.5, 2, 3], seeds: [1, 2] };
 /** Local blend: the edit is kept only where the word's attention is, the rest stays the source's. */
 const BLEND = { source: 'red heart', target: 'green heart', word: 'heart', seeds: [1, 2, 3] };
+/** Heat maps: where each word's cross-attention lies (issue 11: a noun's map should land on the object). */
+const HEAT_MAPS: [string, number][] = [['red apple', 1], ['dog face', 2], ['blue heart', 1]];
 /** Images per prompt in the personalisation pictures, from seed PERSONAL_SEED on. */
 const PERSONAL_COUNT = 6;
 const PERSONAL_SEED = 7;
@@ -235,6 +237,17 @@ async function main(): Promise<void> {
     await writeTiles('p2p-local-blend.png', tiles, 3);
   });
 
+  await part('Prompt-to-Prompt: heat maps', async () => {
+    const strips: RgbImage[] = [];
+    for (const [prompt, seed] of HEAT_MAPS) {
+      const file = join(work, 'p2p', `heat-${prompt.replace(/ /g, '-')}-${seed}.png`);
+      nuri('attention', '--model', model, '--prompt', prompt, ...SAMPLING, ...seeded(seed), '--out', file);
+      strips.push(await readImage(file));
+    }
+    await writePng(join(out, 'p2p-heat-maps.png'), await imageGrid(strips, { columns: 1, padding: 6 }));
+    console.log(`wrote ${join(out, 'p2p-heat-maps.png')}`);
+  });
+
   await part('Textual Inversion', async () => {
     const images = join(work, 'ti-images');
     const instances = await writeInstances(images, TI.subject, TI.split, size);
@@ -316,36 +329,42 @@ ${section(1, 'p2p-cat-to-dog.png', `Word swap with \`nuri edit\`, one row per se
 together with the source from the same noise, with the paper's settings (its cross-attention tied
 to the source's for 80% of the steps, its self-attention for 40%) and tied harder
 (\`--cross-replace ${SWAP.strong.cross} --self-replace ${SWAP.strong.self}\`); and "${SWAP.target}" from the same seed without
-Prompt-to-Prompt. The edits of seeds 6 and 8 keep the source's round head and draw a dog's
-muzzle and colouring into it, where the plain pictures from the same seeds are other drawings (a
-whole dog; two standing figures); the source of seed 4 is a shapeless blob, and its edits take a
-pointed outline of their own. Tying the attention harder keeps more of the source's colour.`)}
+Prompt-to-Prompt. The edits of seeds 6 and 8 keep the source's round yellow head and draw a dog's
+eyes, muzzle and brown colouring into it, where the plain pictures from the same seeds are a whole
+standing dog; the source of seed 4 is a lopsided blob, and its edits draw a dog's face of their own
+inside a similar outline. Tying the attention harder keeps more of the source's colour (seed 6).`)}
 ${section(2, 'p2p-reweight.png', `Re-weighting one word of the same prompt (\`--reweight ${REWEIGHT.word}=F\`, applied over all the steps with
 \`--cross-replace 1\`), one row per seed with the unedited picture in the middle (× 1). The model's
 \`nuri.json\` carries a re-weight into the words after the word (\`reweightCarry\`;
 \`--no-reweight-carry\` re-weights the attention alone, as the paper does, and then nothing here
 changes): at 0, "heart" no longer carries "blue", and both seeds draw the red heart the model
-draws for "heart" alone; at 0.5 a pink-violet one; the first seed's blue lozenge becomes a heart on
-the way. At 2 and 3 little changes: above 1 only the word's attention is scaled, and this model
-draws the colour from the words after it.`)}
+draws for "heart" alone; at 0.5 a pink one. At 2 and 3 the blue turns a little lighter rather than
+stronger: above 1 only the word's attention is scaled, and this model draws the colour mostly from
+the words after it.`)}
 ${section(3, 'p2p-local-blend.png', `Local blend, one row per seed: the source "${BLEND.source}"; the word swap to "${BLEND.target}" with the paper's
 settings; and the same swap with \`--local-blend ${BLEND.word}\`, which keeps the edit only where "${BLEND.word}"'s
 cross-attention lies (above 0.3 of the mask's peak, the default threshold) and resets the rest
 to the source at every step. Here the sources are red blobs rather than hearts, the swap draws a
-green heart (a green pepper-like shape for seed 2) over them, and the blended edit differs little
-from the plain swap: the white around the object is kept either way.`)}
-${section(4, 'textual-inversion.png', `A new word \`${TI.token}\` learnt from two pictures (top row: the Twemoji and Noto "${TI.subject}"),
+green heart (seed 1) or a green apple-like shape (seeds 2 and 3) over them, and the blended edit
+differs little from the plain swap: the white around the object is kept either way.`)}
+${section(4, 'p2p-heat-maps.png', `Heat maps with \`nuri attention\`: the picture, then each word's cross-attention (the 16×16 layers',
+averaged over heads, layers and steps; brighter is more). The model was trained to put its words'
+attention on the object (\`nuri train unet --grounding\`, recipes/default-v7): both words of "red apple"
+cover the apple and leave the white around it dark; the maps of "dog face" follow the two figures
+drawn; "heart" takes the heart's shape, while "blue" is spread more thinly over it. Before that
+cycle every map was an even speckle over the whole picture.`)}
+${section(5, 'textual-inversion.png', `A new word \`${TI.token}\` learnt from two pictures (top row: the Twemoji and Noto "${TI.subject}"),
 starting from the embedding of "${TI.init}"; then the new word as the prompt (middle row) and the
 word it started from (bottom row), same seeds. Textual Inversion trains no model weight, only the
 new word's embedding row, so it can name only what the model can already draw: its subject is
 taken from the training set (DreamBooth, below, teaches the model a subject it never saw).`)}
-${section(5, 'dreambooth.png', `DreamBooth with class-prior preservation on a subject the model never saw: the held-out "${DB.subject}"
+${section(6, 'dreambooth.png', `DreamBooth with class-prior preservation on a subject the model never saw: the held-out "${DB.subject}"
 (top row, both styles; the held-out split is never trained on). Rank-${DB.rank} LoRA adapters are trained
 on "${DB.instancePrompt}" for the instance images and on "${DB.classPrompt}" for ${DB.classImages} pictures the model made of the
 class first; then, with the same seeds: "${DB.instancePrompt}" with the adapters, "${DB.classPrompt}" with the adapters,
 and "${DB.classPrompt}" from the model without them. The instance prompt draws the subject; prior
 preservation is meant to keep the class as it was, and here does not: "${DB.classPrompt}" with the adapters
-turns into a lumpier, more orange drawing, all six with the same worried expression (a stronger
+turns into lumpier, more orange faces, most with the skull's row of teeth (a stronger
 --prior-loss-weight or more class images hold it closer).`)}`;
   const path = join(out, 'README.md');
   writeFileSync(`${path}.tmp`, readme);
