@@ -19,12 +19,11 @@
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { AdamW, DEFAULT_KERNELS, type Feeds, type KernelForms, Generator, Tensor, attentionGradForm, compile } from '../src/engine/index.ts';
+import { AdamW, DEFAULT_KERNELS, type Feeds, type KernelForms, Generator, Tensor, add, attentionGradForm, compile, mul } from '../src/engine/index.ts';
 import { loadUNet } from '../src/models/checkpoint/components.ts';
 import { createScheduler } from '../src/schedulers/index.ts';
 import { type TrainStep, compileTrainStep, diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising } from '../src/training/index.ts';
 import { groundingLoss } from '../src/training/grounding.ts';
-import { add, mul } from '../src/engine/index.ts';
 
 const { values: args } = parseArgs({
   options: {
