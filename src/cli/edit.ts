@@ -10,7 +10,7 @@ import { imageGrid } from '../io/grid.ts';
 import { readImage } from '../io/image.ts';
 import { formatParameters } from '../io/parameters.ts';
 import { writePng } from '../io/png.ts';
-import { type EditOptions, checkEdit, edit } from '../pipelines/edit.ts';
+import { type EditOptions, checkEdit, edit, editParameterFields } from '../pipelines/edit.ts';
 import { makeSampler, samplerDefaults } from '../pipelines/generate.ts';
 import type { CrossReplace } from '../pipelines/prompt-to-prompt.ts';
 import { loadPipeline } from '../pipelines/load-pipeline.ts';
@@ -198,22 +198,10 @@ async function runEdit(flags: EditFlags, signal: AbortSignal): Promise<void> {
     height,
     model: sd.name,
     dtype: flags.dtype,
-    extra: { ...editExtra(flags, plan.target, plan.kind, result.reweightCarry), ...samplerExtra(flags), ...personalisationExtra(flags, personal) },
+    extra: { ...editParameterFields(options, result), ...(flags.image ? { 'Null-text steps': flags.nullTextSteps } : {}), ...samplerExtra(flags), ...personalisationExtra(flags, personal) },
   });
   await writePng(out, grid, { parameters });
   if (flags.saveLatents) writeSafetensors(flags.saveLatents, { latents: { dtype: 'F32', shape: [...result.shape], data: result.latents } });
   console.log(out);
 }
 
-/** The edit's own settings, as extra A1111 fields. */
-function editExtra(flags: EditFlags, target: string, kind: string, reweightCarry: boolean): Record<string, string | number> {
-  const extra: Record<string, string | number> = { 'P2P edit': kind, 'P2P target': target };
-  const cross = flags.crossReplace;
-  if (cross) extra['P2P cross replace'] = [...(cross.default !== undefined ? [String(cross.default)] : []), ...Object.entries(cross.words ?? {}).map(([w, f]) => `${w}=${f}`)].join(' ');
-  if (flags.selfReplace !== undefined) extra['P2P self replace'] = flags.selfReplace;
-  if (flags.reweight) extra['P2P reweight'] = flags.reweight.map(([w, f]) => `${w}=${f}`).join(' ');
-  if (flags.reweight && reweightCarry) extra['P2P reweight carry'] = 'on';
-  if (flags.localBlend) extra['P2P local blend'] = flags.localBlend.join(' ');
-  if (flags.image) extra['Null-text steps'] = flags.nullTextSteps;
-  return extra;
-}

@@ -13,7 +13,7 @@ import { AttentionStore, attentionMapGrid } from './attention-store.ts';
 import { BatchGenerator, DEFAULTS, type StepProgress, checkStepNoise, denoise, makeSampler, samplerDefaults, stepCallback } from './generate.ts';
 import { type InversionProgress, type InvertedImage, type NullTextOptions, invertImage } from './inversion.ts';
 import { LocalBlend, type LocalBlendOptions, blendLatents } from './local-blend.ts';
-import { type PromptToPromptOptions, type PromptToPromptPlan, planPromptToPrompt, promptToPromptFeeds } from './prompt-to-prompt.ts';
+import { type PromptToPromptOptions, type PromptToPromptPlan, type StepRange, asCrossReplace, planPromptToPrompt, promptToPromptFeeds } from './prompt-to-prompt.ts';
 import { addedForEmbeddings } from './sdxl-conditioning.ts';
 import type { Feeds, StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
@@ -71,6 +71,24 @@ export interface EditResult {
   inversion?: InvertedImage;
   /** With `attentionMaps`: the edit's cross-attention per target token, at mapHeight × mapWidth. */
   attention?: { mapHeight: number; mapWidth: number; tokens: TokenAttention[] };
+}
+
+/**
+ * An edit's own settings as extra fields of a PNG's A1111 parameters ("P2P edit: replace, P2P target:
+ * …, P2P reweight: blue=2, …"): what `nuri edit` and the server's edit jobs write beside the sampling.
+ */
+export function editParameterFields(options: EditOptions, result: Pick<EditResult, 'plan' | 'reweightCarry'>): Record<string, string | number> {
+  const range = (r: StepRange) => (typeof r === 'number' ? String(r) : r.join('-'));
+  const fields: Record<string, string | number> = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target };
+  if (options.crossReplace !== undefined) {
+    const { default: all, words = {} } = asCrossReplace(options.crossReplace);
+    fields['P2P cross replace'] = [...(all !== undefined ? [range(all)] : []), ...Object.entries(words).map(([w, f]) => `${w}=${range(f)}`)].join(' ');
+  }
+  if (options.selfReplace !== undefined) fields['P2P self replace'] = range(options.selfReplace);
+  if (options.reweight) fields['P2P reweight'] = Object.entries(options.reweight).map(([w, f]) => `${w}=${f}`).join(' ');
+  if (options.reweight && result.reweightCarry) fields['P2P reweight carry'] = 'on';
+  if (options.localBlend) fields['P2P local blend'] = options.localBlend.words.join(' ');
+  return fields;
 }
 
 /** Editing a real picture samples with DDIM unless the edit names a sampler: its inversion is DDIM's. */

@@ -41,6 +41,11 @@ export interface PromptToPromptOptions extends PromptSyntaxOptions {
   negativePrompt?: string;
 }
 
+/** `crossReplace` in its per-word form: one range for every word is `{ default: range }`. */
+export function asCrossReplace(value: StepRange | CrossReplace | undefined): CrossReplace {
+  return typeof value === 'object' && !Array.isArray(value) ? (value as CrossReplace) : { default: value as StepRange | undefined };
+}
+
 /** The defaults of the paper's notebooks. */
 export const P2P_DEFAULTS = { crossReplace: 0.8, selfReplace: 0.4 } as const;
 
@@ -83,7 +88,7 @@ export function planPromptToPrompt(tokenizer: ClipTokenizer, options: PromptToPr
     return { word, factor, positions };
   });
 
-  const cross = typeof options.crossReplace === 'object' && !Array.isArray(options.crossReplace) ? (options.crossReplace as CrossReplace) : { default: options.crossReplace as StepRange | undefined };
+  const cross = asCrossReplace(options.crossReplace);
   const rows = steps + 1;
   const crossAlphas = Array.from({ length: rows }, () => new Float32Array(tokens));
   const fill = (range: StepRange, indices: readonly number[] | undefined, what: string) => {

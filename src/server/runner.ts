@@ -12,7 +12,7 @@ import type { SizeConditioning } from '../io/parameters.ts';
 import { enlarge, toRgb8 } from '../io/image.ts';
 import type { PreviewImage } from '../models/latent-preview.ts';
 import { type ControlNetUnit, controlNetLabels, readControlImage } from '../pipelines/controlnet.ts';
-import { withPictureSampler } from '../pipelines/edit.ts';
+import { type EditOptions, editParameterFields, withPictureSampler } from '../pipelines/edit.ts';
 import { DEFAULTS, samplerDefaults } from '../pipelines/generate.ts';
 import { MASK_BLUR, outpaintCanvas } from '../pipelines/inpaint.ts';
 import { maskFromImage } from '../pipelines/masks.ts';
@@ -241,12 +241,11 @@ async function runEdit(params: EditParams, ctx: RunnerContext, o: JobScope): Pro
   let height = p.height ?? sd.defaultSize;
   const image = p.image === undefined ? undefined : await readImage(await ctx.readInput(p.image), { width, height, name: `image ${p.image}` });
   if (image) [width, height] = [image.width, image.height];
-  const crossReplace = typeof p.crossReplace === 'number' ? { default: p.crossReplace } : p.crossReplace;
-  const result = await edit(sd, {
+  const options: EditOptions = {
     source: personal.expandPrompt(p.prompt),
     target: p.target === undefined ? undefined : personal.expandPrompt(p.target),
     refine: p.refine,
-    crossReplace,
+    crossReplace: p.crossReplace,
     selfReplace: p.selfReplace,
     reweight: p.reweight,
     reweightCarry: p.reweightCarry,
@@ -260,9 +259,9 @@ async function runEdit(params: EditParams, ctx: RunnerContext, o: JobScope): Pro
     height,
     attentionMaps: p.attentionMaps,
     onInversionStep: (s) => ctx.progress({ step: s.phase === 'ddim' ? s.step : p.steps + s.step, total: 2 * p.steps, phase: 'inverting', loss: s.loss }),
-  });
-  const reweights = p.reweight && { 'P2P reweight': Object.entries(p.reweight).map(([w, f]) => `${w}=${f}`).join(' '), ...(result.reweightCarry ? { 'P2P reweight carry': 'on' } : {}) };
-  const extra = { 'P2P edit': result.plan.kind, 'P2P target': result.plan.target, ...reweights, ...(image ? { 'Null-text steps': p.nullTextSteps } : {}), ...vaeLabel(p), ...personalLabels(personal) };
+  };
+  const result = await edit(sd, options);
+  const extra = { ...editParameterFields(options, result), ...(image ? { 'Null-text steps': p.nullTextSteps } : {}), ...vaeLabel(p), ...personalLabels(personal) };
   const infotexts = [p.prompt, p.target ?? p.prompt].map((prompt) => formatParameters({ ...sampling(p, result.scheduler), prompt, seed: result.seed, width, height, extra }));
   // With attentionMaps: the edit's heat maps follow the two pictures, as images 2, 3, ….
   const maps = result.attention && { ...heatMaps(result.attention, { width, height }, 2), mapWidth: result.attention.mapWidth, mapHeight: result.attention.mapHeight };

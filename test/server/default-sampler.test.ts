@@ -102,6 +102,14 @@ describe('a job without steps or guidance', () => {
     };
     expect(await extra({})).toMatchObject({ 'P2P reweight': 'red=0', 'P2P reweight carry': 'on' });
     expect(await extra({ reweightCarry: false })).not.toHaveProperty('P2P reweight carry');
+    // The rest of the edit's settings are recorded as `nuri edit` records them.
+    expect(await extra({ target: 'a red dog', crossReplace: { default: 0.5, words: { dog: 0.2 } }, selfReplace: 0.3, localBlend: ['cat'] })).toMatchObject({
+      'P2P edit': 'replace',
+      'P2P target': 'a red dog',
+      'P2P cross replace': '0.5 dog=0.2',
+      'P2P self replace': '0.3',
+      'P2P local blend': 'cat',
+    });
   });
 
   it('edits and maps attention with the same defaults as a generate job', async () => {
