@@ -61,12 +61,15 @@ function duration(seconds: number): string {
 }
 
 /**
- * Runs a library training call with the flags, a progress bar (a log line every ~2% when stderr is
- * not a terminal), notes on stderr and Ctrl-C handling.
+ * Runs a library training call with the flags, a progress bar (a log line every ~2% and at least every
+ * minute when stderr is not a terminal), notes on stderr and Ctrl-C handling.
  */
 export async function withTrainingProgress<T>(label: string, flags: TrainFlags, work: (o: TrainingRunOptions) => Promise<T>): Promise<T> {
   const bars = new Map<string, ReturnType<typeof progressBar>>();
   const logEvery = Math.max(1, Math.round(flags.steps / 50));
+  // A resumed long run may have few of those 2% marks left: a line at least every minute as well.
+  const LOG_SECONDS = 60;
+  let lastLog = performance.now();
   const onProgress = (p: TrainingProgress) => {
     const name = p.phase === 'class-images' ? 'class images' : label;
     if (!bars.has(name)) {
@@ -78,7 +81,8 @@ export async function withTrainingProgress<T>(label: string, flags: TrainFlags, 
     const loss = p.loss!.toPrecision(4);
     const rate = (1 / p.secondsPerStep!).toFixed(2);
     bars.get(name)!.update(p.step, { loss, lr: p.lr!.toExponential(2), rate });
-    if (!process.stderr.isTTY && (p.step % logEvery === 0 || p.step === p.total)) {
+    if (!process.stderr.isTTY && (p.step % logEvery === 0 || p.step === p.total || performance.now() - lastLog >= LOG_SECONDS * 1000)) {
+      lastLog = performance.now();
       const extra = Object.entries(p.metrics ?? {}).map(([k, v]) => ` ${k} ${v.toPrecision(4)}`).join('');
       console.error(`step ${p.step}/${p.total} loss ${loss}${extra} lr ${p.lr!.toExponential(2)} ${rate} it/s ETA ${duration(p.etaSeconds!)}`);
     }
