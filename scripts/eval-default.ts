@@ -3,6 +3,7 @@
 //   npx tsx scripts/eval-default.ts [--model models/default] [--checkpoint DIR [--ema]] [--colours]
 //                                   [--identity] [--names 300] [--count 200] [--eval-steps 20]
 //                                   [--json FILE] [--out grid.png] [--dtype fp32|q8] [--empty-end-of-text]
+//                                   [--guidance G] [--scheduler ddim]
 //
 // 1. Colour words: the dominant hue of each colour prompt's image and the count of matches (the
 //    acceptance check; alone with --colours, which is quick enough to watch the UNet stage train).
@@ -34,6 +35,9 @@
 // each word's states encoded as if the words before it were absent and the end-of-text states
 // emptied, as `nuri train unet --word-isolation` trains (the empty prompt stays as it is).
 //
+// --guidance and --scheduler (default DDIM, the default model's own) change how sections 1–3 sample,
+// to compare settings; Prompt-to-Prompt keeps DDIM at the model's own guidance.
+//
 // --dtype q8 generates with int8 UNet and text encoder weights (as `nuri generate --dtype q8`), so
 // that every figure can be compared against the fp32 default.
 //
@@ -53,6 +57,8 @@ import { loadPipelineClip } from '../src/models/pipeline-clip.ts';
 import { generate, samplerDefaults } from '../src/pipelines/generate.ts';
 import { carriesReweightsByDefault } from '../src/pipelines/reweight-carry.ts';
 import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
+import { SCHEDULER_NAMES, type SchedulerName } from '../src/schedulers/index.ts';
+import { SAMPLER_LABELS } from '../src/schedulers/labels.ts';
 import { tokenIds } from '../src/training/clip-training.ts';
 import { type IdentityResult, emojiGallery, identityAgreement, identityNames, otherStyleReference } from '../src/training/emoji-identity.ts';
 import { type Embeddings, frechetDistance, retrievalTopK } from '../src/training/frechet.ts';
@@ -78,6 +84,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '15' },
     'eval-steps': { type: 'string', default: '20' },
     guidance: { type: 'string' },
+    scheduler: { type: 'string', default: 'ddim' },
     seed: { type: 'string', default: '3' },
     count: { type: 'string', default: '200' },
     json: { type: 'string' },
@@ -119,6 +126,8 @@ if (values['isolated-words']) {
   };
 }
 const guidance = values.guidance === undefined ? own.guidance : Number(values.guidance);
+if (!SCHEDULER_NAMES.includes(values.scheduler as SchedulerName)) throw new Error(`--scheduler: expected one of ${SCHEDULER_NAMES.join(', ')}, got ${values.scheduler}`);
+const scheduler = values.scheduler as SchedulerName;
 if (values.checkpoint) {
   const weights = readSafetensors(join(values.checkpoint, values.ema ? 'ema.safetensors' : 'weights.safetensors'));
   for (const p of sd.components.unet.parameters()) {
@@ -132,7 +141,7 @@ if (values.checkpoint) {
 
 async function colourCheck(): Promise<{ followed: number; total: number }> {
   const start = performance.now();
-  const { images } = await generate(sd, { prompts: COLOUR_PROMPTS.map(([p]) => p), steps: Number(values.steps), guidance, seed: Number(values.seed), scheduler: 'ddim' });
+  const { images } = await generate(sd, { prompts: COLOUR_PROMPTS.map(([p]) => p), steps: Number(values.steps), guidance, seed: Number(values.seed), scheduler });
   let followed = 0;
   for (const { prompt, want, seen } of colourAgreement(images)) {
     if (seen === want) followed++;
@@ -212,7 +221,7 @@ async function sample(pipeline: StableDiffusion, captions: readonly string[], la
   const images: RgbImage[] = [];
   for (let i = 0; i < captions.length; i += GENERATE_BATCH) {
     const prompts = captions.slice(i, i + GENERATE_BATCH);
-    images.push(...(await generate(pipeline, { prompts, steps, guidance, seed: EVAL_SEED + i, scheduler: 'ddim' })).images);
+    images.push(...(await generate(pipeline, { prompts, steps, guidance, seed: EVAL_SEED + i, scheduler })).images);
     console.error(`  ${label}: ${images.length}/${captions.length} images (${seconds(start).toFixed(0)} s)`);
   }
   return images;
@@ -291,7 +300,7 @@ function table({ splits, realVsReal }: Evaluation): string {
       `${t.distinctCaptions} distinct captions. Retrieval ranks each image's own caption among the set's distinct captions ` +
       `with the model's CLIP. FD: Fréchet distance to the real images of the same set in CLIP's unit-length image-embedding space.`,
     `† real-vs-real reference: FD between the real held-out and the real training images (different emoji, same styles).`,
-    `Generated: DDIM ${evalSteps} steps, guidance ${guidance}, image i from seed ${EVAL_SEED} + i; untrained: the same pipeline with the UNet freshly initialised (seed ${UNTRAINED_SEED}).`,
+    `Generated: ${SAMPLER_LABELS[scheduler]} ${evalSteps} steps, guidance ${guidance}, image i from seed ${EVAL_SEED} + i; untrained: the same pipeline with the UNet freshly initialised (seed ${UNTRAINED_SEED}).`,
   ].join('\n');
 }
 
@@ -316,11 +325,11 @@ async function identityCheck(): Promise<Identity> {
       `have their own emoji among the 5 nearest of ${gallery.images.length} real images ` +
       `(reference: a real image, left out, finds its other style for ${pct(otherStyle)})`);
   }
-  console.log(`identity: ${size}×${size}, DDIM ${own.steps} steps, guidance ${guidance}, ${dtype} weights${values['empty-end-of-text'] ? ', end-of-text states emptied' : ''}${values['isolated-words'] ? ', words isolated' : ''}, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
+  console.log(`identity: ${size}×${size}, ${SAMPLER_LABELS[scheduler]} ${own.steps} steps, guidance ${guidance}, ${dtype} weights${values['empty-end-of-text'] ? ', end-of-text states emptied' : ''}${values['isolated-words'] ? ', words isolated' : ''}, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
   return result;
 }
 
-const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED, emptyEndOfText: values['empty-end-of-text'], isolatedWords: values['isolated-words'], reweightCarry: carriesReweightsByDefault(sd) };
+const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, scheduler, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED, emptyEndOfText: values['empty-end-of-text'], isolatedWords: values['isolated-words'], reweightCarry: carriesReweightsByDefault(sd) };
 function writeJson(result: Record<string, unknown>): void {
   if (!values.json) return;
   writeFileSync(values.json, `${JSON.stringify({ settings, ...result, wallSeconds: Math.round(seconds()) }, null, 2)}\n`);
