@@ -88,6 +88,27 @@ export function groundedTokenWeights(tokenizer: ClipTokenizer, captions: readonl
   return out;
 }
 
+/** Object share above which a picture has no background white to tell its object by. */
+const NO_BACKGROUND = 0.98;
+
+/**
+ * Refuses a data set the grounding loss cannot use: when most pictures have (almost) no background
+ * white — photographs — the object mask is the whole picture and every word would be "grounded"
+ * everywhere, which only costs the DDPM loss.
+ */
+export function checkGroundable(items: readonly { name: string; image: RgbImage }[]): void {
+  const full = items.filter(({ image }) => {
+    const mask = foregroundMask(image);
+    return mask.reduce((a, b) => a + b, 0) / mask.length > NO_BACKGROUND;
+  });
+  if (full.length * 2 > items.length) {
+    throw new Error(
+      `--grounding: ${full.length} of ${items.length} training pictures (e.g. ${full[0]!.name}) have no background white around the object ` +
+        `(over ${NO_BACKGROUND * 100}% of their pixels are not white), so it has no object to pull the words onto: it suits pictures on white, such as the emoji set`,
+    );
+  }
+}
+
 /** A picture's object share per cell of each mask input's grid, [height · width] each, in `inputs` order. */
 export function objectMasks(image: RgbImage, inputs: readonly ObjectMaskInput[]): Float32Array[] {
   const mask = foregroundMask(image);

@@ -18,7 +18,7 @@ import { vaeDownscale } from '../models/vae.ts';
 import { type PredictionType, createScheduler } from '../schedulers/index.ts';
 import type { ClipTokenizer } from '../tokenizers/clip.ts';
 import { diffusionFeeds, diffusionInputs, diffusionLoss, drawNoising, minSnrWeights } from './diffusion-loss.ts';
-import { type GroundingLoss, groundedTokenWeights, groundingLoss, objectMasks } from './grounding.ts';
+import { type GroundingLoss, checkGroundable, groundedTokenWeights, groundingLoss, objectMasks } from './grounding.ts';
 import { compileTrainStep } from './train-step.ts';
 import type { TrainingTask } from './trainer.ts';
 
@@ -114,6 +114,7 @@ export async function unetTrainingTask(sd: Components, data: ImageFolderDataset,
   const lossWeight = gamma === undefined ? undefined : Tensor.input('loss_weight', [batch]);
   const groundingWeight = options.grounding ?? 0;
   if (!(groundingWeight >= 0)) throw new Error(`grounding weight must be zero or more, got ${groundingWeight}`);
+  if (groundingWeight > 0) checkGroundable(data.items);
   const grounding = groundingWeight > 0 ? groundingLoss(batch, tokens) : undefined;
   const diffusion = diffusionLoss(unet, inputs, context, predictionType, { attentionHook: grounding?.hook }, lossWeight).loss;
   const graphInputs = [...Object.values(inputs), context, ...(lossWeight ? [lossWeight] : [])];

@@ -8,7 +8,7 @@ import { AdamW, Generator, Tensor, softmax } from '../../src/engine/index.ts';
 import { ImageFolderDataset } from '../../src/data/folder.ts';
 import { createImage } from '../../src/io/image.ts';
 import { loadStableDiffusion } from '../../src/models/load.ts';
-import { groundedTokenWeights, groundingTerm, objectMasks } from '../../src/training/grounding.ts';
+import { checkGroundable, groundedTokenWeights, groundingTerm, objectMasks } from '../../src/training/grounding.ts';
 import { lrSchedule, train } from '../../src/training/index.ts';
 import { unetTrainingTask } from '../../src/training/unet-training.ts';
 import { evaluate, gradCheck, input } from '../engine/helpers.ts';
@@ -61,6 +61,18 @@ describe('token grounding', () => {
     ]);
     expect([...full]).toEqual([1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     expect([...half]).toEqual([1, 0.25, 0, 0]);
+  });
+
+  it('refuses a data set whose pictures have no background white (photographs)', () => {
+    const onWhite = createImage(8, 8, [1, 1, 1]);
+    onWhite.data.fill(0, 0, 16); // a red-channel-off band: a cyan object on white
+    const photo = createImage(8, 8, [0.4, 0.5, 0.3]);
+    const name = (i: number) => `photo-${i}.png`;
+    expect(() => checkGroundable([0, 1, 2].map((i) => ({ name: name(i), image: photo })).concat({ name: 'shape.png', image: onWhite }))).toThrow(
+      /--grounding: 3 of 4 training pictures \(e\.g\. photo-0\.png\) have no background white/,
+    );
+    // Half or fewer without white: trained as asked.
+    expect(() => checkGroundable([{ name: 'a.png', image: photo }, { name: 'b.png', image: onWhite }])).not.toThrow();
   });
 
   it('trains the UNet to put caption words on the object', async () => {
