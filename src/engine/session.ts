@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { dimKey, shapeToString } from './dims.ts';
 import { emitGraph, type EmittedGraph, type GraphSpec } from './emit.ts';
+import { cacheMaxBytes, markUsed, prunePeriodically } from './graph-cache.ts';
 import { removeStaleTemps } from './stale-temp.ts';
 import type { WeightDType } from './quantize.ts';
 import type { DType, Tensor, TypedData } from './tensor.ts';
@@ -193,8 +194,12 @@ async function createSession(graph: EmittedGraph, hash: string, options: RunOpti
   };
   if (!graph.externalFiles.size && !graph.derivedFiles.size) return ort.InferenceSession.create(graph.bytes, sessionOptions);
 
-  const dir = join(options.cacheDir ?? defaultCacheDir(), 'graphs', hash);
-  mkdirSync(dir, { recursive: true });
+  const graphsDir = join(options.cacheDir ?? defaultCacheDir(), 'graphs');
+  const dir = join(graphsDir, hash);
+  // A new folder grows the cache: trim its least recently used folders when this turn's work yields.
+  const maxBytes = cacheMaxBytes(); // a malformed NURI_CACHE_MAX_GB is refused here, not in the timer
+  if (mkdirSync(dir, { recursive: true })) setTimeout(() => prunePeriodically(graphsDir, { maxBytes, inUse: new Set(sessions.keys()) }), 0).unref();
+  else markUsed(dir);
   removeStaleTemps(dir, TEMP_FILE);
   removeStaleTemps(dir, OPTIMIZED_WEIGHTS, (name) => publishedWeights(dir) === name);
   const external: { path: string; data: Buffer }[] = [];
