@@ -70,8 +70,24 @@ export function editParams(settings: EditSettings, sampling: Record<string, unkn
 /** What an edit starts from: an earlier result (its job remakes it) or an uploaded photo. */
 export type EditSource = { kind: 'result'; job: Job; url: string } | { kind: 'upload'; name: string; url: string; width: number; height: number };
 
+export interface PhotoSampling {
+  steps: number;
+  guidance: number;
+  nullTextSteps: number;
+}
+
+/**
+ * How a picture is inverted until the user says otherwise: 20 DDIM steps and 10 null-text steps
+ * (the optimisation runs at every step, so steps cost most here), at the model's own guidance when
+ * it has one that guides (inversion needs classifier-free guidance, > 1), else SD's 7.5.
+ */
+export function photoSampling(model?: { defaultGuidance?: number }): PhotoSampling {
+  const own = model?.defaultGuidance;
+  return { steps: 20, guidance: own !== undefined && own > 1 ? own : 7.5, nullTextSteps: 10 };
+}
+
 /** The result's sampling settings remake its image as the edit's source; a photo is inverted instead. */
-export function samplingOf(source: EditSource, photo: { steps: number; guidance: number; nullTextSteps: number }): Record<string, unknown> {
+export function samplingOf(source: EditSource, photo: PhotoSampling): Record<string, unknown> {
   if (source.kind === 'upload') return { image: source.name, scheduler: 'ddim', ...photo };
   const p = source.job.params;
   const pick = (keys: string[]) => Object.fromEntries(keys.filter((k) => p[k] !== undefined && p[k] !== null).map((k) => [k, p[k]]));

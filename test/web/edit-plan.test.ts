@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import type { Job } from '../../src/web/api.ts';
-import { classifyEdit, describeEdit, editParams, samplingOf } from '../../src/web/edit-plan.ts';
+import { classifyEdit, describeEdit, editParams, photoSampling, samplingOf } from '../../src/web/edit-plan.ts';
 import { failureField } from '../../src/web/form.ts';
 
 describe('edit plan (Studio)', () => {
@@ -52,6 +52,13 @@ describe('edit plan (Studio)', () => {
     expect(samplingOf({ kind: 'result', job: job(made), url: '/api/v1/images/job-1-1.png' }, photo)).toEqual({ steps: 6, scheduler: 'euler-a', guidance: 5, eta: 0.5, loras, embeddings: ['cat-toy'], seed: 7 });
     const img2img = { ...made, initImage: 'upload-1.png', strength: 0.6 };
     expect(samplingOf({ kind: 'result', job: job(img2img), url: '/api/v1/images/job-1-1.png' }, photo)).toEqual({ loras, embeddings: ['cat-toy'], image: 'job-1-1.png', scheduler: 'ddim', ...photo });
+  });
+
+  it("inverts a picture at the model's own guidance where it guides, else at 7.5", () => {
+    expect(photoSampling({ defaultGuidance: 5 })).toEqual({ steps: 20, guidance: 5, nullTextSteps: 10 }); // the default model's nuri.json
+    expect(photoSampling({})).toEqual({ steps: 20, guidance: 7.5, nullTextSteps: 10 });
+    expect(photoSampling(undefined).guidance).toBe(7.5);
+    expect(photoSampling({ defaultGuidance: 1 }).guidance).toBe(7.5); // an LCM-LoRA's: no unconditional pass to invert with
   });
 });
 

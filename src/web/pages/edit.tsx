@@ -9,7 +9,7 @@ import { Field, NumberInput } from '../components/field.tsx';
 import { jobSize } from '../generate-settings.ts';
 import { ImageBox } from '../components/image-box.tsx';
 import { ProgressPanel } from '../components/progress.tsx';
-import { type EditSettings, type EditSource, classifyEdit, describeEdit, editParams, inverted, samplingOf } from '../edit-plan.ts';
+import { type EditSettings, type EditSource, classifyEdit, describeEdit, editParams, inverted, photoSampling, samplingOf } from '../edit-plan.ts';
 
 export type { EditSource };
 import { jobErrors, submitOnEnter } from '../form.ts';
@@ -31,7 +31,12 @@ const INITIAL: EditSettings = { prompt: '', target: '', crossReplace: 0.8, selfR
 export function EditPage({ catalogue, source, onSource }: EditPageProps) {
   const [settings, setSettings] = useState<EditSettings>(INITIAL);
   const set = (patch: Partial<EditSettings>) => setSettings((s) => ({ ...s, ...patch }));
-  const [photo, setPhoto] = useState({ steps: 20, guidance: 7.5, nullTextSteps: 10 });
+  const [photo, setPhotoState] = useState(photoSampling);
+  const [photoTouched, setPhotoTouched] = useState(false);
+  const setPhoto = (next: typeof photo) => {
+    setPhotoTouched(true);
+    setPhotoState(next);
+  };
   const [uploadError, setUploadError] = useState<string>();
   const { state, start, cancel } = useJob();
   const busy = isBusy(state);
@@ -55,6 +60,10 @@ export function EditPage({ catalogue, source, onSource }: EditPageProps) {
   const modelName = source?.kind === 'result' && typeof source.job.params.model === 'string' ? source.job.params.model : undefined;
   const model = catalogue.models.find((m) => m.name === modelName) ?? catalogue.models[0];
   const carry = settings.reweightCarry ?? model?.reweightCarry ?? false;
+  // A picture is inverted at the model's own guidance (its nuri.json's) until the user sets one.
+  useEffect(() => {
+    if (!photoTouched) setPhotoState((p) => ({ ...p, guidance: photoSampling(model).guidance }));
+  }, [model?.name, model?.defaultGuidance, photoTouched]);
 
   const submit = (e?: Event) => {
     e?.preventDefault();
