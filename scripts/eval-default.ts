@@ -3,7 +3,7 @@
 //   npx tsx scripts/eval-default.ts [--model models/default] [--checkpoint DIR [--ema]] [--colours]
 //                                   [--identity] [--names 300] [--count 200] [--eval-steps 20]
 //                                   [--json FILE] [--out grid.png] [--dtype fp32|q8] [--empty-end-of-text]
-//                                   [--guidance G] [--scheduler ddim]
+//                                   [--guidance G] [--scheduler ddim] [--identity-steps N] [--style-word S]
 //
 // 1. Colour words: the dominant hue of each colour prompt's image and the count of matches (the
 //    acceptance check; alone with --colours, which is quick enough to watch the UNet stage train).
@@ -36,7 +36,9 @@
 // emptied, as `nuri train unet --word-isolation` trains (the empty prompt stays as it is).
 //
 // --guidance and --scheduler (default DDIM, the default model's own) change how sections 1–3 sample,
-// to compare settings; Prompt-to-Prompt keeps DDIM at the model's own guidance.
+// to compare settings; Prompt-to-Prompt keeps DDIM at the model's own guidance. --identity-steps
+// sets the identity section's steps (default the model's own), --style-word twemoji|noto appends
+// the style word to its names, as half the training captions carry it ("red apple, twemoji").
 //
 // --dtype q8 generates with int8 UNet and text encoder weights (as `nuri generate --dtype q8`), so
 // that every figure can be compared against the fp32 default.
@@ -49,6 +51,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { COLOUR_PROMPTS, colourAgreement } from '../src/data/colour.ts';
 import { EmojiDataset } from '../src/data/emoji-dataset.ts';
+import { EMOJI_STYLES } from '../src/data/emoji.ts';
 import { Generator, Tensor, WEIGHT_DTYPES, type WeightDType, compile, readSafetensors, sym } from '../src/engine/index.ts';
 import { type RgbImage, imageToTensor } from '../src/io/image.ts';
 import { writePng } from '../src/io/png.ts';
@@ -85,6 +88,8 @@ const { values } = parseArgs({
     'eval-steps': { type: 'string', default: '20' },
     guidance: { type: 'string' },
     scheduler: { type: 'string', default: 'ddim' },
+    'identity-steps': { type: 'string' },
+    'style-word': { type: 'string' },
     seed: { type: 'string', default: '3' },
     count: { type: 'string', default: '200' },
     json: { type: 'string' },
@@ -128,6 +133,10 @@ if (values['isolated-words']) {
 const guidance = values.guidance === undefined ? own.guidance : Number(values.guidance);
 if (!SCHEDULER_NAMES.includes(values.scheduler as SchedulerName)) throw new Error(`--scheduler: expected one of ${SCHEDULER_NAMES.join(', ')}, got ${values.scheduler}`);
 const scheduler = values.scheduler as SchedulerName;
+const identitySteps = values['identity-steps'] === undefined ? own.steps : Number(values['identity-steps']);
+if (!(Number.isInteger(identitySteps) && identitySteps > 0)) throw new Error(`--identity-steps: expected a positive whole number, got ${values['identity-steps']}`);
+const styleWord = values['style-word'];
+if (styleWord !== undefined && !(EMOJI_STYLES as readonly string[]).includes(styleWord)) throw new Error(`--style-word: expected one of ${EMOJI_STYLES.join(', ')}, got ${styleWord}`);
 if (values.checkpoint) {
   const weights = readSafetensors(join(values.checkpoint, values.ema ? 'ema.safetensors' : 'weights.safetensors'));
   for (const p of sd.components.unet.parameters()) {
@@ -316,7 +325,8 @@ async function identityCheck(): Promise<Identity> {
   const result = {} as Identity;
   for (const split of ['train', 'heldout'] as const) {
     const names = await identityNames(size, split, Number(values.names));
-    const images = await sample(sd, names.map((n) => n.name), `identity, ${split}`, own.steps);
+    // The captions' own form with a style word ("red apple, twemoji"), when asked.
+    const images = await sample(sd, names.map((n) => (styleWord ? `${n.name}, ${styleWord}` : n.name)), `identity, ${split}`, identitySteps);
     const { nearest: _, ...score } = identityAgreement(gallery, images, names.map((n) => n.key));
     const { nearest: __, ...otherStyle } = otherStyleReference(gallery, names);
     result[split] = { ...score, otherStyle };
@@ -325,11 +335,11 @@ async function identityCheck(): Promise<Identity> {
       `have their own emoji among the 5 nearest of ${gallery.images.length} real images ` +
       `(reference: a real image, left out, finds its other style for ${pct(otherStyle)})`);
   }
-  console.log(`identity: ${size}×${size}, ${SAMPLER_LABELS[scheduler]} ${own.steps} steps, guidance ${guidance}, ${dtype} weights${values['empty-end-of-text'] ? ', end-of-text states emptied' : ''}${values['isolated-words'] ? ', words isolated' : ''}, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
+  console.log(`identity: ${size}×${size}, ${SAMPLER_LABELS[scheduler]} ${identitySteps} steps, guidance ${guidance}, ${dtype} weights${styleWord ? `, names with ", ${styleWord}"` : ''}${values['empty-end-of-text'] ? ', end-of-text states emptied' : ''}${values['isolated-words'] ? ', words isolated' : ''}, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
   return result;
 }
 
-const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, scheduler, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED, emptyEndOfText: values['empty-end-of-text'], isolatedWords: values['isolated-words'], reweightCarry: carriesReweightsByDefault(sd) };
+const settings = { model: values.model, checkpoint: values.checkpoint ?? null, ema: values.ema, dtype, evalSteps, guidance, scheduler, identitySteps, styleWord: styleWord ?? null, seed: EVAL_SEED, untrainedSeed: UNTRAINED_SEED, emptyEndOfText: values['empty-end-of-text'], isolatedWords: values['isolated-words'], reweightCarry: carriesReweightsByDefault(sd) };
 function writeJson(result: Record<string, unknown>): void {
   if (!values.json) return;
   writeFileSync(values.json, `${JSON.stringify({ settings, ...result, wallSeconds: Math.round(seconds()) }, null, 2)}\n`);

@@ -3,7 +3,7 @@
 // derives from them (int8 weights, ONNX Runtime's optimised graph with its re-laid-out weights —
 // for the SD-1.5 UNet a 3.4 GB copy). A new hash comes with every new checkpoint, rewritten
 // checkpoint, shape and ONNX Runtime version, and nothing removed the old ones: a development
-// machine's cache had grown to 2,109 folders and 9.5 GB. So the cache keeps the folders used last
+// machine's cache had grown to 2,109 folders and 8.3 GB of its own. So the cache keeps the folders used last
 // within a size (NURI_CACHE_MAX_GB, default 20) and removes the least recently used beyond it.
 //
 // What a folder costs is its files that only the cache holds (one link): a hard link to a
