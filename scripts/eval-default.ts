@@ -52,7 +52,7 @@ import { parseArgs } from 'node:util';
 import { COLOUR_PROMPTS, colourAgreement } from '../src/data/colour.ts';
 import { EmojiDataset } from '../src/data/emoji-dataset.ts';
 import { EMOJI_STYLES } from '../src/data/emoji.ts';
-import { Generator, Tensor, WEIGHT_DTYPES, type WeightDType, compile, readSafetensors, sym } from '../src/engine/index.ts';
+import { Generator, SafetensorsFile, Tensor, WEIGHT_DTYPES, type WeightDType, compile, sym } from '../src/engine/index.ts';
 import { type RgbImage, imageToTensor } from '../src/io/image.ts';
 import { writePng } from '../src/io/png.ts';
 import { compileClipText } from '../src/models/clip-text.ts';
@@ -138,11 +138,12 @@ if (!(Number.isInteger(identitySteps) && identitySteps > 0)) throw new Error(`--
 const styleWord = values['style-word'];
 if (styleWord !== undefined && !(EMOJI_STYLES as readonly string[]).includes(styleWord)) throw new Error(`--style-word: expected one of ${EMOJI_STYLES.join(', ')}, got ${styleWord}`);
 if (values.checkpoint) {
-  const weights = readSafetensors(join(values.checkpoint, values.ema ? 'ema.safetensors' : 'weights.safetensors'));
-  for (const p of sd.components.unet.parameters()) {
-    const t = weights.get(p.name);
-    if (!t) throw new Error(`checkpoint has no ${p.name}`);
-    p.setValue(t.data as Float32Array);
+  // As float32 whatever the file stores: a recipe's packed checkpoint (progress/unet-checkpoint) is float16.
+  const file = SafetensorsFile.open(join(values.checkpoint, values.ema ? 'ema.safetensors' : 'weights.safetensors'));
+  try {
+    for (const p of sd.components.unet.parameters()) p.setValue(file.readFloat32(p.name));
+  } finally {
+    file.close();
   }
 }
 
