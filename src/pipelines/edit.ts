@@ -19,7 +19,7 @@ import type { Feeds, StableDiffusion } from './stable-diffusion.ts';
 import { checkPictureSize } from '../models/size-limits.ts';
 import { encodePromptEmbeddings } from './prompt-embeddings.ts';
 import { refuseInpaintingUNet } from './inpaint.ts';
-import { carriesReweightsByDefault, carryReweights, reweightCarryRefusal } from './reweight-carry.ts';
+import { carriesReweightsByDefault, carryReweights } from './reweight-carry.ts';
 
 export interface EditOptions extends PromptToPromptOptions {
   /** Confine the edit to where these words are. */
@@ -99,8 +99,6 @@ export function withPictureSampler<O extends { scheduler?: SchedulerName; image?
 /** Checks an edit against the tokenizer alone (words, token counts, fractions): throws before any work. */
 export function checkEdit(sd: StableDiffusion, options: EditOptions): PromptToPromptPlan {
   const plan = planPromptToPrompt(sd.components.tokenizer, options, samplerDefaults(sd, withPictureSampler(options)).steps);
-  const refusal = options.reweightCarry && reweightCarryRefusal(sd);
-  if (refusal) throw new Error(refusal);
   if (options.localBlend) new LocalBlend(sd.components.tokenizer, [plan.source, plan.target], options.localBlend, plan);
   return plan;
 }
@@ -150,7 +148,7 @@ export async function edit(sd: StableDiffusion, options: EditOptions): Promise<E
   if (text.chunks !== plan.chunks) throw new Error(`edit: the prompts were planned in ${plan.chunks} chunks but encoded in ${text.chunks}`);
   const { cond, tokens } = text;
   const reweightCarry = o.reweightCarry ?? carriesReweightsByDefault(sd);
-  if (reweightCarry) await carryReweights(sd, plan, cond.subarray(tokens * sd.contextShape[1]), o);
+  if (reweightCarry) await carryReweights(sd, plan, cond.subarray(tokens * sd.contextShape[1]), o, text.pooled?.cond.subarray(sd.pooledWidth));
   const uncond = guided ? text.uncond : undefined;
   const added = addedForEmbeddings(sd, text, { width: o.width, height: o.height, guided }, 2);
 

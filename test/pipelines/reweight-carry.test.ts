@@ -117,8 +117,31 @@ describe('reweight carry in an edit', () => {
     expect((await edit(withDefault, { ...options, reweightCarry: false })).images[1].data).toEqual(plain.images[1].data);
   });
 
-  it('is refused on SDXL, by name', async () => {
+  it("on SDXL moves both towers' states and the pooled embedding, and changes the edit", async () => {
     const sdxl = StableDiffusion.load(TINY_SDXL);
-    await expect(edit(sdxl, { ...options, reweightCarry: true })).rejects.toThrow("reweightCarry: SDXL's two text towers are not supported");
+    const [w1, w2] = sdxl.tokenizers.map((t) => t.padTokenId);
+    expect(w1).not.toBe(w2); // the towers pad differently: each row is masked with its own
+    const plan = planPromptToPrompt(sdxl.components.tokenizer, { source: options.source, reweight: { red: 0 } }, 10);
+    expect(plan.reweighted[0]!.positions).toEqual([2]);
+    const text = await encodePromptEmbeddings(sdxl, [options.source], undefined);
+    const [states, pooled] = [text.cond.slice(), text.pooled!.cond.slice()];
+    await carryReweights(sdxl, plan, states, {}, pooled);
+    const masked = sdxl.tokenizers.map((t) => {
+      const ids = t.call([options.source]).inputIds[0]!.slice();
+      ids[2] = t.padTokenId;
+      return ids;
+    });
+    const without = await sdxl.encodeTokenIds(masked);
+    const width = sdxl.contextShape[1];
+    const close = (a: Float32Array) => Array.from(a).map((v) => expect.closeTo(v, 5));
+    expect(Array.from(states.subarray(0, 3 * width))).toEqual(close(text.cond.subarray(0, 3 * width))); // BOS, "a", "red" itself
+    expect(Array.from(states.subarray(3 * width))).toEqual(close(without.states.subarray(3 * width)));
+    expect(Array.from(pooled)).toEqual(close(without.pooled!));
+    expect(Math.max(...pooled.map((v, c) => Math.abs(v - text.pooled!.cond[c]!)))).toBeGreaterThan(1e-4);
+
+    const plain = await edit(sdxl, options);
+    const carried = await edit(sdxl, { ...options, reweightCarry: true });
+    expect(carried.images[0].data).toEqual(plain.images[0].data);
+    expect(carried.images[1].data).not.toEqual(plain.images[1].data);
   });
 });
