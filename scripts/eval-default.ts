@@ -20,7 +20,8 @@
 //    and as many held-out ones), generated as `nuri generate` does by default (DDIM, the model's
 //    steps and guidance: 30 at 7.5, or its nuri.json's; name i from seed i), and the share whose
 //    own emoji (either style) is among its 5 nearest real images by pixels, over every base image
-//    of both styles on white at the same size (src/training/emoji-identity.ts). Alone with --identity (quick on a checkpoint with a
+//    of both styles on white at the same size (src/training/emoji-identity.ts), and how far off the
+//    misses are (the rank of the own emoji's nearest image, in bands). Alone with --identity (quick on a checkpoint with a
 //    small --names, e.g. `--model WORK/base --checkpoint WORK/unet/checkpoints/checkpoint-N --ema
 //    --identity --names 40`).
 //
@@ -63,7 +64,7 @@ import { StableDiffusion } from '../src/pipelines/stable-diffusion.ts';
 import { SCHEDULER_NAMES, type SchedulerName } from '../src/schedulers/index.ts';
 import { SAMPLER_LABELS } from '../src/schedulers/labels.ts';
 import { tokenIds } from '../src/training/clip-training.ts';
-import { type IdentityResult, emojiGallery, identityAgreement, identityNames, otherStyleReference } from '../src/training/emoji-identity.ts';
+import { type IdentityResult, emojiGallery, identityAgreement, identityNames, otherStyleReference, rankBands } from '../src/training/emoji-identity.ts';
 import { type Embeddings, frechetDistance, retrievalTopK } from '../src/training/frechet.ts';
 import { editChecks } from '../src/training/edit-checks.ts';
 import { emptyEndOfText, isolatedWordStates } from '../src/training/unet-training.ts';
@@ -316,8 +317,8 @@ function table({ splits, realVsReal }: Evaluation): string {
 
 // ─── 3. identity: is the picture the named emoji? ───────────────────────────────────────────────
 
-type Score = Omit<IdentityResult, 'nearest'>;
-type Identity = Record<'train' | 'heldout', Score & { otherStyle: Score }>;
+type Score = Omit<IdentityResult, 'nearest' | 'ranks'>;
+type Identity = Record<'train' | 'heldout', Score & { ranks: Record<string, number>; otherStyle: Score }>;
 
 async function identityCheck(): Promise<Identity> {
   const start = performance.now();
@@ -328,13 +329,14 @@ async function identityCheck(): Promise<Identity> {
     const names = await identityNames(size, split, Number(values.names));
     // The captions' own form with a style word ("red apple, twemoji"), when asked.
     const images = await sample(sd, names.map((n) => (styleWord ? `${n.name}, ${styleWord}` : n.name)), `identity, ${split}`, identitySteps);
-    const { nearest: _, ...score } = identityAgreement(gallery, images, names.map((n) => n.key));
-    const { nearest: __, ...otherStyle } = otherStyleReference(gallery, names);
-    result[split] = { ...score, otherStyle };
+    const { nearest: _, ranks, ...score } = identityAgreement(gallery, images, names.map((n) => n.key));
+    const { nearest: __, ranks: ___, ...otherStyle } = otherStyleReference(gallery, names);
+    result[split] = { ...score, ranks: rankBands(ranks), otherStyle };
     const pct = (s: Score) => `${s.hits}/${s.total} = ${(100 * s.rate).toFixed(1)}%`;
     console.log(`identity, ${split === 'train' ? 'training names' : 'held-out names'}: ${pct(score)} ` +
       `have their own emoji among the 5 nearest of ${gallery.images.length} real images ` +
       `(reference: a real image, left out, finds its other style for ${pct(otherStyle)})`);
+    console.log(`  rank of the own emoji's nearest image: ${Object.entries(result[split].ranks).map(([band, n]) => `${band}: ${n}`).join(', ')}`);
   }
   console.log(`identity: ${size}×${size}, ${SAMPLER_LABELS[scheduler]} ${identitySteps} steps, guidance ${guidance}, ${dtype} weights${styleWord ? `, names with ", ${styleWord}"` : ''}${values['empty-end-of-text'] ? ', end-of-text states emptied' : ''}${values['isolated-words'] ? ', words isolated' : ''}, name i from seed ${EVAL_SEED} + i (${seconds(start).toFixed(0)} s)`);
   return result;

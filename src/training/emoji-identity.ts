@@ -23,6 +23,8 @@ export interface IdentityResult {
   rate: number;
   /** Per query: the gallery indices of its k nearest images, nearest first. */
   nearest: number[][];
+  /** Per query: how many gallery images are nearer than the wanted emoji's nearest one (0: it is the nearest). */
+  ranks: number[];
 }
 
 type GalleryOptions = Pick<EmojiCacheOptions, 'filter' | 'cacheDir'>;
@@ -78,29 +80,41 @@ export async function identityNames(size: number, split: Split, count: number, o
   return Array.from({ length: k }, (_, i) => all[Math.floor((i * all.length) / k)]);
 }
 
-/**
- * Indices of the k gallery images nearest to `image` by squared pixel distance, nearest first
- * (leaving out gallery image `skip`, e.g. the query itself).
- */
-export function nearestImages(gallery: IdentityGallery, image: RgbImage, k: number, skip = -1): number[] {
+/** Squared pixel distance from `image` to every gallery image (Infinity at `skip`). */
+function distances(gallery: IdentityGallery, image: RgbImage, skip = -1): Float64Array {
   const { size } = gallery;
   if (image.width !== size || image.height !== size) {
     throw new Error(`identity: the gallery holds ${size}×${size} images, got a ${image.width}×${image.height} image`);
   }
   const q = image.data;
-  const best: { index: number; distance: number }[] = [];
-  gallery.images.forEach((real, index) => {
-    if (index === skip) return;
+  return Float64Array.from(gallery.images, (real, index) => {
+    if (index === skip) return Infinity;
     const g = real.data;
     let distance = 0;
     for (let i = 0; i < q.length; i++) distance += (q[i] - g[i]) ** 2;
-    if (best.length < k || distance < best[best.length - 1].distance) {
-      best.push({ index, distance });
-      best.sort((a, b) => a.distance - b.distance);
+    return distance;
+  });
+}
+
+/**
+ * Indices of the k gallery images nearest to `image` by squared pixel distance, nearest first
+ * (leaving out gallery image `skip`, e.g. the query itself).
+ */
+export function nearestImages(gallery: IdentityGallery, image: RgbImage, k: number, skip = -1): number[] {
+  return nearestOf(distances(gallery, image, skip), k);
+}
+
+function nearestOf(d: Float64Array, k: number): number[] {
+  const best: number[] = [];
+  d.forEach((distance, index) => {
+    if (distance === Infinity) return;
+    if (best.length < k || distance < d[best[best.length - 1]!]!) {
+      best.push(index);
+      best.sort((a, b) => d[a]! - d[b]!);
       if (best.length > k) best.pop();
     }
   });
-  return best.map((b) => b.index);
+  return best;
 }
 
 /**
@@ -113,7 +127,33 @@ export function identityAgreement(gallery: IdentityGallery, images: readonly Rgb
   const known = new Set(gallery.keys);
   const missing = wanted.find((key) => !known.has(key));
   if (missing !== undefined) throw new Error(`identity: the gallery has no image of emoji ${missing}`);
-  const nearest = images.map((image, i) => nearestImages(gallery, image, k, skip?.[i]));
+  const nearest: number[][] = [];
+  const ranks: number[] = [];
+  images.forEach((image, i) => {
+    const d = distances(gallery, image, skip?.[i]);
+    nearest.push(nearestOf(d, k));
+    let own = Infinity;
+    gallery.keys.forEach((key, j) => key === wanted[i] && d[j]! < own && (own = d[j]!));
+    ranks.push(own === Infinity ? Infinity : d.filter((x) => x < own).length);
+  });
   const hits = nearest.filter((indices, i) => indices.some((n) => gallery.keys[n] === wanted[i])).length;
-  return { hits, total: images.length, rate: hits / images.length, nearest };
+  return { hits, total: images.length, rate: hits / images.length, nearest, ranks };
+}
+
+/** Upper ends (1-based ranks) of the bands `rankBands` counts the own emoji's rank in. */
+const RANK_BANDS = [5, 20, 50, 200] as const;
+
+/**
+ * How far off the misses are: how many queries have their own emoji's nearest image at ranks 1–5
+ * (the hits), 6–20, 21–50, 51–200 and beyond — near misses, or wholly another picture.
+ */
+export function rankBands(ranks: readonly number[]): Record<string, number> {
+  const bands: Record<string, number> = {};
+  let low = 1;
+  for (const high of RANK_BANDS) {
+    bands[`${low}–${high}`] = ranks.filter((r) => r + 1 >= low && r + 1 <= high).length;
+    low = high + 1;
+  }
+  bands[`beyond ${RANK_BANDS[RANK_BANDS.length - 1]}`] = ranks.filter((r) => r + 1 >= low).length;
+  return bands;
 }

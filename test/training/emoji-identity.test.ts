@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EmojiRecord } from '../../src/data/emoji.ts';
 import { Generator } from '../../src/engine/random.ts';
 import type { RgbImage } from '../../src/io/image.ts';
-import { type IdentityGallery, emojiGallery, identityAgreement, identityNames, nearestImages, otherStyleReference } from '../../src/training/emoji-identity.ts';
+import { type IdentityGallery, emojiGallery, identityAgreement, identityNames, nearestImages, otherStyleReference, rankBands } from '../../src/training/emoji-identity.ts';
 
 const SIZE = 32;
 const cacheDir = mkdtempSync(join(tmpdir(), 'nuri-identity-'));
@@ -39,6 +39,7 @@ describe('emoji identity by nearest real images', () => {
     expect(own.rate).toBe(1);
     // The image itself is its nearest neighbour.
     own.nearest.forEach((indices, i) => expect(indices[0]).toBe(i));
+    expect(own.ranks.every((r) => r === 0)).toBe(true);
 
     const noise = gallery.images.map(() => image(rng.rand(3 * SIZE * SIZE)));
     expect(identityAgreement(gallery, noise, gallery.keys).rate).toBeLessThan(0.2);
@@ -56,6 +57,22 @@ describe('emoji identity by nearest real images', () => {
     expect(reference.total).toBeLessThanOrEqual(names.length);
     expect(reference.rate).toBeGreaterThan(0);
     expect(reference.rate).toBeLessThan(1);
+  });
+
+  it("ranks the own emoji's nearest image among the gallery, and counts the ranks in bands", () => {
+    const query = gallery.images[3];
+    const key = gallery.keys[3];
+    const d = gallery.images.map((g) => g.data.reduce((a, v, i) => a + (v - query.data[i]) ** 2, 0));
+    // Left out of the gallery, the image is ranked by its other style (when it has one): how many are nearer.
+    const others = gallery.keys.map((k, j) => (k === key && j !== 3 ? d[j] : Infinity));
+    const want = Math.min(...others) === Infinity ? Infinity : d.filter((x, j) => j !== 3 && x < Math.min(...others)).length;
+    expect(identityAgreement(gallery, [query], [key], 5, [3]).ranks).toEqual([want]);
+    // A query asking for another emoji ranks that emoji's nearest image.
+    const other = gallery.keys.find((k) => k !== key)!;
+    const nearestOther = Math.min(...gallery.keys.map((k, j) => (k === other ? d[j] : Infinity)));
+    expect(identityAgreement(gallery, [query], [other]).ranks).toEqual([d.filter((x) => x < nearestOther).length]);
+
+    expect(rankBands([0, 4, 5, 19, 20, 199, 200, Infinity])).toEqual({ '1–5': 2, '6–20': 2, '21–50': 1, '51–200': 1, 'beyond 200': 2 });
   });
 
   it('returns the k nearest, nearest first', () => {
