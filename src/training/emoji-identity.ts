@@ -133,7 +133,9 @@ export function identityAgreement(gallery: IdentityGallery, images: readonly Rgb
     const d = distances(gallery, image, skip?.[i]);
     nearest.push(nearestOf(d, k));
     let own = Infinity;
-    gallery.keys.forEach((key, j) => key === wanted[i] && d[j]! < own && (own = d[j]!));
+    gallery.keys.forEach((key, j) => {
+      if (key === wanted[i]) own = Math.min(own, d[j]!);
+    });
     ranks.push(own === Infinity ? Infinity : d.filter((x) => x < own).length);
   });
   const hits = nearest.filter((indices, i) => indices.some((n) => gallery.keys[n] === wanted[i])).length;
