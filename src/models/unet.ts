@@ -5,6 +5,7 @@
 //                                   │ (skips) ─────────────────► │ (concatenated on channels)
 //   timestep [B] ─ sinusoids ─ time_embedding ─► every resnet;   text states [B, 77, C] ─► every cross-attention
 //   (SDXL, addition_embed_type "text_time": + add_embedding(pooled text, sinusoids of the 6 size/crop numbers))
+//   (addition_embed_type "text": + add_embedding(the text states pooled by attention))
 //   (LCM-distilled, time_cond_proj_dim: the guidance-scale embedding joins the sinusoids through cond_proj)
 //
 // Any H and W: stride-2 convs round odd sizes up (9 → 5 → 3) and each upsampler resizes to the
@@ -30,6 +31,7 @@ import {
 import { type AttentionHook, type AttentionPlace, type HookSite, Transformer2DModel } from './attention.ts';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from './blocks.ts';
 import type { UNetConfig } from './checkpoint/unet-config.ts';
+import { TextPoolEmbedding } from './text-pool-embedding.ts';
 
 export type { UNetConfig } from './checkpoint/unet-config.ts';
 export type { AttentionCall, AttentionHook, AttentionLayer, AttentionPlace } from './attention.ts';
@@ -201,6 +203,8 @@ export class UNet2DConditionModel extends Module {
   readonly time_embedding: TimestepEmbedding;
   /** SDXL's added-condition embedding (addition_embed_type "text_time"), else undefined. */
   readonly add_embedding: TimestepEmbedding | undefined;
+  /** The pooled caption (addition_embed_type "text"; its weights are named add_embedding.* too), else undefined. */
+  readonly text_pool_embedding: TextPoolEmbedding | undefined;
   readonly down_blocks: DownBlock[];
   readonly mid_block: MidBlock;
   readonly up_blocks: UpBlock[];
@@ -216,6 +220,7 @@ export class UNet2DConditionModel extends Module {
     this.conv_in = new Conv2d('conv_in', c.in_channels, channels[0], c.conv_in_kernel, { padding: (c.conv_in_kernel - 1) / 2 });
     this.time_embedding = new TimestepEmbedding('time_embedding', channels[0], tembChannels, c.time_cond_proj_dim ?? undefined);
     this.add_embedding = c.addition_embed_type === 'text_time' ? new TimestepEmbedding('add_embedding', c.projection_class_embeddings_input_dim!, tembChannels) : undefined;
+    this.text_pool_embedding = c.addition_embed_type === 'text' ? new TextPoolEmbedding('add_embedding', c.cross_attention_dim[0], tembChannels, c.addition_embed_type_num_heads!) : undefined;
 
     const shape = (level: number, layers: number, inChannels: number, outChannels: number, type: string): BlockShape => ({
       config: c,
@@ -252,7 +257,8 @@ export class UNet2DConditionModel extends Module {
     const site = (place: AttentionPlace): HookSite | undefined => hook && { hook, place, nextLayer: () => calls++ };
     let temb = this.time_embedding.forward(this.timeProjection(timestep), options.timestepCond);
     if (this.add_embedding) temb = add(temb, this.add_embedding.forward(this.addedEmbeddingInput(options.added)));
-    else if (options.added) throw new Error('unet: added conditions (text_embeds, time_ids) given to a UNet whose config has no addition_embed_type');
+    else if (options.added) throw new Error('unet: added conditions (text_embeds, time_ids) given to a UNet whose config has no addition_embed_type "text_time"');
+    if (this.text_pool_embedding) temb = add(temb, this.text_pool_embedding.forward(encoderHiddenStates));
     const f: ForwardContext = { temb, context: encoderHiddenStates, site };
 
     let x = this.conv_in.forward(sample);

@@ -44,8 +44,13 @@ export interface UNetConfig {
    * SDXL's added conditions (`text_time`): a pooled text embedding and six size/crop numbers, each
    * number embedded sinusoidally at `addition_time_embed_dim`; null when the UNet has none.
    */
-  addition_embed_type: 'text_time' | null;
+  addition_embed_type: 'text_time' | 'text' | null;
   addition_time_embed_dim: number | undefined;
+  /**
+   * `text`: the caption's states pooled by attention into one vector added to the time embedding
+   * (src/models/text-pool-embedding.ts), with this many heads (diffusers' default 64).
+   */
+  addition_embed_type_num_heads: number | undefined;
   /** Width of the added embedding's input: pooled text width + 6 · addition_time_embed_dim. */
   projection_class_embeddings_input_dim: number | undefined;
   /**
@@ -131,6 +136,11 @@ export function parseUNetConfig(json: ConfigJson): UNetConfig {
       throw new Error(`"projection_class_embeddings_input_dim" ${c.projection_class_embeddings_input_dim} leaves no room for the pooled text embedding beside 6 × "addition_time_embed_dim" ${timeDim}`);
     }
   }
+  if (c.addition_embed_type === 'text') {
+    const width = c.cross_attention_dim[0];
+    if (c.cross_attention_dim.some((d) => d !== width)) throw new Error('"addition_embed_type" "text" pools the text states: "cross_attention_dim" must be the same for every block');
+    if (width % c.addition_embed_type_num_heads!) r.fail('addition_embed_type_num_heads', `a divisor of "cross_attention_dim" ${width}`);
+  }
   for (const field of ['conv_in_kernel', 'conv_out_kernel'] as const) if (c[field] % 2 !== 1) r.fail(field, 'odd');
   const ungrouped = block_out_channels.find((ch) => ch % c.norm_num_groups);
   if (ungrouped !== undefined) throw new Error(`${ungrouped} channels do not split into "norm_num_groups" ${c.norm_num_groups}`);
@@ -138,14 +148,24 @@ export function parseUNetConfig(json: ConfigJson): UNetConfig {
   return c;
 }
 
-/** addition_embed_type and its sizes: null, or SDXL's `text_time` (both sizes required). */
-function additionEmbedding(r: ConfigReader): Pick<UNetConfig, 'addition_embed_type' | 'addition_time_embed_dim' | 'projection_class_embeddings_input_dim'> {
-  if (!r.has('addition_embed_type')) return { addition_embed_type: null, addition_time_embed_dim: undefined, projection_class_embeddings_input_dim: undefined };
+type AdditionFields = 'addition_embed_type' | 'addition_time_embed_dim' | 'projection_class_embeddings_input_dim' | 'addition_embed_type_num_heads';
+
+/**
+ * addition_embed_type and its sizes: null; SDXL's `text_time` (both sizes required); or `text`, the
+ * pooled caption (its head count defaults to diffusers' 64).
+ */
+function additionEmbedding(r: ConfigReader): Pick<UNetConfig, AdditionFields> {
+  const none = { addition_embed_type: null, addition_time_embed_dim: undefined, projection_class_embeddings_input_dim: undefined, addition_embed_type_num_heads: undefined };
+  if (!r.has('addition_embed_type')) return none;
+  if (r.raw('addition_embed_type') === 'text') {
+    return { ...none, addition_embed_type: 'text', addition_embed_type_num_heads: r.int('addition_embed_type_num_heads', 64, B.heads) };
+  }
   if (r.raw('addition_embed_type') !== 'text_time') r.only('addition_embed_type', null);
   for (const field of ['addition_time_embed_dim', 'projection_class_embeddings_input_dim']) {
     if (!r.has(field)) throw new Error(`"addition_embed_type" "text_time" needs "${field}"`);
   }
   return {
+    ...none,
     addition_embed_type: 'text_time',
     addition_time_embed_dim: r.int('addition_time_embed_dim', 0, B.channels),
     projection_class_embeddings_input_dim: r.int('projection_class_embeddings_input_dim', 0, B.channels),
