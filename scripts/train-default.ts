@@ -17,7 +17,8 @@
 // that empties half the captions' end-of-text states (recipes/default-v4), a fourth and a fifth
 // that also isolate 30% and then 60% of the captions' words (recipes/default-v5, -v6) and a sixth
 // that grounds the words' cross-attention on the object; recipes/default is the 32×32 first generation;
-// recipes/default-v8, in training, the same stages with a wider UNet).
+// recipes/default-v8, in training, the same stages with a wider UNet; recipes/default-v9, a probe
+// with the caption pooled into the UNet's time embedding).
 // Hyperparameters are in RECIPE/training.json, which also names the work folder
 // (~/.cache/nuri/<work>, or $NURI_TRAIN_DIR, or --work) and where the model
 // goes (`output`, relative to the repository; without it WORK/model, so a recipe in progress never
