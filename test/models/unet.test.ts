@@ -90,7 +90,7 @@ describe('parseUNetConfig', () => {
   it('names unsupported block types and features', () => {
     const types = ['SimpleCrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'];
     expect(() => parseUNetConfig({ down_block_types: types })).toThrow(/"down_block_types" has "SimpleCrossAttnDownBlock2D", which is not supported/);
-    expect(() => parseUNetConfig({ addition_embed_type: 'text' })).toThrow(/"addition_embed_type" "text" is not supported \(only null\)/);
+    expect(() => parseUNetConfig({ addition_embed_type: 'text_image' })).toThrow(/"addition_embed_type" "text_image" is not supported \(only null, "text_time" or "text"\)/);
     expect(parseUNetConfig({ only_cross_attention: [false, false, false, false], upcast_attention: true }).num_attention_heads).toEqual([8, 8, 8, 8]);
     expect(() => parseUNetConfig({ only_cross_attention: [true, false, false, false] })).toThrow(/only_cross_attention/);
     expect(() => parseUNetConfig({ mid_block_type: null })).toThrow(/"mid_block_type" null \(no mid block\) is not supported/);

@@ -160,7 +160,8 @@ function additionEmbedding(r: ConfigReader): Pick<UNetConfig, AdditionFields> {
   if (r.raw('addition_embed_type') === 'text') {
     return { ...none, addition_embed_type: 'text', addition_embed_type_num_heads: r.int('addition_embed_type_num_heads', 64, B.heads) };
   }
-  if (r.raw('addition_embed_type') !== 'text_time') r.only('addition_embed_type', null);
+  const type = r.raw('addition_embed_type');
+  if (type !== 'text_time') throw new Error(`"addition_embed_type" ${JSON.stringify(type)} is not supported (only null, "text_time" or "text")`);
   for (const field of ['addition_time_embed_dim', 'projection_class_embeddings_input_dim']) {
     if (!r.has(field)) throw new Error(`"addition_embed_type" "text_time" needs "${field}"`);
   }
