@@ -157,10 +157,8 @@ type AdditionFields = 'addition_embed_type' | 'addition_time_embed_dim' | 'proje
 function additionEmbedding(r: ConfigReader): Pick<UNetConfig, AdditionFields> {
   const none = { addition_embed_type: null, addition_time_embed_dim: undefined, projection_class_embeddings_input_dim: undefined, addition_embed_type_num_heads: undefined };
   if (!r.has('addition_embed_type')) return none;
-  if (r.raw('addition_embed_type') === 'text') {
-    return { ...none, addition_embed_type: 'text', addition_embed_type_num_heads: r.int('addition_embed_type_num_heads', 64, B.heads) };
-  }
   const type = r.raw('addition_embed_type');
+  if (type === 'text') return { ...none, addition_embed_type: 'text', addition_embed_type_num_heads: r.int('addition_embed_type_num_heads', 64, B.heads) };
   if (type !== 'text_time') throw new Error(`"addition_embed_type" ${JSON.stringify(type)} is not supported (only null, "text_time" or "text")`);
   for (const field of ['addition_time_embed_dim', 'projection_class_embeddings_input_dim']) {
     if (!r.has(field)) throw new Error(`"addition_embed_type" "text_time" needs "${field}"`);
