@@ -19,9 +19,10 @@ const MAX_BYTES = 60e6;
 
 /** Bytes of every file under `dir`. */
 function folderBytes(dir: string): number {
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile())
-    .reduce((sum, entry) => sum + statSync(join(entry.parentPath, entry.name)).size, 0);
+  return readdirSync(dir, { withFileTypes: true }).reduce((sum, entry) => {
+    const path = join(dir, entry.name);
+    return sum + (entry.isDirectory() ? folderBytes(path) : entry.isFile() ? statSync(path).size : 0);
+  }, 0);
 }
 
 const SETTINGS = { steps: 15, scheduler: 'ddim' as const, guidance: 7.5, seed: 3 };
