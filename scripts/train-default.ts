@@ -4,7 +4,8 @@
 //   vae        nuri train vae   — AutoencoderKL from RECIPE/vae.json (reconstruction + KL)
 //   latents    the VAE's latent scale (1 / std of the training latents) and held-out PSNR
 //   clip       nuri train clip  — text and image towers, contrastive, the real CLIP BPE vocabulary
-//   base       a pipeline folder: that VAE and text encoder, a fresh UNet (RECIPE/unet.json)
+//   base       a pipeline folder: that VAE and text encoder, a fresh UNet (RECIPE/unet.json), or
+//              one started from a trained UNet's weights (training.json's `unetFrom`)
 //   unet       nuri train unet  — DDPM ε-loss, cross-attention on the frozen text encoder's token
 //              states, caption dropout for classifier-free guidance, EMA weights
 //   assemble   the model folder: the pipeline plus the CLIP image tower (image_encoder/), fp16
@@ -68,6 +69,8 @@ interface Plan {
   vae: Flags;
   clip: Flags;
   unet: Flags;
+  /** A trained UNet's weights (.safetensors, relative to the repository) the UNet starts from instead of fresh weights. */
+  unetFrom?: string;
   /** Identity figure at every `every` UNet steps, over `names` training and held-out names. */
   identity?: { every: number; names: number };
   /** The model's own sampling defaults (its nuri.json). */
@@ -238,7 +241,7 @@ const stages: Stage[] = [
     product: join(dirs.base, 'model_index.json'),
     run: async () => {
       const { scalingFactor } = JSON.parse(readFileSync(latentsFile, 'utf8')) as { scalingFactor: number };
-      writeBasePipeline({ vae: dirs.vae, scalingFactor, clip: dirs.clip, unetConfig: join(RECIPE, 'unet.json'), scheduler: join(RECIPE, 'scheduler_config.json'), out: dirs.base, seed: 0 });
+      writeBasePipeline({ vae: dirs.vae, scalingFactor, clip: dirs.clip, unetConfig: join(RECIPE, 'unet.json'), scheduler: join(RECIPE, 'scheduler_config.json'), out: dirs.base, seed: 0, ...(plan.unetFrom ? { unetFrom: join(REPO, plan.unetFrom) } : {}) });
     },
   },
   {

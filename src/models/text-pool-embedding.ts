@@ -55,6 +55,16 @@ export class TextPoolEmbedding extends Module {
     this.norm2 = new LayerNorm(joinName(name, 'norm2'), timeWidth);
   }
 
+  /**
+   * Makes the pooled caption add nothing (its last LayerNorm's scale and shift zero), so a trained
+   * UNet given this path draws as before and training grows it from there; the scale still gets a
+   * gradient (the normalised projection), so it does not stay zero.
+   */
+  startAsNoOp(): void {
+    this.norm2.weight.setValue(new Float32Array(this.norm2.weight.size));
+    this.norm2.bias.setValue(new Float32Array(this.norm2.bias.size));
+  }
+
   /** states [B, L, textWidth] → [B, timeWidth] */
   forward(states: Tensor): Tensor {
     return this.norm2.forward(this.proj.forward(this.pool.forward(this.norm1.forward(states))));

@@ -3,7 +3,7 @@
 // is trained in, and assembling the shipped folder (models/default) in half precision.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Generator } from '../engine/index.ts';
+import { Generator, SafetensorsFile } from '../engine/index.ts';
 import { loadEmojiDataset } from '../data/emoji-dataset.ts';
 import { parseEmojiSource } from '../data/emoji-source.ts';
 import type { ModelDefaults } from '../models/load.ts';
@@ -101,9 +101,42 @@ export interface BasePipelineOptions {
   out: string;
   /** Seed of the fresh UNet's initial weights. */
   seed: number;
+  /** A trained UNet's weights (a .safetensors file) to start from instead; see startFromTrained. */
+  unetFrom?: string;
 }
 
-/** The pipeline the UNet stage trains in: trained VAE and text encoder, a freshly initialised UNet. */
+/**
+ * Starts `unet` from a trained UNet's weights (a component's file, or a training checkpoint's, which
+ * stores each tensor flat): every tensor there must be in `unet` with as many values in the same
+ * shape. What only `unet` has keeps its fresh weights, except that the pooled caption
+ * (addition_embed_type "text") starts as a no-op, so the new UNet first draws what the trained one
+ * drew. Any other part the trained one lacks is refused, since it would change the drawing at once.
+ */
+export function startFromTrained(unet: UNet2DConditionModel, weightsFile: string): void {
+  if (!existsSync(weightsFile)) throw new Error(`unetFrom: no such weights file: ${weightsFile}`);
+  const file = SafetensorsFile.open(weightsFile);
+  try {
+    const params = new Map(unet.parameters().map((p) => [p.name, p]));
+    const unknown = file.names().filter((name) => !params.has(name));
+    if (unknown.length) throw new Error(`unetFrom ${weightsFile}: ${unknown.length} tensors the UNet of unet.json does not have, e.g. ${unknown[0]}`);
+    for (const name of file.names()) {
+      const p = params.get(name)!;
+      const stored = file.entry(name).shape;
+      const fits = stored.join() === p.shape.join() || (stored.length === 1 && stored[0] === p.size);
+      if (!fits) throw new Error(`unetFrom ${weightsFile}: ${name} is [${stored.join(', ')}], the UNet of unet.json has [${p.shape.join(', ')}]`);
+      p.setValue(file.readFloat32(name));
+    }
+    const fresh = [...params.keys()].filter((name) => !file.has(name));
+    const pooling = unet.text_pool_embedding;
+    const other = fresh.filter((name) => !pooling?.parameters().some((p) => p.name === name));
+    if (other.length) throw new Error(`unetFrom ${weightsFile}: lacks ${other.length} tensors of the UNet of unet.json, e.g. ${other[0]}; only the pooled caption (add_embedding.*) may be new`);
+    if (fresh.length) pooling!.startAsNoOp();
+  } finally {
+    file.close();
+  }
+}
+
+/** The pipeline the UNet stage trains in: trained VAE and text encoder, a freshly initialised UNet (or a trained one, `unetFrom`). */
 export function writeBasePipeline(o: BasePipelineOptions): void {
   rmSync(o.out, { recursive: true, force: true });
   mkdirSync(o.out, { recursive: true });
@@ -117,6 +150,7 @@ export function writeBasePipeline(o: BasePipelineOptions): void {
   const unetConfig = readJson(o.unetConfig);
   const unet = new UNet2DConditionModel(parseUNetConfig(unetConfig));
   unet.init(new Generator(o.seed));
+  if (o.unetFrom) startFromTrained(unet, o.unetFrom);
   writeComponent(join(o.out, 'unet'), { config: unetConfig, params: unet.parameters(), weightsFile: WEIGHTS_FILE.diffusers });
   writeJson(join(o.out, 'model_index.json'), modelIndex(false));
 }

@@ -4,14 +4,18 @@
 // plain one by algebra: the embedding is added to time_embedding's output, so it equals the plain
 // UNet with time_embedding.linear_2's bias moved by the pooled vector of that row's states.
 
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Generator } from '../../src/engine/index.ts';
+import { Generator, writeSafetensors } from '../../src/engine/index.ts';
 import { loadUNet } from '../../src/models/checkpoint/components.ts';
 import { parseUNetConfig } from '../../src/models/checkpoint/unet-config.ts';
 import { TextPoolEmbedding } from '../../src/models/text-pool-embedding.ts';
 import { UNet2DConditionModel } from '../../src/models/unet.ts';
 import { compileUNet } from '../../src/pipelines/stable-diffusion.ts';
+import { startFromTrained } from '../../src/training/default-model.ts';
+import { writeWeights } from '../../src/training/export.ts';
 import { gradCheck } from '../engine/helpers.ts';
 import { TINY_SD } from '../fixtures.ts';
 
@@ -153,6 +157,44 @@ describe('a UNet with the pooled caption in its time embedding', () => {
     }
     // and the pooled caption counts: without it the prediction differs
     expect(maxDiff(got, await predict(plain))).toBeGreaterThan(1e-3);
+  });
+
+  describe("started from a trained UNet without it (the default model's recipe, training.json's unetFrom)", () => {
+    const trained = join(TINY_SD, 'unet', 'diffusion_pytorch_model.safetensors');
+    const fresh = () => {
+      const unet = new UNet2DConditionModel({ ...plain.config, addition_embed_type: 'text', addition_embed_type_num_heads: HEADS });
+      unet.init(new Generator(5));
+      return unet;
+    };
+
+    it('draws what the trained UNet draws, and the pooled caption can still grow', async () => {
+      const expected = await predict(plain);
+      // A training checkpoint's file holds the same tensors flat.
+      const flat = join(mkdtempSync(join(tmpdir(), 'nuri-unet-from-')), 'weights.safetensors');
+      writeSafetensors(flat, new Map(plain.parameters().map((p) => [p.name, { dtype: 'F32' as const, shape: [p.size], data: p.value() }])));
+      for (const file of [flat, trained]) {
+        const started = fresh();
+        startFromTrained(started, file);
+        expect(maxDiff(await predict(started), expected)).toBeLessThan(1e-6);
+      }
+      const started = fresh();
+      startFromTrained(started, trained);
+      // Its last LayerNorm's scale is zero but not stuck: moving it moves the prediction.
+      const scale = started.text_pool_embedding!.norm2.weight;
+      scale.setValue(new Float32Array(scale.size).fill(0.01));
+      expect(maxDiff(await predict(started), expected)).toBeGreaterThan(1e-5);
+    });
+
+    it('refuses weights of another shape, or that lack more than the pooled caption, naming the tensor', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'nuri-unet-from-'));
+      const narrower = new UNet2DConditionModel({ ...plain.config, block_out_channels: [32, 32, 32, 96] });
+      narrower.init(new Generator(1));
+      writeWeights(join(dir, 'narrower.safetensors'), narrower.parameters());
+      expect(() => startFromTrained(fresh(), join(dir, 'narrower.safetensors'))).toThrow(/narrower\.safetensors: \S+ is \[96, .*the UNet of unet\.json has \[64/);
+      writeWeights(join(dir, 'partial.safetensors'), plain.parameters().filter((p) => p.name !== 'conv_in.weight'));
+      expect(() => startFromTrained(fresh(), join(dir, 'partial.safetensors'))).toThrow(/lacks 1 tensors of the UNet of unet\.json, e\.g\. conv_in\.weight/);
+      expect(() => startFromTrained(fresh(), join(dir, 'none.safetensors'))).toThrow(/no such weights file: .*none\.safetensors/);
+    });
   });
 });
 
