@@ -31,7 +31,7 @@
 // table). `kill -TERM` (or Ctrl-C) stops at a checkpoint. A machine that is not kept between
 // sittings carries the run in git: `--pack` writes RECIPE/progress (finished stages and the UNet's
 // newest weights, src/training/carry.ts) to commit, and a run whose work folder is empty starts
-// from it.
+// from it (or, with training.json's `stagesFrom`, from another recipe's finished VAE and CLIP).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -69,6 +69,11 @@ interface Plan {
   vae: Flags;
   clip: Flags;
   unet: Flags;
+  /**
+   * Another recipe's progress folder (relative to the repository) whose finished VAE, latents and
+   * CLIP stages this recipe starts from, when its own work folder and progress are empty.
+   */
+  stagesFrom?: string;
   /** A trained UNet's weights (.safetensors, relative to the repository) the UNet starts from instead of fresh weights. */
   unetFrom?: string;
   /** Identity figure at every `every` UNet steps, over `names` training and held-out names. */
@@ -328,8 +333,9 @@ if (args.pack) {
   console.error(`packed ${WORK} into ${PROGRESS}: ${describeProgress(packProgress(WORK, PROGRESS))}`);
   process.exit(0);
 }
-const carried = unpackProgress(PROGRESS, WORK);
-if (carried) console.error(`carried in from ${PROGRESS}: ${describeProgress(carried)}`);
+const STAGES_FROM = plan.stagesFrom && join(REPO, plan.stagesFrom);
+const carried = unpackProgress(PROGRESS, WORK) ?? (STAGES_FROM ? unpackProgress(STAGES_FROM, WORK, { stagesOnly: true }) : undefined);
+if (carried) console.error(`carried in from ${existsSync(join(PROGRESS, 'manifest.json')) ? PROGRESS : STAGES_FROM}: ${describeProgress(carried)}`);
 mkdirSync(WORK, { recursive: true });
 if (!existsSync(join(TOKENIZER, 'vocab.json'))) throw new Error(`no CLIP tokenizer (vocab.json, merges.txt) in ${TOKENIZER}; pass --tokenizer DIR`);
 console.error(`train:default: recipe ${RECIPE}, work folder ${WORK}, model → ${OUT}`);

@@ -87,12 +87,17 @@ export function packProgress(work: string, progress: string): CarryManifest {
 /**
  * Fills an empty work folder from `progress`: the stage products, their markers (with their
  * finishing order kept in the files' times, which the recipe compares), the cost table and the
- * UNet checkpoint. Returns the manifest, or undefined when there is nothing to carry in.
+ * UNet checkpoint. With `stagesOnly`, only the finished stages and their costs: how a recipe that
+ * trains another UNet on the same VAE and text encoder takes them from another recipe's progress.
+ * Returns what it carried in, or undefined when there is nothing to carry in.
  */
-export function unpackProgress(progress: string, work: string): CarryManifest | undefined {
+export function unpackProgress(progress: string, work: string, { stagesOnly = false } = {}): CarryManifest | undefined {
   const manifestPath = join(progress, 'manifest.json');
   if (!existsSync(manifestPath) || existsSync(join(work, 'stages'))) return undefined;
-  const manifest = readJson<CarryManifest>(manifestPath);
+  const packed = readJson<CarryManifest>(manifestPath);
+  const manifest: CarryManifest = stagesOnly
+    ? { packedAt: packed.packedAt, stages: packed.stages, costs: Object.fromEntries(packed.stages.flatMap(({ name }) => (name in packed.costs ? [[name, packed.costs[name]]] : []))) }
+    : packed;
   mkdirSync(join(work, 'stages'), { recursive: true });
   const base = Date.now() / 1000 - manifest.stages.length - 10;
   manifest.stages.forEach(({ name, marker }, i) => {
@@ -104,6 +109,7 @@ export function unpackProgress(progress: string, work: string): CarryManifest | 
     utimesSync(markerPath, base + i, base + i);
   });
   writeJson(join(work, 'costs.json'), manifest.costs);
+  if (stagesOnly) return manifest;
   copyIdentityFigures(progress, work);
   const carried = join(progress, 'unet-checkpoint');
   if (manifest.unetStep !== undefined && existsSync(carried)) {

@@ -99,6 +99,20 @@ describe('carrying the default model training between machines', () => {
     expect(existsSync(join(work, 'identity', 'step-75.json.tmp'))).toBe(false);
   });
 
+  it("takes only the finished stages from another recipe's progress (stagesOnly), not its UNet or figures", () => {
+    const source = workFolder();
+    packProgress(source, join(source, 'progress'));
+    const work = join(mkdtempSync(join(tmpdir(), 'nuri-carry-to-')), 'work');
+    const manifest = unpackProgress(join(source, 'progress'), work, { stagesOnly: true });
+    expect(manifest?.stages.map((s) => s.name)).toEqual(['vae', 'clip', 'latents']);
+    expect(manifest?.unetStep).toBeUndefined();
+    expect(JSON.parse(readFileSync(join(work, 'costs.json'), 'utf8'))).toEqual({ vae: 10, clip: 20 });
+    expect(existsSync(join(work, 'clip', 'model.safetensors'))).toBe(true);
+    expect(readFileSync(join(work, 'latents.json'), 'utf8')).toBe('{"scalingFactor": 0.5}');
+    expect(existsSync(join(work, 'unet'))).toBe(false);
+    expect(existsSync(join(work, 'identity'))).toBe(false);
+  });
+
   it('leaves a work folder that already has stages alone', () => {
     const work = workFolder();
     packProgress(work, join(work, 'progress'));
