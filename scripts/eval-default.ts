@@ -318,7 +318,9 @@ function table({ splits, realVsReal }: Evaluation): string {
 // ─── 3. identity: is the picture the named emoji? ───────────────────────────────────────────────
 
 type Score = Omit<IdentityResult, 'nearest' | 'ranks'>;
-type Identity = Record<'train' | 'heldout', Score & { ranks: Record<string, number>; otherStyle: Score }>;
+/** Per name, for --json: the own emoji's rank (1: nearest) and the 5 nearest images' emoji. */
+type NameResult = { name: string; key: string; rank: number | null; nearest: string[] };
+type Identity = Record<'train' | 'heldout', Score & { ranks: Record<string, number>; otherStyle: Score; names: NameResult[] }>;
 
 async function identityCheck(): Promise<Identity> {
   const start = performance.now();
@@ -329,9 +331,10 @@ async function identityCheck(): Promise<Identity> {
     const names = await identityNames(size, split, Number(values.names));
     // The captions' own form with a style word ("red apple, twemoji"), when asked.
     const images = await sample(sd, names.map((n) => (styleWord ? `${n.name}, ${styleWord}` : n.name)), `identity, ${split}`, identitySteps);
-    const { nearest: _, ranks, ...score } = identityAgreement(gallery, images, names.map((n) => n.key));
-    const { nearest: __, ranks: ___, ...otherStyle } = otherStyleReference(gallery, names);
-    result[split] = { ...score, ranks: rankBands(ranks), otherStyle };
+    const { nearest, ranks, ...score } = identityAgreement(gallery, images, names.map((n) => n.key));
+    const { nearest: _, ranks: __, ...otherStyle } = otherStyleReference(gallery, names);
+    const byName = names.map(({ name, key }, i) => ({ name, key, rank: Number.isFinite(ranks[i]) ? ranks[i] + 1 : null, nearest: nearest[i].map((j) => gallery.keys[j]) }));
+    result[split] = { ...score, ranks: rankBands(ranks), otherStyle, names: byName };
     const pct = (s: Score) => `${s.hits}/${s.total} = ${(100 * s.rate).toFixed(1)}%`;
     console.log(`identity, ${split === 'train' ? 'training names' : 'held-out names'}: ${pct(score)} ` +
       `have their own emoji among the 5 nearest of ${gallery.images.length} real images ` +
