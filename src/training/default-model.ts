@@ -200,8 +200,12 @@ function describeDefaults(d: ModelDefaults): string {
     .join(', ');
 }
 
-function modelCard(costs: Record<string, number>, resolution: number, defaults: ModelDefaults | undefined): string {
+/** The cost-table entry of the trained UNet a recipe's UNet started from (training.json's `unetFrom`). */
+export const STARTED_FROM_COST = 'unet it started from';
+
+export function modelCard(costs: Record<string, number>, resolution: number, defaults: ModelDefaults | undefined): string {
   const total = Object.values(costs).reduce((a, b) => a + b, 0);
+  const unet = costs[STARTED_FROM_COST] === undefined ? minutes(costs.unet) : `${minutes((costs.unet ?? 0) + costs[STARTED_FROM_COST])} (${minutes(costs[STARTED_FROM_COST])} of them the UNet it started from)`;
   return `# Nuri default model
 
 A small text-to-image latent diffusion model in the diffusers layout, trained by Nuri's own
@@ -216,7 +220,7 @@ CLIP image tower trained with the text tower, with both projections (src/models/
 loads the pair as one CLIPModel). Weights are float16 safetensors.${defaults ? ` \`nuri.json\` gives the defaults it was measured at: ${describeDefaults(defaults)}.` : ''}
 
 Training wall time on a 2-core CPU machine shared with other work: VAE ${minutes(costs.vae)},
-CLIP ${minutes(costs.clip)}, UNet ${minutes(costs.unet)}; ${minutes(total)} in total, counting work
+CLIP ${minutes(costs.clip)}, UNet ${unet}; ${minutes(total)} in total, counting work
 discarded on the way (stages re-run after a change to an earlier one).
 
 ## Data and licences
