@@ -41,7 +41,7 @@ import { checkpointName } from '../src/training/checkpoint.ts';
 import { keepMilestones } from '../src/training/checkpoint-milestones.ts';
 import { describeProgress, packProgress, unpackProgress } from '../src/training/carry.ts';
 import type { ModelDefaults } from '../src/models/load.ts';
-import { STARTED_FROM_COST, assembleDefaultModel, measureLatents, writeBasePipeline } from '../src/training/default-model.ts';
+import { STARTED_FROM_COST, assembleDefaultModel, measureLatents, unetLineageSeconds, writeBasePipeline } from '../src/training/default-model.ts';
 
 const REPO = resolve(import.meta.dirname, '..');
 
@@ -338,10 +338,11 @@ const carried = unpackProgress(PROGRESS, WORK) ?? (STAGES_FROM ? unpackProgress(
 if (carried) console.error(`carried in from ${existsSync(join(PROGRESS, 'manifest.json')) ? PROGRESS : STAGES_FROM}: ${describeProgress(carried)}`);
 mkdirSync(WORK, { recursive: true });
 // A UNet started from another recipe's finished one (unetFrom in its progress folder) counts that
-// run's UNet time, so the cost table and the model card give the whole training.
+// run's UNet time, and what its own UNet started from, so the cost table and the model card give
+// the whole training along a chain of recipes.
 const startedFrom = plan.unetFrom && join(dirname(dirname(join(REPO, plan.unetFrom))), 'manifest.json');
 if (startedFrom && existsSync(startedFrom) && readCosts()[STARTED_FROM_COST] === undefined) {
-  const seconds = (JSON.parse(readFileSync(startedFrom, 'utf8')) as { costs?: Record<string, number> }).costs?.unet;
+  const seconds = unetLineageSeconds((JSON.parse(readFileSync(startedFrom, 'utf8')) as { costs?: Record<string, number> }).costs ?? {});
   if (seconds) addCost(STARTED_FROM_COST, seconds);
 }
 if (!existsSync(join(TOKENIZER, 'vocab.json'))) throw new Error(`no CLIP tokenizer (vocab.json, merges.txt) in ${TOKENIZER}; pass --tokenizer DIR`);

@@ -203,9 +203,14 @@ function describeDefaults(d: ModelDefaults): string {
 /** The cost-table entry of the trained UNet a recipe's UNet started from (training.json's `unetFrom`). */
 export const STARTED_FROM_COST = 'unet it started from';
 
+/** A finished run's whole UNet time: its own and that of the UNet it started from, down the chain. */
+export function unetLineageSeconds(costs: Record<string, number>): number {
+  return (costs.unet ?? 0) + (costs[STARTED_FROM_COST] ?? 0);
+}
+
 export function modelCard(costs: Record<string, number>, resolution: number, defaults: ModelDefaults | undefined): string {
   const total = Object.values(costs).reduce((a, b) => a + b, 0);
-  const unet = costs[STARTED_FROM_COST] === undefined ? minutes(costs.unet) : `${minutes((costs.unet ?? 0) + costs[STARTED_FROM_COST])} (${minutes(costs[STARTED_FROM_COST])} of them the UNet it started from)`;
+  const unet = costs[STARTED_FROM_COST] === undefined ? minutes(costs.unet) : `${minutes(unetLineageSeconds(costs))} (${minutes(costs[STARTED_FROM_COST])} of them the UNet it started from)`;
   return `# Nuri default model
 
 A small text-to-image latent diffusion model in the diffusers layout, trained by Nuri's own
