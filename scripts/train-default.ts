@@ -13,13 +13,15 @@
 //              at every milestone of the UNet stage: its EMA weights every `every` steps, kept
 //              while it trains (WORK/unet/milestones) and measured afterwards (WORK/identity/)
 //
-// RECIPE is --recipe (default recipes/default-v7, the shipped model: the 64×64 second generation,
+// RECIPE is --recipe (default recipes/default-v11, the shipped model: the 64×64 second generation,
 // recipes/default-v2, carried on with a second learning-rate cycle (recipes/default-v3), a third
 // that empties half the captions' end-of-text states (recipes/default-v4), a fourth and a fifth
-// that also isolate 30% and then 60% of the captions' words (recipes/default-v5, -v6) and a sixth
-// that grounds the words' cross-attention on the object; recipes/default is the 32×32 first generation;
-// recipes/default-v8, in training, the same stages with a wider UNet; recipes/default-v9, a probe
-// with the caption pooled into the UNet's time embedding).
+// that also isolate 30% and then 60% of the captions' words (recipes/default-v5, -v6), a sixth
+// that grounds the words' cross-attention on the object (recipes/default-v7) and a seventh on v7's
+// weights (recipes/default-v11, which takes v7's stages and UNet from its packed progress);
+// recipes/default is the 32×32 first generation; recipes/default-v8, a wider UNet, and -v9 and -v10,
+// the caption pooled into the UNet's time embedding, are probes; recipes/default-v12, in training,
+// an eighth cycle).
 // Hyperparameters are in RECIPE/training.json, which also names the work folder
 // (~/.cache/nuri/<work>, or $NURI_TRAIN_DIR, or --work) and where the model
 // goes (`output`, relative to the repository; without it WORK/model, so a recipe in progress never
@@ -47,7 +49,7 @@ const REPO = resolve(import.meta.dirname, '..');
 
 const { values: args } = parseArgs({
   options: {
-    recipe: { type: 'string', default: join(REPO, 'recipes', 'default-v7') },
+    recipe: { type: 'string', default: join(REPO, 'recipes', 'default-v11') },
     work: { type: 'string' },
     tokenizer: { type: 'string', default: resolve(REPO, '..', 'shared', 'fixtures', 'tiny-sd', 'tokenizer') },
     out: { type: 'string' },
