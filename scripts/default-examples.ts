@@ -329,30 +329,31 @@ ${section(1, 'p2p-cat-to-dog.png', `Word swap with \`nuri edit\`, one row per se
 together with the source from the same noise, with the paper's settings (its cross-attention tied
 to the source's for 80% of the steps, its self-attention for 40%) and tied harder
 (\`--cross-replace ${SWAP.strong.cross} --self-replace ${SWAP.strong.self}\`); and "${SWAP.target}" from the same seed without
-Prompt-to-Prompt. The edits of seeds 6 and 8 keep the source's round yellow head and draw a dog's
-eyes, muzzle and brown colouring into it, where the plain pictures from the same seeds are a whole
-standing dog; the source of seed 4 is a lopsided blob, and its edits draw a dog's face of their own
-inside a similar outline. Tying the attention harder keeps more of the source's colour (seed 6).`)}
+Prompt-to-Prompt. The plain pictures of seeds 6 and 8 are a whole standing dog; at the paper's
+settings their edits break into fragments of such a dog, and tied harder they keep the source's
+round head and draw dark eyes and brown colouring into it. Seed 4's plain picture is a doghouse, and
+both its edits draw a face under a roof-like outline.`)}
 ${section(2, 'p2p-reweight.png', `Re-weighting one word of the same prompt (\`--reweight ${REWEIGHT.word}=F\`, applied over all the steps with
 \`--cross-replace 1\`), one row per seed with the unedited picture in the middle (× 1). The model's
 \`nuri.json\` carries a re-weight into the words after the word (\`reweightCarry\`;
 \`--no-reweight-carry\` re-weights the attention alone, as the paper does, and then nothing here
 changes): at 0, "heart" no longer carries "blue", and both seeds draw the red heart the model
-draws for "heart" alone; at 0.5 a pink one. At 2 and 3 the blue turns a little lighter rather than
-stronger: above 1 only the word's attention is scaled, and this model draws the colour mostly from
-the words after it.`)}
+draws for "heart" alone; at 0.5 a pink one. At 2 and 3 nothing visible changes: above 1 only the
+word's attention is scaled, and this model draws the colour mostly from the words after it.`)}
 ${section(3, 'p2p-local-blend.png', `Local blend, one row per seed: the source "${BLEND.source}"; the word swap to "${BLEND.target}" with the paper's
 settings; and the same swap with \`--local-blend ${BLEND.word}\`, which keeps the edit only where "${BLEND.word}"'s
 cross-attention lies (above 0.3 of the mask's peak, the default threshold) and resets the rest
-to the source at every step. Here the sources are red blobs rather than hearts, the swap draws a
-green heart (seed 1) or a green apple-like shape (seeds 2 and 3) over them, and the blended edit
-differs little from the plain swap: the white around the object is kept either way.`)}
+to the source at every step. Here the sources are red blobs rather than hearts and the swap draws
+a green apple or heart over them. Since the seventh cycle the maps lie on the object, so the blend
+does act, and it does not help: the blended edits keep the white around the object but come out
+dark and broken, mixing the source's red and the edit's green inside it (a lower
+\`--blend-threshold\`, 0.1 or 0.05, keeps more of the green).`)}
 ${section(4, 'p2p-heat-maps.png', `Heat maps with \`nuri attention\`: the picture, then each word's cross-attention (the 16×16 layers',
 averaged over heads, layers and steps; brighter is more). The model was trained to put its words'
-attention on the object (\`nuri train unet --grounding\`, recipes/default-v7): both words of "red apple"
-cover the apple and leave the white around it dark; the maps of "dog face" follow the two figures
-drawn; "heart" takes the heart's shape, while "blue" is spread more thinly over it. Before that
-cycle every map was an even speckle over the whole picture.`)}
+attention on the object (\`nuri train unet --grounding\`, recipes/default-v7 and -v11): both words of
+"red apple" cover the apple and leave the white around it dark; the maps of "dog face" follow the
+figure drawn, more thinly; "blue" and "heart" both take the heart's shape. Before the sixth cycle every
+map was an even speckle over the whole picture.`)}
 ${section(5, 'textual-inversion.png', `A new word \`${TI.token}\` learnt from two pictures (top row: the Twemoji and Noto "${TI.subject}"),
 starting from the embedding of "${TI.init}"; then the new word as the prompt (middle row) and the
 word it started from (bottom row), same seeds. Textual Inversion trains no model weight, only the
@@ -364,7 +365,7 @@ on "${DB.instancePrompt}" for the instance images and on "${DB.classPrompt}" for
 class first; then, with the same seeds: "${DB.instancePrompt}" with the adapters, "${DB.classPrompt}" with the adapters,
 and "${DB.classPrompt}" from the model without them. The instance prompt draws the subject; prior
 preservation is meant to keep the class as it was, and here does not: "${DB.classPrompt}" with the adapters
-turns into lumpier, more orange faces, most with the skull's row of teeth (a stronger
+turns into more orange faces with the skull's blue-grey in their eyes and white patches of teeth (a stronger
 --prior-loss-weight or more class images hold it closer).`)}`;
   const path = join(out, 'README.md');
   writeFileSync(`${path}.tmp`, readme);
