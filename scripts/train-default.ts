@@ -20,7 +20,7 @@
 // that grounds the words' cross-attention on the object (recipes/default-v7) and a seventh on v7's
 // weights (recipes/default-v11, which takes v7's stages and UNet from its packed progress);
 // recipes/default is the 32×32 first generation; recipes/default-v8, a wider UNet, and -v9 and -v10,
-// the caption pooled into the UNet's time embedding, are probes; recipes/default-v12, in training,
+// the caption pooled into the UNet's time embedding, are probes; recipes/default-v12, finished and not yet shipped,
 // an eighth cycle).
 // Hyperparameters are in RECIPE/training.json, which also names the work folder
 // (~/.cache/nuri/<work>, or $NURI_TRAIN_DIR, or --work) and where the model
